@@ -1,0 +1,39 @@
+# cilium-rs: `make demo` and `make test` are all a fresh machine needs.
+
+CARGO ?= cargo
+APT_PACKAGES := clang llvm libbpf-dev bpftool linux-libc-dev iproute2 clang-19 \
+	curl netcat-openbsd socat procps
+SETUP_STAMP := target/.setup-done
+
+.PHONY: setup build demo test bench lint clean-state
+
+setup: $(SETUP_STAMP)
+
+# Installs only what is missing, so repeated runs cost nothing.
+$(SETUP_STAMP): Makefile
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing: $$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+	@command -v cargo-nextest >/dev/null || $(CARGO) install --locked cargo-nextest
+	@mkdir -p target && touch $@
+
+build: setup
+	$(CARGO) build --release --workspace --bins
+
+demo: build
+	./scripts/demo.sh
+
+# Unit tests run in parallel; tests that touch the kernel share global state
+# (bpffs, netns, the agent socket) and run serially (see .config/nextest.toml).
+test: setup
+	$(CARGO) build --release --workspace --bins
+	$(CARGO) nextest run --release --workspace --no-fail-fast
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+bench: build
+	./bench/run.sh

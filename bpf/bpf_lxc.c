@@ -1,0 +1,133 @@
+/* Endpoint datapath, attached at tc on the host side of each endpoint's veth.
+ * One instance is loaded per endpoint: its constants and its policy map
+ * (pinned as cilium_policy_<LXC_ID>) belong to that endpoint.
+ *
+ * cil_from_container (tc ingress): packets the container sends. Enforces
+ * the endpoint's egress policy, then delivers to a local endpoint by
+ * redirect or hands the packet to the host stack.
+ * cil_to_container (tc egress): packets about to enter the container, from
+ * a local endpoint's redirect or from the host stack. Enforces the
+ * endpoint's ingress policy. */
+#include "lib/common.h"
+#include "lib/maps.h"
+#include "lib/ipv4.h"
+#include "lib/ipcache.h"
+#include "lib/conntrack.h"
+#include "lib/policy.h"
+#include "lib/events.h"
+#include "lib/metrics.h"
+
+/* Set by the agent at load time. */
+volatile const __u32 LXC_ID = 0;
+
+static __always_inline int drop(struct __sk_buff *skb, __u8 reason, const struct flow *f,
+				__u32 src_id, __u32 dst_id, __u8 dir)
+{
+	update_metrics(skb->len, reason, dir);
+	send_drop(reason, LXC_ID, skb->ifindex, f, src_id, dst_id, dir);
+	return TC_ACT_SHOT;
+}
+
+static __always_inline int drop_unparsed(struct __sk_buff *skb, __u8 reason, __u8 dir)
+{
+	struct flow f = { .length = skb->len };
+
+	return drop(skb, reason, &f, 0, 0, dir);
+}
+
+/* Runs policy for a new flow and reports the verdict; 0 if allowed. */
+static __always_inline int enforce(__u32 peer_id, const struct flow *f, __u32 src_id,
+				   __u32 dst_id, __u8 dir, __u32 ifindex)
+{
+	struct policy_verdict v = policy_can_access(peer_id, f, dir);
+
+	send_policy_verdict(&v, LXC_ID, ifindex, f, src_id, dst_id, dir);
+	if (v.allow)
+		return 0;
+	return v.denied_by_rule ? DROP_POLICY_DENY : DROP_POLICY;
+}
+
+SEC("classifier")
+int cil_from_container(struct __sk_buff *skb)
+{
+	struct endpoint_info *self, *dst_ep;
+	struct flow f;
+	__u32 src_id, dst_id;
+	int ct, ret;
+
+	if (skb->protocol == bpf_htons(ETH_P_ARP))
+		return TC_ACT_OK;
+	if (skb->protocol != bpf_htons(ETH_P_IP))
+		return drop_unparsed(skb, DROP_UNKNOWN_L3, DIR_EGRESS);
+
+	ret = parse_ipv4(skb, &f);
+	if (ret)
+		return drop_unparsed(skb, ret, DIR_EGRESS);
+
+	/* The source address must be this endpoint's: no spoofing. */
+	self = lookup_local_endpoint(f.saddr);
+	if (!self || self->lxc_id != LXC_ID)
+		return drop(skb, DROP_INVALID_SIP, &f, 0, 0, DIR_EGRESS);
+	src_id = self->sec_id;
+
+	dst_ep = lookup_local_endpoint(f.daddr);
+	dst_id = dst_ep ? dst_ep->sec_id : identity_of(f.daddr);
+
+	ct = ct_lookup(&f, DIR_EGRESS);
+	if (ct == CT_NEW) {
+		ret = enforce(dst_id, &f, src_id, dst_id, DIR_EGRESS, skb->ifindex);
+		if (ret)
+			return drop(skb, ret, &f, src_id, dst_id, DIR_EGRESS);
+		ct_create(&f, DIR_EGRESS, src_id);
+	}
+
+	update_metrics(skb->len, REASON_FORWARDED, DIR_EGRESS);
+	if (dst_ep) {
+		/* The destination's to-container program enforces its ingress
+		 * policy on the way out of its host-side veth. */
+		__u32 ifindex = dst_ep->ifindex;
+
+		ret = ipv4_route_to(skb, dst_ep->mac, dst_ep->node_mac);
+		if (ret)
+			return drop_unparsed(skb, ret, DIR_EGRESS);
+		return bpf_redirect(ifindex, 0);
+	}
+	send_trace(TRACE_TO_STACK, ct, LXC_ID, skb->ifindex, &f, src_id, dst_id, DIR_EGRESS);
+	return TC_ACT_OK;
+}
+
+SEC("classifier")
+int cil_to_container(struct __sk_buff *skb)
+{
+	struct endpoint_info *self;
+	struct flow f;
+	__u32 src_id, dst_id;
+	int ct, ret;
+
+	if (skb->protocol == bpf_htons(ETH_P_ARP))
+		return TC_ACT_OK;
+	if (skb->protocol != bpf_htons(ETH_P_IP))
+		return drop_unparsed(skb, DROP_UNKNOWN_L3, DIR_INGRESS);
+
+	ret = parse_ipv4(skb, &f);
+	if (ret)
+		return drop_unparsed(skb, ret, DIR_INGRESS);
+
+	src_id = identity_of(f.saddr);
+	self = lookup_local_endpoint(f.daddr);
+	dst_id = self ? self->sec_id : 0;
+
+	ct = ct_lookup(&f, DIR_INGRESS);
+	if (ct == CT_NEW) {
+		ret = enforce(src_id, &f, src_id, dst_id, DIR_INGRESS, skb->ifindex);
+		if (ret)
+			return drop(skb, ret, &f, src_id, dst_id, DIR_INGRESS);
+		ct_create(&f, DIR_INGRESS, src_id);
+	}
+
+	update_metrics(skb->len, REASON_FORWARDED, DIR_INGRESS);
+	send_trace(TRACE_TO_LXC, ct, LXC_ID, skb->ifindex, &f, src_id, dst_id, DIR_INGRESS);
+	return TC_ACT_OK;
+}
+
+char _license[] SEC("license") = "Dual BSD/GPL";

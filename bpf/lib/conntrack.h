@@ -1,0 +1,99 @@
+/* Connection tracking: established flows and replies skip the policy lookup. */
+#ifndef __LIB_CONNTRACK_H_
+#define __LIB_CONNTRACK_H_
+
+#include "maps.h"
+#include "ipv4.h"
+
+#define CT_LIFETIME_TCP 21600
+#define CT_LIFETIME_SYN 60
+#define CT_LIFETIME_NONTCP 60
+#define CT_LIFETIME_CLOSING 10
+
+static __always_inline __u64 ct_now(void)
+{
+	return bpf_ktime_get_ns() / 1000000000ULL;
+}
+
+static __always_inline void ct_key_of(const struct flow *f, __u8 dir, int reverse,
+				      struct ct_key *key)
+{
+	key->saddr = reverse ? f->daddr : f->saddr;
+	key->daddr = reverse ? f->saddr : f->daddr;
+	key->sport = reverse ? f->dport : f->sport;
+	key->dport = reverse ? f->sport : f->dport;
+	key->protocol = f->protocol;
+	key->dir = dir;
+	key->pad = 0;
+}
+
+static __always_inline __u64 ct_lifetime(const struct flow *f, __u16 flags)
+{
+	if (f->protocol != IPPROTO_TCP)
+		return CT_LIFETIME_NONTCP;
+	if (flags & CT_CLOSING)
+		return CT_LIFETIME_CLOSING;
+	if (!(flags & CT_SEEN_REPLY))
+		return CT_LIFETIME_SYN;
+	return CT_LIFETIME_TCP;
+}
+
+static __always_inline void ct_account(struct ct_entry *e, const struct flow *f,
+				       int reply)
+{
+	__u64 now = ct_now();
+
+	if (reply) {
+		e->rx_packets++;
+		e->rx_bytes += f->length;
+		e->flags |= CT_SEEN_REPLY;
+	} else {
+		e->tx_packets++;
+		e->tx_bytes += f->length;
+	}
+	if (f->tcp_flags & (TCP_FLAG_FIN | TCP_FLAG_RST))
+		e->flags |= CT_CLOSING;
+	e->expires = now + ct_lifetime(f, e->flags);
+}
+
+/* Classifies a packet seen by the endpoint in direction `dir` and refreshes
+ * the matching entry. A TCP SYN on an entry that is closing starts over. */
+static __always_inline int ct_lookup(const struct flow *f, __u8 dir)
+{
+	struct ct_key key;
+	struct ct_entry *e;
+	__u64 now = ct_now();
+
+	ct_key_of(f, dir, 0, &key);
+	e = bpf_map_lookup_elem(&cilium_ct4_global, &key);
+	if (e && e->expires > now) {
+		int restart = (f->tcp_flags & TCP_FLAG_SYN) &&
+			      !(f->tcp_flags & TCP_FLAG_ACK) && (e->flags & CT_CLOSING);
+		if (!restart) {
+			ct_account(e, f, 0);
+			return CT_ESTABLISHED;
+		}
+	}
+
+	ct_key_of(f, dir == DIR_EGRESS ? DIR_INGRESS : DIR_EGRESS, 1, &key);
+	e = bpf_map_lookup_elem(&cilium_ct4_global, &key);
+	if (e && e->expires > now) {
+		ct_account(e, f, 1);
+		return CT_REPLY;
+	}
+	return CT_NEW;
+}
+
+static __always_inline void ct_create(const struct flow *f, __u8 dir, __u32 src_identity)
+{
+	struct ct_key key;
+	struct ct_entry e = {};
+
+	ct_key_of(f, dir, 0, &key);
+	e.src_identity = src_identity;
+	e.flags = (f->tcp_flags & TCP_FLAG_SYN) ? CT_SEEN_SYN : 0;
+	ct_account(&e, f, 0);
+	bpf_map_update_elem(&cilium_ct4_global, &key, &e, BPF_ANY);
+}
+
+#endif /* __LIB_CONNTRACK_H_ */

@@ -1,0 +1,78 @@
+/* Notifications to the agent's monitor through the cilium_events ring. */
+#ifndef __LIB_EVENTS_H_
+#define __LIB_EVENTS_H_
+
+#include "maps.h"
+#include "ipv4.h"
+
+/* Keeps struct event in the object's BTF, where the agent's mirror of it
+ * is checked; nothing reads it. */
+volatile const struct event event_abi = {};
+
+static __always_inline void event_fill(struct event *ev, __u8 type, __u8 subtype,
+				       __u16 ep_id, __u32 ifindex, const struct flow *f,
+				       __u32 src_id, __u32 dst_id, __u8 dir)
+{
+	ev->timestamp = bpf_ktime_get_ns();
+	ev->type = type;
+	ev->subtype = subtype;
+	ev->ep_id = ep_id;
+	ev->ifindex = ifindex;
+	ev->src_identity = src_id;
+	ev->dst_identity = dst_id;
+	ev->saddr = f->saddr;
+	ev->daddr = f->daddr;
+	ev->sport = f->sport;
+	ev->dport = f->dport;
+	ev->protocol = f->protocol;
+	ev->tcp_flags = f->tcp_flags;
+	ev->dir = dir;
+	ev->length = f->length;
+	ev->cpu = bpf_get_smp_processor_id();
+}
+
+static __always_inline void send_event(struct event *ev)
+{
+	bpf_ringbuf_output(&cilium_events, ev, sizeof(*ev), 0);
+}
+
+static __always_inline void send_drop(__u8 reason, __u16 ep_id, __u32 ifindex,
+				      const struct flow *f, __u32 src_id, __u32 dst_id,
+				      __u8 dir)
+{
+	struct event ev = {};
+
+	event_fill(&ev, EVENT_DROP, reason, ep_id, ifindex, f, src_id, dst_id, dir);
+	send_event(&ev);
+}
+
+/* Traces are aggregated like Cilium's default: only new connections and
+ * TCP control packets are reported, never every data packet. */
+static __always_inline void send_trace(__u8 point, __u8 ct_state, __u16 ep_id,
+				       __u32 ifindex, const struct flow *f, __u32 src_id,
+				       __u32 dst_id, __u8 dir)
+{
+	struct event ev = {};
+	__u8 control = TCP_FLAG_SYN | TCP_FLAG_FIN | TCP_FLAG_RST;
+
+	if (ct_state != CT_NEW && !(f->tcp_flags & control))
+		return;
+	event_fill(&ev, EVENT_TRACE, point, ep_id, ifindex, f, src_id, dst_id, dir);
+	ev.ct_state = ct_state;
+	send_event(&ev);
+}
+
+static __always_inline void send_policy_verdict(const struct policy_verdict *v,
+						__u16 ep_id, __u32 ifindex,
+						const struct flow *f, __u32 src_id,
+						__u32 dst_id, __u8 dir)
+{
+	struct event ev = {};
+
+	event_fill(&ev, EVENT_POLICY_VERDICT, 0, ep_id, ifindex, f, src_id, dst_id, dir);
+	ev.verdict = v->allow ? 1 : 0;
+	ev.match_type = v->match_type;
+	send_event(&ev);
+}
+
+#endif /* __LIB_EVENTS_H_ */

@@ -1,0 +1,31 @@
+/* Who owns an address: the identity of any IPv4 address, by longest prefix. */
+#ifndef __LIB_IPCACHE_H_
+#define __LIB_IPCACHE_H_
+
+#include "maps.h"
+
+#define WORLD_ID 2
+
+static __always_inline struct remote_endpoint_info *ipcache_lookup(__be32 addr)
+{
+	struct ipcache_key key = { .prefixlen = 32, .ip4 = addr };
+
+	return bpf_map_lookup_elem(&cilium_ipcache, &key);
+}
+
+/* Addresses nobody claimed are outside the cluster: the world. */
+static __always_inline __u32 identity_of(__be32 addr)
+{
+	struct remote_endpoint_info *info = ipcache_lookup(addr);
+
+	return info ? info->sec_identity : WORLD_ID;
+}
+
+static __always_inline struct endpoint_info *lookup_local_endpoint(__be32 addr)
+{
+	struct endpoint_key key = { .ip4 = addr };
+
+	return bpf_map_lookup_elem(&cilium_lxc, &key);
+}
+
+#endif /* __LIB_IPCACHE_H_ */

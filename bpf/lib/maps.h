@@ -1,0 +1,192 @@
+/* Every map of the datapath and its key/value layout: the C/Rust ABI.
+ * crates/datapath/src/maps/ mirrors each struct; a test compares both
+ * against the BTF of the compiled object. Shared maps are pinned by name
+ * under the agent's --bpf-root; the policy map is per endpoint and the
+ * agent pins each instance as cilium_policy_<endpoint id>. */
+#ifndef __LIB_MAPS_H_
+#define __LIB_MAPS_H_
+
+#include "common.h"
+
+#define LIBBPF_PIN_BY_NAME 1
+
+/* cilium_lxc: local endpoints by IPv4 address. */
+struct endpoint_key {
+	__be32 ip4;
+};
+
+struct endpoint_info {
+	__u32 ifindex;		/* host-side veth */
+	__u16 lxc_id;		/* endpoint id */
+	__u16 flags;
+	__u8 mac[ETH_ALEN];	/* container-side MAC */
+	__u8 node_mac[ETH_ALEN];	/* host-side veth MAC */
+	__u32 sec_id;		/* security identity */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct endpoint_key);
+	__type(value, struct endpoint_info);
+	__uint(max_entries, 65535);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} cilium_lxc SEC(".maps");
+
+/* cilium_ipcache: prefix -> identity of whoever owns the address. */
+struct ipcache_key {
+	__u32 prefixlen;
+	__be32 ip4;
+};
+
+struct remote_endpoint_info {
+	__u32 sec_identity;
+	__be32 tunnel_endpoint;	/* node hosting the address; 0 = local */
+	__u8 flags;
+	__u8 pad[3];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__type(key, struct ipcache_key);
+	__type(value, struct remote_endpoint_info);
+	__uint(max_entries, 512000);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} cilium_ipcache SEC(".maps");
+
+/* cilium_policy_<ep>: (peer identity, port, protocol, direction) -> verdict.
+ * Zero in sec_label, dport or protocol is a wildcard. */
+struct policy_key {
+	__u32 sec_label;
+	__be16 dport;
+	__u8 protocol;
+	__u8 egress;
+};
+
+struct policy_entry {
+	__u16 proxy_port;	/* network order; 0 = no L7 redirect */
+	__u8 deny;
+	__u8 pad[5];
+	__u64 packets;
+	__u64 bytes;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct policy_key);
+	__type(value, struct policy_entry);
+	__uint(max_entries, 16384);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} cilium_policy SEC(".maps");
+
+/* cilium_ct4_global: connection tracking. The direction in the key is the
+ * side of the endpoint that created the entry, so the source's egress entry
+ * and the destination's ingress entry of one flow coexist. */
+struct ct_key {
+	__be32 saddr;
+	__be32 daddr;
+	__be16 sport;
+	__be16 dport;
+	__u8 protocol;
+	__u8 dir;
+	__u16 pad;
+};
+
+enum {
+	CT_SEEN_SYN = 1 << 0,
+	CT_SEEN_REPLY = 1 << 1,
+	CT_CLOSING = 1 << 2,
+};
+
+struct ct_entry {
+	__u64 expires;		/* CLOCK_MONOTONIC seconds */
+	__u64 rx_packets;
+	__u64 rx_bytes;
+	__u64 tx_packets;
+	__u64 tx_bytes;
+	__u32 src_identity;
+	__u16 flags;
+	__u16 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct ct_key);
+	__type(value, struct ct_entry);
+	__uint(max_entries, 262144);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} cilium_ct4_global SEC(".maps");
+
+/* cilium_events: drop, trace and policy-verdict notifications. */
+enum {
+	EVENT_DROP = 1,
+	EVENT_TRACE = 2,
+	EVENT_POLICY_VERDICT = 3,
+};
+
+enum {
+	MATCH_NONE = 0,
+	MATCH_L3_L4 = 1,
+	MATCH_L3_ONLY = 2,
+	MATCH_L4_ONLY = 3,
+	MATCH_ALL = 4,
+};
+
+enum {
+	CT_NEW = 0,
+	CT_ESTABLISHED = 1,
+	CT_REPLY = 2,
+};
+
+struct event {
+	__u64 timestamp;
+	__u8 type;
+	__u8 subtype;		/* drop reason or observation point */
+	__u16 ep_id;
+	__u32 ifindex;
+	__u32 src_identity;
+	__u32 dst_identity;
+	__be32 saddr;
+	__be32 daddr;
+	__be16 sport;
+	__be16 dport;
+	__u8 protocol;
+	__u8 tcp_flags;
+	__u8 dir;
+	__u8 verdict;		/* policy verdict: 1 allow, 0 deny */
+	__u8 match_type;
+	__u8 ct_state;
+	__u16 pad;
+	__u32 length;
+	__u32 cpu;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 20);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} cilium_events SEC(".maps");
+
+/* cilium_metrics: packets and bytes per (reason, direction), per CPU. */
+struct metrics_key {
+	__u8 reason;
+	__u8 dir;
+	__u16 pad;
+};
+
+struct metrics_value {
+	__u64 packets;
+	__u64 bytes;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__type(key, struct metrics_key);
+	__type(value, struct metrics_value);
+	__uint(max_entries, 1024);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} cilium_metrics SEC(".maps");
+
+#endif /* __LIB_MAPS_H_ */

@@ -1,0 +1,81 @@
+//! The layout of every struct shared with the C datapath, for the test that
+//! checks it against the BTF of the compiled object.
+
+use std::mem::{offset_of, size_of};
+
+use crate::{
+    events::Event,
+    maps::{
+        CtEntry, CtKey, EndpointInfo, EndpointKey, IpcacheKey, MetricsKey, MetricsValue,
+        PolicyEntry, PolicyKey, RemoteEndpointInfo,
+    },
+};
+
+/// A struct's name in C, its size, and its fields' names and byte offsets.
+#[derive(Debug, PartialEq, Eq)]
+pub struct StructLayout {
+    pub c_name: &'static str,
+    pub size: usize,
+    pub fields: Vec<(&'static str, usize)>,
+}
+
+macro_rules! layout {
+    ($ty:ty, $c:literal, [$($field:ident $(as $cfield:literal)?),* $(,)?]) => {
+        StructLayout {
+            c_name: $c,
+            size: size_of::<$ty>(),
+            fields: vec![$((layout!(@name $field $($cfield)?), offset_of!($ty, $field))),*],
+        }
+    };
+    (@name $field:ident) => { stringify!($field) };
+    (@name $field:ident $cfield:literal) => { $cfield };
+}
+
+pub fn layouts() -> Vec<StructLayout> {
+    vec![
+        layout!(EndpointKey, "endpoint_key", [ip4]),
+        layout!(
+            EndpointInfo,
+            "endpoint_info",
+            [ifindex, lxc_id, flags, mac, node_mac, sec_id]
+        ),
+        layout!(IpcacheKey, "ipcache_key", [prefixlen, ip4]),
+        layout!(
+            RemoteEndpointInfo,
+            "remote_endpoint_info",
+            [sec_identity, tunnel_endpoint, flags, pad]
+        ),
+        layout!(
+            PolicyKey,
+            "policy_key",
+            [sec_label, dport, protocol, egress]
+        ),
+        layout!(
+            PolicyEntry,
+            "policy_entry",
+            [proxy_port, deny, pad, packets, bytes]
+        ),
+        layout!(
+            CtKey,
+            "ct_key",
+            [saddr, daddr, sport, dport, protocol, dir, pad]
+        ),
+        layout!(
+            CtEntry,
+            "ct_entry",
+            [
+                expires,
+                rx_packets,
+                rx_bytes,
+                tx_packets,
+                tx_bytes,
+                src_identity,
+                flags,
+                pad
+            ]
+        ),
+        layout!(MetricsKey, "metrics_key", [reason, dir, pad]),
+        layout!(MetricsValue, "metrics_value", [packets, bytes]),
+        layout!(Event, "event", [timestamp, r#type as "type", subtype, ep_id, ifindex, src_identity, dst_identity, saddr, daddr, sport, dport, protocol, tcp_flags, dir, verdict, match_type, ct_state, pad, length, cpu]),
+    ]
+}

@@ -1,0 +1,172 @@
+//! One endpoint's instance of bpf_lxc: loaded with the endpoint's constants
+//! and policy map, attached at tc on its host-side veth, links pinned so the
+//! programs outlive the agent process.
+
+use std::path::Path;
+
+use aya::programs::{
+    links::{FdLink, PinnedLink},
+    tc::SchedClassifierLink,
+    SchedClassifier, TcAttachType,
+};
+
+use crate::{maps, object::BPF_LXC, BpfRoot, DatapathError};
+
+pub const FROM_CONTAINER: &str = "cil_from_container";
+pub const TO_CONTAINER: &str = "cil_to_container";
+
+/// The loaded programs of one endpoint.
+pub struct EndpointProgram {
+    ebpf: aya::Ebpf,
+    endpoint_id: u16,
+}
+
+impl EndpointProgram {
+    /// Loads both programs into the kernel, sharing the pinned maps under
+    /// `root` and pinning the endpoint's own policy map.
+    pub fn load(root: &BpfRoot, endpoint_id: u16) -> Result<Self, DatapathError> {
+        let policy_pin = root.policy_map(endpoint_id);
+        let lxc_id = endpoint_id as u32;
+        let mut ebpf = aya::EbpfLoader::new()
+            .default_map_pin_directory(root.dir())
+            .map_pin_path(maps::POLICY_MAP, policy_pin.as_path())
+            .override_global("LXC_ID", &lxc_id, true)
+            .load(BPF_LXC)
+            .map_err(|e| DatapathError::Load {
+                what: format!("endpoint {endpoint_id}"),
+                source: Box::new(e),
+            })?;
+        for name in [FROM_CONTAINER, TO_CONTAINER] {
+            classifier(&mut ebpf, name)?
+                .load()
+                .map_err(|e| program_error(name, e))?;
+        }
+        Ok(EndpointProgram { ebpf, endpoint_id })
+    }
+
+    /// Attaches at tc ingress (from-container) and egress (to-container) of
+    /// the host-side veth. Where links are already pinned (a previous
+    /// incarnation), the programs are swapped atomically in place.
+    pub fn attach(&mut self, root: &BpfRoot, host_ifname: &str) -> Result<(), DatapathError> {
+        let dir = root.endpoint_links(self.endpoint_id);
+        std::fs::create_dir_all(&dir).map_err(|e| DatapathError::Bpffs {
+            path: dir.clone(),
+            source: e,
+        })?;
+        for (name, attach_type) in [
+            (FROM_CONTAINER, TcAttachType::Ingress),
+            (TO_CONTAINER, TcAttachType::Egress),
+        ] {
+            let pin = dir.join(name);
+            let prog = classifier(&mut self.ebpf, name)?;
+            if pin.exists() {
+                replace_program(prog, name, &pin)?;
+            } else {
+                attach_new(prog, name, host_ifname, attach_type, &pin)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// File descriptor of a loaded program (for BPF_PROG_TEST_RUN).
+    pub fn program_fd(&self, name: &str) -> Result<std::os::fd::BorrowedFd<'_>, DatapathError> {
+        let prog: &SchedClassifier = self
+            .ebpf
+            .program(name)
+            .ok_or_else(|| DatapathError::Syscall(format!("no program {name}")))?
+            .try_into()
+            .map_err(|e| program_error(name, e))?;
+        use std::os::fd::AsFd;
+        Ok(prog.fd().map_err(|e| program_error(name, e))?.as_fd())
+    }
+}
+
+/// Detaches an endpoint's programs and removes its pins. Idempotent.
+pub fn remove_endpoint(root: &BpfRoot, endpoint_id: u16) -> Result<(), DatapathError> {
+    let dir = root.endpoint_links(endpoint_id);
+    for path in [
+        dir.join(FROM_CONTAINER),
+        dir.join(TO_CONTAINER),
+        root.policy_map(endpoint_id),
+    ] {
+        remove_pin(&path)?;
+    }
+    let _ = std::fs::remove_dir(&dir);
+    Ok(())
+}
+
+fn remove_pin(path: &Path) -> Result<(), DatapathError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(DatapathError::Bpffs {
+            path: path.to_path_buf(),
+            source: e,
+        }),
+    }
+}
+
+fn classifier<'a>(
+    ebpf: &'a mut aya::Ebpf,
+    name: &str,
+) -> Result<&'a mut SchedClassifier, DatapathError> {
+    ebpf.program_mut(name)
+        .ok_or_else(|| DatapathError::Syscall(format!("no program {name} in bpf_lxc")))?
+        .try_into()
+        .map_err(|e| program_error(name, e))
+}
+
+fn attach_new(
+    prog: &mut SchedClassifier,
+    name: &str,
+    ifname: &str,
+    attach_type: TcAttachType,
+    pin: &Path,
+) -> Result<(), DatapathError> {
+    let link_id = prog
+        .attach(ifname, attach_type)
+        .map_err(|e| DatapathError::Attach {
+            program: name.into(),
+            interface: ifname.into(),
+            source: Box::new(e),
+        })?;
+    let link = prog
+        .take_link(link_id)
+        .map_err(|e| program_error(name, e))?;
+    let fd_link = FdLink::try_from(link).map_err(|e| DatapathError::Pin {
+        path: pin.to_path_buf(),
+        source: Box::new(e),
+    })?;
+    fd_link.pin(pin).map_err(|e| DatapathError::Pin {
+        path: pin.to_path_buf(),
+        source: Box::new(e),
+    })?;
+    Ok(())
+}
+
+fn replace_program(
+    prog: &mut SchedClassifier,
+    name: &str,
+    pin: &Path,
+) -> Result<(), DatapathError> {
+    let pin_err = |e: Box<dyn std::error::Error + Send + Sync>| DatapathError::Pin {
+        path: pin.to_path_buf(),
+        source: e,
+    };
+    let pinned = PinnedLink::from_pin(pin).map_err(|e| pin_err(Box::new(e)))?;
+    let link =
+        SchedClassifierLink::try_from(FdLink::from(pinned)).map_err(|e| pin_err(Box::new(e)))?;
+    let id = prog
+        .attach_to_link(link)
+        .map_err(|e| program_error(name, e))?;
+    // The pin keeps the link; our handle to it may go.
+    let _ = prog.take_link(id);
+    Ok(())
+}
+
+fn program_error(name: &str, e: aya::programs::ProgramError) -> DatapathError {
+    DatapathError::Program {
+        program: name.into(),
+        source: Box::new(e),
+    }
+}

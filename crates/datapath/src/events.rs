@@ -1,0 +1,133 @@
+//! `cilium_events`: the ring buffer of drop, trace and policy-verdict
+//! notifications (`struct event` in bpf/lib/maps.h).
+
+use std::os::fd::{AsRawFd, RawFd};
+
+use aya::maps::{MapData, RingBuf};
+
+use crate::{maps, BpfRoot, DatapathError};
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Event {
+    pub timestamp: u64,
+    pub r#type: u8,
+    /// Drop reason or trace observation point.
+    pub subtype: u8,
+    pub ep_id: u16,
+    pub ifindex: u32,
+    pub src_identity: u32,
+    pub dst_identity: u32,
+    pub saddr: [u8; 4],
+    pub daddr: [u8; 4],
+    /// Network byte order.
+    pub sport: u16,
+    pub dport: u16,
+    pub protocol: u8,
+    pub tcp_flags: u8,
+    /// 1 = egress, 0 = ingress.
+    pub dir: u8,
+    pub verdict: u8,
+    pub match_type: u8,
+    pub ct_state: u8,
+    pub pad: u16,
+    pub length: u32,
+    pub cpu: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    Drop,
+    Trace,
+    PolicyVerdict,
+    Unknown(u8),
+}
+
+impl Event {
+    pub fn kind(&self) -> EventKind {
+        match self.r#type {
+            1 => EventKind::Drop,
+            2 => EventKind::Trace,
+            3 => EventKind::PolicyVerdict,
+            other => EventKind::Unknown(other),
+        }
+    }
+
+    fn from_bytes(bytes: &[u8]) -> Option<Event> {
+        if bytes.len() < std::mem::size_of::<Event>() {
+            return None;
+        }
+        // SAFETY: length checked; Event is plain data valid for any bytes.
+        Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr() as *const Event) })
+    }
+}
+
+/// Drop reasons, as Cilium names them.
+pub fn drop_reason_text(reason: u8) -> &'static str {
+    match reason {
+        0 => "Success",
+        132 => "Invalid source ip",
+        133 => "Policy denied",
+        134 => "Invalid packet",
+        135 => "CT: Truncated or invalid header",
+        139 => "Unknown L3 target address",
+        181 => "Policy denied by denylist",
+        _ => "Unknown reason",
+    }
+}
+
+/// Trace observation points, as Cilium names them.
+pub fn observation_point_text(point: u8) -> &'static str {
+    match point {
+        0 => "to-endpoint",
+        3 => "to-stack",
+        5 => "from-endpoint",
+        _ => "unknown",
+    }
+}
+
+pub fn match_type_text(match_type: u8) -> &'static str {
+    match match_type {
+        1 => "L3-L4",
+        2 => "L3-Only",
+        3 => "L4-Only",
+        4 => "all",
+        _ => "none",
+    }
+}
+
+pub fn ct_state_text(state: u8) -> &'static str {
+    match state {
+        1 => "established",
+        2 => "reply",
+        _ => "new",
+    }
+}
+
+/// Consumes the events ring. Poll its fd for readability, then drain.
+pub struct EventReader(RingBuf<MapData>);
+
+impl EventReader {
+    pub fn open(root: &BpfRoot) -> Result<Self, DatapathError> {
+        let map = maps::open_pinned(root, maps::EVENTS_MAP)?;
+        let ring = RingBuf::try_from(map).map_err(|e| DatapathError::map(maps::EVENTS_MAP, e))?;
+        Ok(EventReader(ring))
+    }
+
+    /// Every event waiting in the ring.
+    pub fn drain(&mut self) -> Vec<Event> {
+        let mut out = Vec::new();
+        while let Some(item) = self.0.next() {
+            if let Some(ev) = Event::from_bytes(&item) {
+                out.push(ev);
+            }
+        }
+        out
+    }
+}
+
+impl AsRawFd for EventReader {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0.as_raw_fd()
+    }
+}

@@ -1,0 +1,101 @@
+//! `cilium_ct4_global`: connection tracking (`struct ct_key` /
+//! `struct ct_entry` in bpf/lib/maps.h).
+
+use aya::maps::{HashMap, Map, MapData};
+
+use crate::DatapathError;
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CtKey {
+    pub saddr: [u8; 4],
+    pub daddr: [u8; 4],
+    /// Network byte order.
+    pub sport: u16,
+    pub dport: u16,
+    pub protocol: u8,
+    /// Side of the endpoint that created the entry: 1 egress, 0 ingress.
+    pub dir: u8,
+    pub pad: u16,
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CtEntry {
+    /// CLOCK_MONOTONIC seconds.
+    pub expires: u64,
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+    pub src_identity: u32,
+    pub flags: u16,
+    pub pad: u16,
+}
+
+// SAFETY: plain #[repr(C)] data.
+unsafe impl aya::Pod for CtKey {}
+unsafe impl aya::Pod for CtEntry {}
+
+pub const CT_SEEN_SYN: u16 = 1 << 0;
+pub const CT_SEEN_REPLY: u16 = 1 << 1;
+pub const CT_CLOSING: u16 = 1 << 2;
+
+/// The datapath's clock for expiry: CLOCK_MONOTONIC in seconds.
+pub fn monotonic_secs() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: ts is a valid out pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64
+}
+
+pub struct CtMap(HashMap<MapData, CtKey, CtEntry>);
+
+impl CtMap {
+    pub(crate) fn new(map: Map) -> Result<Self, DatapathError> {
+        let map = HashMap::try_from(map).map_err(|e| DatapathError::map(super::CT_MAP, e))?;
+        Ok(CtMap(map))
+    }
+
+    pub fn entries(&self) -> Result<Vec<(CtKey, CtEntry)>, DatapathError> {
+        self.0
+            .iter()
+            .map(|r| r.map_err(|e| DatapathError::map(super::CT_MAP, e)))
+            .collect()
+    }
+
+    /// Deletes expired entries; returns how many went.
+    pub fn gc(&mut self) -> Result<usize, DatapathError> {
+        let now = monotonic_secs();
+        let expired: Vec<CtKey> = self
+            .entries()?
+            .into_iter()
+            .filter(|(_, e)| e.expires <= now)
+            .map(|(k, _)| k)
+            .collect();
+        for key in &expired {
+            match self.0.remove(key) {
+                Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+                Err(e) => return Err(DatapathError::map(super::CT_MAP, e)),
+            }
+        }
+        Ok(expired.len())
+    }
+
+    /// Removes every entry an address takes part in (endpoint deleted).
+    pub fn flush_address(&mut self, ip: [u8; 4]) -> Result<usize, DatapathError> {
+        let doomed: Vec<CtKey> = self
+            .entries()?
+            .into_iter()
+            .filter(|(k, _)| k.saddr == ip || k.daddr == ip)
+            .map(|(k, _)| k)
+            .collect();
+        for key in &doomed {
+            let _ = self.0.remove(key);
+        }
+        Ok(doomed.len())
+    }
+}

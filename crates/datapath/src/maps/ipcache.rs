@@ -1,0 +1,75 @@
+//! `cilium_ipcache`: address prefix -> identity (`struct ipcache_key` /
+//! `struct remote_endpoint_info` in bpf/lib/maps.h).
+
+use std::net::Ipv4Addr;
+
+use aya::maps::{lpm_trie::Key, LpmTrie, Map, MapData};
+
+use crate::DatapathError;
+
+/// The C key; aya's `Key<[u8; 4]>` has the same layout and is what the map uses.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct IpcacheKey {
+    pub prefixlen: u32,
+    pub ip4: [u8; 4],
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RemoteEndpointInfo {
+    pub sec_identity: u32,
+    /// Node hosting the address, network order; 0 = this node.
+    pub tunnel_endpoint: [u8; 4],
+    pub flags: u8,
+    pub pad: [u8; 3],
+}
+
+// SAFETY: plain #[repr(C)] data.
+unsafe impl aya::Pod for RemoteEndpointInfo {}
+
+const _: () = assert!(std::mem::size_of::<Key<[u8; 4]>>() == std::mem::size_of::<IpcacheKey>());
+
+pub struct IpcacheMap(LpmTrie<MapData, [u8; 4], RemoteEndpointInfo>);
+
+impl IpcacheMap {
+    pub(crate) fn new(map: Map) -> Result<Self, DatapathError> {
+        let map = LpmTrie::try_from(map).map_err(|e| DatapathError::map(super::IPCACHE_MAP, e))?;
+        Ok(IpcacheMap(map))
+    }
+
+    pub fn upsert(
+        &mut self,
+        ip: Ipv4Addr,
+        prefix_len: u32,
+        identity: u32,
+        tunnel_endpoint: Ipv4Addr,
+    ) -> Result<(), DatapathError> {
+        let value = RemoteEndpointInfo {
+            sec_identity: identity,
+            tunnel_endpoint: tunnel_endpoint.octets(),
+            ..Default::default()
+        };
+        self.0
+            .insert(&Key::new(prefix_len, ip.octets()), value, 0)
+            .map_err(|e| DatapathError::map(super::IPCACHE_MAP, e))
+    }
+
+    pub fn remove(&mut self, ip: Ipv4Addr, prefix_len: u32) -> Result<(), DatapathError> {
+        match self.0.remove(&Key::new(prefix_len, ip.octets())) {
+            Err(aya::maps::MapError::KeyNotFound) | Ok(()) => Ok(()),
+            Err(e) => Err(DatapathError::map(super::IPCACHE_MAP, e)),
+        }
+    }
+
+    /// (address, prefix length, value) for every entry.
+    pub fn entries(&self) -> Result<Vec<(Ipv4Addr, u32, RemoteEndpointInfo)>, DatapathError> {
+        self.0
+            .iter()
+            .map(|r| {
+                r.map(|(k, v)| (Ipv4Addr::from(k.data()), k.prefix_len(), v))
+                    .map_err(|e| DatapathError::map(super::IPCACHE_MAP, e))
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,66 @@
+//! User-space access to the datapath's maps. Each submodule mirrors one
+//! map's C structs from `bpf/lib/maps.h` and wraps the map with typed
+//! operations.
+
+pub mod ct;
+pub mod ipcache;
+pub mod lxc;
+pub mod metrics;
+pub mod policy;
+
+use aya::maps::MapData;
+
+use crate::{object::BPF_LXC, BpfRoot, DatapathError};
+
+pub use ct::{CtEntry, CtKey, CtMap};
+pub use ipcache::{IpcacheKey, IpcacheMap, RemoteEndpointInfo};
+pub use lxc::{EndpointInfo, EndpointKey, LxcMap};
+pub use metrics::{MetricsKey, MetricsMap, MetricsValue};
+pub use policy::{PolicyEntry, PolicyKey, PolicyMap};
+
+pub const LXC_MAP: &str = "cilium_lxc";
+pub const IPCACHE_MAP: &str = "cilium_ipcache";
+pub const CT_MAP: &str = "cilium_ct4_global";
+pub const EVENTS_MAP: &str = "cilium_events";
+pub const METRICS_MAP: &str = "cilium_metrics";
+pub const POLICY_MAP: &str = "cilium_policy";
+
+/// The maps every endpoint program shares, opened from their pins.
+pub struct SharedMaps {
+    pub lxc: LxcMap,
+    pub ipcache: IpcacheMap,
+    pub ct: CtMap,
+    pub metrics: MetricsMap,
+}
+
+impl SharedMaps {
+    /// Creates the shared maps under `root` unless they are already pinned
+    /// there (an agent restart keeps them, and with them the live state).
+    pub fn open_or_create(root: &BpfRoot) -> Result<Self, DatapathError> {
+        aya::EbpfLoader::new()
+            .default_map_pin_directory(root.dir())
+            .load(BPF_LXC)
+            .map_err(|e| DatapathError::Load {
+                what: "shared maps".into(),
+                source: Box::new(e),
+            })?;
+        Ok(SharedMaps {
+            lxc: LxcMap::new(open_pinned(root, LXC_MAP)?)?,
+            ipcache: IpcacheMap::new(open_pinned(root, IPCACHE_MAP)?)?,
+            ct: CtMap::new(open_pinned(root, CT_MAP)?)?,
+            metrics: MetricsMap::new(open_pinned(root, METRICS_MAP)?)?,
+        })
+    }
+}
+
+pub(crate) fn open_pinned(root: &BpfRoot, name: &str) -> Result<aya::maps::Map, DatapathError> {
+    open_pinned_path(&root.map(name), name)
+}
+
+pub(crate) fn open_pinned_path(
+    path: &std::path::Path,
+    name: &str,
+) -> Result<aya::maps::Map, DatapathError> {
+    let data = MapData::from_pin(path).map_err(|e| DatapathError::map(name, e))?;
+    aya::maps::Map::from_map_data(data).map_err(|e| DatapathError::map(name, e))
+}

@@ -1,0 +1,16 @@
+//! The compiled eBPF objects, embedded so the agent is one self-contained binary.
+
+/// Endpoint programs `cil_from_container` and `cil_to_container`.
+pub static BPF_LXC: &[u8] = aligned_object!("bpf_lxc.o");
+
+/// ELF parsing wants 8-byte aligned data; `include_bytes!` guarantees 1.
+macro_rules! aligned_object {
+    ($name:literal) => {{
+        #[repr(C, align(8))]
+        struct Aligned<T: ?Sized>(T);
+        static OBJ: &Aligned<[u8]> =
+            &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/", $name)));
+        &OBJ.0
+    }};
+}
+use aligned_object;

@@ -1,0 +1,75 @@
+//! BPF_PROG_TEST_RUN: runs a loaded program on a crafted packet in the
+//! kernel, for fast datapath tests without network namespaces.
+
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+use crate::DatapathError;
+
+const BPF_PROG_TEST_RUN: libc::c_long = 10;
+
+/// The `test` member of `union bpf_attr`.
+#[repr(C)]
+#[derive(Default)]
+struct TestRunAttr {
+    prog_fd: u32,
+    retval: u32,
+    data_size_in: u32,
+    data_size_out: u32,
+    data_in: u64,
+    data_out: u64,
+    repeat: u32,
+    duration: u32,
+    ctx_size_in: u32,
+    ctx_size_out: u32,
+    ctx_in: u64,
+    ctx_out: u64,
+    flags: u32,
+    cpu: u32,
+    batch_size: u32,
+    _pad: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestRunOutput {
+    /// The program's return code (TC_ACT_*).
+    pub retval: u32,
+    /// The packet as the program left it.
+    pub packet: Vec<u8>,
+}
+
+pub const TC_ACT_OK: u32 = 0;
+pub const TC_ACT_SHOT: u32 = 2;
+pub const TC_ACT_REDIRECT: u32 = 7;
+
+pub fn run(prog: BorrowedFd<'_>, packet: &[u8]) -> Result<TestRunOutput, DatapathError> {
+    let mut out = vec![0u8; packet.len() + 256];
+    let mut attr = TestRunAttr {
+        prog_fd: prog.as_raw_fd() as u32,
+        data_size_in: packet.len() as u32,
+        data_size_out: out.len() as u32,
+        data_in: packet.as_ptr() as u64,
+        data_out: out.as_mut_ptr() as u64,
+        repeat: 1,
+        ..Default::default()
+    };
+    // SAFETY: attr points to valid buffers that outlive the call.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_PROG_TEST_RUN,
+            &mut attr as *mut TestRunAttr,
+            std::mem::size_of::<TestRunAttr>(),
+        )
+    };
+    if rc < 0 {
+        return Err(DatapathError::Syscall(format!(
+            "BPF_PROG_TEST_RUN: {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+    out.truncate(attr.data_size_out as usize);
+    Ok(TestRunOutput {
+        retval: attr.retval,
+        packet: out,
+    })
+}

@@ -1,0 +1,321 @@
+//! Datapath unit tests: the endpoint programs run in the kernel on crafted
+//! packets with BPF_PROG_TEST_RUN. Needs root and bpffs.
+
+use std::net::Ipv4Addr;
+
+use datapath::{
+    endpoint::{remove_endpoint, EndpointProgram, FROM_CONTAINER, TO_CONTAINER},
+    events::EventKind,
+    maps::{EndpointInfo, PolicyEntry, PolicyKey, PolicyMap},
+    test_run::{run, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT},
+    BpfRoot, EventReader, SharedMaps,
+};
+
+const TCP: u8 = 6;
+const UDP: u8 = 17;
+const INGRESS: bool = false;
+const EGRESS: bool = true;
+
+/// A pin directory of its own, removed whatever the test's outcome.
+struct TestRoot {
+    root: BpfRoot,
+}
+
+impl TestRoot {
+    fn new(name: &str) -> Self {
+        let dir = format!("/sys/fs/bpf/cilium-test-{}-{name}", std::process::id());
+        TestRoot {
+            root: BpfRoot::prepare(dir).expect("bpffs (tests run as root)"),
+        }
+    }
+}
+
+impl Drop for TestRoot {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(self.root.dir());
+    }
+}
+
+struct Pod {
+    id: u16,
+    ip: Ipv4Addr,
+    identity: u32,
+}
+
+const FRONTEND: Pod = Pod {
+    id: 11,
+    ip: Ipv4Addr::new(10, 9, 0, 11),
+    identity: 1000,
+};
+const BACKEND: Pod = Pod {
+    id: 12,
+    ip: Ipv4Addr::new(10, 9, 0, 12),
+    identity: 1001,
+};
+const INTRUDER: Pod = Pod {
+    id: 13,
+    ip: Ipv4Addr::new(10, 9, 0, 13),
+    identity: 1002,
+};
+
+/// Three local endpoints known to lxc and ipcache, programs loaded for each,
+/// every policy map empty (both directions enforced, nothing allowed).
+struct Node {
+    t: TestRoot,
+    maps: SharedMaps,
+    progs: Vec<EndpointProgram>,
+}
+
+impl Node {
+    fn new(name: &str) -> Self {
+        let t = TestRoot::new(name);
+        let mut maps = SharedMaps::open_or_create(&t.root).unwrap();
+        let mut progs = Vec::new();
+        for pod in [&FRONTEND, &BACKEND, &INTRUDER] {
+            let info = EndpointInfo {
+                ifindex: 1,
+                lxc_id: pod.id,
+                flags: 0,
+                mac: [2, 0, 0, 0, 0, pod.id as u8],
+                node_mac: [2, 1, 0, 0, 0, pod.id as u8],
+                sec_id: pod.identity,
+            };
+            maps.lxc.upsert(pod.ip, &info).unwrap();
+            maps.ipcache
+                .upsert(pod.ip, 32, pod.identity, Ipv4Addr::UNSPECIFIED)
+                .unwrap();
+            progs.push(EndpointProgram::load(&t.root, pod.id).unwrap());
+        }
+        Node { t, maps, progs }
+    }
+
+    fn allow(&self, pod: &Pod, key: PolicyKey) {
+        let mut map = PolicyMap::open(&self.t.root, pod.id).unwrap();
+        map.upsert(key, PolicyEntry::verdict(false, 0)).unwrap();
+    }
+
+    fn deny(&self, pod: &Pod, key: PolicyKey) {
+        let mut map = PolicyMap::open(&self.t.root, pod.id).unwrap();
+        map.upsert(key, PolicyEntry::verdict(true, 0)).unwrap();
+    }
+
+    fn prog(&self, pod: &Pod) -> &EndpointProgram {
+        &self.progs[(pod.id - FRONTEND.id) as usize]
+    }
+
+    /// Sends a packet out of `pod` (its from-container program).
+    fn send(&self, pod: &Pod, packet: &[u8]) -> u32 {
+        let fd = self.prog(pod).program_fd(FROM_CONTAINER).unwrap();
+        run(fd, packet).unwrap().retval
+    }
+
+    /// Delivers a packet into `pod` (its to-container program).
+    fn deliver(&self, pod: &Pod, packet: &[u8]) -> u32 {
+        let fd = self.prog(pod).program_fd(TO_CONTAINER).unwrap();
+        run(fd, packet).unwrap().retval
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        for pod in [&FRONTEND, &BACKEND, &INTRUDER] {
+            let _ = remove_endpoint(&self.t.root, pod.id);
+        }
+    }
+}
+
+const SYN: u8 = 0x02;
+const SYN_ACK: u8 = 0x12;
+
+fn tcp(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16, flags: u8) -> Vec<u8> {
+    packet(src, dst, TCP, &{
+        let mut l4 = vec![0u8; 20];
+        l4[0..2].copy_from_slice(&sport.to_be_bytes());
+        l4[2..4].copy_from_slice(&dport.to_be_bytes());
+        l4[12] = 5 << 4;
+        l4[13] = flags;
+        l4
+    })
+}
+
+fn udp(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16) -> Vec<u8> {
+    packet(src, dst, UDP, &{
+        let mut l4 = vec![0u8; 8 + 4];
+        l4[0..2].copy_from_slice(&sport.to_be_bytes());
+        l4[2..4].copy_from_slice(&dport.to_be_bytes());
+        l4[4..6].copy_from_slice(&12u16.to_be_bytes());
+        l4
+    })
+}
+
+fn packet(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, l4: &[u8]) -> Vec<u8> {
+    let mut p = vec![0u8; 14];
+    p[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+    let total = 20 + l4.len() as u16;
+    let mut ip = vec![0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, proto, 0, 0];
+    ip[2..4].copy_from_slice(&total.to_be_bytes());
+    ip.extend_from_slice(&src.octets());
+    ip.extend_from_slice(&dst.octets());
+    p.extend_from_slice(&ip);
+    p.extend_from_slice(l4);
+    p
+}
+
+#[test]
+fn allowed_peer_and_port_pass_others_are_dropped() {
+    let node = Node::new("allow");
+    node.allow(
+        &BACKEND,
+        PolicyKey::new(FRONTEND.identity, TCP, 80, INGRESS),
+    );
+
+    let ok = tcp(FRONTEND.ip, 40001, BACKEND.ip, 80, SYN);
+    assert_eq!(node.deliver(&BACKEND, &ok), TC_ACT_OK);
+
+    let wrong_port = tcp(FRONTEND.ip, 40002, BACKEND.ip, 81, SYN);
+    assert_eq!(node.deliver(&BACKEND, &wrong_port), TC_ACT_SHOT);
+
+    let wrong_peer = tcp(INTRUDER.ip, 40003, BACKEND.ip, 80, SYN);
+    assert_eq!(node.deliver(&BACKEND, &wrong_peer), TC_ACT_SHOT);
+
+    let wrong_proto = udp(FRONTEND.ip, 40004, BACKEND.ip, 80);
+    assert_eq!(node.deliver(&BACKEND, &wrong_proto), TC_ACT_SHOT);
+}
+
+#[test]
+fn egress_policy_gates_local_delivery() {
+    let node = Node::new("egress");
+    let to_backend = tcp(FRONTEND.ip, 40010, BACKEND.ip, 80, SYN);
+    assert_eq!(node.send(&FRONTEND, &to_backend), TC_ACT_SHOT);
+
+    node.allow(&FRONTEND, PolicyKey::new(BACKEND.identity, TCP, 80, EGRESS));
+    let to_backend = tcp(FRONTEND.ip, 40011, BACKEND.ip, 80, SYN);
+    assert_eq!(node.send(&FRONTEND, &to_backend), TC_ACT_REDIRECT);
+}
+
+#[test]
+fn replies_of_an_allowed_flow_skip_policy() {
+    let node = Node::new("reply");
+    node.allow(&FRONTEND, PolicyKey::new(0, 0, 0, EGRESS));
+    node.allow(
+        &BACKEND,
+        PolicyKey::new(FRONTEND.identity, TCP, 80, INGRESS),
+    );
+
+    let syn = tcp(FRONTEND.ip, 40020, BACKEND.ip, 80, SYN);
+    assert_eq!(node.send(&FRONTEND, &syn), TC_ACT_REDIRECT);
+    assert_eq!(node.deliver(&BACKEND, &syn), TC_ACT_OK);
+
+    // Neither the backend's egress nor the frontend's ingress allows
+    // anything: only connection tracking lets the reply through.
+    let syn_ack = tcp(BACKEND.ip, 80, FRONTEND.ip, 40020, SYN_ACK);
+    assert_eq!(node.send(&BACKEND, &syn_ack), TC_ACT_REDIRECT);
+    assert_eq!(node.deliver(&FRONTEND, &syn_ack), TC_ACT_OK);
+
+    // The same packet as a new flow is not allowed.
+    let unsolicited = tcp(BACKEND.ip, 80, FRONTEND.ip, 40021, SYN);
+    assert_eq!(node.send(&BACKEND, &unsolicited), TC_ACT_SHOT);
+
+    let ct = node.maps.ct.entries().unwrap();
+    assert!(ct
+        .iter()
+        .any(|(k, e)| k.sport == 40020u16.to_be() && e.rx_packets == 1));
+}
+
+#[test]
+fn l3_only_allow_covers_every_port_and_protocol() {
+    let node = Node::new("l3");
+    node.allow(&BACKEND, PolicyKey::new(INTRUDER.identity, 0, 0, INGRESS));
+    assert_eq!(
+        node.deliver(&BACKEND, &tcp(INTRUDER.ip, 40030, BACKEND.ip, 22, SYN)),
+        TC_ACT_OK
+    );
+    assert_eq!(
+        node.deliver(&BACKEND, &udp(INTRUDER.ip, 40031, BACKEND.ip, 53)),
+        TC_ACT_OK
+    );
+    assert_eq!(
+        node.deliver(&BACKEND, &tcp(FRONTEND.ip, 40032, BACKEND.ip, 22, SYN)),
+        TC_ACT_SHOT
+    );
+}
+
+#[test]
+fn port_wildcard_covers_every_port_of_its_protocol() {
+    let node = Node::new("anyport");
+    node.allow(&BACKEND, PolicyKey::new(FRONTEND.identity, TCP, 0, INGRESS));
+    assert_eq!(
+        node.deliver(&BACKEND, &tcp(FRONTEND.ip, 40040, BACKEND.ip, 8080, SYN)),
+        TC_ACT_OK
+    );
+    assert_eq!(
+        node.deliver(&BACKEND, &tcp(FRONTEND.ip, 40041, BACKEND.ip, 22, SYN)),
+        TC_ACT_OK
+    );
+    assert_eq!(
+        node.deliver(&BACKEND, &udp(FRONTEND.ip, 40042, BACKEND.ip, 53)),
+        TC_ACT_SHOT
+    );
+}
+
+#[test]
+fn deny_wins_over_allow() {
+    let node = Node::new("deny");
+    node.allow(&BACKEND, PolicyKey::new(0, 0, 0, INGRESS));
+    node.deny(
+        &BACKEND,
+        PolicyKey::new(INTRUDER.identity, TCP, 80, INGRESS),
+    );
+    assert_eq!(
+        node.deliver(&BACKEND, &tcp(INTRUDER.ip, 40050, BACKEND.ip, 80, SYN)),
+        TC_ACT_SHOT
+    );
+    assert_eq!(
+        node.deliver(&BACKEND, &tcp(INTRUDER.ip, 40051, BACKEND.ip, 81, SYN)),
+        TC_ACT_OK
+    );
+}
+
+#[test]
+fn spoofed_source_is_dropped() {
+    let node = Node::new("spoof");
+    node.allow(&FRONTEND, PolicyKey::new(0, 0, 0, EGRESS));
+    let spoofed = tcp(Ipv4Addr::new(10, 9, 0, 99), 40060, BACKEND.ip, 80, SYN);
+    assert_eq!(node.send(&FRONTEND, &spoofed), TC_ACT_SHOT);
+    // Another local endpoint's address is spoofing too.
+    let as_backend = tcp(BACKEND.ip, 40061, INTRUDER.ip, 80, SYN);
+    assert_eq!(node.send(&FRONTEND, &as_backend), TC_ACT_SHOT);
+}
+
+#[test]
+fn drops_and_verdicts_are_reported_and_counted() {
+    let node = Node::new("events");
+    let mut events = EventReader::open(&node.t.root).unwrap();
+    events.drain();
+
+    let denied = tcp(INTRUDER.ip, 40070, BACKEND.ip, 80, SYN);
+    assert_eq!(node.deliver(&BACKEND, &denied), TC_ACT_SHOT);
+
+    let got = events.drain();
+    let verdict = got
+        .iter()
+        .find(|e| e.kind() == EventKind::PolicyVerdict)
+        .expect("verdict event");
+    assert_eq!(verdict.verdict, 0);
+    let drop = got
+        .iter()
+        .find(|e| e.kind() == EventKind::Drop)
+        .expect("drop event");
+    assert_eq!(drop.subtype, 133, "Policy denied");
+    assert_eq!(drop.ep_id, BACKEND.id);
+    assert_eq!(drop.src_identity, INTRUDER.identity);
+    assert_eq!(drop.dst_identity, BACKEND.identity);
+    assert_eq!(u16::from_be(drop.dport), 80);
+
+    let metrics = node.maps.metrics.totals().unwrap();
+    let policy_drops = metrics
+        .iter()
+        .find(|(k, _)| k.reason == 133 && k.dir == 0)
+        .unwrap();
+    assert!(policy_drops.1.packets >= 1);
+}
