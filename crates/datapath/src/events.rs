@@ -70,7 +70,7 @@ pub fn drop_reason_text(reason: u8) -> &'static str {
         133 => "Policy denied",
         134 => "Invalid packet",
         135 => "CT: Truncated or invalid header",
-        139 => "Unknown L3 target address",
+        139 => "Unsupported L3 protocol",
         181 => "Policy denied by denylist",
         _ => "Unknown reason",
     }

@@ -1,0 +1,77 @@
+//! The REST API on the unix socket: Cilium's `/v1` paths, thin handlers that
+//! decode the request, call the daemon and encode its answer.
+
+mod endpoint;
+mod monitor;
+mod node;
+mod policy;
+
+use std::sync::Arc;
+
+use axum::{
+    body::Bytes,
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    routing::{get, put},
+    Json, Router,
+};
+use serde::de::DeserializeOwned;
+
+use crate::{daemon::Daemon, error::AgentError, monitor::MonitorHub};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub daemon: Arc<Daemon>,
+    pub monitor: MonitorHub,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/healthz", get(node::healthz))
+        .route("/v1/config", get(node::config))
+        .route("/v1/ipam", axum::routing::post(node::ipam_allocate))
+        .route("/v1/ipam/{ip}", axum::routing::delete(node::ipam_release))
+        .route("/v1/identity", get(node::identity_list))
+        .route("/v1/identity/{id}", get(node::identity_get))
+        .route("/v1/map/{name}", get(node::map_get))
+        .route("/v1/endpoint", get(endpoint::list))
+        .route(
+            "/v1/endpoint/{id}",
+            put(endpoint::create)
+                .get(endpoint::get)
+                .delete(endpoint::delete),
+        )
+        .route(
+            "/v1/endpoint/{id}/labels",
+            axum::routing::patch(endpoint::patch_labels),
+        )
+        .route(
+            "/v1/policy",
+            put(policy::import).get(policy::get).delete(policy::delete),
+        )
+        .route("/v1/monitor", get(monitor::stream))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+async fn not_found(uri: axum::http::Uri) -> AgentError {
+    AgentError::NotFound(format!("no API path {}", uri.path()))
+}
+
+impl IntoResponse for AgentError {
+    fn into_response(self) -> Response {
+        let status =
+            StatusCode::from_u16(self.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = api::models::ApiError {
+            message: self.to_string(),
+        };
+        (status, Json(body)).into_response()
+    }
+}
+
+/// Decodes a JSON body, naming what is wrong and where.
+fn parse_json<T: DeserializeOwned>(body: &Bytes, what: &str) -> Result<T, AgentError> {
+    serde_json::from_slice(body).map_err(|e| AgentError::BadRequest(format!("invalid {what}: {e}")))
+}
+
+type ApiResult<T> = Result<Json<T>, AgentError>;

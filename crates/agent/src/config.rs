@@ -1,0 +1,47 @@
+//! Command-line flags of cilium-agent, named as in Cilium.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+#[derive(Debug, Clone, Parser)]
+#[command(name = "cilium-agent", version, about = "cilium-rs node agent")]
+pub struct Config {
+    /// Unix socket the REST API listens on.
+    #[arg(long, default_value = api::DEFAULT_SOCKET)]
+    pub socket: PathBuf,
+
+    /// Directory where endpoints, identities, IPAM and policy are persisted.
+    #[arg(long, default_value = "/var/run/cilium/state")]
+    pub state_dir: PathBuf,
+
+    /// bpffs directory holding the pinned maps and links.
+    #[arg(long, default_value = "/sys/fs/bpf/cilium")]
+    pub bpf_root: PathBuf,
+
+    /// This node's pod CIDR.
+    #[arg(long, default_value = "10.200.0.0/16")]
+    pub ipv4_range: String,
+
+    /// Key-value store backend ("embedded": state lives in --state-dir).
+    #[arg(long, default_value = "embedded", value_parser = ["embedded"])]
+    pub kvstore: String,
+
+    /// Name of this node.
+    #[arg(long, env = "CILIUM_NODE_NAME")]
+    pub node_name: Option<String>,
+
+    /// Seconds between connection-tracking garbage collections.
+    #[arg(long, default_value_t = 30)]
+    pub ct_gc_interval: u64,
+}
+
+impl Config {
+    pub fn node_name(&self) -> String {
+        self.node_name.clone().unwrap_or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_string())
+                .unwrap_or_else(|_| "localhost".into())
+        })
+    }
+}

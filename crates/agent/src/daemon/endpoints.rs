@@ -1,0 +1,289 @@
+//! Endpoint lifecycle: create, relabel, delete. Kernel work that can fail
+//! comes first; a failure undoes what was done, so nothing is half-applied.
+
+use std::net::Ipv4Addr;
+
+use api::models::{Endpoint, EndpointChangeRequest, LabelConfigurationSpec};
+use datapath::{endpoint::remove_endpoint, maps::EndpointInfo, EndpointProgram};
+use policy::Labels;
+
+use super::{Daemon, Inner};
+use crate::{
+    endpoint::{parse_mac, EndpointRecord},
+    error::AgentError,
+    netdev,
+};
+
+pub(super) fn lxc_info(ep: &EndpointRecord) -> EndpointInfo {
+    EndpointInfo {
+        ifindex: ep.interface_index,
+        lxc_id: ep.id,
+        flags: 0,
+        mac: ep.mac,
+        node_mac: ep.host_mac,
+        sec_id: ep.identity,
+    }
+}
+
+fn bad(msg: impl Into<String>) -> AgentError {
+    AgentError::BadRequest(msg.into())
+}
+
+fn parse_labels(labels: &[String]) -> Result<Labels, AgentError> {
+    for (i, text) in labels.iter().enumerate() {
+        text.parse::<policy::Label>()
+            .map_err(|e| bad(format!("labels[{i}] {text:?}: {e}")))?;
+    }
+    Labels::parse_all(labels).map_err(|e| bad(format!("labels: {e}")))
+}
+
+/// Everything in a change request that can be checked without the lock.
+fn validate(req: &EndpointChangeRequest) -> Result<EndpointRecord, AgentError> {
+    let ifname = req
+        .interface_name
+        .clone()
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| bad("interface-name: required (the host-side interface of the endpoint)"))?;
+    let ifindex = netdev::ifindex(&ifname).ok_or_else(|| {
+        bad(format!(
+            "interface-name: no interface {ifname:?} on this node"
+        ))
+    })?;
+    if req.interface_index != 0 && req.interface_index != ifindex as i64 {
+        return Err(bad(format!(
+            "interface-index: {} does not match {ifname:?} (index {ifindex})",
+            req.interface_index
+        )));
+    }
+    let ipv4 = req
+        .addressing
+        .ipv4
+        .as_deref()
+        .ok_or_else(|| bad("addressing.ipv4: required"))?;
+    let ipv4: Ipv4Addr = ipv4
+        .parse()
+        .map_err(|_| bad(format!("addressing.ipv4: {ipv4:?} is not an IPv4 address")))?;
+    let mac = req
+        .mac
+        .as_deref()
+        .ok_or_else(|| bad("mac: required (the container-side MAC address)"))?;
+    let mac = parse_mac(mac).ok_or_else(|| bad(format!("mac: {mac:?} is not a MAC address")))?;
+    let host_mac = match req.host_mac.as_deref() {
+        Some(m) => {
+            parse_mac(m).ok_or_else(|| bad(format!("host-mac: {m:?} is not a MAC address")))?
+        }
+        None => netdev::mac(&ifname)
+            .ok_or_else(|| bad(format!("host-mac: cannot read the MAC of {ifname:?}")))?,
+    };
+    Ok(EndpointRecord {
+        id: req.id.unwrap_or(0),
+        container_id: req.container_id.clone().unwrap_or_default(),
+        container_name: req.container_name.clone().unwrap_or_default(),
+        pod_name: match (&req.k8s_namespace, &req.k8s_pod_name) {
+            (Some(ns), Some(pod)) => format!("{ns}/{pod}"),
+            _ => String::new(),
+        },
+        interface_name: ifname,
+        interface_index: ifindex,
+        mac,
+        host_mac,
+        ipv4,
+        netns: req.netns.clone().unwrap_or_default(),
+        labels: parse_labels(&req.labels)?,
+        identity: 0,
+        policy_revision: 0,
+        ingress_enforced: false,
+        egress_enforced: false,
+    })
+}
+
+impl Daemon {
+    pub fn endpoint_create(
+        &self,
+        id: &str,
+        req: EndpointChangeRequest,
+    ) -> Result<Endpoint, AgentError> {
+        let path_id: u16 = id.parse().map_err(|_| {
+            bad(format!(
+                "endpoint id {id:?} must be a number from 0 to 65535"
+            ))
+        })?;
+        if let Some(body_id) = req.id.filter(|b| *b != 0 && *b != path_id && path_id != 0) {
+            return Err(bad(format!(
+                "id: {body_id} in the body differs from {path_id} in the path"
+            )));
+        }
+        let mut ep = validate(&req)?;
+        let mut inner = self.lock();
+        ep.id = match (path_id, ep.id) {
+            (0, 0) => free_id(&inner)?,
+            (0, body) | (body, _) => body,
+        };
+        if inner.endpoints.contains_key(&ep.id) {
+            return Err(AgentError::Conflict(format!(
+                "endpoint {} already exists",
+                ep.id
+            )));
+        }
+        if let Some(other) = inner.endpoints.values().find(|o| o.ipv4 == ep.ipv4) {
+            return Err(AgentError::Conflict(format!(
+                "{} is already used by endpoint {}",
+                ep.ipv4, other.id
+            )));
+        }
+        if let Some(other) = inner
+            .endpoints
+            .values()
+            .find(|o| o.interface_name == ep.interface_name)
+        {
+            return Err(AgentError::Conflict(format!(
+                "interface {} already belongs to endpoint {}",
+                ep.interface_name, other.id
+            )));
+        }
+        inner
+            .ipam
+            .claim(ep.ipv4, &format!("endpoint {}", ep.id))
+            .map_err(|e| bad(format!("addressing.ipv4: {e}")))?;
+
+        let (identity, created) = inner.identities.allocate(&ep.labels)?;
+        ep.identity = identity.id;
+        if let Err(e) = self.install(&mut inner, &mut ep, created) {
+            let _ = remove_endpoint(&self.root, ep.id);
+            let _ = inner.maps.lxc.remove(ep.ipv4);
+            let _ = inner.maps.ipcache.remove(ep.ipv4, 32);
+            let _ = inner.identities.release(ep.identity);
+            return Err(e);
+        }
+        inner.endpoints.insert(ep.id, ep.clone());
+        self.persist(&inner)?;
+        Ok(ep.to_model(&identity.labels))
+    }
+
+    /// Attaches the programs, writes the endpoint's policy, then publishes
+    /// it in lxc and ipcache so that traffic can reach it.
+    fn install(
+        &self,
+        inner: &mut Inner,
+        ep: &mut EndpointRecord,
+        new_identity: bool,
+    ) -> Result<(), AgentError> {
+        let mut prog = EndpointProgram::load(&self.root, ep.id)?;
+        prog.attach(&self.root, &ep.interface_name)?;
+        let identities = inner.identities.all_labels();
+        super::regenerate::regenerate(&self.root, &inner.repo, &identities, ep)?;
+        inner.maps.lxc.upsert(ep.ipv4, &lxc_info(ep))?;
+        inner
+            .maps
+            .ipcache
+            .upsert(ep.ipv4, 32, ep.identity, Ipv4Addr::UNSPECIFIED)?;
+        if new_identity {
+            // Other endpoints' selectors may cover the newcomer.
+            self.regenerate_all(inner)?;
+        }
+        Ok(())
+    }
+
+    pub fn endpoint_delete(&self, id: &str) -> Result<(), AgentError> {
+        let mut inner = self.lock();
+        let num = find(&inner, id)?;
+        let ep = inner.endpoints.remove(&num).expect("found above");
+        remove_endpoint(&self.root, num)?;
+        inner.maps.lxc.remove(ep.ipv4)?;
+        inner.maps.ipcache.remove(ep.ipv4, 32)?;
+        inner.maps.ct.flush_address(ep.ipv4.octets())?;
+        if inner.identities.release(ep.identity)? {
+            self.regenerate_all(&mut inner)?;
+        }
+        self.persist(&inner)
+    }
+
+    pub fn endpoint_get(&self, id: &str) -> Result<Endpoint, AgentError> {
+        let inner = self.lock();
+        let num = find(&inner, id)?;
+        Ok(model(&inner, &inner.endpoints[&num]))
+    }
+
+    pub fn endpoint_list(&self) -> Vec<Endpoint> {
+        let inner = self.lock();
+        inner
+            .endpoints
+            .values()
+            .map(|ep| model(&inner, ep))
+            .collect()
+    }
+
+    /// Replaces the endpoint's labels: it moves to the identity of the new
+    /// label set and every policy map follows at once.
+    pub fn endpoint_set_labels(
+        &self,
+        id: &str,
+        spec: LabelConfigurationSpec,
+    ) -> Result<(), AgentError> {
+        let labels = parse_labels(&spec.user)?;
+        let mut inner = self.lock();
+        let num = find(&inner, id)?;
+        let old = inner.endpoints[&num].identity;
+        let (identity, _) = inner.identities.allocate(&labels)?;
+        let mut ep = inner.endpoints[&num].clone();
+        ep.labels = labels;
+        ep.identity = identity.id;
+        let published = inner
+            .maps
+            .lxc
+            .upsert(ep.ipv4, &lxc_info(&ep))
+            .and_then(|_| {
+                inner
+                    .maps
+                    .ipcache
+                    .upsert(ep.ipv4, 32, ep.identity, Ipv4Addr::UNSPECIFIED)
+            });
+        if let Err(e) = published {
+            let _ = inner.identities.release(identity.id);
+            return Err(e.into());
+        }
+        inner.endpoints.insert(num, ep);
+        inner.identities.release(old)?;
+        let regenerated = self.regenerate_all(&mut inner);
+        self.persist(&inner)?;
+        regenerated
+    }
+}
+
+fn model(inner: &Inner, ep: &EndpointRecord) -> Endpoint {
+    let labels = inner
+        .identities
+        .get(ep.identity)
+        .map(|i| i.labels.clone())
+        .unwrap_or_default();
+    ep.to_model(&labels)
+}
+
+/// Endpoint by numeric id or `container-id:ID`.
+fn find(inner: &Inner, id: &str) -> Result<u16, AgentError> {
+    let not_found = || AgentError::NotFound(format!("endpoint {id} not found"));
+    if let Some(cid) = id.strip_prefix("container-id:") {
+        return inner
+            .endpoints
+            .values()
+            .find(|ep| ep.container_id == cid)
+            .map(|ep| ep.id)
+            .ok_or_else(not_found);
+    }
+    let num: u16 = id.parse().map_err(|_| {
+        bad(format!(
+            "endpoint id {id:?} must be a number or container-id:ID"
+        ))
+    })?;
+    inner
+        .endpoints
+        .contains_key(&num)
+        .then_some(num)
+        .ok_or_else(not_found)
+}
+
+fn free_id(inner: &Inner) -> Result<u16, AgentError> {
+    (1..=u16::MAX)
+        .find(|id| !inner.endpoints.contains_key(id))
+        .ok_or_else(|| AgentError::Internal("no free endpoint id".into()))
+}

@@ -1,0 +1,50 @@
+//! Policy import and deletion: validated whole, applied at once, and every
+//! endpoint regenerated against the new repository.
+
+use api::models::Policy;
+use policy::Labels;
+
+use super::Daemon;
+use crate::error::AgentError;
+
+impl Daemon {
+    /// Imports rules (JSON or YAML). Any error rejects the whole input and
+    /// leaves the repository as it was.
+    pub fn policy_import(&self, text: &str, replace: bool) -> Result<Policy, AgentError> {
+        let rules = policy::parse_rules(text).map_err(|e| AgentError::BadRequest(e.to_string()))?;
+        let mut inner = self.lock();
+        inner.repo.add(rules, replace);
+        let regenerated = self.regenerate_all(&mut inner);
+        self.persist(&inner)?;
+        regenerated?;
+        Ok(policy_model(&inner.repo))
+    }
+
+    pub fn policy_get(&self) -> Policy {
+        policy_model(&self.lock().repo)
+    }
+
+    /// Deletes the rules carrying all of `labels`; every rule when empty.
+    pub fn policy_delete(&self, labels: &[String]) -> Result<Policy, AgentError> {
+        let labels = Labels::parse_all(labels)
+            .map_err(|e| AgentError::BadRequest(format!("labels: {e}")))?;
+        let mut inner = self.lock();
+        let (deleted, _) = inner.repo.delete_by_labels(&labels);
+        if deleted == 0 && !labels.is_empty() {
+            return Err(AgentError::NotFound(format!(
+                "no policy rule carries the labels {labels}"
+            )));
+        }
+        let regenerated = self.regenerate_all(&mut inner);
+        self.persist(&inner)?;
+        regenerated?;
+        Ok(policy_model(&inner.repo))
+    }
+}
+
+fn policy_model(repo: &policy::Repository) -> Policy {
+    Policy {
+        revision: repo.revision(),
+        policy: serde_json::to_string_pretty(repo.rules()).expect("rules serialize"),
+    }
+}

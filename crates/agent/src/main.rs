@@ -1,0 +1,77 @@
+//! cilium-agent: the node daemon. Wires the daemon, the monitor hub, the
+//! connection-tracking GC and the REST API on the unix socket.
+
+mod api;
+mod config;
+mod daemon;
+mod endpoint;
+mod error;
+mod ipam;
+mod monitor;
+mod netdev;
+mod state;
+
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use tokio::{net::UnixListener, signal::unix::SignalKind};
+
+use crate::{config::Config, daemon::Daemon, monitor::MonitorHub};
+
+fn main() -> anyhow::Result<()> {
+    let config = Config::parse();
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?
+        .block_on(run(config))
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    let socket = config.socket.clone();
+    let gc_every = Duration::from_secs(config.ct_gc_interval.max(1));
+    let daemon = Daemon::start(config).context("starting cilium-agent")?;
+
+    let hub = MonitorHub::new();
+    let reader = datapath::EventReader::open(daemon.bpf_root())?;
+    tokio::spawn(hub.clone().run(reader));
+
+    let gc = daemon.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(gc_every);
+        loop {
+            tick.tick().await;
+            if let Err(e) = gc.ct_gc() {
+                eprintln!("conntrack gc: {e}");
+            }
+        }
+    });
+
+    if let Some(dir) = socket.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let _ = std::fs::remove_file(&socket);
+    let listener = UnixListener::bind(&socket)
+        .with_context(|| format!("listening on {}", socket.display()))?;
+    eprintln!("cilium-agent: API listening on {}", socket.display());
+
+    let app = api::router(api::AppState {
+        daemon,
+        monitor: hub,
+    });
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    let _ = std::fs::remove_file(&socket);
+    eprintln!("cilium-agent: stopped; endpoints keep running on their pinned programs");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

@@ -1,0 +1,115 @@
+//! The monitor hub: reads the datapath's event ring and fans events out to
+//! every `cilium monitor` client.
+
+use std::{net::Ipv4Addr, sync::Arc};
+
+use api::models::{monitor_kind, MonitorEvent};
+use datapath::{
+    events::{ct_state_text, drop_reason_text, match_type_text, observation_point_text},
+    Event, EventKind, EventReader,
+};
+use tokio::{io::unix::AsyncFd, sync::broadcast};
+
+/// Subscribers that fall this far behind lose the oldest events.
+const BACKLOG: usize = 4096;
+
+#[derive(Clone)]
+pub struct MonitorHub {
+    tx: broadcast::Sender<Arc<MonitorEvent>>,
+}
+
+impl MonitorHub {
+    pub fn new() -> Self {
+        MonitorHub {
+            tx: broadcast::channel(BACKLOG).0,
+        }
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<MonitorEvent>> {
+        self.tx.subscribe()
+    }
+
+    /// Drains the ring as it becomes readable, for as long as the agent runs.
+    pub async fn run(self, reader: EventReader) -> std::io::Result<()> {
+        // SAFETY: the reader owns the ring's fd and keeps it open, unchanged,
+        // for as long as the AsyncFd holds it.
+        let mut fd = unsafe { AsyncFd::register(reader)? };
+        loop {
+            let mut guard = fd.readable_mut().await?;
+            let events = guard.get_inner_mut().drain();
+            guard.clear_ready();
+            for ev in events {
+                // No subscriber is not an error: events are simply not kept.
+                let _ = self.tx.send(Arc::new(to_model(&ev)));
+            }
+        }
+    }
+}
+
+impl Default for MonitorHub {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+pub fn to_model(ev: &Event) -> MonitorEvent {
+    let kind = match ev.kind() {
+        EventKind::Drop => monitor_kind::DROP,
+        EventKind::Trace => monitor_kind::TRACE,
+        EventKind::PolicyVerdict => monitor_kind::POLICY_VERDICT,
+        EventKind::Unknown(_) => monitor_kind::DEBUG,
+    };
+    let is = |k: EventKind| ev.kind() == k;
+    MonitorEvent {
+        kind: kind.into(),
+        timestamp_ns: ev.timestamp,
+        cpu: ev.cpu,
+        endpoint: ev.ep_id,
+        ifindex: ev.ifindex,
+        src_identity: ev.src_identity,
+        dst_identity: ev.dst_identity,
+        reason: if is(EventKind::Drop) { ev.subtype } else { 0 },
+        reason_text: if is(EventKind::Drop) {
+            drop_reason_text(ev.subtype).into()
+        } else {
+            String::new()
+        },
+        observation_point: if is(EventKind::Trace) {
+            observation_point_text(ev.subtype).into()
+        } else {
+            String::new()
+        },
+        verdict: if is(EventKind::PolicyVerdict) {
+            if ev.verdict == 1 { "allow" } else { "deny" }.into()
+        } else {
+            String::new()
+        },
+        direction: if ev.dir == 1 { "egress" } else { "ingress" }.into(),
+        match_type: match_type_text(ev.match_type).into(),
+        ct_state: ct_state_text(ev.ct_state).into(),
+        protocol: ev.protocol,
+        src_ip: Ipv4Addr::from(ev.saddr).to_string(),
+        dst_ip: Ipv4Addr::from(ev.daddr).to_string(),
+        src_port: u16::from_be(ev.sport),
+        dst_port: u16::from_be(ev.dport),
+        tcp_flags: tcp_flags(ev),
+        length: ev.length,
+    }
+}
+
+fn tcp_flags(ev: &Event) -> Vec<String> {
+    if ev.protocol != 6 {
+        return Vec::new();
+    }
+    [
+        (0x02, "SYN"),
+        (0x10, "ACK"),
+        (0x01, "FIN"),
+        (0x04, "RST"),
+        (0x08, "PSH"),
+    ]
+    .into_iter()
+    .filter(|(bit, _)| ev.tcp_flags & bit != 0)
+    .map(|(_, name)| name.to_string())
+    .collect()
+}

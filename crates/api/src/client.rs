@@ -1,0 +1,331 @@
+//! Blocking client for the agent's `/v1` API on its unix socket. One
+//! connection per request (`Connection: close`): the CLI makes few calls and
+//! this keeps the HTTP side trivial.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::error::ClientError;
+use crate::http::{self, Body, Request};
+use crate::models::*;
+
+/// Where the agent listens unless told otherwise (Cilium's path).
+pub const DEFAULT_SOCKET: &str = "/var/run/cilium/cilium.sock";
+
+/// Environment variable naming the socket when `-H` is not given.
+pub const SOCKET_ENV: &str = "CILIUM_SOCK";
+
+/// How long a regular (non-streaming) request may wait for the agent.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Resolves the socket path: `-H unix:///path` or a bare path, else the
+/// `$CILIUM_SOCK` value, else [`DEFAULT_SOCKET`].
+pub fn resolve_socket(host: Option<&str>, env: Option<&str>) -> PathBuf {
+    let chosen = host
+        .filter(|h| !h.is_empty())
+        .or(env.filter(|e| !e.is_empty()))
+        .unwrap_or(DEFAULT_SOCKET);
+    PathBuf::from(chosen.strip_prefix("unix://").unwrap_or(chosen))
+}
+
+#[derive(Debug, Clone)]
+pub struct Client {
+    socket: PathBuf,
+}
+
+impl Client {
+    pub fn new(socket: impl Into<PathBuf>) -> Self {
+        Client {
+            socket: socket.into(),
+        }
+    }
+
+    /// See [`resolve_socket`]; reads `$CILIUM_SOCK` from the environment.
+    pub fn from_host(host: Option<&str>) -> Self {
+        let env = std::env::var(SOCKET_ENV).ok();
+        Client::new(resolve_socket(host, env.as_deref()))
+    }
+
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    // ------------------------------------------------------------ routes
+
+    pub fn healthz(&self) -> Result<StatusResponse, ClientError> {
+        self.get_json("/v1/healthz")
+    }
+
+    pub fn config(&self) -> Result<DaemonConfiguration, ClientError> {
+        self.get_json("/v1/config")
+    }
+
+    pub fn ipam_allocate(&self, owner: Option<&str>) -> Result<IpamResponse, ClientError> {
+        let target = match owner {
+            Some(o) => format!("/v1/ipam?owner={}", encode_component(o)),
+            None => "/v1/ipam".to_string(),
+        };
+        self.call_json("POST", &target, None)
+    }
+
+    pub fn ipam_release(&self, ip: &str) -> Result<(), ClientError> {
+        self.call_unit(
+            "DELETE",
+            &format!("/v1/ipam/{}", encode_component(ip)),
+            None,
+        )
+    }
+
+    /// `id` 0 lets the agent choose the endpoint id.
+    pub fn endpoint_put(
+        &self,
+        id: u16,
+        req: &EndpointChangeRequest,
+    ) -> Result<Endpoint, ClientError> {
+        let body = json_body(req)?;
+        self.call_json("PUT", &format!("/v1/endpoint/{id}"), Some(body))
+    }
+
+    /// `id` is the numeric endpoint id or a prefixed one such as `container-id:XYZ`.
+    pub fn endpoint_get(&self, id: &str) -> Result<Endpoint, ClientError> {
+        self.get_json(&format!("/v1/endpoint/{}", encode_component(id)))
+    }
+
+    pub fn endpoint_list(&self) -> Result<Vec<Endpoint>, ClientError> {
+        self.get_json("/v1/endpoint")
+    }
+
+    pub fn endpoint_delete(&self, id: &str) -> Result<(), ClientError> {
+        self.call_unit(
+            "DELETE",
+            &format!("/v1/endpoint/{}", encode_component(id)),
+            None,
+        )
+    }
+
+    /// Replaces the endpoint's user labels with `spec.user`.
+    pub fn endpoint_labels_patch(
+        &self,
+        id: &str,
+        spec: &LabelConfigurationSpec,
+    ) -> Result<(), ClientError> {
+        let body = json_body(spec)?;
+        self.call_unit(
+            "PATCH",
+            &format!("/v1/endpoint/{}/labels", encode_component(id)),
+            Some(body),
+        )
+    }
+
+    pub fn identity_list(&self) -> Result<Vec<Identity>, ClientError> {
+        self.get_json("/v1/identity")
+    }
+
+    pub fn identity_get(&self, id: &str) -> Result<Identity, ClientError> {
+        self.get_json(&format!("/v1/identity/{}", encode_component(id)))
+    }
+
+    /// Imports rules given as JSON or YAML text; `replace` swaps out rules
+    /// carrying the same labels instead of adding next to them.
+    pub fn policy_put(&self, text: &str, replace: bool) -> Result<Policy, ClientError> {
+        let target = if replace {
+            "/v1/policy?replace=true"
+        } else {
+            "/v1/policy"
+        };
+        let trimmed = text.trim_start();
+        let content_type = if trimmed.starts_with('[') || trimmed.starts_with('{') {
+            "application/json"
+        } else {
+            "application/yaml"
+        };
+        let body = (content_type, text.as_bytes().to_vec());
+        self.call_json("PUT", target, Some(body))
+    }
+
+    pub fn policy_get(&self) -> Result<Policy, ClientError> {
+        self.get_json("/v1/policy")
+    }
+
+    /// Deletes rules carrying all of `labels`; an empty list deletes every rule.
+    pub fn policy_delete(&self, labels: &[String]) -> Result<Policy, ClientError> {
+        let body = json_body(&labels)?;
+        self.call_json("DELETE", "/v1/policy", Some(body))
+    }
+
+    pub fn map_get(&self, name: &str) -> Result<BpfMap, ClientError> {
+        self.get_json(&format!("/v1/map/{}", encode_component(name)))
+    }
+
+    /// Opens the event stream; an empty `types` means every kind.
+    pub fn monitor(&self, types: &[String]) -> Result<MonitorStream, ClientError> {
+        let query: Vec<String> = types
+            .iter()
+            .map(|t| format!("type={}", encode_component(t)))
+            .collect();
+        let target = if query.is_empty() {
+            "/v1/monitor".to_string()
+        } else {
+            format!("/v1/monitor?{}", query.join("&"))
+        };
+        let body = self.send("GET", &target, None, None)?;
+        Ok(MonitorStream {
+            lines: BufReader::new(body),
+            finished: false,
+        })
+    }
+
+    // ------------------------------------------------------------ plumbing
+
+    fn get_json<T: DeserializeOwned>(&self, target: &str) -> Result<T, ClientError> {
+        self.call_json("GET", target, None)
+    }
+
+    fn call_json<T: DeserializeOwned>(
+        &self,
+        method: &str,
+        target: &str,
+        body: Option<(&str, Vec<u8>)>,
+    ) -> Result<T, ClientError> {
+        let bytes = self
+            .send(method, target, body, Some(REQUEST_TIMEOUT))?
+            .read_to_vec()?;
+        serde_json::from_slice(&bytes).map_err(|error| ClientError::Decode {
+            what: format!("response to {method} {target}"),
+            error,
+        })
+    }
+
+    fn call_unit(
+        &self,
+        method: &str,
+        target: &str,
+        body: Option<(&str, Vec<u8>)>,
+    ) -> Result<(), ClientError> {
+        self.send(method, target, body, Some(REQUEST_TIMEOUT))?
+            .read_to_vec()?;
+        Ok(())
+    }
+
+    /// Sends one request; returns the body of a 2xx answer, or the agent's
+    /// error as [`ClientError::Api`].
+    fn send(
+        &self,
+        method: &str,
+        target: &str,
+        body: Option<(&str, Vec<u8>)>,
+        timeout: Option<Duration>,
+    ) -> Result<Body<BufReader<UnixStream>>, ClientError> {
+        let mut stream =
+            UnixStream::connect(&self.socket).map_err(|error| ClientError::Connect {
+                path: self.socket.clone(),
+                error,
+            })?;
+        stream.set_read_timeout(timeout)?;
+        stream.set_write_timeout(timeout)?;
+        let (content_type, bytes) = match &body {
+            Some((ct, b)) => (Some(*ct), b.as_slice()),
+            None => (None, &[][..]),
+        };
+        http::write_request(
+            &mut stream,
+            &Request {
+                method,
+                target,
+                content_type,
+                body: bytes,
+            },
+        )?;
+        let resp = http::read_response(BufReader::new(stream))?;
+        if (200..300).contains(&resp.status) {
+            return Ok(resp.body);
+        }
+        let status = resp.status;
+        let raw = resp.body.read_to_vec().unwrap_or_default();
+        Err(ClientError::Api {
+            status,
+            message: error_message(status, &raw),
+        })
+    }
+}
+
+/// The `message` of an [`ApiError`] body, else the body as text, else a
+/// generic line naming the status.
+fn error_message(status: u16, raw: &[u8]) -> String {
+    if let Ok(err) = serde_json::from_slice::<ApiError>(raw) {
+        if !err.message.is_empty() {
+            return err.message;
+        }
+    }
+    let text = String::from_utf8_lossy(raw).trim().to_string();
+    if text.is_empty() {
+        format!("agent answered HTTP {status} without a message")
+    } else {
+        text
+    }
+}
+
+fn json_body<T: Serialize + ?Sized>(value: &T) -> Result<(&'static str, Vec<u8>), ClientError> {
+    let bytes = serde_json::to_vec(value).map_err(|error| ClientError::Decode {
+        what: "request body".to_string(),
+        error,
+    })?;
+    Ok(("application/json", bytes))
+}
+
+/// Percent-encodes everything outside RFC 3986's unreserved set, plus `:`
+/// kept readable for ids like `container-id:XYZ`.
+fn encode_component(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b':') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The `GET /v1/monitor` stream: one event per NDJSON line, read as it
+/// arrives. Ends when the agent closes the stream; after an error it yields
+/// nothing more.
+pub struct MonitorStream {
+    lines: BufReader<Body<BufReader<UnixStream>>>,
+    finished: bool,
+}
+
+impl Iterator for MonitorStream {
+    type Item = Result<MonitorEvent, ClientError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while !self.finished {
+            let mut line = String::new();
+            match self.lines.read_line(&mut line) {
+                Ok(0) => self.finished = true,
+                Ok(_) if line.trim().is_empty() => continue,
+                Ok(_) => {
+                    return Some(serde_json::from_str(line.trim()).map_err(|error| {
+                        ClientError::Decode {
+                            what: format!("monitor event {:?}", line.trim()),
+                            error,
+                        }
+                    }))
+                }
+                Err(e) => {
+                    self.finished = true;
+                    return Some(Err(e.into()));
+                }
+            }
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests;

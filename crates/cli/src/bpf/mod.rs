@@ -1,0 +1,95 @@
+//! `cilium bpf ...`: kernel maps as the agent decodes them (`GET /v1/map/{name}`).
+
+mod ct_list;
+mod endpoint_list;
+mod ipcache_list;
+mod policy_get;
+
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use api::{BpfMap, Client};
+use clap::Subcommand;
+
+use crate::output::{emit, to_json, OutputFormat};
+
+#[derive(Subcommand, Debug)]
+pub enum BpfCommand {
+    /// Manage policy related BPF maps
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// Manage the IPCache mappings for IP/CIDR <-> Identity
+    #[command(subcommand)]
+    Ipcache(IpcacheCommand),
+    /// Connection tracking tables
+    #[command(subcommand)]
+    Ct(CtCommand),
+    /// Local endpoint map
+    #[command(subcommand)]
+    Endpoint(EndpointCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PolicyCommand {
+    /// Get contents of a policy BPF map
+    Get(policy_get::PolicyGetArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum IpcacheCommand {
+    /// List endpoint IPs (local and remote) and their corresponding security identities
+    #[command(visible_alias = "ls")]
+    List(MapArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CtCommand {
+    /// List connection tracking entries
+    #[command(visible_alias = "ls")]
+    List(ct_list::CtListArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum EndpointCommand {
+    /// List local endpoint entries
+    #[command(visible_alias = "ls")]
+    List(MapArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct MapArgs {
+    /// Output format
+    #[arg(short = 'o', long = "output")]
+    output: Option<OutputFormat>,
+}
+
+pub fn run(client: &Client, cmd: BpfCommand) -> Result<ExitCode> {
+    match cmd {
+        BpfCommand::Policy(PolicyCommand::Get(args)) => policy_get::run(client, &args),
+        BpfCommand::Ipcache(IpcacheCommand::List(args)) => {
+            show(client, "cilium_ipcache", args.output, ipcache_list::render)
+        }
+        BpfCommand::Ct(CtCommand::List(args)) => ct_list::run(client, &args),
+        BpfCommand::Endpoint(EndpointCommand::List(args)) => {
+            show(client, "cilium_lxc", args.output, endpoint_list::render)
+        }
+    }?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Fetches a map and prints it with `render`, or its entries as JSON.
+fn show(
+    client: &Client,
+    name: &str,
+    output: Option<OutputFormat>,
+    render: fn(&BpfMap) -> String,
+) -> Result<()> {
+    let map = client
+        .map_get(name)
+        .with_context(|| format!("cannot read map {name}"))?;
+    match output {
+        Some(OutputFormat::Json) => emit(&to_json(&map.entries)?),
+        None => emit(&render(&map)),
+    }
+    Ok(())
+}

@@ -1,0 +1,76 @@
+//! `cilium`: the command-line client of cilium-agent. It owns argument
+//! parsing and human-readable output; every fact it shows comes from the
+//! agent's REST API. It must never touch BPF maps, the kvstore or files of
+//! the agent directly.
+
+mod bpf;
+mod endpoint;
+mod identity;
+mod labels;
+mod monitor;
+mod output;
+mod policy;
+mod proto;
+mod status;
+mod table;
+
+use std::process::ExitCode;
+
+use api::Client;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "cilium",
+    about = "CLI for interacting with the local Cilium Agent",
+    version
+)]
+struct Cli {
+    /// URI of the agent's API socket (unix:///path or a path); defaults to
+    /// $CILIUM_SOCK, then /var/run/cilium/cilium.sock
+    #[arg(short = 'H', long, global = true)]
+    host: Option<String>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Display status of the agent
+    Status(status::StatusArgs),
+    /// Manage endpoints
+    #[command(subcommand, visible_alias = "ep")]
+    Endpoint(endpoint::EndpointCommand),
+    /// Manage security identities
+    #[command(subcommand)]
+    Identity(identity::IdentityCommand),
+    /// Manage security policies
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
+    /// Direct access to local BPF maps
+    #[command(subcommand)]
+    Bpf(bpf::BpfCommand),
+    /// Display BPF program events
+    Monitor(monitor::MonitorArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let client = Client::from_host(cli.host.as_deref());
+    let result = match cli.command {
+        Command::Status(args) => status::run(&client, &args),
+        Command::Endpoint(cmd) => endpoint::run(&client, cmd),
+        Command::Identity(cmd) => identity::run(&client, cmd),
+        Command::Policy(cmd) => policy::run(&client, cmd),
+        Command::Bpf(cmd) => bpf::run(&client, cmd),
+        Command::Monitor(args) => monitor::run(&client, &args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("Error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,282 @@
+//! One line per datapath event, worded like `cilium monitor`.
+
+use api::{monitor_kind, MonitorEvent};
+
+use crate::proto;
+
+/// The first lines `cilium monitor` prints.
+pub fn banner(cpus: usize) -> String {
+    format!(
+        "Listening for events on {cpus} CPUs with 64x4096 of shared memory\nPress Ctrl-C to quit\n"
+    )
+}
+
+/// The default (non-verbose) line for an event, without a newline.
+pub fn line(ev: &MonitorEvent) -> String {
+    let summary = connection_summary(ev);
+    match ev.kind.as_str() {
+        monitor_kind::DROP => format!(
+            "xx drop ({}) flow 0x0 to endpoint {}, ifindex {}, identity {}->{}: {summary}",
+            reason(ev),
+            ev.endpoint,
+            ev.ifindex,
+            ev.src_identity,
+            ev.dst_identity
+        ),
+        monitor_kind::TRACE => format!(
+            "{} flow 0x0 , identity {}->{} state {} ifindex {}: {summary}",
+            observation_point(&ev.observation_point, ev.endpoint),
+            ev.src_identity,
+            ev.dst_identity,
+            if ev.ct_state.is_empty() {
+                "unknown"
+            } else {
+                &ev.ct_state
+            },
+            ev.ifindex
+        ),
+        monitor_kind::POLICY_VERDICT => format!(
+            "Policy verdict log: flow 0x0 local EP ID {}, remote ID {}, proto {}, {}, action {}, match {}, {summary}",
+            ev.endpoint,
+            remote_identity(ev),
+            ev.protocol,
+            ev.direction,
+            ev.verdict,
+            if ev.match_type.is_empty() { "none" } else { &ev.match_type },
+        ),
+        monitor_kind::DEBUG => format!(
+            "CPU {:02}: MARK 0x0 FROM {} DEBUG: {}",
+            ev.cpu, ev.endpoint, ev.reason_text
+        ),
+        other => format!("{other}: endpoint {}: {summary}", ev.endpoint),
+    }
+}
+
+/// `-v`: a separator, a header naming CPU, endpoint and size, then the
+/// packet's addresses, like Cilium's verbose mode (without the hex dump).
+pub fn verbose(ev: &MonitorEvent) -> String {
+    let what = match ev.kind.as_str() {
+        monitor_kind::DROP => format!(
+            "DROP: {} bytes, reason {}, to endpoint {}, identity {}->{}",
+            ev.length,
+            reason(ev),
+            ev.endpoint,
+            ev.src_identity,
+            ev.dst_identity
+        ),
+        monitor_kind::TRACE => format!(
+            "{}: {} bytes, state {}, identity {}->{}, ifindex {}",
+            ev.observation_point,
+            ev.length,
+            ev.ct_state,
+            ev.src_identity,
+            ev.dst_identity,
+            ev.ifindex
+        ),
+        monitor_kind::POLICY_VERDICT => {
+            return format!("{SEPARATOR}\n{}", line(ev));
+        }
+        monitor_kind::DEBUG => return line(ev),
+        other => other.to_string(),
+    };
+    format!(
+        "{SEPARATOR}\nCPU {:02}: MARK 0x0 FROM {} {what}\n{}",
+        ev.cpu,
+        ev.endpoint,
+        packet_details(ev)
+    )
+}
+
+const SEPARATOR: &str =
+    "------------------------------------------------------------------------------";
+
+fn reason(ev: &MonitorEvent) -> String {
+    if ev.reason_text.is_empty() {
+        format!("{}", ev.reason)
+    } else {
+        ev.reason_text.clone()
+    }
+}
+
+fn remote_identity(ev: &MonitorEvent) -> u32 {
+    // The remote side is the source for ingress, the destination for egress.
+    if ev.direction == "egress" {
+        ev.dst_identity
+    } else {
+        ev.src_identity
+    }
+}
+
+/// `-> endpoint 1234`, `-> stack`, `<- endpoint 1234`, ...
+pub fn observation_point(point: &str, endpoint: u16) -> String {
+    let (arrow, place) = match point.split_once('-') {
+        Some(("to", place)) => ("->", place),
+        Some(("from", place)) => ("<-", place),
+        _ => return point.to_string(),
+    };
+    if place == "endpoint" {
+        format!("{arrow} endpoint {endpoint}")
+    } else {
+        format!("{arrow} {place}")
+    }
+}
+
+/// `10.0.0.1:3456 -> 10.0.0.2:80 tcp SYN, ACK`.
+pub fn connection_summary(ev: &MonitorEvent) -> String {
+    let ports = matches!(ev.protocol, proto::TCP | proto::UDP | proto::SCTP);
+    let endpoints = if ports {
+        format!(
+            "{}:{} -> {}:{}",
+            ev.src_ip, ev.src_port, ev.dst_ip, ev.dst_port
+        )
+    } else {
+        format!("{} -> {}", ev.src_ip, ev.dst_ip)
+    };
+    match ev.protocol {
+        proto::TCP if ev.tcp_flags.is_empty() => format!("{endpoints} tcp"),
+        proto::TCP => format!("{endpoints} tcp {}", ev.tcp_flags.join(", ")),
+        proto::UDP => format!("{endpoints} udp"),
+        proto::ICMP => format!("{endpoints} icmp"),
+        proto::ICMPV6 => format!("{endpoints} icmpv6"),
+        p => format!("{endpoints} {}", proto::name(p).to_lowercase()),
+    }
+}
+
+fn packet_details(ev: &MonitorEvent) -> String {
+    let ip = format!(
+        "IPv4 {{SrcIP={} DstIP={} Protocol={}}}",
+        ev.src_ip,
+        ev.dst_ip,
+        proto::name(ev.protocol)
+    );
+    match ev.protocol {
+        proto::TCP => format!(
+            "{ip}\nTCP  {{SrcPort={} DstPort={} {}}}",
+            ev.src_port,
+            ev.dst_port,
+            ev.tcp_flags.join("=true ") + if ev.tcp_flags.is_empty() { "" } else { "=true" }
+        ),
+        proto::UDP => format!(
+            "{ip}\nUDP  {{SrcPort={} DstPort={}}}",
+            ev.src_port, ev.dst_port
+        ),
+        _ => ip,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tcp_event(kind: &str) -> MonitorEvent {
+        MonitorEvent {
+            kind: kind.into(),
+            cpu: 1,
+            endpoint: 1234,
+            ifindex: 12,
+            protocol: 6,
+            src_ip: "10.200.0.5".into(),
+            dst_ip: "10.200.0.6".into(),
+            src_port: 3456,
+            dst_port: 80,
+            tcp_flags: vec!["SYN".into()],
+            length: 74,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn drop_line() {
+        let mut ev = tcp_event("drop");
+        ev.src_ip = "10.200.0.7".into();
+        ev.src_identity = 257;
+        ev.dst_identity = 256;
+        ev.reason = 133;
+        ev.reason_text = "Policy denied".into();
+        assert_eq!(
+            line(&ev),
+            "xx drop (Policy denied) flow 0x0 to endpoint 1234, ifindex 12, identity 257->256: \
+             10.200.0.7:3456 -> 10.200.0.6:80 tcp SYN"
+        );
+    }
+
+    #[test]
+    fn trace_line() {
+        let mut ev = tcp_event("trace");
+        ev.observation_point = "to-endpoint".into();
+        ev.src_identity = 256;
+        ev.dst_identity = 257;
+        ev.ct_state = "new".into();
+        assert_eq!(
+            line(&ev),
+            "-> endpoint 1234 flow 0x0 , identity 256->257 state new ifindex 12: \
+             10.200.0.5:3456 -> 10.200.0.6:80 tcp SYN"
+        );
+    }
+
+    #[test]
+    fn policy_verdict_line() {
+        let mut ev = tcp_event("policy-verdict");
+        ev.src_identity = 256;
+        ev.dst_identity = 257;
+        ev.direction = "ingress".into();
+        ev.verdict = "allow".into();
+        ev.match_type = "L3-L4".into();
+        assert_eq!(
+            line(&ev),
+            "Policy verdict log: flow 0x0 local EP ID 1234, remote ID 256, proto 6, ingress, \
+             action allow, match L3-L4, 10.200.0.5:3456 -> 10.200.0.6:80 tcp SYN"
+        );
+        ev.direction = "egress".into();
+        assert!(line(&ev).contains("remote ID 257, proto 6, egress"));
+    }
+
+    #[test]
+    fn observation_points() {
+        assert_eq!(observation_point("to-endpoint", 7), "-> endpoint 7");
+        assert_eq!(observation_point("from-endpoint", 7), "<- endpoint 7");
+        assert_eq!(observation_point("to-stack", 7), "-> stack");
+        assert_eq!(observation_point("from-overlay", 7), "<- overlay");
+        assert_eq!(observation_point("weird", 7), "weird");
+    }
+
+    #[test]
+    fn summaries_per_protocol() {
+        let mut ev = tcp_event("trace");
+        ev.tcp_flags = vec!["SYN".into(), "ACK".into()];
+        assert!(connection_summary(&ev).ends_with("tcp SYN, ACK"));
+        ev.protocol = 17;
+        assert_eq!(
+            connection_summary(&ev),
+            "10.200.0.5:3456 -> 10.200.0.6:80 udp"
+        );
+        ev.protocol = 1;
+        assert_eq!(connection_summary(&ev), "10.200.0.5 -> 10.200.0.6 icmp");
+    }
+
+    #[test]
+    fn verbose_drop_has_header_and_packet() {
+        let mut ev = tcp_event("drop");
+        ev.reason_text = "Policy denied".into();
+        let text = verbose(&ev);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].starts_with("-----"));
+        assert_eq!(
+            lines[1],
+            "CPU 01: MARK 0x0 FROM 1234 DROP: 74 bytes, reason Policy denied, to endpoint 1234, identity 0->0"
+        );
+        assert_eq!(
+            lines[2],
+            "IPv4 {SrcIP=10.200.0.5 DstIP=10.200.0.6 Protocol=TCP}"
+        );
+        assert_eq!(lines[3], "TCP  {SrcPort=3456 DstPort=80 SYN=true}");
+    }
+
+    #[test]
+    fn banner_text() {
+        assert_eq!(
+            banner(2),
+            "Listening for events on 2 CPUs with 64x4096 of shared memory\nPress Ctrl-C to quit\n"
+        );
+    }
+}

@@ -1,0 +1,21 @@
+//! Security identities: every distinct label set maps to exactly one numeric identity.
+//!
+//! This crate owns identity numbering (the reserved identities 1..=7 and the cluster-local
+//! range [`MIN_ALLOCATED`]..=[`MAX_ALLOCATED`]), reference counting, and persisting the
+//! allocator's state to a JSON file (`store`, the only module that does IO).
+//! It never evaluates policy, never talks to the kernel, and never decides which labels
+//! are identity-relevant: callers hand it the final label set.
+
+mod allocator;
+mod error;
+mod labels_hash;
+pub mod reserved;
+mod store;
+
+pub use allocator::{Identity, IdentityAllocator};
+pub use error::IdentityError;
+pub use labels_hash::labels_sha256;
+pub use reserved::{
+    HEALTH, HOST, INIT, KUBE_APISERVER, MAX_ALLOCATED, MIN_ALLOCATED, REMOTE_NODE, UNKNOWN,
+    UNMANAGED, WORLD,
+};

@@ -1,0 +1,64 @@
+//! Cilium's reserved identities: fixed numbers for traffic that is not from a
+//! labelled endpoint. Their labels are `reserved:<name>`, so selectors such as
+//! `{"matchLabels": {"reserved:host": ""}}` select them like any other identity.
+
+use std::collections::BTreeMap;
+
+use crate::labels::Labels;
+
+/// Identity 0 in a policy map key means "any identity".
+pub const IDENTITY_ANY: u32 = 0;
+pub const IDENTITY_HOST: u32 = 1;
+pub const IDENTITY_WORLD: u32 = 2;
+pub const IDENTITY_UNMANAGED: u32 = 3;
+pub const IDENTITY_HEALTH: u32 = 4;
+pub const IDENTITY_INIT: u32 = 5;
+pub const IDENTITY_REMOTE_NODE: u32 = 6;
+
+const RESERVED: [(u32, &str); 6] = [
+    (IDENTITY_HOST, "host"),
+    (IDENTITY_WORLD, "world"),
+    (IDENTITY_UNMANAGED, "unmanaged"),
+    (IDENTITY_HEALTH, "health"),
+    (IDENTITY_INIT, "init"),
+    (IDENTITY_REMOTE_NODE, "remote-node"),
+];
+
+/// The name of a reserved identity (`1` → `host`).
+pub fn reserved_name(identity: u32) -> Option<&'static str> {
+    RESERVED
+        .iter()
+        .find(|(id, _)| *id == identity)
+        .map(|(_, name)| *name)
+}
+
+/// The number of a reserved identity by name (`world` → `2`).
+pub fn reserved_identity(name: &str) -> Option<u32> {
+    RESERVED
+        .iter()
+        .find(|(_, reserved)| *reserved == name)
+        .map(|(id, _)| *id)
+}
+
+/// Every reserved identity with its label set.
+pub fn reserved_identities() -> BTreeMap<u32, Labels> {
+    RESERVED
+        .iter()
+        .map(|(id, name)| (*id, Labels::reserved(name)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_numbers_agree() {
+        assert_eq!(reserved_name(1), Some("host"));
+        assert_eq!(reserved_identity("remote-node"), Some(6));
+        assert_eq!(reserved_name(7), None);
+        let all = reserved_identities();
+        assert_eq!(all.len(), 6);
+        assert_eq!(all[&2].to_strings(), vec!["reserved:world"]);
+    }
+}
