@@ -7,34 +7,21 @@ use crate::error::IdentityError;
 
 /// Not a real identity: "not determined yet". Never handed out by the allocator.
 pub const UNKNOWN: u32 = 0;
-pub const HOST: u32 = 1;
-pub const WORLD: u32 = 2;
-pub const UNMANAGED: u32 = 3;
-pub const HEALTH: u32 = 4;
+pub use policy::reserved::{
+    IDENTITY_HEALTH as HEALTH, IDENTITY_HOST as HOST, IDENTITY_KUBE_APISERVER as KUBE_APISERVER,
+    IDENTITY_REMOTE_NODE as REMOTE_NODE, IDENTITY_UNMANAGED as UNMANAGED, IDENTITY_WORLD as WORLD,
+};
 /// Endpoints whose labels are not known yet (an empty label set) get this identity.
-pub const INIT: u32 = 5;
-pub const REMOTE_NODE: u32 = 6;
-pub const KUBE_APISERVER: u32 = 7;
+pub use policy::reserved::IDENTITY_INIT as INIT;
 
 /// First number of the cluster-local range handed out for ordinary label sets.
 pub const MIN_ALLOCATED: u32 = 256;
 /// Last number of the cluster-local range (16 bits; higher bits are for cluster id and scope).
 pub const MAX_ALLOCATED: u32 = 65535;
 
-/// Reserved identities that stand for real peers, in id order (`UNKNOWN` excluded).
-const RESERVED: [(u32, &str); 7] = [
-    (HOST, "host"),
-    (WORLD, "world"),
-    (UNMANAGED, "unmanaged"),
-    (HEALTH, "health"),
-    (INIT, "init"),
-    (REMOTE_NODE, "remote-node"),
-    (KUBE_APISERVER, "kube-apiserver"),
-];
-
 /// `(id, name)` of every reserved identity that can be assigned, in id order.
 pub fn all() -> impl Iterator<Item = (u32, &'static str)> {
-    RESERVED.iter().copied()
+    policy::reserved::all()
 }
 
 /// The name after `reserved:` for a reserved id, including `unknown` for 0.
@@ -42,12 +29,12 @@ pub fn name_of(id: u32) -> Option<&'static str> {
     if id == UNKNOWN {
         return Some("unknown");
     }
-    RESERVED.iter().find(|(i, _)| *i == id).map(|(_, n)| *n)
+    policy::reserved::reserved_name(id)
 }
 
 /// The reserved id named `name` (the part after `reserved:`); `unknown` is not assignable.
 pub fn id_of(name: &str) -> Option<u32> {
-    RESERVED.iter().find(|(_, n)| *n == name).map(|(i, _)| *i)
+    policy::reserved::reserved_identity(name)
 }
 
 /// True for ids below the allocated range: they are fixed and never refcounted.

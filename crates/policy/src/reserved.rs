@@ -14,15 +14,23 @@ pub const IDENTITY_UNMANAGED: u32 = 3;
 pub const IDENTITY_HEALTH: u32 = 4;
 pub const IDENTITY_INIT: u32 = 5;
 pub const IDENTITY_REMOTE_NODE: u32 = 6;
+pub const IDENTITY_KUBE_APISERVER: u32 = 7;
 
-const RESERVED: [(u32, &str); 6] = [
+/// The one table of reserved identities; the identity crate allocates from it.
+const RESERVED: [(u32, &str); 7] = [
     (IDENTITY_HOST, "host"),
     (IDENTITY_WORLD, "world"),
     (IDENTITY_UNMANAGED, "unmanaged"),
     (IDENTITY_HEALTH, "health"),
     (IDENTITY_INIT, "init"),
     (IDENTITY_REMOTE_NODE, "remote-node"),
+    (IDENTITY_KUBE_APISERVER, "kube-apiserver"),
 ];
+
+/// `(id, name)` of every reserved identity, in id order.
+pub fn all() -> impl Iterator<Item = (u32, &'static str)> {
+    RESERVED.iter().copied()
+}
 
 /// The name of a reserved identity (`1` → `host`).
 pub fn reserved_name(identity: u32) -> Option<&'static str> {
@@ -56,9 +64,10 @@ mod tests {
     fn names_and_numbers_agree() {
         assert_eq!(reserved_name(1), Some("host"));
         assert_eq!(reserved_identity("remote-node"), Some(6));
-        assert_eq!(reserved_name(7), None);
+        assert_eq!(reserved_name(7), Some("kube-apiserver"));
+        assert_eq!(reserved_name(8), None);
         let all = reserved_identities();
-        assert_eq!(all.len(), 6);
+        assert_eq!(all.len(), 7);
         assert_eq!(all[&2].to_strings(), vec!["reserved:world"]);
     }
 }
