@@ -11,7 +11,8 @@ struct flow {
 	__be16 dport;
 	__u8 protocol;
 	__u8 tcp_flags;		/* FIN SYN RST PSH ACK ... as in the TCP header */
-	__u16 l3_off;
+	__u8 icmp_type;
+	__u8 pad;
 	__u32 length;
 };
 
@@ -38,7 +39,7 @@ static __always_inline int parse_ipv4(struct __sk_buff *skb, struct flow *f)
 	f->sport = 0;
 	f->dport = 0;
 	f->tcp_flags = 0;
-	f->l3_off = sizeof(struct ethhdr);
+	f->icmp_type = 0;
 	f->length = skb->len;
 
 	/* Later fragments carry no L4 header; treat them as port-less. */
@@ -72,6 +73,7 @@ static __always_inline int parse_ipv4(struct __sk_buff *skb, struct flow *f)
 
 		if ((void *)(icmp + 1) > data_end)
 			return DROP_CT_INVALID_HDR;
+		f->icmp_type = icmp->type;
 		/* Echo request and reply share the id: put it on the
 		 * requester's side so the reply is the reversed tuple. */
 		if (icmp->type == ICMP_ECHO)

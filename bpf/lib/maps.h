@@ -55,25 +55,33 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } cilium_ipcache SEC(".maps");
 
-/* cilium_policy_<ep>: (peer identity, port, protocol, direction) -> verdict.
- * Zero in sec_label, dport or protocol is a wildcard. */
+/* cilium_policy_<ep>: (peer identity, direction, protocol, port) -> verdict,
+ * as an LPM trie so that port ranges are prefixes of the port and "any
+ * protocol" is a prefix that stops before the protocol. The identity and
+ * direction are always matched exactly (prefixlen >= POLICY_PREFIX_L3);
+ * identity 0 stands for any peer and is looked up separately. */
 struct policy_key {
+	__u32 prefixlen;
 	__u32 sec_label;
-	__be16 dport;
-	__u8 protocol;
 	__u8 egress;
+	__u8 protocol;
+	__be16 dport;		/* ICMP: the message type */
 };
 
+#define POLICY_PREFIX_L3 40	/* identity + direction */
+#define POLICY_PREFIX_FULL 64	/* ... + protocol + all port bits */
+
 struct policy_entry {
-	__u16 proxy_port;	/* network order; 0 = no L7 redirect */
+	__be16 proxy_port;	/* 0 = no L7 redirect */
 	__u8 deny;
-	__u8 pad[5];
+	__u8 lpm_prefix_length;	/* prefixlen of the key, to tell L3 from L4 matches */
+	__u8 pad[4];
 	__u64 packets;
 	__u64 bytes;
 };
 
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
 	__type(key, struct policy_key);
 	__type(value, struct policy_entry);
 	__uint(max_entries, 16384);

@@ -12,68 +12,67 @@ struct policy_verdict {
 	__u16 proxy_port;
 };
 
-/* The keys that can cover a packet, most specific first. A port is only
- * meaningful with its protocol, so there is no (identity, any proto, port). */
-#define POLICY_CANDIDATES 6
-
-static __always_inline void policy_candidate(int i, __u32 identity, const struct flow *f,
-					     __u8 dir, struct policy_key *key, __u8 *match)
+/* The policy "port" of a flow: the destination port, or the ICMP type. */
+static __always_inline __be16 policy_port(const struct flow *f)
 {
-	int any_id = i >= 3;
-	int level = any_id ? i - 3 : i;
-
-	key->sec_label = any_id ? 0 : identity;
-	key->egress = dir;
-	key->protocol = level == 2 ? 0 : f->protocol;
-	key->dport = level == 0 ? f->dport : 0;
-	if (!any_id)
-		*match = level == 2 ? MATCH_L3_ONLY : MATCH_L3_L4;
-	else
-		*match = level == 2 ? MATCH_ALL : MATCH_L4_ONLY;
+	return f->protocol == IPPROTO_ICMP ? bpf_htons(f->icmp_type) : f->dport;
 }
 
-/* Deny wins over any allow, whatever its specificity; among allows the most
- * specific entry is the one credited and whose proxy port is used. */
+static __always_inline struct policy_entry *policy_lookup(__u32 identity, const struct flow *f,
+							  __u8 dir)
+{
+	struct policy_key key = {
+		.prefixlen = POLICY_PREFIX_FULL,
+		.sec_label = identity,
+		.egress = dir,
+		.protocol = f->protocol,
+		.dport = policy_port(f),
+	};
+
+	return bpf_map_lookup_elem(&cilium_policy, &key);
+}
+
+static __always_inline void policy_account(struct policy_entry *e, const struct flow *f)
+{
+	__sync_fetch_and_add(&e->packets, 1);
+	__sync_fetch_and_add(&e->bytes, f->length);
+}
+
+/* Looks up the peer's own identity and the wildcard identity, each by
+ * longest prefix. Deny from either wins over any allow (the agent removes
+ * allows that a same-identity deny covers, so a longest-prefix match never
+ * hides a deny); otherwise the peer's own entry is preferred. */
 static __always_inline struct policy_verdict policy_can_access(__u32 identity,
 							       const struct flow *f,
 							       __u8 dir)
 {
 	struct policy_verdict v = { .match_type = MATCH_NONE };
-	struct policy_entry *allowed = NULL;
-	struct policy_key key;
-	__u8 match = 0;
+	struct policy_entry *peer = policy_lookup(identity, f, dir);
+	struct policy_entry *any = policy_lookup(0, f, dir);
+	struct policy_entry *e;
+	int l4;
 
-#pragma unroll
-	for (int i = 0; i < POLICY_CANDIDATES; i++) {
-		struct policy_entry *e;
+	if (peer && peer->deny)
+		e = peer;
+	else if (any && any->deny)
+		e = any;
+	else
+		e = peer ? peer : any;
+	if (!e)
+		return v;
 
-		/* Port-specific keys only exist for protocols with ports. */
-		if ((i == 0 || i == 3) && f->dport == 0)
-			continue;
-		policy_candidate(i, identity, f, dir, &key, &match);
-		e = bpf_map_lookup_elem(&cilium_policy, &key);
-		if (!e)
-			continue;
-		if (e->deny) {
-			__sync_fetch_and_add(&e->packets, 1);
-			__sync_fetch_and_add(&e->bytes, f->length);
-			v.allow = 0;
-			v.denied_by_rule = 1;
-			v.match_type = match;
-			v.proxy_port = 0;
-			return v;
-		}
-		if (!allowed) {
-			allowed = e;
-			v.allow = 1;
-			v.match_type = match;
-			v.proxy_port = e->proxy_port;
-		}
+	policy_account(e, f);
+	l4 = e->lpm_prefix_length > POLICY_PREFIX_L3;
+	if (e == peer)
+		v.match_type = l4 ? MATCH_L3_L4 : MATCH_L3_ONLY;
+	else
+		v.match_type = l4 ? MATCH_L4_ONLY : MATCH_ALL;
+	if (e->deny) {
+		v.denied_by_rule = 1;
+		return v;
 	}
-	if (allowed) {
-		__sync_fetch_and_add(&allowed->packets, 1);
-		__sync_fetch_and_add(&allowed->bytes, f->length);
-	}
+	v.allow = 1;
+	v.proxy_port = e->proxy_port;
 	return v;
 }
 

@@ -48,12 +48,12 @@ pub fn layouts() -> Vec<StructLayout> {
         layout!(
             PolicyKey,
             "policy_key",
-            [sec_label, dport, protocol, egress]
+            [prefixlen, sec_label, egress, protocol, dport]
         ),
         layout!(
             PolicyEntry,
             "policy_entry",
-            [proxy_port, deny, pad, packets, bytes]
+            [proxy_port, deny, lpm_prefix_length, pad, packets, bytes]
         ),
         layout!(
             CtKey,

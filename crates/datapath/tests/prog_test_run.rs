@@ -91,12 +91,14 @@ impl Node {
 
     fn allow(&self, pod: &Pod, key: PolicyKey) {
         let mut map = PolicyMap::open(&self.t.root, pod.id).unwrap();
-        map.upsert(key, PolicyEntry::verdict(false, 0)).unwrap();
+        map.upsert(key, PolicyEntry::verdict(&key, false, 0))
+            .unwrap();
     }
 
     fn deny(&self, pod: &Pod, key: PolicyKey) {
         let mut map = PolicyMap::open(&self.t.root, pod.id).unwrap();
-        map.upsert(key, PolicyEntry::verdict(true, 0)).unwrap();
+        map.upsert(key, PolicyEntry::verdict(&key, true, 0))
+            .unwrap();
     }
 
     fn prog(&self, pod: &Pod) -> &EndpointProgram {
@@ -166,7 +168,7 @@ fn allowed_peer_and_port_pass_others_are_dropped() {
     let node = Node::new("allow");
     node.allow(
         &BACKEND,
-        PolicyKey::new(FRONTEND.identity, TCP, 80, INGRESS),
+        PolicyKey::new(FRONTEND.identity, TCP, 80, 16, INGRESS),
     );
 
     let ok = tcp(FRONTEND.ip, 40001, BACKEND.ip, 80, SYN);
@@ -188,7 +190,10 @@ fn egress_policy_gates_local_delivery() {
     let to_backend = tcp(FRONTEND.ip, 40010, BACKEND.ip, 80, SYN);
     assert_eq!(node.send(&FRONTEND, &to_backend), TC_ACT_SHOT);
 
-    node.allow(&FRONTEND, PolicyKey::new(BACKEND.identity, TCP, 80, EGRESS));
+    node.allow(
+        &FRONTEND,
+        PolicyKey::new(BACKEND.identity, TCP, 80, 16, EGRESS),
+    );
     let to_backend = tcp(FRONTEND.ip, 40011, BACKEND.ip, 80, SYN);
     assert_eq!(node.send(&FRONTEND, &to_backend), TC_ACT_REDIRECT);
 }
@@ -196,10 +201,10 @@ fn egress_policy_gates_local_delivery() {
 #[test]
 fn replies_of_an_allowed_flow_skip_policy() {
     let node = Node::new("reply");
-    node.allow(&FRONTEND, PolicyKey::new(0, 0, 0, EGRESS));
+    node.allow(&FRONTEND, PolicyKey::new(0, 0, 0, 0, EGRESS));
     node.allow(
         &BACKEND,
-        PolicyKey::new(FRONTEND.identity, TCP, 80, INGRESS),
+        PolicyKey::new(FRONTEND.identity, TCP, 80, 16, INGRESS),
     );
 
     let syn = tcp(FRONTEND.ip, 40020, BACKEND.ip, 80, SYN);
@@ -225,7 +230,10 @@ fn replies_of_an_allowed_flow_skip_policy() {
 #[test]
 fn l3_only_allow_covers_every_port_and_protocol() {
     let node = Node::new("l3");
-    node.allow(&BACKEND, PolicyKey::new(INTRUDER.identity, 0, 0, INGRESS));
+    node.allow(
+        &BACKEND,
+        PolicyKey::new(INTRUDER.identity, 0, 0, 0, INGRESS),
+    );
     assert_eq!(
         node.deliver(&BACKEND, &tcp(INTRUDER.ip, 40030, BACKEND.ip, 22, SYN)),
         TC_ACT_OK
@@ -243,7 +251,10 @@ fn l3_only_allow_covers_every_port_and_protocol() {
 #[test]
 fn port_wildcard_covers_every_port_of_its_protocol() {
     let node = Node::new("anyport");
-    node.allow(&BACKEND, PolicyKey::new(FRONTEND.identity, TCP, 0, INGRESS));
+    node.allow(
+        &BACKEND,
+        PolicyKey::new(FRONTEND.identity, TCP, 0, 0, INGRESS),
+    );
     assert_eq!(
         node.deliver(&BACKEND, &tcp(FRONTEND.ip, 40040, BACKEND.ip, 8080, SYN)),
         TC_ACT_OK
@@ -261,10 +272,10 @@ fn port_wildcard_covers_every_port_of_its_protocol() {
 #[test]
 fn deny_wins_over_allow() {
     let node = Node::new("deny");
-    node.allow(&BACKEND, PolicyKey::new(0, 0, 0, INGRESS));
+    node.allow(&BACKEND, PolicyKey::new(0, 0, 0, 0, INGRESS));
     node.deny(
         &BACKEND,
-        PolicyKey::new(INTRUDER.identity, TCP, 80, INGRESS),
+        PolicyKey::new(INTRUDER.identity, TCP, 80, 16, INGRESS),
     );
     assert_eq!(
         node.deliver(&BACKEND, &tcp(INTRUDER.ip, 40050, BACKEND.ip, 80, SYN)),
@@ -279,7 +290,7 @@ fn deny_wins_over_allow() {
 #[test]
 fn spoofed_source_is_dropped() {
     let node = Node::new("spoof");
-    node.allow(&FRONTEND, PolicyKey::new(0, 0, 0, EGRESS));
+    node.allow(&FRONTEND, PolicyKey::new(0, 0, 0, 0, EGRESS));
     let spoofed = tcp(Ipv4Addr::new(10, 9, 0, 99), 40060, BACKEND.ip, 80, SYN);
     assert_eq!(node.send(&FRONTEND, &spoofed), TC_ACT_SHOT);
     // Another local endpoint's address is spoofing too.
@@ -318,4 +329,48 @@ fn drops_and_verdicts_are_reported_and_counted() {
         .find(|(k, _)| k.reason == 133 && k.dir == 0)
         .unwrap();
     assert!(policy_drops.1.packets >= 1);
+}
+
+#[test]
+fn port_ranges_are_port_prefixes() {
+    let node = Node::new("range");
+    // 8000-8003: one block of four ports.
+    node.allow(
+        &BACKEND,
+        PolicyKey::new(FRONTEND.identity, TCP, 8000, 14, INGRESS),
+    );
+    assert_eq!(
+        node.deliver(&BACKEND, &tcp(FRONTEND.ip, 40080, BACKEND.ip, 8000, SYN)),
+        TC_ACT_OK
+    );
+    assert_eq!(
+        node.deliver(&BACKEND, &tcp(FRONTEND.ip, 40081, BACKEND.ip, 8003, SYN)),
+        TC_ACT_OK
+    );
+    assert_eq!(
+        node.deliver(&BACKEND, &tcp(FRONTEND.ip, 40082, BACKEND.ip, 8004, SYN)),
+        TC_ACT_SHOT
+    );
+    assert_eq!(
+        node.deliver(&BACKEND, &tcp(FRONTEND.ip, 40083, BACKEND.ip, 7999, SYN)),
+        TC_ACT_SHOT
+    );
+}
+
+#[test]
+fn wildcard_identity_deny_beats_a_specific_allow() {
+    let node = Node::new("anydeny");
+    node.allow(
+        &BACKEND,
+        PolicyKey::new(FRONTEND.identity, TCP, 80, 16, INGRESS),
+    );
+    node.deny(&BACKEND, PolicyKey::new(0, TCP, 0, 0, INGRESS));
+    assert_eq!(
+        node.deliver(&BACKEND, &tcp(FRONTEND.ip, 40090, BACKEND.ip, 80, SYN)),
+        TC_ACT_SHOT
+    );
+    assert_eq!(
+        node.deliver(&BACKEND, &udp(FRONTEND.ip, 40091, BACKEND.ip, 80)),
+        TC_ACT_SHOT
+    );
 }

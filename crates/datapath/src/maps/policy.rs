@@ -1,20 +1,27 @@
 //! `cilium_policy_<ep>`: one endpoint's policy (`struct policy_key` /
 //! `struct policy_entry` in bpf/lib/maps.h).
 
-use aya::maps::{HashMap, MapData};
+use aya::maps::{lpm_trie::Key, LpmTrie, MapData};
 
 use crate::{BpfRoot, DatapathError};
 
-/// Zero in `sec_label`, `dport` or `protocol` is a wildcard.
+/// Bits of the key matched exactly whatever the entry: identity + direction.
+pub const PREFIX_L3: u32 = 40;
+/// Every bit: identity, direction, protocol and the whole port.
+pub const PREFIX_FULL: u32 = 64;
+
+/// An LPM key: identity 0 is any peer; protocol 0 (a prefix that stops
+/// before the protocol) is any protocol; a port prefix covers a range.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PolicyKey {
+    pub prefixlen: u32,
     pub sec_label: u32,
-    /// Network byte order.
-    pub dport: u16,
-    pub protocol: u8,
     /// 1 = egress, 0 = ingress.
     pub egress: u8,
+    pub protocol: u8,
+    /// Network byte order; ICMP: the message type.
+    pub dport: u16,
 }
 
 #[repr(C)]
@@ -23,47 +30,103 @@ pub struct PolicyEntry {
     /// Network byte order; 0 = no L7 redirect.
     pub proxy_port: u16,
     pub deny: u8,
-    pub pad: [u8; 5],
+    pub lpm_prefix_length: u8,
+    pub pad: [u8; 4],
     pub packets: u64,
     pub bytes: u64,
 }
 
+/// The LPM data after the prefix length, which aya's `Key` carries.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+struct PolicyKeyData {
+    sec_label: u32,
+    egress: u8,
+    protocol: u8,
+    dport: u16,
+}
+
 // SAFETY: plain #[repr(C)] data.
-unsafe impl aya::Pod for PolicyKey {}
+unsafe impl aya::Pod for PolicyKeyData {}
 unsafe impl aya::Pod for PolicyEntry {}
 
 impl PolicyKey {
-    pub fn new(identity: u32, protocol: u8, dport: u16, egress: bool) -> Self {
+    /// `protocol` 0 means any protocol (the port is then ignored);
+    /// `port_prefix_len` is how many leading bits of `dport` count (0..=16).
+    pub fn new(identity: u32, protocol: u8, dport: u16, port_prefix_len: u8, egress: bool) -> Self {
+        let (prefixlen, dport) = if protocol == 0 {
+            (PREFIX_L3, 0)
+        } else {
+            let bits = port_prefix_len.min(16) as u32;
+            let mask = if bits == 0 {
+                0
+            } else {
+                u16::MAX << (16 - bits)
+            };
+            (PREFIX_L3 + 8 + bits, dport & mask)
+        };
         PolicyKey {
+            prefixlen,
             sec_label: identity,
-            dport: dport.to_be(),
-            protocol,
             egress: egress as u8,
+            protocol,
+            dport: dport.to_be(),
         }
     }
 
     pub fn dport_host(&self) -> u16 {
         u16::from_be(self.dport)
     }
+
+    /// How many leading bits of the port count; None when any protocol.
+    pub fn port_prefix_len(&self) -> Option<u8> {
+        (self.prefixlen > PREFIX_L3).then(|| (self.prefixlen - PREFIX_L3 - 8) as u8)
+    }
+
+    fn lpm(&self) -> Key<PolicyKeyData> {
+        Key::new(
+            self.prefixlen,
+            PolicyKeyData {
+                sec_label: self.sec_label,
+                egress: self.egress,
+                protocol: self.protocol,
+                dport: self.dport,
+            },
+        )
+    }
+
+    fn from_lpm(key: &Key<PolicyKeyData>) -> Self {
+        let d = key.data();
+        PolicyKey {
+            prefixlen: key.prefix_len(),
+            sec_label: d.sec_label,
+            egress: d.egress,
+            protocol: d.protocol,
+            dport: d.dport,
+        }
+    }
 }
 
 impl PolicyEntry {
-    pub fn verdict(deny: bool, proxy_port: u16) -> Self {
+    pub fn verdict(key: &PolicyKey, deny: bool, proxy_port: u16) -> Self {
         PolicyEntry {
             proxy_port: proxy_port.to_be(),
             deny: deny as u8,
+            lpm_prefix_length: key.prefixlen as u8,
             ..Default::default()
         }
     }
 
     /// Same decision, whatever the counters say.
     pub fn same_verdict(&self, other: &PolicyEntry) -> bool {
-        self.deny == other.deny && self.proxy_port == other.proxy_port
+        self.deny == other.deny
+            && self.proxy_port == other.proxy_port
+            && self.lpm_prefix_length == other.lpm_prefix_length
     }
 }
 
 pub struct PolicyMap {
-    map: HashMap<MapData, PolicyKey, PolicyEntry>,
+    map: LpmTrie<MapData, PolicyKeyData, PolicyEntry>,
     name: String,
 }
 
@@ -73,25 +136,28 @@ impl PolicyMap {
         let path = root.policy_map(endpoint_id);
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         let map = super::open_pinned_path(&path, &name)?;
-        let map = HashMap::try_from(map).map_err(|e| DatapathError::map(&name, e))?;
+        let map = LpmTrie::try_from(map).map_err(|e| DatapathError::map(&name, e))?;
         Ok(PolicyMap { map, name })
     }
 
     pub fn entries(&self) -> Result<Vec<(PolicyKey, PolicyEntry)>, DatapathError> {
         self.map
             .iter()
-            .map(|r| r.map_err(|e| DatapathError::map(&self.name, e)))
+            .map(|r| {
+                r.map(|(k, v)| (PolicyKey::from_lpm(&k), v))
+                    .map_err(|e| DatapathError::map(&self.name, e))
+            })
             .collect()
     }
 
     pub fn upsert(&mut self, key: PolicyKey, entry: PolicyEntry) -> Result<(), DatapathError> {
         self.map
-            .insert(key, entry, 0)
+            .insert(&key.lpm(), entry, 0)
             .map_err(|e| DatapathError::map(&self.name, e))
     }
 
     pub fn remove(&mut self, key: &PolicyKey) -> Result<(), DatapathError> {
-        match self.map.remove(key) {
+        match self.map.remove(&key.lpm()) {
             Err(aya::maps::MapError::KeyNotFound) | Ok(()) => Ok(()),
             Err(e) => Err(DatapathError::map(&self.name, e)),
         }
