@@ -14,15 +14,10 @@ pub fn to_datapath(state: &MapState) -> Vec<(PolicyKey, PolicyEntry)> {
     state
         .iter()
         .map(|(k, v)| {
-            (
-                PolicyKey::new(
-                    k.identity,
-                    k.protocol,
-                    k.dport,
-                    k.direction == Direction::Egress,
-                ),
-                PolicyEntry::verdict(v.deny, v.proxy_port),
-            )
+            let port_prefix = if k.dport == 0 { 0 } else { 16 };
+            let egress = k.direction == Direction::Egress;
+            let key = PolicyKey::new(k.identity, k.protocol, k.dport, port_prefix, egress);
+            (key, PolicyEntry::verdict(&key, v.deny, v.proxy_port))
         })
         .collect()
 }
