@@ -95,6 +95,33 @@ pub fn remove_endpoint(root: &BpfRoot, endpoint_id: u16) -> Result<(), DatapathE
     Ok(())
 }
 
+/// Endpoint ids that have pins under `root` (programs attached or a policy
+/// map), whether or not anyone remembers them.
+pub fn pinned_endpoints(root: &BpfRoot) -> Vec<u16> {
+    let mut ids: Vec<u16> = std::fs::read_dir(root.dir().join("endpoints"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .chain(
+            std::fs::read_dir(root.dir())
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter_map(|e| {
+                    e.file_name()
+                        .to_str()?
+                        .strip_prefix("cilium_policy_")?
+                        .parse()
+                        .ok()
+                }),
+        )
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
 fn remove_pin(path: &Path) -> Result<(), DatapathError> {
     match std::fs::remove_file(path) {
         Ok(()) => Ok(()),

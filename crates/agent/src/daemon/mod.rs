@@ -107,6 +107,13 @@ impl Daemon {
             let mut prog = datapath::EndpointProgram::load(&self.root, id)?;
             prog.attach(&self.root, &ep.interface_name)?;
         }
+        // A crash between attaching and persisting leaves pins nobody owns.
+        for id in datapath::endpoint::pinned_endpoints(&self.root) {
+            if !inner.endpoints.contains_key(&id) {
+                eprintln!("endpoint {id}: pinned but unknown to the state dir, removing");
+                datapath::endpoint::remove_endpoint(&self.root, id)?;
+            }
+        }
         self.sync_endpoint_maps(&mut inner)?;
         self.regenerate_all(&mut inner)?;
         self.persist(&inner)?;
