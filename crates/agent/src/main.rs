@@ -58,10 +58,14 @@ async fn run(config: Config) -> anyhow::Result<()> {
 
     let app = api::router(api::AppState {
         daemon,
-        monitor: hub,
+        monitor: hub.clone(),
     });
     axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            // Monitor streams never end by themselves.
+            hub.close();
+        })
         .await?;
     let _ = std::fs::remove_file(&socket);
     eprintln!("cilium-agent: stopped; endpoints keep running on their pinned programs");

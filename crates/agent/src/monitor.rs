@@ -8,7 +8,10 @@ use datapath::{
     events::{ct_state_text, drop_reason_text, match_type_text, observation_point_text},
     Event, EventKind, EventReader,
 };
-use tokio::{io::unix::AsyncFd, sync::broadcast};
+use tokio::{
+    io::unix::AsyncFd,
+    sync::{broadcast, watch},
+};
 
 /// Subscribers that fall this far behind lose the oldest events.
 const BACKLOG: usize = 4096;
@@ -16,17 +19,31 @@ const BACKLOG: usize = 4096;
 #[derive(Clone)]
 pub struct MonitorHub {
     tx: broadcast::Sender<Arc<MonitorEvent>>,
+    closed: watch::Sender<bool>,
 }
 
 impl MonitorHub {
     pub fn new() -> Self {
         MonitorHub {
             tx: broadcast::channel(BACKLOG).0,
+            closed: watch::channel(false).0,
         }
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<MonitorEvent>> {
         self.tx.subscribe()
+    }
+
+    /// Resolves once the agent shuts down, so open streams can end.
+    pub fn closed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.closed.subscribe();
+        async move {
+            let _ = rx.wait_for(|closed| *closed).await;
+        }
+    }
+
+    pub fn close(&self) {
+        self.closed.send_replace(true);
     }
 
     /// Drains the ring as it becomes readable, for as long as the agent runs.
