@@ -45,6 +45,10 @@ impl StateDir {
         self.dir.join("identities.json")
     }
 
+    pub fn cidr_identities_path(&self) -> PathBuf {
+        self.dir.join("cidr_identities.json")
+    }
+
     pub fn load_endpoints(&self) -> Result<BTreeMap<u16, EndpointRecord>, StateError> {
         Ok(
             load::<Vec<EndpointRecord>>(&self.dir.join("endpoints.json"))?

@@ -5,7 +5,27 @@ use std::collections::BTreeMap;
 use policy::labels::Labels;
 
 use crate::error::IdentityError;
-use crate::reserved::{self, MAX_ALLOCATED, MIN_ALLOCATED};
+use crate::reserved::{self, LOCAL_MAX, LOCAL_MIN, MAX_ALLOCATED, MIN_ALLOCATED};
+
+/// Which numbers an allocator hands out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Endpoint label sets: [`MIN_ALLOCATED`]..=[`MAX_ALLOCATED`]. Reserved label
+    /// sets map to their fixed identities.
+    Global,
+    /// CIDR identities of this node: [`LOCAL_MIN`]..=[`LOCAL_MAX`]. Their labels
+    /// include `reserved:world` next to `cidr:` labels.
+    Local,
+}
+
+impl Scope {
+    pub fn range(self) -> (u32, u32) {
+        match self {
+            Scope::Global => (MIN_ALLOCATED, MAX_ALLOCATED),
+            Scope::Local => (LOCAL_MIN, LOCAL_MAX),
+        }
+    }
+}
 
 /// A numeric security identity and the label set it stands for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +52,7 @@ pub struct IdentityAllocator {
     /// (instead of always taking the lowest free number) keeps a just-freed id from being
     /// handed straight to a different label set while stale references may still exist.
     next_id: u32,
+    scope: Scope,
 }
 
 impl Default for IdentityAllocator {
@@ -41,8 +62,17 @@ impl Default for IdentityAllocator {
 }
 
 impl IdentityAllocator {
-    /// An allocator holding only the reserved identities.
+    /// An allocator of cluster-wide identities, holding only the reserved ones.
     pub fn new() -> Self {
+        Self::with_scope(Scope::Global)
+    }
+
+    /// An allocator of node-local (CIDR) identities.
+    pub fn local() -> Self {
+        Self::with_scope(Scope::Local)
+    }
+
+    pub fn with_scope(scope: Scope) -> Self {
         let reserved = reserved::all()
             .map(|(id, name)| Identity {
                 id,
@@ -53,7 +83,8 @@ impl IdentityAllocator {
             reserved,
             allocated: BTreeMap::new(),
             by_labels: BTreeMap::new(),
-            next_id: MIN_ALLOCATED,
+            next_id: scope.range().0,
+            scope,
         }
     }
 
@@ -63,7 +94,11 @@ impl IdentityAllocator {
     /// [`release`](Self::release). Reserved label sets (and the empty set, which maps to
     /// `reserved:init`) return their fixed identity and take no reference.
     pub fn allocate(&mut self, labels: &Labels) -> Result<(Identity, bool), IdentityError> {
-        if let Some(id) = reserved::reserved_for(labels)? {
+        let reserved_id = match self.scope {
+            Scope::Global => reserved::reserved_for(labels)?,
+            Scope::Local => None,
+        };
+        if let Some(id) = reserved_id {
             let identity = self
                 .get(id)
                 .cloned()
@@ -78,20 +113,14 @@ impl IdentityAllocator {
             slot.refcount += 1;
             return Ok((slot.identity.clone(), false));
         }
-        let id = self.find_free().ok_or(IdentityError::Exhausted {
-            min: MIN_ALLOCATED,
-            max: MAX_ALLOCATED,
-        })?;
+        let (min, max) = self.scope.range();
+        let id = self.find_free().ok_or(IdentityError::Exhausted { min, max })?;
         let identity = Identity {
             id,
             labels: labels.clone(),
         };
         self.insert(identity.clone(), 1);
-        self.next_id = if id == MAX_ALLOCATED {
-            MIN_ALLOCATED
-        } else {
-            id + 1
-        };
+        self.next_id = if id == max { min } else { id + 1 };
         Ok((identity, true))
     }
 
@@ -166,8 +195,12 @@ impl IdentityAllocator {
     }
 
     /// Rebuilds an allocator from validated persisted parts.
-    pub(crate) fn from_parts(slots: Vec<Slot>, next_id: u32) -> Self {
-        let mut allocator = Self::new();
+    pub fn scope(&self) -> Scope {
+        self.scope
+    }
+
+    pub(crate) fn from_parts(slots: Vec<Slot>, next_id: u32, scope: Scope) -> Self {
+        let mut allocator = Self::with_scope(scope);
         for slot in slots {
             allocator.insert(slot.identity, slot.refcount);
         }
@@ -183,8 +216,9 @@ impl IdentityAllocator {
 
     /// Lowest free number at or above `next_id`, wrapping around to `MIN_ALLOCATED`.
     fn find_free(&self) -> Option<u32> {
-        self.first_gap(self.next_id, MAX_ALLOCATED)
-            .or_else(|| self.first_gap(MIN_ALLOCATED, self.next_id.saturating_sub(1)))
+        let (min, max) = self.scope.range();
+        self.first_gap(self.next_id, max)
+            .or_else(|| self.first_gap(min, self.next_id.saturating_sub(1)))
     }
 
     /// First number in `lo..=hi` that is not allocated.
@@ -311,5 +345,19 @@ mod tests {
         let all = alloc.all_labels();
         assert_eq!(all[&KUBE_APISERVER], Labels::reserved("kube-apiserver"));
         assert_eq!(all[&MIN_ALLOCATED], labels(&["k8s:app=web"]));
+    }
+
+    #[test]
+    fn local_scope_allocates_cidr_identities_above_bit_24() {
+        let mut local = IdentityAllocator::local();
+        let cidr = labels(&["cidr:10.0.0.0/8", "cidr:0.0.0.0/0", "reserved:world"]);
+        let (identity, created) = local.allocate(&cidr).unwrap();
+        assert!(created);
+        assert_eq!(identity.id, LOCAL_MIN);
+        assert_eq!(local.allocate(&cidr).unwrap().0.id, LOCAL_MIN);
+        assert!(!local.release(LOCAL_MIN).unwrap());
+        assert!(local.release(LOCAL_MIN).unwrap());
+        // The global scope refuses such a label set.
+        assert!(IdentityAllocator::new().allocate(&cidr).is_err());
     }
 }

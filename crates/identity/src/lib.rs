@@ -12,10 +12,10 @@ mod labels_hash;
 pub mod reserved;
 mod store;
 
-pub use allocator::{Identity, IdentityAllocator};
+pub use allocator::{Identity, IdentityAllocator, Scope};
 pub use error::IdentityError;
 pub use labels_hash::labels_sha256;
 pub use reserved::{
-    HEALTH, HOST, INIT, KUBE_APISERVER, MAX_ALLOCATED, MIN_ALLOCATED, REMOTE_NODE, UNKNOWN,
-    UNMANAGED, WORLD,
+    HEALTH, HOST, INIT, KUBE_APISERVER, LOCAL_MAX, LOCAL_MIN, MAX_ALLOCATED, MIN_ALLOCATED,
+    REMOTE_NODE, UNKNOWN, UNMANAGED, WORLD,
 };

@@ -19,6 +19,11 @@ pub const MIN_ALLOCATED: u32 = 256;
 /// Last number of the cluster-local range (16 bits; higher bits are for cluster id and scope).
 pub const MAX_ALLOCATED: u32 = 65535;
 
+/// Node-local identities (CIDR identities) have bit 24 set, as in Cilium: they never
+/// leave the node, so they cannot collide with cluster-wide numbers.
+pub const LOCAL_MIN: u32 = (1 << 24) | 1;
+pub const LOCAL_MAX: u32 = (1 << 24) | 0x00ff_ffff;
+
 /// `(id, name)` of every reserved identity that can be assigned, in id order.
 pub fn all() -> impl Iterator<Item = (u32, &'static str)> {
     policy::reserved::all()

@@ -11,9 +11,9 @@ use std::path::{Path, PathBuf};
 use policy::labels::Labels;
 use serde::{Deserialize, Serialize};
 
-use crate::allocator::{Identity, IdentityAllocator, Slot};
+use crate::allocator::{Identity, IdentityAllocator, Scope, Slot};
 use crate::error::IdentityError;
-use crate::reserved::{self, MAX_ALLOCATED, MIN_ALLOCATED};
+use crate::reserved;
 
 #[derive(Serialize, Deserialize)]
 struct StoreFile {
@@ -33,10 +33,15 @@ struct StoredIdentity {
 impl IdentityAllocator {
     /// Loads allocated identities from `path`; a missing file gives a fresh allocator.
     pub fn load(path: impl AsRef<Path>) -> Result<Self, IdentityError> {
+        Self::load_scoped(path, Scope::Global)
+    }
+
+    /// [`IdentityAllocator::load`] for an allocator of the given scope.
+    pub fn load_scoped(path: impl AsRef<Path>, scope: Scope) -> Result<Self, IdentityError> {
         let path = path.as_ref();
         let text = match fs::read_to_string(path) {
             Ok(text) => text,
-            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Self::new()),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Self::with_scope(scope)),
             Err(source) => {
                 return Err(IdentityError::StoreRead {
                     path: path.to_path_buf(),
@@ -49,7 +54,7 @@ impl IdentityAllocator {
                 path: path.to_path_buf(),
                 source,
             })?;
-        from_store_file(file).map_err(|reason| IdentityError::StoreCorrupt {
+        from_store_file(file, scope).map_err(|reason| IdentityError::StoreCorrupt {
             path: path.to_path_buf(),
             reason,
         })
@@ -78,17 +83,16 @@ impl IdentityAllocator {
 }
 
 /// Validates everything before building anything: a bad entry rejects the whole file.
-fn from_store_file(file: StoreFile) -> Result<IdentityAllocator, String> {
+fn from_store_file(file: StoreFile, scope: Scope) -> Result<IdentityAllocator, String> {
+    let (min, max) = scope.range();
     let mut slots = Vec::with_capacity(file.identities.len());
     let mut seen_ids = BTreeSet::new();
     let mut seen_labels = BTreeSet::new();
     for (index, stored) in file.identities.into_iter().enumerate() {
         let id = stored.id;
         let at = format!("identities[{index}] (id {id})");
-        if !(MIN_ALLOCATED..=MAX_ALLOCATED).contains(&id) {
-            return Err(format!(
-                "{at}: id outside {MIN_ALLOCATED}..={MAX_ALLOCATED}"
-            ));
+        if !(min..=max).contains(&id) {
+            return Err(format!("{at}: id outside {min}..={max}"));
         }
         if stored.refcount == 0 {
             return Err(format!("{at}: refcount is 0"));
@@ -99,6 +103,7 @@ fn from_store_file(file: StoreFile) -> Result<IdentityAllocator, String> {
         let labels = Labels::parse_all(&stored.labels)
             .map_err(|err| format!("{at}: invalid labels: {err}"))?;
         match reserved::reserved_for(&labels) {
+            _ if scope == Scope::Local => {}
             Ok(None) => {}
             Ok(Some(reserved_id)) => {
                 return Err(format!(
@@ -116,18 +121,14 @@ fn from_store_file(file: StoreFile) -> Result<IdentityAllocator, String> {
         });
     }
     let next_id = match file.next_id {
-        Some(next) if (MIN_ALLOCATED..=MAX_ALLOCATED).contains(&next) => next,
-        Some(next) => {
-            return Err(format!(
-                "next_id {next} outside {MIN_ALLOCATED}..={MAX_ALLOCATED}"
-            ))
-        }
+        Some(next) if (min..=max).contains(&next) => next,
+        Some(next) => return Err(format!("next_id {next} outside {min}..={max}")),
         None => match seen_ids.last() {
-            Some(&highest) if highest < MAX_ALLOCATED => highest + 1,
-            _ => MIN_ALLOCATED,
+            Some(&highest) if highest < max => highest + 1,
+            _ => min,
         },
     };
-    Ok(IdentityAllocator::from_parts(slots, next_id))
+    Ok(IdentityAllocator::from_parts(slots, next_id, scope))
 }
 
 fn write_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {

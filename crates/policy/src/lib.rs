@@ -1,14 +1,24 @@
-//! Cilium's L3/L4 policy core: labels, endpoint selectors, the rule language,
-//! the policy repository, and resolution of the rules selecting an endpoint into
-//! the desired contents of its policy map (plus the diff to what is installed).
+//! Cilium's L3/L4 policy core: labels, endpoint selectors, the rule language
+//! (Cilium rules, CiliumNetworkPolicy and CiliumClusterwideNetworkPolicy
+//! objects, Kubernetes NetworkPolicy), CIDR identities, the policy repository,
+//! resolution of the rules selecting an endpoint into the desired contents of
+//! its policy map (LPM keys with port prefixes and deny precedence), the
+//! datapath's lookup on that map, and per-identity incremental updates.
 //!
 //! This crate is pure computation. It must never do IO, touch the kernel, spawn
 //! tasks or keep global state: callers hand in text, rules, labels and
 //! identities, and get values back.
 
+pub mod cidr;
+mod cnp;
+pub mod entities;
+mod k8s;
 pub mod labels;
+pub mod lookup;
 pub mod mapstate;
 pub mod parse;
+pub mod policy_labels;
+pub mod ports;
 pub mod repository;
 pub mod reserved;
 pub mod resolve;
@@ -16,11 +26,15 @@ pub mod rule;
 pub mod selector;
 mod validate;
 
+pub use cidr::{cidr_identity_labels, cidr_prefixes, CidrRule, Ipv4Cidr};
+pub use entities::Entity;
 pub use labels::{Label, LabelError, Labels};
+pub use lookup::{lookup, MatchType, Verdict};
 pub use mapstate::{diff, Direction, MapEntry, MapKey, MapState};
 pub use parse::{parse_rules, PolicyError};
+pub use ports::{IcmpField, IcmpRule, PortProtocol, PortRule, Protocol};
 pub use repository::Repository;
-pub use resolve::{resolve, Resolved};
-pub use rule::{EgressRule, IngressRule, PortProtocol, PortRule, Protocol, Rule};
+pub use resolve::{identity_delta, resolve, EndpointPolicy, Resolved};
+pub use rule::{DefaultDeny, EgressRule, IngressRule, Rule};
 pub use selector::{EndpointSelector, LabelSelectorRequirement, SelectorOperator};
 pub use validate::RuleError;

@@ -1,10 +1,17 @@
-//! Reading rules from the text a user imports: JSON or YAML, a list of rules or a
-//! single rule. All-or-nothing: one bad rule fails the whole input, and the error
-//! names the rule's index and the field path inside it.
+//! Reading rules from the text a user imports, JSON or YAML (several documents
+//! allowed): a list of Cilium rules, a single rule, `CiliumNetworkPolicy` /
+//! `CiliumClusterwideNetworkPolicy` objects (`spec` or `specs`), Kubernetes
+//! `NetworkPolicy` objects, and `List`s of objects. All-or-nothing: one bad
+//! rule or object fails the whole input, and the error names the document
+//! (when there are several), the object or rule, and the field path in it.
 
-use serde::Deserializer;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
 
+use crate::cnp::{self, KIND_CCNP, KIND_CNP};
+use crate::k8s::{self, KIND_NETWORK_POLICY};
 use crate::rule::Rule;
+use crate::validate::RuleError;
 
 /// Why policy text was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -16,12 +23,18 @@ pub enum PolicyError {
         format: &'static str,
         message: String,
     },
-    #[error("expected a list of rules or a single rule object, found {found}")]
-    NotRules { found: &'static str },
-    #[error("rule {index}: {}{message}", path_prefix(.path))]
-    InvalidRule {
-        index: usize,
-        /// Field path inside the rule; empty when the rule itself is at fault.
+    #[error("{}expected a list of rules, a rule or a policy object, found {found}", document_prefix(*.document))]
+    NotRules {
+        /// 1-based, when the input has several documents.
+        document: Option<usize>,
+        found: &'static str,
+    },
+    /// A rule or object is not valid. `location` names it: `rule 1`,
+    /// `CiliumNetworkPolicy "web" (document 2)`, `NetworkPolicy "db" (items[0])`.
+    #[error("{location}: {}{message}", path_prefix(.path))]
+    Invalid {
+        location: String,
+        /// Field path inside the rule or object; empty when it is at fault as a whole.
         path: String,
         message: String,
     },
@@ -35,40 +48,120 @@ fn path_prefix(path: &str) -> String {
     }
 }
 
-/// Parses and validates Cilium rules from JSON or YAML text.
+fn document_prefix(document: Option<usize>) -> String {
+    document.map_or_else(String::new, |number| format!("document {number}: "))
+}
+
+/// A fault inside one rule or object, before it is given a location.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ObjectError {
+    pub path: String,
+    pub message: String,
+}
+
+impl ObjectError {
+    pub(crate) fn new(path: impl Into<String>, message: impl ToString) -> Self {
+        ObjectError {
+            path: path.into(),
+            message: message.to_string(),
+        }
+    }
+}
+
+impl From<RuleError> for ObjectError {
+    fn from(err: RuleError) -> Self {
+        ObjectError::new(err.path, err.message)
+    }
+}
+
+/// The part of Kubernetes `metadata` policies use; other fields are ignored.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct ObjectMeta {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    namespace: Option<String>,
+}
+
+impl ObjectMeta {
+    pub(crate) fn required_name(&self) -> Result<&str, ObjectError> {
+        self.name
+            .as_deref()
+            .filter(|name| !name.is_empty())
+            .ok_or_else(|| {
+                ObjectError::new("metadata.name", "missing (a policy object needs a name)")
+            })
+    }
+
+    /// Like Kubernetes: a namespaced object without a namespace is in `default`.
+    pub(crate) fn namespace_or_default(&self) -> &str {
+        self.namespace
+            .as_deref()
+            .filter(|namespace| !namespace.is_empty())
+            .unwrap_or("default")
+    }
+}
+
+pub(crate) fn check_api_version(found: Option<&str>, expected: &str) -> Result<(), ObjectError> {
+    match found {
+        Some(found) if found != expected => Err(ObjectError::new(
+            "apiVersion",
+            format!("{found:?} is not supported (expected {expected})"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Deserializes a value, keeping the path of the field that failed.
+pub(crate) fn deserialize_at<T: DeserializeOwned>(
+    value: serde_yaml::Value,
+) -> Result<T, ObjectError> {
+    serde_path_to_error::deserialize(value).map_err(|err| {
+        let path = err.path().to_string();
+        // The library prints the root as ".".
+        let path = if path == "." { String::new() } else { path };
+        ObjectError::new(path, err.into_inner())
+    })
+}
+
+/// Parses, validates and translates policy text into Cilium rules.
 pub fn parse_rules(text: &str) -> Result<Vec<Rule>, PolicyError> {
     let trimmed = text.trim_start();
     if trimmed.is_empty() {
         return Err(PolicyError::Empty);
     }
-    let rules = if trimmed.starts_with('[') || trimmed.starts_with('{') {
+    let documents = if trimmed.starts_with('[') || trimmed.starts_with('{') {
         match serde_json::from_str::<serde_json::Value>(text) {
-            Ok(value) => rules_from_json(value)?,
+            Ok(value) => vec![
+                serde_yaml::to_value(value).map_err(|err| PolicyError::Syntax {
+                    format: "JSON",
+                    message: err.to_string(),
+                })?,
+            ],
             // YAML flow style also starts with a bracket; only if that fails too was
             // it really meant as (broken) JSON.
-            Err(json_error) => match yaml_documents(text) {
-                Ok(documents) => rules_from_yaml(documents)?,
-                Err(_) => {
-                    return Err(PolicyError::Syntax {
-                        format: "JSON",
-                        message: json_error.to_string(),
-                    })
-                }
-            },
+            Err(json_error) => yaml_documents(text).map_err(|_| PolicyError::Syntax {
+                format: "JSON",
+                message: json_error.to_string(),
+            })?,
         }
     } else {
-        let documents = yaml_documents(text).map_err(|err| PolicyError::Syntax {
+        yaml_documents(text).map_err(|err| PolicyError::Syntax {
             format: "YAML",
             message: err.to_string(),
-        })?;
-        rules_from_yaml(documents)?
+        })?
     };
-    for (index, rule) in rules.iter().enumerate() {
-        rule.validate().map_err(|err| PolicyError::InvalidRule {
-            index,
-            path: err.path,
-            message: err.message,
-        })?;
+    if documents.is_empty() {
+        return Err(PolicyError::Empty);
+    }
+    let numbered = documents.len() > 1;
+    let mut rules = Vec::new();
+    for (index, document) in documents.into_iter().enumerate() {
+        let place = Place {
+            document: numbered.then_some(index + 1),
+            item: None,
+        };
+        rules.extend(rules_from_document(document, place)?);
     }
     Ok(rules)
 }
@@ -77,7 +170,7 @@ pub fn parse_rules(text: &str) -> Result<Vec<Rule>, PolicyError> {
 fn yaml_documents(text: &str) -> Result<Vec<serde_yaml::Value>, serde_yaml::Error> {
     let mut documents = Vec::new();
     for document in serde_yaml::Deserializer::from_str(text) {
-        let value: serde_yaml::Value = serde::Deserialize::deserialize(document)?;
+        let value = serde_yaml::Value::deserialize(document)?;
         if !value.is_null() {
             documents.push(value);
         }
@@ -85,71 +178,141 @@ fn yaml_documents(text: &str) -> Result<Vec<serde_yaml::Value>, serde_yaml::Erro
     Ok(documents)
 }
 
-fn rules_from_json(value: serde_json::Value) -> Result<Vec<Rule>, PolicyError> {
-    let elements = match value {
-        serde_json::Value::Array(elements) => elements,
-        object @ serde_json::Value::Object(_) => vec![object],
-        other => {
-            return Err(PolicyError::NotRules {
-                found: json_kind(&other),
-            })
+/// Where a rule or object sits in the input, for error messages.
+#[derive(Debug, Clone, Copy)]
+struct Place {
+    document: Option<usize>,
+    item: Option<usize>,
+}
+
+impl Place {
+    fn suffix(self) -> String {
+        match (self.document, self.item) {
+            (Some(document), Some(item)) => format!(" (document {document}, items[{item}])"),
+            (Some(document), None) => format!(" (document {document})"),
+            (None, Some(item)) => format!(" (items[{item}])"),
+            (None, None) => String::new(),
+        }
+    }
+}
+
+fn invalid(location: String, err: ObjectError) -> PolicyError {
+    PolicyError::Invalid {
+        location,
+        path: err.path,
+        message: err.message,
+    }
+}
+
+fn is_object(value: &serde_yaml::Value) -> bool {
+    value.get("kind").is_some() || value.get("apiVersion").is_some()
+}
+
+fn rules_from_document(
+    document: serde_yaml::Value,
+    place: Place,
+) -> Result<Vec<Rule>, PolicyError> {
+    match document {
+        serde_yaml::Value::Sequence(elements) => {
+            let mut rules = Vec::new();
+            for (index, element) in elements.into_iter().enumerate() {
+                if is_object(&element) {
+                    rules.extend(rules_from_object(element, place)?);
+                } else {
+                    rules.push(rule_from_value(element, index, place)?);
+                }
+            }
+            Ok(rules)
+        }
+        mapping @ serde_yaml::Value::Mapping(_) if is_object(&mapping) => {
+            rules_from_object(mapping, place)
+        }
+        mapping @ serde_yaml::Value::Mapping(_) => Ok(vec![rule_from_value(mapping, 0, place)?]),
+        other => Err(PolicyError::NotRules {
+            document: place.document,
+            found: yaml_kind(&other),
+        }),
+    }
+}
+
+/// One bare Cilium rule (the `cilium policy import` format).
+fn rule_from_value(
+    value: serde_yaml::Value,
+    index: usize,
+    place: Place,
+) -> Result<Rule, PolicyError> {
+    let location = format!("rule {index}{}", place.suffix());
+    let rule: Rule = deserialize_at(value).map_err(|err| invalid(location.clone(), err))?;
+    rule.validate()
+        .map_err(|err| invalid(location, ObjectError::from(err)))?;
+    Ok(rule)
+}
+
+/// A Kubernetes object: a policy kind, or a list of them.
+fn rules_from_object(value: serde_yaml::Value, place: Place) -> Result<Vec<Rule>, PolicyError> {
+    let kind = value
+        .get("kind")
+        .and_then(serde_yaml::Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let name = value
+        .get("metadata")
+        .and_then(|metadata| metadata.get("name"))
+        .and_then(serde_yaml::Value::as_str);
+    let location = match name {
+        Some(name) => format!("{kind} {name:?}{}", place.suffix()),
+        None if kind.is_empty() => format!("object{}", place.suffix()),
+        None => format!("{kind}{}", place.suffix()),
+    };
+    let result = match kind.as_str() {
+        KIND_CNP => cnp::rules_from_object(value, false),
+        KIND_CCNP => cnp::rules_from_object(value, true),
+        KIND_NETWORK_POLICY => k8s::rules_from_object(value),
+        list if list.ends_with("List") && place.item.is_none() => return rules_from_list(value, place, &location),
+        "" => Err(ObjectError::new("kind", "missing")),
+        other => Err(ObjectError::new(
+            "kind",
+            format!(
+                "{other:?} is not supported (expected {KIND_CNP}, {KIND_CCNP}, {KIND_NETWORK_POLICY} or List)"
+            ),
+        )),
+    };
+    result.map_err(|err| invalid(location, err))
+}
+
+fn rules_from_list(
+    value: serde_yaml::Value,
+    place: Place,
+    location: &str,
+) -> Result<Vec<Rule>, PolicyError> {
+    let items = match value.get("items") {
+        Some(serde_yaml::Value::Sequence(items)) => items.clone(),
+        Some(serde_yaml::Value::Null) | None => Vec::new(),
+        Some(other) => {
+            return Err(invalid(
+                location.to_string(),
+                ObjectError::new(
+                    "items",
+                    format!("expected a list, found {}", yaml_kind(other)),
+                ),
+            ))
         }
     };
-    elements
-        .into_iter()
-        .enumerate()
-        .map(|(index, element)| deserialize_rule(index, element))
-        .collect()
-}
-
-fn rules_from_yaml(documents: Vec<serde_yaml::Value>) -> Result<Vec<Rule>, PolicyError> {
-    if documents.is_empty() {
-        return Err(PolicyError::Empty);
-    }
-    let mut elements = Vec::new();
-    for document in documents {
-        match document {
-            serde_yaml::Value::Sequence(items) => elements.extend(items),
-            mapping @ serde_yaml::Value::Mapping(_) => elements.push(mapping),
-            other => {
-                return Err(PolicyError::NotRules {
-                    found: yaml_kind(&other),
-                })
-            }
+    let mut rules = Vec::new();
+    for (index, item) in items.into_iter().enumerate() {
+        let place = Place {
+            item: Some(index),
+            ..place
+        };
+        if !is_object(&item) {
+            return Err(invalid(
+                format!("item{}", place.suffix()),
+                ObjectError::new("", "expected a policy object with kind and apiVersion"),
+            ));
         }
+        rules.extend(rules_from_object(item, place)?);
     }
-    elements
-        .into_iter()
-        .enumerate()
-        .map(|(index, element)| deserialize_rule(index, element))
-        .collect()
-}
-
-/// Deserializes one rule, keeping the path of the field that failed.
-fn deserialize_rule<'de, D>(index: usize, element: D) -> Result<Rule, PolicyError>
-where
-    D: Deserializer<'de>,
-{
-    serde_path_to_error::deserialize(element).map_err(|err| {
-        let path = err.path().to_string();
-        PolicyError::InvalidRule {
-            index,
-            // The library prints the rule's own root as ".".
-            path: if path == "." { String::new() } else { path },
-            message: err.into_inner().to_string(),
-        }
-    })
-}
-
-fn json_kind(value: &serde_json::Value) -> &'static str {
-    match value {
-        serde_json::Value::Null => "null",
-        serde_json::Value::Bool(_) => "a boolean",
-        serde_json::Value::Number(_) => "a number",
-        serde_json::Value::String(_) => "a string",
-        serde_json::Value::Array(_) => "a list",
-        serde_json::Value::Object(_) => "an object",
-    }
+    Ok(rules)
 }
 
 fn yaml_kind(value: &serde_yaml::Value) -> &'static str {
@@ -165,194 +328,5 @@ fn yaml_kind(value: &serde_yaml::Value) -> &'static str {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::rule::Protocol;
-
-    fn error(text: &str) -> String {
-        parse_rules(text).unwrap_err().to_string()
-    }
-
-    #[test]
-    fn parses_json_list() {
-        let rules = parse_rules(
-            r#"[{"endpointSelector": {"matchLabels": {"app": "web"}},
-                 "ingress": [{"fromEndpoints": [{"matchLabels": {"app": "fe"}}],
-                              "toPorts": [{"ports": [{"port": "80", "protocol": "TCP"}]}]}],
-                 "labels": ["k8s:policy=web"]},
-                {"endpointSelector": {}, "egress": [{}]}]"#,
-        )
-        .unwrap();
-        assert_eq!(rules.len(), 2);
-        let ports = &rules[0].ingress.as_ref().unwrap()[0]
-            .to_ports
-            .as_ref()
-            .unwrap()[0]
-            .ports;
-        assert_eq!(ports[0].protocol, Protocol::Tcp);
-        assert_eq!(rules[0].labels, vec!["k8s:policy=web"]);
-    }
-
-    #[test]
-    fn parses_single_json_object() {
-        let rules = parse_rules(r#"{"endpointSelector": {}}"#).unwrap();
-        assert_eq!(rules.len(), 1);
-    }
-
-    #[test]
-    fn parses_yaml_list_single_and_multi_document() {
-        let yaml = "
-- endpointSelector:
-    matchLabels:
-      app: web
-  ingress:
-  - fromEndpoints:
-    - matchLabels:
-        k8s:app: fe
-    toPorts:
-    - ports:
-      - port: 80
-        protocol: tcp
-";
-        let rules = parse_rules(yaml).unwrap();
-        assert_eq!(rules.len(), 1);
-        let port = &rules[0].ingress.as_ref().unwrap()[0]
-            .to_ports
-            .as_ref()
-            .unwrap()[0]
-            .ports[0];
-        assert_eq!((port.port.as_str(), port.protocol), ("80", Protocol::Tcp));
-
-        assert_eq!(parse_rules("endpointSelector: {}\n").unwrap().len(), 1);
-        let multi = "endpointSelector: {}\n---\n- endpointSelector: {}\n- endpointSelector: {}\n";
-        assert_eq!(parse_rules(multi).unwrap().len(), 3);
-        // YAML flow style that is not JSON.
-        assert_eq!(parse_rules("[{endpointSelector: {}}]").unwrap().len(), 1);
-    }
-
-    #[test]
-    fn empty_list_is_no_rules_but_empty_text_is_an_error() {
-        assert_eq!(parse_rules("[]").unwrap(), vec![]);
-        assert_eq!(parse_rules("  \n"), Err(PolicyError::Empty));
-        assert_eq!(parse_rules("# only a comment\n"), Err(PolicyError::Empty));
-    }
-
-    #[test]
-    fn malformed_json_names_the_location() {
-        let message = error("[{\"endpointSelector\": {\"matchLabels\": {\"app\": \"web\"}}\n");
-        assert!(
-            message.starts_with("policy is not valid JSON: "),
-            "{message}"
-        );
-        assert!(message.contains("line 2"), "{message}");
-    }
-
-    #[test]
-    fn malformed_yaml_names_the_location() {
-        let message = error("endpointSelector:\n  matchLabels: {app: web\ningress: [\n");
-        assert!(
-            message.starts_with("policy is not valid YAML: "),
-            "{message}"
-        );
-        assert!(message.contains("line"), "{message}");
-    }
-
-    #[test]
-    fn top_level_must_be_rules() {
-        assert_eq!(
-            error("42"),
-            "expected a list of rules or a single rule object, found a number"
-        );
-        assert_eq!(
-            error("\"x\""),
-            "expected a list of rules or a single rule object, found a string"
-        );
-    }
-
-    #[test]
-    fn unknown_field_names_rule_and_path() {
-        let message = error(
-            r#"[{"endpointSelector": {}},
-                {"endpointSelector": {}, "ingress": [{"fromEndpoint": []}]}]"#,
-        );
-        assert!(message.starts_with("rule 1: ingress[0]"), "{message}");
-        assert!(
-            message.contains("unknown field `fromEndpoint`"),
-            "{message}"
-        );
-        assert!(message.contains("fromEndpoints"), "{message}");
-    }
-
-    #[test]
-    fn unknown_field_in_yaml_names_rule_and_path() {
-        let yaml = "- endpointSelector: {}\n  egress:\n  - toEndpoints: [{matchLabel: {a: b}}]\n";
-        let message = error(yaml);
-        assert!(
-            message.starts_with("rule 0: egress[0].toEndpoints[0]"),
-            "{message}"
-        );
-        assert!(message.contains("unknown field `matchLabel`"), "{message}");
-    }
-
-    #[test]
-    fn bad_protocol_names_rule_and_path() {
-        let message = error(
-            r#"[{"endpointSelector": {}},
-                {"endpointSelector": {}, "ingress": [{"toPorts": [{"ports": [{"port": "80", "protocol": "TCPX"}]}]}]}]"#,
-        );
-        assert_eq!(
-            message,
-            r#"rule 1: ingress[0].toPorts[0].ports[0].protocol: unknown protocol "TCPX" (expected TCP, UDP or ANY)"#
-        );
-    }
-
-    #[test]
-    fn bad_port_names_rule_and_path() {
-        let message = error(
-            r#"[{"endpointSelector": {}, "egress": [{"toPorts": [{"ports": [{"port": "70000"}]}]}]}]"#,
-        );
-        assert_eq!(
-            message,
-            r#"rule 0: egress[0].toPorts[0].ports[0].port: port "70000" is out of range (expected 0-65535; 0 means any port)"#
-        );
-        let message = error(
-            "- endpointSelector: {}\n  ingress:\n  - toPorts:\n    - ports:\n      - port: http\n",
-        );
-        assert!(
-            message.starts_with("rule 0: ingress[0].toPorts[0].ports[0].port: "),
-            "{message}"
-        );
-        assert!(
-            message.contains("named ports are not supported yet"),
-            "{message}"
-        );
-    }
-
-    #[test]
-    fn missing_selector_names_the_rule() {
-        assert_eq!(
-            error(r#"[{"ingress": []}]"#),
-            "rule 0: missing field `endpointSelector`"
-        );
-        assert!(error(r#"["not a rule"]"#).starts_with("rule 0: invalid type"));
-    }
-
-    #[test]
-    fn one_bad_rule_fails_all() {
-        let text = r#"[{"endpointSelector": {}}, {"endpointSelector": {}, "bogus": 1}]"#;
-        assert!(matches!(
-            parse_rules(text),
-            Err(PolicyError::InvalidRule { index: 1, .. })
-        ));
-    }
-
-    #[test]
-    fn semantic_errors_name_rule_and_path() {
-        let text = r#"[{"endpointSelector": {}}, {"endpointSelector": {}},
-            {"endpointSelector": {"matchExpressions": [{"key": "a", "operator": "NotIn", "values": []}]}}]"#;
-        assert_eq!(
-            error(text),
-            "rule 2: endpointSelector.matchExpressions[0].values: operator NotIn needs at least one value"
-        );
-    }
-}
+#[path = "parse_tests.rs"]
+mod tests;

@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::labels::Labels;
+use crate::policy_labels::replacement_key;
 use crate::rule::Rule;
 
 /// Rules in import order and the revision they form. Starts at revision 1, like Cilium.
@@ -40,12 +41,18 @@ impl Repository {
 
     /// Adds rules (already validated) as one change and returns the new revision.
     /// With `replace_with_same_labels`, existing rules whose label set equals that
-    /// of one of the new rules are removed first (Cilium's `policy import --replace`).
+    /// of one of the new rules are removed first (Cilium's `policy import --replace`);
+    /// for rules derived from a Kubernetes object only the object's identity
+    /// labels (kind, namespace, name) are compared, so re-importing an edited
+    /// object replaces all of its old rules.
     pub fn add(&mut self, rules: Vec<Rule>, replace_with_same_labels: bool) -> u64 {
         if replace_with_same_labels {
-            let replaced: Vec<Labels> = rules.iter().map(labels_of).collect();
+            let replaced: Vec<Labels> = rules
+                .iter()
+                .map(|rule| replacement_key(&labels_of(rule)))
+                .collect();
             self.rules
-                .retain(|existing| !replaced.contains(&labels_of(existing)));
+                .retain(|existing| !replaced.contains(&replacement_key(&labels_of(existing))));
         }
         self.rules.extend(rules);
         self.bump()
@@ -139,6 +146,40 @@ mod tests {
                 vec!["k8s:policy=a".to_string()],
             ]
         );
+    }
+
+    #[test]
+    fn replace_swaps_every_rule_of_a_reimported_object() {
+        let object = |port: u16, team: &str| {
+            format!(
+                "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {{name: web, namespace: prod}}\n\
+                 specs:\n- endpointSelector: {{}}\n  labels: [team={team}]\n  ingress:\n  - toPorts: [{{ports: [{{port: '{port}'}}]}}]\n\
+                 - endpointSelector: {{}}\n  egress: [{{}}]\n"
+            )
+        };
+        let mut repo = Repository::new();
+        repo.add(parse_rules(&object(80, "a")).unwrap(), true);
+        repo.add(vec![rule("db", &["k8s:policy=other"])], true);
+        assert_eq!(repo.rules().len(), 3);
+        repo.add(parse_rules(&object(81, "b")).unwrap(), true);
+        assert_eq!(
+            repo.rules().len(),
+            3,
+            "both old specs replaced, other rule kept"
+        );
+        assert!(repo
+            .rules()
+            .iter()
+            .any(|r| r.labels.contains(&"unspec:team=b".to_string())));
+        assert!(!repo
+            .rules()
+            .iter()
+            .any(|r| r.labels.contains(&"unspec:team=a".to_string())));
+        let (deleted, _) = repo.delete_by_labels(&labels(&[
+            "k8s:io.cilium.k8s.policy.name=web",
+            "k8s:io.cilium.k8s.policy.namespace=prod",
+        ]));
+        assert_eq!(deleted, 2);
     }
 
     #[test]

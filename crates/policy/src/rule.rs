@@ -4,19 +4,24 @@
 //! Unknown fields are rejected so a typo never silently widens or narrows a
 //! policy. `Option<Vec<_>>` is kept wherever Cilium distinguishes "absent" from
 //! "empty list" (an explicit `fromEndpoints: []` selects nobody), so that a rule
-//! serializes back exactly as it was written.
+//! serializes back as it was written (CIDRs come back normalized).
+//!
+//! Deny sections (`ingressDeny`, `egressDeny`) reuse the allow element types:
+//! they take the same peers and ports (L7 rules, once they exist, will be
+//! refused there by validation).
 
 use std::fmt;
-use std::str::FromStr;
 
 use serde::de::{self, Visitor};
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize};
 
+use crate::cidr::{CidrRule, Ipv4Cidr};
+use crate::entities::Entity;
 use crate::labels::{Label, LabelError, Labels, SOURCE_UNSPEC};
-use crate::mapstate::{PROTO_SCTP, PROTO_TCP, PROTO_UDP};
+use crate::ports::{IcmpRule, PortRule};
 use crate::selector::EndpointSelector;
 
-/// One policy rule: which endpoints it applies to, and what it allows.
+/// One policy rule: which endpoints it applies to, and what it allows or denies.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Rule {
@@ -24,7 +29,15 @@ pub struct Rule {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ingress: Option<Vec<IngressRule>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingress_deny: Option<Vec<IngressRule>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub egress: Option<Vec<EgressRule>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub egress_deny: Option<Vec<EgressRule>>,
+    /// Whether this rule puts the endpoint into default deny for a direction it
+    /// has a section for (Cilium's `enableDefaultDeny`; absent = yes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enable_default_deny: Option<DefaultDeny>,
     /// Cilium labels naming the rule (`k8s:policy=x`), stored in canonical
     /// `source:key=value` form; used to replace and delete rules.
     #[serde(
@@ -37,80 +50,149 @@ pub struct Rule {
     pub description: Option<String>,
 }
 
-/// One element of `ingress`: peers it allows traffic from, on which ports.
+/// `enableDefaultDeny`: per direction, absent = true.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DefaultDeny {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingress: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub egress: Option<bool>,
+}
+
+/// One element of `ingress`/`ingressDeny`: peers traffic comes from, on which ports.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct IngressRule {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from_endpoints: Option<Vec<EndpointSelector>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_entities: Option<Vec<Entity>>,
+    #[serde(default, rename = "fromCIDR", skip_serializing_if = "Option::is_none")]
+    pub from_cidr: Option<Vec<Ipv4Cidr>>,
+    #[serde(
+        default,
+        rename = "fromCIDRSet",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub from_cidr_set: Option<Vec<CidrRule>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to_ports: Option<Vec<PortRule>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub icmps: Option<Vec<IcmpRule>>,
 }
 
-/// One element of `egress`: peers it allows traffic to, on which ports.
+/// One element of `egress`/`egressDeny`: peers traffic goes to, on which ports.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct EgressRule {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to_endpoints: Option<Vec<EndpointSelector>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_entities: Option<Vec<Entity>>,
+    #[serde(default, rename = "toCIDR", skip_serializing_if = "Option::is_none")]
+    pub to_cidr: Option<Vec<Ipv4Cidr>>,
+    #[serde(default, rename = "toCIDRSet", skip_serializing_if = "Option::is_none")]
+    pub to_cidr_set: Option<Vec<CidrRule>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to_ports: Option<Vec<PortRule>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub icmps: Option<Vec<IcmpRule>>,
 }
 
-/// One element of `toPorts`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct PortRule {
-    #[serde(default)]
-    pub ports: Vec<PortProtocol>,
+/// Field names of an element's peer kinds, for error paths.
+pub struct PeerFields {
+    pub endpoints: &'static str,
+    pub entities: &'static str,
+    pub cidr: &'static str,
+    pub cidr_set: &'static str,
 }
 
-/// A port and protocol. `port` stays a string like Cilium's (`"80"`; `"0"` = any
-/// port); named ports will be strings that are not numbers.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct PortProtocol {
-    #[serde(deserialize_with = "deserialize_port")]
-    pub port: String,
-    #[serde(default)]
-    pub protocol: Protocol,
-}
-
-/// L4 protocol of a port rule. Cilium's ANY means TCP, UDP and SCTP (not ICMP).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Protocol {
-    Tcp,
-    Udp,
-    #[default]
-    Any,
-}
-
-/// A direction-independent view of an ingress or egress element, so resolution
-/// is written once. Later L3 kinds (entities, CIDRs) extend this trait.
+/// A direction-independent view of an ingress or egress element, so validation
+/// and resolution are written once.
 pub trait PeerRule {
+    const FIELDS: PeerFields;
     /// `fromEndpoints` / `toEndpoints` as written (`None` = absent).
     fn endpoint_selectors(&self) -> Option<&[EndpointSelector]>;
+    fn endpoint_selectors_mut(&mut self) -> Option<&mut Vec<EndpointSelector>>;
+    fn entities(&self) -> Option<&[Entity]>;
+    fn cidrs(&self) -> Option<&[Ipv4Cidr]>;
+    fn cidr_sets(&self) -> Option<&[CidrRule]>;
     /// `toPorts` as written (`None` = absent).
     fn port_rules(&self) -> Option<&[PortRule]>;
+    fn icmp_rules(&self) -> Option<&[IcmpRule]>;
+
+    /// True when some peer field is present (even as an empty list).
+    fn has_l3(&self) -> bool {
+        self.endpoint_selectors().is_some()
+            || self.entities().is_some()
+            || self.cidrs().is_some()
+            || self.cidr_sets().is_some()
+    }
+
+    /// True when the element restricts L4 (non-empty `toPorts` or `icmps`).
+    fn has_l4(&self) -> bool {
+        self.port_rules().is_some_and(|rules| !rules.is_empty())
+            || self.icmp_rules().is_some_and(|rules| !rules.is_empty())
+    }
 }
 
-impl PeerRule for IngressRule {
-    fn endpoint_selectors(&self) -> Option<&[EndpointSelector]> {
-        self.from_endpoints.as_deref()
-    }
-    fn port_rules(&self) -> Option<&[PortRule]> {
-        self.to_ports.as_deref()
-    }
+macro_rules! peer_rule {
+    ($type:ty, $endpoints:ident, $entities:ident, $cidr:ident, $cidr_set:ident, $fields:expr) => {
+        impl PeerRule for $type {
+            const FIELDS: PeerFields = $fields;
+            fn endpoint_selectors(&self) -> Option<&[EndpointSelector]> {
+                self.$endpoints.as_deref()
+            }
+            fn endpoint_selectors_mut(&mut self) -> Option<&mut Vec<EndpointSelector>> {
+                self.$endpoints.as_mut()
+            }
+            fn entities(&self) -> Option<&[Entity]> {
+                self.$entities.as_deref()
+            }
+            fn cidrs(&self) -> Option<&[Ipv4Cidr]> {
+                self.$cidr.as_deref()
+            }
+            fn cidr_sets(&self) -> Option<&[CidrRule]> {
+                self.$cidr_set.as_deref()
+            }
+            fn port_rules(&self) -> Option<&[PortRule]> {
+                self.to_ports.as_deref()
+            }
+            fn icmp_rules(&self) -> Option<&[IcmpRule]> {
+                self.icmps.as_deref()
+            }
+        }
+    };
 }
 
-impl PeerRule for EgressRule {
-    fn endpoint_selectors(&self) -> Option<&[EndpointSelector]> {
-        self.to_endpoints.as_deref()
+peer_rule!(
+    IngressRule,
+    from_endpoints,
+    from_entities,
+    from_cidr,
+    from_cidr_set,
+    PeerFields {
+        endpoints: "fromEndpoints",
+        entities: "fromEntities",
+        cidr: "fromCIDR",
+        cidr_set: "fromCIDRSet",
     }
-    fn port_rules(&self) -> Option<&[PortRule]> {
-        self.to_ports.as_deref()
+);
+
+peer_rule!(
+    EgressRule,
+    to_endpoints,
+    to_entities,
+    to_cidr,
+    to_cidr_set,
+    PeerFields {
+        endpoints: "toEndpoints",
+        entities: "toEntities",
+        cidr: "toCIDR",
+        cidr_set: "toCIDRSet",
     }
-}
+);
 
 impl Rule {
     /// A rule selecting `endpoint_selector` with no sections yet.
@@ -118,7 +200,10 @@ impl Rule {
         Rule {
             endpoint_selector,
             ingress: None,
+            ingress_deny: None,
             egress: None,
+            egress_deny: None,
+            enable_default_deny: None,
             labels: Vec::new(),
             description: None,
         }
@@ -133,120 +218,6 @@ impl Rule {
     pub fn parsed_labels(&self) -> Result<Labels, LabelError> {
         Labels::parse_all(&self.labels)
     }
-}
-
-impl Protocol {
-    /// IANA protocol numbers this protocol stands for in the policy map.
-    pub fn iana_numbers(self) -> &'static [u8] {
-        match self {
-            Protocol::Tcp => &[PROTO_TCP],
-            Protocol::Udp => &[PROTO_UDP],
-            Protocol::Any => &[PROTO_TCP, PROTO_UDP, PROTO_SCTP],
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Protocol::Tcp => "TCP",
-            Protocol::Udp => "UDP",
-            Protocol::Any => "ANY",
-        }
-    }
-}
-
-/// An unknown protocol name; the message lists the accepted ones.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown protocol {0:?} (expected TCP, UDP or ANY)")]
-pub struct UnknownProtocol(pub String);
-
-impl FromStr for Protocol {
-    type Err = UnknownProtocol;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        match text.to_ascii_uppercase().as_str() {
-            "TCP" => Ok(Protocol::Tcp),
-            "UDP" => Ok(Protocol::Udp),
-            "ANY" => Ok(Protocol::Any),
-            _ => Err(UnknownProtocol(text.to_string())),
-        }
-    }
-}
-
-impl fmt::Display for Protocol {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl Serialize for Protocol {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(self.as_str())
-    }
-}
-
-impl<'de> Deserialize<'de> for Protocol {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        text.parse().map_err(de::Error::custom)
-    }
-}
-
-/// Why a port string is not usable yet.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PortError {
-    #[error("port {0:?} is out of range (expected 0-65535; 0 means any port)")]
-    OutOfRange(String),
-    #[error("port {0:?}: named ports are not supported yet (expected a number 0-65535)")]
-    Named(String),
-    #[error("port is empty (expected a number 0-65535)")]
-    Empty,
-}
-
-impl PortProtocol {
-    pub fn new(port: u16, protocol: Protocol) -> Self {
-        PortProtocol {
-            port: port.to_string(),
-            protocol,
-        }
-    }
-
-    /// The numeric port (0 = any port).
-    pub fn port_number(&self) -> Result<u16, PortError> {
-        let text = self.port.trim();
-        if text.is_empty() {
-            return Err(PortError::Empty);
-        }
-        if text.starts_with('-') || text.bytes().all(|byte| byte.is_ascii_digit()) {
-            return text
-                .parse()
-                .map_err(|_| PortError::OutOfRange(self.port.clone()));
-        }
-        Err(PortError::Named(self.port.clone()))
-    }
-}
-
-/// Cilium accepts `port: 80` as well as `port: "80"`; both become the string.
-fn deserialize_port<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
-    struct PortVisitor;
-
-    impl Visitor<'_> for PortVisitor {
-        type Value = String;
-
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a port number or a string")
-        }
-        fn visit_u64<E: de::Error>(self, value: u64) -> Result<String, E> {
-            Ok(value.to_string())
-        }
-        fn visit_i64<E: de::Error>(self, value: i64) -> Result<String, E> {
-            Ok(value.to_string())
-        }
-        fn visit_str<E: de::Error>(self, value: &str) -> Result<String, E> {
-            Ok(value.to_string())
-        }
-    }
-
-    deserializer.deserialize_any(PortVisitor)
 }
 
 /// Rule labels come as strings (`"k8s:policy=x"`) or, as Cilium also writes them,
@@ -311,52 +282,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn protocol_parsing_is_case_insensitive_and_prints_upper() {
-        assert_eq!("tcp".parse(), Ok(Protocol::Tcp));
-        assert_eq!("Udp".parse(), Ok(Protocol::Udp));
-        assert_eq!("ANY".parse(), Ok(Protocol::Any));
-        assert_eq!(
-            "TCPX".parse::<Protocol>().unwrap_err().to_string(),
-            r#"unknown protocol "TCPX" (expected TCP, UDP or ANY)"#
-        );
-        assert_eq!(serde_json::to_string(&Protocol::Udp).unwrap(), r#""UDP""#);
-        assert_eq!(Protocol::Any.iana_numbers(), &[6, 17, 132]);
-    }
-
-    #[test]
-    fn port_accepts_number_or_string_and_defaults_to_any() {
-        let from_number: PortProtocol = serde_json::from_str(r#"{"port": 80}"#).unwrap();
-        let from_string: PortProtocol = serde_json::from_str(r#"{"port": "80"}"#).unwrap();
-        assert_eq!(from_number, from_string);
-        assert_eq!(from_number.protocol, Protocol::Any);
-        assert_eq!(from_number.port_number(), Ok(80));
-        assert!(serde_json::from_str::<PortProtocol>(r#"{"port": 1.5}"#).is_err());
-    }
-
-    #[test]
-    fn port_numbers_are_checked() {
-        let port = |text: &str| PortProtocol {
-            port: text.to_string(),
-            protocol: Protocol::Tcp,
-        };
-        assert_eq!(port("0").port_number(), Ok(0));
-        assert_eq!(port("65535").port_number(), Ok(65535));
-        assert_eq!(
-            port("65536").port_number(),
-            Err(PortError::OutOfRange("65536".into()))
-        );
-        assert_eq!(
-            port("-1").port_number(),
-            Err(PortError::OutOfRange("-1".into()))
-        );
-        assert_eq!(
-            port("http").port_number(),
-            Err(PortError::Named("http".into()))
-        );
-        assert_eq!(port("").port_number(), Err(PortError::Empty));
-    }
-
-    #[test]
     fn rule_labels_accept_strings_and_objects() {
         let rule: Rule = serde_json::from_str(
             r#"{"endpointSelector": {}, "labels": ["k8s:policy=a", "b=c",
@@ -378,5 +303,15 @@ mod tests {
         assert_eq!(ingress[0].from_endpoints, None);
         assert_eq!(ingress[1].from_endpoints, Some(vec![]));
         assert_eq!(serde_json::to_string(&rule).unwrap(), text);
+    }
+
+    #[test]
+    fn every_construct_round_trips_in_cilium_spelling() {
+        let text = r#"{"endpointSelector":{},"ingress":[{"fromEntities":["world","remote-node"]},{"fromCIDR":["10.0.0.0/8"],"toPorts":[{"ports":[{"port":"80","endPort":90,"protocol":"TCP"}]}]}],"ingressDeny":[{"fromCIDRSet":[{"cidr":"10.0.0.0/8","except":["10.1.0.0/16"]}]}],"egress":[{"toEntities":["kube-apiserver"],"icmps":[{"fields":[{"family":"IPv4","type":"8"}]}]}],"egressDeny":[{"toCIDR":["192.168.0.1/32"]}],"enableDefaultDeny":{"egress":false}}"#;
+        let rule: Rule = serde_json::from_str(text).unwrap();
+        assert_eq!(serde_json::to_string(&rule).unwrap(), text);
+        assert!(rule.ingress.as_ref().unwrap()[1].has_l3());
+        assert!(rule.ingress.as_ref().unwrap()[1].has_l4());
+        assert!(!IngressRule::default().has_l3());
     }
 }

@@ -203,6 +203,57 @@ impl EndpointSelector {
                 .all(|requirement| requirement.matches(labels))
     }
 
+    /// Adds (or overwrites) one `matchLabels` term.
+    pub fn add_match_label(&mut self, key: impl Into<String>, value: impl Into<String>) {
+        self.match_labels.insert(key.into(), value.into());
+    }
+
+    /// Every key the selector constrains, `matchLabels` and `matchExpressions`,
+    /// as `(source, key)`; `source` is `None` for bare and `any:` keys.
+    pub fn keys(&self) -> impl Iterator<Item = (Option<&str>, &str)> {
+        self.match_labels
+            .keys()
+            .chain(self.match_expressions.iter().map(|req| &req.key))
+            .map(|raw| {
+                let parsed = SelectorKey::parse(raw);
+                (parsed.source, parsed.key)
+            })
+    }
+
+    /// The same selector with `prefix` written before every key (NetworkPolicy
+    /// translation: `app` becomes `k8s:app`, a namespace label key becomes
+    /// `k8s:io.cilium.k8s.namespace.labels.<key>`).
+    pub fn with_key_prefix(&self, prefix: &str) -> EndpointSelector {
+        EndpointSelector {
+            match_labels: self
+                .match_labels
+                .iter()
+                .map(|(key, value)| (format!("{prefix}{key}"), value.clone()))
+                .collect(),
+            match_expressions: self
+                .match_expressions
+                .iter()
+                .map(|req| LabelSelectorRequirement {
+                    key: format!("{prefix}{}", req.key),
+                    ..req.clone()
+                })
+                .collect(),
+        }
+    }
+
+    /// A selector requiring both this one and `other` (AND of all terms).
+    pub fn and(mut self, other: &EndpointSelector) -> EndpointSelector {
+        self.match_labels.extend(
+            other
+                .match_labels
+                .iter()
+                .map(|(key, value)| (key.clone(), value.clone())),
+        );
+        self.match_expressions
+            .extend(other.match_expressions.iter().cloned());
+        self
+    }
+
     /// Checks what serde cannot: non-empty keys and operator/values agreement.
     pub fn validate(&self) -> Result<(), SelectorError> {
         for key in self.match_labels.keys() {
@@ -352,6 +403,30 @@ mod tests {
         assert!(selector(r#"{"matchLabels": {"app": "x"}}"#)
             .validate()
             .is_ok());
+    }
+
+    #[test]
+    fn keys_prefixing_and_conjunction() {
+        let sel = selector(
+            r#"{"matchLabels": {"app": "web", "k8s:tier": "x"},
+                "matchExpressions": [{"key": "any:env", "operator": "Exists"}]}"#,
+        );
+        let keys: Vec<_> = sel.keys().collect();
+        assert_eq!(
+            keys,
+            vec![(None, "app"), (Some("k8s"), "tier"), (None, "env")]
+        );
+        let prefixed = selector(r#"{"matchLabels": {"app": "web"}}"#).with_key_prefix("k8s:");
+        assert_eq!(
+            prefixed.match_labels().keys().collect::<Vec<_>>(),
+            vec!["k8s:app"]
+        );
+        let both = prefixed.and(&EndpointSelector::from_match_labels([("k8s:ns", "a")]));
+        assert!(both.matches(&labels(&["k8s:app=web", "k8s:ns=a"])));
+        assert!(!both.matches(&labels(&["k8s:app=web"])));
+        let mut sel = EndpointSelector::wildcard();
+        sel.add_match_label("k8s:a", "1");
+        assert!(!sel.is_wildcard());
     }
 
     #[test]

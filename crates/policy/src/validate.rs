@@ -1,8 +1,12 @@
 //! Semantic checks on a rule that its types cannot express: well-formed
-//! selectors, numeric ports, parseable labels. Every error carries the field path
-//! (`ingress[0].toPorts[0].ports[0].port`) so users can find the mistake.
+//! selectors, numeric ports and sane ranges, ICMP types, except prefixes inside
+//! their CIDR, one peer kind per element (as Cilium requires), parseable
+//! labels. Every error carries the field path
+//! (`ingress[0].toPorts[0].ports[0].endPort`) so users can find the mistake.
 
-use crate::rule::{PeerRule, PortRule, Rule};
+use crate::cidr::CidrRule;
+use crate::ports::{IcmpRule, PortProtocol, PortRule};
+use crate::rule::{PeerRule, Rule};
 use crate::selector::EndpointSelector;
 
 /// A rule that is not valid; `path` is relative to the rule.
@@ -14,7 +18,7 @@ pub struct RuleError {
 }
 
 impl RuleError {
-    fn new(path: String, message: impl ToString) -> Self {
+    pub(crate) fn new(path: String, message: impl ToString) -> Self {
         RuleError {
             path,
             message: message.to_string(),
@@ -31,37 +35,86 @@ impl Rule {
                 .parse::<crate::labels::Label>()
                 .map_err(|err| RuleError::new(format!("labels[{index}]"), err))?;
         }
-        for (index, element) in self.ingress.iter().flatten().enumerate() {
-            check_peer_rule(&format!("ingress[{index}]"), "fromEndpoints", element)?;
-        }
-        for (index, element) in self.egress.iter().flatten().enumerate() {
-            check_peer_rule(&format!("egress[{index}]"), "toEndpoints", element)?;
-        }
+        check_section("ingress", self.ingress.as_deref())?;
+        check_section("ingressDeny", self.ingress_deny.as_deref())?;
+        check_section("egress", self.egress.as_deref())?;
+        check_section("egressDeny", self.egress_deny.as_deref())?;
         Ok(())
     }
 }
 
-fn check_selector(path: &str, selector: &EndpointSelector) -> Result<(), RuleError> {
+fn check_section<R: PeerRule>(name: &str, elements: Option<&[R]>) -> Result<(), RuleError> {
+    for (index, element) in elements.into_iter().flatten().enumerate() {
+        check_peer_rule(&format!("{name}[{index}]"), element)?;
+    }
+    Ok(())
+}
+
+pub(crate) fn check_selector(path: &str, selector: &EndpointSelector) -> Result<(), RuleError> {
     selector
         .validate()
         .map_err(|err| RuleError::new(format!("{path}.{}", err.field), err.message))
 }
 
-fn check_peer_rule(
-    path: &str,
-    selectors_field: &str,
-    element: &impl PeerRule,
-) -> Result<(), RuleError> {
+fn check_peer_rule<R: PeerRule>(path: &str, element: &R) -> Result<(), RuleError> {
+    let fields = R::FIELDS;
+    // Cilium refuses to mix peer kinds in one element; say which two clash.
+    let kinds = [
+        (
+            fields.endpoints,
+            element.endpoint_selectors().map_or(0, <[_]>::len),
+        ),
+        (fields.entities, element.entities().map_or(0, <[_]>::len)),
+        (fields.cidr, element.cidrs().map_or(0, <[_]>::len)),
+        (fields.cidr_set, element.cidr_sets().map_or(0, <[_]>::len)),
+    ];
+    let used: Vec<&str> = kinds
+        .iter()
+        .filter(|(_, count)| *count > 0)
+        .map(|(name, _)| *name)
+        .collect();
+    if let [first, second, ..] = used[..] {
+        return Err(RuleError::new(
+            path.to_string(),
+            format!("combining {first} and {second} in one element is not supported; use separate elements"),
+        ));
+    }
+    if element.port_rules().is_some_and(|rules| !rules.is_empty())
+        && element.icmp_rules().is_some_and(|rules| !rules.is_empty())
+    {
+        return Err(RuleError::new(
+            format!("{path}.icmps"),
+            "icmps cannot be combined with toPorts in one element; use separate elements",
+        ));
+    }
     for (index, selector) in element
         .endpoint_selectors()
         .into_iter()
         .flatten()
         .enumerate()
     {
-        check_selector(&format!("{path}.{selectors_field}[{index}]"), selector)?;
+        check_selector(&format!("{path}.{}[{index}]", fields.endpoints), selector)?;
+    }
+    for (index, set) in element.cidr_sets().into_iter().flatten().enumerate() {
+        check_cidr_set(&format!("{path}.{}[{index}]", fields.cidr_set), set)?;
     }
     for (index, port_rule) in element.port_rules().into_iter().flatten().enumerate() {
         check_port_rule(&format!("{path}.toPorts[{index}]"), port_rule)?;
+    }
+    for (index, icmp_rule) in element.icmp_rules().into_iter().flatten().enumerate() {
+        check_icmp_rule(&format!("{path}.icmps[{index}]"), icmp_rule)?;
+    }
+    Ok(())
+}
+
+pub(crate) fn check_cidr_set(path: &str, set: &CidrRule) -> Result<(), RuleError> {
+    for (index, hole) in set.except.iter().enumerate() {
+        if !set.cidr.contains(hole) {
+            return Err(RuleError::new(
+                format!("{path}.except[{index}]"),
+                format!("{hole} is not inside {}", set.cidr),
+            ));
+        }
     }
     Ok(())
 }
@@ -76,8 +129,35 @@ fn check_port_rule(path: &str, port_rule: &PortRule) -> Result<(), RuleError> {
         ));
     }
     for (index, port) in port_rule.ports.iter().enumerate() {
-        port.port_number()
-            .map_err(|err| RuleError::new(format!("{path}.ports[{index}].port"), err))?;
+        check_port(&format!("{path}.ports[{index}]"), port)?;
+    }
+    Ok(())
+}
+
+/// Checks `port` and `endPort` of one entry at `path` (shared with the
+/// NetworkPolicy reader, whose ports use the same field names).
+pub(crate) fn check_port(path: &str, port: &PortProtocol) -> Result<(), RuleError> {
+    port.span().map(|_| ()).map_err(|err| {
+        let field = if err.is_end_port() { "endPort" } else { "port" };
+        RuleError::new(format!("{path}.{field}"), err)
+    })
+}
+
+fn check_icmp_rule(path: &str, icmp_rule: &IcmpRule) -> Result<(), RuleError> {
+    if icmp_rule.fields.is_empty() {
+        return Err(RuleError::new(
+            format!("{path}.fields"),
+            "must list at least one ICMP type",
+        ));
+    }
+    for (index, field) in icmp_rule.fields.iter().enumerate() {
+        let path = format!("{path}.fields[{index}]");
+        field
+            .protocol()
+            .map_err(|err| RuleError::new(format!("{path}.family"), err))?;
+        field
+            .type_number()
+            .map_err(|err| RuleError::new(format!("{path}.type"), err))?;
     }
     Ok(())
 }
@@ -90,11 +170,17 @@ mod tests {
         serde_json::from_str::<Rule>(json).unwrap().validate()
     }
 
+    fn error(json: &str) -> String {
+        validate(json).unwrap_err().to_string()
+    }
+
     #[test]
     fn accepts_a_typical_rule() {
         let rule = r#"{"endpointSelector": {"matchLabels": {"app": "web"}},
             "ingress": [{"fromEndpoints": [{"matchLabels": {"app": "fe"}}],
-                         "toPorts": [{"ports": [{"port": "80", "protocol": "TCP"}]}]}],
+                         "toPorts": [{"ports": [{"port": "80", "endPort": 88, "protocol": "TCP"}]}]},
+                        {"fromCIDRSet": [{"cidr": "10.0.0.0/8", "except": ["10.1.0.0/16"]}]}],
+            "ingressDeny": [{"fromEntities": ["world"], "icmps": [{"fields": [{"type": 8}]}]}],
             "egress": [{"toEndpoints": [{}]}]}"#;
         assert_eq!(validate(rule), Ok(()));
     }
@@ -109,12 +195,33 @@ mod tests {
     }
 
     #[test]
+    fn names_the_bad_range() {
+        assert_eq!(
+            error(
+                r#"{"endpointSelector": {}, "ingress": [{"toPorts": [{"ports": [{"port": "80", "endPort": 70}]}]}]}"#
+            ),
+            "ingress[0].toPorts[0].ports[0].endPort: 70 is below port 80"
+        );
+        assert_eq!(
+            error(
+                r#"{"endpointSelector": {}, "egressDeny": [{"toPorts": [{"ports": [{"port": "0", "endPort": 70}]}]}]}"#
+            ),
+            "egressDeny[0].toPorts[0].ports[0].endPort: 70: a range needs a non-zero port (port 0 already means every port)"
+        );
+        assert_eq!(
+            error(
+                r#"{"endpointSelector": {}, "egress": [{"toPorts": [{"ports": [{"port": "80", "endPort": 65536}]}]}]}"#
+            ),
+            "egress[0].toPorts[0].ports[0].endPort: 65536 is out of range (expected at most 65535)"
+        );
+    }
+
+    #[test]
     fn names_the_bad_selector_expression() {
         let rule = r#"{"endpointSelector": {}, "ingress": [{"fromEndpoints": [{},
             {"matchExpressions": [{"key": "app", "operator": "In"}]}]}]}"#;
-        let err = validate(rule).unwrap_err();
         assert_eq!(
-            err.to_string(),
+            error(rule),
             "ingress[0].fromEndpoints[1].matchExpressions[0].values: operator In needs at least one value"
         );
         let err = validate(
@@ -129,5 +236,58 @@ mod tests {
         let err =
             validate(r#"{"endpointSelector": {}, "ingress": [{"toPorts": [{}]}]}"#).unwrap_err();
         assert_eq!(err.path, "ingress[0].toPorts[0].ports");
+    }
+
+    #[test]
+    fn rejects_mixed_peer_kinds_and_icmp_with_ports() {
+        assert_eq!(
+            error(
+                r#"{"endpointSelector": {}, "egress": [{"toEndpoints": [{}], "toCIDR": ["10.0.0.0/8"]}]}"#
+            ),
+            "egress[0]: combining toEndpoints and toCIDR in one element is not supported; use separate elements"
+        );
+        // Empty lists do not count as a kind.
+        assert_eq!(
+            validate(
+                r#"{"endpointSelector": {}, "egress": [{"toEndpoints": [], "toCIDR": ["10.0.0.0/8"]}]}"#
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            validate(
+                r#"{"endpointSelector": {}, "ingress": [{"toPorts": [{"ports": [{"port": "80"}]}], "icmps": [{"fields": [{"type": 8}]}]}]}"#
+            )
+            .unwrap_err()
+            .path,
+            "ingress[0].icmps"
+        );
+    }
+
+    #[test]
+    fn checks_except_and_icmp_fields() {
+        assert_eq!(
+            error(
+                r#"{"endpointSelector": {}, "ingress": [{"fromCIDRSet": [{"cidr": "10.0.0.0/8", "except": ["11.0.0.0/16"]}]}]}"#
+            ),
+            "ingress[0].fromCIDRSet[0].except[0]: 11.0.0.0/16 is not inside 10.0.0.0/8"
+        );
+        assert_eq!(
+            validate(r#"{"endpointSelector": {}, "egress": [{"icmps": [{"fields": [{"type": "Ping"}]}]}]}"#)
+                .unwrap_err()
+                .path,
+            "egress[0].icmps[0].fields[0].type"
+        );
+        assert_eq!(
+            validate(r#"{"endpointSelector": {}, "egress": [{"icmps": [{"fields": [{"type": 8, "family": "ipx"}]}]}]}"#)
+                .unwrap_err()
+                .path,
+            "egress[0].icmps[0].fields[0].family"
+        );
+        assert_eq!(
+            validate(r#"{"endpointSelector": {}, "egress": [{"icmps": [{}]}]}"#)
+                .unwrap_err()
+                .path,
+            "egress[0].icmps[0].fields"
+        );
     }
 }

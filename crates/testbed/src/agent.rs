@@ -249,6 +249,12 @@ impl Agent {
         self.spawn_and_wait()
     }
 
+    /// Starts the agent again after [`Agent::kill`] (a crash), on the same
+    /// paths and flags, waiting until it is healthy.
+    pub fn start_again(&mut self) -> Result<()> {
+        self.spawn_and_wait()
+    }
+
     /// The last few KiB of the agent's stdout/stderr.
     pub fn log_tail(&self) -> String {
         read_tail(&self.log_path, LOG_TAIL_BYTES)

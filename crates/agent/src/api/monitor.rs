@@ -27,9 +27,11 @@ pub async fn stream(
     {
         match pair.split_once('=') {
             Some(("type", kind)) if KINDS.contains(&kind) => kinds.push(kind.to_string()),
-            Some(("type", kind)) => return Err(AgentError::BadRequest(format!(
+            Some(("type", kind)) => {
+                return Err(AgentError::BadRequest(format!(
                 "type: unknown event type {kind:?} (expected drop, trace, policy-verdict or debug)"
-            ))),
+            )))
+            }
             _ => {}
         }
     }

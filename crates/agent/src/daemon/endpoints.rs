@@ -29,12 +29,26 @@ fn bad(msg: impl Into<String>) -> AgentError {
     AgentError::BadRequest(msg.into())
 }
 
+const POD_NAMESPACE: &str = "io.kubernetes.pod.namespace";
+/// The label every Kubernetes namespace carries, seen on its pods.
+const NAMESPACE_NAME: &str = "io.cilium.k8s.namespace.labels.kubernetes.io/metadata.name";
+
 fn parse_labels(labels: &[String]) -> Result<Labels, AgentError> {
     for (i, text) in labels.iter().enumerate() {
         text.parse::<policy::Label>()
             .map_err(|e| bad(format!("labels[{i}] {text:?}: {e}")))?;
     }
-    Labels::parse_all(labels).map_err(|e| bad(format!("labels: {e}")))
+    let mut labels = Labels::parse_all(labels).map_err(|e| bad(format!("labels: {e}")))?;
+    // Without an API server the namespace's automatic name label is still
+    // known: namespaceSelector `kubernetes.io/metadata.name: X` selects it.
+    let namespace = labels
+        .iter()
+        .find(|l| l.source == "k8s" && l.key == POD_NAMESPACE)
+        .map(|l| l.value.clone());
+    if let Some(ns) = namespace {
+        labels.insert(policy::Label::new("k8s", NAMESPACE_NAME, ns));
+    }
+    Ok(labels)
 }
 
 /// Everything in a change request that can be checked without the lock.
@@ -149,6 +163,10 @@ impl Daemon {
         let (identity, created) = inner.identities.allocate(&ep.labels)?;
         ep.identity = identity.id;
         if let Err(e) = self.install(&mut inner, &mut ep, created) {
+            inner.policies.remove(&ep.id);
+            if created {
+                let _ = self.identity_removed(&inner, ep.identity, &ep.labels);
+            }
             let _ = remove_endpoint(&self.root, ep.id);
             let _ = inner.maps.lxc.remove(ep.ipv4);
             let _ = inner.maps.ipcache.remove(ep.ipv4, 32);
@@ -160,8 +178,9 @@ impl Daemon {
         Ok(ep.to_model(&identity.labels))
     }
 
-    /// Attaches the programs, writes the endpoint's policy, then publishes
-    /// it in lxc and ipcache so that traffic can reach it.
+    /// Attaches the programs, writes the endpoint's policy, makes a new
+    /// identity known to the other endpoints' maps, and only then publishes
+    /// the endpoint in lxc and ipcache so that traffic can reach it.
     fn install(
         &self,
         inner: &mut Inner,
@@ -170,17 +189,23 @@ impl Daemon {
     ) -> Result<(), AgentError> {
         let mut prog = EndpointProgram::load(&self.root, ep.id)?;
         prog.attach(&self.root, &ep.interface_name)?;
-        let identities = inner.identities.all_labels();
-        super::regenerate::regenerate(&self.root, &inner.repo, &identities, ep)?;
+        let policy = inner.compile(&ep.labels);
+        super::regenerate::regenerate(
+            &self.root,
+            &policy,
+            inner.repo.revision(),
+            &inner.all_identities(),
+            ep,
+        )?;
+        inner.policies.insert(ep.id, policy);
+        if new_identity {
+            self.identity_added(inner, ep.identity, &ep.labels)?;
+        }
         inner.maps.lxc.upsert(ep.ipv4, &lxc_info(ep))?;
         inner
             .maps
             .ipcache
             .upsert(ep.ipv4, 32, ep.identity, Ipv4Addr::UNSPECIFIED)?;
-        if new_identity {
-            // Other endpoints' selectors may cover the newcomer.
-            self.regenerate_all(inner)?;
-        }
         Ok(())
     }
 
@@ -188,12 +213,13 @@ impl Daemon {
         let mut inner = self.lock();
         let num = find(&inner, id)?;
         let ep = inner.endpoints.remove(&num).expect("found above");
+        inner.policies.remove(&num);
         remove_endpoint(&self.root, num)?;
         inner.maps.lxc.remove(ep.ipv4)?;
         inner.maps.ipcache.remove(ep.ipv4, 32)?;
         inner.maps.ct.flush_address(ep.ipv4.octets())?;
         if inner.identities.release(ep.identity)? {
-            self.regenerate_all(&mut inner)?;
+            self.identity_removed(&inner, ep.identity, &ep.labels)?;
         }
         self.persist(&inner)
     }
@@ -223,30 +249,33 @@ impl Daemon {
         let labels = parse_labels(&spec.user)?;
         let mut inner = self.lock();
         let num = find(&inner, id)?;
-        let old = inner.endpoints[&num].identity;
-        let (identity, _) = inner.identities.allocate(&labels)?;
-        let mut ep = inner.endpoints[&num].clone();
+        let old = inner.endpoints[&num].clone();
+        let (identity, created) = inner.identities.allocate(&labels)?;
+        if created {
+            self.identity_added(&inner, identity.id, &labels)?;
+        }
+        let mut ep = old.clone();
         ep.labels = labels;
         ep.identity = identity.id;
-        let published = inner
+        let policy = inner.compile(&ep.labels);
+        super::regenerate::regenerate(
+            &self.root,
+            &policy,
+            inner.repo.revision(),
+            &inner.all_identities(),
+            &mut ep,
+        )?;
+        inner.policies.insert(num, policy);
+        inner.maps.lxc.upsert(ep.ipv4, &lxc_info(&ep))?;
+        inner
             .maps
-            .lxc
-            .upsert(ep.ipv4, &lxc_info(&ep))
-            .and_then(|_| {
-                inner
-                    .maps
-                    .ipcache
-                    .upsert(ep.ipv4, 32, ep.identity, Ipv4Addr::UNSPECIFIED)
-            });
-        if let Err(e) = published {
-            let _ = inner.identities.release(identity.id);
-            return Err(e.into());
-        }
+            .ipcache
+            .upsert(ep.ipv4, 32, ep.identity, Ipv4Addr::UNSPECIFIED)?;
         inner.endpoints.insert(num, ep);
-        inner.identities.release(old)?;
-        let regenerated = self.regenerate_all(&mut inner);
-        self.persist(&inner)?;
-        regenerated
+        if inner.identities.release(old.identity)? {
+            self.identity_removed(&inner, old.identity, &old.labels)?;
+        }
+        self.persist(&inner)
     }
 }
 

@@ -2,6 +2,7 @@
 //! datapath in line with it. Subsystems compute desired state; the kernel
 //! maps are brought to it by diff, so a restart can always resync.
 
+mod cidr;
 mod endpoints;
 mod maps_view;
 mod policy_ops;
@@ -14,8 +15,8 @@ use std::{
 };
 
 use datapath::{BpfRoot, SharedMaps};
-use identity::IdentityAllocator;
-use policy::Repository;
+use identity::{IdentityAllocator, Scope};
+use policy::{EndpointPolicy, Labels, Repository};
 
 use crate::{
     config::Config,
@@ -36,9 +37,29 @@ pub struct Daemon {
 struct Inner {
     maps: SharedMaps,
     ipam: Ipam,
+    /// Identities of endpoint label sets (cluster-wide numbers).
     identities: IdentityAllocator,
+    /// Identities of the CIDR prefixes that rules mention (this node only).
+    cidr_identities: IdentityAllocator,
     repo: Repository,
     endpoints: BTreeMap<u16, EndpointRecord>,
+    /// Each endpoint's rules, compiled: the selector cache that lets an
+    /// identity's arrival touch only that identity's keys.
+    policies: BTreeMap<u16, EndpointPolicy>,
+}
+
+impl Inner {
+    /// Every identity the policy can name: reserved, endpoints', CIDRs'.
+    fn all_identities(&self) -> BTreeMap<u32, Labels> {
+        let mut all = self.identities.all_labels();
+        all.extend(self.cidr_identities.all_labels());
+        all
+    }
+
+    fn compile(&self, labels: &Labels) -> EndpointPolicy {
+        let rules: Vec<_> = self.repo.rules().iter().collect();
+        EndpointPolicy::compile(&rules, labels)
+    }
 }
 
 impl Daemon {
@@ -50,6 +71,8 @@ impl Daemon {
         let state = StateDir::open(&config.state_dir)?;
         let maps = SharedMaps::open_or_create(&root)?;
         let identities = IdentityAllocator::load(state.identities_path())?;
+        let cidr_identities =
+            IdentityAllocator::load_scoped(state.cidr_identities_path(), Scope::Local)?;
         let repo = state.load_policy()?.unwrap_or_default();
         let ipam = match state.load_ipam()? {
             Some(ipam) if ipam.range() == range => ipam,
@@ -69,8 +92,10 @@ impl Daemon {
                 maps,
                 ipam,
                 identities,
+                cidr_identities,
                 repo,
                 endpoints,
+                policies: BTreeMap::new(),
             }),
         });
         daemon.restore()?;
@@ -114,6 +139,7 @@ impl Daemon {
                 datapath::endpoint::remove_endpoint(&self.root, id)?;
             }
         }
+        self.update_cidr_identities(&mut inner)?;
         self.sync_endpoint_maps(&mut inner)?;
         self.regenerate_all(&mut inner)?;
         self.persist(&inner)?;
@@ -132,6 +158,9 @@ impl Daemon {
         for ep in inner.endpoints.values() {
             want_ipcache.insert((ep.ipv4, 32), ep.identity);
             want_lxc.insert(ep.ipv4, endpoints::lxc_info(ep));
+        }
+        for (prefix, id) in cidr::prefix_identities(inner) {
+            want_ipcache.insert((prefix.addr(), prefix.prefix_len() as u32), id);
         }
         for (ip, prefix, info) in inner.maps.ipcache.entries()? {
             if !want_ipcache.contains_key(&(ip, prefix)) {
@@ -157,22 +186,68 @@ impl Daemon {
         Ok(())
     }
 
+    /// Recompiles and regenerates every endpoint: the rules changed.
     fn regenerate_all(&self, inner: &mut Inner) -> Result<(), AgentError> {
-        let identities = inner.identities.all_labels();
+        let identities = inner.all_identities();
+        let revision = inner.repo.revision();
+        let compiled: BTreeMap<u16, EndpointPolicy> = inner
+            .endpoints
+            .values()
+            .map(|ep| (ep.id, inner.compile(&ep.labels)))
+            .collect();
+        inner.policies = compiled;
         let Inner {
-            repo, endpoints, ..
+            policies,
+            endpoints,
+            ..
         } = inner;
         let mut failed = Vec::new();
         for ep in endpoints.values_mut() {
-            if let Err(e) = regenerate::regenerate(&self.root, repo, &identities, ep) {
+            if let Err(e) =
+                regenerate::regenerate(&self.root, &policies[&ep.id], revision, &identities, ep)
+            {
                 failed.push(format!("endpoint {}: {e}", ep.id));
             }
         }
-        if failed.is_empty() {
-            Ok(())
-        } else {
-            Err(AgentError::Internal(failed.join("; ")))
+        join_failures(failed)
+    }
+
+    /// A new identity exists: only its keys are added, endpoint by endpoint.
+    fn identity_added(
+        &self,
+        inner: &Inner,
+        identity: u32,
+        labels: &Labels,
+    ) -> Result<(), AgentError> {
+        self.apply_identity(inner, identity, labels, true)
+    }
+
+    /// An identity is gone: only its keys are removed.
+    fn identity_removed(
+        &self,
+        inner: &Inner,
+        identity: u32,
+        labels: &Labels,
+    ) -> Result<(), AgentError> {
+        self.apply_identity(inner, identity, labels, false)
+    }
+
+    fn apply_identity(
+        &self,
+        inner: &Inner,
+        identity: u32,
+        labels: &Labels,
+        added: bool,
+    ) -> Result<(), AgentError> {
+        let mut failed = Vec::new();
+        for (id, policy) in &inner.policies {
+            if let Err(e) =
+                regenerate::apply_identity(&self.root, policy, *id, identity, labels, added)
+            {
+                failed.push(format!("endpoint {id}: {e}"));
+            }
         }
+        join_failures(failed)
     }
 
     fn persist(&self, inner: &Inner) -> Result<(), AgentError> {
@@ -180,6 +255,9 @@ impl Daemon {
         self.state.save_policy(&inner.repo)?;
         self.state.save_ipam(&inner.ipam)?;
         inner.identities.save(self.state.identities_path())?;
+        inner
+            .cidr_identities
+            .save(self.state.cidr_identities_path())?;
         Ok(())
     }
 
@@ -281,12 +359,16 @@ impl Daemon {
     }
 
     pub fn identity_list(&self) -> Vec<api::models::Identity> {
-        self.lock()
-            .identities
-            .list()
-            .iter()
-            .map(identity_model)
-            .collect()
+        let inner = self.lock();
+        let mut list = inner.identities.list();
+        list.extend(
+            inner
+                .cidr_identities
+                .list()
+                .into_iter()
+                .filter(|i| i.id >= identity::LOCAL_MIN),
+        );
+        list.iter().map(identity_model).collect()
     }
 
     pub fn identity_get(&self, id: &str) -> Result<api::models::Identity, AgentError> {
@@ -294,13 +376,23 @@ impl Daemon {
             .parse()
             .map_err(|_| AgentError::BadRequest(format!("identity {id:?} is not a number")))?;
         let inner = self.lock();
-        inner
-            .identities
-            .list()
-            .iter()
-            .find(|i| i.id == num)
+        let allocator = if num >= identity::LOCAL_MIN {
+            &inner.cidr_identities
+        } else {
+            &inner.identities
+        };
+        allocator
+            .get(num)
             .map(identity_model)
             .ok_or_else(|| AgentError::NotFound(format!("identity {num} not found")))
+    }
+}
+
+fn join_failures(failed: Vec<String>) -> Result<(), AgentError> {
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(AgentError::Internal(failed.join("; ")))
     }
 }
 

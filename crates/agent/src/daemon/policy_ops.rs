@@ -14,9 +14,7 @@ impl Daemon {
         let rules = policy::parse_rules(text).map_err(|e| AgentError::BadRequest(e.to_string()))?;
         let mut inner = self.lock();
         inner.repo.add(rules, replace);
-        let regenerated = self.regenerate_all(&mut inner);
-        self.persist(&inner)?;
-        regenerated?;
+        self.policy_changed(&mut inner)?;
         Ok(policy_model(&inner.repo))
     }
 
@@ -35,10 +33,18 @@ impl Daemon {
                 "no policy rule carries the labels {labels}"
             )));
         }
-        let regenerated = self.regenerate_all(&mut inner);
-        self.persist(&inner)?;
-        regenerated?;
+        self.policy_changed(&mut inner)?;
         Ok(policy_model(&inner.repo))
+    }
+
+    /// CIDR identities follow the rules, the policy maps follow both; the
+    /// ipcache learns new CIDR identities only once the maps know them.
+    fn policy_changed(&self, inner: &mut super::Inner) -> Result<(), AgentError> {
+        let added = self.update_cidr_identities(inner)?;
+        let regenerated = self.regenerate_all(inner);
+        self.publish_cidr_identities(inner, &added)?;
+        self.persist(inner)?;
+        regenerated
     }
 }
 

@@ -1,40 +1,73 @@
-//! Endpoint regeneration: resolve the rules selecting an endpoint into its
-//! map state and write the difference into its policy map in the kernel.
+//! Endpoint regeneration: the compiled policy of an endpoint resolved into
+//! map state, and the difference written into its policy map in the kernel.
+//! When only an identity comes or goes, just that identity's keys change.
 
 use std::collections::BTreeMap;
 
 use datapath::maps::{PolicyEntry, PolicyKey, PolicyMap};
 use datapath::BpfRoot;
-use policy::{Direction, Labels, MapState, Repository};
+use policy::{Direction, EndpointPolicy, Labels, MapEntry, MapKey};
 
 use crate::endpoint::EndpointRecord;
 use crate::error::AgentError;
 
-pub fn to_datapath(state: &MapState) -> Vec<(PolicyKey, PolicyEntry)> {
-    state
-        .iter()
-        .map(|(k, v)| {
-            let port_prefix = if k.dport == 0 { 0 } else { 16 };
-            let egress = k.direction == Direction::Egress;
-            let key = PolicyKey::new(k.identity, k.protocol, k.dport, port_prefix, egress);
-            (key, PolicyEntry::verdict(&key, v.deny, v.proxy_port))
-        })
-        .collect()
+fn to_datapath(key: &MapKey, entry: &MapEntry) -> (PolicyKey, PolicyEntry) {
+    let egress = key.direction == Direction::Egress;
+    let key = PolicyKey::new(
+        key.identity,
+        key.protocol,
+        key.dport,
+        key.port_prefix_len,
+        egress,
+    );
+    (
+        key,
+        PolicyEntry::verdict(&key, entry.deny, entry.proxy_port),
+    )
 }
 
-/// Brings one endpoint's policy map in line with the repository.
+/// Brings one endpoint's policy map in line with its compiled policy.
 pub fn regenerate(
     root: &BpfRoot,
-    repo: &Repository,
+    policy: &EndpointPolicy,
+    revision: u64,
     identities: &BTreeMap<u32, Labels>,
     ep: &mut EndpointRecord,
 ) -> Result<(), AgentError> {
-    let rules = repo.rules_selecting(&ep.labels);
-    let resolved = policy::resolve(&rules, &ep.labels, identities);
-    let mut map = PolicyMap::open(root, ep.id)?;
-    map.sync(&to_datapath(&resolved.map_state))?;
+    let resolved = policy.resolve(identities);
+    let desired: Vec<_> = resolved
+        .map_state
+        .iter()
+        .map(|(k, v)| to_datapath(k, v))
+        .collect();
+    PolicyMap::open(root, ep.id)?.sync(&desired)?;
     ep.ingress_enforced = resolved.ingress_enforced;
     ep.egress_enforced = resolved.egress_enforced;
-    ep.policy_revision = repo.revision();
+    ep.policy_revision = revision;
+    Ok(())
+}
+
+/// Adds (or removes) the keys of one identity in one endpoint's policy map.
+pub fn apply_identity(
+    root: &BpfRoot,
+    policy: &EndpointPolicy,
+    endpoint_id: u16,
+    identity: u32,
+    labels: &Labels,
+    added: bool,
+) -> Result<(), AgentError> {
+    let (upserts, deletes) = policy.identity_delta(identity, labels, added);
+    if upserts.is_empty() && deletes.is_empty() {
+        return Ok(());
+    }
+    let mut map = PolicyMap::open(root, endpoint_id)?;
+    for (key, entry) in &upserts {
+        let (key, entry) = to_datapath(key, entry);
+        map.upsert(key, entry)?;
+    }
+    for key in &deletes {
+        let (key, _) = to_datapath(key, &MapEntry::allow());
+        map.remove(&key)?;
+    }
     Ok(())
 }

@@ -17,12 +17,7 @@ pub struct ImportArgs {
 }
 
 pub fn run(client: &Client, args: &ImportArgs) -> Result<()> {
-    let text = if args.path.as_os_str() == "-" {
-        std::io::read_to_string(std::io::stdin()).context("cannot read policy from stdin")?
-    } else {
-        std::fs::read_to_string(&args.path)
-            .with_context(|| format!("cannot read policy file {}", args.path.display()))?
-    };
+    let text = super::read_policy_file(&args.path)?;
     let policy = client
         .policy_put(&text, args.replace)
         .context("cannot import policy")?;

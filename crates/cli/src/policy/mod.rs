@@ -3,10 +3,12 @@
 mod delete;
 mod get;
 mod import;
+mod validate;
 
+use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use api::Client;
 use clap::Subcommand;
 
@@ -18,6 +20,8 @@ pub enum PolicyCommand {
     Get(get::GetArgs),
     /// Delete policy rules
     Delete(delete::DeleteArgs),
+    /// Validate a policy file locally (nothing is sent to the agent)
+    Validate(validate::ValidateArgs),
 }
 
 pub fn run(client: &Client, cmd: PolicyCommand) -> Result<ExitCode> {
@@ -25,6 +29,7 @@ pub fn run(client: &Client, cmd: PolicyCommand) -> Result<ExitCode> {
         PolicyCommand::Import(args) => import::run(client, &args),
         PolicyCommand::Get(args) => get::run(client, &args),
         PolicyCommand::Delete(args) => delete::run(client, &args),
+        PolicyCommand::Validate(args) => validate::run(&args),
     }?;
     Ok(ExitCode::SUCCESS)
 }
@@ -32,4 +37,14 @@ pub fn run(client: &Client, cmd: PolicyCommand) -> Result<ExitCode> {
 /// The line Cilium ends every policy command with.
 pub fn revision_line(revision: u64) -> String {
     format!("Revision: {revision}\n")
+}
+
+/// The text of a policy file; `-` reads stdin.
+pub fn read_policy_file(path: &Path) -> Result<String> {
+    if path.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin()).context("cannot read policy from stdin")
+    } else {
+        std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read policy file {}", path.display()))
+    }
 }

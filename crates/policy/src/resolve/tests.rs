@@ -1,18 +1,22 @@
+//! Resolution of allow rules: enforcement, peers, ports — asserted on concrete
+//! packets through the datapath's `lookup`.
+
 use super::*;
+use crate::lookup::{lookup, MatchType};
 use crate::mapstate::{diff, PROTO_SCTP, PROTO_TCP, PROTO_UDP};
 use crate::parse::parse_rules;
 use crate::reserved::IDENTITY_WORLD;
 use Direction::{Egress, Ingress};
 
-const FRONTEND: u32 = 1000;
-const BACKEND: u32 = 1001;
-const DB: u32 = 1002;
+pub(super) const FRONTEND: u32 = 1000;
+pub(super) const BACKEND: u32 = 1001;
+pub(super) const DB: u32 = 1002;
 
-fn labels(texts: &[&str]) -> Labels {
+pub(super) fn labels(texts: &[&str]) -> Labels {
     Labels::parse_all(texts).unwrap()
 }
 
-fn identities() -> BTreeMap<u32, Labels> {
+pub(super) fn identities() -> BTreeMap<u32, Labels> {
     BTreeMap::from([
         (FRONTEND, labels(&["k8s:app=frontend"])),
         (BACKEND, labels(&["k8s:app=backend"])),
@@ -21,29 +25,48 @@ fn identities() -> BTreeMap<u32, Labels> {
 }
 
 /// Resolves `policy` (JSON or YAML) for the backend endpoint.
-fn resolve_backend(policy: &str) -> Resolved {
+pub(super) fn resolve_backend(policy: &str) -> Resolved {
     let rules = parse_rules(policy).unwrap();
     let refs: Vec<&Rule> = rules.iter().collect();
     resolve(&refs, &labels(&["k8s:app=backend"]), &identities())
 }
 
-fn keys(resolved: &Resolved) -> Vec<(u32, u8, u16, Direction)> {
-    resolved
-        .map_state
-        .keys()
-        .map(|key| (key.identity, key.protocol, key.dport, key.direction))
-        .collect()
+/// `(identity, protocol, port, direction, allowed)` cases against a map state.
+pub(super) fn check(resolved: &Resolved, cases: &[(u32, u8, u16, Direction, bool)]) {
+    for &(identity, protocol, port, direction, allowed) in cases {
+        let verdict = lookup(&resolved.map_state, identity, protocol, port, direction);
+        assert_eq!(
+            verdict.allowed, allowed,
+            "identity {identity} proto {protocol} port {port} {direction}: {verdict:?}\n{:#?}",
+            resolved.map_state
+        );
+    }
+}
+
+fn keys(resolved: &Resolved) -> Vec<MapKey> {
+    resolved.map_state.keys().copied().collect()
 }
 
 #[test]
 fn no_rules_allows_everything_both_ways() {
     let resolved = resolve(&[], &labels(&["k8s:app=backend"]), &identities());
     assert!(!resolved.ingress_enforced && !resolved.egress_enforced);
-    assert_eq!(keys(&resolved), vec![(0, 0, 0, Ingress), (0, 0, 0, Egress)]);
-    assert!(resolved
-        .map_state
-        .values()
-        .all(|entry| *entry == MapEntry::allow()));
+    assert_eq!(
+        keys(&resolved),
+        vec![
+            MapKey::any_port(0, 0, Ingress),
+            MapKey::any_port(0, 0, Egress)
+        ]
+    );
+    check(
+        &resolved,
+        &[
+            (FRONTEND, PROTO_TCP, 80, Ingress, true),
+            (IDENTITY_WORLD, PROTO_UDP, 53, Egress, true),
+        ],
+    );
+    let verdict = lookup(&resolved.map_state, FRONTEND, PROTO_TCP, 80, Ingress);
+    assert_eq!(verdict.match_type, MatchType::All);
 }
 
 #[test]
@@ -52,7 +75,7 @@ fn rules_for_other_endpoints_do_not_count() {
         r#"[{"endpointSelector": {"matchLabels": {"app": "db"}}, "ingress": [{}]}]"#,
     );
     assert!(!resolved.ingress_enforced);
-    assert_eq!(keys(&resolved), vec![(0, 0, 0, Ingress), (0, 0, 0, Egress)]);
+    check(&resolved, &[(FRONTEND, PROTO_TCP, 80, Ingress, true)]);
 }
 
 #[test]
@@ -62,16 +85,30 @@ fn ingress_from_frontend_on_tcp_80() {
              "ingress": [{"fromEndpoints": [{"matchLabels": {"app": "frontend"}}],
                           "toPorts": [{"ports": [{"port": "80", "protocol": "TCP"}]}]}]}]"#,
     );
-    assert!(resolved.ingress_enforced);
-    assert!(!resolved.egress_enforced);
+    assert!(resolved.ingress_enforced && !resolved.egress_enforced);
     assert_eq!(
         keys(&resolved),
         vec![
-            (0, 0, 0, Egress),
-            (1, 0, 0, Ingress),
-            (FRONTEND, PROTO_TCP, 80, Ingress),
+            MapKey::any_port(0, 0, Egress),
+            MapKey::any_port(1, 0, Ingress),
+            MapKey::port(FRONTEND, PROTO_TCP, 80, Ingress),
         ]
     );
+    check(
+        &resolved,
+        &[
+            (FRONTEND, PROTO_TCP, 80, Ingress, true),
+            (FRONTEND, PROTO_TCP, 81, Ingress, false),
+            (FRONTEND, PROTO_UDP, 80, Ingress, false),
+            (DB, PROTO_TCP, 80, Ingress, false),
+            (IDENTITY_HOST, PROTO_TCP, 9999, Ingress, true),
+            (DB, PROTO_TCP, 5432, Egress, true),
+        ],
+    );
+    let verdict = lookup(&resolved.map_state, FRONTEND, PROTO_TCP, 80, Ingress);
+    assert_eq!(verdict.match_type, MatchType::L3L4);
+    let verdict = lookup(&resolved.map_state, DB, PROTO_TCP, 80, Ingress);
+    assert!(!verdict.denied_by_rule);
 }
 
 #[test]
@@ -82,25 +119,33 @@ fn port_zero_means_every_port_of_the_protocol() {
     );
     assert!(resolved
         .map_state
-        .contains_key(&MapKey::new(FRONTEND, PROTO_UDP, 0, Ingress)));
-    assert_eq!(resolved.map_state.len(), 3);
+        .contains_key(&MapKey::any_port(FRONTEND, PROTO_UDP, Ingress)));
+    check(
+        &resolved,
+        &[
+            (FRONTEND, PROTO_UDP, 1, Ingress, true),
+            (FRONTEND, PROTO_UDP, 65535, Ingress, true),
+            (FRONTEND, PROTO_TCP, 53, Ingress, false),
+        ],
+    );
 }
 
 #[test]
-fn any_protocol_expands_to_tcp_udp_sctp() {
+fn any_protocol_expands_to_tcp_udp_sctp_not_icmp() {
     let resolved = resolve_backend(
         r#"[{"endpointSelector": {}, "egress": [{"toEndpoints": [{"matchLabels": {"app": "db"}}],
              "toPorts": [{"ports": [{"port": 5432}]}]}]}]"#,
     );
     assert!(resolved.egress_enforced && !resolved.ingress_enforced);
-    assert_eq!(
-        keys(&resolved),
-        vec![
-            (0, 0, 0, Ingress),
-            (DB, PROTO_TCP, 5432, Egress),
-            (DB, PROTO_UDP, 5432, Egress),
-            (DB, PROTO_SCTP, 5432, Egress),
-        ]
+    check(
+        &resolved,
+        &[
+            (DB, PROTO_TCP, 5432, Egress, true),
+            (DB, PROTO_UDP, 5432, Egress, true),
+            (DB, PROTO_SCTP, 5432, Egress, true),
+            (DB, 1, 5432, Egress, false),
+            (DB, PROTO_TCP, 5433, Egress, false),
+        ],
     );
 }
 
@@ -109,14 +154,16 @@ fn l3_only_allows_all_ports() {
     let resolved = resolve_backend(
         r#"[{"endpointSelector": {}, "ingress": [{"fromEndpoints": [{"matchLabels": {"app": "frontend"}}]}]}]"#,
     );
-    assert_eq!(
-        keys(&resolved),
-        vec![
-            (0, 0, 0, Egress),
-            (1, 0, 0, Ingress),
-            (FRONTEND, 0, 0, Ingress)
-        ]
+    check(
+        &resolved,
+        &[
+            (FRONTEND, PROTO_TCP, 1, Ingress, true),
+            (FRONTEND, 1, 8, Ingress, true),
+            (DB, PROTO_TCP, 1, Ingress, false),
+        ],
     );
+    let verdict = lookup(&resolved.map_state, FRONTEND, PROTO_TCP, 1, Ingress);
+    assert_eq!(verdict.match_type, MatchType::L3Only);
 }
 
 #[test]
@@ -124,14 +171,16 @@ fn l4_only_allows_every_peer_on_the_port() {
     let resolved = resolve_backend(
         "- endpointSelector: {}\n  ingress:\n  - toPorts:\n    - ports:\n      - port: 443\n        protocol: TCP\n",
     );
-    assert_eq!(
-        keys(&resolved),
-        vec![
-            (0, 0, 0, Egress),
-            (0, PROTO_TCP, 443, Ingress),
-            (1, 0, 0, Ingress)
-        ]
+    check(
+        &resolved,
+        &[
+            (IDENTITY_WORLD, PROTO_TCP, 443, Ingress, true),
+            (DB, PROTO_TCP, 443, Ingress, true),
+            (DB, PROTO_TCP, 444, Ingress, false),
+        ],
     );
+    let verdict = lookup(&resolved.map_state, DB, PROTO_TCP, 443, Ingress);
+    assert_eq!(verdict.match_type, MatchType::L4Only);
 }
 
 #[test]
@@ -142,18 +191,16 @@ fn rules_selecting_the_endpoint_are_a_union() {
                           "toPorts": [{"ports": [{"port": "80", "protocol": "TCP"}]}]}]},
             {"endpointSelector": {"matchExpressions": [{"key": "app", "operator": "In", "values": ["backend"]}]},
              "ingress": [{"fromEndpoints": [{"matchLabels": {"tier": "data"}}],
-                          "toPorts": [{"ports": [{"port": "8080", "protocol": "TCP"}]}]},
-                         {"fromEndpoints": [{"matchLabels": {"app": "frontend"}}],
-                          "toPorts": [{"ports": [{"port": "80", "protocol": "TCP"}]}]}]}]"#,
+                          "toPorts": [{"ports": [{"port": "8080", "protocol": "TCP"}]}]}]}]"#,
     );
-    assert_eq!(
-        keys(&resolved),
-        vec![
-            (0, 0, 0, Egress),
-            (1, 0, 0, Ingress),
-            (FRONTEND, PROTO_TCP, 80, Ingress),
-            (DB, PROTO_TCP, 8080, Ingress),
-        ]
+    check(
+        &resolved,
+        &[
+            (FRONTEND, PROTO_TCP, 80, Ingress, true),
+            (DB, PROTO_TCP, 8080, Ingress, true),
+            (DB, PROTO_TCP, 80, Ingress, false),
+            (FRONTEND, PROTO_TCP, 8080, Ingress, false),
+        ],
     );
 }
 
@@ -161,7 +208,13 @@ fn rules_selecting_the_endpoint_are_a_union() {
 fn empty_ingress_element_enforces_and_allows_only_host() {
     let resolved = resolve_backend(r#"[{"endpointSelector": {}, "ingress": [{}]}]"#);
     assert!(resolved.ingress_enforced);
-    assert_eq!(keys(&resolved), vec![(0, 0, 0, Egress), (1, 0, 0, Ingress)]);
+    assert_eq!(
+        keys(&resolved),
+        vec![
+            MapKey::any_port(0, 0, Egress),
+            MapKey::any_port(1, 0, Ingress)
+        ]
+    );
 }
 
 #[test]
@@ -177,7 +230,7 @@ fn explicit_empty_peer_list_selects_nobody() {
              "toPorts": [{"ports": [{"port": "53", "protocol": "UDP"}]}]}]}]"#,
     );
     assert!(resolved.egress_enforced);
-    assert_eq!(keys(&resolved), vec![(0, 0, 0, Ingress)]);
+    assert_eq!(keys(&resolved), vec![MapKey::any_port(0, 0, Ingress)]);
 }
 
 #[test]
@@ -187,7 +240,11 @@ fn empty_selector_is_the_any_identity_including_world() {
     );
     assert_eq!(
         keys(&resolved),
-        vec![(0, 0, 0, Ingress), (0, 0, 0, Egress), (1, 0, 0, Ingress)]
+        vec![
+            MapKey::any_port(0, 0, Ingress),
+            MapKey::any_port(0, 0, Egress),
+            MapKey::any_port(1, 0, Ingress)
+        ]
     );
 }
 
@@ -197,9 +254,12 @@ fn reserved_identities_are_selectable_by_label() {
         r#"[{"endpointSelector": {}, "egress": [{"toEndpoints": [{"matchLabels": {"reserved:world": ""}}],
              "toPorts": [{"ports": [{"port": "443", "protocol": "TCP"}]}]}]}]"#,
     );
-    assert_eq!(
-        keys(&resolved),
-        vec![(0, 0, 0, Ingress), (IDENTITY_WORLD, PROTO_TCP, 443, Egress)]
+    check(
+        &resolved,
+        &[
+            (IDENTITY_WORLD, PROTO_TCP, 443, Egress, true),
+            (DB, PROTO_TCP, 443, Egress, false),
+        ],
     );
     // NotIn also matches identities without the key, reserved ones included.
     let resolved = resolve_backend(
@@ -224,10 +284,10 @@ fn regeneration_diff_after_policy_change() {
     let (upserts, deletes) = diff(&before.map_state, &after.map_state);
     assert_eq!(
         upserts,
-        vec![(MapKey::new(FRONTEND, 0, 0, Ingress), MapEntry::allow())]
+        vec![(MapKey::any_port(FRONTEND, 0, Ingress), MapEntry::allow())]
     );
     assert!(deletes.is_empty());
     let (upserts, deletes) = diff(&after.map_state, &before.map_state);
     assert!(upserts.is_empty());
-    assert_eq!(deletes, vec![MapKey::new(FRONTEND, 0, 0, Ingress)]);
+    assert_eq!(deletes, vec![MapKey::any_port(FRONTEND, 0, Ingress)]);
 }

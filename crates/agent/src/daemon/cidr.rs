@@ -1,0 +1,76 @@
+//! CIDR identities: every prefix the rules mention gets a node-local
+//! identity, and the ipcache maps the prefix to it, so that the datapath
+//! sees CIDR peers as identities like any other.
+
+use std::{collections::BTreeMap, net::Ipv4Addr};
+
+use policy::{cidr::SOURCE_CIDR, Ipv4Cidr};
+
+use super::{Daemon, Inner};
+use crate::error::AgentError;
+
+/// The prefix an identity stands for: its most specific `cidr:` label.
+fn prefix_of(labels: &policy::Labels) -> Option<Ipv4Cidr> {
+    labels
+        .iter()
+        .filter(|l| l.source == SOURCE_CIDR)
+        .filter_map(|l| l.key.parse::<Ipv4Cidr>().ok())
+        .max_by_key(|p| p.prefix_len())
+}
+
+/// Prefix -> identity for every CIDR identity held.
+pub(super) fn prefix_identities(inner: &Inner) -> BTreeMap<Ipv4Cidr, u32> {
+    inner
+        .cidr_identities
+        .list()
+        .into_iter()
+        .filter(|i| i.id >= identity::LOCAL_MIN)
+        .filter_map(|i| Some((prefix_of(&i.labels)?, i.id)))
+        .collect()
+}
+
+impl Daemon {
+    /// Allocates identities for prefixes the rules newly mention and frees
+    /// those no rule mentions any more (taking them out of the ipcache
+    /// first). Returns the new ones, to be published once the policy maps
+    /// know them.
+    pub(super) fn update_cidr_identities(
+        &self,
+        inner: &mut Inner,
+    ) -> Result<Vec<(Ipv4Cidr, u32)>, AgentError> {
+        let wanted = policy::cidr_prefixes(inner.repo.rules());
+        let held = prefix_identities(inner);
+        for (prefix, id) in held.iter().filter(|(p, _)| !wanted.contains(p)) {
+            inner
+                .maps
+                .ipcache
+                .remove(prefix.addr(), prefix.prefix_len() as u32)?;
+            inner.cidr_identities.release(*id)?;
+        }
+        let mut added = Vec::new();
+        for prefix in wanted.iter().filter(|p| !held.contains_key(p)) {
+            let (identity, _) = inner
+                .cidr_identities
+                .allocate(&policy::cidr_identity_labels(*prefix))?;
+            added.push((*prefix, identity.id));
+        }
+        Ok(added)
+    }
+
+    /// Points the ipcache at new CIDR identities.
+    pub(super) fn publish_cidr_identities(
+        &self,
+        inner: &mut Inner,
+        added: &[(Ipv4Cidr, u32)],
+    ) -> Result<(), AgentError> {
+        for (prefix, id) in added {
+            inner.maps.ipcache.upsert(
+                prefix.addr(),
+                prefix.prefix_len() as u32,
+                *id,
+                Ipv4Addr::UNSPECIFIED,
+            )?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,247 @@
+//! Resolution: the rules that select an endpoint, turned into that endpoint's
+//! policy map state (Cilium's "default" enforcement mode).
+//!
+//! Per direction:
+//! - Enforced iff some selecting rule has a non-empty allow or deny section for
+//!   it and does not opt out with `enableDefaultDeny: {<direction>: false}`;
+//!   otherwise the direction gets an allow-all key (identity 0, any protocol).
+//! - Each element allows (or denies) its peers × its ports. Allows are a union;
+//!   deny wins over any allow (see `mapstate::enforce_deny_precedence`).
+//! - Ingress always allows the local host (`allow-localhost=always`), so health
+//!   checks and probes work under default deny — unless a deny names the host.
+//!
+//! Peers (see `peers.rs`): no peer field with ports = every peer (identity 0);
+//! no peer field and no ports (`ingress: [{}]`) = nobody; an explicit empty
+//! list = nobody (Cilium ≥ 1.15, cilium/cilium#29608); `{}` and entity `all` =
+//! identity 0, which includes world and host (cilium/cilium#3847; namespaced
+//! CiliumNetworkPolicies scope `{}` to their namespace before it gets here).
+//! Other selectors are evaluated against every known identity, the reserved
+//! ones included.
+//!
+//! Keys of one identity depend only on that identity's labels, which is what
+//! makes incremental updates exact: `EndpointPolicy::identity_keys` is both how
+//! `resolve` builds the map state and how `identity_delta` computes a change.
+
+mod peers;
+mod ports;
+
+use std::collections::BTreeMap;
+
+use crate::labels::Labels;
+use crate::mapstate::{enforce_deny_precedence, insert, Direction, MapEntry, MapKey, MapState};
+use crate::reserved::{reserved_identities, IDENTITY_ANY, IDENTITY_HOST};
+use crate::rule::{DefaultDeny, PeerRule, Rule};
+
+use peers::Peers;
+use ports::{l4_parts, L4Part};
+
+/// An endpoint's resolved policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    pub map_state: MapState,
+    pub ingress_enforced: bool,
+    pub egress_enforced: bool,
+}
+
+/// One rule element, compiled: who × what, allow or deny.
+#[derive(Debug, Clone)]
+struct Element {
+    peers: Peers,
+    l4: Vec<L4Part>,
+    deny: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+struct DirectionPolicy {
+    enforced: bool,
+    elements: Vec<Element>,
+}
+
+/// The rules selecting one endpoint, compiled once so that map state keys can
+/// be computed per identity (the agent's selector cache: keep one per
+/// endpoint, rebuild it when the rules or the endpoint's labels change).
+#[derive(Debug, Clone, Default)]
+pub struct EndpointPolicy {
+    ingress: DirectionPolicy,
+    egress: DirectionPolicy,
+}
+
+impl DirectionPolicy {
+    fn add<R: PeerRule>(&mut self, allow: Option<&[R]>, deny: Option<&[R]>, default_deny: bool) {
+        let allow = allow.unwrap_or_default();
+        let deny = deny.unwrap_or_default();
+        if default_deny && !(allow.is_empty() && deny.is_empty()) {
+            self.enforced = true;
+        }
+        let compiled = allow
+            .iter()
+            .map(|element| (element, false))
+            .chain(deny.iter().map(|element| (element, true)))
+            .map(|(element, deny)| Element {
+                peers: Peers::of(element),
+                l4: l4_parts(element).into_iter().collect(),
+                deny,
+            });
+        self.elements.extend(compiled);
+    }
+
+    fn insert_element(
+        map_state: &mut MapState,
+        element: &Element,
+        identity: u32,
+        direction: Direction,
+    ) {
+        let entry = if element.deny {
+            MapEntry::deny()
+        } else {
+            MapEntry::allow()
+        };
+        for &(protocol, port, prefix_len) in &element.l4 {
+            let key = MapKey::with_prefix(identity, protocol, port, prefix_len, direction);
+            insert(map_state, key, entry);
+        }
+    }
+}
+
+impl EndpointPolicy {
+    /// Compiles the rules among `rules` that select `endpoint`.
+    pub fn compile(rules: &[&Rule], endpoint: &Labels) -> Self {
+        let mut policy = EndpointPolicy::default();
+        for rule in rules.iter().filter(|rule| rule.selects(endpoint)) {
+            let opt_in = rule.enable_default_deny.unwrap_or(DefaultDeny::default());
+            policy.ingress.add(
+                rule.ingress.as_deref(),
+                rule.ingress_deny.as_deref(),
+                opt_in.ingress.unwrap_or(true),
+            );
+            policy.egress.add(
+                rule.egress.as_deref(),
+                rule.egress_deny.as_deref(),
+                opt_in.egress.unwrap_or(true),
+            );
+        }
+        policy
+    }
+
+    pub fn ingress_enforced(&self) -> bool {
+        self.ingress.enforced
+    }
+
+    pub fn egress_enforced(&self) -> bool {
+        self.egress.enforced
+    }
+
+    fn directions(&self) -> [(&DirectionPolicy, Direction); 2] {
+        [
+            (&self.ingress, Direction::Ingress),
+            (&self.egress, Direction::Egress),
+        ]
+    }
+
+    /// Keys with identity 0: allow-all of unenforced directions and the
+    /// elements that apply to every peer. They do not depend on which
+    /// identities exist.
+    pub fn wildcard_keys(&self) -> MapState {
+        let mut map_state = MapState::new();
+        for (policy, direction) in self.directions() {
+            if !policy.enforced {
+                insert(
+                    &mut map_state,
+                    MapKey::any_port(IDENTITY_ANY, 0, direction),
+                    MapEntry::allow(),
+                );
+            }
+            for element in policy.elements.iter().filter(|e| e.peers == Peers::Any) {
+                DirectionPolicy::insert_element(&mut map_state, element, IDENTITY_ANY, direction);
+            }
+        }
+        enforce_deny_precedence(&mut map_state);
+        map_state
+    }
+
+    /// Every key of one (non-zero) identity: a pure function of its labels.
+    pub fn identity_keys(&self, identity: u32, labels: &Labels) -> MapState {
+        let mut map_state = MapState::new();
+        if identity == IDENTITY_ANY {
+            return map_state;
+        }
+        for (policy, direction) in self.directions() {
+            for element in policy.elements.iter().filter(|e| e.peers.selects(labels)) {
+                DirectionPolicy::insert_element(&mut map_state, element, identity, direction);
+            }
+        }
+        if identity == IDENTITY_HOST && self.ingress.enforced {
+            insert(
+                &mut map_state,
+                MapKey::any_port(IDENTITY_HOST, 0, Direction::Ingress),
+                MapEntry::allow(),
+            );
+        }
+        enforce_deny_precedence(&mut map_state);
+        map_state
+    }
+
+    /// The full map state given the known identities (reserved ones are added
+    /// when missing; identity 0 is ignored).
+    pub fn resolve(&self, identities: &BTreeMap<u32, Labels>) -> Resolved {
+        let mut known = reserved_identities();
+        known.extend(
+            identities
+                .iter()
+                .filter(|(id, _)| **id != IDENTITY_ANY)
+                .map(|(id, labels)| (*id, labels.clone())),
+        );
+        let mut map_state = self.wildcard_keys();
+        for (identity, labels) in &known {
+            map_state.extend(self.identity_keys(*identity, labels));
+        }
+        Resolved {
+            map_state,
+            ingress_enforced: self.ingress.enforced,
+            egress_enforced: self.egress.enforced,
+        }
+    }
+
+    /// The map change when `identity` (with `labels`) appears (`added`) or
+    /// disappears: upserts, deletes. Applying it to the state resolved before
+    /// gives the state resolved after. Reserved identities never disappear.
+    pub fn identity_delta(
+        &self,
+        identity: u32,
+        labels: &Labels,
+        added: bool,
+    ) -> (Vec<(MapKey, MapEntry)>, Vec<MapKey>) {
+        let keys = self.identity_keys(identity, labels);
+        if added {
+            (keys.into_iter().collect(), Vec::new())
+        } else {
+            (Vec::new(), keys.into_keys().collect())
+        }
+    }
+}
+
+/// Resolves the policy of an endpoint with labels `endpoint`. `rules` may be
+/// every rule of the repository (only those selecting the endpoint count);
+/// `identities` are the known peer identities and their labels (reserved ones
+/// are added when missing).
+pub fn resolve(rules: &[&Rule], endpoint: &Labels, identities: &BTreeMap<u32, Labels>) -> Resolved {
+    EndpointPolicy::compile(rules, endpoint).resolve(identities)
+}
+
+/// `EndpointPolicy::identity_delta` without keeping the compiled policy.
+pub fn identity_delta(
+    rules: &[&Rule],
+    endpoint: &Labels,
+    identity: u32,
+    labels: &Labels,
+    added: bool,
+) -> (Vec<(MapKey, MapEntry)>, Vec<MapKey>) {
+    EndpointPolicy::compile(rules, endpoint).identity_delta(identity, labels, added)
+}
+
+#[cfg(test)]
+mod construct_tests;
+#[cfg(test)]
+mod delta_tests;
+#[cfg(test)]
+mod tests;

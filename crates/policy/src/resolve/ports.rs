@@ -1,0 +1,58 @@
+//! The L4 part of one rule element as policy map key parts: protocol, port
+//! block start and port prefix length. ANY expands to TCP, UDP and SCTP; port
+//! ranges become aligned blocks; ICMP types travel in the port field.
+
+use std::collections::BTreeSet;
+
+use crate::mapstate::{port_range_prefixes, PORT_BITS};
+use crate::ports::PortSpan;
+use crate::rule::PeerRule;
+
+/// `(protocol, port, port_prefix_len)`; `(0, 0, 0)` = every protocol and port.
+pub(crate) type L4Part = (u8, u16, u8);
+
+/// The L4 parts of an element; every protocol and port when it has neither
+/// `toPorts` nor `icmps`.
+pub(crate) fn l4_parts(element: &impl PeerRule) -> BTreeSet<L4Part> {
+    if !element.has_l4() {
+        return BTreeSet::from([(0, 0, 0)]);
+    }
+    let mut parts = BTreeSet::new();
+    for port in element
+        .port_rules()
+        .into_iter()
+        .flatten()
+        .flat_map(|rule| &rule.ports)
+    {
+        // Validation rejects unusable ports before rules get here; skipping keeps
+        // a hand-built bad rule from widening the policy.
+        let Ok(span) = port.span() else {
+            continue;
+        };
+        for &protocol in port.protocol.iana_numbers() {
+            match span {
+                PortSpan::Any => {
+                    parts.insert((protocol, 0, 0));
+                }
+                PortSpan::Range(first, last) => {
+                    parts.extend(
+                        port_range_prefixes(first, last)
+                            .into_iter()
+                            .map(|(start, len)| (protocol, start, len)),
+                    );
+                }
+            }
+        }
+    }
+    for field in element
+        .icmp_rules()
+        .into_iter()
+        .flatten()
+        .flat_map(|rule| &rule.fields)
+    {
+        if let (Ok(protocol), Ok(icmp_type)) = (field.protocol(), field.type_number()) {
+            parts.insert((protocol, u16::from(icmp_type), PORT_BITS));
+        }
+    }
+    parts
+}
