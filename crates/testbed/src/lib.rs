@@ -16,6 +16,7 @@ pub mod cmd;
 pub mod monitor;
 pub mod netns;
 pub mod pod;
+pub mod runtime;
 pub mod traffic;
 pub mod unique;
 pub mod wait;

@@ -1,0 +1,157 @@
+//! The ADD result: interfaces, IPs, routes, in the shape of the version the
+//! runtime asked for (0.3.x/0.4.0 tag each IP with `"version": "4"`, 1.x
+//! does not).
+
+use std::net::Ipv4Addr;
+
+use serde::Serialize;
+
+use crate::version;
+
+/// What ADD made, in plain values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddOutcome {
+    pub host_ifname: String,
+    pub host_mac: String,
+    pub container_ifname: String,
+    pub container_mac: String,
+    pub netns: String,
+    pub ip: Ipv4Addr,
+    pub gateway: Ipv4Addr,
+}
+
+#[derive(Serialize, Debug, PartialEq)]
+struct Wire<'a> {
+    #[serde(rename = "cniVersion")]
+    cni_version: &'a str,
+    interfaces: Vec<Interface<'a>>,
+    ips: Vec<IpConfig>,
+    routes: Vec<Route>,
+    dns: Dns,
+}
+
+#[derive(Serialize, Debug, PartialEq)]
+struct Interface<'a> {
+    name: &'a str,
+    mac: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sandbox: Option<&'a str>,
+}
+
+#[derive(Serialize, Debug, PartialEq)]
+struct IpConfig {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    version: Option<&'static str>,
+    address: String,
+    gateway: String,
+    /// Index into `interfaces`.
+    interface: usize,
+}
+
+#[derive(Serialize, Debug, PartialEq)]
+struct Route {
+    dst: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    gw: Option<String>,
+}
+
+#[derive(Serialize, Debug, PartialEq, Default)]
+struct Dns {}
+
+/// Index of the container interface in the result's `interfaces`.
+const CONTAINER_INTERFACE: usize = 1;
+
+impl AddOutcome {
+    /// The result JSON for `cni_version`.
+    pub fn to_json(&self, cni_version: &str) -> String {
+        let ip_version = (!version::at_least(cni_version, 1, 0)).then_some("4");
+        let wire = Wire {
+            cni_version,
+            interfaces: vec![
+                Interface {
+                    name: &self.host_ifname,
+                    mac: &self.host_mac,
+                    sandbox: None,
+                },
+                Interface {
+                    name: &self.container_ifname,
+                    mac: &self.container_mac,
+                    sandbox: Some(&self.netns),
+                },
+            ],
+            ips: vec![IpConfig {
+                version: ip_version,
+                address: format!("{}/32", self.ip),
+                gateway: self.gateway.to_string(),
+                interface: CONTAINER_INTERFACE,
+            }],
+            routes: vec![Route {
+                dst: "0.0.0.0/0".to_string(),
+                gw: Some(self.gateway.to_string()),
+            }],
+            dns: Dns::default(),
+        };
+        serde_json::to_string(&wire).expect("plain values always serialize")
+    }
+}
+
+/// The IPv4 addresses (without prefix) a previous result lists, for CHECK.
+pub fn prev_result_ips(prev: &serde_json::Value) -> Vec<Ipv4Addr> {
+    prev.get("ips")
+        .and_then(|ips| ips.as_array())
+        .into_iter()
+        .flatten()
+        .filter_map(|ip| ip.get("address")?.as_str())
+        .filter_map(|a| a.split('/').next()?.parse().ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+
+    fn outcome() -> AddOutcome {
+        AddOutcome {
+            host_ifname: "lxc0123456789ab".into(),
+            host_mac: "aa:bb:cc:dd:ee:01".into(),
+            container_ifname: "eth0".into(),
+            container_mac: "aa:bb:cc:dd:ee:02".into(),
+            netns: "/run/netns/x".into(),
+            ip: Ipv4Addr::new(10, 200, 0, 7),
+            gateway: Ipv4Addr::new(10, 200, 0, 1),
+        }
+    }
+
+    #[test]
+    fn result_1_0_matches_the_spec_shape() {
+        let v: Value = serde_json::from_str(&outcome().to_json("1.0.0")).unwrap();
+        assert_eq!(
+            v,
+            json!({
+                "cniVersion": "1.0.0",
+                "interfaces": [
+                    {"name": "lxc0123456789ab", "mac": "aa:bb:cc:dd:ee:01"},
+                    {"name": "eth0", "mac": "aa:bb:cc:dd:ee:02", "sandbox": "/run/netns/x"}
+                ],
+                "ips": [{"address": "10.200.0.7/32", "gateway": "10.200.0.1", "interface": 1}],
+                "routes": [{"dst": "0.0.0.0/0", "gw": "10.200.0.1"}],
+                "dns": {}
+            })
+        );
+    }
+
+    #[test]
+    fn older_versions_tag_ips_with_their_family() {
+        let v: Value = serde_json::from_str(&outcome().to_json("0.4.0")).unwrap();
+        assert_eq!(v["cniVersion"], "0.4.0");
+        assert_eq!(v["ips"][0]["version"], "4");
+    }
+
+    #[test]
+    fn prev_result_ips_are_read_leniently() {
+        let prev = json!({"ips": [{"address": "10.0.0.5/32"}, {"address": "fd00::1/128"}, {}]});
+        assert_eq!(prev_result_ips(&prev), vec![Ipv4Addr::new(10, 0, 0, 5)]);
+        assert!(prev_result_ips(&json!({})).is_empty());
+    }
+}
