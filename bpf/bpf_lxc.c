@@ -16,9 +16,12 @@
 #include "lib/policy.h"
 #include "lib/events.h"
 #include "lib/metrics.h"
+#include "lib/encap.h"
 
 /* Set by the agent at load time. */
 volatile const __u32 LXC_ID = 0;
+/* The node's VXLAN device; 0 when there is no overlay. */
+volatile const __u32 ENCAP_IFINDEX = 0;
 
 static __always_inline int drop(struct __sk_buff *skb, __u8 reason, const struct flow *f,
 				__u32 src_id, __u32 dst_id, __u8 dir)
@@ -51,6 +54,7 @@ SEC("classifier")
 int cil_from_container(struct __sk_buff *skb)
 {
 	struct endpoint_info *self, *dst_ep;
+	struct remote_endpoint_info *remote;
 	struct flow f;
 	__u32 src_id, dst_id;
 	int ct, ret;
@@ -71,7 +75,11 @@ int cil_from_container(struct __sk_buff *skb)
 	src_id = self->sec_id;
 
 	dst_ep = lookup_local_endpoint(f.daddr);
-	dst_id = dst_ep ? dst_ep->sec_id : identity_of(f.daddr);
+	remote = dst_ep ? NULL : ipcache_lookup(f.daddr);
+	if (dst_ep)
+		dst_id = dst_ep->sec_id;
+	else
+		dst_id = remote ? remote->sec_identity : WORLD_ID;
 
 	ct = ct_lookup(&f, DIR_EGRESS);
 	if (ct == CT_NEW) {
@@ -91,6 +99,16 @@ int cil_from_container(struct __sk_buff *skb)
 		if (ret)
 			return drop_unparsed(skb, ret, DIR_EGRESS);
 		return bpf_redirect(ifindex, 0);
+	}
+	if (remote && remote->tunnel_endpoint && ENCAP_IFINDEX) {
+		/* The receiving node enforces the destination's ingress
+		 * policy, knowing our identity from the VNI. */
+		send_trace(TRACE_TO_OVERLAY, ct, LXC_ID, skb->ifindex, &f, src_id, dst_id,
+			   DIR_EGRESS);
+		ret = encap_and_redirect(skb, ENCAP_IFINDEX, remote->tunnel_endpoint, src_id);
+		if (ret < 0)
+			return drop(skb, DROP_WRITE_ERROR, &f, src_id, dst_id, DIR_EGRESS);
+		return ret;
 	}
 	send_trace(TRACE_TO_STACK, ct, LXC_ID, skb->ifindex, &f, src_id, dst_id, DIR_EGRESS);
 	return TC_ACT_OK;
@@ -113,7 +131,11 @@ int cil_to_container(struct __sk_buff *skb)
 	if (ret)
 		return drop_unparsed(skb, ret, DIR_INGRESS);
 
-	src_id = identity_of(f.saddr);
+	/* A packet from another node carries its source identity from the
+	 * VNI; anything else is identified by its address. */
+	src_id = take_identity_mark(skb);
+	if (!src_id)
+		src_id = identity_of(f.saddr);
 	self = lookup_local_endpoint(f.daddr);
 	dst_id = self ? self->sec_id : 0;
 

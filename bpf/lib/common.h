@@ -34,6 +34,8 @@ enum {
 	DROP_INVALID = 134,
 	DROP_CT_INVALID_HDR = 135,
 	DROP_UNKNOWN_L3 = 139,
+	DROP_WRITE_ERROR = 141,
+	DROP_NO_TUNNEL_KEY = 196,
 	DROP_POLICY_DENY = 181,
 };
 
@@ -41,7 +43,9 @@ enum {
 enum {
 	TRACE_TO_LXC = 0,	/* delivered to a local endpoint */
 	TRACE_TO_STACK = 3,	/* handed to the host stack */
+	TRACE_TO_OVERLAY = 4,	/* encapsulated towards another node */
 	TRACE_FROM_LXC = 5,	/* left an endpoint */
+	TRACE_FROM_OVERLAY = 7,	/* arrived from another node */
 };
 
 #define ETH_ALEN 6

@@ -4,6 +4,7 @@
 
 #include "maps.h"
 #include "ipv4.h"
+#include "policy.h"
 
 /* Keeps struct event in the object's BTF, where the agent's mirror of it
  * is checked; nothing reads it. */

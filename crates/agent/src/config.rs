@@ -31,6 +31,10 @@ pub struct Config {
     #[arg(long, env = "CILIUM_NODE_NAME")]
     pub node_name: Option<String>,
 
+    /// Encapsulation between nodes: "vxlan" (identity in the VNI) or "disabled".
+    #[arg(long, default_value = "vxlan", value_parser = ["vxlan", "disabled"])]
+    pub tunnel_protocol: String,
+
     /// Seconds between connection-tracking garbage collections.
     #[arg(long, default_value_t = 30)]
     pub ct_gc_interval: u64,

@@ -9,6 +9,7 @@ mod error;
 mod ipam;
 mod monitor;
 mod netdev;
+mod node;
 mod state;
 
 use std::time::Duration;

@@ -4,13 +4,14 @@
 
 use std::path::Path;
 
-use aya::programs::{
-    links::{FdLink, PinnedLink},
-    tc::SchedClassifierLink,
-    SchedClassifier, TcAttachType,
-};
+use aya::programs::{SchedClassifier, TcAttachType};
 
-use crate::{maps, object::BPF_LXC, BpfRoot, DatapathError};
+use crate::{
+    links::{attach_pinned, classifier, program_error},
+    maps,
+    object::BPF_LXC,
+    BpfRoot, DatapathError,
+};
 
 pub const FROM_CONTAINER: &str = "cil_from_container";
 pub const TO_CONTAINER: &str = "cil_to_container";
@@ -23,14 +24,20 @@ pub struct EndpointProgram {
 
 impl EndpointProgram {
     /// Loads both programs into the kernel, sharing the pinned maps under
-    /// `root` and pinning the endpoint's own policy map.
-    pub fn load(root: &BpfRoot, endpoint_id: u16) -> Result<Self, DatapathError> {
+    /// `root` and pinning the endpoint's own policy map. `encap_ifindex` is
+    /// the node's VXLAN device (0: no overlay).
+    pub fn load(
+        root: &BpfRoot,
+        endpoint_id: u16,
+        encap_ifindex: u32,
+    ) -> Result<Self, DatapathError> {
         let policy_pin = root.policy_map(endpoint_id);
         let lxc_id = endpoint_id as u32;
         let mut ebpf = aya::EbpfLoader::new()
             .default_map_pin_directory(root.dir())
             .map_pin_path(maps::POLICY_MAP, policy_pin.as_path())
             .override_global("LXC_ID", &lxc_id, true)
+            .override_global("ENCAP_IFINDEX", &encap_ifindex, true)
             .load(BPF_LXC)
             .map_err(|e| DatapathError::Load {
                 what: format!("endpoint {endpoint_id}"),
@@ -57,13 +64,8 @@ impl EndpointProgram {
             (FROM_CONTAINER, TcAttachType::Ingress),
             (TO_CONTAINER, TcAttachType::Egress),
         ] {
-            let pin = dir.join(name);
             let prog = classifier(&mut self.ebpf, name)?;
-            if pin.exists() {
-                replace_program(prog, name, &pin)?;
-            } else {
-                attach_new(prog, name, host_ifname, attach_type, &pin)?;
-            }
+            attach_pinned(prog, name, host_ifname, attach_type, &dir.join(name))?;
         }
         Ok(())
     }
@@ -130,70 +132,5 @@ fn remove_pin(path: &Path) -> Result<(), DatapathError> {
             path: path.to_path_buf(),
             source: e,
         }),
-    }
-}
-
-fn classifier<'a>(
-    ebpf: &'a mut aya::Ebpf,
-    name: &str,
-) -> Result<&'a mut SchedClassifier, DatapathError> {
-    ebpf.program_mut(name)
-        .ok_or_else(|| DatapathError::Syscall(format!("no program {name} in bpf_lxc")))?
-        .try_into()
-        .map_err(|e| program_error(name, e))
-}
-
-fn attach_new(
-    prog: &mut SchedClassifier,
-    name: &str,
-    ifname: &str,
-    attach_type: TcAttachType,
-    pin: &Path,
-) -> Result<(), DatapathError> {
-    let link_id = prog
-        .attach(ifname, attach_type)
-        .map_err(|e| DatapathError::Attach {
-            program: name.into(),
-            interface: ifname.into(),
-            source: Box::new(e),
-        })?;
-    let link = prog
-        .take_link(link_id)
-        .map_err(|e| program_error(name, e))?;
-    let fd_link = FdLink::try_from(link).map_err(|e| DatapathError::Pin {
-        path: pin.to_path_buf(),
-        source: Box::new(e),
-    })?;
-    fd_link.pin(pin).map_err(|e| DatapathError::Pin {
-        path: pin.to_path_buf(),
-        source: Box::new(e),
-    })?;
-    Ok(())
-}
-
-fn replace_program(
-    prog: &mut SchedClassifier,
-    name: &str,
-    pin: &Path,
-) -> Result<(), DatapathError> {
-    let pin_err = |e: Box<dyn std::error::Error + Send + Sync>| DatapathError::Pin {
-        path: pin.to_path_buf(),
-        source: e,
-    };
-    let pinned = PinnedLink::from_pin(pin).map_err(|e| pin_err(Box::new(e)))?;
-    let link =
-        SchedClassifierLink::try_from(FdLink::from(pinned)).map_err(|e| pin_err(Box::new(e)))?;
-    let id = prog
-        .attach_to_link(link)
-        .map_err(|e| program_error(name, e))?;
-    // The pin keeps the link; our handle to it may go.
-    let _ = prog.take_link(id);
-    Ok(())
-}
-
-fn program_error(name: &str, e: aya::programs::ProgramError) -> DatapathError {
-    DatapathError::Program {
-        program: name.into(),
-        source: Box::new(e),
     }
 }

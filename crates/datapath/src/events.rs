@@ -71,7 +71,9 @@ pub fn drop_reason_text(reason: u8) -> &'static str {
         134 => "Invalid packet",
         135 => "CT: Truncated or invalid header",
         139 => "Unsupported L3 protocol",
+        141 => "Error writing to packet",
         181 => "Policy denied by denylist",
+        196 => "No tunnel key",
         _ => "Unknown reason",
     }
 }
@@ -81,7 +83,9 @@ pub fn observation_point_text(point: u8) -> &'static str {
     match point {
         0 => "to-endpoint",
         3 => "to-stack",
+        4 => "to-overlay",
         5 => "from-endpoint",
+        7 => "from-overlay",
         _ => "unknown",
     }
 }

@@ -11,8 +11,10 @@ pub mod bpffs;
 pub mod endpoint;
 pub mod error;
 pub mod events;
+mod links;
 pub mod maps;
 pub mod object;
+pub mod overlay;
 pub mod test_run;
 
 pub use bpffs::BpfRoot;

@@ -3,6 +3,9 @@
 /// Endpoint programs `cil_from_container` and `cil_to_container`.
 pub static BPF_LXC: &[u8] = aligned_object!("bpf_lxc.o");
 
+/// Overlay program `cil_from_overlay`.
+pub static BPF_OVERLAY: &[u8] = aligned_object!("bpf_overlay.o");
+
 /// ELF parsing wants 8-byte aligned data; `include_bytes!` guarantees 1.
 macro_rules! aligned_object {
     ($name:literal) => {{

@@ -41,9 +41,26 @@ pub const TC_ACT_OK: u32 = 0;
 pub const TC_ACT_SHOT: u32 = 2;
 pub const TC_ACT_REDIRECT: u32 = 7;
 
+/// Size of `struct __sk_buff` and the offset of its `mark`.
+const SKB_CTX_SIZE: usize = 192;
+const SKB_MARK_OFFSET: usize = 8;
+
 pub fn run(prog: BorrowedFd<'_>, packet: &[u8]) -> Result<TestRunOutput, DatapathError> {
+    run_with_mark(prog, packet, 0)
+}
+
+/// Runs with `skb->mark` preset, as an earlier program would leave it.
+pub fn run_with_mark(
+    prog: BorrowedFd<'_>,
+    packet: &[u8],
+    mark: u32,
+) -> Result<TestRunOutput, DatapathError> {
+    let mut ctx = [0u8; SKB_CTX_SIZE];
+    ctx[SKB_MARK_OFFSET..SKB_MARK_OFFSET + 4].copy_from_slice(&mark.to_ne_bytes());
     let mut out = vec![0u8; packet.len() + 256];
     let mut attr = TestRunAttr {
+        ctx_size_in: SKB_CTX_SIZE as u32,
+        ctx_in: ctx.as_ptr() as u64,
         prog_fd: prog.as_raw_fd() as u32,
         data_size_in: packet.len() as u32,
         data_size_out: out.len() as u32,

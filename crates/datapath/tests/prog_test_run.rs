@@ -7,7 +7,7 @@ use datapath::{
     endpoint::{remove_endpoint, EndpointProgram, FROM_CONTAINER, TO_CONTAINER},
     events::EventKind,
     maps::{EndpointInfo, PolicyEntry, PolicyKey, PolicyMap},
-    test_run::{run, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT},
+    test_run::{run, run_with_mark, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT},
     BpfRoot, EventReader, SharedMaps,
 };
 
@@ -84,7 +84,7 @@ impl Node {
             maps.ipcache
                 .upsert(pod.ip, 32, pod.identity, Ipv4Addr::UNSPECIFIED)
                 .unwrap();
-            progs.push(EndpointProgram::load(&t.root, pod.id).unwrap());
+            progs.push(EndpointProgram::load(&t.root, pod.id, 0).unwrap());
         }
         Node { t, maps, progs }
     }
@@ -372,5 +372,60 @@ fn wildcard_identity_deny_beats_a_specific_allow() {
     assert_eq!(
         node.deliver(&BACKEND, &udp(FRONTEND.ip, 40091, BACKEND.ip, 80)),
         TC_ACT_SHOT
+    );
+}
+
+/// The mark bpf_overlay leaves: the identity from the VNI.
+fn identity_mark(identity: u32) -> u32 {
+    ((identity & 0xFFFF) << 16) | 0x0F00 | ((identity >> 16) & 0xFF)
+}
+
+#[test]
+fn identity_from_the_overlay_wins_over_the_source_address() {
+    let node = Node::new("vni");
+    node.allow(
+        &BACKEND,
+        PolicyKey::new(FRONTEND.identity, TCP, 80, 16, INGRESS),
+    );
+    let fd = node.prog(&BACKEND).program_fd(TO_CONTAINER).unwrap();
+    // A remote pod's address unknown to the ipcache: only the VNI names it.
+    let remote = tcp(Ipv4Addr::new(10, 77, 0, 5), 40100, BACKEND.ip, 80, SYN);
+    assert_eq!(
+        run(fd, &remote).unwrap().retval,
+        TC_ACT_SHOT,
+        "world is not allowed"
+    );
+    let as_frontend = run_with_mark(fd, &remote, identity_mark(FRONTEND.identity)).unwrap();
+    assert_eq!(as_frontend.retval, TC_ACT_OK);
+    // The frontend's own address with the intruder's identity is the intruder.
+    let spoofed = tcp(FRONTEND.ip, 40101, BACKEND.ip, 80, SYN);
+    let as_intruder = run_with_mark(fd, &spoofed, identity_mark(INTRUDER.identity)).unwrap();
+    assert_eq!(as_intruder.retval, TC_ACT_SHOT);
+}
+
+#[test]
+fn remote_destinations_are_encapsulated_only_with_an_overlay() {
+    let mut node = Node::new("encap");
+    let remote_pod = Ipv4Addr::new(10, 77, 1, 9);
+    let remote_node = Ipv4Addr::new(192, 0, 2, 77);
+    node.maps
+        .ipcache
+        .upsert(remote_pod, 32, 2000, remote_node)
+        .unwrap();
+    node.allow(&FRONTEND, PolicyKey::new(0, 0, 0, 0, EGRESS));
+    let packet = tcp(FRONTEND.ip, 40110, remote_pod, 80, SYN);
+    assert_eq!(
+        node.send(&FRONTEND, &packet),
+        TC_ACT_OK,
+        "no overlay: to the stack"
+    );
+
+    let with_overlay = EndpointProgram::load(&node.t.root, FRONTEND.id, 1).unwrap();
+    let fd = with_overlay.program_fd(FROM_CONTAINER).unwrap();
+    let packet = tcp(FRONTEND.ip, 40111, remote_pod, 80, SYN);
+    assert_eq!(
+        run(fd, &packet).unwrap().retval,
+        TC_ACT_REDIRECT,
+        "into the tunnel"
     );
 }

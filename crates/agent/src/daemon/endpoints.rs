@@ -187,7 +187,7 @@ impl Daemon {
         ep: &mut EndpointRecord,
         new_identity: bool,
     ) -> Result<(), AgentError> {
-        let mut prog = EndpointProgram::load(&self.root, ep.id)?;
+        let mut prog = EndpointProgram::load(&self.root, ep.id, self.encap_ifindex)?;
         prog.attach(&self.root, &ep.interface_name)?;
         let policy = inner.compile(&ep.labels);
         super::regenerate::regenerate(

@@ -30,6 +30,8 @@ use crate::{
 pub struct Daemon {
     config: Config,
     root: BpfRoot,
+    /// The VXLAN device endpoint programs encapsulate into; 0 = no overlay.
+    encap_ifindex: u32,
     state: StateDir,
     inner: Mutex<Inner>,
 }
@@ -70,6 +72,17 @@ impl Daemon {
         let root = BpfRoot::prepare(&config.bpf_root)?;
         let state = StateDir::open(&config.state_dir)?;
         let maps = SharedMaps::open_or_create(&root)?;
+        let encap_ifindex = match config.tunnel_protocol.as_str() {
+            "vxlan" => {
+                let ifindex = crate::node::tunnel::ensure_device()?;
+                datapath::overlay::attach(&root, crate::node::tunnel::DEVICE)?;
+                ifindex
+            }
+            _ => {
+                datapath::overlay::detach(&root)?;
+                0
+            }
+        };
         let identities = IdentityAllocator::load(state.identities_path())?;
         let cidr_identities =
             IdentityAllocator::load_scoped(state.cidr_identities_path(), Scope::Local)?;
@@ -87,6 +100,7 @@ impl Daemon {
         let daemon = Arc::new(Daemon {
             config,
             root,
+            encap_ifindex,
             state,
             inner: Mutex::new(Inner {
                 maps,
@@ -129,7 +143,7 @@ impl Daemon {
                 let _ = inner.identities.release(ep.identity);
                 continue;
             }
-            let mut prog = datapath::EndpointProgram::load(&self.root, id)?;
+            let mut prog = datapath::EndpointProgram::load(&self.root, id, self.encap_ifindex)?;
             prog.attach(&self.root, &ep.interface_name)?;
         }
         // A crash between attaching and persisting leaves pins nobody owns.

@@ -1,0 +1,94 @@
+//! tc attachment through pinned TCX links: the pin keeps a program attached
+//! while the agent is away, and a new program replaces the old one in the
+//! same link atomically.
+
+use std::path::Path;
+
+use aya::programs::{
+    links::{FdLink, PinnedLink},
+    tc::SchedClassifierLink,
+    SchedClassifier, TcAttachType,
+};
+
+use crate::DatapathError;
+
+/// Attaches `prog` at `attach_type` of `ifname`, or swaps it into the link
+/// already pinned at `pin`.
+pub(crate) fn attach_pinned(
+    prog: &mut SchedClassifier,
+    name: &str,
+    ifname: &str,
+    attach_type: TcAttachType,
+    pin: &Path,
+) -> Result<(), DatapathError> {
+    if pin.exists() {
+        replace_program(prog, name, pin)
+    } else {
+        attach_new(prog, name, ifname, attach_type, pin)
+    }
+}
+
+pub(crate) fn classifier<'a>(
+    ebpf: &'a mut aya::Ebpf,
+    name: &str,
+) -> Result<&'a mut SchedClassifier, DatapathError> {
+    ebpf.program_mut(name)
+        .ok_or_else(|| DatapathError::Syscall(format!("no program {name} in bpf_lxc")))?
+        .try_into()
+        .map_err(|e| program_error(name, e))
+}
+
+fn attach_new(
+    prog: &mut SchedClassifier,
+    name: &str,
+    ifname: &str,
+    attach_type: TcAttachType,
+    pin: &Path,
+) -> Result<(), DatapathError> {
+    let link_id = prog
+        .attach(ifname, attach_type)
+        .map_err(|e| DatapathError::Attach {
+            program: name.into(),
+            interface: ifname.into(),
+            source: Box::new(e),
+        })?;
+    let link = prog
+        .take_link(link_id)
+        .map_err(|e| program_error(name, e))?;
+    let fd_link = FdLink::try_from(link).map_err(|e| DatapathError::Pin {
+        path: pin.to_path_buf(),
+        source: Box::new(e),
+    })?;
+    fd_link.pin(pin).map_err(|e| DatapathError::Pin {
+        path: pin.to_path_buf(),
+        source: Box::new(e),
+    })?;
+    Ok(())
+}
+
+fn replace_program(
+    prog: &mut SchedClassifier,
+    name: &str,
+    pin: &Path,
+) -> Result<(), DatapathError> {
+    let pin_err = |e: Box<dyn std::error::Error + Send + Sync>| DatapathError::Pin {
+        path: pin.to_path_buf(),
+        source: e,
+    };
+    let pinned = PinnedLink::from_pin(pin).map_err(|e| pin_err(Box::new(e)))?;
+    let link =
+        SchedClassifierLink::try_from(FdLink::from(pinned)).map_err(|e| pin_err(Box::new(e)))?;
+    let id = prog
+        .attach_to_link(link)
+        .map_err(|e| program_error(name, e))?;
+    // The pin keeps the link; our handle to it may go.
+    let _ = prog.take_link(id);
+    Ok(())
+}
+
+pub(crate) fn program_error(name: &str, e: aya::programs::ProgramError) -> DatapathError {
+    DatapathError::Program {
+        program: name.into(),
+        source: Box::new(e),
+    }
+}
