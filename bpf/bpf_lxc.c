@@ -17,6 +17,7 @@
 #include "lib/events.h"
 #include "lib/metrics.h"
 #include "lib/encap.h"
+#include "lib/lb.h"
 
 /* Set by the agent at load time. */
 volatile const __u32 LXC_ID = 0;
@@ -57,6 +58,7 @@ int cil_from_container(struct __sk_buff *skb)
 	struct remote_endpoint_info *remote;
 	struct flow f;
 	__u32 src_id, dst_id;
+	__u16 rev_nat = 0, ct_rev_nat = 0;
 	int ct, ret;
 
 	if (skb->protocol == bpf_htons(ETH_P_ARP))
@@ -74,6 +76,11 @@ int cil_from_container(struct __sk_buff *skb)
 		return drop(skb, DROP_INVALID_SIP, &f, 0, 0, DIR_EGRESS);
 	src_id = self->sec_id;
 
+	/* Services first: policy and delivery see the chosen backend. */
+	ret = lb4_translate(skb, &f, &rev_nat);
+	if (ret)
+		return drop(skb, ret, &f, src_id, 0, DIR_EGRESS);
+
 	dst_ep = lookup_local_endpoint(f.daddr);
 	remote = dst_ep ? NULL : ipcache_lookup(f.daddr);
 	if (dst_ep)
@@ -81,12 +88,12 @@ int cil_from_container(struct __sk_buff *skb)
 	else
 		dst_id = remote ? remote->sec_identity : WORLD_ID;
 
-	ct = ct_lookup(&f, DIR_EGRESS);
+	ct = ct_lookup(&f, CT_DIR_EGRESS, &ct_rev_nat);
 	if (ct == CT_NEW) {
 		ret = enforce(dst_id, &f, src_id, dst_id, DIR_EGRESS, skb->ifindex);
 		if (ret)
 			return drop(skb, ret, &f, src_id, dst_id, DIR_EGRESS);
-		ct_create(&f, DIR_EGRESS, src_id);
+		ct_create(&f, CT_DIR_EGRESS, src_id, rev_nat);
 	}
 
 	update_metrics(skb->len, REASON_FORWARDED, DIR_EGRESS);
@@ -120,6 +127,7 @@ int cil_to_container(struct __sk_buff *skb)
 	struct endpoint_info *self;
 	struct flow f;
 	__u32 src_id, dst_id;
+	__u16 rev_nat = 0;
 	int ct, ret;
 
 	if (skb->protocol == bpf_htons(ETH_P_ARP))
@@ -139,12 +147,17 @@ int cil_to_container(struct __sk_buff *skb)
 	self = lookup_local_endpoint(f.daddr);
 	dst_id = self ? self->sec_id : 0;
 
-	ct = ct_lookup(&f, DIR_INGRESS);
+	ct = ct_lookup(&f, CT_DIR_INGRESS, &rev_nat);
 	if (ct == CT_NEW) {
 		ret = enforce(src_id, &f, src_id, dst_id, DIR_INGRESS, skb->ifindex);
 		if (ret)
 			return drop(skb, ret, &f, src_id, dst_id, DIR_INGRESS);
-		ct_create(&f, DIR_INGRESS, src_id);
+		ct_create(&f, CT_DIR_INGRESS, src_id, 0);
+	} else if (ct == CT_REPLY && rev_nat) {
+		/* A backend answering a client that dialled a service. */
+		ret = lb4_reverse_nat(skb, &f, rev_nat);
+		if (ret)
+			return drop(skb, ret, &f, src_id, dst_id, DIR_INGRESS);
 	}
 
 	update_metrics(skb->len, REASON_FORWARDED, DIR_INGRESS);

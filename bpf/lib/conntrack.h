@@ -57,8 +57,9 @@ static __always_inline void ct_account(struct ct_entry *e, const struct flow *f,
 }
 
 /* Classifies a packet seen by the endpoint in direction `dir` and refreshes
- * the matching entry. A TCP SYN on an entry that is closing starts over. */
-static __always_inline int ct_lookup(const struct flow *f, __u8 dir)
+ * the matching entry. A TCP SYN on an entry that is closing starts over.
+ * `rev_nat` receives the entry's reverse-NAT index. */
+static __always_inline int ct_lookup(const struct flow *f, __u8 dir, __u16 *rev_nat)
 {
 	struct ct_key key;
 	struct ct_entry *e;
@@ -71,26 +72,30 @@ static __always_inline int ct_lookup(const struct flow *f, __u8 dir)
 			      !(f->tcp_flags & TCP_FLAG_ACK) && (e->flags & CT_CLOSING);
 		if (!restart) {
 			ct_account(e, f, 0);
+			*rev_nat = e->rev_nat_index;
 			return CT_ESTABLISHED;
 		}
 	}
 
-	ct_key_of(f, dir == DIR_EGRESS ? DIR_INGRESS : DIR_EGRESS, 1, &key);
+	ct_key_of(f, dir == CT_DIR_EGRESS ? CT_DIR_INGRESS : CT_DIR_EGRESS, 1, &key);
 	e = bpf_map_lookup_elem(&cilium_ct4_global, &key);
 	if (e && e->expires > now) {
 		ct_account(e, f, 1);
+		*rev_nat = e->rev_nat_index;
 		return CT_REPLY;
 	}
 	return CT_NEW;
 }
 
-static __always_inline void ct_create(const struct flow *f, __u8 dir, __u32 src_identity)
+static __always_inline void ct_create(const struct flow *f, __u8 dir, __u32 src_identity,
+				      __u16 rev_nat)
 {
 	struct ct_key key;
 	struct ct_entry e = {};
 
 	ct_key_of(f, dir, 0, &key);
 	e.src_identity = src_identity;
+	e.rev_nat_index = rev_nat;
 	e.flags = (f->tcp_flags & TCP_FLAG_SYN) ? CT_SEEN_SYN : 0;
 	ct_account(&e, f, 0);
 	bpf_map_update_elem(&cilium_ct4_global, &key, &e, BPF_ANY);

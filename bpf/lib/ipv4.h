@@ -12,7 +12,7 @@ struct flow {
 	__u8 protocol;
 	__u8 tcp_flags;		/* FIN SYN RST PSH ACK ... as in the TCP header */
 	__u8 icmp_type;
-	__u8 pad;
+	__u8 l4_off;		/* from the start of the packet */
 	__u32 length;
 };
 
@@ -40,6 +40,7 @@ static __always_inline int parse_ipv4(struct __sk_buff *skb, struct flow *f)
 	f->dport = 0;
 	f->tcp_flags = 0;
 	f->icmp_type = 0;
+	f->l4_off = sizeof(struct ethhdr) + ip->ihl * 4;
 	f->length = skb->len;
 
 	/* Later fragments carry no L4 header; treat them as port-less. */

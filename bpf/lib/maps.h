@@ -115,7 +115,17 @@ struct ct_entry {
 	__u64 tx_bytes;
 	__u32 src_identity;
 	__u16 flags;
-	__u16 pad;
+	__u16 rev_nat_index;	/* service the flow was translated for; 0 = none */
+	__u32 backend_id;	/* CT_SERVICE entries: the backend chosen */
+	__u32 pad;
+};
+
+/* Entry directions: created by the endpoint's egress or ingress, or the
+ * service entry remembering which backend a client's flow to a VIP got. */
+enum {
+	CT_DIR_INGRESS = 0,
+	CT_DIR_EGRESS = 1,
+	CT_DIR_SERVICE = 2,
 };
 
 struct {
@@ -126,6 +136,95 @@ struct {
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } cilium_ct4_global SEC(".maps");
+
+/* cilium_lb4_services_v2: (VIP, port, protocol, slot) -> slot 0 is the
+ * service (backend count, reverse-NAT index), slots 1..count name backends;
+ * a backend appears in as many slots as its weight. */
+struct lb4_key {
+	__be32 address;
+	__be16 dport;
+	__u16 backend_slot;
+	__u8 proto;
+	__u8 scope;
+	__u8 pad[2];
+};
+
+struct lb4_service {
+	__u32 backend_id;
+	__u16 count;
+	__u16 rev_nat_index;
+	__u8 flags;
+	__u8 flags2;
+	__u8 pad[2];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct lb4_key);
+	__type(value, struct lb4_service);
+	__uint(max_entries, 262144);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} cilium_lb4_services_v2 SEC(".maps");
+
+/* cilium_lb4_backends_v3: backend id -> address. */
+struct lb4_backend {
+	__be32 address;
+	__be16 port;
+	__u8 proto;
+	__u8 flags;		/* BE_STATE_* */
+	__u16 cluster_id;
+	__u8 zone;
+	__u8 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u32);
+	__type(value, struct lb4_backend);
+	__uint(max_entries, 262144);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} cilium_lb4_backends_v3 SEC(".maps");
+
+/* cilium_lb4_reverse_nat: reverse-NAT index -> the VIP replies come from. */
+struct lb4_reverse_nat {
+	__be32 address;
+	__be16 port;
+	__u16 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u16);
+	__type(value, struct lb4_reverse_nat);
+	__uint(max_entries, 65536);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} cilium_lb4_reverse_nat SEC(".maps");
+
+/* cilium_lb4_reverse_sk: socket LB, (socket cookie, backend) -> VIP, so
+ * getpeername() and recvmsg() show the service address. */
+struct lb4_reverse_sk_key {
+	__u64 cookie;
+	__be32 address;
+	__be16 port;
+	__u16 pad;
+};
+
+struct lb4_reverse_sk {
+	__be32 address;
+	__be16 port;
+	__u16 rev_nat_index;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct lb4_reverse_sk_key);
+	__type(value, struct lb4_reverse_sk);
+	__uint(max_entries, 262144);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} cilium_lb4_reverse_sk SEC(".maps");
 
 /* cilium_events: drop, trace and policy-verdict notifications. */
 enum {

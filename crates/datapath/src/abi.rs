@@ -6,6 +6,7 @@ use std::mem::{offset_of, size_of};
 use crate::{
     events::Event,
     maps::{
+        lb::{Lb4Backend, Lb4Key, Lb4ReverseNat, Lb4ReverseSk, Lb4ReverseSkKey, Lb4Service},
         CtEntry, CtKey, EndpointInfo, EndpointKey, IpcacheKey, MetricsKey, MetricsValue,
         PolicyEntry, PolicyKey, RemoteEndpointInfo,
     },
@@ -33,6 +34,32 @@ macro_rules! layout {
 
 pub fn layouts() -> Vec<StructLayout> {
     vec![
+        layout!(
+            Lb4Key,
+            "lb4_key",
+            [address, dport, backend_slot, proto, scope, pad]
+        ),
+        layout!(
+            Lb4Service,
+            "lb4_service",
+            [backend_id, count, rev_nat_index, flags, flags2, pad]
+        ),
+        layout!(
+            Lb4Backend,
+            "lb4_backend",
+            [address, port, proto, flags, cluster_id, zone, pad]
+        ),
+        layout!(Lb4ReverseNat, "lb4_reverse_nat", [address, port, pad]),
+        layout!(
+            Lb4ReverseSkKey,
+            "lb4_reverse_sk_key",
+            [cookie, address, port, pad]
+        ),
+        layout!(
+            Lb4ReverseSk,
+            "lb4_reverse_sk",
+            [address, port, rev_nat_index]
+        ),
         layout!(EndpointKey, "endpoint_key", [ip4]),
         layout!(
             EndpointInfo,
@@ -71,6 +98,8 @@ pub fn layouts() -> Vec<StructLayout> {
                 tx_bytes,
                 src_identity,
                 flags,
+                rev_nat_index,
+                backend_id,
                 pad
             ]
         ),

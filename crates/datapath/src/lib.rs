@@ -15,6 +15,7 @@ mod links;
 pub mod maps;
 pub mod object;
 pub mod overlay;
+pub mod sock;
 pub mod test_run;
 
 pub use bpffs::BpfRoot;

@@ -92,3 +92,75 @@ pub(crate) fn program_error(name: &str, e: aya::programs::ProgramError) -> Datap
         source: Box::new(e),
     }
 }
+
+const BPF_LINK_UPDATE: libc::c_long = 29;
+const BPF_OBJ_GET: libc::c_long = 7;
+
+/// Swaps `prog_fd` into the link pinned at `pin` (BPF_LINK_UPDATE), for
+/// link types aya has no replace call for.
+pub(crate) fn update_pinned(pin: &Path, prog_fd: std::os::fd::RawFd) -> Result<(), DatapathError> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(pin.as_os_str().as_bytes())
+        .map_err(|_| DatapathError::Syscall(format!("bad pin path {}", pin.display())))?;
+    #[repr(C)]
+    #[derive(Default)]
+    struct ObjGet {
+        pathname: u64,
+        bpf_fd: u32,
+        file_flags: u32,
+        path_fd: i32,
+        _pad: u32,
+    }
+    let mut get = ObjGet {
+        pathname: path.as_ptr() as u64,
+        ..Default::default()
+    };
+    // SAFETY: valid attr pointing at a NUL-terminated path.
+    let link_fd = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_OBJ_GET,
+            &mut get as *mut ObjGet,
+            std::mem::size_of::<ObjGet>(),
+        )
+    };
+    if link_fd < 0 {
+        return Err(DatapathError::Syscall(format!(
+            "BPF_OBJ_GET {}: {}",
+            pin.display(),
+            std::io::Error::last_os_error()
+        )));
+    }
+    #[repr(C)]
+    #[derive(Default)]
+    struct LinkUpdate {
+        link_fd: u32,
+        new_prog_fd: u32,
+        flags: u32,
+        old_prog_fd: u32,
+    }
+    let mut update = LinkUpdate {
+        link_fd: link_fd as u32,
+        new_prog_fd: prog_fd as u32,
+        ..Default::default()
+    };
+    // SAFETY: valid attr; link_fd is ours and closed below.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_LINK_UPDATE,
+            &mut update as *mut LinkUpdate,
+            std::mem::size_of::<LinkUpdate>(),
+        )
+    };
+    let err = std::io::Error::last_os_error();
+    // SAFETY: closing the fd BPF_OBJ_GET gave us.
+    unsafe { libc::close(link_fd as i32) };
+    if rc < 0 {
+        return Err(DatapathError::Syscall(format!(
+            "BPF_LINK_UPDATE {}: {err}",
+            pin.display()
+        )));
+    }
+    Ok(())
+}

@@ -6,6 +6,9 @@ pub static BPF_LXC: &[u8] = aligned_object!("bpf_lxc.o");
 /// Overlay program `cil_from_overlay`.
 pub static BPF_OVERLAY: &[u8] = aligned_object!("bpf_overlay.o");
 
+/// Socket load balancing: `cil_sock4_{connect,sendmsg,recvmsg,getpeername}`.
+pub static BPF_SOCK: &[u8] = aligned_object!("bpf_sock.o");
+
 /// ELF parsing wants 8-byte aligned data; `include_bytes!` guarantees 1.
 macro_rules! aligned_object {
     ($name:literal) => {{

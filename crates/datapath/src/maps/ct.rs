@@ -14,7 +14,7 @@ pub struct CtKey {
     pub sport: u16,
     pub dport: u16,
     pub protocol: u8,
-    /// Side of the endpoint that created the entry: 1 egress, 0 ingress.
+    /// `CT_DIR_*`: the endpoint's egress or ingress, or a service entry.
     pub dir: u8,
     pub pad: u16,
 }
@@ -30,8 +30,17 @@ pub struct CtEntry {
     pub tx_bytes: u64,
     pub src_identity: u32,
     pub flags: u16,
-    pub pad: u16,
+    /// Service the flow was translated for; 0 = none.
+    pub rev_nat_index: u16,
+    /// `CT_DIR_SERVICE` entries: the backend chosen.
+    pub backend_id: u32,
+    pub pad: u32,
 }
+
+/// Entry directions (`dir` in the key).
+pub const CT_DIR_INGRESS: u8 = 0;
+pub const CT_DIR_EGRESS: u8 = 1;
+pub const CT_DIR_SERVICE: u8 = 2;
 
 // SAFETY: plain #[repr(C)] data.
 unsafe impl aya::Pod for CtKey {}

@@ -4,6 +4,7 @@
 
 pub mod ct;
 pub mod ipcache;
+pub mod lb;
 pub mod lxc;
 pub mod metrics;
 pub mod policy;
@@ -14,6 +15,7 @@ use crate::{object::BPF_LXC, BpfRoot, DatapathError};
 
 pub use ct::{CtEntry, CtKey, CtMap};
 pub use ipcache::{IpcacheKey, IpcacheMap, RemoteEndpointInfo};
+pub use lb::{Frontend, LbMaps, ServiceEntry};
 pub use lxc::{EndpointInfo, EndpointKey, LxcMap};
 pub use metrics::{MetricsKey, MetricsMap, MetricsValue};
 pub use policy::{PolicyEntry, PolicyKey, PolicyMap};
@@ -31,6 +33,7 @@ pub struct SharedMaps {
     pub ipcache: IpcacheMap,
     pub ct: CtMap,
     pub metrics: MetricsMap,
+    pub lb: LbMaps,
 }
 
 impl SharedMaps {
@@ -49,6 +52,11 @@ impl SharedMaps {
             ipcache: IpcacheMap::new(open_pinned(root, IPCACHE_MAP)?)?,
             ct: CtMap::new(open_pinned(root, CT_MAP)?)?,
             metrics: MetricsMap::new(open_pinned(root, METRICS_MAP)?)?,
+            lb: LbMaps::new(
+                open_pinned(root, lb::SERVICES_MAP)?,
+                open_pinned(root, lb::BACKENDS_MAP)?,
+                open_pinned(root, lb::REVERSE_NAT_MAP)?,
+            )?,
         })
     }
 }

@@ -1,0 +1,80 @@
+/* Socket-level load balancing, attached to a cgroup: a process connecting
+ * (or sending UDP) to a service VIP is pointed at a backend when the socket
+ * connects, so no packet ever needs NAT; getpeername() and recvmsg() still
+ * show the VIP. */
+#include "lib/common.h"
+#include "lib/maps.h"
+#include "lib/lb.h"
+
+static __always_inline int sock4_translate(struct bpf_sock_addr *ctx, __u8 proto)
+{
+	__be32 vip = ctx->user_ip4;
+	__be16 vport = (__be16)ctx->user_port;
+	struct lb4_service *svc = lb4_lookup_service(vip, vport, proto);
+	struct lb4_backend *backend;
+	__u32 backend_id;
+
+	if (!svc)
+		return 1;
+	backend = lb4_select_backend(vip, vport, proto, svc, &backend_id);
+	if (!backend)
+		return 1;
+
+	struct lb4_reverse_sk_key key = {
+		.cookie = bpf_get_socket_cookie(ctx),
+		.address = backend->address,
+		.port = backend->port,
+	};
+	struct lb4_reverse_sk orig = {
+		.address = vip,
+		.port = vport,
+		.rev_nat_index = svc->rev_nat_index,
+	};
+
+	bpf_map_update_elem(&cilium_lb4_reverse_sk, &key, &orig, BPF_ANY);
+	ctx->user_ip4 = backend->address;
+	ctx->user_port = backend->port;
+	return 1;
+}
+
+static __always_inline int sock4_reverse(struct bpf_sock_addr *ctx)
+{
+	struct lb4_reverse_sk_key key = {
+		.cookie = bpf_get_socket_cookie(ctx),
+		.address = ctx->user_ip4,
+		.port = (__be16)ctx->user_port,
+	};
+	struct lb4_reverse_sk *orig = bpf_map_lookup_elem(&cilium_lb4_reverse_sk, &key);
+
+	if (orig) {
+		ctx->user_ip4 = orig->address;
+		ctx->user_port = orig->port;
+	}
+	return 1;
+}
+
+SEC("cgroup/connect4")
+int cil_sock4_connect(struct bpf_sock_addr *ctx)
+{
+	return sock4_translate(ctx, ctx->protocol);
+}
+
+SEC("cgroup/sendmsg4")
+int cil_sock4_sendmsg(struct bpf_sock_addr *ctx)
+{
+	return sock4_translate(ctx, IPPROTO_UDP);
+}
+
+SEC("cgroup/recvmsg4")
+int cil_sock4_recvmsg(struct bpf_sock_addr *ctx)
+{
+	return sock4_reverse(ctx);
+}
+
+SEC("cgroup/getpeername4")
+int cil_sock4_getpeername(struct bpf_sock_addr *ctx)
+{
+	return sock4_reverse(ctx);
+}
+
+char _license[] SEC("license") = "Dual BSD/GPL";

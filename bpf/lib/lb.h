@@ -1,0 +1,129 @@
+/* Service load balancing: a client's flow to a VIP gets a backend, chosen
+ * at random among the service's slots (weights are slot counts) and
+ * remembered in a CT_SERVICE entry so every packet of the flow goes to the
+ * same backend; replies are translated back to the VIP. */
+#ifndef __LIB_LB_H_
+#define __LIB_LB_H_
+
+#include "maps.h"
+#include "ipv4.h"
+#include "conntrack.h"
+
+static __always_inline struct lb4_service *lb4_lookup_service(__be32 addr, __be16 port, __u8 proto)
+{
+	struct lb4_key key = { .address = addr, .dport = port, .proto = proto };
+
+	return bpf_map_lookup_elem(&cilium_lb4_services_v2, &key);
+}
+
+static __always_inline struct lb4_backend *lb4_select_backend(__be32 addr, __be16 port, __u8 proto,
+							      const struct lb4_service *svc,
+							      __u32 *backend_id)
+{
+	struct lb4_key key = { .address = addr, .dport = port, .proto = proto };
+	struct lb4_service *slot;
+
+	if (!svc->count)
+		return NULL;
+	key.backend_slot = (bpf_get_prandom_u32() % svc->count) + 1;
+	slot = bpf_map_lookup_elem(&cilium_lb4_services_v2, &key);
+	if (!slot)
+		return NULL;
+	*backend_id = slot->backend_id;
+	return bpf_map_lookup_elem(&cilium_lb4_backends_v3, backend_id);
+}
+
+/* Rewrites the destination (dst) or source address and port of a TCP or
+ * UDP packet, fixing both checksums; the flow follows. */
+static __always_inline int lb4_rewrite(struct __sk_buff *skb, struct flow *f, int dst,
+				       __be32 new_addr, __be16 new_port)
+{
+	__be32 old_addr = dst ? f->daddr : f->saddr;
+	__be16 old_port = dst ? f->dport : f->sport;
+	int addr_off = ETH_HLEN + (dst ? offsetof(struct iphdr, daddr) : offsetof(struct iphdr, saddr));
+	int csum_off, port_off;
+	__u64 mangled = 0;
+
+	if (f->protocol == IPPROTO_TCP) {
+		csum_off = f->l4_off + offsetof(struct tcphdr, check);
+		port_off = f->l4_off + (dst ? offsetof(struct tcphdr, dest) : offsetof(struct tcphdr, source));
+	} else if (f->protocol == IPPROTO_UDP) {
+		csum_off = f->l4_off + offsetof(struct udphdr, check);
+		port_off = f->l4_off + (dst ? offsetof(struct udphdr, dest) : offsetof(struct udphdr, source));
+		mangled = BPF_F_MARK_MANGLED_0;	/* a zero UDP checksum stays zero */
+	} else {
+		return DROP_NO_SERVICE;
+	}
+
+	if (bpf_l4_csum_replace(skb, csum_off, old_addr, new_addr,
+				BPF_F_PSEUDO_HDR | mangled | sizeof(new_addr)) < 0 ||
+	    bpf_l3_csum_replace(skb, ETH_HLEN + offsetof(struct iphdr, check), old_addr, new_addr,
+				sizeof(new_addr)) < 0 ||
+	    bpf_skb_store_bytes(skb, addr_off, &new_addr, sizeof(new_addr), 0) < 0)
+		return DROP_WRITE_ERROR;
+	if (old_port != new_port &&
+	    (bpf_l4_csum_replace(skb, csum_off, old_port, new_port, mangled | sizeof(new_port)) < 0 ||
+	     bpf_skb_store_bytes(skb, port_off, &new_port, sizeof(new_port), 0) < 0))
+		return DROP_WRITE_ERROR;
+
+	if (dst) {
+		f->daddr = new_addr;
+		f->dport = new_port;
+	} else {
+		f->saddr = new_addr;
+		f->sport = new_port;
+	}
+	return 0;
+}
+
+/* A client's packet to a VIP: recalls or picks the backend and rewrites the
+ * destination to it. 0 also when the destination is no service; then
+ * *rev_nat stays 0. */
+static __always_inline int lb4_translate(struct __sk_buff *skb, struct flow *f, __u16 *rev_nat)
+{
+	struct lb4_backend *backend = NULL;
+	struct lb4_service *svc;
+	struct ct_entry *e;
+	struct ct_key key;
+	__u32 backend_id = 0;
+
+	if (f->protocol != IPPROTO_TCP && f->protocol != IPPROTO_UDP)
+		return 0;
+	svc = lb4_lookup_service(f->daddr, f->dport, f->protocol);
+	if (!svc)
+		return 0;
+	*rev_nat = svc->rev_nat_index;
+
+	ct_key_of(f, CT_DIR_SERVICE, 0, &key);
+	e = bpf_map_lookup_elem(&cilium_ct4_global, &key);
+	if (e && e->expires > ct_now()) {
+		backend_id = e->backend_id;
+		backend = bpf_map_lookup_elem(&cilium_lb4_backends_v3, &backend_id);
+		if (backend)
+			ct_account(e, f, 0);
+	}
+	if (!backend) {
+		/* New flow, or its backend was removed: choose again. */
+		struct ct_entry fresh = { .rev_nat_index = svc->rev_nat_index };
+
+		backend = lb4_select_backend(f->daddr, f->dport, f->protocol, svc, &backend_id);
+		if (!backend)
+			return DROP_NO_SERVICE;
+		fresh.backend_id = backend_id;
+		ct_account(&fresh, f, 0);
+		bpf_map_update_elem(&cilium_ct4_global, &key, &fresh, BPF_ANY);
+	}
+	return lb4_rewrite(skb, f, 1, backend->address, backend->port);
+}
+
+/* A reply of a translated flow: its source becomes the VIP again. */
+static __always_inline int lb4_reverse_nat(struct __sk_buff *skb, struct flow *f, __u16 rev_nat)
+{
+	struct lb4_reverse_nat *vip = bpf_map_lookup_elem(&cilium_lb4_reverse_nat, &rev_nat);
+
+	if (!vip)
+		return 0;	/* the service is gone; nothing to undo */
+	return lb4_rewrite(skb, f, 0, vip->address, vip->port);
+}
+
+#endif /* __LIB_LB_H_ */
