@@ -35,6 +35,20 @@ pub struct Config {
     #[arg(long, default_value = "vxlan", value_parser = ["vxlan", "disabled"])]
     pub tunnel_protocol: String,
 
+    /// Balance services at the socket level (connect/sendmsg) for processes
+    /// in --cgroup-root and below.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub enable_socket_lb: bool,
+
+    /// cgroup v2 directory the socket load balancer attaches to.
+    #[arg(long, default_value = "/sys/fs/cgroup/unified")]
+    pub cgroup_root: PathBuf,
+
+    /// Serve Prometheus metrics on [HOST]:PORT (Cilium's port is 9962,
+    /// e.g. ":9962"); off when not given.
+    #[arg(long)]
+    pub prometheus_serve_addr: Option<String>,
+
     /// Seconds between connection-tracking garbage collections.
     #[arg(long, default_value_t = 30)]
     pub ct_gc_interval: u64,

@@ -7,12 +7,14 @@ mod daemon;
 mod endpoint;
 mod error;
 mod ipam;
+mod metrics;
 mod monitor;
 mod netdev;
 mod node;
+mod services;
 mod state;
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use anyhow::Context;
 use clap::Parser;
@@ -32,19 +34,44 @@ fn main() -> anyhow::Result<()> {
 async fn run(config: Config) -> anyhow::Result<()> {
     let socket = config.socket.clone();
     let gc_every = Duration::from_secs(config.ct_gc_interval.max(1));
+    let prometheus = config.prometheus_serve_addr.clone();
     let daemon = Daemon::start(config).context("starting cilium-agent")?;
+    let registry = Arc::new(metrics::Registry::default());
 
     let hub = MonitorHub::new();
     let reader = datapath::EventReader::open(daemon.bpf_root())?;
-    tokio::spawn(hub.clone().run(reader));
+    let (events_hub, events_registry) = (hub.clone(), registry.clone());
+    tokio::spawn(async move {
+        events_registry.events_reader.success();
+        let why = match events_hub.run(reader).await {
+            Ok(()) => "the events reader returned".to_string(),
+            Err(e) => format!("reading cilium_events: {e}"),
+        };
+        eprintln!("level=error msg=\"monitor: {why}\"");
+        events_registry.events_reader_ended(why);
+    });
+    if let Some(addr) = prometheus {
+        let listener = metrics::server::bind(&addr).await?;
+        tokio::spawn(metrics::server::serve(
+            listener,
+            daemon.clone(),
+            registry.clone(),
+        ));
+    }
+    tokio::spawn(metrics::pressure::watch(daemon.clone(), registry.clone()));
 
     let gc = daemon.clone();
+    let gc_registry = registry.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(gc_every);
         loop {
             tick.tick().await;
-            if let Err(e) = gc.ct_gc() {
-                eprintln!("conntrack gc: {e}");
+            match gc.ct_gc() {
+                Ok(_) => gc_registry.ct_gc.success(),
+                Err(e) => {
+                    eprintln!("conntrack gc: {e}");
+                    gc_registry.ct_gc.failure(e.to_string());
+                }
             }
         }
     });
@@ -60,7 +87,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let app = api::router(api::AppState {
         daemon,
         monitor: hub.clone(),
-    });
+    })
+    .layer(axum::Extension(registry));
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown_signal().await;

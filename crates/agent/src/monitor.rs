@@ -111,6 +111,8 @@ pub fn to_model(ev: &Event) -> MonitorEvent {
         dst_port: u16::from_be(ev.dport),
         tcp_flags: tcp_flags(ev),
         length: ev.length,
+        // Labels and local endpoints: each stream adds them (api/monitor_stream.rs).
+        ..Default::default()
     }
 }
 

@@ -9,7 +9,7 @@ use std::{
 
 use serde::{de::DeserializeOwned, Serialize};
 
-use crate::{endpoint::EndpointRecord, ipam::Ipam};
+use crate::{endpoint::EndpointRecord, ipam::Ipam, services::ServiceRecord};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -74,6 +74,49 @@ impl StateDir {
         save(&self.dir.join("policy.json"), repo)
     }
 
+    fn services_dir(&self) -> PathBuf {
+        self.dir.join("services")
+    }
+
+    pub fn load_services(&self) -> Result<Vec<ServiceRecord>, StateError> {
+        let dir = self.services_dir();
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => return Err(StateError::Io { path: dir, source }),
+        };
+        let mut out = Vec::new();
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.extension().is_some_and(|e| e == "json") {
+                out.extend(load::<ServiceRecord>(&path)?);
+            }
+        }
+        out.sort_by_key(|s| s.id);
+        Ok(out)
+    }
+
+    /// One file per service, renamed into place: a crash of the agent never
+    /// tears it. Not synced to disk: services are cheap to re-add after a
+    /// power loss, and syncing would dominate the cost of adding one.
+    pub fn save_service(&self, svc: &ServiceRecord) -> Result<(), StateError> {
+        let dir = self.services_dir();
+        std::fs::create_dir_all(&dir).map_err(|source| StateError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        write(&dir.join(format!("{}.json", svc.id)), svc, false)
+    }
+
+    pub fn remove_service(&self, id: u16) -> Result<(), StateError> {
+        let path = self.services_dir().join(format!("{id}.json"));
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(StateError::Io { path, source }),
+        }
+    }
+
     pub fn load_ipam(&self) -> Result<Option<Ipam>, StateError> {
         load(&self.dir.join("ipam.json"))
     }
@@ -102,6 +145,10 @@ fn load<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, StateError> {
 }
 
 fn save<T: Serialize + ?Sized>(path: &Path, value: &T) -> Result<(), StateError> {
+    write(path, value, true)
+}
+
+fn write<T: Serialize + ?Sized>(path: &Path, value: &T, sync: bool) -> Result<(), StateError> {
     let io = |source| StateError::Io {
         path: path.to_path_buf(),
         source,
@@ -110,6 +157,8 @@ fn save<T: Serialize + ?Sized>(path: &Path, value: &T) -> Result<(), StateError>
     let bytes = serde_json::to_vec_pretty(value).expect("state is always serializable");
     let mut file = std::fs::File::create(&tmp).map_err(io)?;
     file.write_all(&bytes).map_err(io)?;
-    file.sync_all().map_err(io)?;
+    if sync {
+        file.sync_all().map_err(io)?;
+    }
     std::fs::rename(&tmp, path).map_err(io)
 }

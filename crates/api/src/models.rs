@@ -19,6 +19,17 @@ pub struct StatusResponse {
     pub policy: PolicyStatus,
     /// Number of endpoints the agent manages.
     pub endpoints: u32,
+    /// Endpoints by state (`ready`, `regenerating`, ...).
+    #[serde(rename = "endpoint-states")]
+    pub endpoint_states: std::collections::BTreeMap<String, u32>,
+    /// The eBPF datapath: programs attached, maps reachable.
+    pub datapath: Status,
+    /// Fill level of every BPF map.
+    #[serde(rename = "bpf-maps")]
+    pub bpf_maps: BpfMapStatus,
+    pub proxy: ProxyStatus,
+    /// Background tasks and their failures (events reader, CT GC, ...).
+    pub controllers: Vec<ControllerStatus>,
 }
 
 /// Health of one subsystem.
@@ -365,6 +376,14 @@ pub struct MonitorEvent {
     /// "SYN", "ACK", "FIN", "RST", "PSH".
     pub tcp_flags: Vec<String>,
     pub length: u32,
+    /// Labels of the source / destination identity, resolved by the agent.
+    pub src_labels: Vec<String>,
+    pub dst_labels: Vec<String>,
+    /// The local endpoint sending / receiving the packet; 0 = not local.
+    pub src_endpoint: u16,
+    pub dst_endpoint: u16,
+    /// kind "lost": how many events this client missed (it fell behind).
+    pub lost: u64,
 }
 
 /// Values of [`MonitorEvent::kind`] (also the `type` query values).
@@ -373,6 +392,8 @@ pub mod monitor_kind {
     pub const TRACE: &str = "trace";
     pub const POLICY_VERDICT: &str = "policy-verdict";
     pub const DEBUG: &str = "debug";
+    /// Not a datapath event: the stream tells its client it lost events.
+    pub const LOST: &str = "lost";
 }
 
 // ---------------------------------------------------------------- errors
@@ -382,6 +403,183 @@ pub mod monitor_kind {
 #[serde(default)]
 pub struct ApiError {
     pub message: String,
+}
+
+// ---------------------------------------------------------------- status details
+
+/// `bpf-maps` of [`StatusResponse`]: how full each map is.
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
+#[serde(default)]
+pub struct BpfMapStatus {
+    pub maps: Vec<BpfMapProperties>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
+#[serde(default, rename_all = "kebab-case")]
+pub struct BpfMapProperties {
+    pub name: String,
+    /// max_entries.
+    pub size: u64,
+    pub entries: u64,
+    /// entries / size, 0.0 to 1.0.
+    pub pressure: f64,
+    /// Set when the map is (nearly) full: what happens and which flag resizes it.
+    pub warning: String,
+}
+
+/// The L7 proxy; "Disabled" until it exists.
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq)]
+#[serde(default, rename_all = "kebab-case")]
+pub struct ProxyStatus {
+    pub state: String,
+    pub msg: String,
+    pub total_redirects: u64,
+}
+
+/// One background task of the agent, Cilium's controller status shape.
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq)]
+#[serde(default)]
+pub struct ControllerStatus {
+    pub name: String,
+    pub status: ControllerRunStatus,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq)]
+#[serde(default, rename_all = "kebab-case")]
+pub struct ControllerRunStatus {
+    pub success_count: u64,
+    pub failure_count: u64,
+    pub consecutive_failure_count: u64,
+    /// RFC 3339, empty if never.
+    pub last_success_timestamp: String,
+    pub last_failure_timestamp: String,
+    pub last_failure_msg: String,
+}
+
+// ---------------------------------------------------------------- monitor filter
+
+/// Query of `GET /v1/monitor`: every field narrows the stream.
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq)]
+#[serde(default)]
+pub struct MonitorQuery {
+    /// Event kinds ([`monitor_kind`]); empty = all.
+    pub types: Vec<String>,
+    /// Only events whose source is this local endpoint.
+    pub from: Option<u16>,
+    /// Only events whose destination is this local endpoint.
+    pub to: Option<u16>,
+    /// Only events whose source or destination is this local endpoint.
+    pub related_to: Option<u16>,
+}
+
+// ---------------------------------------------------------------- policy trace
+
+/// Body of `GET|POST /v1/policy/resolve` (Cilium's TraceSelector, plus
+/// identity and endpoint as alternatives to labels).
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq)]
+#[serde(default)]
+pub struct TraceSelector {
+    pub from: TraceFrom,
+    pub to: TraceTo,
+    pub verbose: bool,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq)]
+#[serde(default)]
+pub struct TraceFrom {
+    pub labels: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<u16>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq)]
+#[serde(default)]
+pub struct TraceTo {
+    pub labels: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<u16>,
+    /// Empty: L3 only (any protocol, any port).
+    pub dports: Vec<TracePort>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq)]
+#[serde(default)]
+pub struct TracePort {
+    /// For ICMP: the message type.
+    pub port: u16,
+    /// "TCP", "UDP", "SCTP", "ICMP" or "ANY".
+    pub protocol: String,
+}
+
+/// Answer of `/v1/policy/resolve`: Cilium's `log` and `verdict`, plus the
+/// same facts structured.
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq)]
+#[serde(default)]
+pub struct PolicyTraceResult {
+    /// The human-readable trace `cilium policy trace` prints.
+    pub log: String,
+    /// "allowed" | "denied".
+    pub verdict: String,
+    pub source: TracePeer,
+    pub destination: TracePeer,
+    /// The source's egress policy, one entry per port traced.
+    pub egress: Vec<DirectionTrace>,
+    /// The destination's ingress policy, one entry per port traced.
+    pub ingress: Vec<DirectionTrace>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq)]
+#[serde(default)]
+pub struct TracePeer {
+    /// 0 when the labels have no identity yet.
+    pub identity: u32,
+    pub labels: Vec<String>,
+    /// The local endpoint, if the peer is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<u16>,
+}
+
+/// One direction's decision for one port.
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq)]
+#[serde(default, rename_all = "kebab-case")]
+pub struct DirectionTrace {
+    /// e.g. "80/TCP", "ANY".
+    pub port: String,
+    /// Some selecting rule enforces this direction (default deny).
+    pub enforced: bool,
+    /// Rules that select the endpoint and speak about this direction.
+    pub rules: Vec<RuleTrace>,
+    /// "allowed" | "denied".
+    pub verdict: String,
+    /// Cilium's match kinds: "L3-L4", "L3-Only", "L4-Only", "all", "none".
+    pub match_type: String,
+    /// Why, in words.
+    pub reason: String,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq)]
+#[serde(default)]
+pub struct RuleTrace {
+    pub labels: Vec<String>,
+    /// The rule's endpointSelector as JSON.
+    pub selector: String,
+    /// "allows" | "denies" | "no match".
+    pub outcome: String,
+}
+
+// ---------------------------------------------------------------- metrics
+
+/// One sample of `GET /v1/metrics` (Cilium's Metric model).
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
+#[serde(default)]
+pub struct MetricSample {
+    pub name: String,
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub value: f64,
 }
 
 #[cfg(test)]
@@ -431,4 +629,68 @@ mod tests {
         let ev: MonitorEvent = serde_json::from_value(json!({"kind": "drop"})).unwrap();
         assert_eq!(ev.kind, monitor_kind::DROP);
     }
+}
+
+// ---------------------------------------------------------------- services
+
+/// `PUT /v1/service/{id}` body and the service's realized state, as Cilium
+/// shapes them.
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq)]
+#[serde(default, rename_all = "kebab-case")]
+pub struct ServiceSpec {
+    pub id: u32,
+    pub frontend_address: FrontendAddress,
+    pub backend_addresses: Vec<BackendAddress>,
+    pub flags: ServiceFlags,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq)]
+#[serde(default)]
+pub struct FrontendAddress {
+    pub ip: String,
+    pub port: u16,
+    /// "TCP" or "UDP".
+    pub protocol: String,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq)]
+#[serde(default)]
+pub struct BackendAddress {
+    pub ip: String,
+    pub port: u16,
+    /// Relative share of new connections; 0 means the default of 1.
+    pub weight: u16,
+    /// "active" (default) or "maintenance" (no new connections).
+    pub state: String,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq)]
+#[serde(default)]
+pub struct ServiceFlags {
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq)]
+#[serde(default)]
+pub struct Service {
+    pub spec: ServiceSpec,
+    pub status: ServiceStatus,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq)]
+#[serde(default)]
+pub struct ServiceStatus {
+    pub realized: ServiceSpec,
+}
+
+/// `GET /v1/lb`: what the kernel's service maps hold (for `cilium bpf lb list`).
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq)]
+#[serde(default, rename_all = "kebab-case")]
+pub struct LbEntry {
+    /// "10.96.0.1:80/TCP"
+    pub frontend: String,
+    pub rev_nat_index: u16,
+    /// Backend per slot, "10.200.0.5:8080 (id 3)".
+    pub slots: Vec<String>,
 }

@@ -51,8 +51,10 @@ pub fn attach(root: &BpfRoot, cgroup: &Path) -> Result<(), DatapathError> {
             crate::links::update_pinned(&pin, fd.as_fd().as_raw_fd())?;
             continue;
         }
+        // A cgroup link always coexists with other programs; the kernel
+        // rejects attach flags on link creation, so the mode is the default.
         let id = prog
-            .attach(&cgroup_fd, CgroupAttachMode::AllowMultiple)
+            .attach(&cgroup_fd, CgroupAttachMode::Single)
             .map_err(|e| program_error(name, e))?;
         let link = FdLink::try_from(prog.take_link(id).map_err(|e| program_error(name, e))?)
             .map_err(|e| DatapathError::Pin {

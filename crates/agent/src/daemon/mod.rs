@@ -5,8 +5,10 @@
 mod cidr;
 mod endpoints;
 mod maps_view;
+pub mod observe;
 mod policy_ops;
 mod regenerate;
+mod services;
 
 use std::{
     collections::BTreeMap,
@@ -48,6 +50,7 @@ struct Inner {
     /// Each endpoint's rules, compiled: the selector cache that lets an
     /// identity's arrival touch only that identity's keys.
     policies: BTreeMap<u16, EndpointPolicy>,
+    services: crate::services::ServiceTable,
 }
 
 impl Inner {
@@ -83,6 +86,11 @@ impl Daemon {
                 0
             }
         };
+        if config.enable_socket_lb {
+            datapath::sock::attach(&root, &config.cgroup_root)?;
+        } else {
+            datapath::sock::detach(&root)?;
+        }
         let identities = IdentityAllocator::load(state.identities_path())?;
         let cidr_identities =
             IdentityAllocator::load_scoped(state.cidr_identities_path(), Scope::Local)?;
@@ -110,6 +118,7 @@ impl Daemon {
                 repo,
                 endpoints,
                 policies: BTreeMap::new(),
+                services: Default::default(),
             }),
         });
         daemon.restore()?;
@@ -154,6 +163,7 @@ impl Daemon {
             }
         }
         self.update_cidr_identities(&mut inner)?;
+        self.restore_services(&mut inner)?;
         self.sync_endpoint_maps(&mut inner)?;
         self.regenerate_all(&mut inner)?;
         self.persist(&inner)?;
@@ -304,6 +314,8 @@ impl Daemon {
                 rules: inner.repo.rules().len() as u32,
             },
             endpoints: inner.endpoints.len() as u32,
+            // Datapath, maps, proxy and controllers: api/status.rs fills them.
+            ..Default::default()
         }
     }
 

@@ -1,0 +1,220 @@
+//! Services: the API's service specs kept in the service table and
+//! programmed into the datapath's LB maps. Each service is persisted in its
+//! own file, so adding one at 10,000 does not rewrite the others.
+
+use std::{collections::BTreeMap, net::Ipv4Addr};
+
+use api::models::{
+    BackendAddress, FrontendAddress, LbEntry, Service, ServiceFlags, ServiceSpec, ServiceStatus,
+};
+use datapath::maps::{
+    lb::{Frontend, Lb4Backend, ServiceEntry},
+    LbMaps,
+};
+
+use super::Daemon;
+use crate::{
+    error::AgentError,
+    services::{self, proto_name, BackendState, Plan, ServiceRecord, ServiceTable},
+};
+
+fn frontend(svc: &ServiceRecord) -> Frontend {
+    Frontend {
+        address: svc.frontend.ip,
+        port: svc.frontend.port,
+        proto: svc.frontend.proto,
+    }
+}
+
+/// Backends first, then the service's slots, then backends nobody names.
+fn program(
+    lb: &mut LbMaps,
+    table: &ServiceTable,
+    svc: &ServiceRecord,
+    plan: &Plan,
+) -> Result<(), AgentError> {
+    for (id, addr) in &plan.new_backends {
+        lb.upsert_backend(*id, &Lb4Backend::new(addr.ip, addr.port, addr.proto))?;
+    }
+    let entry = ServiceEntry {
+        frontend: frontend(svc),
+        rev_nat_index: svc.id,
+        slots: table.slots(svc),
+    };
+    lb.upsert_service(&entry, plan.old_slot_count)?;
+    for id in &plan.removed_backends {
+        lb.remove_backend(*id)?;
+    }
+    Ok(())
+}
+
+fn model(svc: &ServiceRecord) -> Service {
+    let spec = ServiceSpec {
+        id: svc.id as u32,
+        frontend_address: FrontendAddress {
+            ip: svc.frontend.ip.to_string(),
+            port: svc.frontend.port,
+            protocol: proto_name(svc.frontend.proto).into(),
+        },
+        backend_addresses: svc
+            .backends
+            .iter()
+            .map(|b| BackendAddress {
+                ip: b.addr.ip.to_string(),
+                port: b.addr.port,
+                weight: b.weight,
+                state: match b.state {
+                    BackendState::Active => "active",
+                    BackendState::Maintenance => "maintenance",
+                }
+                .into(),
+            })
+            .collect(),
+        flags: ServiceFlags {
+            kind: svc.kind.clone(),
+        },
+    };
+    Service {
+        status: ServiceStatus {
+            realized: spec.clone(),
+        },
+        spec,
+    }
+}
+
+impl Daemon {
+    /// Creates or updates a service; `true` when it is new.
+    pub fn service_upsert(
+        &self,
+        id: &str,
+        spec: ServiceSpec,
+    ) -> Result<(Service, bool), AgentError> {
+        let record = services::validate(id, &spec).map_err(AgentError::BadRequest)?;
+        let mut inner = self.lock();
+        let previous = inner.services.get(record.id).cloned();
+        let plan = inner
+            .services
+            .upsert(record.clone())
+            .map_err(AgentError::Conflict)?;
+        let inner = &mut *inner;
+        if let Err(e) = program(&mut inner.maps.lb, &inner.services, &record, &plan) {
+            // Put the table (and as much of the kernel as will go) back.
+            match previous {
+                Some(old) => {
+                    if let Ok(plan) = inner.services.upsert(old.clone()) {
+                        let _ = program(&mut inner.maps.lb, &inner.services, &old, &plan);
+                    }
+                }
+                None => {
+                    inner.services.delete(record.id);
+                }
+            }
+            return Err(e);
+        }
+        self.state.save_service(&record)?;
+        Ok((model(&record), previous.is_none()))
+    }
+
+    pub fn service_delete(&self, id: &str) -> Result<(), AgentError> {
+        let num = parse_id(id)?;
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        let (svc, plan) = inner
+            .services
+            .delete(num)
+            .ok_or_else(|| AgentError::NotFound(format!("service {num} not found")))?;
+        inner
+            .maps
+            .lb
+            .remove_service(frontend(&svc), svc.id, plan.old_slot_count)?;
+        for id in &plan.removed_backends {
+            inner.maps.lb.remove_backend(*id)?;
+        }
+        self.state.remove_service(num)?;
+        Ok(())
+    }
+
+    pub fn service_get(&self, id: &str) -> Result<Service, AgentError> {
+        let num = parse_id(id)?;
+        let inner = self.lock();
+        inner
+            .services
+            .get(num)
+            .map(model)
+            .ok_or_else(|| AgentError::NotFound(format!("service {num} not found")))
+    }
+
+    pub fn service_list(&self) -> Vec<Service> {
+        self.lock().services.iter().map(model).collect()
+    }
+
+    /// What the kernel's LB maps hold.
+    pub fn lb_dump(&self) -> Result<Vec<LbEntry>, AgentError> {
+        let inner = self.lock();
+        let mut out = Vec::new();
+        for svc in inner.maps.lb.services()? {
+            let mut slots = Vec::new();
+            for id in &svc.slots {
+                slots.push(match inner.maps.lb.backend(*id)? {
+                    Some(b) => format!(
+                        "{}:{} (id {id})",
+                        Ipv4Addr::from(b.address),
+                        u16::from_be(b.port)
+                    ),
+                    None => format!("missing backend (id {id})"),
+                });
+            }
+            out.push(LbEntry {
+                frontend: format!(
+                    "{}:{}/{}",
+                    svc.frontend.address,
+                    svc.frontend.port,
+                    proto_name(svc.frontend.proto)
+                ),
+                rev_nat_index: svc.rev_nat_index,
+                slots,
+            });
+        }
+        Ok(out)
+    }
+
+    /// After a restart: the table from the state dir, the kernel made to
+    /// match it (services it should not have are removed).
+    pub(super) fn restore_services(&self, inner: &mut super::Inner) -> Result<(), AgentError> {
+        let kernel: BTreeMap<Frontend, ServiceEntry> = inner
+            .maps
+            .lb
+            .services()?
+            .into_iter()
+            .map(|s| (s.frontend, s))
+            .collect();
+        let mut table = ServiceTable::default();
+        for record in self.state.load_services()? {
+            let plan = table.upsert(record.clone()).map_err(AgentError::Internal)?;
+            let old_slots = kernel.get(&frontend(&record)).map_or(0, |s| s.slots.len());
+            let plan = Plan {
+                old_slot_count: old_slots,
+                ..plan
+            };
+            program(&mut inner.maps.lb, &table, &record, &plan)?;
+        }
+        for (f, s) in &kernel {
+            if !table.iter().any(|r| frontend(r) == *f) {
+                inner
+                    .maps
+                    .lb
+                    .remove_service(*f, s.rev_nat_index, s.slots.len())?;
+            }
+        }
+        inner.services = table;
+        Ok(())
+    }
+}
+
+fn parse_id(id: &str) -> Result<u16, AgentError> {
+    id.parse().ok().filter(|n| *n != 0).ok_or_else(|| {
+        AgentError::BadRequest(format!(
+            "service id {id:?} must be a number from 1 to 65535"
+        ))
+    })
+}
