@@ -4,7 +4,8 @@ CARGO ?= cargo
 APT_PACKAGES := clang llvm libbpf-dev bpftool linux-libc-dev iproute2 clang-19 \
 	curl netcat-openbsd socat procps \
 	podman containernetworking-plugins busybox-static runc \
-	sockperf iperf3 iptables
+	sockperf iperf3 iptables \
+	protobuf-compiler etcd-server etcd-client docker.io containerd prometheus
 SETUP_STAMP := target/.setup-done
 
 .PHONY: setup build demo test bench lint clean-state

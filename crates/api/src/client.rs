@@ -180,6 +180,53 @@ impl Client {
         })
     }
 
+    /// Opens the event stream narrowed by `query` (filtered by the agent).
+    pub fn monitor_query(&self, query: &MonitorQuery) -> Result<MonitorStream, ClientError> {
+        let body = self.send("GET", &monitor_target(query), None, None)?;
+        Ok(MonitorStream {
+            lines: BufReader::new(body),
+            finished: false,
+        })
+    }
+
+    /// `cilium policy trace`: the verdict for traffic between two label
+    /// sets, identities or endpoints.
+    pub fn policy_resolve(
+        &self,
+        selector: &TraceSelector,
+    ) -> Result<PolicyTraceResult, ClientError> {
+        let body = json_body(selector)?;
+        self.call_json("POST", "/v1/policy/resolve", Some(body))
+    }
+
+    /// `cilium metrics list`: every metric sample the agent exports.
+    pub fn metrics_list(&self) -> Result<Vec<MetricSample>, ClientError> {
+        self.get_json("/v1/metrics")
+    }
+
+    /// `cilium service update`: creates or replaces service `id`.
+    pub fn service_put(&self, id: u16, spec: &ServiceSpec) -> Result<Service, ClientError> {
+        let body = json_body(spec)?;
+        self.call_json("PUT", &format!("/v1/service/{id}"), Some(body))
+    }
+
+    pub fn service_get(&self, id: u16) -> Result<Service, ClientError> {
+        self.get_json(&format!("/v1/service/{id}"))
+    }
+
+    pub fn service_list(&self) -> Result<Vec<Service>, ClientError> {
+        self.get_json("/v1/service")
+    }
+
+    pub fn service_delete(&self, id: u16) -> Result<(), ClientError> {
+        self.call_unit("DELETE", &format!("/v1/service/{id}"), None)
+    }
+
+    /// `cilium bpf lb list`: the services as the kernel's LB maps hold them.
+    pub fn lb_list(&self) -> Result<Vec<LbEntry>, ClientError> {
+        self.get_json("/v1/lb")
+    }
+
     // ------------------------------------------------------------ plumbing
 
     fn get_json<T: DeserializeOwned>(&self, target: &str) -> Result<T, ClientError> {
@@ -290,6 +337,29 @@ fn encode_component(s: &str) -> String {
         }
     }
     out
+}
+
+/// `/v1/monitor?type=drop&from=12...` for a query.
+pub fn monitor_target(query: &MonitorQuery) -> String {
+    let mut params: Vec<String> = query
+        .types
+        .iter()
+        .map(|t| format!("type={}", encode_component(t)))
+        .collect();
+    for (name, value) in [
+        ("from", query.from),
+        ("to", query.to),
+        ("related-to", query.related_to),
+    ] {
+        if let Some(id) = value {
+            params.push(format!("{name}={id}"));
+        }
+    }
+    if params.is_empty() {
+        "/v1/monitor".to_string()
+    } else {
+        format!("/v1/monitor?{}", params.join("&"))
+    }
 }
 
 /// The `GET /v1/monitor` stream: one event per NDJSON line, read as it

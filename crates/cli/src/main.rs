@@ -7,10 +7,12 @@ mod bpf;
 mod endpoint;
 mod identity;
 mod labels;
+mod metrics;
 mod monitor;
 mod output;
 mod policy;
 mod proto;
+mod service;
 mod status;
 mod table;
 
@@ -53,6 +55,12 @@ enum Command {
     Bpf(bpf::BpfCommand),
     /// Display BPF program events
     Monitor(monitor::MonitorArgs),
+    /// Access metric status
+    #[command(subcommand)]
+    Metrics(metrics::MetricsCommand),
+    /// Manage services & loadbalancers
+    #[command(subcommand)]
+    Service(service::ServiceCommand),
 }
 
 fn main() -> ExitCode {
@@ -65,6 +73,8 @@ fn main() -> ExitCode {
         Command::Policy(cmd) => policy::run(&client, cmd),
         Command::Bpf(cmd) => bpf::run(&client, cmd),
         Command::Monitor(args) => monitor::run(&client, &args),
+        Command::Metrics(cmd) => metrics::run(&client, cmd).map(|_| ExitCode::SUCCESS),
+        Command::Service(cmd) => service::run(&client, cmd),
     };
     match result {
         Ok(code) => code,

@@ -13,13 +13,16 @@ pub struct StatusArgs {
     /// Output format
     #[arg(short = 'o', long = "output")]
     output: Option<OutputFormat>,
+    /// Detail every map and controller
+    #[arg(long = "verbose")]
+    verbose: bool,
 }
 
 pub fn run(client: &Client, args: &StatusArgs) -> Result<ExitCode> {
     let status = client.healthz().context("cannot get agent status")?;
     match args.output {
         Some(OutputFormat::Json) => emit(&to_json(&status)?),
-        None => emit(&render(&status)),
+        None => emit(&(render(&status) + &details(&status, args.verbose))),
     }
     // Like Cilium: a failing agent makes `status` fail, so scripts can wait on it.
     Ok(if status.cilium.state == Status::FAILURE {
@@ -40,6 +43,115 @@ pub fn render(s: &StatusResponse) -> String {
     ]);
     t.row(["Endpoints:".to_string(), s.endpoints.to_string()]);
     t.render()
+}
+
+/// Datapath, maps, proxy and controllers: a summary line each with every
+/// problem spelled out; `--verbose` lists every map and controller.
+pub fn details(s: &StatusResponse, verbose: bool) -> String {
+    let mut t = Table::new();
+    let states: Vec<String> = s
+        .endpoint_states
+        .iter()
+        .map(|(state, n)| format!("{n} {state}"))
+        .collect();
+    if !states.is_empty() {
+        t.row(["Endpoint states:".to_string(), states.join(", ")]);
+    }
+    if !s.datapath.state.is_empty() {
+        t.row([
+            "Datapath:",
+            s.datapath.state.as_str(),
+            s.datapath.msg.as_str(),
+        ]);
+    }
+    if let Some(fullest) = s
+        .bpf_maps
+        .maps
+        .iter()
+        .max_by(|a, b| a.pressure.total_cmp(&b.pressure))
+    {
+        t.row([
+            "BPF maps:".to_string(),
+            format!(
+                "{} maps, fullest {} at {:.1}%",
+                s.bpf_maps.maps.len(),
+                fullest.name,
+                fullest.pressure * 100.0
+            ),
+        ]);
+    }
+    if !s.proxy.state.is_empty() {
+        t.row(["Proxy:", s.proxy.state.as_str(), s.proxy.msg.as_str()]);
+    }
+    if !s.controllers.is_empty() {
+        let healthy = s
+            .controllers
+            .iter()
+            .filter(|c| c.status.consecutive_failure_count == 0)
+            .count();
+        t.row([
+            "Controller Status:".to_string(),
+            format!("{healthy}/{} healthy", s.controllers.len()),
+        ]);
+    }
+    let mut out = t.render();
+    for m in s.bpf_maps.maps.iter().filter(|m| !m.warning.is_empty()) {
+        out.push_str(&format!("  Warning: {}\n", m.warning));
+    }
+    for c in s
+        .controllers
+        .iter()
+        .filter(|c| c.status.consecutive_failure_count > 0)
+    {
+        out.push_str(&format!(
+            "  Failing controller {}: {} consecutive failures, last success {}, last error: {}\n",
+            c.name,
+            c.status.consecutive_failure_count,
+            or_never(&c.status.last_success_timestamp),
+            c.status.last_failure_msg
+        ));
+    }
+    if verbose {
+        let mut maps = Table::new();
+        maps.row(["  Name", "Entries", "Size", "Pressure"]);
+        for m in &s.bpf_maps.maps {
+            maps.row([
+                format!("  {}", m.name),
+                m.entries.to_string(),
+                m.size.to_string(),
+                format!("{:.1}%", m.pressure * 100.0),
+            ]);
+        }
+        out.push_str("BPF maps:\n");
+        out.push_str(&maps.render());
+        let mut ctl = Table::new();
+        ctl.row(["  Name", "Last success", "Last error", "Count", "Message"]);
+        for c in &s.controllers {
+            let st = &c.status;
+            ctl.row([
+                format!("  {}", c.name),
+                or_never(&st.last_success_timestamp).to_string(),
+                or_never(&st.last_failure_timestamp).to_string(),
+                format!("{}/{}", st.consecutive_failure_count, st.failure_count),
+                if st.last_failure_msg.is_empty() {
+                    "no error".to_string()
+                } else {
+                    st.last_failure_msg.clone()
+                },
+            ]);
+        }
+        out.push_str("Controllers:\n");
+        out.push_str(&ctl.render());
+    }
+    out
+}
+
+fn or_never(timestamp: &str) -> &str {
+    if timestamp.is_empty() {
+        "never"
+    } else {
+        timestamp
+    }
 }
 
 fn ipam_line(s: &StatusResponse) -> String {
@@ -81,6 +193,7 @@ mod tests {
                 rules: 2,
             },
             endpoints: 2,
+            ..Default::default()
         };
         let text = render(&s);
         let lines: Vec<&str> = text.lines().collect();
@@ -92,5 +205,62 @@ mod tests {
         );
         assert_eq!(lines[3], "Policy:      revision 4, 2 rules");
         assert_eq!(lines[4], "Endpoints:   2");
+    }
+
+    #[test]
+    fn details_spell_out_failures_and_full_maps() {
+        use api::{BpfMapProperties, BpfMapStatus, ControllerRunStatus, ControllerStatus};
+        let s = StatusResponse {
+            datapath: Status {
+                state: "Ok".into(),
+                msg: "2 endpoint programs attached".into(),
+            },
+            bpf_maps: BpfMapStatus {
+                maps: vec![BpfMapProperties {
+                    name: "cilium_ct4_global".into(),
+                    size: 100,
+                    entries: 95,
+                    pressure: 0.95,
+                    warning: "BPF map cilium_ct4_global is nearly full".into(),
+                }],
+            },
+            controllers: vec![
+                ControllerStatus {
+                    name: "ct-map-gc".into(),
+                    status: ControllerRunStatus {
+                        failure_count: 3,
+                        consecutive_failure_count: 2,
+                        last_failure_msg: "boom".into(),
+                        ..Default::default()
+                    },
+                },
+                ControllerStatus {
+                    name: "bpf-map-pressure".into(),
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        };
+        let text = details(&s, false);
+        assert!(
+            text.contains("Datapath:            Ok   2 endpoint programs attached\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("BPF maps:            1 maps, fullest cilium_ct4_global at 95.0%\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Controller Status:   1/2 healthy\n"),
+            "{text}"
+        );
+        assert!(text.contains("  Warning: BPF map cilium_ct4_global is nearly full\n"));
+        assert!(text.contains("  Failing controller ct-map-gc: 2 consecutive failures, last success never, last error: boom\n"), "{text}");
+        let verbose = details(&s, true);
+        assert!(
+            verbose.contains("  cilium_ct4_global   95        100    95.0%"),
+            "{verbose}"
+        );
+        assert!(verbose.contains("  ct-map-gc"));
     }
 }

@@ -316,6 +316,7 @@ fn translate_ports(
         check_port(&path, &translated).map_err(ObjectError::from)?;
         rules.push(PortRule {
             ports: vec![translated],
+            rules: None,
         });
     }
     Ok(Some(rules))

@@ -13,6 +13,7 @@ pub mod cidr;
 mod cnp;
 pub mod entities;
 mod k8s;
+pub mod l7;
 pub mod labels;
 pub mod lookup;
 pub mod mapstate;
@@ -28,6 +29,7 @@ mod validate;
 
 pub use cidr::{cidr_identity_labels, cidr_prefixes, CidrRule, Ipv4Cidr};
 pub use entities::Entity;
+pub use l7::{HttpRule, KafkaRole, KafkaRule, L7Rules};
 pub use labels::{Label, LabelError, Labels};
 pub use lookup::{lookup, MatchType, Verdict};
 pub use mapstate::{diff, Direction, MapEntry, MapKey, MapState};

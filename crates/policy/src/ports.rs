@@ -7,6 +7,7 @@ use std::str::FromStr;
 use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::l7::L7Rules;
 use crate::mapstate::{PROTO_ICMP, PROTO_ICMPV6, PROTO_SCTP, PROTO_TCP, PROTO_UDP};
 
 /// One element of `toPorts`.
@@ -15,6 +16,13 @@ use crate::mapstate::{PROTO_ICMP, PROTO_ICMPV6, PROTO_SCTP, PROTO_TCP, PROTO_UDP
 pub struct PortRule {
     #[serde(default)]
     pub ports: Vec<PortProtocol>,
+    /// L7 rules; traffic on these ports goes through the proxy (None = L4 only).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::l7::deserialize_validated"
+    )]
+    pub rules: Option<L7Rules>,
 }
 
 /// A port (or inclusive range `port`..=`endPort`) and protocol. `port` stays a

@@ -13,6 +13,8 @@
 
 pub mod agent;
 pub mod cmd;
+pub mod conformance;
+pub mod etcd;
 pub mod monitor;
 pub mod netns;
 pub mod pod;

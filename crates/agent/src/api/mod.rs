@@ -4,9 +4,6 @@
 mod endpoint;
 mod instrumented;
 mod metrics;
-// Superseded by monitor_stream (labels, filters, lost events); kept until the lead removes it.
-#[allow(dead_code)]
-mod monitor;
 mod monitor_filter;
 mod monitor_stream;
 mod node;

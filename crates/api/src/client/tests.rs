@@ -265,3 +265,18 @@ fn path_components_are_encoded() {
     assert_eq!(encode_component("a b/c"), "a%20b%2Fc");
     assert_eq!(encode_component("container-id:x"), "container-id:x");
 }
+
+#[test]
+fn monitor_query_becomes_query_parameters() {
+    assert_eq!(monitor_target(&MonitorQuery::default()), "/v1/monitor");
+    let query = MonitorQuery {
+        types: vec!["drop".into()],
+        from: Some(12),
+        related_to: Some(7),
+        ..Default::default()
+    };
+    assert_eq!(
+        monitor_target(&query),
+        "/v1/monitor?type=drop&from=12&related-to=7"
+    );
+}

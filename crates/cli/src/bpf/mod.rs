@@ -3,6 +3,7 @@
 mod ct_list;
 mod endpoint_list;
 mod ipcache_list;
+mod lb_list;
 mod policy_get;
 
 use std::process::ExitCode;
@@ -27,6 +28,16 @@ pub enum BpfCommand {
     /// Local endpoint map
     #[command(subcommand)]
     Endpoint(EndpointCommand),
+    /// Load-balancing configuration
+    #[command(subcommand)]
+    Lb(LbCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum LbCommand {
+    /// List load-balancing configuration
+    #[command(visible_alias = "ls")]
+    List(lb_list::LbListArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -73,6 +84,7 @@ pub fn run(client: &Client, cmd: BpfCommand) -> Result<ExitCode> {
         BpfCommand::Endpoint(EndpointCommand::List(args)) => {
             show(client, "cilium_lxc", args.output, endpoint_list::render)
         }
+        BpfCommand::Lb(LbCommand::List(args)) => lb_list::run(client, &args),
     }?;
     Ok(ExitCode::SUCCESS)
 }

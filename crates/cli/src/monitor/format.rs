@@ -52,8 +52,31 @@ pub fn line(ev: &MonitorEvent) -> String {
     }
 }
 
+/// The line a client that fell behind sees, as in Cilium.
+pub fn lost(ev: &MonitorEvent) -> String {
+    format!("Lost {} events", ev.lost)
+}
+
+/// `Identity 256 [k8s:app=web] (endpoint 12) -> 257 [k8s:app=db]`: both
+/// sides as the agent resolved them.
+pub fn identities(ev: &MonitorEvent) -> String {
+    let side = |id: u32, labels: &[String], ep: u16| {
+        let mut s = format!("{id} [{}]", labels.join(", "));
+        if ep != 0 {
+            s.push_str(&format!(" (endpoint {ep})"));
+        }
+        s
+    };
+    format!(
+        "Identity {} -> {}",
+        side(ev.src_identity, &ev.src_labels, ev.src_endpoint),
+        side(ev.dst_identity, &ev.dst_labels, ev.dst_endpoint)
+    )
+}
+
 /// `-v`: a separator, a header naming CPU, endpoint and size, then the
-/// packet's addresses, like Cilium's verbose mode (without the hex dump).
+/// packet's addresses and both identities with their labels, like Cilium's
+/// verbose mode (without the hex dump).
 pub fn verbose(ev: &MonitorEvent) -> String {
     let what = match ev.kind.as_str() {
         monitor_kind::DROP => format!(
@@ -74,15 +97,16 @@ pub fn verbose(ev: &MonitorEvent) -> String {
             ev.ifindex
         ),
         monitor_kind::POLICY_VERDICT => {
-            return format!("{SEPARATOR}\n{}", line(ev));
+            return format!("{SEPARATOR}\n{}\n{}", line(ev), identities(ev));
         }
         monitor_kind::DEBUG => return line(ev),
         other => other.to_string(),
     };
     format!(
-        "{SEPARATOR}\nCPU {:02}: MARK 0x0 FROM {} {what}\n{}",
+        "{SEPARATOR}\nCPU {:02}: MARK 0x0 FROM {} {what}\n{}\n{}",
         ev.cpu,
         ev.endpoint,
+        identities(ev),
         packet_details(ev)
     )
 }
@@ -265,11 +289,35 @@ mod tests {
             lines[1],
             "CPU 01: MARK 0x0 FROM 1234 DROP: 74 bytes, reason Policy denied, to endpoint 1234, identity 0->0"
         );
+        assert_eq!(lines[2], "Identity 0 [] -> 0 []");
         assert_eq!(
-            lines[2],
+            lines[3],
             "IPv4 {SrcIP=10.200.0.5 DstIP=10.200.0.6 Protocol=TCP}"
         );
-        assert_eq!(lines[3], "TCP  {SrcPort=3456 DstPort=80 SYN=true}");
+        assert_eq!(lines[4], "TCP  {SrcPort=3456 DstPort=80 SYN=true}");
+    }
+
+    #[test]
+    fn verbose_names_both_identities_and_lost_events_are_counted() {
+        let mut ev = tcp_event("policy-verdict");
+        ev.src_identity = 300;
+        ev.src_labels = vec!["k8s:app=web".into()];
+        ev.src_endpoint = 12;
+        ev.dst_identity = 301;
+        ev.dst_labels = vec!["k8s:app=db".into(), "k8s:env=prod".into()];
+        let text = verbose(&ev);
+        assert!(
+            text.ends_with(
+                "\nIdentity 300 [k8s:app=web] (endpoint 12) -> 301 [k8s:app=db, k8s:env=prod]"
+            ),
+            "{text}"
+        );
+        let lost_ev = MonitorEvent {
+            kind: "lost".into(),
+            lost: 17,
+            ..Default::default()
+        };
+        assert_eq!(lost(&lost_ev), "Lost 17 events");
     }
 
     #[test]

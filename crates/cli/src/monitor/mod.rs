@@ -6,7 +6,7 @@ mod format;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
-use api::{monitor_kind, Client};
+use api::{monitor_kind, Client, MonitorQuery};
 
 use crate::output::{emit, OutputFormat};
 
@@ -20,9 +20,15 @@ pub struct MonitorArgs {
         monitor_kind::DEBUG,
     ])]
     types: Vec<String>,
-    /// Only show events related to this endpoint id
+    /// Only show events related to this endpoint id (source or destination)
     #[arg(long = "related-to")]
     related_to: Option<u16>,
+    /// Only show events whose source is this endpoint id
+    #[arg(long = "from")]
+    from: Option<u16>,
+    /// Only show events whose destination is this endpoint id
+    #[arg(long = "to")]
+    to: Option<u16>,
     /// Verbose output (repeatable)
     #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count)]
     verbose: u8,
@@ -32,8 +38,15 @@ pub struct MonitorArgs {
 }
 
 pub fn run(client: &Client, args: &MonitorArgs) -> Result<ExitCode> {
+    // The agent filters, so a busy node does not flood the client.
+    let query = MonitorQuery {
+        types: args.types.clone(),
+        from: args.from,
+        to: args.to,
+        related_to: args.related_to,
+    };
     let events = client
-        .monitor(&args.types)
+        .monitor_query(&query)
         .context("cannot open the monitor stream")?;
     if args.output.is_none() {
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -41,11 +54,9 @@ pub fn run(client: &Client, args: &MonitorArgs) -> Result<ExitCode> {
     }
     for event in events {
         let event = event.context("monitor stream broke")?;
-        if args.related_to.is_some_and(|id| id != event.endpoint) {
-            continue;
-        }
         let text = match args.output {
             Some(OutputFormat::Json) => serde_json::to_string(&event)?,
+            None if event.kind == monitor_kind::LOST => format::lost(&event),
             None if args.verbose > 0 => format::verbose(&event),
             None => format::line(&event),
         };

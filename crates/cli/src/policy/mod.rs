@@ -3,6 +3,7 @@
 mod delete;
 mod get;
 mod import;
+mod trace;
 mod validate;
 
 use std::path::Path;
@@ -22,6 +23,8 @@ pub enum PolicyCommand {
     Delete(delete::DeleteArgs),
     /// Validate a policy file locally (nothing is sent to the agent)
     Validate(validate::ValidateArgs),
+    /// Trace a policy decision between a source and a destination
+    Trace(trace::TraceArgs),
 }
 
 pub fn run(client: &Client, cmd: PolicyCommand) -> Result<ExitCode> {
@@ -30,6 +33,7 @@ pub fn run(client: &Client, cmd: PolicyCommand) -> Result<ExitCode> {
         PolicyCommand::Get(args) => get::run(client, &args),
         PolicyCommand::Delete(args) => delete::run(client, &args),
         PolicyCommand::Validate(args) => validate::run(&args),
+        PolicyCommand::Trace(args) => trace::run(client, &args),
     }?;
     Ok(ExitCode::SUCCESS)
 }

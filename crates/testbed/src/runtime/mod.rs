@@ -5,10 +5,15 @@
 
 pub mod busybox;
 pub mod cni;
+pub mod containerd;
+pub mod daemon;
+pub mod docker;
 pub mod podman;
 
 pub use busybox::Rootfs;
 pub use cni::{CniNetwork, CNI_BIN_ENV};
+pub use containerd::Containerd;
+pub use docker::{DockerPlugin, Dockerd};
 pub use podman::Podman;
 
 use anyhow::{bail, Result};

@@ -1,0 +1,170 @@
+//! `IpamDriver`: one pool, the agent's allocation range; addresses from
+//! the agent's IPAM as `/32` (every packet then goes through the gateway,
+//! where the eBPF program sees it); the gateway is the agent's router IP.
+
+use std::net::Ipv4Addr;
+
+use serde_json::{json, Value};
+
+use crate::driver::Driver;
+use crate::error::PluginError;
+use crate::protocol::{
+    ReleaseAddress, RequestAddress, RequestPool, GATEWAY_ADDRESS, GLOBAL_ADDRESS_SPACE,
+    LOCAL_ADDRESS_SPACE, POOL_V4, REQUEST_ADDRESS_TYPE,
+};
+
+/// The IPAM owner recorded with addresses handed to dockerd.
+pub const IPAM_OWNER: &str = "docker-ipam";
+
+pub fn capabilities() -> Value {
+    json!({"RequiresMACAddress": false, "RequiresRequestReplay": false})
+}
+
+pub fn address_spaces() -> Value {
+    json!({
+        "LocalDefaultAddressSpace": LOCAL_ADDRESS_SPACE,
+        "GlobalDefaultAddressSpace": GLOBAL_ADDRESS_SPACE,
+    })
+}
+
+pub fn request_pool(driver: &Driver, req: &RequestPool) -> Result<Value, PluginError> {
+    if req.v6 {
+        return Err(PluginError::bad_request(
+            "cilium-docker: IPv6 is not supported (the agent allocates IPv4 only); \
+             create the network without --ipv6",
+        ));
+    }
+    let addressing = driver.addressing()?;
+    if !req.pool.is_empty() && req.pool != addressing.alloc_range {
+        return Err(PluginError::bad_request(format!(
+            "cilium-docker: --subnet {} differs from cilium-agent's allocation range {}; \
+             leave --subnet out",
+            req.pool, addressing.alloc_range
+        )));
+    }
+    Ok(json!({
+        "PoolID": POOL_V4,
+        "Pool": addressing.alloc_range,
+        "Data": {GATEWAY_ADDRESS: format!("{}/32", addressing.router)},
+    }))
+}
+
+pub fn request_address(driver: &Driver, req: &RequestAddress) -> Result<Value, PluginError> {
+    check_pool(&req.pool_id)?;
+    let wants_gateway = req
+        .options
+        .as_ref()
+        .and_then(|o| o.get(REQUEST_ADDRESS_TYPE))
+        .is_some_and(|t| t == GATEWAY_ADDRESS);
+    if wants_gateway || !req.address.is_empty() {
+        let router = driver.addressing()?.router;
+        if wants_gateway || req.address == router.to_string() {
+            return Ok(json!({"Address": format!("{router}/32"), "Data": {}}));
+        }
+        return Err(PluginError::bad_request(format!(
+            "cilium-docker: a fixed address ({}) cannot be requested; \
+             cilium-agent hands out the addresses (leave --ip out)",
+            req.address
+        )));
+    }
+    let answer = driver
+        .agent
+        .ipam_allocate(Some(IPAM_OWNER))
+        .map_err(|e| PluginError::agent(&driver.agent, "POST /v1/ipam", e))?;
+    let ip = answer
+        .ipv4
+        .as_ref()
+        .map(|a| a.ip.clone())
+        .or(answer.address.ipv4.clone())
+        .as_deref()
+        .and_then(parse_ipv4)
+        .ok_or_else(|| {
+            PluginError::internal(format!(
+                "cilium-agent's IPAM answer has no IPv4 address: {answer:?}"
+            ))
+        })?;
+    Ok(json!({"Address": format!("{ip}/32"), "Data": {}}))
+}
+
+pub fn release_address(driver: &Driver, req: &ReleaseAddress) -> Result<Value, PluginError> {
+    check_pool(&req.pool_id)?;
+    let ip = parse_ipv4(&req.address).ok_or_else(|| {
+        PluginError::bad_request(format!(
+            "ReleaseAddress: {:?} is not an IPv4 address",
+            req.address
+        ))
+    })?;
+    // The gateway was never allocated; an address already free is fine.
+    if driver.addressing().is_ok_and(|a| a.router == ip) {
+        return Ok(json!({}));
+    }
+    match driver.agent.ipam_release(&ip.to_string()) {
+        Ok(()) => Ok(json!({})),
+        Err(e) if e.status() == Some(404) => Ok(json!({})),
+        Err(e) => Err(PluginError::agent(
+            &driver.agent,
+            &format!("DELETE /v1/ipam/{ip}"),
+            e,
+        )),
+    }
+}
+
+fn check_pool(pool_id: &str) -> Result<(), PluginError> {
+    if pool_id != POOL_V4 {
+        return Err(PluginError::bad_request(format!(
+            "cilium-docker: unknown pool {pool_id:?} (the only pool is {POOL_V4})"
+        )));
+    }
+    Ok(())
+}
+
+/// `10.0.0.5`, `10.0.0.5/32`.
+pub fn parse_ipv4(text: &str) -> Option<Ipv4Addr> {
+    text.split('/').next()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::docker_api::DockerClient;
+
+    fn offline() -> Driver {
+        Driver::new(
+            api::Client::new("/nonexistent/agent.sock"),
+            DockerClient::new("/nonexistent/docker.sock"),
+        )
+    }
+
+    #[test]
+    fn ipv6_pools_are_refused_before_asking_the_agent() {
+        let e = request_pool(
+            &offline(),
+            &RequestPool {
+                v6: true,
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+        assert_eq!(e.status, 400);
+        assert!(e.message.contains("--ipv6"), "{e}");
+    }
+
+    #[test]
+    fn foreign_pools_are_refused() {
+        let e = request_address(
+            &offline(),
+            &RequestAddress {
+                pool_id: "default".into(),
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+        assert!(e.message.contains("CiliumPoolv4"), "{e}");
+    }
+
+    #[test]
+    fn parses_addresses_with_prefix() {
+        assert_eq!(parse_ipv4("10.1.2.3/32"), Some(Ipv4Addr::new(10, 1, 2, 3)));
+        assert_eq!(parse_ipv4("nope"), None);
+    }
+}

@@ -1,0 +1,130 @@
+//! The embedded backend against the shared conformance suite, plus what only it does
+//! (persistence, replay after a lagging consumer).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kvstore::conformance::{self, next};
+use kvstore::{Backend, Embedded, KvstoreConfig, WatchEvent};
+
+fn embedded() -> Arc<dyn Backend> {
+    Arc::new(Embedded::new())
+}
+
+const TTL: Duration = Duration::from_millis(300);
+
+#[tokio::test]
+async fn basic_get_set_delete() {
+    conformance::basic_get_set_delete(&*embedded(), "t").await;
+}
+
+#[tokio::test]
+async fn prefix_list_and_delete() {
+    conformance::prefix_list_and_delete(&*embedded(), "t").await;
+}
+
+#[tokio::test]
+async fn conditional_writes() {
+    conformance::conditional_writes(&*embedded(), "t").await;
+}
+
+#[tokio::test]
+async fn leases() {
+    conformance::leases(&*embedded(), "t").await;
+}
+
+#[tokio::test]
+async fn lease_expiry() {
+    conformance::lease_expiry(&*embedded(), "t", TTL).await;
+}
+
+#[tokio::test]
+async fn lease_object() {
+    conformance::lease_object(embedded(), "t", TTL).await;
+}
+
+#[tokio::test]
+async fn watch_list_then_changes() {
+    conformance::watch_list_then_changes(&*embedded(), "t").await;
+}
+
+#[tokio::test]
+async fn watch_resume_from_revision() {
+    conformance::watch_resume_from_revision(&*embedded(), "t").await;
+}
+
+#[tokio::test]
+async fn session_republishes_after_lease_loss() {
+    conformance::session_republishes_after_lease_loss(embedded(), "t", TTL).await;
+}
+
+#[tokio::test]
+async fn whole_suite_on_one_store() {
+    conformance::run_all(embedded(), "suite", TTL).await;
+}
+
+#[tokio::test]
+async fn persistent_store_keeps_lease_less_keys_across_restarts() {
+    let dir = std::env::temp_dir().join(format!("kvstore-persist-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let config = KvstoreConfig::from_flags::<&str>("embedded", &[]).unwrap();
+    let revision = {
+        let kv = config.connect(Some(&dir)).await.unwrap();
+        let lease = kv.grant_lease(Duration::from_secs(60)).await.unwrap();
+        kv.set("durable", b"yes".to_vec(), None).await.unwrap();
+        kv.set("leased", b"gone".to_vec(), Some(lease))
+            .await
+            .unwrap();
+        kv.set("deleted", b"x".to_vec(), None).await.unwrap();
+        kv.delete("deleted")
+            .await
+            .unwrap()
+            .then_some(())
+            .expect("deleted");
+        kv.list_prefix("").await.unwrap().revision
+    };
+    let kv = config.connect(Some(&dir)).await.unwrap();
+    assert_eq!(kv.get("durable").await.unwrap().unwrap().value, b"yes");
+    assert_eq!(
+        kv.get("leased").await.unwrap(),
+        None,
+        "leased keys are not persisted"
+    );
+    assert_eq!(kv.get("deleted").await.unwrap(), None);
+    let next_revision = kv.set("after", b"1".to_vec(), None).await.unwrap();
+    assert!(
+        next_revision > revision,
+        "revisions continue after a restart"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn lagging_consumer_gets_a_replay() {
+    let kv = embedded();
+    let mut watch = kv.watch_prefix("lag/", None);
+    assert_eq!(next(&mut watch).await, WatchEvent::ListStart);
+    assert!(matches!(
+        next(&mut watch).await,
+        WatchEvent::ListDone { .. }
+    ));
+    // Far more changes than the live buffer holds, without reading.
+    for n in 0..6000 {
+        kv.set(&format!("lag/{}", n % 10), n.to_string().into_bytes(), None)
+            .await
+            .unwrap();
+    }
+    kv.set("lag/final", b"1".to_vec(), None).await.unwrap();
+    let mut saw_replay = false;
+    loop {
+        match next(&mut watch).await {
+            WatchEvent::ListStart => saw_replay = true,
+            WatchEvent::Put { key, .. } if key == "lag/final" => break,
+            _ => {}
+        }
+    }
+    assert!(
+        saw_replay,
+        "a consumer that fell behind must get a fresh replay"
+    );
+}

@@ -1,0 +1,44 @@
+//! Request heads and chunked bodies: never panic, never claim more bytes than
+//! given, and decoding a body in one piece or byte by byte agrees.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use proxy::http1::chunked::ChunkedDecoder;
+use proxy::http1::{parse_request, BodyFraming};
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(Some(head)) = parse_request(data) else {
+        return;
+    };
+    assert!(head.head_len <= data.len());
+    if let BodyFraming::Length(_) = head.framing {
+        assert!(head.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("content-length")));
+    }
+    let body = &data[head.head_len..];
+    let mut whole = ChunkedDecoder::default();
+    let whole_result = whole.advance(body);
+    let mut split = ChunkedDecoder::default();
+    let mut consumed = 0;
+    let mut split_error = false;
+    for byte in body {
+        match split.advance(std::slice::from_ref(byte)) {
+            Ok(n) => consumed += n,
+            Err(_) => {
+                split_error = true;
+                break;
+            }
+        }
+        if split.is_done() {
+            break;
+        }
+    }
+    match whole_result {
+        Ok(n) => {
+            assert!(n <= body.len());
+            assert!(!split_error);
+            assert_eq!(n, consumed);
+            assert_eq!(whole.is_done(), split.is_done());
+        }
+        Err(_) => assert!(split_error),
+    }
+});

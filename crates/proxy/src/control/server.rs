@@ -1,0 +1,129 @@
+//! The control socket server: accepts agent connections on a Unix socket,
+//! applies their commands to the `ProxyState` and streams access-log events
+//! back on every connection.
+
+use std::io;
+use std::path::Path;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{broadcast, mpsc};
+
+use crate::control::protocol::{Command, Reply, Request, Status, PROTOCOL_VERSION};
+use crate::redirect::ProxyState;
+
+/// Longest command line accepted (a `sync` of a large cluster fits easily).
+const MAX_LINE: usize = 64 << 20;
+
+pub struct ControlServer {
+    listener: UnixListener,
+    state: ProxyState,
+}
+
+impl ControlServer {
+    /// Binds `path`, replacing a stale socket file left by a previous run.
+    pub fn bind(path: &Path, state: ProxyState) -> io::Result<Self> {
+        if path.exists() {
+            std::fs::remove_file(path)?;
+        }
+        let listener = UnixListener::bind(path)?;
+        Ok(ControlServer { listener, state })
+    }
+
+    pub async fn run(self) -> io::Result<()> {
+        loop {
+            let (stream, _) = self.listener.accept().await?;
+            let state = self.state.clone();
+            tokio::spawn(async move {
+                if let Err(err) = serve_client(stream, state).await {
+                    eprintln!("cilium-proxy: control client: {err}");
+                }
+            });
+        }
+    }
+}
+
+/// Applies one command; `Ok(Some(status))` for `hello` and `status`.
+pub fn apply(state: &ProxyState, command: &Command) -> Result<Option<Status>, String> {
+    let result = match command {
+        Command::Hello { version } if *version != PROTOCOL_VERSION => {
+            return Err(format!(
+                "protocol version {version} is not supported (this proxy speaks {PROTOCOL_VERSION})"
+            ))
+        }
+        Command::Hello { .. } | Command::Status => return Ok(Some(state.status())),
+        Command::Sync { redirects, ipcache } => state.sync(redirects, ipcache),
+        Command::UpsertRedirect { redirect } => state.upsert_redirect(redirect),
+        Command::RemoveRedirect { proxy_port } => {
+            state.remove_redirect(*proxy_port);
+            Ok(())
+        }
+        Command::IpcacheUpsert { entries } => state.ipcache_upsert(entries),
+        Command::IpcacheDelete { prefixes } => state.ipcache_delete(prefixes),
+    };
+    result.map(|_| None).map_err(|err| err.to_string())
+}
+
+async fn serve_client(stream: UnixStream, state: ProxyState) -> io::Result<()> {
+    let (read_half, mut write_half) = stream.into_split();
+    let (reply_tx, mut reply_rx) = mpsc::channel::<Reply>(256);
+    let mut events = state.log.subscribe();
+    // One writer: replies and events interleave as whole lines.
+    let writer = tokio::spawn(async move {
+        loop {
+            let reply = tokio::select! {
+                reply = reply_rx.recv() => match reply {
+                    Some(reply) => reply,
+                    None => break,
+                },
+                event = events.recv() => match event {
+                    Ok(event) => Reply::AccessLog { event },
+                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(broadcast::error::RecvError::Closed) => break,
+                },
+            };
+            let mut line = serde_json::to_vec(&reply).expect("replies serialize");
+            line.push(b'\n');
+            if write_half.write_all(&line).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut reader = BufReader::new(read_half);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let read = (&mut reader)
+            .take(MAX_LINE as u64)
+            .read_line(&mut line)
+            .await?;
+        if read == 0 {
+            break;
+        }
+        if line.trim().is_empty() {
+            continue;
+        }
+        let reply = match serde_json::from_str::<Request>(&line) {
+            Ok(request) => match apply(&state, &request.command) {
+                Ok(status) => Reply::Ack {
+                    seq: request.seq,
+                    status,
+                },
+                Err(message) => Reply::Error {
+                    seq: request.seq,
+                    message,
+                },
+            },
+            Err(err) => Reply::Error {
+                seq: 0,
+                message: format!("malformed command: {err}"),
+            },
+        };
+        if reply_tx.send(reply).await.is_err() {
+            break;
+        }
+    }
+    drop(reply_tx);
+    let _ = writer.await;
+    Ok(())
+}

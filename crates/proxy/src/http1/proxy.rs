@@ -1,0 +1,322 @@
+//! One HTTP/1.1 client connection: parse each request head, ask the policy,
+//! then either forward the request (head and body bytes unchanged) and relay
+//! the upstream's response, or answer `403 Access denied` and keep reading.
+//! Requests are handled one at a time, so pipelined requests are answered in
+//! order even when some are denied locally. Anything malformed gets `400` and
+//! the connection is closed.
+
+use std::io;
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+
+use super::chunked::ChunkedDecoder;
+use super::parse::{
+    parse_request, parse_response, BodyFraming, HttpError, RequestHead, ResponseHead,
+};
+use crate::access_log::{L7Protocol, L7Verdict};
+use crate::filter::{ConnContext, Malformed};
+use crate::listener::connect_upstream;
+use crate::redirect::upstream_options;
+
+/// HTTP/2 connection preface (prior knowledge, as gRPC uses in cleartext).
+pub const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+/// Body of a denied request, as Cilium's proxy sends it.
+pub const DENIED_BODY: &str = "Access denied\r\n";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("client sent a malformed request: {0}")]
+    Client(#[from] HttpError),
+    #[error("upstream sent a malformed response: {0}")]
+    Upstream(HttpError),
+    #[error("cannot connect to {addr}: {source}")]
+    Connect {
+        addr: std::net::SocketAddr,
+        source: io::Error,
+    },
+    #[error(transparent)]
+    Io(#[from] io::Error),
+    #[error("http2: {0}")]
+    H2(#[from] h2::Error),
+}
+
+pub fn denied_response(keep_alive: bool) -> Vec<u8> {
+    let connection = if keep_alive {
+        ""
+    } else {
+        "connection: close\r\n"
+    };
+    format!(
+        "HTTP/1.1 403 Forbidden\r\ncontent-length: {}\r\ncontent-type: text/plain\r\n{connection}\r\n{DENIED_BODY}",
+        DENIED_BODY.len()
+    )
+    .into_bytes()
+}
+
+fn closing_response(status: &str, body: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 {status}\r\ncontent-length: {}\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+struct Upstream {
+    reader: OwnedReadHalf,
+    writer: OwnedWriteHalf,
+    buf: BytesMut,
+}
+
+pub async fn serve(mut client: TcpStream, ctx: ConnContext) -> Result<(), ProxyError> {
+    let mut buf = BytesMut::with_capacity(16 * 1024);
+    loop {
+        let n = buf.len().min(H2_PREFACE.len());
+        if buf[..n] != H2_PREFACE[..n] {
+            break;
+        }
+        if n == H2_PREFACE.len() {
+            return crate::http2::serve(client, buf.freeze(), ctx).await;
+        }
+        if client.read_buf(&mut buf).await? == 0 {
+            return Ok(());
+        }
+    }
+    let (mut client_reader, mut client_writer) = client.into_split();
+    let mut upstream: Option<Upstream> = None;
+    loop {
+        let head = match read_request_head(&mut client_reader, &mut buf).await {
+            Ok(Some(head)) => head,
+            Ok(None) => return Ok(()),
+            Err(err) => return reject(&mut client_writer, &ctx, err).await,
+        };
+        // Forwarded exactly as received.
+        let head_bytes = buf.split_to(head.head_len);
+        if !ctx.request_filter(&head) {
+            if head.expects_continue() {
+                // The client holds its body back until told to send it: answer
+                // now and close rather than wait for a body that may not come.
+                client_writer.write_all(&denied_response(false)).await?;
+                ctx.logging(&head, L7Verdict::Denied, 403);
+                return Ok(());
+            }
+            let discard: Option<&mut OwnedWriteHalf> = None;
+            if let Err(err) =
+                forward_body(head.framing, &mut client_reader, &mut buf, discard).await
+            {
+                return reject(&mut client_writer, &ctx, err).await;
+            }
+            client_writer
+                .write_all(&denied_response(head.keep_alive))
+                .await?;
+            ctx.logging(&head, L7Verdict::Denied, 403);
+            if !head.keep_alive {
+                return Ok(());
+            }
+            continue;
+        }
+        let up = match &mut upstream {
+            Some(up) => up,
+            None => {
+                let addr = ctx.original_dst;
+                match connect_upstream(addr, upstream_options(&ctx)).await {
+                    Ok(stream) => {
+                        let (reader, writer) = stream.into_split();
+                        upstream.insert(Upstream {
+                            reader,
+                            writer,
+                            buf: BytesMut::with_capacity(16 * 1024),
+                        })
+                    }
+                    Err(source) => {
+                        let _ = client_writer
+                            .write_all(&closing_response(
+                                "503 Service Unavailable",
+                                "upstream connect error",
+                            ))
+                            .await;
+                        ctx.logging(&head, L7Verdict::Error, 503);
+                        return Err(ProxyError::Connect { addr, source });
+                    }
+                }
+            }
+        };
+        up.writer.write_all(&head_bytes).await?;
+        let request_body = forward_body(
+            head.framing,
+            &mut client_reader,
+            &mut buf,
+            Some(&mut up.writer),
+        );
+        let response = relay_response(
+            &head.method,
+            &mut up.reader,
+            &mut up.buf,
+            &mut client_writer,
+        );
+        let response = match tokio::try_join!(request_body, response) {
+            Ok(((), response)) => response,
+            Err(ProxyError::Client(err)) => {
+                return reject(&mut client_writer, &ctx, ProxyError::Client(err)).await
+            }
+            Err(err) => {
+                ctx.logging(&head, L7Verdict::Error, 502);
+                return Err(err);
+            }
+        };
+        ctx.logging(&head, L7Verdict::Forwarded, response.status);
+        if response.status == 101 {
+            let up = upstream.take().expect("connected above");
+            return tunnel(client_reader, client_writer, buf, up).await;
+        }
+        if !head.keep_alive || !response.keep_alive {
+            return Ok(());
+        }
+    }
+}
+
+/// Answers a malformed request with 400 and ends the connection.
+async fn reject(
+    writer: &mut OwnedWriteHalf,
+    ctx: &ConnContext,
+    err: ProxyError,
+) -> Result<(), ProxyError> {
+    let _ = writer
+        .write_all(&closing_response("400 Bad Request", "Bad Request"))
+        .await;
+    let _ = writer.shutdown().await;
+    ctx.logging(&Malformed(L7Protocol::Http), L7Verdict::Error, 400);
+    Err(err)
+}
+
+/// Reads until a whole request head is buffered; `Ok(None)` on a clean close
+/// between requests.
+async fn read_request_head<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    buf: &mut BytesMut,
+) -> Result<Option<RequestHead>, ProxyError> {
+    loop {
+        if !buf.is_empty() {
+            if let Some(head) = parse_request(buf)? {
+                return Ok(Some(head));
+            }
+        }
+        if reader.read_buf(buf).await? == 0 {
+            return if buf.is_empty() {
+                Ok(None)
+            } else {
+                Err(HttpError::Truncated.into())
+            };
+        }
+    }
+}
+
+/// Relays one response (skipping over interim 1xx ones) to the client.
+async fn relay_response<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+    method: &str,
+    reader: &mut R,
+    buf: &mut BytesMut,
+    client: &mut W,
+) -> Result<ResponseHead, ProxyError> {
+    loop {
+        let head = loop {
+            match parse_response(buf, method).map_err(ProxyError::Upstream)? {
+                Some(head) => break head,
+                None if reader.read_buf(buf).await? == 0 => {
+                    return Err(ProxyError::Upstream(HttpError::Truncated))
+                }
+                None => {}
+            }
+        };
+        client.write_all(&buf[..head.head_len]).await?;
+        buf.advance(head.head_len);
+        if (100..200).contains(&head.status) && head.status != 101 {
+            continue;
+        }
+        forward_body(head.framing, reader, buf, Some(client))
+            .await
+            .map_err(|err| match err {
+                ProxyError::Client(err) => ProxyError::Upstream(err),
+                other => other,
+            })?;
+        return Ok(head);
+    }
+}
+
+/// Moves one body from `reader` (its first bytes already in `buf`) to
+/// `writer` unchanged, or discards it when `writer` is `None`. Bytes after
+/// the body stay in `buf`.
+pub async fn forward_body<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+    framing: BodyFraming,
+    reader: &mut R,
+    buf: &mut BytesMut,
+    mut writer: Option<&mut W>,
+) -> Result<(), ProxyError> {
+    match framing {
+        BodyFraming::None => Ok(()),
+        BodyFraming::Length(mut left) => {
+            while left > 0 {
+                if buf.is_empty() && reader.read_buf(buf).await? == 0 {
+                    return Err(HttpError::Truncated.into());
+                }
+                let take = left.min(buf.len() as u64) as usize;
+                let piece = buf.split_to(take);
+                if let Some(writer) = writer.as_mut() {
+                    writer.write_all(&piece).await?;
+                }
+                left -= take as u64;
+            }
+            Ok(())
+        }
+        BodyFraming::Chunked => {
+            let mut decoder = ChunkedDecoder::default();
+            loop {
+                if !buf.is_empty() {
+                    let used = decoder.advance(buf)?;
+                    let piece = buf.split_to(used);
+                    if let Some(writer) = writer.as_mut() {
+                        writer.write_all(&piece).await?;
+                    }
+                    if decoder.is_done() {
+                        return Ok(());
+                    }
+                }
+                if reader.read_buf(buf).await? == 0 {
+                    return Err(HttpError::Truncated.into());
+                }
+            }
+        }
+        BodyFraming::UntilClose => loop {
+            if let Some(writer) = writer.as_mut() {
+                writer.write_all(buf).await?;
+            }
+            buf.clear();
+            if reader.read_buf(buf).await? == 0 {
+                return Ok(());
+            }
+        },
+    }
+}
+
+/// After `101 Switching Protocols`: raw bytes both ways until either side closes.
+async fn tunnel(
+    mut client_reader: OwnedReadHalf,
+    mut client_writer: OwnedWriteHalf,
+    client_buf: BytesMut,
+    mut up: Upstream,
+) -> Result<(), ProxyError> {
+    up.writer.write_all(&client_buf).await?;
+    client_writer.write_all(&up.buf).await?;
+    let upward = async {
+        tokio::io::copy(&mut client_reader, &mut up.writer).await?;
+        up.writer.shutdown().await
+    };
+    let downward = async {
+        tokio::io::copy(&mut up.reader, &mut client_writer).await?;
+        client_writer.shutdown().await
+    };
+    tokio::try_join!(upward, downward)?;
+    Ok(())
+}

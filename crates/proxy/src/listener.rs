@@ -1,0 +1,75 @@
+//! Sockets: the redirect's listener and the upstream connection.
+//!
+//! Production listeners are transparent (`IP_TRANSPARENT` on 0.0.0.0:port):
+//! the datapath assigns them connections addressed to a pod, so the accepted
+//! socket's local address *is* the original destination. The fixed-upstream
+//! mode exists only for tests and debugging without a datapath: it listens on
+//! 127.0.0.1 and sends every connection to one configured address.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+
+/// How a redirect's listener learns where a connection was going.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListenMode {
+    /// Datapath redirect: original destination = the accepted socket's local address.
+    Transparent,
+    /// Tests only: every connection goes to this address.
+    FixedUpstream(SocketAddr),
+}
+
+/// Binds the listener for `port` in `mode`.
+pub fn bind(port: u16, mode: ListenMode) -> io::Result<TcpListener> {
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    let ip = match mode {
+        ListenMode::Transparent => {
+            socket.set_ip_transparent_v4(true)?;
+            Ipv4Addr::UNSPECIFIED
+        }
+        ListenMode::FixedUpstream(_) => Ipv4Addr::LOCALHOST,
+    };
+    socket.bind(&SockAddr::from(SocketAddr::new(IpAddr::V4(ip), port)))?;
+    socket.listen(1024)?;
+    socket.set_nonblocking(true)?;
+    TcpListener::from_std(socket.into())
+}
+
+/// Where the client meant to connect.
+pub fn original_destination(stream: &TcpStream, mode: ListenMode) -> io::Result<SocketAddr> {
+    match mode {
+        ListenMode::Transparent => stream.local_addr(),
+        ListenMode::FixedUpstream(addr) => Ok(addr),
+    }
+}
+
+/// How the proxy's own upstream connections are made.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UpstreamOptions {
+    /// Connect from this address (transparent bind, so the destination sees
+    /// the original client's IP); `None` = the node's address.
+    pub source: Option<IpAddr>,
+    /// `SO_MARK` on the socket, so the datapath (or a test's netfilter rule)
+    /// recognises proxy traffic and does not redirect it back to the proxy.
+    pub mark: Option<u32>,
+}
+
+/// Connects to `dst` as `options` say.
+pub async fn connect_upstream(dst: SocketAddr, options: UpstreamOptions) -> io::Result<TcpStream> {
+    let socket = Socket::new(Domain::for_address(dst), Type::STREAM, Some(Protocol::TCP))?;
+    if let Some(mark) = options.mark {
+        socket.set_mark(mark)?;
+    }
+    if let Some(src) = options.source {
+        socket.set_ip_transparent_v4(true)?;
+        socket.bind(&SockAddr::from(SocketAddr::new(src, 0)))?;
+    }
+    socket.set_nonblocking(true)?;
+    let std_stream: std::net::TcpStream = socket.into();
+    let stream = TcpSocket::from_std_stream(std_stream).connect(dst).await?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}

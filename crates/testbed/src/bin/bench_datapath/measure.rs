@@ -1,0 +1,158 @@
+//! One measurement each, from the client pod to a server pod: request/
+//! response latency (sockperf ping-pong over TCP), new connections per
+//! second (our own connect/read/close loop) and single-stream throughput
+//! (iperf3).
+
+use std::io::Read;
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use testbed::NetNs;
+
+use crate::procs;
+use crate::servers::{CONNECT_PORT, IPERF_PORT, SOCKPERF_PORT};
+use crate::signals;
+
+/// sockperf's message size: small requests and responses.
+pub const MESSAGE_BYTES: u32 = 64;
+
+/// Round-trip times of one sockperf ping-pong run, in microseconds.
+#[derive(Debug, Clone, Copy)]
+pub struct Latency {
+    pub p50_us: f64,
+    pub p99_us: f64,
+}
+
+pub fn latency(client: &NetNs, server: Ipv4Addr, duration: Duration) -> Result<Latency> {
+    let (ip, port) = (server.to_string(), SOCKPERF_PORT.to_string());
+    let secs = duration.as_secs().max(1).to_string();
+    let size = MESSAGE_BYTES.to_string();
+    let out = procs::run_in(
+        client,
+        &[
+            "sockperf",
+            "ping-pong",
+            "--tcp",
+            "-i",
+            &ip,
+            "-p",
+            &port,
+            "-t",
+            &secs,
+            "-m",
+            &size,
+            "--full-rtt",
+        ],
+    )?;
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    parse_sockperf(&text)
+}
+
+/// Reads `---> percentile 50.000 =  7.129` lines (colour codes aside).
+pub fn parse_sockperf(text: &str) -> Result<Latency> {
+    let percentile = |which: &str| -> Option<f64> {
+        text.lines()
+            .find(|l| l.contains(&format!("percentile {which} =")))
+            .and_then(|l| l.rsplit('=').next())
+            .and_then(|v| v.trim().trim_end_matches("\u{1b}[0m").parse().ok())
+    };
+    match (percentile("50.000"), percentile("99.000")) {
+        (Some(p50_us), Some(p99_us)) => Ok(Latency { p50_us, p99_us }),
+        _ => bail!("no 50th/99th percentile in sockperf's output:\n{text}"),
+    }
+}
+
+/// One run of the connection loop.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnRate {
+    pub per_second: f64,
+    pub failed: u64,
+}
+
+/// Connects, reads the server's byte and its close, closes; as fast as one
+/// thread can, for `duration`. Each connection is a full handshake, one
+/// data segment and both FINs: for (b) a policy lookup on the first packet
+/// and conntrack entries created and closed.
+pub fn conn_rate(client: &NetNs, server: Ipv4Addr, duration: Duration) -> Result<ConnRate> {
+    let addr = SocketAddr::from((server, CONNECT_PORT));
+    let (ok, failed, elapsed) = client.run(move || {
+        let (mut ok, mut failed) = (0u64, 0u64);
+        let start = Instant::now();
+        while start.elapsed() < duration && !signals::stopped() {
+            if one_connection(addr) {
+                ok += 1;
+            } else {
+                failed += 1;
+                if failed > 100 && failed > ok {
+                    break;
+                }
+            }
+        }
+        (ok, failed, start.elapsed())
+    })?;
+    if ok == 0 {
+        bail!("no connection to {addr} succeeded ({failed} failed)");
+    }
+    Ok(ConnRate {
+        per_second: ok as f64 / elapsed.as_secs_f64(),
+        failed,
+    })
+}
+
+fn one_connection(addr: SocketAddr) -> bool {
+    let Ok(mut conn) = TcpStream::connect_timeout(&addr, Duration::from_secs(1)) else {
+        return false;
+    };
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(1)));
+    let mut buf = [0u8; 8];
+    let mut got = 0;
+    loop {
+        match conn.read(&mut buf) {
+            Ok(0) => return got == 1,
+            Ok(n) => got += n,
+            Err(_) => return false,
+        }
+    }
+}
+
+/// iperf3, one TCP stream, the first second (slow start) omitted.
+pub fn throughput_gbps(client: &NetNs, server: Ipv4Addr, duration: Duration) -> Result<f64> {
+    let (ip, port) = (server.to_string(), IPERF_PORT.to_string());
+    let secs = duration.as_secs().max(1).to_string();
+    let out = procs::run_in(
+        client,
+        &[
+            "iperf3", "-c", &ip, "-p", &port, "-t", &secs, "-O", "1", "-J",
+        ],
+    )?;
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .with_context(|| "iperf3 -J printed no JSON".to_string())?;
+    let bps = json["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .with_context(|| format!("no end.sum_received.bits_per_second in {json}"))?;
+    Ok(bps / 1e9)
+}
+
+/// True if a TCP handshake to `ip:port` completes within `timeout`.
+pub fn handshake(client: &NetNs, ip: Ipv4Addr, port: u16, timeout: Duration) -> Result<bool> {
+    let addr = SocketAddr::from((ip, port));
+    client.run(move || TcpStream::connect_timeout(&addr, timeout).is_ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_sockperf_percentiles() {
+        let text = "sockperf: ---> percentile 99.900 =   27.266\n\
+                    sockperf: ---> percentile 99.000 =   16.627\n\
+                    sockperf: ---> percentile 50.000 =    7.129\n";
+        let lat = parse_sockperf(text).unwrap();
+        assert_eq!(lat.p50_us, 7.129);
+        assert_eq!(lat.p99_us, 16.627);
+        assert!(parse_sockperf("nothing").is_err());
+    }
+}
