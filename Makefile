@@ -5,7 +5,8 @@ APT_PACKAGES := clang llvm libbpf-dev bpftool linux-libc-dev iproute2 clang-19 \
 	curl netcat-openbsd socat procps \
 	podman containernetworking-plugins busybox-static runc \
 	sockperf iperf3 iptables \
-	protobuf-compiler etcd-server etcd-client docker.io containerd prometheus
+	protobuf-compiler etcd-server etcd-client docker.io containerd prometheus \
+	kcat nghttp2-client util-linux
 SETUP_STAMP := target/.setup-done
 
 .PHONY: setup build demo test bench lint clean-state
@@ -19,6 +20,7 @@ $(SETUP_STAMP): Makefile
 		echo "installing: $$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
+	@python3 -c 'import grpc' 2>/dev/null || python3 -m pip install -q grpcio
 	@command -v cargo-nextest >/dev/null || $(CARGO) install --locked cargo-nextest
 	@mkdir -p target && touch $@
 

@@ -128,12 +128,13 @@ enum {
 	CT_DIR_SERVICE = 2,
 };
 
+/* LRU, as in Cilium: under connection churn the oldest entries make room
+ * instead of new flows failing to be tracked. */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__type(key, struct ct_key);
 	__type(value, struct ct_entry);
 	__uint(max_entries, 262144);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } cilium_ct4_global SEC(".maps");
 

@@ -19,13 +19,30 @@ pub struct Config {
     #[arg(long, default_value = "/sys/fs/bpf/cilium")]
     pub bpf_root: PathBuf,
 
-    /// This node's pod CIDR.
-    #[arg(long, default_value = "10.200.0.0/16")]
-    pub ipv4_range: String,
+    /// This node's pod CIDR (default 10.200.0.0/16 unless a cluster pool is set).
+    #[arg(long)]
+    pub ipv4_range: Option<String>,
 
-    /// Key-value store backend ("embedded": state lives in --state-dir).
-    #[arg(long, default_value = "embedded", value_parser = ["embedded"])]
+    /// Pod CIDR pool of the cluster: each node claims a block of it.
+    #[arg(long)]
+    pub cluster_pool_ipv4_cidr: Option<String>,
+
+    /// Size of the block each node claims from --cluster-pool-ipv4-cidr.
+    #[arg(long, default_value_t = 24)]
+    pub cluster_pool_ipv4_mask_size: u8,
+
+    /// Key-value store: "embedded" (in --state-dir) or "etcd".
+    #[arg(long, default_value = "embedded", value_parser = ["embedded", "etcd"])]
     pub kvstore: String,
+
+    /// Kvstore options, e.g. etcd.endpoints=http://127.0.0.1:2379[,…].
+    #[arg(long)]
+    pub kvstore_opt: Vec<String>,
+
+    /// The address other nodes reach this one at (default: the source
+    /// address of the default route).
+    #[arg(long)]
+    pub node_ip: Option<std::net::Ipv4Addr>,
 
     /// Name of this node.
     #[arg(long, env = "CILIUM_NODE_NAME")]

@@ -2,6 +2,7 @@
 //! connection-tracking GC and the REST API on the unix socket.
 
 mod api;
+mod cluster;
 mod config;
 mod daemon;
 mod endpoint;
@@ -35,7 +36,21 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let socket = config.socket.clone();
     let gc_every = Duration::from_secs(config.ct_gc_interval.max(1));
     let prometheus = config.prometheus_serve_addr.clone();
-    let daemon = Daemon::start(config).context("starting cilium-agent")?;
+    let daemon = Daemon::start(config)
+        .await
+        .context("starting cilium-agent")?;
+    tokio::spawn(cluster::watch::identities(daemon.clone()));
+    tokio::spawn(cluster::watch::endpoint_ips(daemon.clone()));
+    tokio::spawn(cluster::watch::nodes(daemon.clone()));
+    // Identities nobody references are removed after a grace period long
+    // enough for an agent restart to take its references again.
+    tokio::spawn(
+        daemon
+            .cluster()
+            .identities
+            .gc_with_grace(Duration::from_secs(300))
+            .run(Duration::from_secs(60)),
+    );
     let registry = Arc::new(metrics::Registry::default());
 
     let hub = MonitorHub::new();

@@ -1,26 +1,49 @@
-//! Facts about the node's network devices, read from sysfs and getifaddrs.
+//! Facts about this network namespace's devices. Read through the kernel's
+//! per-namespace interfaces (if_nametoindex, getifaddrs), never /sys: an
+//! agent started with `nsenter --net` still sees the sysfs of the namespace
+//! that mounted it.
 
-use std::net::Ipv4Addr;
-
-use crate::endpoint::parse_mac;
+use std::{
+    ffi::{CStr, CString},
+    net::Ipv4Addr,
+};
 
 pub fn ifindex(name: &str) -> Option<u32> {
-    read_sysfs(name, "ifindex")?.trim().parse().ok()
+    let c = CString::new(name).ok()?;
+    // SAFETY: c is a valid NUL-terminated string.
+    let index = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    (index != 0).then_some(index)
 }
 
 pub fn mac(name: &str) -> Option<[u8; 6]> {
-    parse_mac(&read_sysfs(name, "address")?)
+    interfaces()
+        .into_iter()
+        .find_map(|(ifname, addr)| match addr {
+            Addr::Link(mac) if ifname == name => Some(mac),
+            _ => None,
+        })
 }
 
-fn read_sysfs(name: &str, attr: &str) -> Option<String> {
-    if name.is_empty() || name.contains('/') {
-        return None;
-    }
-    std::fs::read_to_string(format!("/sys/class/net/{name}/{attr}")).ok()
-}
-
-/// Every IPv4 address configured on this node (they all belong to the host).
+/// Every IPv4 address configured in this namespace (all belong to the host).
 pub fn host_addresses() -> Vec<Ipv4Addr> {
+    let mut out: Vec<Ipv4Addr> = interfaces()
+        .into_iter()
+        .filter_map(|(_, addr)| match addr {
+            Addr::V4(ip) => Some(ip),
+            _ => None,
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+enum Addr {
+    V4(Ipv4Addr),
+    Link([u8; 6]),
+}
+
+fn interfaces() -> Vec<(String, Addr)> {
     let mut out = Vec::new();
     let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
     // SAFETY: getifaddrs fills head with a list we free below.
@@ -31,19 +54,64 @@ pub fn host_addresses() -> Vec<Ipv4Addr> {
     while !cur.is_null() {
         // SAFETY: cur walks the list getifaddrs returned.
         let ifa = unsafe { &*cur };
-        if !ifa.ifa_addr.is_null() {
-            // SAFETY: ifa_addr is valid; its family says which sockaddr it is.
-            let family = unsafe { (*ifa.ifa_addr).sa_family } as i32;
-            if family == libc::AF_INET {
-                let sin = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in) };
-                out.push(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)));
-            }
-        }
         cur = ifa.ifa_next;
+        if ifa.ifa_addr.is_null() {
+            continue;
+        }
+        // SAFETY: ifa_name is a NUL-terminated string owned by the list.
+        let name = unsafe { CStr::from_ptr(ifa.ifa_name) }
+            .to_string_lossy()
+            .into_owned();
+        // SAFETY: ifa_addr is valid; its family says which sockaddr it is.
+        match unsafe { (*ifa.ifa_addr).sa_family } as i32 {
+            libc::AF_INET => {
+                let sin = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in) };
+                out.push((
+                    name,
+                    Addr::V4(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr))),
+                ));
+            }
+            libc::AF_PACKET => {
+                let sll = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_ll) };
+                if sll.sll_halen == 6 {
+                    let mut mac = [0u8; 6];
+                    mac.copy_from_slice(&sll.sll_addr[..6]);
+                    out.push((name, Addr::Link(mac)));
+                }
+            }
+            _ => {}
+        }
     }
     // SAFETY: head came from getifaddrs.
     unsafe { libc::freeifaddrs(head) };
-    out.sort();
-    out.dedup();
     out
+}
+
+/// The address this node is reached at: the source of its default route.
+pub fn default_route_source() -> Option<Ipv4Addr> {
+    let out = std::process::Command::new("ip")
+        .args(["-4", "route", "get", "192.0.2.1"])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut words = text.split_whitespace();
+    while let Some(w) = words.next() {
+        if w == "src" {
+            return words.next()?.parse().ok();
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_is_seen_through_the_namespace() {
+        assert_eq!(ifindex("lo"), Some(1));
+        assert_eq!(mac("lo"), Some([0; 6]));
+        assert!(host_addresses().contains(&Ipv4Addr::LOCALHOST));
+        assert_eq!(ifindex("no-such-device"), None);
+    }
 }

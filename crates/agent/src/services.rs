@@ -57,6 +57,9 @@ pub struct Plan {
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct ServiceTable {
     services: BTreeMap<u16, ServiceRecord>,
+    /// Frontend -> service id: uniqueness without a scan.
+    #[serde(default)]
+    by_frontend: BTreeMap<Addr, u16>,
     /// Backend address -> (id, services using it).
     backend_ids: BTreeMap<Addr, (u32, u32)>,
     next_backend_id: u32,
@@ -249,12 +252,14 @@ impl ServiceTable {
             plan.old_slot_count = self.slots_len_of(&old);
             plan.removed_backends = self.release_backends(&old);
         }
+        self.by_frontend.insert(svc.frontend, svc.id);
         self.services.insert(svc.id, svc);
         Ok(plan)
     }
 
     pub fn delete(&mut self, id: u16) -> Option<(ServiceRecord, Plan)> {
         let old = self.services.remove(&id)?;
+        self.by_frontend.remove(&old.frontend);
         let plan = Plan {
             old_slot_count: self.slots_len_of(&old),
             removed_backends: self.release_backends(&old),

@@ -41,10 +41,6 @@ impl StateDir {
         Ok(StateDir { dir })
     }
 
-    pub fn identities_path(&self) -> PathBuf {
-        self.dir.join("identities.json")
-    }
-
     pub fn cidr_identities_path(&self) -> PathBuf {
         self.dir.join("cidr_identities.json")
     }
@@ -154,7 +150,7 @@ fn write<T: Serialize + ?Sized>(path: &Path, value: &T, sync: bool) -> Result<()
         source,
     };
     let tmp = path.with_extension("json.tmp");
-    let bytes = serde_json::to_vec_pretty(value).expect("state is always serializable");
+    let bytes = serde_json::to_vec(value).expect("state is always serializable");
     let mut file = std::fs::File::create(&tmp).map_err(io)?;
     file.write_all(&bytes).map_err(io)?;
     if sync {

@@ -227,6 +227,28 @@ impl Client {
         self.get_json("/v1/lb")
     }
 
+    /// `cilium node list`: the nodes this agent knows, itself included.
+    pub fn cluster_nodes(&self) -> Result<ClusterNodeStatus, ClientError> {
+        self.get_json("/v1/cluster/nodes")
+    }
+
+    /// `cilium kvstore get`: the key, or with `recursive` every key under
+    /// the prefix. A missing key is [`ClientError::Api`] with status 404.
+    pub fn kvstore_get(&self, key: &str, recursive: bool) -> Result<Vec<KvPair>, ClientError> {
+        self.get_json(&kvstore_target(key, recursive))
+    }
+
+    /// `cilium kvstore set`: writes `value` (as text) under `key`.
+    pub fn kvstore_set(&self, key: &str, value: &str) -> Result<(), ClientError> {
+        let body = ("text/plain", value.as_bytes().to_vec());
+        self.call_unit("PUT", &kvstore_target(key, false), Some(body))
+    }
+
+    /// `cilium kvstore delete`: the key, or with `recursive` the prefix.
+    pub fn kvstore_delete(&self, key: &str, recursive: bool) -> Result<(), ClientError> {
+        self.call_unit("DELETE", &kvstore_target(key, recursive), None)
+    }
+
     // ------------------------------------------------------------ plumbing
 
     fn get_json<T: DeserializeOwned>(&self, target: &str) -> Result<T, ClientError> {
@@ -337,6 +359,19 @@ fn encode_component(s: &str) -> String {
         }
     }
     out
+}
+
+/// `/v1/kvstore/cilium/state/nodes/v1?recursive=true`: the key keeps its
+/// `/` separators (the agent routes the rest of the path as the key); each
+/// segment is percent-encoded on its own.
+pub fn kvstore_target(key: &str, recursive: bool) -> String {
+    let path: Vec<String> = key
+        .trim_start_matches('/')
+        .split('/')
+        .map(encode_component)
+        .collect();
+    let query = if recursive { "?recursive=true" } else { "" };
+    format!("/v1/kvstore/{}{query}", path.join("/"))
 }
 
 /// `/v1/monitor?type=drop&from=12...` for a query.

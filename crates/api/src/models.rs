@@ -694,3 +694,35 @@ pub struct LbEntry {
     /// Backend per slot, "10.200.0.5:8080 (id 3)".
     pub slots: Vec<String>,
 }
+
+// ---------------------------------------------------------------- cluster
+
+/// `GET /v1/cluster/nodes`: the nodes this agent knows, itself included.
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq)]
+#[serde(default)]
+pub struct ClusterNodeStatus {
+    /// This node's name.
+    #[serde(rename = "self")]
+    pub self_name: String,
+    #[serde(rename = "nodesAdded")]
+    pub nodes_added: Vec<NodeElement>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq)]
+#[serde(default, rename_all = "kebab-case")]
+pub struct NodeElement {
+    pub name: String,
+    pub primary_address: NodeAddressing,
+    /// The node's pod CIDR.
+    pub ipv4_alloc_cidr: String,
+    /// "ok" while the node's registration is alive in the kvstore.
+    pub health: String,
+}
+
+/// One key of the kvstore, as `GET /v1/kvstore/{key}` returns it.
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq)]
+#[serde(default)]
+pub struct KvPair {
+    pub key: String,
+    pub value: String,
+}

@@ -6,9 +6,11 @@
 mod bpf;
 mod endpoint;
 mod identity;
+mod kvstore;
 mod labels;
 mod metrics;
 mod monitor;
+mod node;
 mod output;
 mod policy;
 mod proto;
@@ -61,6 +63,12 @@ enum Command {
     /// Manage services & loadbalancers
     #[command(subcommand)]
     Service(service::ServiceCommand),
+    /// Manage cluster nodes
+    #[command(subcommand)]
+    Node(node::NodeCommand),
+    /// Direct access to the kvstore
+    #[command(subcommand)]
+    Kvstore(kvstore::KvstoreCommand),
 }
 
 fn main() -> ExitCode {
@@ -75,6 +83,8 @@ fn main() -> ExitCode {
         Command::Monitor(args) => monitor::run(&client, &args),
         Command::Metrics(cmd) => metrics::run(&client, cmd).map(|_| ExitCode::SUCCESS),
         Command::Service(cmd) => service::run(&client, cmd),
+        Command::Node(cmd) => node::run(&client, cmd),
+        Command::Kvstore(cmd) => kvstore::run(&client, cmd),
     };
     match result {
         Ok(code) => code,

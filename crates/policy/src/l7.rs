@@ -138,11 +138,17 @@ pub(crate) fn deserialize_validated<'de, D: serde::Deserializer<'de>>(
     Ok(rules)
 }
 
-/// A header rule split into name and optional value pattern.
+/// A header rule split into name and optional value pattern. Like Cilium,
+/// `"Name: value"` and `"Name value"` both name a value; `"Name"` alone
+/// requires presence.
 pub fn split_header_rule(text: &str) -> (&str, Option<&str>) {
-    match text.split_once(':') {
+    let text = text.trim();
+    let split = text
+        .split_once(':')
+        .or_else(|| text.split_once(|c: char| c.is_ascii_whitespace()));
+    match split {
         Some((name, value)) => (name.trim(), Some(value.trim())),
-        None => (text.trim(), None),
+        None => (text, None),
     }
 }
 
@@ -283,6 +289,24 @@ mod tests {
     }
 
     #[test]
+    fn port_rules_carry_validated_l7_rules() {
+        let text = r#"{"ports":[{"port":"80","protocol":"TCP"}],"rules":{"http":[{"method":"GET","path":"/public"}]}}"#;
+        let rule: crate::PortRule = serde_json::from_str(text).unwrap();
+        assert_eq!(rule.rules.as_ref().unwrap().http.as_ref().unwrap().len(), 1);
+        assert_eq!(serde_json::to_string(&rule).unwrap(), text);
+        let plain: crate::PortRule = serde_json::from_str(r#"{"ports":[{"port":"80"}]}"#).unwrap();
+        assert_eq!(plain.rules, None);
+        let bad = r#"{"ports":[{"port":"80"}],"rules":{"http":[{"path":"(("}]}}"#;
+        let err = serde_json::from_str::<crate::PortRule>(bad)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("rules.http[0].path: invalid regular expression"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn api_keys_and_roles() {
         assert_eq!(kafka_api_key("Produce"), Some(0));
         assert_eq!(kafka_api_key("apiversions"), Some(18));
@@ -295,5 +319,6 @@ mod tests {
             ("X-Token", Some("[0-9]+"))
         );
         assert_eq!(split_header_rule("X-Token"), ("X-Token", None));
+        assert_eq!(split_header_rule("X-Token 42"), ("X-Token", Some("42")));
     }
 }

@@ -248,9 +248,20 @@ fn deny(summary: &H2Request, respond: &mut SendResponse<Bytes>) -> Result<(), Pr
 /// data is passed on.
 async fn pump(mut from: RecvStream, mut to: SendStream<Bytes>) -> Result<(), ProxyError> {
     while let Some(chunk) = from.data().await {
-        let chunk = chunk?;
-        let _ = from.flow_control().release_capacity(chunk.len());
-        to.send_data(chunk, false)?;
+        let mut chunk = chunk?;
+        let len = chunk.len();
+        // Send only what the receiver's window allows, and give the sender
+        // credit back only once its bytes have moved on: backpressure end to end.
+        while !chunk.is_empty() {
+            to.reserve_capacity(chunk.len());
+            let granted = match std::future::poll_fn(|cx| to.poll_capacity(cx)).await {
+                Some(granted) => granted?,
+                None => return Err(ProxyError::Io(std::io::ErrorKind::BrokenPipe.into())),
+            };
+            let piece = chunk.split_to(granted.min(chunk.len()));
+            to.send_data(piece, false)?;
+        }
+        let _ = from.flow_control().release_capacity(len);
     }
     match from.trailers().await? {
         Some(trailers) => to.send_trailers(trailers)?,

@@ -30,14 +30,19 @@ fn grpc_server() -> (Process, u16) {
 }
 
 fn call(port: u16, method: &str) -> String {
-    let output = common::run(
-        "python3",
-        &[
-            &format!("{DIR}/client.py"),
-            &format!("127.0.0.1:{port}"),
-            method,
-        ],
-    );
+    call_sized(port, method, None)
+}
+
+fn call_sized(port: u16, method: &str, size: Option<usize>) -> String {
+    let size = size.map(|s| s.to_string());
+    let mut args = vec![
+        format!("{DIR}/client.py"),
+        format!("127.0.0.1:{port}"),
+        method.to_string(),
+    ];
+    args.extend(size);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let output = common::run("python3", &args);
     String::from_utf8_lossy(&output.stdout).trim().to_string()
 }
 
@@ -53,6 +58,12 @@ fn grpc_method_allowed_and_denied() {
         json!([{"identity": 0, "rules": {"http": [{"method": "POST", "path": "/demo\\.Greeter/Allowed"}]}}]),
     );
     assert_eq!(call(port, "Allowed"), "OK echo:hi");
+    // 4 MiB each way: far beyond HTTP/2's initial 64 KiB windows.
+    let big = 4 << 20;
+    assert_eq!(
+        call_sized(port, "Allowed", Some(big)),
+        format!("OK {}", big + 5)
+    );
     assert_eq!(call(port, "Denied"), "PERMISSION_DENIED Access denied");
     let denied = proxy.control.wait_event(|e| e["verdict"] == "Denied");
     assert_eq!(denied["path"], "/demo.Greeter/Denied");

@@ -89,6 +89,7 @@ pub struct Agent {
     agent_bin: PathBuf,
     cli_bin: PathBuf,
     args: Vec<String>,
+    netns: Option<PathBuf>,
     client: Client,
 }
 
@@ -103,6 +104,13 @@ impl Agent {
     /// `Drop` does not leave it running. Start an agent on the thread that
     /// keeps it (a test's own thread, `main`), not on a short-lived helper.
     pub fn start_with(options: AgentOptions) -> Result<Agent> {
+        Agent::start_in(options, None)
+    }
+
+    /// Like [`Agent::start_with`], the agent running in the network
+    /// namespace `netns` (`/run/netns/NAME`, entered with `nsenter --net=`:
+    /// a cluster node); in the caller's namespace when `None`.
+    pub fn start_in(options: AgentOptions, netns: Option<PathBuf>) -> Result<Agent> {
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } != 0 {
             bail!("the testbed needs root (network namespaces, veths, bpffs)");
@@ -148,6 +156,7 @@ impl Agent {
             agent_bin,
             cli_bin,
             args,
+            netns,
         };
         if let Some(dir) = agent.paths.socket.parent() {
             fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -267,7 +276,18 @@ impl Agent {
             .append(true)
             .open(&self.log_path)
             .with_context(|| format!("cannot create {}", self.log_path.display()))?;
-        let mut cmd = Command::new(&self.agent_bin);
+        // `nsenter --net` execs the agent in place: same pid, so kill and
+        // PR_SET_PDEATHSIG below reach the agent itself.
+        let mut cmd = match &self.netns {
+            Some(netns) => {
+                let mut cmd = Command::new("nsenter");
+                cmd.arg(format!("--net={}", netns.display()))
+                    .arg("--")
+                    .arg(&self.agent_bin);
+                cmd
+            }
+            None => Command::new(&self.agent_bin),
+        };
         cmd.args(&self.args)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)

@@ -5,7 +5,7 @@
 
 use std::fs::{self, File};
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -28,10 +28,13 @@ struct Member {
     process: Option<Child>,
 }
 
-/// An etcd cluster of one or more members on 127.0.0.1.
+/// An etcd cluster of one or more members on 127.0.0.1 (or the address
+/// given to [`EtcdCluster::start_on`]).
 #[derive(Debug)]
 pub struct EtcdCluster {
     base: PathBuf,
+    /// The address every member listens on (clients and peers).
+    host: Ipv4Addr,
     initial_cluster: String,
     members: Vec<Member>,
 }
@@ -39,13 +42,19 @@ pub struct EtcdCluster {
 impl EtcdCluster {
     /// Starts `members` members and waits until the cluster has a leader.
     pub fn start(members: usize) -> Result<EtcdCluster> {
+        EtcdCluster::start_on(members, Ipv4Addr::LOCALHOST)
+    }
+
+    /// Like [`EtcdCluster::start`], listening on `host` instead of loopback
+    /// (e.g. a bridge address that agents in other namespaces reach).
+    pub fn start_on(members: usize, host: Ipv4Addr) -> Result<EtcdCluster> {
         if members == 0 {
             bail!("an etcd cluster needs at least one member");
         }
         let binary = etcd_binary()?;
         let base = std::env::temp_dir().join(format!("cilium-rs-etcd-{}", unique::next_tag()));
         fs::create_dir_all(&base).with_context(|| format!("create {}", base.display()))?;
-        let ports = free_ports(members * 2)?;
+        let ports = free_ports(host, members * 2)?;
         let members: Vec<Member> = (0..members)
             .map(|i| Member {
                 name: format!("m{i}"),
@@ -58,11 +67,12 @@ impl EtcdCluster {
             .collect();
         let initial_cluster = members
             .iter()
-            .map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer_port))
+            .map(|m| format!("{}=http://{host}:{}", m.name, m.peer_port))
             .collect::<Vec<_>>()
             .join(",");
         let mut cluster = EtcdCluster {
             base,
+            host,
             initial_cluster,
             members,
         };
@@ -73,11 +83,11 @@ impl EtcdCluster {
         Ok(cluster)
     }
 
-    /// `http://127.0.0.1:PORT` of every member, running or not.
+    /// `http://HOST:PORT` of every member, running or not.
     pub fn endpoints(&self) -> Vec<String> {
         self.members
             .iter()
-            .map(|m| format!("http://127.0.0.1:{}", m.client_port))
+            .map(|m| format!("http://{}:{}", self.host, m.client_port))
             .collect()
     }
 
@@ -113,7 +123,8 @@ impl EtcdCluster {
             self.spawn(&etcd_binary()?, index)?;
         }
         let port = self.members[index].client_port;
-        wait_until(READY_TIMEOUT, || healthy(port))
+        let host = self.host;
+        wait_until(READY_TIMEOUT, || healthy(host, port))
             .with_context(|| format!("etcd member {index} did not become healthy"))
     }
 
@@ -140,8 +151,8 @@ impl EtcdCluster {
 
     fn spawn(&mut self, binary: &Path, index: usize) -> Result<()> {
         let member = &mut self.members[index];
-        let client = format!("http://127.0.0.1:{}", member.client_port);
-        let peer = format!("http://127.0.0.1:{}", member.peer_port);
+        let client = format!("http://{}:{}", self.host, member.client_port);
+        let peer = format!("http://{}:{}", self.host, member.peer_port);
         let log = File::options()
             .create(true)
             .append(true)
@@ -171,6 +182,7 @@ impl EtcdCluster {
     /// Waits until every running member reports healthy (the cluster has a leader).
     fn wait_healthy(&mut self) -> Result<()> {
         let deadline = Instant::now() + READY_TIMEOUT;
+        let host = self.host;
         for member in &mut self.members {
             let Some(process) = member.process.as_mut() else {
                 continue;
@@ -180,7 +192,7 @@ impl EtcdCluster {
                     let log = fs::read_to_string(&member.log).unwrap_or_default();
                     bail!("etcd member {} exited with {status}:\n{log}", member.name);
                 }
-                if healthy(member.client_port) {
+                if healthy(host, member.client_port) {
                     break;
                 }
                 if Instant::now() >= deadline {
@@ -226,11 +238,11 @@ fn etcd_binary() -> Result<PathBuf> {
 
 /// Ports the kernel just handed out; released immediately, so another process could
 /// take one before etcd binds it, but on a test machine that is rare enough.
-fn free_ports(count: usize) -> Result<Vec<u16>> {
+fn free_ports(host: Ipv4Addr, count: usize) -> Result<Vec<u16>> {
     let listeners = (0..count)
-        .map(|_| TcpListener::bind("127.0.0.1:0"))
+        .map(|_| TcpListener::bind((host, 0)))
         .collect::<std::io::Result<Vec<_>>>()
-        .context("reserve free loopback ports")?;
+        .with_context(|| format!("reserve free ports on {host}"))?;
     listeners
         .iter()
         .map(|l| Ok(l.local_addr()?.port()))
@@ -238,9 +250,9 @@ fn free_ports(count: usize) -> Result<Vec<u16>> {
 }
 
 /// etcd's `/health` says `"health":"true"` only while the member sees a leader.
-fn healthy(port: u16) -> bool {
+fn healthy(host: Ipv4Addr, port: u16) -> bool {
     let probe = || -> std::io::Result<String> {
-        let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+        let mut stream = TcpStream::connect((host, port))?;
         stream.set_read_timeout(Some(Duration::from_secs(2)))?;
         stream.write_all(b"GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
         let mut body = String::new();

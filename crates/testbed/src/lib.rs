@@ -12,6 +12,7 @@
 //! It needs root.
 
 pub mod agent;
+pub mod cluster;
 pub mod cmd;
 pub mod conformance;
 pub mod etcd;

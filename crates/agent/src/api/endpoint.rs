@@ -18,7 +18,7 @@ pub async fn create(
     let req = parse_json(&body, "endpoint change request")?;
     Ok((
         StatusCode::CREATED,
-        Json(s.daemon.endpoint_create(&id, req)?),
+        Json(s.daemon.endpoint_create(&id, req).await?),
     ))
 }
 
@@ -37,7 +37,7 @@ pub async fn delete(
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, AgentError> {
-    s.daemon.endpoint_delete(&id)?;
+    s.daemon.endpoint_delete(&id).await?;
     Ok(StatusCode::OK)
 }
 
@@ -47,6 +47,6 @@ pub async fn patch_labels(
     body: Bytes,
 ) -> Result<StatusCode, AgentError> {
     let spec = parse_json(&body, "label configuration")?;
-    s.daemon.endpoint_set_labels(&id, spec)?;
+    s.daemon.endpoint_set_labels(&id, spec).await?;
     Ok(StatusCode::OK)
 }

@@ -1,6 +1,7 @@
 //! The REST API on the unix socket: Cilium's `/v1` paths, thin handlers that
 //! decode the request, call the daemon and encode its answer.
 
+mod cluster;
 mod endpoint;
 mod instrumented;
 mod metrics;
@@ -71,6 +72,11 @@ pub fn router(state: AppState) -> Router {
                 .delete(service::delete),
         )
         .route("/v1/lb", get(service::lb))
+        .route("/v1/cluster/nodes", get(cluster::nodes))
+        .route(
+            "/v1/kvstore/{*key}",
+            get(cluster::get).put(cluster::set).delete(cluster::delete),
+        )
         .fallback(not_found)
         .with_state(state)
 }

@@ -18,13 +18,34 @@ pub async fn healthz(
     State(s): State<AppState>,
     Extension(registry): Extension<Arc<Registry>>,
 ) -> Json<StatusResponse> {
-    let Json(base) = super::node::healthz(State(s.clone())).await;
+    let Json(mut base) = super::node::healthz(State(s.clone())).await;
+    base.kvstore = kvstore_status(&s.daemon).await;
     let daemon = s.daemon.clone();
     let full = tokio::task::spawn_blocking(move || complete(base, &daemon, &registry)).await;
     Json(full.unwrap_or_else(|e| StatusResponse {
         cilium: status(Status::FAILURE, format!("status task failed: {e}")),
         ..Default::default()
     }))
+}
+
+/// The kvstore as this node sees it, with how many nodes it knows.
+async fn kvstore_status(daemon: &Daemon) -> Status {
+    let probe = tokio::time::timeout(
+        std::time::Duration::from_secs(2),
+        daemon.cluster().kv.status(),
+    );
+    let nodes = daemon.cluster_nodes().nodes_added.len();
+    match probe.await {
+        Ok(Ok(msg)) => status(Status::OK, format!("{msg}; cluster: {nodes} node(s)")),
+        Ok(Err(e)) => status(
+            Status::FAILURE,
+            format!("{e}; enforcing the last known state"),
+        ),
+        Err(_) => status(
+            Status::FAILURE,
+            "no answer within 2s; enforcing the last known state",
+        ),
+    }
 }
 
 fn status(state: &str, msg: impl Into<String>) -> Status {

@@ -112,7 +112,7 @@ fn validate(req: &EndpointChangeRequest) -> Result<EndpointRecord, AgentError> {
 }
 
 impl Daemon {
-    pub fn endpoint_create(
+    pub async fn endpoint_create(
         &self,
         id: &str,
         req: EndpointChangeRequest,
@@ -128,6 +128,34 @@ impl Daemon {
             )));
         }
         let mut ep = validate(&req)?;
+        let (identity, _) = self
+            .cluster
+            .identities
+            .allocate(&ep.labels)
+            .await
+            .map_err(|e| {
+                AgentError::Internal(format!("allocating an identity for {}: {e}", ep.labels))
+            })?;
+        ep.identity = identity.id;
+        let created = self.create_locked(path_id, &mut ep, &identity);
+        match created {
+            Ok(()) => {
+                self.publish_endpoint_ip(&ep);
+                Ok(ep.to_model(&identity.labels))
+            }
+            Err(e) => {
+                let _ = self.cluster.identities.release(identity.id).await;
+                Err(e)
+            }
+        }
+    }
+
+    fn create_locked(
+        &self,
+        path_id: u16,
+        ep: &mut EndpointRecord,
+        identity: &identity::Identity,
+    ) -> Result<(), AgentError> {
         let mut inner = self.lock();
         ep.id = match (path_id, ep.id) {
             (0, 0) => free_id(&inner)?,
@@ -160,22 +188,21 @@ impl Daemon {
             .claim(ep.ipv4, &format!("endpoint {}", ep.id))
             .map_err(|e| bad(format!("addressing.ipv4: {e}")))?;
 
-        let (identity, created) = inner.identities.allocate(&ep.labels)?;
-        ep.identity = identity.id;
-        if let Err(e) = self.install(&mut inner, &mut ep, created) {
+        let created = inner.identities.insert(identity.clone());
+        if let Err(e) = self.install(&mut inner, ep, created) {
             inner.policies.remove(&ep.id);
             if created {
                 let _ = self.identity_removed(&inner, ep.identity, &ep.labels);
+                inner.identities.remove(ep.identity);
             }
             let _ = remove_endpoint(&self.root, ep.id);
             let _ = inner.maps.lxc.remove(ep.ipv4);
             let _ = inner.maps.ipcache.remove(ep.ipv4, 32);
-            let _ = inner.identities.release(ep.identity);
+            let _ = inner.ipam.release(ep.ipv4);
             return Err(e);
         }
         inner.endpoints.insert(ep.id, ep.clone());
-        self.persist(&inner)?;
-        Ok(ep.to_model(&identity.labels))
+        self.persist_endpoints(&inner)
     }
 
     /// Attaches the programs, writes the endpoint's policy, makes a new
@@ -209,19 +236,32 @@ impl Daemon {
         Ok(())
     }
 
-    pub fn endpoint_delete(&self, id: &str) -> Result<(), AgentError> {
-        let mut inner = self.lock();
-        let num = find(&inner, id)?;
-        let ep = inner.endpoints.remove(&num).expect("found above");
-        inner.policies.remove(&num);
-        remove_endpoint(&self.root, num)?;
-        inner.maps.lxc.remove(ep.ipv4)?;
-        inner.maps.ipcache.remove(ep.ipv4, 32)?;
-        inner.maps.ct.flush_address(ep.ipv4.octets())?;
-        if inner.identities.release(ep.identity)? {
-            self.identity_removed(&inner, ep.identity, &ep.labels)?;
-        }
-        self.persist(&inner)
+    /// The identity stays known (other nodes may use it) until the
+    /// cluster's garbage collection removes it.
+    pub async fn endpoint_delete(&self, id: &str) -> Result<(), AgentError> {
+        let ep = {
+            let mut inner = self.lock();
+            let num = find(&inner, id)?;
+            let ep = inner.endpoints.remove(&num).expect("found above");
+            inner.policies.remove(&num);
+            remove_endpoint(&self.root, num)?;
+            inner.maps.lxc.remove(ep.ipv4)?;
+            inner.maps.ipcache.remove(ep.ipv4, 32)?;
+            inner.maps.ct.flush_address(ep.ipv4.octets())?;
+            self.persist_endpoints(&inner)?;
+            ep
+        };
+        self.cluster
+            .publisher
+            .delete(crate::cluster::keys::ip_key(ep.ipv4));
+        self.cluster
+            .identities
+            .release(ep.identity)
+            .await
+            .map_err(|e| {
+                AgentError::Internal(format!("releasing identity {}: {e}", ep.identity))
+            })?;
+        Ok(())
     }
 
     pub fn endpoint_get(&self, id: &str) -> Result<Endpoint, AgentError> {
@@ -241,17 +281,47 @@ impl Daemon {
 
     /// Replaces the endpoint's labels: it moves to the identity of the new
     /// label set and every policy map follows at once.
-    pub fn endpoint_set_labels(
+    pub async fn endpoint_set_labels(
         &self,
         id: &str,
         spec: LabelConfigurationSpec,
     ) -> Result<(), AgentError> {
         let labels = parse_labels(&spec.user)?;
+        let num = find(&self.lock(), id)?;
+        let (identity, _) = self
+            .cluster
+            .identities
+            .allocate(&labels)
+            .await
+            .map_err(|e| {
+                AgentError::Internal(format!("allocating an identity for {labels}: {e}"))
+            })?;
+        let relabelled = self.relabel_locked(num, labels, &identity);
+        let old = match relabelled {
+            Ok(old) => old,
+            Err(e) => {
+                let _ = self.cluster.identities.release(identity.id).await;
+                return Err(e);
+            }
+        };
+        let _ = self.cluster.identities.release(old).await;
+        Ok(())
+    }
+
+    /// Moves endpoint `num` to `identity`; returns its previous identity.
+    fn relabel_locked(
+        &self,
+        num: u16,
+        labels: Labels,
+        identity: &identity::Identity,
+    ) -> Result<u32, AgentError> {
         let mut inner = self.lock();
-        let num = find(&inner, id)?;
-        let old = inner.endpoints[&num].clone();
-        let (identity, created) = inner.identities.allocate(&labels)?;
-        if created {
+        let old = inner
+            .endpoints
+            .get(&num)
+            .cloned()
+            .ok_or_else(|| AgentError::NotFound(format!("endpoint {num} not found")))?;
+        if inner.identities.insert(identity.clone()) {
             self.identity_added(&inner, identity.id, &labels)?;
         }
         let mut ep = old.clone();
@@ -271,11 +341,10 @@ impl Daemon {
             .maps
             .ipcache
             .upsert(ep.ipv4, 32, ep.identity, Ipv4Addr::UNSPECIFIED)?;
+        self.publish_endpoint_ip(&ep);
         inner.endpoints.insert(num, ep);
-        if inner.identities.release(old.identity)? {
-            self.identity_removed(&inner, old.identity, &old.labels)?;
-        }
-        self.persist(&inner)
+        self.persist_endpoints(&inner)?;
+        Ok(old.identity)
     }
 }
 

@@ -3,7 +3,9 @@
 //! maps are brought to it by diff, so a restart can always resync.
 
 mod cidr;
+mod cluster_events;
 mod endpoints;
+mod known;
 mod maps_view;
 pub mod observe;
 mod policy_ops;
@@ -21,10 +23,11 @@ use identity::{IdentityAllocator, Scope};
 use policy::{EndpointPolicy, Labels, Repository};
 
 use crate::{
+    cluster::{keys::NodeRecord, Cluster},
     config::Config,
     endpoint::EndpointRecord,
     error::AgentError,
-    ipam::{Cidr, Ipam},
+    ipam::Ipam,
     netdev,
     state::StateDir,
 };
@@ -35,14 +38,19 @@ pub struct Daemon {
     /// The VXLAN device endpoint programs encapsulate into; 0 = no overlay.
     encap_ifindex: u32,
     state: StateDir,
+    /// Kvstore, cluster-wide identities, this node's registration.
+    cluster: Cluster,
     inner: Mutex<Inner>,
 }
 
 struct Inner {
     maps: SharedMaps,
     ipam: Ipam,
-    /// Identities of endpoint label sets (cluster-wide numbers).
-    identities: IdentityAllocator,
+    /// Identities of endpoint label sets (cluster-wide numbers) known here.
+    identities: known::KnownIdentities,
+    /// Other nodes' endpoints, as the kvstore reports them.
+    remote_ips: BTreeMap<Ipv4Addr, crate::cluster::keys::IpRecord>,
+    nodes: BTreeMap<String, NodeRecord>,
     /// Identities of the CIDR prefixes that rules mention (this node only).
     cidr_identities: IdentityAllocator,
     repo: Repository,
@@ -70,8 +78,9 @@ impl Inner {
 impl Daemon {
     /// Opens (or creates) the datapath and the state dir, restores what a
     /// previous run left and resyncs the kernel with it.
-    pub fn start(config: Config) -> anyhow::Result<Arc<Daemon>> {
-        let range = Cidr::parse(&config.ipv4_range)?;
+    pub async fn start(config: Config) -> anyhow::Result<Arc<Daemon>> {
+        let cluster = Cluster::join(&config).await?;
+        let range = cluster.pod_cidr();
         let root = BpfRoot::prepare(&config.bpf_root)?;
         let state = StateDir::open(&config.state_dir)?;
         let maps = SharedMaps::open_or_create(&root)?;
@@ -91,14 +100,13 @@ impl Daemon {
         } else {
             datapath::sock::detach(&root)?;
         }
-        let identities = IdentityAllocator::load(state.identities_path())?;
         let cidr_identities =
             IdentityAllocator::load_scoped(state.cidr_identities_path(), Scope::Local)?;
         let repo = state.load_policy()?.unwrap_or_default();
         let ipam = match state.load_ipam()? {
             Some(ipam) if ipam.range() == range => ipam,
             Some(ipam) if ipam.allocated().next().is_some() => anyhow::bail!(
-                "--ipv4-range {range} differs from {} recorded in {} with addresses in use",
+                "this node's pod CIDR {range} differs from {} recorded in {} with addresses in use",
                 ipam.range(),
                 config.state_dir.display()
             ),
@@ -110,10 +118,13 @@ impl Daemon {
             root,
             encap_ifindex,
             state,
+            cluster,
             inner: Mutex::new(Inner {
                 maps,
                 ipam,
-                identities,
+                identities: known::KnownIdentities::new(),
+                remote_ips: BTreeMap::new(),
+                nodes: BTreeMap::new(),
                 cidr_identities,
                 repo,
                 endpoints,
@@ -121,12 +132,16 @@ impl Daemon {
                 services: Default::default(),
             }),
         });
-        daemon.restore()?;
+        daemon.restore().await?;
         Ok(daemon)
     }
 
     pub fn bpf_root(&self) -> &BpfRoot {
         &self.root
+    }
+
+    pub fn cluster(&self) -> &Cluster {
+        &self.cluster
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -136,9 +151,38 @@ impl Daemon {
     /// Re-attaches restored endpoints (atomically replacing the programs
     /// still running from the previous incarnation), drops endpoints whose
     /// interface vanished meanwhile, and resyncs every map.
-    fn restore(&self) -> anyhow::Result<()> {
+    async fn restore(&self) -> anyhow::Result<()> {
+        // Identity references live in this process: take them again. With
+        // the kvstore unreachable, an endpoint keeps its recorded number.
+        let labels: Vec<(u16, u32, Labels)> = self
+            .lock()
+            .endpoints
+            .values()
+            .map(|ep| (ep.id, ep.identity, ep.labels.clone()))
+            .collect();
+        let mut restored = Vec::new();
+        for (ep_id, recorded, labels) in labels {
+            let identity = match self.cluster.identities.allocate(&labels).await {
+                Ok((identity, _)) => identity,
+                Err(e) => {
+                    eprintln!("endpoint {ep_id}: keeping identity {recorded}: {e}");
+                    identity::Identity {
+                        id: recorded,
+                        labels,
+                    }
+                }
+            };
+            restored.push((ep_id, identity));
+        }
         let mut inner = self.lock();
+        for (ep_id, identity) in restored {
+            if let Some(ep) = inner.endpoints.get_mut(&ep_id) {
+                ep.identity = identity.id;
+            }
+            inner.identities.insert(identity);
+        }
         let ids: Vec<u16> = inner.endpoints.keys().copied().collect();
+        let mut released = Vec::new();
         for id in ids {
             let ep = inner.endpoints[&id].clone();
             let gone = netdev::ifindex(&ep.interface_name) != Some(ep.interface_index);
@@ -149,7 +193,10 @@ impl Daemon {
                 );
                 inner.endpoints.remove(&id);
                 let _ = datapath::endpoint::remove_endpoint(&self.root, id);
-                let _ = inner.identities.release(ep.identity);
+                self.cluster
+                    .publisher
+                    .delete(crate::cluster::keys::ip_key(ep.ipv4));
+                released.push(ep.identity);
                 continue;
             }
             let mut prog = datapath::EndpointProgram::load(&self.root, id, self.encap_ifindex)?;
@@ -167,37 +214,69 @@ impl Daemon {
         self.sync_endpoint_maps(&mut inner)?;
         self.regenerate_all(&mut inner)?;
         self.persist(&inner)?;
+        for ep in inner.endpoints.values() {
+            self.publish_endpoint_ip(ep);
+        }
+        drop(inner);
+        for id in released {
+            let _ = self.cluster.identities.release(id).await;
+        }
         Ok(())
+    }
+
+    /// Tells the other nodes where this endpoint lives and who it is.
+    fn publish_endpoint_ip(&self, ep: &EndpointRecord) {
+        let record = crate::cluster::keys::IpRecord {
+            identity: ep.identity,
+            host_ip: self.cluster.node_ip(),
+        };
+        self.cluster.publisher.put(
+            crate::cluster::keys::ip_key(ep.ipv4),
+            serde_json::to_vec(&record).expect("serializable"),
+        );
     }
 
     /// Makes cilium_lxc and cilium_ipcache hold exactly the local endpoints,
     /// the host's own addresses and the world default.
     fn sync_endpoint_maps(&self, inner: &mut Inner) -> Result<(), AgentError> {
-        let mut want_ipcache: BTreeMap<(Ipv4Addr, u32), u32> = BTreeMap::new();
-        want_ipcache.insert((Ipv4Addr::UNSPECIFIED, 0), identity::WORLD);
+        // (address, prefix length) -> (identity, tunnel endpoint)
+        let local = Ipv4Addr::UNSPECIFIED;
+        let mut want_ipcache: BTreeMap<(Ipv4Addr, u32), (u32, Ipv4Addr)> = BTreeMap::new();
+        want_ipcache.insert((Ipv4Addr::UNSPECIFIED, 0), (identity::WORLD, local));
+        for node in inner
+            .nodes
+            .values()
+            .filter(|n| n.name != self.cluster.node.name)
+        {
+            want_ipcache.insert((node.ipv4, 32), (identity::REMOTE_NODE, local));
+        }
+        for (ip, record) in &inner.remote_ips {
+            want_ipcache.insert((*ip, 32), (record.identity, record.host_ip));
+        }
         for ip in netdev::host_addresses() {
-            want_ipcache.insert((ip, 32), identity::HOST);
+            want_ipcache.insert((ip, 32), (identity::HOST, local));
         }
         let mut want_lxc = BTreeMap::new();
         for ep in inner.endpoints.values() {
-            want_ipcache.insert((ep.ipv4, 32), ep.identity);
+            want_ipcache.insert((ep.ipv4, 32), (ep.identity, local));
             want_lxc.insert(ep.ipv4, endpoints::lxc_info(ep));
         }
         for (prefix, id) in cidr::prefix_identities(inner) {
-            want_ipcache.insert((prefix.addr(), prefix.prefix_len() as u32), id);
+            want_ipcache.insert((prefix.addr(), prefix.prefix_len() as u32), (id, local));
         }
         for (ip, prefix, info) in inner.maps.ipcache.entries()? {
-            if !want_ipcache.contains_key(&(ip, prefix)) {
-                inner.maps.ipcache.remove(ip, prefix)?;
-            } else if want_ipcache[&(ip, prefix)] == info.sec_identity {
-                want_ipcache.remove(&(ip, prefix));
+            match want_ipcache.get(&(ip, prefix)) {
+                None => inner.maps.ipcache.remove(ip, prefix)?,
+                Some((id, tunnel))
+                    if *id == info.sec_identity && tunnel.octets() == info.tunnel_endpoint =>
+                {
+                    want_ipcache.remove(&(ip, prefix));
+                }
+                Some(_) => {}
             }
         }
-        for ((ip, prefix), id) in want_ipcache {
-            inner
-                .maps
-                .ipcache
-                .upsert(ip, prefix, id, Ipv4Addr::UNSPECIFIED)?;
+        for ((ip, prefix), (id, tunnel)) in want_ipcache {
+            inner.maps.ipcache.upsert(ip, prefix, id, tunnel)?;
         }
         for (ip, _) in inner.maps.lxc.entries()? {
             if !want_lxc.contains_key(&ip) {
@@ -210,8 +289,14 @@ impl Daemon {
         Ok(())
     }
 
-    /// Recompiles and regenerates every endpoint: the rules changed.
+    /// Recompiles every endpoint's policy after the rules changed, and
+    /// regenerates those whose compiled policy is not what it was: a rule
+    /// that selects none of an endpoint's peers or itself leaves it alone.
     fn regenerate_all(&self, inner: &mut Inner) -> Result<(), AgentError> {
+        self.regenerate_changed(inner, true)
+    }
+
+    fn regenerate_changed(&self, inner: &mut Inner, all: bool) -> Result<(), AgentError> {
         let identities = inner.all_identities();
         let revision = inner.repo.revision();
         let compiled: BTreeMap<u16, EndpointPolicy> = inner
@@ -219,7 +304,6 @@ impl Daemon {
             .values()
             .map(|ep| (ep.id, inner.compile(&ep.labels)))
             .collect();
-        inner.policies = compiled;
         let Inner {
             policies,
             endpoints,
@@ -227,12 +311,16 @@ impl Daemon {
         } = inner;
         let mut failed = Vec::new();
         for ep in endpoints.values_mut() {
-            if let Err(e) =
-                regenerate::regenerate(&self.root, &policies[&ep.id], revision, &identities, ep)
-            {
+            let policy = &compiled[&ep.id];
+            if !all && policies.get(&ep.id) == Some(policy) {
+                ep.policy_revision = revision;
+                continue;
+            }
+            if let Err(e) = regenerate::regenerate(&self.root, policy, revision, &identities, ep) {
                 failed.push(format!("endpoint {}: {e}", ep.id));
             }
         }
+        *policies = compiled;
         join_failures(failed)
     }
 
@@ -275,10 +363,20 @@ impl Daemon {
     }
 
     fn persist(&self, inner: &Inner) -> Result<(), AgentError> {
+        self.persist_endpoints(inner)?;
+        self.persist_policy(inner)
+    }
+
+    /// After an endpoint or address changed.
+    fn persist_endpoints(&self, inner: &Inner) -> Result<(), AgentError> {
         self.state.save_endpoints(&inner.endpoints)?;
-        self.state.save_policy(&inner.repo)?;
         self.state.save_ipam(&inner.ipam)?;
-        inner.identities.save(self.state.identities_path())?;
+        Ok(())
+    }
+
+    /// After the rules changed.
+    fn persist_policy(&self, inner: &Inner) -> Result<(), AgentError> {
+        self.state.save_policy(&inner.repo)?;
         inner
             .cidr_identities
             .save(self.state.cidr_identities_path())?;
@@ -299,7 +397,7 @@ impl Daemon {
         };
         StatusResponse {
             cilium: ok(""),
-            kvstore: ok("embedded"),
+            kvstore: ok(self.config.kvstore.as_str()),
             ipam: IpamStatus {
                 ipv4: inner
                     .ipam
@@ -346,7 +444,7 @@ impl Daemon {
             .ipam
             .allocate_next(owner)
             .map_err(|e| AgentError::Internal(e.to_string()))?;
-        self.persist(&inner)?;
+        self.persist_endpoints(&inner)?;
         let range = inner.ipam.range();
         Ok(IpamResponse {
             address: AddressPair {
@@ -381,7 +479,7 @@ impl Daemon {
             .ipam
             .release(ip)
             .map_err(|e| AgentError::NotFound(e.to_string()))?;
-        self.persist(&inner)
+        self.persist_endpoints(&inner)
     }
 
     pub fn identity_list(&self) -> Vec<api::models::Identity> {
@@ -402,13 +500,12 @@ impl Daemon {
             .parse()
             .map_err(|_| AgentError::BadRequest(format!("identity {id:?} is not a number")))?;
         let inner = self.lock();
-        let allocator = if num >= identity::LOCAL_MIN {
-            &inner.cidr_identities
+        let found = if num >= identity::LOCAL_MIN {
+            inner.cidr_identities.get(num)
         } else {
-            &inner.identities
+            inner.identities.get(num)
         };
-        allocator
-            .get(num)
+        found
             .map(identity_model)
             .ok_or_else(|| AgentError::NotFound(format!("identity {num} not found")))
     }

@@ -40,10 +40,14 @@ impl Daemon {
     /// CIDR identities follow the rules, the policy maps follow both; the
     /// ipcache learns new CIDR identities only once the maps know them.
     fn policy_changed(&self, inner: &mut super::Inner) -> Result<(), AgentError> {
+        let before = super::cidr::prefix_identities(inner);
         let added = self.update_cidr_identities(inner)?;
-        let regenerated = self.regenerate_all(inner);
+        // CIDR identities coming or going change which peers exist, for
+        // every endpoint that selects the world: then all regenerate.
+        let peers_changed = before != super::cidr::prefix_identities(inner);
+        let regenerated = self.regenerate_changed(inner, peers_changed);
         self.publish_cidr_identities(inner, &added)?;
-        self.persist(inner)?;
+        self.persist_policy(inner)?;
         regenerated
     }
 }

@@ -280,3 +280,34 @@ fn monitor_query_becomes_query_parameters() {
         "/v1/monitor?type=drop&from=12&related-to=7"
     );
 }
+
+#[test]
+fn kvstore_targets_keep_slashes_and_encode_segments() {
+    assert_eq!(
+        kvstore_target("cilium/state/nodes/v1", true),
+        "/v1/kvstore/cilium/state/nodes/v1?recursive=true"
+    );
+    assert_eq!(
+        kvstore_target("/cilium/state/ip/v1/default/10.0.0.1", false),
+        "/v1/kvstore/cilium/state/ip/v1/default/10.0.0.1"
+    );
+    assert_eq!(kvstore_target("a b/c?d", false), "/v1/kvstore/a%20b/c%3Fd");
+}
+
+#[test]
+fn kvstore_set_sends_the_value_as_text() {
+    let sock = TempSocket::new();
+    let server = serve_once(
+        &sock.0,
+        vec![text("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")],
+    );
+    Client::new(&sock.0)
+        .kvstore_set("cilium/x", "hello")
+        .unwrap();
+    let request = server.join().unwrap();
+    assert!(
+        request.starts_with("PUT /v1/kvstore/cilium/x HTTP/1.1\r\n"),
+        "{request}"
+    );
+    assert!(request.ends_with("\r\n\r\nhello"), "{request}");
+}

@@ -5,6 +5,7 @@ mod endpoint_list;
 mod ipcache_list;
 mod lb_list;
 mod policy_get;
+mod tunnel_list;
 
 use std::process::ExitCode;
 
@@ -31,6 +32,16 @@ pub enum BpfCommand {
     /// Load-balancing configuration
     #[command(subcommand)]
     Lb(LbCommand),
+    /// Tunnel endpoint map
+    #[command(subcommand)]
+    Tunnel(TunnelCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TunnelCommand {
+    /// List tunnel endpoint entries
+    #[command(visible_alias = "ls")]
+    List(MapArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -85,6 +96,9 @@ pub fn run(client: &Client, cmd: BpfCommand) -> Result<ExitCode> {
             show(client, "cilium_lxc", args.output, endpoint_list::render)
         }
         BpfCommand::Lb(LbCommand::List(args)) => lb_list::run(client, &args),
+        BpfCommand::Tunnel(TunnelCommand::List(args)) => {
+            show(client, "cilium_ipcache", args.output, tunnel_list::render)
+        }
     }?;
     Ok(ExitCode::SUCCESS)
 }

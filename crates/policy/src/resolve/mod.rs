@@ -44,14 +44,14 @@ pub struct Resolved {
 }
 
 /// One rule element, compiled: who × what, allow or deny.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Element {
     peers: Peers,
     l4: Vec<L4Part>,
     deny: bool,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct DirectionPolicy {
     enforced: bool,
     elements: Vec<Element>,
@@ -60,7 +60,7 @@ struct DirectionPolicy {
 /// The rules selecting one endpoint, compiled once so that map state keys can
 /// be computed per identity (the agent's selector cache: keep one per
 /// endpoint, rebuild it when the rules or the endpoint's labels change).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EndpointPolicy {
     ingress: DirectionPolicy,
     egress: DirectionPolicy,

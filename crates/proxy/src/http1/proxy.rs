@@ -8,7 +8,7 @@
 use std::io;
 
 use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 
@@ -64,9 +64,15 @@ fn closing_response(status: &str, body: &str) -> Vec<u8> {
     .into_bytes()
 }
 
+/// Writers are buffered so a head and the body bytes already read go out in
+/// one write; every forwarded piece is flushed, so streaming is not delayed.
+type Writer = BufWriter<OwnedWriteHalf>;
+
+const WRITE_BUFFER: usize = 16 * 1024;
+
 struct Upstream {
     reader: OwnedReadHalf,
-    writer: OwnedWriteHalf,
+    writer: Writer,
     buf: BytesMut,
 }
 
@@ -84,7 +90,8 @@ pub async fn serve(mut client: TcpStream, ctx: ConnContext) -> Result<(), ProxyE
             return Ok(());
         }
     }
-    let (mut client_reader, mut client_writer) = client.into_split();
+    let (mut client_reader, client_writer) = client.into_split();
+    let mut client_writer = BufWriter::with_capacity(WRITE_BUFFER, client_writer);
     let mut upstream: Option<Upstream> = None;
     loop {
         let head = match read_request_head(&mut client_reader, &mut buf).await {
@@ -99,10 +106,11 @@ pub async fn serve(mut client: TcpStream, ctx: ConnContext) -> Result<(), ProxyE
                 // The client holds its body back until told to send it: answer
                 // now and close rather than wait for a body that may not come.
                 client_writer.write_all(&denied_response(false)).await?;
+                client_writer.flush().await?;
                 ctx.logging(&head, L7Verdict::Denied, 403);
                 return Ok(());
             }
-            let discard: Option<&mut OwnedWriteHalf> = None;
+            let discard: Option<&mut Writer> = None;
             if let Err(err) =
                 forward_body(head.framing, &mut client_reader, &mut buf, discard).await
             {
@@ -111,6 +119,7 @@ pub async fn serve(mut client: TcpStream, ctx: ConnContext) -> Result<(), ProxyE
             client_writer
                 .write_all(&denied_response(head.keep_alive))
                 .await?;
+            client_writer.flush().await?;
             ctx.logging(&head, L7Verdict::Denied, 403);
             if !head.keep_alive {
                 return Ok(());
@@ -126,7 +135,7 @@ pub async fn serve(mut client: TcpStream, ctx: ConnContext) -> Result<(), ProxyE
                         let (reader, writer) = stream.into_split();
                         upstream.insert(Upstream {
                             reader,
-                            writer,
+                            writer: BufWriter::with_capacity(WRITE_BUFFER, writer),
                             buf: BytesMut::with_capacity(16 * 1024),
                         })
                     }
@@ -137,6 +146,7 @@ pub async fn serve(mut client: TcpStream, ctx: ConnContext) -> Result<(), ProxyE
                                 "upstream connect error",
                             ))
                             .await;
+                        let _ = client_writer.flush().await;
                         ctx.logging(&head, L7Verdict::Error, 503);
                         return Err(ProxyError::Connect { addr, source });
                     }
@@ -178,8 +188,8 @@ pub async fn serve(mut client: TcpStream, ctx: ConnContext) -> Result<(), ProxyE
 }
 
 /// Answers a malformed request with 400 and ends the connection.
-async fn reject(
-    writer: &mut OwnedWriteHalf,
+async fn reject<W: AsyncWrite + Unpin>(
+    writer: &mut W,
     ctx: &ConnContext,
     err: ProxyError,
 ) -> Result<(), ProxyError> {
@@ -232,8 +242,11 @@ async fn relay_response<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
         };
         client.write_all(&buf[..head.head_len]).await?;
         buf.advance(head.head_len);
-        if (100..200).contains(&head.status) && head.status != 101 {
-            continue;
+        if (100..200).contains(&head.status) {
+            client.flush().await?;
+            if head.status != 101 {
+                continue;
+            }
         }
         forward_body(head.framing, reader, buf, Some(client))
             .await
@@ -255,7 +268,10 @@ pub async fn forward_body<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     mut writer: Option<&mut W>,
 ) -> Result<(), ProxyError> {
     match framing {
-        BodyFraming::None => Ok(()),
+        BodyFraming::None => match writer {
+            Some(writer) => Ok(writer.flush().await?),
+            None => Ok(()),
+        },
         BodyFraming::Length(mut left) => {
             while left > 0 {
                 if buf.is_empty() && reader.read_buf(buf).await? == 0 {
@@ -265,6 +281,7 @@ pub async fn forward_body<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
                 let piece = buf.split_to(take);
                 if let Some(writer) = writer.as_mut() {
                     writer.write_all(&piece).await?;
+                    writer.flush().await?;
                 }
                 left -= take as u64;
             }
@@ -278,6 +295,7 @@ pub async fn forward_body<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
                     let piece = buf.split_to(used);
                     if let Some(writer) = writer.as_mut() {
                         writer.write_all(&piece).await?;
+                        writer.flush().await?;
                     }
                     if decoder.is_done() {
                         return Ok(());
@@ -291,6 +309,7 @@ pub async fn forward_body<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
         BodyFraming::UntilClose => loop {
             if let Some(writer) = writer.as_mut() {
                 writer.write_all(buf).await?;
+                writer.flush().await?;
             }
             buf.clear();
             if reader.read_buf(buf).await? == 0 {
@@ -303,18 +322,20 @@ pub async fn forward_body<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
 /// After `101 Switching Protocols`: raw bytes both ways until either side closes.
 async fn tunnel(
     mut client_reader: OwnedReadHalf,
-    mut client_writer: OwnedWriteHalf,
+    client_writer: Writer,
     client_buf: BytesMut,
-    mut up: Upstream,
+    up: Upstream,
 ) -> Result<(), ProxyError> {
-    up.writer.write_all(&client_buf).await?;
+    let (mut client_writer, mut up_writer) = (client_writer.into_inner(), up.writer.into_inner());
+    let mut up_reader = up.reader;
+    up_writer.write_all(&client_buf).await?;
     client_writer.write_all(&up.buf).await?;
     let upward = async {
-        tokio::io::copy(&mut client_reader, &mut up.writer).await?;
-        up.writer.shutdown().await
+        tokio::io::copy(&mut client_reader, &mut up_writer).await?;
+        up_writer.shutdown().await
     };
     let downward = async {
-        tokio::io::copy(&mut up.reader, &mut client_writer).await?;
+        tokio::io::copy(&mut up_reader, &mut client_writer).await?;
         client_writer.shutdown().await
     };
     tokio::try_join!(upward, downward)?;

@@ -96,9 +96,16 @@ pub async fn serve(client: TcpStream, ctx: ConnContext) -> Result<(), anyhow::Er
         let _ = upstream_writer.shutdown().await;
         result
     };
-    let (read_result, write_result) = tokio::join!(reader, writer);
+    tokio::pin!(reader, writer);
+    let (read_result, write_result) = tokio::select! {
+        // The client is done sending: deliver the responses still owed.
+        read_result = &mut reader => (read_result, writer.await),
+        // The upstream or the client went away: nothing more can be answered,
+        // so stop reading requests (dropping the reader closes the client).
+        write_result = &mut writer => (Ok(()), write_result),
+    };
     read_result?;
-    // The writer failing after the client left is not worth reporting.
+    // The writer failing because a peer left is not worth reporting.
     if let Err(err) = write_result {
         if err.kind() != io::ErrorKind::UnexpectedEof {
             return Err(err.into());

@@ -11,7 +11,11 @@ def echo(request, context):
 
 
 def main():
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    limits = [
+        ("grpc.max_receive_message_length", 64 << 20),
+        ("grpc.max_send_message_length", 64 << 20),
+    ]
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), options=limits)
     handlers = {
         name: grpc.unary_unary_rpc_method_handler(echo)
         for name in ("Allowed", "Denied")

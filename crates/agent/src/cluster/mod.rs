@@ -1,0 +1,104 @@
+//! This node as a member of the cluster: the kvstore (embedded or etcd), the
+//! node's session lease, cluster-wide identities, its registration and pod
+//! CIDR, and the publisher of its endpoints' addresses.
+
+pub mod keys;
+pub mod publisher;
+pub mod watch;
+
+use std::{net::Ipv4Addr, sync::Arc, time::Duration};
+
+use anyhow::{bail, Context};
+use identity::ClusterAllocator;
+use kvstore::{Backend, KvstoreConfig, Session};
+
+use crate::{config::Config, ipam::Cidr, netdev};
+use keys::NodeRecord;
+use publisher::Publisher;
+
+/// How long the node's keys outlive an agent that stopped renewing them.
+const SESSION_TTL: Duration = Duration::from_secs(15);
+
+pub struct Cluster {
+    pub kv: Arc<dyn Backend>,
+    pub identities: ClusterAllocator,
+    pub node: NodeRecord,
+    pub publisher: Publisher,
+}
+
+impl Cluster {
+    /// Connects to the kvstore and registers this node.
+    pub async fn join(config: &Config) -> anyhow::Result<Cluster> {
+        let kv_config = KvstoreConfig::from_flags(&config.kvstore, &config.kvstore_opt)?;
+        let kv = kv_config
+            .connect(Some(&config.state_dir))
+            .await
+            .with_context(|| format!("connecting to the {} kvstore", kv_config.kind()))?;
+        let session = Session::start(kv.clone(), SESSION_TTL);
+        let name = config.node_name();
+        let ip = match config.node_ip {
+            Some(ip) => ip,
+            None => netdev::default_route_source()
+                .context("cannot detect this node's IP from the default route: pass --node-ip")?,
+        };
+        let pod_cidr = pod_cidr(config, &*kv, &name).await?;
+        let identities = ClusterAllocator::start(session.clone(), &name)?;
+        let node = NodeRecord {
+            name,
+            ipv4: ip,
+            pod_cidr: pod_cidr.to_string(),
+        };
+        let publisher = Publisher::start(session.clone());
+        publisher.put(keys::node_key(&node.name), serde_json::to_vec(&node)?);
+        Ok(Cluster {
+            kv,
+            identities,
+            node,
+            publisher,
+        })
+    }
+
+    pub fn pod_cidr(&self) -> Cidr {
+        Cidr::parse(&self.node.pod_cidr).expect("validated when the node joined")
+    }
+
+    pub fn node_ip(&self) -> Ipv4Addr {
+        self.node.ipv4
+    }
+}
+
+/// `--ipv4-range` as given, or a block of `--cluster-pool-ipv4-cidr` this
+/// node claims in the kvstore (the same block again after a restart).
+async fn pod_cidr(config: &Config, kv: &dyn Backend, node: &str) -> anyhow::Result<Cidr> {
+    let Some(pool) = &config.cluster_pool_ipv4_cidr else {
+        let range = config.ipv4_range.as_deref().unwrap_or("10.200.0.0/16");
+        return Ok(Cidr::parse(range)?);
+    };
+    let pool = Cidr::parse(pool).context("--cluster-pool-ipv4-cidr")?;
+    let mask = config.cluster_pool_ipv4_mask_size;
+    if mask < pool.prefix_len || mask > 30 {
+        bail!(
+            "--cluster-pool-ipv4-mask-size {mask} must be between {} and 30",
+            pool.prefix_len
+        );
+    }
+    let listing = kv.list_prefix(keys::PODCIDR_PREFIX).await?;
+    if let Some(mine) = listing.kvs.iter().find(|k| k.value_str() == node) {
+        return keys::parse_podcidr_key(&mine.key).context("corrupt pod CIDR claim in the kvstore");
+    }
+    let step = 1u32 << (32 - mask);
+    let blocks = 1u32 << (mask - pool.prefix_len);
+    for i in 0..blocks {
+        let block = Cidr {
+            network: Ipv4Addr::from(u32::from(pool.network) + i * step),
+            prefix_len: mask,
+        };
+        if kv
+            .create_only(&keys::podcidr_key(&block), node.as_bytes().to_vec(), None)
+            .await?
+        {
+            return Ok(block);
+        }
+    }
+    bail!("--cluster-pool-ipv4-cidr {pool}: every /{mask} block is taken")
+}

@@ -1,0 +1,108 @@
+//! Following the rest of the cluster: identities, endpoint addresses and
+//! nodes, each from a kvstore watch that replays in full after it could not
+//! resume, so a consumer can drop what vanished meanwhile.
+
+use std::{collections::BTreeSet, sync::Arc};
+
+use identity::IdentityEvent;
+use kvstore::WatchEvent;
+
+use super::keys::{self, IpRecord, NodeRecord};
+use crate::daemon::Daemon;
+
+pub async fn identities(daemon: Arc<Daemon>) {
+    let mut watch = daemon.cluster().identities.watch();
+    let mut replay: Option<BTreeSet<u32>> = None;
+    while let Some(event) = watch.next().await {
+        match event {
+            IdentityEvent::ListStart => replay = Some(BTreeSet::new()),
+            IdentityEvent::Upsert(identity) => {
+                if let Some(seen) = replay.as_mut() {
+                    seen.insert(identity.id);
+                }
+                daemon.identity_seen(identity);
+            }
+            IdentityEvent::Delete(id) => daemon.identity_gone(id),
+            IdentityEvent::ListDone => {
+                if let Some(seen) = replay.take() {
+                    daemon.identities_resynced(&seen);
+                }
+            }
+        }
+    }
+}
+
+/// Follows a prefix, handing parsed puts and deletes to the daemon.
+async fn follow<K: Ord + Clone, V>(
+    daemon: &Daemon,
+    prefix: &str,
+    parse: impl Fn(&str, &[u8]) -> Option<(K, V)>,
+    key_of: impl Fn(&str) -> Option<K>,
+    mut seen_fn: impl FnMut(&Daemon, K, V),
+    mut gone_fn: impl FnMut(&Daemon, K),
+    mut resync_fn: impl FnMut(&Daemon, &BTreeSet<K>),
+) {
+    let mut watch = daemon.cluster().kv.watch_prefix(prefix, None);
+    let mut replay: Option<BTreeSet<K>> = None;
+    while let Some(event) = watch.next().await {
+        match event {
+            WatchEvent::ListStart => replay = Some(BTreeSet::new()),
+            WatchEvent::Put { key, value, .. } => match parse(&key, &value) {
+                Some((k, v)) => {
+                    if let Some(seen) = replay.as_mut() {
+                        seen.insert(k.clone());
+                    }
+                    seen_fn(daemon, k, v);
+                }
+                None => eprintln!("kvstore: ignoring malformed {key}"),
+            },
+            WatchEvent::Delete { key, .. } => {
+                if let Some(k) = key_of(&key) {
+                    gone_fn(daemon, k);
+                }
+            }
+            WatchEvent::ListDone { .. } => {
+                if let Some(seen) = replay.take() {
+                    resync_fn(daemon, &seen);
+                }
+            }
+        }
+    }
+}
+
+pub async fn endpoint_ips(daemon: Arc<Daemon>) {
+    follow(
+        &daemon,
+        keys::IP_PREFIX,
+        |key, value| {
+            Some((
+                keys::parse_ip_key(key)?,
+                serde_json::from_slice::<IpRecord>(value).ok()?,
+            ))
+        },
+        keys::parse_ip_key,
+        |d, ip, record| d.remote_ip_seen(ip, record),
+        |d, ip| d.remote_ip_gone(ip),
+        |d, seen| d.remote_ips_resynced(seen),
+    )
+    .await
+}
+
+pub async fn nodes(daemon: Arc<Daemon>) {
+    let name_of = |key: &str| key.strip_prefix(keys::NODES_PREFIX).map(str::to_string);
+    follow(
+        &daemon,
+        keys::NODES_PREFIX,
+        |key, value| {
+            Some((
+                name_of(key)?,
+                serde_json::from_slice::<NodeRecord>(value).ok()?,
+            ))
+        },
+        name_of,
+        |d, _, node| d.node_seen(node),
+        |d, name| d.node_gone(&name),
+        |d, seen| d.nodes_resynced(seen),
+    )
+    .await
+}

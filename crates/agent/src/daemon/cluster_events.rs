@@ -1,0 +1,154 @@
+//! What the cluster's watches report, applied to this node: identities from
+//! other nodes reach every endpoint's policy map (only their own keys), and
+//! other nodes' endpoints reach the ipcache with their node as the tunnel
+//! endpoint.
+
+use std::{collections::BTreeSet, net::Ipv4Addr};
+
+use identity::Identity;
+
+use super::Daemon;
+use crate::cluster::keys::{IpRecord, NodeRecord};
+
+impl Daemon {
+    pub fn identity_seen(&self, identity: Identity) {
+        let mut inner = self.lock();
+        let (id, labels) = (identity.id, identity.labels.clone());
+        if inner.identities.insert(identity) {
+            if let Err(e) = self.identity_added(&inner, id, &labels) {
+                eprintln!("identity {id} from the cluster: {e}");
+            }
+        }
+    }
+
+    pub fn identity_gone(&self, id: u32) {
+        let mut inner = self.lock();
+        if inner.endpoints.values().any(|ep| ep.identity == id) {
+            return; // still used here; the allocator re-publishes it
+        }
+        if let Some(gone) = inner.identities.remove(id) {
+            if let Err(e) = self.identity_removed(&inner, id, &gone.labels) {
+                eprintln!("identity {id} removed from the cluster: {e}");
+            }
+        }
+    }
+
+    pub fn identities_resynced(&self, seen: &BTreeSet<u32>) {
+        let stale: Vec<u32> = {
+            let inner = self.lock();
+            inner
+                .identities
+                .ids()
+                .filter(|id| !identity::reserved::is_reserved(*id) && !seen.contains(id))
+                .collect()
+        };
+        for id in stale {
+            self.identity_gone(id);
+        }
+    }
+
+    pub fn remote_ip_seen(&self, ip: Ipv4Addr, record: IpRecord) {
+        if record.host_ip == self.cluster.node_ip() {
+            return; // our own endpoint
+        }
+        let mut inner = self.lock();
+        if inner.remote_ips.insert(ip, record) != Some(record) {
+            if let Err(e) = inner
+                .maps
+                .ipcache
+                .upsert(ip, 32, record.identity, record.host_ip)
+            {
+                eprintln!("ipcache {ip}: {e}");
+            }
+        }
+    }
+
+    pub fn remote_ip_gone(&self, ip: Ipv4Addr) {
+        let mut inner = self.lock();
+        if inner.remote_ips.remove(&ip).is_some()
+            && !inner.endpoints.values().any(|ep| ep.ipv4 == ip)
+        {
+            if let Err(e) = inner.maps.ipcache.remove(ip, 32) {
+                eprintln!("ipcache {ip}: {e}");
+            }
+        }
+    }
+
+    pub fn remote_ips_resynced(&self, seen: &BTreeSet<Ipv4Addr>) {
+        let stale: Vec<Ipv4Addr> = self
+            .lock()
+            .remote_ips
+            .keys()
+            .filter(|ip| !seen.contains(ip))
+            .copied()
+            .collect();
+        for ip in stale {
+            self.remote_ip_gone(ip);
+        }
+    }
+
+    pub fn node_seen(&self, node: NodeRecord) {
+        let mut inner = self.lock();
+        let remote = node.name != self.cluster.node.name;
+        if remote {
+            if let Err(e) = inner.maps.ipcache.upsert(
+                node.ipv4,
+                32,
+                identity::REMOTE_NODE,
+                Ipv4Addr::UNSPECIFIED,
+            ) {
+                eprintln!("ipcache node {}: {e}", node.ipv4);
+            }
+        }
+        inner.nodes.insert(node.name.clone(), node);
+    }
+
+    pub fn node_gone(&self, name: &str) {
+        let mut inner = self.lock();
+        if let Some(node) = inner.nodes.remove(name) {
+            if name != self.cluster.node.name {
+                let _ = inner.maps.ipcache.remove(node.ipv4, 32);
+            }
+        }
+    }
+
+    pub fn nodes_resynced(&self, seen: &BTreeSet<String>) {
+        let stale: Vec<String> = self
+            .lock()
+            .nodes
+            .keys()
+            .filter(|n| !seen.contains(*n))
+            .cloned()
+            .collect();
+        for name in stale {
+            self.node_gone(&name);
+        }
+    }
+
+    pub fn cluster_nodes(&self) -> api::models::ClusterNodeStatus {
+        use api::models::*;
+        let inner = self.lock();
+        let mut nodes: Vec<NodeRecord> = inner.nodes.values().cloned().collect();
+        if !inner.nodes.contains_key(&self.cluster.node.name) {
+            nodes.push(self.cluster.node.clone());
+        }
+        ClusterNodeStatus {
+            self_name: self.cluster.node.name.clone(),
+            nodes_added: nodes
+                .into_iter()
+                .map(|n| NodeElement {
+                    primary_address: NodeAddressing {
+                        ipv4: NodeAddressingElement {
+                            enabled: true,
+                            ip: n.ipv4.to_string(),
+                            alloc_range: n.pod_cidr.clone(),
+                        },
+                    },
+                    ipv4_alloc_cidr: n.pod_cidr,
+                    health: "ok".into(),
+                    name: n.name,
+                })
+                .collect(),
+        }
+    }
+}

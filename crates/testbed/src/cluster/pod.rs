@@ -1,0 +1,307 @@
+//! A pod on a cluster node, attached the way a container runtime would:
+//! `cilium-cni ADD` run inside the node's network namespace (`nsenter
+//! --net=`), with `CNI_NETNS` naming the pod's namespace and the plugin
+//! configuration pointing at that node's agent. The veth's host side lives
+//! in the node namespace. Dropping the pod runs `DEL`, then deletes the
+//! namespace (which takes the veth with it even if `DEL` failed because the
+//! agent was down).
+
+use std::io::Write;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use api::{Client, Endpoint};
+use serde_json::json;
+
+use crate::netns::NetNs;
+use crate::traffic::{self, TcpServer, UdpServer};
+use crate::unique;
+
+/// The interface name inside the pod.
+const POD_IFNAME: &str = "eth0";
+
+/// What a CNI call needs besides the command.
+#[derive(Debug, Clone)]
+pub(crate) struct CniContext {
+    pub cni_bin: PathBuf,
+    /// The node's namespace, where the plugin runs.
+    pub node_netns: PathBuf,
+    /// The node agent's API socket.
+    pub socket: PathBuf,
+}
+
+/// One pod. Field order is drop order: the CNI attachment is undone before
+/// the namespace goes.
+pub struct ClusterPod {
+    attachment: Attachment,
+    netns: NetNs,
+    name: String,
+    node: usize,
+    ip: Ipv4Addr,
+    gateway: Ipv4Addr,
+    client: Client,
+}
+
+impl ClusterPod {
+    pub(crate) fn create(
+        ctx: CniContext,
+        node: usize,
+        name: &str,
+        labels: &[&str],
+    ) -> Result<ClusterPod> {
+        let (pid, n) = unique::next_pair();
+        let netns = NetNs::create(&unique::netns_name(pid, n, name))?;
+        let mut attachment = Attachment {
+            conf: netconf(name, labels, &ctx.socket)?,
+            ctx,
+            container_id: format!("testbed-{pid}-{n}-{name}"),
+            pod_name: name.to_string(),
+            pod_netns: netns.path(),
+            added: false,
+        };
+        let result = attachment
+            .call("ADD")
+            .with_context(|| format!("pod {name} on node {node}: cilium-cni ADD"))?;
+        attachment.added = true;
+        let (ip, gateway) = parse_result(&result)
+            .with_context(|| format!("pod {name}: cilium-cni ADD result {result}"))?;
+        let client = Client::new(&attachment.ctx.socket);
+        Ok(ClusterPod {
+            attachment,
+            netns,
+            name: name.to_string(),
+            node,
+            ip,
+            gateway,
+            client,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Index of the node the pod runs on.
+    pub fn node(&self) -> usize {
+        self.node
+    }
+
+    pub fn ip(&self) -> Ipv4Addr {
+        self.ip
+    }
+
+    /// The node's router IP, the pod's default gateway.
+    pub fn gateway(&self) -> Ipv4Addr {
+        self.gateway
+    }
+
+    /// The namespace's name (`ip -n NAME`).
+    pub fn netns(&self) -> &str {
+        self.netns.name()
+    }
+
+    pub fn namespace(&self) -> &NetNs {
+        &self.netns
+    }
+
+    /// The CNI container id the pod was attached with.
+    pub fn container_id(&self) -> &str {
+        &self.attachment.container_id
+    }
+
+    /// The endpoint as its node's agent reports it now.
+    pub fn endpoint(&self) -> Result<Endpoint> {
+        let id = format!("container-id:{}", self.attachment.container_id);
+        self.client
+            .endpoint_get(&id)
+            .with_context(|| format!("pod {}: GET /v1/endpoint/{id}", self.name))
+    }
+
+    pub fn endpoint_id(&self) -> Result<u16> {
+        Ok(self.endpoint()?.id)
+    }
+
+    /// The endpoint's security identity (cluster-wide with etcd).
+    pub fn identity(&self) -> Result<u32> {
+        Ok(self.endpoint()?.status.identity.id)
+    }
+
+    /// A TCP server in the pod answering every connection with the pod's name.
+    pub fn serve_tcp(&self, port: u16) -> Result<TcpServer> {
+        TcpServer::start(&self.netns, port, format!("{}\n", self.name))
+    }
+
+    /// A UDP echo server in the pod.
+    pub fn serve_udp(&self, port: u16) -> Result<UdpServer> {
+        UdpServer::start(&self.netns, port)
+    }
+
+    /// True if a TCP handshake to `ip:port` completes and the server's line
+    /// arrives, each within `timeout`.
+    pub fn tcp_connect(&self, ip: Ipv4Addr, port: u16, timeout: Duration) -> bool {
+        self.tcp_request(ip, port, timeout).is_some()
+    }
+
+    /// The line a [`TcpServer`] answered with, if the connection worked.
+    pub fn tcp_request(&self, ip: Ipv4Addr, port: u16, timeout: Duration) -> Option<String> {
+        traffic::tcp_request(&self.netns, ip, port, timeout)
+    }
+
+    /// True if a datagram to `ip:port` comes back within `timeout`.
+    pub fn udp_roundtrip(&self, ip: Ipv4Addr, port: u16, timeout: Duration) -> bool {
+        traffic::udp_roundtrip(&self.netns, ip, port, timeout)
+    }
+
+    /// Runs a command inside the pod's namespace (`nsenter --net=`).
+    pub fn exec(&self, args: &[&str]) -> Output {
+        self.netns
+            .exec(args)
+            .unwrap_or_else(|e| panic!("pod {}: {e:#}", self.name))
+    }
+}
+
+/// The CNI attachment; `DEL` on drop once `ADD` succeeded. (A failed `ADD`
+/// undoes itself.)
+struct Attachment {
+    ctx: CniContext,
+    container_id: String,
+    pod_name: String,
+    pod_netns: PathBuf,
+    conf: String,
+    added: bool,
+}
+
+impl Attachment {
+    /// Runs `nsenter --net=NODE -- cilium-cni` with the CNI environment and
+    /// the configuration on stdin; stdout on success.
+    fn call(&self, command: &str) -> Result<String> {
+        let out = self.run(command)?;
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        if !out.status.success() {
+            bail!(
+                "cilium-cni {command} in {} failed ({}): {}{}",
+                self.ctx.node_netns.display(),
+                out.status,
+                stdout.trim(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(stdout)
+    }
+
+    fn run(&self, command: &str) -> Result<Output> {
+        let cni_dir = self
+            .ctx
+            .cni_bin
+            .parent()
+            .unwrap_or(Path::new("/"))
+            .display()
+            .to_string();
+        let mut child = Command::new("nsenter")
+            .arg(format!("--net={}", self.ctx.node_netns.display()))
+            .arg("--")
+            .arg(&self.ctx.cni_bin)
+            .env("CNI_COMMAND", command)
+            .env("CNI_CONTAINERID", &self.container_id)
+            .env("CNI_NETNS", &self.pod_netns)
+            .env("CNI_IFNAME", POD_IFNAME)
+            .env("CNI_PATH", cni_dir)
+            .env(
+                "CNI_ARGS",
+                format!("IgnoreUnknown=1;K8S_POD_NAME={}", self.pod_name),
+            )
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("cannot run nsenter (util-linux) for cilium-cni")?;
+        child
+            .stdin
+            .take()
+            .context("no stdin pipe")?
+            .write_all(self.conf.as_bytes())?;
+        Ok(child.wait_with_output()?)
+    }
+}
+
+impl Drop for Attachment {
+    fn drop(&mut self) {
+        if !self.added {
+            return;
+        }
+        if let Err(e) = self.call("DEL") {
+            // The agent may have been killed by the test: deleting the pod's
+            // namespace still removes the veth pair.
+            if std::thread::panicking() {
+                eprintln!("pod {}: {e:#}", self.pod_name);
+            }
+        }
+    }
+}
+
+/// The network configuration for one pod: the node agent's socket, and the
+/// pod's labels as `args.cni.labels` (`k8s:app=web` → key `k8s:app`).
+fn netconf(name: &str, labels: &[&str], socket: &Path) -> Result<String> {
+    let labels = labels
+        .iter()
+        .map(|l| {
+            let (key, value) = l.split_once('=').unwrap_or((l, ""));
+            if key.is_empty() {
+                bail!("pod {name}: label {l:?} has no key");
+            }
+            Ok(json!({"key": key, "value": value}))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(json!({
+        "cniVersion": "1.0.0",
+        "name": "cilium",
+        "type": crate::runtime::cni::PLUGIN_TYPE,
+        "cilium-socket": socket.display().to_string(),
+        "args": {"cni": {"labels": labels}},
+    })
+    .to_string())
+}
+
+/// (address, gateway) of the first IP in an ADD result.
+fn parse_result(text: &str) -> Result<(Ipv4Addr, Ipv4Addr)> {
+    let v: serde_json::Value = serde_json::from_str(text).context("not JSON")?;
+    let ip = &v["ips"][0];
+    let addr = ip["address"].as_str().context("no ips[0].address")?;
+    let gw = ip["gateway"].as_str().context("no ips[0].gateway")?;
+    let addr = addr.split('/').next().unwrap_or(addr);
+    Ok((
+        addr.parse().with_context(|| format!("address {addr:?}"))?,
+        gw.parse().with_context(|| format!("gateway {gw:?}"))?,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_become_cni_args_labels() {
+        let conf: serde_json::Value =
+            serde_json::from_str(&netconf("p", &["k8s:app=web", "tier"], Path::new("/s")).unwrap())
+                .unwrap();
+        assert_eq!(conf["cilium-socket"], "/s");
+        assert_eq!(conf["type"], "cilium-cni");
+        assert_eq!(conf["args"]["cni"]["labels"][0]["key"], "k8s:app");
+        assert_eq!(conf["args"]["cni"]["labels"][0]["value"], "web");
+        assert_eq!(conf["args"]["cni"]["labels"][1]["key"], "tier");
+        assert!(netconf("p", &["=x"], Path::new("/s")).is_err());
+    }
+
+    #[test]
+    fn parses_add_result() {
+        let text = r#"{"cniVersion":"1.0.0","interfaces":[],"ips":[{"address":"10.1.0.5/32","gateway":"10.1.0.1","interface":1}]}"#;
+        assert_eq!(
+            parse_result(text).unwrap(),
+            (Ipv4Addr::new(10, 1, 0, 5), Ipv4Addr::new(10, 1, 0, 1))
+        );
+        assert!(parse_result("{}").is_err());
+    }
+}
