@@ -42,3 +42,4 @@ lint:
 
 bench: build
 	./bench/run.sh
+	./bench/lb/run.sh

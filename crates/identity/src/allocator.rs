@@ -114,7 +114,9 @@ impl IdentityAllocator {
             return Ok((slot.identity.clone(), false));
         }
         let (min, max) = self.scope.range();
-        let id = self.find_free().ok_or(IdentityError::Exhausted { min, max })?;
+        let id = self
+            .find_free()
+            .ok_or(IdentityError::Exhausted { min, max })?;
         let identity = Identity {
             id,
             labels: labels.clone(),

@@ -7,12 +7,12 @@ use crate::error::IdentityError;
 
 /// Not a real identity: "not determined yet". Never handed out by the allocator.
 pub const UNKNOWN: u32 = 0;
+/// Endpoints whose labels are not known yet (an empty label set) get this identity.
+pub use policy::reserved::IDENTITY_INIT as INIT;
 pub use policy::reserved::{
     IDENTITY_HEALTH as HEALTH, IDENTITY_HOST as HOST, IDENTITY_KUBE_APISERVER as KUBE_APISERVER,
     IDENTITY_REMOTE_NODE as REMOTE_NODE, IDENTITY_UNMANAGED as UNMANAGED, IDENTITY_WORLD as WORLD,
 };
-/// Endpoints whose labels are not known yet (an empty label set) get this identity.
-pub use policy::reserved::IDENTITY_INIT as INIT;
 
 /// First number of the cluster-local range handed out for ordinary label sets.
 pub const MIN_ALLOCATED: u32 = 256;

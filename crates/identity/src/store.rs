@@ -41,7 +41,9 @@ impl IdentityAllocator {
         let path = path.as_ref();
         let text = match fs::read_to_string(path) {
             Ok(text) => text,
-            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Self::with_scope(scope)),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                return Ok(Self::with_scope(scope))
+            }
             Err(source) => {
                 return Err(IdentityError::StoreRead {
                     path: path.to_path_buf(),

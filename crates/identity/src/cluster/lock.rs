@@ -60,6 +60,11 @@ impl<'a> KeyLock<'a> {
             return Ok(Some(KeyLock { backend, key }));
         }
         if let Some(held) = backend.get(&key).await? {
+            // Ours under this lease: an earlier attempt of this very call
+            // committed although its answer was lost.
+            if held.value == node.as_bytes() && held.lease == Some(lease) {
+                return Ok(Some(KeyLock { backend, key }));
+            }
             let stale_own = held.value == node.as_bytes() && held.lease != Some(lease);
             if stale_own
                 && backend

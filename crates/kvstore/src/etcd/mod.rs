@@ -45,7 +45,7 @@ impl Etcd {
     pub async fn connect(config: &EtcdConfig) -> Result<Etcd> {
         let options = ConnectOptions::new()
             .with_connect_timeout(config.timeout)
-            .with_timeout(config.timeout)
+            .with_timeout(config.timeout / 3)
             // HTTP/2 pings notice a dead member even when no request is in flight, so
             // watches move to a healthy member quickly.
             .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2))
@@ -72,22 +72,26 @@ impl Etcd {
         &self.endpoints
     }
 
-    /// Runs one etcd request, bounded by the operation timeout as a whole. A request
-    /// that could not even connect (the balancer picked a dead member) never reached
-    /// etcd, so it is safe to send again, also for conditional writes; anything else
-    /// is returned as is.
+    /// Runs one etcd request, bounded by the operation timeout as a whole. Each
+    /// attempt gets a third of it: a request the balancer sent to a member that just
+    /// died hangs, and must leave time to try a live one. Requests that never reached
+    /// etcd, timed out or found it unavailable are sent again; a conditional write
+    /// repeated after it did commit reports "not done", which its callers tolerate
+    /// (the identity lock recognises its own key, an orphan id key is collected).
     async fn call<T, F, Fut>(&self, op: &'static str, key: &str, mut request: F) -> Result<T>
     where
         F: FnMut(Client) -> Fut,
         Fut: Future<Output = std::result::Result<T, etcd_client::Error>>,
     {
+        let per_attempt = self.timeout / 3;
         let attempts = async {
             loop {
-                match request(self.client.clone()).await {
-                    Err(err) if never_sent(&err) => {
+                match tokio::time::timeout(per_attempt, request(self.client.clone())).await {
+                    Ok(Err(err)) if never_sent(&err) || worth_retrying(&err) => {
                         tokio::time::sleep(Duration::from_millis(20)).await;
                     }
-                    other => return other,
+                    Ok(other) => return other,
+                    Err(_) => {} // this attempt hung: try again
                 }
             }
         };
@@ -118,6 +122,14 @@ impl Etcd {
 fn never_sent(err: &etcd_client::Error) -> bool {
     let text = err.to_string();
     text.contains("tcp connect error") || text.contains("Connection refused")
+}
+
+/// A member that timed out or is not serving: another may answer.
+fn worth_retrying(err: &etcd_client::Error) -> bool {
+    let text = err.to_string();
+    text.contains("Timeout expired")
+        || text.contains("Unavailable")
+        || text.contains("transport error")
 }
 
 /// etcd reports a missing lease as a gRPC error; everything else means "not reachable
