@@ -43,3 +43,4 @@ lint:
 bench: build
 	./bench/run.sh
 	./bench/lb/run.sh
+	./bench/cluster/run.sh

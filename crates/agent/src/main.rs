@@ -24,6 +24,10 @@ use tokio::{net::UnixListener, signal::unix::SignalKind};
 use crate::{config::Config, daemon::Daemon, monitor::MonitorHub};
 
 fn main() -> anyhow::Result<()> {
+    // Two malloc arenas: the agent's work is short bursts on a few threads,
+    // and per-thread arenas only hold on to freed memory.
+    // SAFETY: called before any other thread exists.
+    unsafe { libc::mallopt(libc::M_ARENA_MAX, 2) };
     let config = Config::parse();
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -42,6 +46,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     tokio::spawn(cluster::watch::identities(daemon.clone()));
     tokio::spawn(cluster::watch::endpoint_ips(daemon.clone()));
     tokio::spawn(cluster::watch::nodes(daemon.clone()));
+    tokio::spawn(cluster::watch::services(daemon.clone()));
     // Identities nobody references are removed after a grace period long
     // enough for an agent restart to take its references again.
     tokio::spawn(

@@ -33,7 +33,7 @@ impl EndpointProgram {
     ) -> Result<Self, DatapathError> {
         let policy_pin = root.policy_map(endpoint_id);
         let lxc_id = endpoint_id as u32;
-        let mut ebpf = aya::EbpfLoader::new()
+        let mut ebpf = crate::object::loader()
             .default_map_pin_directory(root.dir())
             .map_pin_path(maps::POLICY_MAP, policy_pin.as_path())
             .override_global("LXC_ID", &lxc_id, true)

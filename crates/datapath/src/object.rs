@@ -20,3 +20,11 @@ macro_rules! aligned_object {
     }};
 }
 use aligned_object;
+
+/// A loader for our objects. They use no CO-RE relocations, so the kernel's
+/// BTF (several MiB to parse) is not read for every endpoint's load.
+pub(crate) fn loader<'a>() -> aya::EbpfLoader<'a> {
+    let mut loader = aya::EbpfLoader::new();
+    loader.btf(None);
+    loader
+}

@@ -14,7 +14,7 @@ pub const FROM_OVERLAY: &str = "cil_from_overlay";
 /// Loads bpf_overlay against the shared maps and attaches it to `ifname`
 /// (replacing the program of a previous agent in place).
 pub fn attach(root: &BpfRoot, ifname: &str) -> Result<(), DatapathError> {
-    let mut ebpf = aya::EbpfLoader::new()
+    let mut ebpf = crate::object::loader()
         .default_map_pin_directory(root.dir())
         .load(BPF_OVERLAY)
         .map_err(|e| DatapathError::Load {

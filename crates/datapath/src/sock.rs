@@ -22,7 +22,7 @@ const PROGRAMS: [&str; 4] = [
 /// below it). Links pinned by a previous agent get the new programs in
 /// place.
 pub fn attach(root: &BpfRoot, cgroup: &Path) -> Result<(), DatapathError> {
-    let mut ebpf = aya::EbpfLoader::new()
+    let mut ebpf = crate::object::loader()
         .default_map_pin_directory(root.dir())
         .load(BPF_SOCK)
         .map_err(|e| DatapathError::Load {

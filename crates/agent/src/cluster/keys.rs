@@ -4,11 +4,14 @@ use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ipam::Cidr;
+use crate::{ipam::Cidr, services::ServiceRecord};
 
 pub const NODES_PREFIX: &str = "cilium/state/nodes/v1/default/";
 pub const IP_PREFIX: &str = "cilium/state/ip/v1/default/";
 pub const PODCIDR_PREFIX: &str = "cilium/state/podcidrs/v1/";
+/// Services, cluster-wide and lease-less: a service outlives the node that
+/// defined it.
+pub const SERVICES_PREFIX: &str = "cilium/state/services/v1/default/";
 
 /// A node's registration, held under its session lease.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,6 +50,29 @@ pub fn parse_podcidr_key(key: &str) -> Option<Cidr> {
     Cidr::parse(&format!("{ip}/{len}")).ok()
 }
 
+pub fn service_key(id: u16) -> String {
+    format!("{SERVICES_PREFIX}{id}")
+}
+
+pub fn parse_service_key(key: &str) -> Option<u16> {
+    key.strip_prefix(SERVICES_PREFIX)?
+        .parse()
+        .ok()
+        .filter(|id| *id != 0)
+}
+
+pub fn encode_service(record: &ServiceRecord) -> Vec<u8> {
+    serde_json::to_vec(record).expect("a service record serializes")
+}
+
+/// A service record under its key; `None` when either is malformed or
+/// they disagree on the id.
+pub fn decode_service(key: &str, value: &[u8]) -> Option<(u16, ServiceRecord)> {
+    let id = parse_service_key(key)?;
+    let record: ServiceRecord = serde_json::from_slice(value).ok()?;
+    (record.id == id).then_some((id, record))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -58,5 +84,32 @@ mod tests {
         let block = Cidr::parse("10.210.4.0/24").unwrap();
         assert_eq!(parse_podcidr_key(&podcidr_key(&block)), Some(block));
         assert_eq!(parse_ip_key("cilium/state/ip/v1/default/x"), None);
+    }
+
+    #[test]
+    fn service_records_round_trip_under_their_id() {
+        use crate::services::{Addr, Backend, BackendState, TCP};
+        let addr = |ip: [u8; 4], port| Addr {
+            ip: Ipv4Addr::from(ip),
+            port,
+            proto: TCP,
+        };
+        let record = ServiceRecord {
+            id: 7,
+            frontend: addr([10, 96, 0, 7], 80),
+            backends: vec![Backend {
+                addr: addr([10, 200, 0, 5], 8080),
+                weight: 1,
+                state: BackendState::Active,
+            }],
+            kind: "ClusterIP".into(),
+        };
+        let value = encode_service(&record);
+        assert_eq!(
+            decode_service(&service_key(7), &value),
+            Some((7, record.clone()))
+        );
+        assert_eq!(decode_service(&service_key(8), &value), None, "id mismatch");
+        assert_eq!(parse_service_key(&format!("{SERVICES_PREFIX}0")), None);
     }
 }

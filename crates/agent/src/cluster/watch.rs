@@ -1,6 +1,6 @@
-//! Following the rest of the cluster: identities, endpoint addresses and
-//! nodes, each from a kvstore watch that replays in full after it could not
-//! resume, so a consumer can drop what vanished meanwhile.
+//! Following the rest of the cluster: identities, endpoint addresses,
+//! nodes and services, each from a kvstore watch that replays in full after
+//! it could not resume, so a consumer can drop what vanished meanwhile.
 
 use std::{collections::BTreeSet, sync::Arc};
 
@@ -103,6 +103,20 @@ pub async fn nodes(daemon: Arc<Daemon>) {
         |d, _, node| d.node_seen(node),
         |d, name| d.node_gone(&name),
         |d, seen| d.nodes_resynced(seen),
+    )
+    .await
+}
+
+/// Services any node defined, applied here; deleted ones removed.
+pub async fn services(daemon: Arc<Daemon>) {
+    follow(
+        &daemon,
+        keys::SERVICES_PREFIX,
+        keys::decode_service,
+        keys::parse_service_key,
+        |d, id, record| d.cluster_service_seen(id, record),
+        |d, id| d.cluster_service_gone(id),
+        |d, seen| d.cluster_services_resynced(seen),
     )
     .await
 }

@@ -10,6 +10,7 @@ mod maps_view;
 pub mod observe;
 mod policy_ops;
 mod regenerate;
+mod service_sync;
 mod services;
 
 use std::{
@@ -40,6 +41,8 @@ pub struct Daemon {
     state: StateDir,
     /// Kvstore, cluster-wide identities, this node's registration.
     cluster: Cluster,
+    /// Writes the API's service changes to the kvstore for every node.
+    service_sync: service_sync::ServiceSync,
     inner: Mutex<Inner>,
 }
 
@@ -113,12 +116,14 @@ impl Daemon {
             _ => Ipam::new(range),
         };
         let endpoints = state.load_endpoints()?;
+        let service_sync = service_sync::ServiceSync::start(cluster.kv.clone());
         let daemon = Arc::new(Daemon {
             config,
             root,
             encap_ifindex,
             state,
             cluster,
+            service_sync,
             inner: Mutex::new(Inner {
                 maps,
                 ipam,
@@ -174,6 +179,16 @@ impl Daemon {
             };
             restored.push((ep_id, identity));
         }
+        let released = self.restore_locked(restored)?;
+        for id in released {
+            let _ = self.cluster.identities.release(id).await;
+        }
+        Ok(())
+    }
+
+    /// The synchronous part of [`Daemon::restore`]; returns the identities
+    /// of endpoints that were gone, for the caller to release.
+    fn restore_locked(&self, restored: Vec<(u16, identity::Identity)>) -> anyhow::Result<Vec<u32>> {
         let mut inner = self.lock();
         for (ep_id, identity) in restored {
             if let Some(ep) = inner.endpoints.get_mut(&ep_id) {
@@ -217,11 +232,7 @@ impl Daemon {
         for ep in inner.endpoints.values() {
             self.publish_endpoint_ip(ep);
         }
-        drop(inner);
-        for id in released {
-            let _ = self.cluster.identities.release(id).await;
-        }
-        Ok(())
+        Ok(released)
     }
 
     /// Tells the other nodes where this endpoint lives and who it is.

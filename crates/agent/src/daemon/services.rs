@@ -48,7 +48,7 @@ fn program(
     Ok(())
 }
 
-fn model(svc: &ServiceRecord) -> Service {
+pub(super) fn model(svc: &ServiceRecord) -> Service {
     let spec = ServiceSpec {
         id: svc.id as u32,
         frontend_address: FrontendAddress {
@@ -90,6 +90,17 @@ impl Daemon {
         spec: ServiceSpec,
     ) -> Result<(Service, bool), AgentError> {
         let record = services::validate(id, &spec).map_err(AgentError::BadRequest)?;
+        let applied = self.service_apply(record.clone())?;
+        self.publish_service(&record);
+        Ok(applied)
+    }
+
+    /// Puts a validated service into the table, the LB maps and the state
+    /// dir (the API's path and the cluster's, which does not publish).
+    pub(super) fn service_apply(
+        &self,
+        record: ServiceRecord,
+    ) -> Result<(Service, bool), AgentError> {
         let mut inner = self.lock();
         let previous = inner.services.get(record.id).cloned();
         let plan = inner
@@ -117,6 +128,13 @@ impl Daemon {
 
     pub fn service_delete(&self, id: &str) -> Result<(), AgentError> {
         let num = parse_id(id)?;
+        self.service_remove(num)?;
+        self.unpublish_service(num);
+        Ok(())
+    }
+
+    /// Takes a service out of the table, the LB maps and the state dir.
+    pub(super) fn service_remove(&self, num: u16) -> Result<(), AgentError> {
         let mut inner = self.lock();
         let inner = &mut *inner;
         let (svc, plan) = inner

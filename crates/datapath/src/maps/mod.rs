@@ -40,7 +40,7 @@ impl SharedMaps {
     /// Creates the shared maps under `root` unless they are already pinned
     /// there (an agent restart keeps them, and with them the live state).
     pub fn open_or_create(root: &BpfRoot) -> Result<Self, DatapathError> {
-        aya::EbpfLoader::new()
+        crate::object::loader()
             .default_map_pin_directory(root.dir())
             .load(BPF_LXC)
             .map_err(|e| DatapathError::Load {
