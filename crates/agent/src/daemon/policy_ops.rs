@@ -46,6 +46,10 @@ impl Daemon {
         // every endpoint that selects the world: then all regenerate.
         let peers_changed = before != super::cidr::prefix_identities(inner);
         let regenerated = self.regenerate_changed(inner, peers_changed);
+        // Recompiling every endpoint allocates in bursts; hand what it freed
+        // back to the system instead of keeping it as the agent's high-water.
+        // SAFETY: malloc_trim has no preconditions.
+        unsafe { libc::malloc_trim(0) };
         self.publish_cidr_identities(inner, &added)?;
         self.persist_policy(inner)?;
         regenerated
