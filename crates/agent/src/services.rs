@@ -65,17 +65,11 @@ pub struct ServiceTable {
     next_backend_id: u32,
 }
 
-fn bad(msg: String) -> String {
-    msg
-}
-
 pub fn parse_proto(text: &str) -> Result<u8, String> {
     match text.to_ascii_uppercase().as_str() {
         "" | "TCP" => Ok(TCP),
         "UDP" => Ok(UDP),
-        other => Err(bad(format!(
-            "unknown protocol {other:?} (expected TCP or UDP)"
-        ))),
+        other => Err(format!("unknown protocol {other:?} (expected TCP or UDP)")),
     }
 }
 
@@ -89,49 +83,44 @@ pub fn proto_name(proto: u8) -> &'static str {
 
 /// Checks a spec from the API; `path_id` is the id in the URL.
 pub fn validate(path_id: &str, spec: &api::models::ServiceSpec) -> Result<ServiceRecord, String> {
-    let id: u16 = path_id.parse().ok().filter(|id| *id != 0).ok_or_else(|| {
-        bad(format!(
-            "service id {path_id:?} must be a number from 1 to 65535"
-        ))
-    })?;
+    let id: u16 = path_id
+        .parse()
+        .ok()
+        .filter(|id| *id != 0)
+        .ok_or_else(|| format!("service id {path_id:?} must be a number from 1 to 65535"))?;
     if spec.id != 0 && spec.id != id as u32 {
-        return Err(bad(format!(
+        return Err(format!(
             "id: {} in the body differs from {id} in the path",
             spec.id
-        )));
+        ));
     }
     let f = &spec.frontend_address;
     let proto = parse_proto(&f.protocol).map_err(|e| format!("frontend-address.protocol: {e}"))?;
-    let ip: Ipv4Addr = f.ip.parse().map_err(|_| {
-        bad(format!(
-            "frontend-address.ip: {:?} is not an IPv4 address",
-            f.ip
-        ))
-    })?;
+    let ip: Ipv4Addr =
+        f.ip.parse()
+            .map_err(|_| format!("frontend-address.ip: {:?} is not an IPv4 address", f.ip))?;
     if f.port == 0 {
-        return Err(bad("frontend-address.port: must be 1-65535".into()));
+        return Err("frontend-address.port: must be 1-65535".into());
     }
     if spec.backend_addresses.is_empty() {
-        return Err(bad(
-            "backend-addresses: a service needs at least one backend".into(),
-        ));
+        return Err("backend-addresses: a service needs at least one backend".into());
     }
     let mut backends = Vec::new();
     for (i, b) in spec.backend_addresses.iter().enumerate() {
         let at = format!("backend-addresses[{i}]");
         let bip: Ipv4Addr =
             b.ip.parse()
-                .map_err(|_| bad(format!("{at}.ip: {:?} is not an IPv4 address", b.ip)))?;
+                .map_err(|_| format!("{at}.ip: {:?} is not an IPv4 address", b.ip))?;
         if b.port == 0 {
-            return Err(bad(format!("{at}.port: must be 1-65535")));
+            return Err(format!("{at}.port: must be 1-65535"));
         }
         let state = match b.state.as_str() {
             "" | "active" => BackendState::Active,
             "maintenance" => BackendState::Maintenance,
             other => {
-                return Err(bad(format!(
+                return Err(format!(
                     "{at}.state: {other:?} (expected active or maintenance)"
-                )))
+                ))
             }
         };
         let addr = Addr {
@@ -140,7 +129,7 @@ pub fn validate(path_id: &str, spec: &api::models::ServiceSpec) -> Result<Servic
             proto,
         };
         if backends.iter().any(|x: &Backend| x.addr == addr) {
-            return Err(bad(format!("{at}: {bip}:{} is listed twice", b.port)));
+            return Err(format!("{at}: {bip}:{} is listed twice", b.port));
         }
         backends.push(Backend {
             addr,
@@ -162,6 +151,18 @@ pub fn validate(path_id: &str, spec: &api::models::ServiceSpec) -> Result<Servic
             spec.flags.kind.clone()
         },
     })
+}
+
+/// Each active backend with its number of slots: its weight divided by the
+/// weights' common divisor.
+fn slot_counts(svc: &ServiceRecord) -> impl Iterator<Item = (&Backend, usize)> {
+    let active = || {
+        svc.backends
+            .iter()
+            .filter(|b| b.state == BackendState::Active)
+    };
+    let divisor = active().fold(0, |g, b| gcd(g, b.weight as u32)).max(1);
+    active().map(move |b| (b, (b.weight as u32 / divisor) as usize))
 }
 
 fn gcd(a: u32, b: u32) -> u32 {
@@ -188,21 +189,12 @@ impl ServiceTable {
     /// Backend ids of active backends, each repeated by its weight (reduced
     /// by the weights' common divisor so slot tables stay small).
     pub fn slots(&self, svc: &ServiceRecord) -> Vec<u32> {
-        let active: Vec<&Backend> = svc
-            .backends
-            .iter()
-            .filter(|b| b.state == BackendState::Active)
-            .collect();
-        let divisor = active.iter().fold(0, |g, b| gcd(g, b.weight as u32)).max(1);
         let mut slots = Vec::new();
-        for b in active {
+        for (b, count) in slot_counts(svc) {
             let id = self
                 .backend_id(&b.addr)
                 .expect("backends of a stored service have ids");
-            slots.extend(std::iter::repeat_n(
-                id,
-                (b.weight as u32 / divisor) as usize,
-            ));
+            slots.extend(std::iter::repeat_n(id, count));
         }
         slots.truncate(MAX_SLOTS);
         slots
@@ -269,16 +261,8 @@ impl ServiceTable {
     }
 
     fn slots_len_of(&self, svc: &ServiceRecord) -> usize {
-        // The old record still holds its backends' ids at this point.
-        let active: Vec<&Backend> = svc
-            .backends
-            .iter()
-            .filter(|b| b.state == BackendState::Active)
-            .collect();
-        let divisor = active.iter().fold(0, |g, b| gcd(g, b.weight as u32)).max(1);
-        active
-            .iter()
-            .map(|b| (b.weight as u32 / divisor) as usize)
+        slot_counts(svc)
+            .map(|(_, n)| n)
             .sum::<usize>()
             .min(MAX_SLOTS)
     }

@@ -39,8 +39,14 @@ fn parse_labels(labels: &[String]) -> Result<Labels, AgentError> {
             .map_err(|e| bad(format!("labels[{i}] {text:?}: {e}")))?;
     }
     let mut labels = Labels::parse_all(labels).map_err(|e| bad(format!("labels: {e}")))?;
-    // Without an API server the namespace's automatic name label is still
-    // known: namespaceSelector `kubernetes.io/metadata.name: X` selects it.
+    add_namespace_name(&mut labels);
+    Ok(labels)
+}
+
+/// Without an API server the namespace's automatic name label is still
+/// known: a pod's namespace gives it, so that namespaceSelector
+/// `kubernetes.io/metadata.name: X` selects the pod.
+pub(super) fn add_namespace_name(labels: &mut Labels) {
     let namespace = labels
         .iter()
         .find(|l| l.source == "k8s" && l.key == POD_NAMESPACE)
@@ -48,7 +54,6 @@ fn parse_labels(labels: &[String]) -> Result<Labels, AgentError> {
     if let Some(ns) = namespace {
         labels.insert(policy::Label::new("k8s", NAMESPACE_NAME, ns));
     }
-    Ok(labels)
 }
 
 /// Everything in a change request that can be checked without the lock.

@@ -108,17 +108,7 @@ fn parse_ports(ports: &[TracePort]) -> Result<Vec<Port>, AgentError> {
 /// namespace's name label (see `endpoints::parse_labels`).
 fn parse_labels(field: &str, texts: &[String]) -> Result<Labels, AgentError> {
     let mut labels = Labels::parse_all(texts).map_err(|e| bad(format!("{field}.labels: {e}")))?;
-    let namespace = labels
-        .iter()
-        .find(|l| l.source == "k8s" && l.key == "io.kubernetes.pod.namespace")
-        .map(|l| l.value.clone());
-    if let Some(ns) = namespace {
-        labels.insert(policy::Label::new(
-            "k8s",
-            "io.cilium.k8s.namespace.labels.kubernetes.io/metadata.name",
-            ns,
-        ));
-    }
+    super::super::endpoints::add_namespace_name(&mut labels);
     Ok(labels)
 }
 
