@@ -7,7 +7,13 @@
  * redirect or hands the packet to the host stack.
  * cil_to_container (tc egress): packets about to enter the container, from
  * a local endpoint's redirect or from the host stack. Enforces the
- * endpoint's ingress policy. */
+ * endpoint's ingress policy.
+ *
+ * Connections an allow entry with a proxy port covers go to the L7 proxy
+ * instead (lib/proxy.h): egress ones straight from cil_from_container,
+ * ingress ones turned around from cil_to_container. The proxy's own
+ * upstream traffic carries a mark: ingress was enforced by the proxy
+ * already; egress carries the client's identity. */
 #include "lib/common.h"
 #include "lib/maps.h"
 #include "lib/ipv4.h"
@@ -18,6 +24,7 @@
 #include "lib/metrics.h"
 #include "lib/encap.h"
 #include "lib/lb.h"
+#include "lib/proxy.h"
 
 /* Set by the agent at load time. */
 volatile const __u32 LXC_ID = 0;
@@ -39,15 +46,18 @@ static __always_inline int drop_unparsed(struct __sk_buff *skb, __u8 reason, __u
 	return drop(skb, reason, &f, 0, 0, dir);
 }
 
-/* Runs policy for a new flow and reports the verdict; 0 if allowed. */
+/* Runs policy for a new flow and reports the verdict; 0 if allowed, with
+ * the L7 proxy port to redirect to (0 = none) in *proxy_port. */
 static __always_inline int enforce(__u32 peer_id, const struct flow *f, __u32 src_id,
-				   __u32 dst_id, __u8 dir, __u32 ifindex)
+				   __u32 dst_id, __u8 dir, __u32 ifindex, __u16 *proxy_port)
 {
 	struct policy_verdict v = policy_can_access(peer_id, f, dir);
 
 	send_policy_verdict(&v, LXC_ID, ifindex, f, src_id, dst_id, dir);
-	if (v.allow)
+	if (v.allow) {
+		*proxy_port = bpf_ntohs(v.proxy_port);
 		return 0;
+	}
 	return v.denied_by_rule ? DROP_POLICY_DENY : DROP_POLICY;
 }
 
@@ -57,8 +67,9 @@ int cil_from_container(struct __sk_buff *skb)
 	struct endpoint_info *self, *dst_ep;
 	struct remote_endpoint_info *remote;
 	struct flow f;
+	struct ct_state state = {};
 	__u32 src_id, dst_id;
-	__u16 rev_nat = 0, ct_rev_nat = 0;
+	__u16 rev_nat = 0, proxy_port = 0;
 	int ct, ret;
 
 	if (skb->protocol == bpf_htons(ETH_P_ARP))
@@ -69,6 +80,16 @@ int cil_from_container(struct __sk_buff *skb)
 	ret = parse_ipv4(skb, &f);
 	if (ret)
 		return drop_unparsed(skb, ret, DIR_EGRESS);
+
+	/* Turned around by this endpoint's cil_to_container (a mark no
+	 * container can set): ingress policy chose the proxy. */
+	proxy_port = proxy_port_from_mark(skb);
+	if (proxy_port) {
+		ret = proxy_assign(skb, &f, proxy_port);
+		if (ret)
+			return drop(skb, ret, &f, 0, 0, DIR_INGRESS);
+		return TC_ACT_OK;
+	}
 
 	/* The source address must be this endpoint's: no spoofing. */
 	self = lookup_local_endpoint(f.saddr);
@@ -88,15 +109,25 @@ int cil_from_container(struct __sk_buff *skb)
 	else
 		dst_id = remote ? remote->sec_identity : WORLD_ID;
 
-	ct = ct_lookup(&f, CT_DIR_EGRESS, &ct_rev_nat);
+	ct = ct_lookup(&f, CT_DIR_EGRESS, &state);
 	if (ct == CT_NEW) {
-		ret = enforce(dst_id, &f, src_id, dst_id, DIR_EGRESS, skb->ifindex);
+		ret = enforce(dst_id, &f, src_id, dst_id, DIR_EGRESS, skb->ifindex,
+			      &state.proxy_port);
 		if (ret)
 			return drop(skb, ret, &f, src_id, dst_id, DIR_EGRESS);
-		ct_create(&f, CT_DIR_EGRESS, src_id, rev_nat);
+		state.rev_nat = rev_nat;
+		ct_create(&f, CT_DIR_EGRESS, src_id, &state);
 	}
 
 	update_metrics(skb->len, REASON_FORWARDED, DIR_EGRESS);
+	if (state.proxy_port) {
+		ret = proxy_assign(skb, &f, state.proxy_port);
+		if (ret)
+			return drop(skb, ret, &f, src_id, dst_id, DIR_EGRESS);
+		send_trace(TRACE_TO_PROXY, ct, LXC_ID, skb->ifindex, &f, src_id, dst_id,
+			   DIR_EGRESS);
+		return TC_ACT_OK;
+	}
 	if (dst_ep) {
 		/* The destination's to-container program enforces its ingress
 		 * policy on the way out of its host-side veth. */
@@ -126,8 +157,8 @@ int cil_to_container(struct __sk_buff *skb)
 {
 	struct endpoint_info *self;
 	struct flow f;
-	__u32 src_id, dst_id;
-	__u16 rev_nat = 0;
+	struct ct_state state = {};
+	__u32 src_id, dst_id, magic;
 	int ct, ret;
 
 	if (skb->protocol == bpf_htons(ETH_P_ARP))
@@ -140,27 +171,44 @@ int cil_to_container(struct __sk_buff *skb)
 		return drop_unparsed(skb, ret, DIR_INGRESS);
 
 	/* A packet from another node carries its source identity from the
-	 * VNI; anything else is identified by its address. */
-	src_id = take_identity_mark(skb);
+	 * VNI, one from the proxy its client's; anything else is identified
+	 * by its address. */
+	src_id = take_identity_mark(skb, &magic);
 	if (!src_id)
 		src_id = identity_of(f.saddr);
 	self = lookup_local_endpoint(f.daddr);
 	dst_id = self ? self->sec_id : 0;
 
-	ct = ct_lookup(&f, CT_DIR_INGRESS, &rev_nat);
+	ct = ct_lookup(&f, CT_DIR_INGRESS, &state);
 	if (ct == CT_NEW) {
-		ret = enforce(src_id, &f, src_id, dst_id, DIR_INGRESS, skb->ifindex);
-		if (ret)
-			return drop(skb, ret, &f, src_id, dst_id, DIR_INGRESS);
-		ct_create(&f, CT_DIR_INGRESS, src_id, 0);
-	} else if (ct == CT_REPLY && rev_nat) {
+		/* The proxy's upstream connection on ingress passed the L7
+		 * policy, which covers the L3/L4 one. */
+		if (magic != MARK_MAGIC_PROXY_INGRESS) {
+			ret = enforce(src_id, &f, src_id, dst_id, DIR_INGRESS, skb->ifindex,
+				      &state.proxy_port);
+			if (ret)
+				return drop(skb, ret, &f, src_id, dst_id, DIR_INGRESS);
+		}
+		ct_create(&f, CT_DIR_INGRESS, src_id, &state);
+	} else if (ct == CT_REPLY && state.rev_nat) {
 		/* A backend answering a client that dialled a service. */
-		ret = lb4_reverse_nat(skb, &f, rev_nat);
+		ret = lb4_reverse_nat(skb, &f, state.rev_nat);
 		if (ret)
 			return drop(skb, ret, &f, src_id, dst_id, DIR_INGRESS);
 	}
 
 	update_metrics(skb->len, REASON_FORWARDED, DIR_INGRESS);
+	if (state.proxy_port) {
+		if (!self)
+			return drop(skb, DROP_PROXY_LOOKUP_FAILED, &f, src_id, dst_id,
+				    DIR_INGRESS);
+		send_trace(TRACE_TO_PROXY, ct, LXC_ID, skb->ifindex, &f, src_id, dst_id,
+			   DIR_INGRESS);
+		ret = proxy_hairpin(skb, self->node_mac, state.proxy_port);
+		if (ret < 0)
+			return drop(skb, -ret, &f, src_id, dst_id, DIR_INGRESS);
+		return ret;
+	}
 	send_trace(TRACE_TO_LXC, ct, LXC_ID, skb->ifindex, &f, src_id, dst_id, DIR_INGRESS);
 	return TC_ACT_OK;
 }

@@ -36,6 +36,9 @@ enum {
 	DROP_UNKNOWN_L3 = 139,
 	DROP_WRITE_ERROR = 141,
 	DROP_NO_SERVICE = 158,
+	DROP_PROXY_LOOKUP_FAILED = 170,
+	DROP_PROXY_SET_FAILED = 171,
+	DROP_PROXY_UNKNOWN_PROTO = 172,
 	DROP_NO_TUNNEL_KEY = 196,
 	DROP_POLICY_DENY = 181,
 };
@@ -43,6 +46,7 @@ enum {
 /* Where a trace event was observed. */
 enum {
 	TRACE_TO_LXC = 0,	/* delivered to a local endpoint */
+	TRACE_TO_PROXY = 1,	/* handed to the L7 proxy */
 	TRACE_TO_STACK = 3,	/* handed to the host stack */
 	TRACE_TO_OVERLAY = 4,	/* encapsulated towards another node */
 	TRACE_FROM_LXC = 5,	/* left an endpoint */

@@ -56,10 +56,16 @@ static __always_inline void ct_account(struct ct_entry *e, const struct flow *f,
 	e->expires = now + ct_lifetime(f, e->flags);
 }
 
+/* What a flow's entry remembers for its later packets. */
+struct ct_state {
+	__u16 rev_nat;		/* reverse-NAT index of a service flow */
+	__u16 proxy_port;	/* L7 proxy the flow is redirected to */
+};
+
 /* Classifies a packet seen by the endpoint in direction `dir` and refreshes
  * the matching entry. A TCP SYN on an entry that is closing starts over.
- * `rev_nat` receives the entry's reverse-NAT index. */
-static __always_inline int ct_lookup(const struct flow *f, __u8 dir, __u16 *rev_nat)
+ * `state` receives what the entry remembers. */
+static __always_inline int ct_lookup(const struct flow *f, __u8 dir, struct ct_state *state)
 {
 	struct ct_key key;
 	struct ct_entry *e;
@@ -72,7 +78,8 @@ static __always_inline int ct_lookup(const struct flow *f, __u8 dir, __u16 *rev_
 			      !(f->tcp_flags & TCP_FLAG_ACK) && (e->flags & CT_CLOSING);
 		if (!restart) {
 			ct_account(e, f, 0);
-			*rev_nat = e->rev_nat_index;
+			state->rev_nat = e->rev_nat_index;
+			state->proxy_port = e->proxy_port;
 			return CT_ESTABLISHED;
 		}
 	}
@@ -81,21 +88,23 @@ static __always_inline int ct_lookup(const struct flow *f, __u8 dir, __u16 *rev_
 	e = bpf_map_lookup_elem(&cilium_ct4_global, &key);
 	if (e && e->expires > now) {
 		ct_account(e, f, 1);
-		*rev_nat = e->rev_nat_index;
+		state->rev_nat = e->rev_nat_index;
+		state->proxy_port = 0;
 		return CT_REPLY;
 	}
 	return CT_NEW;
 }
 
 static __always_inline void ct_create(const struct flow *f, __u8 dir, __u32 src_identity,
-				      __u16 rev_nat)
+				      const struct ct_state *state)
 {
 	struct ct_key key;
 	struct ct_entry e = {};
 
 	ct_key_of(f, dir, 0, &key);
 	e.src_identity = src_identity;
-	e.rev_nat_index = rev_nat;
+	e.rev_nat_index = state->rev_nat;
+	e.proxy_port = state->proxy_port;
 	e.flags = (f->tcp_flags & TCP_FLAG_SYN) ? CT_SEEN_SYN : 0;
 	ct_account(&e, f, 0);
 	bpf_map_update_elem(&cilium_ct4_global, &key, &e, BPF_ANY);

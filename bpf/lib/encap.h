@@ -16,13 +16,22 @@ static __always_inline void set_identity_mark(struct __sk_buff *skb, __u32 ident
 	skb->mark = ((identity & 0xFFFF) << 16) | MARK_MAGIC_IDENTITY | ((identity >> 16) & 0xFF);
 }
 
-/* The identity an overlay program left in the mark, or 0; the mark is
- * cleared so nothing downstream mistakes it for something else. */
-static __always_inline __u32 take_identity_mark(struct __sk_buff *skb)
+/* Magics whose mark carries a source identity: the overlay's, and the L7
+ * proxy's upstream traffic (ingress: already enforced by the proxy; egress:
+ * on behalf of a client). */
+#define MARK_MAGIC_PROXY_INGRESS 0x0A00
+#define MARK_MAGIC_PROXY_EGRESS 0x0B00
+
+/* The identity an overlay program or the proxy left in the mark, or 0; its
+ * magic goes to *magic. The mark is cleared so nothing downstream mistakes
+ * it for something else. */
+static __always_inline __u32 take_identity_mark(struct __sk_buff *skb, __u32 *magic)
 {
 	__u32 mark = skb->mark;
 
-	if ((mark & MARK_MAGIC_MASK) != MARK_MAGIC_IDENTITY)
+	*magic = mark & MARK_MAGIC_MASK;
+	if (*magic != MARK_MAGIC_IDENTITY && *magic != MARK_MAGIC_PROXY_INGRESS &&
+	    *magic != MARK_MAGIC_PROXY_EGRESS)
 		return 0;
 	skb->mark = 0;
 	return (mark >> 16) | ((mark & 0xFF) << 16);

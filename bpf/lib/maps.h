@@ -117,7 +117,8 @@ struct ct_entry {
 	__u16 flags;
 	__u16 rev_nat_index;	/* service the flow was translated for; 0 = none */
 	__u32 backend_id;	/* CT_SERVICE entries: the backend chosen */
-	__u32 pad;
+	__u16 proxy_port;	/* the flow goes through the L7 proxy; 0 = not */
+	__u16 pad;
 };
 
 /* Entry directions: created by the endpoint's egress or ingress, or the

@@ -66,9 +66,36 @@ pub struct Config {
     #[arg(long)]
     pub prometheus_serve_addr: Option<String>,
 
+    /// Enforce L7 rules through cilium-proxy (off: L7 rules are not
+    /// enforced, their L3/L4 part still is).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub enable_l7_proxy: bool,
+
+    /// The cilium-proxy executable (default: next to cilium-agent, else PATH).
+    #[arg(long)]
+    pub proxy_binary: Option<PathBuf>,
+
     /// Seconds between connection-tracking garbage collections.
     #[arg(long, default_value_t = 30)]
     pub ct_gc_interval: u64,
+
+    /// Probe every node (ICMP and HTTP) and serve the results on
+    /// health.sock next to --socket (`cilium-health status`).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub enable_health_checking: bool,
+
+    /// Run a health endpoint on this node (identity reserved:health) and
+    /// probe the other nodes' health endpoints too.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub enable_endpoint_health_checking: bool,
+
+    /// TCP port the health responders (agent and health endpoint) answer on.
+    #[arg(long, default_value_t = ::health::DEFAULT_PORT)]
+    pub cluster_health_port: u16,
+
+    /// Time between two rounds of health probes (e.g. 5s, 1m).
+    #[arg(long, default_value = "5s", value_parser = ::health::time::parse_duration)]
+    pub health_check_interval: std::time::Duration,
 }
 
 impl Config {

@@ -7,11 +7,13 @@ mod config;
 mod daemon;
 mod endpoint;
 mod error;
+mod health;
 mod ipam;
 mod metrics;
 mod monitor;
 mod netdev;
 mod node;
+mod proxy;
 mod services;
 mod state;
 
@@ -40,6 +42,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let socket = config.socket.clone();
     let gc_every = Duration::from_secs(config.ct_gc_interval.max(1));
     let prometheus = config.prometheus_serve_addr.clone();
+    let health_config = health::HealthConfig::from_config(&config);
     let daemon = Daemon::start(config)
         .await
         .context("starting cilium-agent")?;
@@ -47,6 +50,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     tokio::spawn(cluster::watch::endpoint_ips(daemon.clone()));
     tokio::spawn(cluster::watch::nodes(daemon.clone()));
     tokio::spawn(cluster::watch::services(daemon.clone()));
+    let health = health::start(health_config, daemon.clone()).await;
     // Identities nobody references are removed after a grace period long
     // enough for an agent restart to take its references again.
     tokio::spawn(
@@ -79,6 +83,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
         ));
     }
     tokio::spawn(metrics::pressure::watch(daemon.clone(), registry.clone()));
+    if daemon.config().enable_l7_proxy {
+        spawn_proxy_supervisor(&daemon, &socket, hub.clone());
+    }
 
     let gc = daemon.clone();
     let gc_registry = registry.clone();
@@ -108,7 +115,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
         daemon,
         monitor: hub.clone(),
     })
-    .layer(axum::Extension(registry));
+    .layer(axum::Extension(registry))
+    .layer(axum::Extension(health.checker()));
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown_signal().await;
@@ -119,6 +127,25 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let _ = std::fs::remove_file(&socket);
     eprintln!("cilium-agent: stopped; endpoints keep running on their pinned programs");
     Ok(())
+}
+
+/// Keeps cilium-proxy running and configured; its access log feeds the
+/// monitor. The control socket sits next to the API socket.
+fn spawn_proxy_supervisor(daemon: &Arc<Daemon>, socket: &std::path::Path, hub: MonitorHub) {
+    let dir = socket.parent().unwrap_or(std::path::Path::new("."));
+    let state_dir = &daemon.config().state_dir;
+    let supervisor = proxy::supervisor::Supervisor {
+        socket: dir.join("proxy.sock"),
+        binary: daemon
+            .config()
+            .proxy_binary
+            .clone()
+            .unwrap_or_else(proxy::supervisor::default_binary),
+        log: state_dir.join("cilium-proxy.log"),
+        pid_file: state_dir.join("cilium-proxy.pid"),
+    };
+    let sink: proxy::L7Sink = Arc::new(move |event| hub.publish(monitor::l7_model(&event)));
+    tokio::spawn(supervisor.run(daemon.proxy_desired(), daemon.proxy_health(), sink));
 }
 
 async fn shutdown_signal() {

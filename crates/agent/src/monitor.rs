@@ -42,6 +42,11 @@ impl MonitorHub {
         }
     }
 
+    /// Sends an event that does not come from the datapath (the proxy's).
+    pub fn publish(&self, event: MonitorEvent) {
+        let _ = self.tx.send(Arc::new(event));
+    }
+
     pub fn close(&self) {
         self.closed.send_replace(true);
     }
@@ -112,6 +117,53 @@ pub fn to_model(ev: &Event) -> MonitorEvent {
         tcp_flags: tcp_flags(ev),
         length: ev.length,
         // Labels and local endpoints: each stream adds them (api/monitor_stream.rs).
+        ..Default::default()
+    }
+}
+
+/// A proxy access-log record as a monitor event of kind "l7".
+pub fn l7_model(ev: &proxy::access_log::AccessLogEvent) -> MonitorEvent {
+    use proxy::access_log::{L7Protocol, L7Verdict};
+    let split = |addr: &str| -> (String, u16) {
+        match addr.parse::<std::net::SocketAddr>() {
+            Ok(a) => (a.ip().to_string(), a.port()),
+            Err(_) => (addr.to_string(), 0),
+        }
+    };
+    let (src_ip, src_port) = split(&ev.src);
+    let (dst_ip, dst_port) = split(&ev.dst);
+    MonitorEvent {
+        kind: monitor_kind::L7.into(),
+        timestamp_ns: ev.time_ms.saturating_mul(1_000_000),
+        endpoint: u16::try_from(ev.endpoint_id).unwrap_or(0),
+        src_identity: ev.src_identity,
+        dst_identity: ev.dst_identity,
+        verdict: match ev.verdict {
+            L7Verdict::Forwarded => "allow",
+            L7Verdict::Denied | L7Verdict::Error => "deny",
+        }
+        .into(),
+        direction: ev.direction.clone(),
+        protocol: 6,
+        src_ip,
+        dst_ip,
+        src_port,
+        dst_port,
+        l7: Some(api::models::L7Record {
+            protocol: match ev.protocol {
+                L7Protocol::Http => "http",
+                L7Protocol::Http2 => "http2",
+                L7Protocol::Kafka => "kafka",
+            }
+            .into(),
+            verdict: format!("{:?}", ev.verdict),
+            method: ev.method.clone(),
+            path: ev.path.clone(),
+            host: ev.host.clone().unwrap_or_default(),
+            topics: ev.topics.clone(),
+            status: ev.status,
+            proxy_port: ev.proxy_port,
+        }),
         ..Default::default()
     }
 }

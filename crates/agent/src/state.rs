@@ -9,7 +9,9 @@ use std::{
 
 use serde::{de::DeserializeOwned, Serialize};
 
-use crate::{endpoint::EndpointRecord, ipam::Ipam, services::ServiceRecord};
+use crate::{
+    endpoint::EndpointRecord, ipam::Ipam, proxy::ports::ProxyPorts, services::ServiceRecord,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -111,6 +113,14 @@ impl StateDir {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(source) => Err(StateError::Io { path, source }),
         }
+    }
+
+    pub fn load_proxy_ports(&self) -> Result<Option<ProxyPorts>, StateError> {
+        load(&self.dir.join("proxy_ports.json"))
+    }
+
+    pub fn save_proxy_ports(&self, ports: &ProxyPorts) -> Result<(), StateError> {
+        save(&self.dir.join("proxy_ports.json"), ports)
     }
 
     pub fn load_ipam(&self) -> Result<Option<Ipam>, StateError> {

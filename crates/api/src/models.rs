@@ -30,6 +30,28 @@ pub struct StatusResponse {
     pub proxy: ProxyStatus,
     /// Background tasks and their failures (events reader, CT GC, ...).
     pub controllers: Vec<ControllerStatus>,
+    /// What the health checker last measured (`Cluster health:`).
+    #[serde(default, rename = "cluster-health")]
+    pub cluster_health: ClusterHealthStatus,
+}
+
+/// The nodes the agent's health checker reaches (ICMP and HTTP to each
+/// node and its health endpoint), as of its last probe round.
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq)]
+#[serde(default)]
+pub struct ClusterHealthStatus {
+    /// `Ok` (probing), `Disabled`, or `Warning` (e.g. the responder could
+    /// not listen); empty from an agent without a health checker.
+    pub state: String,
+    pub msg: String,
+    /// Nodes that answered every probe.
+    pub reachable: u32,
+    /// Nodes probed.
+    pub total: u32,
+    /// When the last round finished (RFC 3339); empty before the first.
+    pub timestamp: String,
+    /// Names of the nodes that missed a probe.
+    pub unreachable: Vec<String>,
 }
 
 /// Health of one subsystem.
@@ -384,6 +406,27 @@ pub struct MonitorEvent {
     pub dst_endpoint: u16,
     /// kind "lost": how many events this client missed (it fell behind).
     pub lost: u64,
+    /// kind "l7": the proxy's access-log record of one request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub l7: Option<L7Record>,
+}
+
+/// One L7 request as the proxy saw and judged it.
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq)]
+#[serde(default)]
+pub struct L7Record {
+    /// "http", "http2" or "kafka".
+    pub protocol: String,
+    /// "Forwarded", "Denied" or "Error".
+    pub verdict: String,
+    /// HTTP method or Kafka API key name ("produce").
+    pub method: String,
+    pub path: String,
+    pub host: String,
+    pub topics: Vec<String>,
+    /// HTTP status, or Kafka error code (29 = topic authorization failed).
+    pub status: u16,
+    pub proxy_port: u16,
 }
 
 /// Values of [`MonitorEvent::kind`] (also the `type` query values).
@@ -392,6 +435,8 @@ pub mod monitor_kind {
     pub const TRACE: &str = "trace";
     pub const POLICY_VERDICT: &str = "policy-verdict";
     pub const DEBUG: &str = "debug";
+    /// An L7 request seen by the proxy (its access log).
+    pub const L7: &str = "l7";
     /// Not a datapath event: the stream tells its client it lost events.
     pub const LOST: &str = "lost";
 }

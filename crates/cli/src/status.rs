@@ -94,6 +94,9 @@ pub fn details(s: &StatusResponse, verbose: bool) -> String {
             format!("{healthy}/{} healthy", s.controllers.len()),
         ]);
     }
+    if !s.cluster_health.state.is_empty() {
+        t.row(["Cluster health:".to_string(), cluster_health_line(s)]);
+    }
     let mut out = t.render();
     for m in s.bpf_maps.maps.iter().filter(|m| !m.warning.is_empty()) {
         out.push_str(&format!("  Warning: {}\n", m.warning));
@@ -152,6 +155,22 @@ fn or_never(timestamp: &str) -> &str {
     } else {
         timestamp
     }
+}
+
+/// `2/3 reachable   (TIME)` like Cilium, naming the nodes that are not.
+fn cluster_health_line(s: &StatusResponse) -> String {
+    let h = &s.cluster_health;
+    if h.state == Status::DISABLED {
+        return h.state.clone();
+    }
+    if h.timestamp.is_empty() {
+        return format!("{}   {}", h.state, h.msg);
+    }
+    let mut line = format!("{}/{} reachable   ({})", h.reachable, h.total, h.timestamp);
+    if !h.msg.is_empty() {
+        line.push_str(&format!("   {}", h.msg));
+    }
+    line
 }
 
 fn ipam_line(s: &StatusResponse) -> String {
@@ -256,11 +275,37 @@ mod tests {
         );
         assert!(text.contains("  Warning: BPF map cilium_ct4_global is nearly full\n"));
         assert!(text.contains("  Failing controller ct-map-gc: 2 consecutive failures, last success never, last error: boom\n"), "{text}");
+        assert!(
+            !text.contains("Cluster health"),
+            "an agent without a checker"
+        );
         let verbose = details(&s, true);
         assert!(
             verbose.contains("  cilium_ct4_global   95        100    95.0%"),
             "{verbose}"
         );
         assert!(verbose.contains("  ct-map-gc"));
+    }
+
+    #[test]
+    fn cluster_health_names_unreachable_nodes() {
+        let mut s = StatusResponse::default();
+        s.cluster_health = api::ClusterHealthStatus {
+            state: "Warning".into(),
+            msg: "unreachable: node2".into(),
+            reachable: 2,
+            total: 3,
+            timestamp: "2024-01-01T00:00:00Z".into(),
+            unreachable: vec!["node2".into()],
+        };
+        let text = details(&s, false);
+        assert!(
+            text.contains(
+                "Cluster health:   2/3 reachable   (2024-01-01T00:00:00Z)   unreachable: node2\n"
+            ),
+            "{text}"
+        );
+        s.cluster_health.state = "Disabled".into();
+        assert!(details(&s, false).contains("Cluster health:   Disabled\n"));
     }
 }

@@ -100,6 +100,7 @@ pub fn layouts() -> Vec<StructLayout> {
                 flags,
                 rev_nat_index,
                 backend_id,
+                proxy_port,
                 pad
             ]
         ),

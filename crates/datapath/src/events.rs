@@ -72,6 +72,10 @@ pub fn drop_reason_text(reason: u8) -> &'static str {
         135 => "CT: Truncated or invalid header",
         139 => "Unsupported L3 protocol",
         141 => "Error writing to packet",
+        158 => "Service backend not found",
+        170 => "Socket lookup failed",
+        171 => "Socket assign failed",
+        172 => "Proxy redirection not supported for protocol",
         181 => "Policy denied by denylist",
         196 => "No tunnel key",
         _ => "Unknown reason",
@@ -82,6 +86,7 @@ pub fn drop_reason_text(reason: u8) -> &'static str {
 pub fn observation_point_text(point: u8) -> &'static str {
     match point {
         0 => "to-endpoint",
+        1 => "to-proxy",
         3 => "to-stack",
         4 => "to-overlay",
         5 => "from-endpoint",

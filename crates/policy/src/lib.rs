@@ -36,7 +36,9 @@ pub use mapstate::{diff, Direction, MapEntry, MapKey, MapState};
 pub use parse::{parse_rules, PolicyError};
 pub use ports::{IcmpField, IcmpRule, PortProtocol, PortRule, Protocol};
 pub use repository::Repository;
-pub use resolve::{identity_delta, resolve, EndpointPolicy, Resolved};
+pub use resolve::{
+    identity_delta, resolve, EndpointPolicy, L7Parser, Listener, Redirect, RedirectPeer, Resolved,
+};
 pub use rule::{DefaultDeny, EgressRule, IngressRule, Rule};
 pub use selector::{EndpointSelector, LabelSelectorRequirement, SelectorOperator};
 pub use validate::RuleError;

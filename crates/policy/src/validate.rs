@@ -5,7 +5,7 @@
 //! (`ingress[0].toPorts[0].ports[0].endPort`) so users can find the mistake.
 
 use crate::cidr::CidrRule;
-use crate::ports::{IcmpRule, PortProtocol, PortRule};
+use crate::ports::{IcmpRule, PortProtocol, PortRule, PortSpan, Protocol};
 use crate::rule::{PeerRule, Rule};
 use crate::selector::EndpointSelector;
 
@@ -35,17 +35,25 @@ impl Rule {
                 .parse::<crate::labels::Label>()
                 .map_err(|err| RuleError::new(format!("labels[{index}]"), err))?;
         }
-        check_section("ingress", self.ingress.as_deref())?;
-        check_section("ingressDeny", self.ingress_deny.as_deref())?;
-        check_section("egress", self.egress.as_deref())?;
-        check_section("egressDeny", self.egress_deny.as_deref())?;
+        check_section("ingress", self.ingress.as_deref(), false)?;
+        check_section("ingressDeny", self.ingress_deny.as_deref(), true)?;
+        check_section("egress", self.egress.as_deref(), false)?;
+        check_section("egressDeny", self.egress_deny.as_deref(), true)?;
         Ok(())
     }
 }
 
-fn check_section<R: PeerRule>(name: &str, elements: Option<&[R]>) -> Result<(), RuleError> {
+fn check_section<R: PeerRule>(
+    name: &str,
+    elements: Option<&[R]>,
+    deny: bool,
+) -> Result<(), RuleError> {
     for (index, element) in elements.into_iter().flatten().enumerate() {
-        check_peer_rule(&format!("{name}[{index}]"), element)?;
+        let path = format!("{name}[{index}]");
+        check_peer_rule(&path, element)?;
+        if deny {
+            check_no_l7(&path, element)?;
+        }
     }
     Ok(())
 }
@@ -119,6 +127,20 @@ pub(crate) fn check_cidr_set(path: &str, set: &CidrRule) -> Result<(), RuleError
     Ok(())
 }
 
+/// A deny is decided per packet in the kernel; requests cannot be denied
+/// selectively, so Cilium refuses L7 rules in deny sections.
+fn check_no_l7<R: PeerRule>(path: &str, element: &R) -> Result<(), RuleError> {
+    for (index, port_rule) in element.port_rules().into_iter().flatten().enumerate() {
+        if port_rule.rules.is_some() {
+            return Err(RuleError::new(
+                format!("{path}.toPorts[{index}].rules"),
+                "L7 rules are not allowed in deny rules",
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn check_port_rule(path: &str, port_rule: &PortRule) -> Result<(), RuleError> {
     // Cilium allows a port-less entry only together with L7 rules or SNI, which
     // come later; until then it would allow nothing and is most likely a mistake.
@@ -129,7 +151,32 @@ fn check_port_rule(path: &str, port_rule: &PortRule) -> Result<(), RuleError> {
         ));
     }
     for (index, port) in port_rule.ports.iter().enumerate() {
-        check_port(&format!("{path}.ports[{index}]"), port)?;
+        let path = format!("{path}.ports[{index}]");
+        check_port(&path, port)?;
+        if port_rule.rules.is_some() {
+            check_l7_port(&path, port)?;
+        }
+    }
+    Ok(())
+}
+
+/// The proxy takes over single TCP ports: like Cilium, L7 rules need TCP and
+/// a port (not 0, not a range).
+fn check_l7_port(path: &str, port: &PortProtocol) -> Result<(), RuleError> {
+    if port.protocol != Protocol::Tcp {
+        return Err(RuleError::new(
+            format!("{path}.protocol"),
+            format!(
+                "L7 rules can only apply to TCP (not {})",
+                port.protocol.as_str()
+            ),
+        ));
+    }
+    if !matches!(port.span(), Ok(PortSpan::Range(first, last)) if first == last) {
+        return Err(RuleError::new(
+            path.to_string(),
+            "L7 rules need a single port (not 0, not a range)",
+        ));
     }
     Ok(())
 }
@@ -183,6 +230,39 @@ mod tests {
             "ingressDeny": [{"fromEntities": ["world"], "icmps": [{"fields": [{"type": 8}]}]}],
             "egress": [{"toEndpoints": [{}]}]}"#;
         assert_eq!(validate(rule), Ok(()));
+    }
+
+    #[test]
+    fn l7_rules_need_single_tcp_ports_and_no_deny() {
+        let with = |section: &str, ports: &str| {
+            error(&format!(
+                r#"{{"endpointSelector": {{}}, "{section}": [{{"toPorts": [{{"ports": [{ports}],
+                   "rules": {{"http": [{{"method": "GET"}}]}}}}]}}]}}"#
+            ))
+        };
+        assert_eq!(
+            with("ingress", r#"{"port": "80"}"#),
+            "ingress[0].toPorts[0].ports[0].protocol: L7 rules can only apply to TCP (not ANY)"
+        );
+        assert_eq!(
+            with(
+                "egress",
+                r#"{"port": "80", "endPort": 90, "protocol": "TCP"}"#
+            ),
+            "egress[0].toPorts[0].ports[0]: L7 rules need a single port (not 0, not a range)"
+        );
+        assert_eq!(
+            with("ingress", r#"{"port": "0", "protocol": "TCP"}"#),
+            "ingress[0].toPorts[0].ports[0]: L7 rules need a single port (not 0, not a range)"
+        );
+        assert_eq!(
+            with("ingressDeny", r#"{"port": "80", "protocol": "TCP"}"#),
+            "ingressDeny[0].toPorts[0].rules: L7 rules are not allowed in deny rules"
+        );
+        let ok = r#"{"endpointSelector": {}, "ingress": [{"toPorts": [{"ports":
+            [{"port": "80", "protocol": "TCP"}, {"port": "8080", "protocol": "TCP"}],
+            "rules": {"http": [{}]}}]}]}"#;
+        assert_eq!(validate(ok), Ok(()));
     }
 
     #[test]

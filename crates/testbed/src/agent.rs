@@ -176,6 +176,11 @@ impl Agent {
         &self.paths.socket
     }
 
+    /// The health API's socket (`cilium-health -H`), next to the API socket.
+    pub fn health_socket(&self) -> PathBuf {
+        self.paths.socket.with_file_name("health.sock")
+    }
+
     pub fn paths(&self) -> &AgentPaths {
         &self.paths
     }
@@ -218,6 +223,15 @@ impl Agent {
             );
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// The control socket of the agent's L7 proxy (next to the API socket).
+    pub fn proxy_socket(&self) -> PathBuf {
+        self.paths
+            .socket
+            .parent()
+            .unwrap_or(Path::new("/"))
+            .join("proxy.sock")
     }
 
     /// Whether the process is still alive.
@@ -346,14 +360,41 @@ impl Drop for Agent {
             );
         }
         self.stop();
+        // The L7 proxy outlives agents on purpose; the test's ends here.
+        kill_processes_with_arg(&self.proxy_socket());
+        let _ = fs::remove_file(self.proxy_socket());
         let _ = fs::remove_dir_all(&self.paths.state_dir);
         let _ = fs::remove_dir_all(&self.paths.bpf_root);
         let _ = fs::remove_dir_all(&self.temp_dir);
         let _ = fs::remove_file(&self.paths.socket);
+        // A killed agent leaves its health API socket next to the main one.
+        let _ = fs::remove_file(self.health_socket());
         if let Some(dir) = self.paths.socket.parent() {
             // Only when empty (with the node defaults the state directory
             // lived there too): the directory may hold other things.
             let _ = fs::remove_dir(dir);
+        }
+    }
+}
+
+/// SIGKILLs every process with `arg` among its command-line arguments.
+pub fn kill_processes_with_arg(arg: &Path) {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(cmdline) = fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        if cmdline
+            .split(|b| *b == 0)
+            .any(|a| a == arg.as_os_str().as_encoded_bytes())
+        {
+            // SAFETY: signalling a process we identified by its arguments.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
         }
     }
 }

@@ -16,6 +16,7 @@ pub mod cluster;
 pub mod cmd;
 pub mod conformance;
 pub mod etcd;
+pub mod http;
 pub mod monitor;
 pub mod netns;
 pub mod pod;
@@ -25,6 +26,7 @@ pub mod unique;
 pub mod wait;
 
 pub use agent::{find_binary, Agent, AgentOptions, AgentPaths};
+pub use http::HttpServer;
 pub use monitor::{CliMonitor, Monitor};
 pub use netns::NetNs;
 pub use pod::Pod;

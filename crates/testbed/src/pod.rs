@@ -253,6 +253,11 @@ impl Pod {
         TcpServer::start(&self.netns, port, format!("{}\n", self.name))
     }
 
+    /// An HTTP/1.1 server in the pod answering every request with 200.
+    pub fn serve_http(&self, port: u16) -> Result<crate::HttpServer> {
+        crate::HttpServer::start(&self.netns, port, &self.name)
+    }
+
     /// A UDP echo server in the pod.
     pub fn serve_udp(&self, port: u16) -> Result<UdpServer> {
         UdpServer::start(&self.netns, port)

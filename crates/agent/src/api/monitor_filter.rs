@@ -5,11 +5,12 @@ use api::models::{monitor_kind, MonitorEvent};
 
 use crate::error::AgentError;
 
-const KINDS: [&str; 4] = [
+const KINDS: [&str; 5] = [
     monitor_kind::DROP,
     monitor_kind::TRACE,
     monitor_kind::POLICY_VERDICT,
     monitor_kind::DEBUG,
+    monitor_kind::L7,
 ];
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -38,7 +39,7 @@ impl Filter {
                 "type" if KINDS.contains(&value) => f.kinds.push(value.to_string()),
                 "type" => {
                     return Err(AgentError::BadRequest(format!(
-                        "type: unknown event type {value:?} (expected drop, trace, policy-verdict or debug)"
+                        "type: unknown event type {value:?} (expected drop, trace, policy-verdict, debug or l7)"
                     )))
                 }
                 "from" => f.from = endpoint()?,

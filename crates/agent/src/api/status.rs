@@ -17,15 +17,20 @@ use crate::metrics::{pressure, Registry};
 pub async fn healthz(
     State(s): State<AppState>,
     Extension(registry): Extension<Arc<Registry>>,
+    health: Option<Extension<Arc<crate::health::Checker>>>,
 ) -> Json<StatusResponse> {
     let Json(mut base) = super::node::healthz(State(s.clone())).await;
     base.kvstore = kvstore_status(&s.daemon).await;
     let daemon = s.daemon.clone();
     let full = tokio::task::spawn_blocking(move || complete(base, &daemon, &registry)).await;
-    Json(full.unwrap_or_else(|e| StatusResponse {
+    let mut full = full.unwrap_or_else(|e| StatusResponse {
         cilium: status(Status::FAILURE, format!("status task failed: {e}")),
         ..Default::default()
-    }))
+    });
+    if let Some(Extension(health)) = health {
+        full.cluster_health = health.summary();
+    }
+    Json(full)
 }
 
 /// The kvstore as this node sees it, with how many nodes it knows.
@@ -111,11 +116,10 @@ pub fn complete(mut st: StatusResponse, daemon: &Daemon, registry: &Registry) ->
             .filter(|m| !m.warning.is_empty())
             .map(|m| m.warning.clone()),
     );
-    st.proxy = ProxyStatus {
-        state: Status::DISABLED.into(),
-        msg: "no L7 proxy in this agent yet".into(),
-        total_redirects: 0,
-    };
+    st.proxy = proxy_status(daemon);
+    if st.proxy.state == Status::FAILURE {
+        failures.push(format!("proxy: {}", st.proxy.msg));
+    }
     st.controllers = registry.controllers();
     if !registry
         .events_reader_alive
@@ -144,4 +148,35 @@ pub fn complete(mut st: StatusResponse, daemon: &Daemon, registry: &Registry) ->
         st.cilium
     };
     st
+}
+
+/// The L7 proxy as `cilium status` shows it: disabled, idle (no L7 rule
+/// needs it yet), or running with its redirects.
+fn proxy_status(daemon: &crate::daemon::Daemon) -> ProxyStatus {
+    if !daemon.config().enable_l7_proxy {
+        return ProxyStatus {
+            state: Status::DISABLED.into(),
+            msg: "--enable-l7-proxy=false: L7 rules are not enforced".into(),
+            total_redirects: 0,
+        };
+    }
+    let health = daemon.proxy_health();
+    let health = health.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let (state, msg) = match (&health.error, health.connected) {
+        (_, true) => (
+            Status::OK,
+            format!(
+                "cilium-proxy pid {} with {} redirects",
+                health.pid.map_or("?".into(), |p| p.to_string()),
+                health.redirects
+            ),
+        ),
+        (Some(e), false) => (Status::FAILURE, e.clone()),
+        (None, false) => (Status::OK, "not started: no L7 rule needs it".into()),
+    };
+    ProxyStatus {
+        state: state.into(),
+        msg,
+        total_redirects: health.redirects as u64,
+    }
 }

@@ -19,6 +19,10 @@ pub struct NodeRecord {
     pub name: String,
     pub ipv4: Ipv4Addr,
     pub pod_cidr: String,
+    /// The node's health endpoint, probed by the other nodes' health
+    /// checkers (absent from older agents' records).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_ipv4: Option<Ipv4Addr>,
 }
 
 /// An endpoint's address as every node's ipcache needs it.

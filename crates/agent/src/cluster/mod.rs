@@ -47,6 +47,7 @@ impl Cluster {
             name,
             ipv4: ip,
             pod_cidr: pod_cidr.to_string(),
+            health_ipv4: None,
         };
         let publisher = Publisher::start(session.clone());
         publisher.put(keys::node_key(&node.name), serde_json::to_vec(&node)?);

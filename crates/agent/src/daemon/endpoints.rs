@@ -196,6 +196,7 @@ impl Daemon {
         let created = inner.identities.insert(identity.clone());
         if let Err(e) = self.install(&mut inner, ep, created) {
             inner.policies.remove(&ep.id);
+            inner.proxy_ports.release_endpoint(ep.id);
             if created {
                 let _ = self.identity_removed(&inner, ep.identity, &ep.labels);
                 inner.identities.remove(ep.identity);
@@ -221,7 +222,7 @@ impl Daemon {
     ) -> Result<(), AgentError> {
         let mut prog = EndpointProgram::load(&self.root, ep.id, self.encap_ifindex)?;
         prog.attach(&self.root, &ep.interface_name)?;
-        let policy = inner.compile(&ep.labels);
+        let policy = self.compile_endpoint(inner, ep.id, &ep.labels)?;
         super::regenerate::regenerate(
             &self.root,
             &policy,
@@ -238,6 +239,7 @@ impl Daemon {
             .maps
             .ipcache
             .upsert(ep.ipv4, 32, ep.identity, Ipv4Addr::UNSPECIFIED)?;
+        self.publish_proxy_state(inner);
         Ok(())
     }
 
@@ -249,6 +251,8 @@ impl Daemon {
             let num = find(&inner, id)?;
             let ep = inner.endpoints.remove(&num).expect("found above");
             inner.policies.remove(&num);
+            inner.proxy_ports.release_endpoint(num);
+            self.publish_proxy_state(&inner);
             remove_endpoint(&self.root, num)?;
             inner.maps.lxc.remove(ep.ipv4)?;
             inner.maps.ipcache.remove(ep.ipv4, 32)?;
@@ -332,7 +336,7 @@ impl Daemon {
         let mut ep = old.clone();
         ep.labels = labels;
         ep.identity = identity.id;
-        let policy = inner.compile(&ep.labels);
+        let policy = self.compile_endpoint(&mut inner, num, &ep.labels)?;
         super::regenerate::regenerate(
             &self.root,
             &policy,
@@ -348,6 +352,7 @@ impl Daemon {
             .upsert(ep.ipv4, 32, ep.identity, Ipv4Addr::UNSPECIFIED)?;
         self.publish_endpoint_ip(&ep);
         inner.endpoints.insert(num, ep);
+        self.publish_proxy_state(&inner);
         self.persist_endpoints(&inner)?;
         Ok(old.identity)
     }

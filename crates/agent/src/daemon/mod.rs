@@ -9,6 +9,7 @@ mod known;
 mod maps_view;
 pub mod observe;
 mod policy_ops;
+mod proxy_state;
 mod regenerate;
 mod service_sync;
 mod services;
@@ -43,6 +44,9 @@ pub struct Daemon {
     cluster: Cluster,
     /// Writes the API's service changes to the kvstore for every node.
     service_sync: service_sync::ServiceSync,
+    /// What cilium-proxy should be configured with; its supervisor watches.
+    proxy_desired: tokio::sync::watch::Sender<crate::proxy::DesiredState>,
+    proxy_health: Arc<Mutex<crate::proxy::supervisor::ProxyHealth>>,
     inner: Mutex<Inner>,
 }
 
@@ -61,6 +65,8 @@ struct Inner {
     /// Each endpoint's rules, compiled: the selector cache that lets an
     /// identity's arrival touch only that identity's keys.
     policies: BTreeMap<u16, EndpointPolicy>,
+    /// Proxy ports of the endpoints' L7 listeners.
+    proxy_ports: crate::proxy::ports::ProxyPorts,
     services: crate::services::ServiceTable,
 }
 
@@ -116,6 +122,10 @@ impl Daemon {
             _ => Ipam::new(range),
         };
         let endpoints = state.load_endpoints()?;
+        let proxy_ports = state.load_proxy_ports()?.unwrap_or_default();
+        if config.enable_l7_proxy {
+            crate::node::proxy_routing::ensure()?;
+        }
         let service_sync = service_sync::ServiceSync::start(cluster.kv.clone());
         let daemon = Arc::new(Daemon {
             config,
@@ -124,6 +134,8 @@ impl Daemon {
             state,
             cluster,
             service_sync,
+            proxy_desired: tokio::sync::watch::channel(Default::default()).0,
+            proxy_health: Default::default(),
             inner: Mutex::new(Inner {
                 maps,
                 ipam,
@@ -134,6 +146,7 @@ impl Daemon {
                 repo,
                 endpoints,
                 policies: BTreeMap::new(),
+                proxy_ports,
                 services: Default::default(),
             }),
         });
@@ -247,10 +260,9 @@ impl Daemon {
         );
     }
 
-    /// Makes cilium_lxc and cilium_ipcache hold exactly the local endpoints,
-    /// the host's own addresses and the world default.
-    fn sync_endpoint_maps(&self, inner: &mut Inner) -> Result<(), AgentError> {
-        // (address, prefix length) -> (identity, tunnel endpoint)
+    /// What cilium_ipcache should hold: (address, prefix length) ->
+    /// (identity, tunnel endpoint).
+    fn desired_ipcache(&self, inner: &Inner) -> BTreeMap<(Ipv4Addr, u32), (u32, Ipv4Addr)> {
         let local = Ipv4Addr::UNSPECIFIED;
         let mut want_ipcache: BTreeMap<(Ipv4Addr, u32), (u32, Ipv4Addr)> = BTreeMap::new();
         want_ipcache.insert((Ipv4Addr::UNSPECIFIED, 0), (identity::WORLD, local));
@@ -267,14 +279,24 @@ impl Daemon {
         for ip in netdev::host_addresses() {
             want_ipcache.insert((ip, 32), (identity::HOST, local));
         }
-        let mut want_lxc = BTreeMap::new();
         for ep in inner.endpoints.values() {
             want_ipcache.insert((ep.ipv4, 32), (ep.identity, local));
-            want_lxc.insert(ep.ipv4, endpoints::lxc_info(ep));
         }
         for (prefix, id) in cidr::prefix_identities(inner) {
             want_ipcache.insert((prefix.addr(), prefix.prefix_len() as u32), (id, local));
         }
+        want_ipcache
+    }
+
+    /// Makes cilium_lxc and cilium_ipcache hold exactly the local endpoints,
+    /// the host's own addresses and the world default.
+    fn sync_endpoint_maps(&self, inner: &mut Inner) -> Result<(), AgentError> {
+        let mut want_ipcache = self.desired_ipcache(inner);
+        let want_lxc: BTreeMap<_, _> = inner
+            .endpoints
+            .values()
+            .map(|ep| (ep.ipv4, endpoints::lxc_info(ep)))
+            .collect();
         for (ip, prefix, info) in inner.maps.ipcache.entries()? {
             match want_ipcache.get(&(ip, prefix)) {
                 None => inner.maps.ipcache.remove(ip, prefix)?,
@@ -297,6 +319,7 @@ impl Daemon {
         for (ip, info) in want_lxc {
             inner.maps.lxc.upsert(ip, &info)?;
         }
+        self.publish_proxy_state(inner);
         Ok(())
     }
 
@@ -310,19 +333,30 @@ impl Daemon {
     fn regenerate_changed(&self, inner: &mut Inner, all: bool) -> Result<(), AgentError> {
         let identities = inner.all_identities();
         let revision = inner.repo.revision();
-        let compiled: BTreeMap<u16, EndpointPolicy> = inner
+        let mut failed = Vec::new();
+        let mut compiled: BTreeMap<u16, EndpointPolicy> = BTreeMap::new();
+        let subjects: Vec<(u16, Labels)> = inner
             .endpoints
             .values()
-            .map(|ep| (ep.id, inner.compile(&ep.labels)))
+            .map(|ep| (ep.id, ep.labels.clone()))
             .collect();
+        for (id, labels) in subjects {
+            match self.compile_endpoint(inner, id, &labels) {
+                Ok(policy) => {
+                    compiled.insert(id, policy);
+                }
+                Err(e) => failed.push(format!("endpoint {id}: {e}")),
+            }
+        }
         let Inner {
             policies,
             endpoints,
             ..
         } = inner;
-        let mut failed = Vec::new();
         for ep in endpoints.values_mut() {
-            let policy = &compiled[&ep.id];
+            let Some(policy) = compiled.get(&ep.id) else {
+                continue;
+            };
             if !all && policies.get(&ep.id) == Some(policy) {
                 ep.policy_revision = revision;
                 continue;
@@ -332,6 +366,7 @@ impl Daemon {
             }
         }
         *policies = compiled;
+        self.publish_proxy_state(inner);
         join_failures(failed)
     }
 
@@ -370,6 +405,7 @@ impl Daemon {
                 failed.push(format!("endpoint {id}: {e}"));
             }
         }
+        self.publish_proxy_state(inner);
         join_failures(failed)
     }
 
@@ -382,12 +418,14 @@ impl Daemon {
     fn persist_endpoints(&self, inner: &Inner) -> Result<(), AgentError> {
         self.state.save_endpoints(&inner.endpoints)?;
         self.state.save_ipam(&inner.ipam)?;
+        self.state.save_proxy_ports(&inner.proxy_ports)?;
         Ok(())
     }
 
     /// After the rules changed.
     fn persist_policy(&self, inner: &Inner) -> Result<(), AgentError> {
         self.state.save_policy(&inner.repo)?;
+        self.state.save_proxy_ports(&inner.proxy_ports)?;
         inner
             .cidr_identities
             .save(self.state.cidr_identities_path())?;

@@ -1,3 +1,5 @@
-//! This node's networking outside the endpoints: the overlay device.
+//! This node's networking outside the endpoints: the overlay device and the
+//! routing that delivers redirected connections to the proxy.
 
+pub mod proxy_routing;
 pub mod tunnel;

@@ -30,7 +30,7 @@ pub fn ensure_device() -> anyhow::Result<u32> {
         .with_context(|| format!("{DEVICE} vanished right after creation"))
 }
 
-fn ip(args: &[&str]) -> anyhow::Result<()> {
+pub(crate) fn ip(args: &[&str]) -> anyhow::Result<()> {
     let out = Command::new("ip")
         .args(args)
         .output()

@@ -48,8 +48,33 @@ pub fn line(ev: &MonitorEvent) -> String {
             "CPU {:02}: MARK 0x0 FROM {} DEBUG: {}",
             ev.cpu, ev.endpoint, ev.reason_text
         ),
+        monitor_kind::L7 => l7_line(ev),
         other => format!("{other}: endpoint {}: {summary}", ev.endpoint),
     }
+}
+
+/// `<- Request http from 12 ([labels]) to 7 ([labels]), identity a->b,
+/// verdict Denied PUT http://deathstar/v1/exhaust-port => 403`, as Cilium.
+fn l7_line(ev: &MonitorEvent) -> String {
+    let Some(l7) = &ev.l7 else {
+        return format!("l7: endpoint {}", ev.endpoint);
+    };
+    let request = match l7.protocol.as_str() {
+        "kafka" => format!("{} topic {}", l7.method, l7.topics.join(",")),
+        _ => format!("{} http://{}{}", l7.method, l7.host, l7.path),
+    };
+    format!(
+        "<- Request {} from {} ([{}]) to {} ([{}]), identity {}->{}, verdict {} {request} => {}",
+        l7.protocol,
+        ev.src_endpoint,
+        ev.src_labels.join(" "),
+        ev.dst_endpoint,
+        ev.dst_labels.join(" "),
+        ev.src_identity,
+        ev.dst_identity,
+        l7.verdict,
+        l7.status
+    )
 }
 
 /// The line a client that fell behind sees, as in Cilium.

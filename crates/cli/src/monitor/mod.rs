@@ -18,6 +18,7 @@ pub struct MonitorArgs {
         monitor_kind::TRACE,
         monitor_kind::POLICY_VERDICT,
         monitor_kind::DEBUG,
+        monitor_kind::L7,
     ])]
     types: Vec<String>,
     /// Only show events related to this endpoint id (source or destination)

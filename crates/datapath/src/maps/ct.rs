@@ -34,7 +34,9 @@ pub struct CtEntry {
     pub rev_nat_index: u16,
     /// `CT_DIR_SERVICE` entries: the backend chosen.
     pub backend_id: u32,
-    pub pad: u32,
+    /// L7 proxy port the flow is redirected to; 0 = none.
+    pub proxy_port: u16,
+    pub pad: u16,
 }
 
 /// Entry directions (`dir` in the key).

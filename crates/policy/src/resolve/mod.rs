@@ -22,18 +22,23 @@
 //! makes incremental updates exact: `EndpointPolicy::identity_keys` is both how
 //! `resolve` builds the map state and how `identity_delta` computes a change.
 
+mod l7;
 mod peers;
 mod ports;
 
 use std::collections::BTreeMap;
 
 use crate::labels::Labels;
-use crate::mapstate::{enforce_deny_precedence, insert, Direction, MapEntry, MapKey, MapState};
+use crate::mapstate::{
+    enforce_deny_precedence, insert, Direction, MapEntry, MapKey, MapState, PORT_BITS, PROTO_TCP,
+};
 use crate::reserved::{reserved_identities, IDENTITY_ANY, IDENTITY_HOST};
 use crate::rule::{DefaultDeny, PeerRule, Rule};
 
 use peers::Peers;
 use ports::{l4_parts, L4Part};
+
+pub use l7::{L7Parser, Listener, Redirect, RedirectPeer};
 
 /// An endpoint's resolved policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,6 +53,8 @@ pub struct Resolved {
 struct Element {
     peers: Peers,
     l4: Vec<L4Part>,
+    /// Single TCP ports with L7 rules (allow elements only).
+    l7: Vec<(u16, crate::l7::L7Rules)>,
     deny: bool,
 }
 
@@ -64,6 +71,8 @@ struct DirectionPolicy {
 pub struct EndpointPolicy {
     ingress: DirectionPolicy,
     egress: DirectionPolicy,
+    /// Proxy port of each listener, assigned by the caller (see `listeners`).
+    proxy_ports: BTreeMap<(Direction, u16), u16>,
 }
 
 impl DirectionPolicy {
@@ -80,24 +89,37 @@ impl DirectionPolicy {
             .map(|(element, deny)| Element {
                 peers: Peers::of(element),
                 l4: l4_parts(element).into_iter().collect(),
+                l7: if deny {
+                    Vec::new()
+                } else {
+                    l7::l7_parts(element)
+                },
                 deny,
             });
         self.elements.extend(compiled);
     }
 
+    /// Inserts the element's keys for `identity`. Allows of exactly a
+    /// listener's port carry its proxy port.
     fn insert_element(
         map_state: &mut MapState,
         element: &Element,
         identity: u32,
         direction: Direction,
+        proxy_ports: &BTreeMap<(Direction, u16), u16>,
     ) {
-        let entry = if element.deny {
-            MapEntry::deny()
-        } else {
-            MapEntry::allow()
-        };
         for &(protocol, port, prefix_len) in &element.l4 {
             let key = MapKey::with_prefix(identity, protocol, port, prefix_len, direction);
+            let entry = if element.deny {
+                MapEntry::deny()
+            } else if protocol == PROTO_TCP && prefix_len == PORT_BITS {
+                MapEntry {
+                    deny: false,
+                    proxy_port: proxy_ports.get(&(direction, port)).copied().unwrap_or(0),
+                }
+            } else {
+                MapEntry::allow()
+            };
             insert(map_state, key, entry);
         }
     }
@@ -152,7 +174,13 @@ impl EndpointPolicy {
                 );
             }
             for element in policy.elements.iter().filter(|e| e.peers == Peers::Any) {
-                DirectionPolicy::insert_element(&mut map_state, element, IDENTITY_ANY, direction);
+                DirectionPolicy::insert_element(
+                    &mut map_state,
+                    element,
+                    IDENTITY_ANY,
+                    direction,
+                    &self.proxy_ports,
+                );
             }
         }
         enforce_deny_precedence(&mut map_state);
@@ -167,7 +195,13 @@ impl EndpointPolicy {
         }
         for (policy, direction) in self.directions() {
             for element in policy.elements.iter().filter(|e| e.peers.selects(labels)) {
-                DirectionPolicy::insert_element(&mut map_state, element, identity, direction);
+                DirectionPolicy::insert_element(
+                    &mut map_state,
+                    element,
+                    identity,
+                    direction,
+                    &self.proxy_ports,
+                );
             }
         }
         if identity == IDENTITY_HOST && self.ingress.enforced {
@@ -181,16 +215,45 @@ impl EndpointPolicy {
         map_state
     }
 
+    /// The ports whose allowed connections must go through the proxy. The
+    /// caller gives each a proxy port with `set_proxy_ports`.
+    pub fn listeners(&self) -> Vec<Listener> {
+        let mut out = l7::listeners(&self.ingress.elements, Direction::Ingress);
+        out.extend(l7::listeners(&self.egress.elements, Direction::Egress));
+        out
+    }
+
+    /// Proxy ports by listener (direction, port); keys of listeners without
+    /// one are not redirected.
+    pub fn set_proxy_ports(&mut self, ports: BTreeMap<(Direction, u16), u16>) {
+        self.proxy_ports = ports;
+    }
+
+    /// Every listener that has a proxy port, with what each known identity
+    /// may do on it (reserved identities are added when missing).
+    pub fn redirects(&self, identities: &BTreeMap<u32, Labels>) -> Vec<Redirect> {
+        let known = with_reserved(identities);
+        self.listeners()
+            .into_iter()
+            .filter_map(|listener| {
+                let proxy_port = *self.proxy_ports.get(&(listener.direction, listener.port))?;
+                let elements = match listener.direction {
+                    Direction::Ingress => &self.ingress.elements,
+                    Direction::Egress => &self.egress.elements,
+                };
+                Some(Redirect {
+                    peers: l7::peers(elements, &listener, &known),
+                    listener,
+                    proxy_port,
+                })
+            })
+            .collect()
+    }
+
     /// The full map state given the known identities (reserved ones are added
     /// when missing; identity 0 is ignored).
     pub fn resolve(&self, identities: &BTreeMap<u32, Labels>) -> Resolved {
-        let mut known = reserved_identities();
-        known.extend(
-            identities
-                .iter()
-                .filter(|(id, _)| **id != IDENTITY_ANY)
-                .map(|(id, labels)| (*id, labels.clone())),
-        );
+        let known = with_reserved(identities);
         let mut map_state = self.wildcard_keys();
         for (identity, labels) in &known {
             map_state.extend(self.identity_keys(*identity, labels));
@@ -220,6 +283,18 @@ impl EndpointPolicy {
     }
 }
 
+/// `identities` without identity 0, plus the reserved ones when missing.
+fn with_reserved(identities: &BTreeMap<u32, Labels>) -> BTreeMap<u32, Labels> {
+    let mut known = reserved_identities();
+    known.extend(
+        identities
+            .iter()
+            .filter(|(id, _)| **id != IDENTITY_ANY)
+            .map(|(id, labels)| (*id, labels.clone())),
+    );
+    known
+}
+
 /// Resolves the policy of an endpoint with labels `endpoint`. `rules` may be
 /// every rule of the repository (only those selecting the endpoint count);
 /// `identities` are the known peer identities and their labels (reserved ones
@@ -243,5 +318,7 @@ pub fn identity_delta(
 mod construct_tests;
 #[cfg(test)]
 mod delta_tests;
+#[cfg(test)]
+mod l7_tests;
 #[cfg(test)]
 mod tests;

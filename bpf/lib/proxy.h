@@ -1,0 +1,79 @@
+/* Transparent redirection to the L7 proxy (Cilium's TPROXY-less recipe):
+ * the packet is assigned to the proxy's socket with bpf_sk_assign and marked
+ * "to proxy"; the agent's routing rule for that mark makes the kernel deliver
+ * it locally, where the proxy's IP_TRANSPARENT socket receives it with the
+ * original destination as its local address.
+ *
+ * bpf_sk_assign only works on ingress. Traffic whose redirect is decided on
+ * the way into a container (tc egress) is turned around first: marked with
+ * the proxy port and sent to the ingress of the same host-side veth, where
+ * cil_from_container finishes the job. */
+#ifndef __LIB_PROXY_H_
+#define __LIB_PROXY_H_
+
+#include "common.h"
+#include "ipv4.h"
+#include "encap.h"
+
+/* Cilium's "to proxy" mark; the agent routes it to the local table. */
+#define MARK_MAGIC_TO_PROXY 0x0200
+
+#define BPF_TCP_LISTEN 10
+
+/* Assigns the packet to the proxy connection it belongs to, or for a new
+ * one to the listener on `proxy_port`. 0 or a drop reason. */
+static __always_inline int proxy_assign(struct __sk_buff *skb, const struct flow *f,
+					__u16 proxy_port)
+{
+	struct bpf_sock_tuple tuple = {};
+	struct bpf_sock *sk;
+	int ret;
+
+	if (f->protocol != IPPROTO_TCP)
+		return DROP_PROXY_UNKNOWN_PROTO;
+	tuple.ipv4.saddr = f->saddr;
+	tuple.ipv4.daddr = f->daddr;
+	tuple.ipv4.sport = f->sport;
+	tuple.ipv4.dport = f->dport;
+	/* The real tuple first: an accepted (or half-open) proxy socket. A
+	 * listener found this way is some host service on the same port, not
+	 * the proxy. */
+	sk = bpf_skc_lookup_tcp(skb, &tuple, sizeof(tuple.ipv4), BPF_F_CURRENT_NETNS, 0);
+	if (sk) {
+		if (sk->state != BPF_TCP_LISTEN)
+			goto assign;
+		bpf_sk_release(sk);
+	}
+	tuple.ipv4.dport = bpf_htons(proxy_port);
+	sk = bpf_skc_lookup_tcp(skb, &tuple, sizeof(tuple.ipv4), BPF_F_CURRENT_NETNS, 0);
+	if (!sk)
+		return DROP_PROXY_LOOKUP_FAILED;
+assign:
+	ret = bpf_sk_assign(skb, sk, 0);
+	bpf_sk_release(sk);
+	if (ret)
+		return DROP_PROXY_SET_FAILED;
+	skb->mark = MARK_MAGIC_TO_PROXY;
+	return 0;
+}
+
+/* On the way into a container: turn the packet around to the ingress of the
+ * same host-side veth, addressed to that device so the stack accepts it. */
+static __always_inline int proxy_hairpin(struct __sk_buff *skb, const __u8 *node_mac,
+					 __u16 proxy_port)
+{
+	if (bpf_skb_store_bytes(skb, 0, node_mac, ETH_ALEN, 0) < 0)
+		return -DROP_WRITE_ERROR;
+	skb->mark = ((__u32)proxy_port << 16) | MARK_MAGIC_TO_PROXY;
+	return bpf_redirect(skb->ifindex, BPF_F_INGRESS);
+}
+
+/* The proxy port a hairpinned packet asks for, or 0. */
+static __always_inline __u16 proxy_port_from_mark(const struct __sk_buff *skb)
+{
+	if ((skb->mark & MARK_MAGIC_MASK) != MARK_MAGIC_TO_PROXY)
+		return 0;
+	return skb->mark >> 16;
+}
+
+#endif /* __LIB_PROXY_H_ */

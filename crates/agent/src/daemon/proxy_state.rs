@@ -1,0 +1,87 @@
+//! The daemon's L7 side: endpoint policies compiled with proxy ports for
+//! their listeners, and the proxy's desired configuration derived from them
+//! (published to the supervisor whenever it changes).
+
+use policy::{EndpointPolicy, Labels};
+use proxy::ipcache::IpcacheEntry;
+
+use super::{Daemon, Inner};
+use crate::error::AgentError;
+use crate::proxy::{redirect_config, DesiredState};
+
+impl Daemon {
+    /// Compiles an endpoint's rules and gives its L7 listeners proxy ports.
+    /// With the proxy disabled, L7 rules are not redirected (their L3/L4
+    /// part still applies).
+    pub(super) fn compile_endpoint(
+        &self,
+        inner: &mut Inner,
+        id: u16,
+        labels: &Labels,
+    ) -> Result<EndpointPolicy, AgentError> {
+        let mut policy = inner.compile(labels);
+        if self.config.enable_l7_proxy {
+            let ports = inner
+                .proxy_ports
+                .assign(id, &policy.listeners())
+                .map_err(|e| AgentError::Internal(e.to_string()))?;
+            policy.set_proxy_ports(ports);
+        }
+        Ok(policy)
+    }
+
+    /// Recomputes what the proxy should have and hands it to the supervisor
+    /// if it differs from what was published last.
+    pub(super) fn publish_proxy_state(&self, inner: &Inner) {
+        let desired = self.desired_proxy_state(inner);
+        self.proxy_desired.send_if_modified(|current| {
+            let changed = *current != desired;
+            if changed {
+                *current = desired;
+            }
+            changed
+        });
+    }
+
+    fn desired_proxy_state(&self, inner: &Inner) -> DesiredState {
+        if !inner.policies.values().any(|p| !p.listeners().is_empty()) {
+            return DesiredState::default();
+        }
+        let identities = inner.all_identities();
+        let redirects = inner
+            .policies
+            .iter()
+            .flat_map(|(ep, policy)| {
+                policy
+                    .redirects(&identities)
+                    .into_iter()
+                    .map(|r| redirect_config(*ep, &r))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let ipcache = self
+            .desired_ipcache(inner)
+            .into_iter()
+            .map(|((ip, len), (identity, _))| IpcacheEntry {
+                prefix: format!("{ip}/{len}"),
+                identity,
+            })
+            .collect();
+        DesiredState { redirects, ipcache }
+    }
+
+    /// The supervisor's view of the desired configuration.
+    pub fn proxy_desired(&self) -> tokio::sync::watch::Receiver<DesiredState> {
+        self.proxy_desired.subscribe()
+    }
+
+    pub fn proxy_health(
+        &self,
+    ) -> std::sync::Arc<std::sync::Mutex<crate::proxy::supervisor::ProxyHealth>> {
+        self.proxy_health.clone()
+    }
+
+    pub fn config(&self) -> &crate::config::Config {
+        &self.config
+    }
+}

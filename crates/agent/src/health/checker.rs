@@ -1,0 +1,217 @@
+//! The prober: every interval (and on demand) one round over every node,
+//! its results kept for the health API and the agent's status.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use ::health::{time, HealthStatusResponse, ProbeOptions, SelfStatus, Target};
+use api::models::{ClusterHealthStatus, Status};
+
+use super::roster::{Roster, DEPARTED_GRACE};
+use super::HealthConfig;
+use crate::cluster::keys::{self, NodeRecord};
+use crate::daemon::Daemon;
+
+/// Longest wait for the kvstore when reading the health endpoints' addresses.
+const KVSTORE_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub struct Checker {
+    daemon: Arc<Daemon>,
+    config: HealthConfig,
+    options: ProbeOptions,
+    started: Instant,
+    last: RwLock<HealthStatusResponse>,
+    /// One round at a time (periodic and `PUT /status/probe` alike).
+    roster: tokio::sync::Mutex<Roster>,
+    /// This node's health endpoint address, once it runs.
+    local_health_ip: Mutex<Option<Ipv4Addr>>,
+    /// What keeps the checker from doing all of its job, by part.
+    problems: Mutex<BTreeMap<&'static str, String>>,
+}
+
+impl Checker {
+    pub fn new(daemon: Arc<Daemon>, config: HealthConfig) -> Checker {
+        let options = ProbeOptions {
+            // A probe must end before the next round is due.
+            timeout: config
+                .interval
+                .mul_f32(0.6)
+                .clamp(Duration::from_millis(200), Duration::from_secs(3)),
+            http_port: config.port,
+        };
+        let last = HealthStatusResponse {
+            probe_interval: time::format_duration(config.interval),
+            local: SelfStatus {
+                name: daemon.cluster().node.name.clone(),
+            },
+            ..Default::default()
+        };
+        Checker {
+            daemon,
+            config,
+            options,
+            started: Instant::now(),
+            last: RwLock::new(last),
+            roster: tokio::sync::Mutex::new(Roster::new(DEPARTED_GRACE)),
+            local_health_ip: Mutex::new(None),
+            problems: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    pub fn daemon(&self) -> &Arc<Daemon> {
+        &self.daemon
+    }
+
+    pub fn uptime(&self) -> Duration {
+        Duration::from_secs(self.started.elapsed().as_secs())
+    }
+
+    /// The last round's results.
+    pub fn last(&self) -> HealthStatusResponse {
+        self.last.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn set_problem(&self, part: &'static str, problem: Option<String>) {
+        let mut problems = self.problems.lock().unwrap_or_else(|p| p.into_inner());
+        match problem {
+            Some(p) => problems.insert(part, p),
+            None => problems.remove(part),
+        };
+    }
+
+    pub fn set_local_health_ip(&self, ip: Option<Ipv4Addr>) {
+        *self
+            .local_health_ip
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = ip;
+    }
+
+    /// Probes forever, one round per interval.
+    pub async fn run(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(self.config.interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            self.probe_now().await;
+        }
+    }
+
+    /// One round now; its results become the last ones.
+    pub async fn probe_now(&self) -> HealthStatusResponse {
+        let mut roster = self.roster.lock().await;
+        let (listed, health_ips_known) = self.listed_targets().await;
+        let targets = roster.update(listed, health_ips_known, Instant::now());
+        let options = self.options;
+        let nodes = tokio::task::spawn_blocking(move || ::health::probe_all(&targets, &options))
+            .await
+            .unwrap_or_default();
+        let result = HealthStatusResponse {
+            timestamp: time::now(),
+            probe_interval: time::format_duration(self.config.interval),
+            local: SelfStatus {
+                name: self.daemon.cluster().node.name.clone(),
+            },
+            nodes,
+        };
+        *self.last.write().unwrap_or_else(|p| p.into_inner()) = result.clone();
+        result
+    }
+
+    /// The nodes the agent knows now, and whether their health endpoint
+    /// addresses could be read.
+    async fn listed_targets(&self) -> (Vec<Target>, bool) {
+        let nodes = self.daemon.cluster_nodes();
+        let health_ips = if self.config.endpoint {
+            self.remote_health_ips().await
+        } else {
+            Some(BTreeMap::new())
+        };
+        let local_health_ip = *self
+            .local_health_ip
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let targets = nodes
+            .nodes_added
+            .into_iter()
+            .filter_map(|n| {
+                let host_ip = n.primary_address.ipv4.ip.parse().ok()?;
+                let health_ip = if n.name == nodes.self_name {
+                    local_health_ip
+                } else {
+                    health_ips.as_ref().and_then(|m| m.get(&n.name).copied())
+                };
+                Some(Target {
+                    name: n.name,
+                    host_ip,
+                    health_ip,
+                })
+            })
+            .collect();
+        (targets, health_ips.is_some())
+    }
+
+    /// Health endpoint addresses the nodes published with their records.
+    async fn remote_health_ips(&self) -> Option<BTreeMap<String, Ipv4Addr>> {
+        let kv = &self.daemon.cluster().kv;
+        let listing = tokio::time::timeout(KVSTORE_TIMEOUT, kv.list_prefix(keys::NODES_PREFIX))
+            .await
+            .ok()?
+            .ok()?;
+        Some(
+            listing
+                .kvs
+                .iter()
+                .filter_map(|kv| serde_json::from_slice::<NodeRecord>(&kv.value).ok())
+                .filter_map(|n| Some((n.name, n.health_ipv4?)))
+                .collect(),
+        )
+    }
+
+    /// The `Cluster health` part of the agent's status.
+    pub fn summary(&self) -> ClusterHealthStatus {
+        if !self.config.enabled {
+            return ClusterHealthStatus {
+                state: Status::DISABLED.into(),
+                msg: "--enable-health-checking=false".into(),
+                ..Default::default()
+            };
+        }
+        let last = self.last();
+        let (up, all) = last.reachable();
+        let unreachable: Vec<String> = last
+            .nodes
+            .iter()
+            .filter(|n| !n.is_reachable())
+            .map(|n| n.name.clone())
+            .collect();
+        let problems: Vec<String> = self
+            .problems
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        let (state, msg) = if !problems.is_empty() {
+            (Status::WARNING, problems.join("; "))
+        } else if last.timestamp.is_empty() {
+            (Status::OK, "waiting for the first probe round".to_string())
+        } else if !unreachable.is_empty() {
+            (
+                Status::WARNING,
+                format!("unreachable: {}", unreachable.join(", ")),
+            )
+        } else {
+            (Status::OK, String::new())
+        };
+        ClusterHealthStatus {
+            state: state.into(),
+            msg,
+            reachable: up as u32,
+            total: all as u32,
+            timestamp: last.timestamp,
+            unreachable,
+        }
+    }
+}

@@ -1,0 +1,226 @@
+//! cilium-proxy's lifetime and configuration. The proxy is started detached
+//! (its own session, not the agent's child in any way that matters), so an
+//! agent restart never cuts proxied connections: the next agent finds it on
+//! its control socket and sends it the full desired state again. A proxy that
+//! dies is started anew by the supervisor and re-synced the same way.
+
+use std::{
+    os::unix::process::CommandExt,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use proxy::control::protocol::{Command as ProxyCommand, Reply, Request};
+use proxy::PROTOCOL_VERSION;
+use tokio::{
+    io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
+    net::UnixStream,
+    sync::watch,
+};
+
+use super::{DesiredState, L7Sink};
+
+/// What `cilium status` says about the proxy.
+#[derive(Debug, Clone, Default)]
+pub struct ProxyHealth {
+    pub connected: bool,
+    pub pid: Option<u32>,
+    pub redirects: usize,
+    /// The last error, cleared by a successful sync.
+    pub error: Option<String>,
+}
+
+pub struct Supervisor {
+    pub socket: PathBuf,
+    pub binary: PathBuf,
+    pub log: PathBuf,
+    /// Where the started proxy's pid is written (for operators and tests).
+    pub pid_file: PathBuf,
+}
+
+impl Supervisor {
+    /// Runs forever: connect (starting the proxy when nobody answers), hello,
+    /// sync, then sync again whenever the desired state changes.
+    pub async fn run(
+        self,
+        mut desired: watch::Receiver<DesiredState>,
+        health: Arc<Mutex<ProxyHealth>>,
+        sink: L7Sink,
+    ) {
+        loop {
+            // The proxy is started only once some redirect needs it; one that
+            // already runs (from before an agent restart) is synced anyway.
+            let needed = !desired.borrow().redirects.is_empty();
+            if !needed && UnixStream::connect(&self.socket).await.is_err() {
+                let _ = tokio::time::timeout(Duration::from_secs(2), desired.changed()).await;
+                continue;
+            }
+            let stream = match self.connect_or_start().await {
+                Ok(stream) => stream,
+                Err(e) => {
+                    eprintln!("level=warning msg=\"proxy: {e}\"");
+                    update(&health, |h| {
+                        h.connected = false;
+                        h.error = Some(e);
+                    });
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            let why = session(stream, &mut desired, &health, &sink).await;
+            eprintln!("level=warning msg=\"proxy: control connection lost: {why}\"");
+            update(&health, |h| {
+                h.connected = false;
+                h.error = Some(why);
+            });
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn connect_or_start(&self) -> Result<UnixStream, String> {
+        if let Ok(stream) = UnixStream::connect(&self.socket).await {
+            return Ok(stream);
+        }
+        self.start()?;
+        for _ in 0..50 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if let Ok(stream) = UnixStream::connect(&self.socket).await {
+                return Ok(stream);
+            }
+        }
+        Err(format!(
+            "started {} but {} does not answer (see {})",
+            self.binary.display(),
+            self.socket.display(),
+            self.log.display()
+        ))
+    }
+
+    fn start(&self) -> Result<(), String> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .map_err(|e| format!("opening {}: {e}", self.log.display()))?;
+        let log_err = log
+            .try_clone()
+            .map_err(|e| format!("opening {}: {e}", self.log.display()))?;
+        let mut command = Command::new(&self.binary);
+        command
+            .arg("--config-socket")
+            .arg(&self.socket)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err);
+        // SAFETY: setsid is async-signal-safe and touches no memory.
+        unsafe {
+            command.pre_exec(|| {
+                libc::setsid();
+                Ok(())
+            });
+        }
+        let child = command
+            .spawn()
+            .map_err(|e| format!("starting {}: {e}", self.binary.display()))?;
+        eprintln!(
+            "level=info msg=\"proxy: started {} (pid {})\"",
+            self.binary.display(),
+            child.id()
+        );
+        if let Err(e) = std::fs::write(&self.pid_file, child.id().to_string()) {
+            eprintln!(
+                "level=warning msg=\"proxy: writing {}: {e}\"",
+                self.pid_file.display()
+            );
+        }
+        // Reaped by nobody on purpose: it must outlive this agent. A
+        // thread waits for it so it does not linger as a zombie meanwhile.
+        std::thread::spawn(move || {
+            let mut child = child;
+            let _ = child.wait();
+        });
+        Ok(())
+    }
+}
+
+/// One control connection, until it fails; returns why.
+async fn session(
+    stream: UnixStream,
+    desired: &mut watch::Receiver<DesiredState>,
+    health: &Mutex<ProxyHealth>,
+    sink: &L7Sink,
+) -> String {
+    let (read, mut write) = stream.into_split();
+    let mut lines = BufReader::new(read).lines();
+    let mut seq = 0u64;
+    let mut send = |command: ProxyCommand| {
+        seq += 1;
+        let mut line = serde_json::to_string(&Request { seq, command }).expect("serializable");
+        line.push('\n');
+        line
+    };
+    let hello = send(ProxyCommand::Hello {
+        version: PROTOCOL_VERSION,
+    });
+    if let Err(e) = write.write_all(hello.as_bytes()).await {
+        return e.to_string();
+    }
+    desired.mark_changed();
+    loop {
+        tokio::select! {
+            changed = desired.changed() => {
+                if changed.is_err() {
+                    return "the agent is shutting down".into();
+                }
+                let state = desired.borrow_and_update().clone();
+                let redirects = state.redirects.len();
+                let line = send(ProxyCommand::Sync {
+                    redirects: state.redirects,
+                    ipcache: state.ipcache,
+                });
+                if let Err(e) = write.write_all(line.as_bytes()).await {
+                    return e.to_string();
+                }
+                update(health, |h| h.redirects = redirects);
+            }
+            line = lines.next_line() => {
+                let line = match line {
+                    Ok(Some(line)) => line,
+                    Ok(None) => return "the proxy closed the connection".into(),
+                    Err(e) => return e.to_string(),
+                };
+                match serde_json::from_str::<Reply>(&line) {
+                    Ok(Reply::AccessLog { event }) => sink(event),
+                    Ok(Reply::Ack { status, .. }) => update(health, |h| {
+                        h.connected = true;
+                        h.error = None;
+                        if let Some(status) = &status {
+                            h.pid = Some(status.pid);
+                        }
+                    }),
+                    Ok(Reply::Error { seq, message }) => {
+                        eprintln!("level=error msg=\"proxy refused command {seq}: {message}\"");
+                        update(health, |h| h.error = Some(message));
+                    }
+                    Err(e) => eprintln!("level=warning msg=\"proxy: unreadable line: {e}\""),
+                }
+            }
+        }
+    }
+}
+
+fn update(health: &Mutex<ProxyHealth>, change: impl FnOnce(&mut ProxyHealth)) {
+    change(&mut health.lock().unwrap_or_else(|p| p.into_inner()));
+}
+
+/// The proxy binary: `cilium-proxy` next to the agent's own executable, else
+/// from PATH.
+pub fn default_binary() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join("cilium-proxy")))
+        .filter(|path| path.exists())
+        .unwrap_or_else(|| Path::new("cilium-proxy").to_path_buf())
+}
