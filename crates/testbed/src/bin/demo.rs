@@ -1,7 +1,9 @@
-//! `cilium-demo`: the `make demo` walk-through. Starts the agent on the
-//! node's default paths, creates three pods, enforces an ingress policy on
-//! one of them, shows an allowed and a denied connection with the
-//! monitor's drop line, and removes everything it made.
+//! `cilium-demo`: the `make demo` walk-through, Cilium's Star Wars demo.
+//! Starts the agent on the node's default paths and three pods: the
+//! `deathstar` (an HTTP service), a `tiefighter` (org=empire) and an `xwing`
+//! (org=alliance). An L3/L4 policy lets only the empire reach the deathstar;
+//! an L7 policy then allows `POST /v1/request-landing` and turns
+//! `PUT /v1/exhaust-port` away with 403. Removes everything it made.
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -10,18 +12,34 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use testbed::{Agent, AgentOptions, AgentPaths, CliMonitor, Pod};
 
-const POLICY: &str = "\
+const L3_L4_POLICY: &str = "\
 - endpointSelector:
-    matchLabels:
-      app: backend
+    matchLabels: {org: empire, class: deathstar}
+  description: L3-L4 policy to restrict deathstar access to empire ships only
   ingress:
   - fromEndpoints:
-    - matchLabels:
-        app: frontend
+    - matchLabels: {org: empire}
     toPorts:
     - ports:
       - port: \"80\"
         protocol: TCP
+";
+
+const L7_POLICY: &str = "\
+- endpointSelector:
+    matchLabels: {org: empire, class: deathstar}
+  description: L7 policy to restrict access to specific HTTP call
+  ingress:
+  - fromEndpoints:
+    - matchLabels: {org: empire}
+    toPorts:
+    - ports:
+      - port: \"80\"
+        protocol: TCP
+      rules:
+        http:
+        - method: POST
+          path: /v1/request-landing
 ";
 
 fn main() -> ExitCode {
@@ -56,7 +74,7 @@ fn run() -> Result<()> {
     if result.is_ok() {
         let pins_gone = !bpf_root.exists();
         out.step(&format!(
-            "Done: agent stopped, pods deleted, {} {}",
+            "Done: agent and proxy stopped, pods deleted, {} {}",
             bpf_root.display(),
             if pins_gone { "removed" } else { "NOT removed" }
         ));
@@ -65,60 +83,86 @@ fn run() -> Result<()> {
 }
 
 fn walk_through(agent: &Agent, out: &Narrator) -> Result<()> {
-    out.step("Creating pods frontend, backend and intruder (netns + veth, registered via the API)");
-    let frontend = Pod::create(agent, "frontend", &["k8s:app=frontend"])?;
-    let backend = Pod::create(agent, "backend", &["k8s:app=backend"])?;
-    let intruder = Pod::create(agent, "intruder", &["k8s:app=intruder"])?;
-    for pod in [&frontend, &backend, &intruder] {
+    out.step(
+        "Creating the deathstar, a tiefighter and an xwing (netns + veth, registered via the API)",
+    );
+    let deathstar = Pod::create(
+        agent,
+        "deathstar",
+        &["k8s:org=empire", "k8s:class=deathstar"],
+    )?;
+    let tiefighter = Pod::create(
+        agent,
+        "tiefighter",
+        &["k8s:org=empire", "k8s:class=tiefighter"],
+    )?;
+    let xwing = Pod::create(agent, "xwing", &["k8s:org=alliance", "k8s:class=xwing"])?;
+    for pod in [&deathstar, &tiefighter, &xwing] {
         out.detail(&format!(
-            "{:<9} {:<15} endpoint {}",
+            "{:<10} {:<15} endpoint {}",
             pod.name(),
             pod.ip(),
             pod.endpoint_id()
         ));
     }
-    let _web = backend.serve_tcp(80)?;
-    out.step(&format!("backend serves TCP {}:80", backend.ip()));
+    let _web = deathstar.serve_http(80)?;
+    out.step(&format!(
+        "The deathstar serves HTTP on {}:80",
+        deathstar.ip()
+    ));
     out.command(agent, &["endpoint", "list"])?;
+    let landing = format!("http://{}/v1/request-landing", deathstar.ip());
+    let exhaust = format!("http://{}/v1/exhaust-port", deathstar.ip());
 
-    out.step("Watching for drops with `cilium monitor --type drop` in the background");
-    let monitor = CliMonitor::start(agent, &["--type", "drop"])?;
-
-    out.step("Importing a policy: only app=frontend may reach app=backend, on TCP port 80");
-    let file = agent.temp_dir().join("backend-policy.yaml");
-    std::fs::write(&file, POLICY).with_context(|| format!("cannot write {}", file.display()))?;
-    out.text(POLICY);
-    let imported = out.command(agent, &["policy", "import", &file.display().to_string()])?;
-    let revision = parse_revision(&imported)?;
-    backend.wait_for_policy_revision(agent, revision, Duration::from_secs(10))?;
-
-    let allowed = testbed::eventually(Duration::from_secs(3), Duration::ZERO, || {
-        frontend.tcp_connect(backend.ip(), 80, Duration::from_secs(1))
-    });
-    if !allowed {
-        bail!("frontend could not reach backend:80, which the policy allows");
+    out.step("No policy yet: every ship may land");
+    for ship in [&tiefighter, &xwing] {
+        out.curl(ship, &["-X", "POST", &landing])?;
     }
-    out.step("frontend -> backend:80  ALLOWED (connection answered)");
 
-    if intruder.tcp_connect(backend.ip(), 80, Duration::from_secs(1)) {
-        bail!("intruder reached backend:80 although the policy denies it");
+    out.step("Watching drops and L7 requests with `cilium monitor` in the background");
+    let drops = CliMonitor::start(agent, &["--type", "drop"])?;
+    let requests = CliMonitor::start(agent, &["--type", "l7"])?;
+
+    out.step("L3/L4 policy: only org=empire may reach the deathstar, on TCP port 80");
+    out.import(agent, &deathstar, "sw_l3_l4_policy.yaml", L3_L4_POLICY)?;
+    out.curl(&tiefighter, &["-X", "POST", &landing])?;
+    if out.curl(&xwing, &["-X", "POST", &landing]).is_ok() {
+        bail!("the xwing landed although the policy denies it");
     }
-    out.step("intruder -> backend:80  DENIED (no answer); the monitor reports:");
-    let line = monitor
+    out.detail("(the xwing's connection is dropped in the kernel; the monitor reports:)");
+    let line = drops
         .wait_for_line(|l| l.contains("drop"), Duration::from_secs(3))
         .context("`cilium monitor --type drop` printed no drop line")?;
     out.detail(&line);
 
+    out.step("But any empire ship can still reach every API of the deathstar:");
+    out.curl(&tiefighter, &["-X", "PUT", &exhaust])?;
+
+    out.step("L7 policy: the empire may only POST /v1/request-landing");
+    out.import(agent, &deathstar, "sw_l3_l4_l7_policy.yaml", L7_POLICY)?;
+    out.curl(&tiefighter, &["-X", "POST", &landing])?;
+    let denied = out.curl(&tiefighter, &["-X", "PUT", &exhaust])?;
+    if !denied.contains("Access denied") {
+        bail!("PUT /v1/exhaust-port was not denied: {denied:?}");
+    }
+    out.detail("(the proxy judged the request; the monitor reports:)");
+    let line = requests
+        .wait_for_line(|l| l.contains("Denied"), Duration::from_secs(3))
+        .context("`cilium monitor --type l7` printed no denied request")?;
+    out.detail(&line);
+
     out.step(&format!(
-        "The backend's policy map (endpoint {}) allows the frontend identity on 80/TCP",
-        backend.endpoint_id()
+        "The deathstar's policy map (endpoint {}): the empire's identity on 80/TCP goes to the proxy",
+        deathstar.endpoint_id()
     ));
     out.command(
         agent,
-        &["bpf", "policy", "get", &backend.endpoint_id().to_string()],
+        &["bpf", "policy", "get", &deathstar.endpoint_id().to_string()],
     )?;
 
-    out.step("Cleaning up: deleting the pods, stopping the agent, removing pins and state");
+    out.step(
+        "Cleaning up: deleting the pods, stopping the agent and the proxy, removing pins and state",
+    );
     Ok(())
 }
 
@@ -159,14 +203,44 @@ impl Narrator {
         }
     }
 
-    /// Runs and prints `cilium ARGS...`; returns its stdout.
-    fn command(&self, agent: &Agent, args: &[&str]) -> Result<String> {
-        let prompt = format!("$ cilium {}", args.join(" "));
+    /// Runs and prints `curl ARGS...` in `pod`; its output, or an error when
+    /// curl fails (a dropped connection times out).
+    fn curl(&self, pod: &Pod, args: &[&str]) -> Result<String> {
+        self.prompt(&format!("{}$ curl {}", pod.name(), args.join(" ")));
+        let mut full = vec!["curl", "-s", "--max-time", "2"];
+        full.extend(args);
+        let output = pod.exec(&full);
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        if !output.status.success() {
+            self.detail("(no answer)");
+            bail!("curl {} from {} failed", args.join(" "), pod.name());
+        }
+        self.text(&stdout);
+        Ok(stdout)
+    }
+
+    /// Writes and imports a policy, then waits until `subject` enforces it.
+    fn import(&self, agent: &Agent, subject: &Pod, name: &str, policy: &str) -> Result<()> {
+        let file = agent.temp_dir().join(name);
+        std::fs::write(&file, policy)
+            .with_context(|| format!("cannot write {}", file.display()))?;
+        self.text(policy);
+        self.command(agent, &["policy", "delete", "--all"])?;
+        let imported = self.command(agent, &["policy", "import", &file.display().to_string()])?;
+        subject.wait_for_policy_revision(agent, parse_revision(&imported)?, Duration::from_secs(10))
+    }
+
+    fn prompt(&self, prompt: &str) {
         if self.color {
             println!("    \x1b[2m{prompt}\x1b[0m");
         } else {
             println!("    {prompt}");
         }
+    }
+
+    /// Runs and prints `cilium ARGS...`; returns its stdout.
+    fn command(&self, agent: &Agent, args: &[&str]) -> Result<String> {
+        self.prompt(&format!("$ cilium {}", args.join(" ")));
         let stdout = agent.cli_ok(args)?;
         self.text(&stdout);
         Ok(stdout)
