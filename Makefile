@@ -44,3 +44,4 @@ bench: build
 	./bench/run.sh
 	./bench/lb/run.sh
 	./bench/cluster/run.sh
+	./bench/l7/run.sh

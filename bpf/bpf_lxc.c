@@ -199,6 +199,10 @@ int cil_to_container(struct __sk_buff *skb)
 
 	update_metrics(skb->len, REASON_FORWARDED, DIR_INGRESS);
 	if (state.proxy_port) {
+		/* A local source's later packets go to the proxy straight from
+		 * its own cil_from_container, without this turn-around. */
+		if (ct == CT_NEW && lookup_local_endpoint(f.saddr))
+			ct_set_proxy_port(&f, CT_DIR_EGRESS, state.proxy_port);
 		if (!self)
 			return drop(skb, DROP_PROXY_LOOKUP_FAILED, &f, src_id, dst_id,
 				    DIR_INGRESS);

@@ -110,4 +110,16 @@ static __always_inline void ct_create(const struct flow *f, __u8 dir, __u32 src_
 	bpf_map_update_elem(&cilium_ct4_global, &key, &e, BPF_ANY);
 }
 
+/* Makes the existing entry of a flow send its later packets to the proxy. */
+static __always_inline void ct_set_proxy_port(const struct flow *f, __u8 dir, __u16 proxy_port)
+{
+	struct ct_key key;
+	struct ct_entry *e;
+
+	ct_key_of(f, dir, 0, &key);
+	e = bpf_map_lookup_elem(&cilium_ct4_global, &key);
+	if (e)
+		e->proxy_port = proxy_port;
+}
+
 #endif /* __LIB_CONNTRACK_H_ */

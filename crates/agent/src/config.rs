@@ -84,9 +84,11 @@ pub struct Config {
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub enable_health_checking: bool,
 
-    /// Run a health endpoint on this node (identity reserved:health) and
-    /// probe the other nodes' health endpoints too.
-    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    /// Run a health endpoint on this node (an endpoint with identity
+    /// reserved:health, answering probes in a namespace of its own) and probe
+    /// the other nodes' health endpoints from it. Off by default here (on in
+    /// Cilium): it takes an address and an endpoint on every node.
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
     pub enable_endpoint_health_checking: bool,
 
     /// TCP port the health responders (agent and health endpoint) answer on.

@@ -144,8 +144,7 @@ fn spawn_proxy_supervisor(daemon: &Arc<Daemon>, socket: &std::path::Path, hub: M
         log: state_dir.join("cilium-proxy.log"),
         pid_file: state_dir.join("cilium-proxy.pid"),
     };
-    let sink: proxy::L7Sink = Arc::new(move |event| hub.publish(monitor::l7_model(&event)));
-    tokio::spawn(supervisor.run(daemon.proxy_desired(), daemon.proxy_health(), sink));
+    tokio::spawn(supervisor.run(daemon.proxy_desired(), daemon.proxy_health(), hub));
 }
 
 async fn shutdown_signal() {

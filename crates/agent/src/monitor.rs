@@ -20,6 +20,9 @@ const BACKLOG: usize = 4096;
 pub struct MonitorHub {
     tx: broadcast::Sender<Arc<MonitorEvent>>,
     closed: watch::Sender<bool>,
+    /// Bumped on every new subscriber, so producers that only work for
+    /// listeners (the proxy's access log) start at once.
+    subscribed: watch::Sender<u64>,
 }
 
 impl MonitorHub {
@@ -27,11 +30,24 @@ impl MonitorHub {
         MonitorHub {
             tx: broadcast::channel(BACKLOG).0,
             closed: watch::channel(false).0,
+            subscribed: watch::channel(0).0,
         }
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<MonitorEvent>> {
-        self.tx.subscribe()
+        let rx = self.tx.subscribe();
+        self.subscribed.send_modify(|n| *n += 1);
+        rx
+    }
+
+    /// Whether some monitor client is connected now.
+    pub fn has_listeners(&self) -> bool {
+        self.tx.receiver_count() > 0
+    }
+
+    /// Changes whenever a client subscribes.
+    pub fn subscriptions(&self) -> watch::Receiver<u64> {
+        self.subscribed.subscribe()
     }
 
     /// Resolves once the agent shuts down, so open streams can end.

@@ -289,14 +289,16 @@ mod tests {
 
     #[test]
     fn cluster_health_names_unreachable_nodes() {
-        let mut s = StatusResponse::default();
-        s.cluster_health = api::ClusterHealthStatus {
-            state: "Warning".into(),
-            msg: "unreachable: node2".into(),
-            reachable: 2,
-            total: 3,
-            timestamp: "2024-01-01T00:00:00Z".into(),
-            unreachable: vec!["node2".into()],
+        let mut s = StatusResponse {
+            cluster_health: api::ClusterHealthStatus {
+                state: "Warning".into(),
+                msg: "unreachable: node2".into(),
+                reachable: 2,
+                total: 3,
+                timestamp: "2024-01-01T00:00:00Z".into(),
+                unreachable: vec!["node2".into()],
+            },
+            ..Default::default()
         };
         let text = details(&s, false);
         assert!(

@@ -37,7 +37,8 @@ pub use parse::{parse_rules, PolicyError};
 pub use ports::{IcmpField, IcmpRule, PortProtocol, PortRule, Protocol};
 pub use repository::Repository;
 pub use resolve::{
-    identity_delta, resolve, EndpointPolicy, L7Parser, Listener, Redirect, RedirectPeer, Resolved,
+    identity_delta, resolve, CompiledRules, EndpointPolicy, L7Parser, Listener, Redirect,
+    RedirectPeer, Resolved, SelectorCache,
 };
 pub use rule::{DefaultDeny, EgressRule, IngressRule, Rule};
 pub use selector::{EndpointSelector, LabelSelectorRequirement, SelectorOperator};

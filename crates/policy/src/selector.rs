@@ -22,7 +22,7 @@ pub enum SelectorOperator {
 }
 
 /// One `matchExpressions` term.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LabelSelectorRequirement {
     pub key: String,
@@ -36,7 +36,7 @@ pub struct LabelSelectorRequirement {
 }
 
 /// Selects endpoints or identities by their labels.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct EndpointSelector {
     #[serde(
@@ -201,6 +201,16 @@ impl EndpointSelector {
                 .match_expressions
                 .iter()
                 .all(|requirement| requirement.matches(labels))
+    }
+
+    /// A `matchLabels` term as (key without source, value): every label set
+    /// this selector matches holds a label with that key and value, so an
+    /// index on them narrows the candidates.
+    pub(crate) fn index_hint(&self) -> Option<(&str, &str)> {
+        self.match_labels
+            .iter()
+            .next()
+            .map(|(key, value)| (SelectorKey::parse(key).key, value.as_str()))
     }
 
     /// Adds (or overwrites) one `matchLabels` term.

@@ -4,6 +4,9 @@
 //! one, events are dropped.
 
 use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
 use tokio::sync::broadcast;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,27 +58,72 @@ pub fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// Fan-out of events to control clients.
+/// Fan-out of events to control clients. Building an event costs more than
+/// forwarding the request it describes, so nothing is built while no client
+/// wants events (see `Subscription`).
 #[derive(Debug, Clone)]
 pub struct AccessLog {
     sender: broadcast::Sender<AccessLogEvent>,
+    wanted: Arc<AtomicUsize>,
 }
 
 impl Default for AccessLog {
     fn default() -> Self {
         AccessLog {
             sender: broadcast::channel(4096).0,
+            wanted: Arc::default(),
         }
     }
 }
 
 impl AccessLog {
+    /// Whether some client wants events now.
+    pub fn enabled(&self) -> bool {
+        self.wanted.load(Ordering::Relaxed) > 0
+    }
+
     pub fn emit(&self, event: AccessLogEvent) {
         // An error only means nobody listens right now.
         let _ = self.sender.send(event);
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<AccessLogEvent> {
-        self.sender.subscribe()
+    /// A client's stream of events, wanted from the start.
+    pub fn subscribe(&self) -> Subscription {
+        self.wanted.fetch_add(1, Ordering::Relaxed);
+        Subscription {
+            events: self.sender.subscribe(),
+            wanted: true,
+            counter: self.wanted.clone(),
+        }
+    }
+}
+
+/// One client's events and whether it wants them (`access_log` command).
+pub struct Subscription {
+    pub events: broadcast::Receiver<AccessLogEvent>,
+    wanted: bool,
+    counter: Arc<AtomicUsize>,
+}
+
+impl Subscription {
+    pub fn set_wanted(&mut self, wanted: bool) {
+        if wanted != self.wanted {
+            if wanted {
+                self.counter.fetch_add(1, Ordering::Relaxed);
+            } else {
+                self.counter.fetch_sub(1, Ordering::Relaxed);
+            }
+            self.wanted = wanted;
+        }
+    }
+
+    pub fn wanted(&self) -> bool {
+        self.wanted
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.set_wanted(false);
     }
 }

@@ -56,6 +56,9 @@ impl ConnContext {
 
     /// Phase 2: the access-log event.
     pub fn logging<R: L7Request>(&self, request: &R, verdict: L7Verdict, status: u16) {
+        if !self.log.enabled() {
+            return;
+        }
         let fields = request.log_fields();
         let settings = self.redirect.settings();
         self.log.emit(AccessLogEvent {
@@ -150,7 +153,7 @@ mod tests {
         let egress = ctx(Direction::Egress);
         let mut events = egress.log.subscribe();
         egress.logging(&Get, L7Verdict::Forwarded, 200);
-        let event = events.try_recv().unwrap();
+        let event = events.events.try_recv().unwrap();
         assert_eq!(
             (event.src_identity, event.dst_identity, event.endpoint_id),
             (100, 300, 5)

@@ -152,6 +152,8 @@ pub struct Cluster {
     bridge: underlay::Bridge,
     addressing: Addressing,
     cni_bin: PathBuf,
+    /// Extra flags every agent gets.
+    agent_args: Vec<String>,
 }
 
 impl Cluster {
@@ -160,6 +162,12 @@ impl Cluster {
     /// Start it on the thread that keeps it (agents die with their
     /// starting thread, see [`Agent::start_with`]).
     pub fn start(options: ClusterOptions) -> Result<Cluster> {
+        Cluster::start_with_agent_args(options, &[])
+    }
+
+    /// Like [`Cluster::start`], every agent also getting `agent_args`
+    /// (feature flags such as `--enable-endpoint-health-checking=true`).
+    pub fn start_with_agent_args(options: ClusterOptions, agent_args: &[&str]) -> Result<Cluster> {
         if options.nodes == 0 {
             bail!("a cluster needs at least one node");
         }
@@ -187,6 +195,7 @@ impl Cluster {
             bridge,
             addressing,
             cni_bin,
+            agent_args: agent_args.iter().map(|a| a.to_string()).collect(),
         };
         for index in 0..options.nodes {
             let node = cluster
@@ -233,6 +242,7 @@ impl Cluster {
         .iter()
         .map(|s| s.to_string())
         .collect();
+        args.extend(self.agent_args.iter().cloned());
         if let Some(etcd) = &self.etcd {
             args.extend([
                 "--kvstore".to_string(),

@@ -12,6 +12,7 @@
 //! It needs root.
 
 pub mod agent;
+pub mod background;
 pub mod cluster;
 pub mod cmd;
 pub mod conformance;
@@ -26,6 +27,7 @@ pub mod unique;
 pub mod wait;
 
 pub use agent::{find_binary, Agent, AgentOptions, AgentPaths};
+pub use background::BackgroundProcess;
 pub use http::HttpServer;
 pub use monitor::{CliMonitor, Monitor};
 pub use netns::NetNs;

@@ -1,22 +1,26 @@
-//! Cluster health (cilium-health): every agent probes every node over ICMP
-//! and HTTP (port 4240) and serves the results on health.sock. In a
-//! three-node cluster all nodes are reported reachable; once one node's
-//! underlay link is cut, the others report it unreachable within 30 s while
-//! they keep reaching each other. Needs root and `etcd` (Debian: etcd-server).
+//! Cluster health (cilium-health): every agent probes every node, and every
+//! node's health endpoint (identity reserved:health), over ICMP and HTTP
+//! (port 4240) and serves the results on health.sock. In a three-node
+//! cluster all nodes are reported reachable, also after an agent restart
+//! (which adopts its running health endpoint); once one node's underlay
+//! link is cut, the others report it unreachable within 30 s while they
+//! keep reaching each other. Needs root and `etcd` (Debian: etcd-server).
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
+use api::Endpoint;
 use health::HealthStatusResponse;
 use testbed::cluster::{Cluster, ClusterOptions, Node};
 use testbed::{eventually, find_binary};
 
 /// The acceptance bound: a node cut off is reported within this.
 const DETECTION_LIMIT: Duration = Duration::from_secs(30);
-/// Agents start probing at once; their first round may run before every
-/// peer's responder listens.
-const FIRST_ROUNDS: Duration = Duration::from_secs(20);
+/// Agents start probing at once; their first rounds may run before every
+/// peer's responder listens and every health endpoint is published.
+const FIRST_ROUNDS: Duration = Duration::from_secs(30);
+const HEALTH_IDENTITY: u32 = 4;
 const POLL: Duration = Duration::from_millis(250);
 
 fn health_bin() -> PathBuf {
@@ -41,13 +45,39 @@ fn status(node: &Node) -> Result<HealthStatusResponse, String> {
     serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())
 }
 
-/// Whether `seen` lists exactly the cluster's nodes, reachable as `up` says.
+/// Whether `seen` lists exactly the cluster's nodes, each with its health
+/// endpoint, reachable as `up` says.
 fn reports(seen: &HealthStatusResponse, cluster: &Cluster, up: impl Fn(usize) -> bool) -> bool {
     seen.nodes.len() == cluster.len()
         && cluster.nodes().iter().all(|n| {
             seen.node(n.name())
-                .is_some_and(|s| s.is_reachable() == up(n.index()))
+                .is_some_and(|s| s.health_endpoint.is_some() && s.is_reachable() == up(n.index()))
         })
+}
+
+/// The node's health endpoint as its agent lists it.
+fn health_endpoint(node: &Node) -> Endpoint {
+    let all = node.client().endpoint_list().unwrap();
+    let mut health: Vec<Endpoint> = all
+        .into_iter()
+        .filter(|e| e.status.identity.id == HEALTH_IDENTITY)
+        .collect();
+    assert_eq!(health.len(), 1, "node {}: {health:#?}", node.name());
+    health.remove(0)
+}
+
+fn wait_all_reachable(cluster: &Cluster, node: &Node) {
+    let mut last = Err("never asked".to_string());
+    let healthy = eventually(FIRST_ROUNDS, POLL, || {
+        last = status(node);
+        last.as_ref().is_ok_and(|s| reports(s, cluster, |_| true))
+    });
+    assert!(
+        healthy,
+        "node {} does not report all nodes (and health endpoints) reachable within {FIRST_ROUNDS:?}: {last:#?}\n{}",
+        node.name(),
+        cluster.describe()
+    );
 }
 
 /// The `Cluster health:` line of `cilium status` on `node`.
@@ -60,32 +90,55 @@ fn cluster_health_line(node: &Node) -> String {
 }
 
 fn start_cluster() -> Cluster {
-    Cluster::start(ClusterOptions {
-        nodes: 3,
-        etcd_members: 1,
-    })
+    Cluster::start_with_agent_args(
+        ClusterOptions {
+            nodes: 3,
+            etcd_members: 1,
+        },
+        &["--enable-endpoint-health-checking=true"],
+    )
     .expect("start a three-node cluster with etcd")
 }
 
 #[test]
 fn every_node_is_reachable_then_a_cut_node_is_reported_down() {
-    let cluster = start_cluster();
-    let (observer, peer, victim) = (cluster.node(0), cluster.node(1), cluster.node(2));
+    let mut cluster = start_cluster();
 
-    // All three nodes, from every node, over ICMP and HTTP.
+    // All three nodes and their health endpoints, from every node, over
+    // ICMP and HTTP.
     for node in cluster.nodes() {
-        let mut last = Err("never asked".to_string());
-        let healthy = eventually(FIRST_ROUNDS, POLL, || {
-            last = status(node);
-            last.as_ref().is_ok_and(|s| reports(s, &cluster, |_| true))
-        });
-        assert!(
-            healthy,
-            "node {} does not report all nodes reachable within {FIRST_ROUNDS:?}: {last:#?}\n{}",
-            node.name(),
-            cluster.describe()
-        );
+        wait_all_reachable(&cluster, node);
     }
+    for node in cluster.nodes() {
+        let endpoint = health_endpoint(node);
+        assert_eq!(endpoint.status.networking.interface_name, "lxc_health");
+        let ip = endpoint.status.networking.addressing[0]
+            .ipv4
+            .clone()
+            .unwrap();
+        let seen = status(cluster.node(0)).unwrap();
+        let probed = &seen
+            .node(node.name())
+            .unwrap()
+            .health_endpoint
+            .as_ref()
+            .unwrap();
+        assert_eq!(probed.primary_address.ip, ip, "node {}", node.name());
+    }
+
+    // A restarted agent adopts its running health endpoint.
+    let before = health_endpoint(cluster.node(1));
+    cluster.kill_agent(1);
+    cluster.start_agent(1).unwrap();
+    let after = health_endpoint(cluster.node(1));
+    assert_eq!(after.id, before.id);
+    assert_eq!(
+        after.status.networking.netns, before.status.networking.netns,
+        "the same responder process owns the endpoint's namespace"
+    );
+    wait_all_reachable(&cluster, cluster.node(1));
+
+    let (observer, peer, victim) = (cluster.node(0), cluster.node(1), cluster.node(2));
     let seen = status(observer).unwrap();
     assert_eq!(seen.local.name, observer.name());
     let host = &seen
@@ -102,6 +155,7 @@ fn every_node_is_reachable_then_a_cut_node_is_reported_down() {
     // The text output and the agent's status say the same.
     let text = health_cli(observer, &["status", "--probe"]);
     let text = String::from_utf8_lossy(&text.stdout);
+    eprintln!("$ cilium-health status --probe\n{text}");
     assert!(
         text.contains(&format!("  {} (localhost):", observer.name())),
         "{text}"
@@ -115,8 +169,14 @@ fn every_node_is_reachable_then_a_cut_node_is_reported_down() {
     let line = cluster_health_line(observer);
     assert!(line.contains(" 3/3 reachable "), "{line}");
 
+    let responders = Responders::of(&cluster);
+
     // Cut the victim off the underlay.
     cluster.cut_underlay(victim.index()).unwrap();
+    let reconnect = Reconnect {
+        cluster: &cluster,
+        index: victim.index(),
+    };
     let cut_at = Instant::now();
     let mut last = Err("never asked".to_string());
     let detected = eventually(DETECTION_LIMIT, POLL, || {
@@ -154,6 +214,85 @@ fn every_node_is_reachable_then_a_cut_node_is_reported_down() {
         line.contains(" 2/3 reachable ") && line.contains(victim.name()),
         "{line}"
     );
+
+    // Tearing the nodes down takes their health endpoints with them.
+    drop(reconnect);
+    let teardown = Instant::now();
+    drop(cluster);
+    let lingering = responders.wait_gone(RESPONDER_EXIT);
+    eprintln!(
+        "responders gone {:?} after the teardown began",
+        teardown.elapsed()
+    );
+    assert!(
+        lingering.is_empty(),
+        "health endpoint responders {lingering:?} outlived their nodes by {RESPONDER_EXIT:?}"
+    );
+}
+
+/// A responder notices its interface is gone within a second or two.
+const RESPONDER_EXIT: Duration = Duration::from_secs(15);
+
+/// Puts a cut node back on the underlay when dropped (a failed assertion
+/// included): its agent's connections can then close, so its namespace,
+/// and the health endpoint's veth in it, go away with the cluster.
+struct Reconnect<'a> {
+    cluster: &'a Cluster,
+    index: usize,
+}
+
+impl Drop for Reconnect<'_> {
+    fn drop(&mut self) {
+        let _ = self.cluster.restore_underlay(self.index);
+    }
+}
+
+/// The nodes' health endpoint responders (detached processes owning the
+/// endpoints' namespaces); any still running when dropped is killed.
+struct Responders(Vec<u32>);
+
+impl Responders {
+    fn of(cluster: &Cluster) -> Responders {
+        let pids = cluster
+            .nodes()
+            .iter()
+            .map(|n| {
+                let netns = health_endpoint(n).status.networking.netns;
+                netns
+                    .strip_prefix("/proc/")
+                    .and_then(|rest| rest.strip_suffix("/ns/net"))
+                    .and_then(|pid| pid.parse().ok())
+                    .unwrap_or_else(|| panic!("node {}: netns {netns:?}", n.name()))
+            })
+            .collect();
+        Responders(pids)
+    }
+
+    fn running(&self) -> Vec<u32> {
+        self.0
+            .iter()
+            .copied()
+            .filter(|pid| {
+                std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|c| c.windows(9).any(|w| w == b"responder"))
+            })
+            .collect()
+    }
+
+    /// Waits for every responder to exit; those still running after `limit`.
+    fn wait_gone(&self, limit: Duration) -> Vec<u32> {
+        eventually(limit, POLL, || self.running().is_empty());
+        self.running()
+    }
+}
+
+impl Drop for Responders {
+    fn drop(&mut self) {
+        for pid in self.running() {
+            // SAFETY: signalling a process verified above to be a responder.
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+        }
+    }
 }
 
 #[test]

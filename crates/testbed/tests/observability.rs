@@ -376,7 +376,7 @@ fn counters_move_by_exactly_the_packets_sent_and_the_scrape_passes_promtool() {
         "Ok",
         "3 endpoint programs attached",
         "Proxy:",
-        "Disabled",
+        "not started: no L7 rule needs it",
         "Controller Status:",
         "cilium_ct4_global",
         "monitor-events-reader",

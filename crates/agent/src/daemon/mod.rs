@@ -61,6 +61,9 @@ struct Inner {
     /// Identities of the CIDR prefixes that rules mention (this node only).
     cidr_identities: IdentityAllocator,
     repo: Repository,
+    /// The repository's rules compiled once, shared by every endpoint's
+    /// policy; rebuilt whenever the rules change.
+    compiled_rules: policy::CompiledRules,
     endpoints: BTreeMap<u16, EndpointRecord>,
     /// Each endpoint's rules, compiled: the selector cache that lets an
     /// identity's arrival touch only that identity's keys.
@@ -79,8 +82,12 @@ impl Inner {
     }
 
     fn compile(&self, labels: &Labels) -> EndpointPolicy {
-        let rules: Vec<_> = self.repo.rules().iter().collect();
-        EndpointPolicy::compile(&rules, labels)
+        self.compiled_rules.policy_for(labels)
+    }
+
+    /// After every change of `repo`.
+    fn recompile_rules(&mut self) {
+        self.compiled_rules = policy::CompiledRules::new(self.repo.rules());
     }
 }
 
@@ -143,6 +150,7 @@ impl Daemon {
                 remote_ips: BTreeMap::new(),
                 nodes: BTreeMap::new(),
                 cidr_identities,
+                compiled_rules: policy::CompiledRules::new(repo.rules()),
                 repo,
                 endpoints,
                 policies: BTreeMap::new(),
@@ -331,28 +339,27 @@ impl Daemon {
     }
 
     fn regenerate_changed(&self, inner: &mut Inner, all: bool) -> Result<(), AgentError> {
-        let identities = inner.all_identities();
+        let mut selectors = policy::SelectorCache::new(&inner.all_identities());
         let revision = inner.repo.revision();
         let mut failed = Vec::new();
         let mut compiled: BTreeMap<u16, EndpointPolicy> = BTreeMap::new();
-        let subjects: Vec<(u16, Labels)> = inner
-            .endpoints
-            .values()
-            .map(|ep| (ep.id, ep.labels.clone()))
-            .collect();
-        for (id, labels) in subjects {
-            match self.compile_endpoint(inner, id, &labels) {
-                Ok(policy) => {
-                    compiled.insert(id, policy);
-                }
-                Err(e) => failed.push(format!("endpoint {id}: {e}")),
-            }
-        }
         let Inner {
             policies,
             endpoints,
+            compiled_rules,
+            proxy_ports,
             ..
         } = inner;
+        for ep in endpoints.values() {
+            let policy = compiled_rules.policy_for(&ep.labels);
+            match self.with_proxy_ports(proxy_ports, policy, ep.id) {
+                Ok(policy) => {
+                    compiled.insert(ep.id, policy);
+                }
+                Err(e) => failed.push(format!("endpoint {}: {e}", ep.id)),
+            }
+        }
+        let mut plans = Vec::new();
         for ep in endpoints.values_mut() {
             let Some(policy) = compiled.get(&ep.id) else {
                 continue;
@@ -361,8 +368,16 @@ impl Daemon {
                 ep.policy_revision = revision;
                 continue;
             }
-            if let Err(e) = regenerate::regenerate(&self.root, policy, revision, &identities, ep) {
-                failed.push(format!("endpoint {}: {e}", ep.id));
+            plans.push(regenerate::Plan::new(ep.id, policy, &mut selectors));
+        }
+        for (plan, result) in regenerate::write_all(&self.root, plans) {
+            match result {
+                Ok(()) => {
+                    if let Some(ep) = endpoints.get_mut(&plan.endpoint) {
+                        plan.realized(ep, revision);
+                    }
+                }
+                Err(e) => failed.push(format!("endpoint {}: {e}", plan.endpoint)),
             }
         }
         *policies = compiled;

@@ -14,6 +14,7 @@ impl Daemon {
         let rules = policy::parse_rules(text).map_err(|e| AgentError::BadRequest(e.to_string()))?;
         let mut inner = self.lock();
         inner.repo.add(rules, replace);
+        inner.recompile_rules();
         self.policy_changed(&mut inner)?;
         Ok(policy_model(&inner.repo))
     }
@@ -28,6 +29,7 @@ impl Daemon {
             .map_err(|e| AgentError::BadRequest(format!("labels: {e}")))?;
         let mut inner = self.lock();
         let (deleted, _) = inner.repo.delete_by_labels(&labels);
+        inner.recompile_rules();
         if deleted == 0 && !labels.is_empty() {
             return Err(AgentError::NotFound(format!(
                 "no policy rule carries the labels {labels}"

@@ -7,27 +7,35 @@ use proxy::ipcache::IpcacheEntry;
 
 use super::{Daemon, Inner};
 use crate::error::AgentError;
-use crate::proxy::{redirect_config, DesiredState};
+use crate::proxy::{ports::ProxyPorts, redirect_config, DesiredState};
 
 impl Daemon {
-    /// Compiles an endpoint's rules and gives its L7 listeners proxy ports.
-    /// With the proxy disabled, L7 rules are not redirected (their L3/L4
-    /// part still applies).
+    /// Gives an endpoint's L7 listeners proxy ports. With the proxy
+    /// disabled, L7 rules are not redirected (their L3/L4 part still applies).
+    pub(super) fn with_proxy_ports(
+        &self,
+        proxy_ports: &mut ProxyPorts,
+        mut policy: EndpointPolicy,
+        id: u16,
+    ) -> Result<EndpointPolicy, AgentError> {
+        if self.config.enable_l7_proxy {
+            let ports = proxy_ports
+                .assign(id, &policy.listeners(), port_is_free)
+                .map_err(|e| AgentError::Internal(e.to_string()))?;
+            policy.set_proxy_ports(ports);
+        }
+        Ok(policy)
+    }
+
+    /// Compiles one endpoint's rules, with proxy ports.
     pub(super) fn compile_endpoint(
         &self,
         inner: &mut Inner,
         id: u16,
         labels: &Labels,
     ) -> Result<EndpointPolicy, AgentError> {
-        let mut policy = inner.compile(labels);
-        if self.config.enable_l7_proxy {
-            let ports = inner
-                .proxy_ports
-                .assign(id, &policy.listeners())
-                .map_err(|e| AgentError::Internal(e.to_string()))?;
-            policy.set_proxy_ports(ports);
-        }
-        Ok(policy)
+        let policy = inner.compile(labels);
+        self.with_proxy_ports(&mut inner.proxy_ports, policy, id)
     }
 
     /// Recomputes what the proxy should have and hands it to the supervisor
@@ -84,4 +92,10 @@ impl Daemon {
     pub fn config(&self) -> &crate::config::Config {
         &self.config
     }
+}
+
+/// Nobody listens on TCP `port` in this namespace (another agent's proxy
+/// on the same host, or any other program).
+fn port_is_free(port: u16) -> bool {
+    std::net::TcpListener::bind((std::net::Ipv4Addr::UNSPECIFIED, port)).is_ok()
 }

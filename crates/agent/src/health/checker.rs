@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -25,8 +26,9 @@ pub struct Checker {
     last: RwLock<HealthStatusResponse>,
     /// One round at a time (periodic and `PUT /status/probe` alike).
     roster: tokio::sync::Mutex<Roster>,
-    /// This node's health endpoint address, once it runs.
-    local_health_ip: Mutex<Option<Ipv4Addr>>,
+    /// This node's health endpoint (address, network namespace), once it
+    /// runs.
+    local_endpoint: Mutex<Option<(Ipv4Addr, PathBuf)>>,
     /// What keeps the checker from doing all of its job, by part.
     problems: Mutex<BTreeMap<&'static str, String>>,
 }
@@ -55,7 +57,7 @@ impl Checker {
             started: Instant::now(),
             last: RwLock::new(last),
             roster: tokio::sync::Mutex::new(Roster::new(DEPARTED_GRACE)),
-            local_health_ip: Mutex::new(None),
+            local_endpoint: Mutex::new(None),
             problems: Mutex::new(BTreeMap::new()),
         }
     }
@@ -81,11 +83,11 @@ impl Checker {
         };
     }
 
-    pub fn set_local_health_ip(&self, ip: Option<Ipv4Addr>) {
+    pub fn set_local_endpoint(&self, endpoint: Option<(Ipv4Addr, PathBuf)>) {
         *self
-            .local_health_ip
+            .local_endpoint
             .lock()
-            .unwrap_or_else(|p| p.into_inner()) = ip;
+            .unwrap_or_else(|p| p.into_inner()) = endpoint;
     }
 
     /// Probes forever, one round per interval.
@@ -120,32 +122,37 @@ impl Checker {
     }
 
     /// The nodes the agent knows now, and whether their health endpoint
-    /// addresses could be read.
+    /// addresses could be read. This node's health endpoint is probed from
+    /// the host; the other nodes' from this node's health endpoint (the
+    /// pod-to-pod path: this datapath has no host-to-remote-pod route), so
+    /// only while it runs.
     async fn listed_targets(&self) -> (Vec<Target>, bool) {
         let nodes = self.daemon.cluster_nodes();
-        let health_ips = if self.config.endpoint {
-            self.remote_health_ips().await
-        } else {
-            Some(BTreeMap::new())
-        };
-        let local_health_ip = *self
-            .local_health_ip
+        let local = self
+            .local_endpoint
             .lock()
-            .unwrap_or_else(|p| p.into_inner());
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let health_ips = match (&local, self.config.endpoint) {
+            (Some(_), true) => self.remote_health_ips().await,
+            _ => Some(BTreeMap::new()),
+        };
         let targets = nodes
             .nodes_added
             .into_iter()
             .filter_map(|n| {
                 let host_ip = n.primary_address.ipv4.ip.parse().ok()?;
-                let health_ip = if n.name == nodes.self_name {
-                    local_health_ip
+                let (health_ip, health_probed_from) = if n.name == nodes.self_name {
+                    (local.as_ref().map(|(ip, _)| *ip), None)
                 } else {
-                    health_ips.as_ref().and_then(|m| m.get(&n.name).copied())
+                    let ip = health_ips.as_ref().and_then(|m| m.get(&n.name).copied());
+                    (ip, local.as_ref().map(|(_, netns)| netns.clone()))
                 };
                 Some(Target {
                     name: n.name,
                     host_ip,
                     health_ip,
+                    health_probed_from,
                 })
             })
             .collect();

@@ -6,6 +6,7 @@
 
 mod api;
 mod checker;
+mod endpoint;
 mod responder;
 mod roster;
 
@@ -26,6 +27,8 @@ pub struct HealthConfig {
     pub port: u16,
     pub interval: Duration,
     pub socket: PathBuf,
+    /// Where the health endpoint's record and log live.
+    pub state_dir: PathBuf,
 }
 
 impl HealthConfig {
@@ -41,6 +44,7 @@ impl HealthConfig {
             port: config.cluster_health_port,
             interval: config.health_check_interval.max(Duration::from_millis(100)),
             socket: dir.join(::health::SOCKET_NAME),
+            state_dir: config.state_dir.clone(),
         }
     }
 }
@@ -71,7 +75,7 @@ impl Drop for Health {
 pub async fn start(config: HealthConfig, daemon: Arc<Daemon>) -> Health {
     let enabled = config.enabled;
     let (port, socket) = (config.port, config.socket.clone());
-    let checker = Arc::new(Checker::new(daemon, config));
+    let checker = Arc::new(Checker::new(daemon.clone(), config.clone()));
     if !enabled {
         return Health {
             checker,
@@ -94,6 +98,45 @@ pub async fn start(config: HealthConfig, daemon: Arc<Daemon>) -> Health {
             None
         }
     };
+    if config.endpoint {
+        tokio::spawn(keep_endpoint(checker.clone(), daemon, config));
+    }
     tokio::spawn(checker.clone().run());
     Health { checker, socket }
+}
+
+/// How often the health endpoint is checked, and how long a failed
+/// creation waits before the next attempt.
+const ENDPOINT_CHECK: Duration = Duration::from_secs(5);
+const ENDPOINT_RETRY: Duration = Duration::from_secs(30);
+
+/// Keeps this node's health endpoint running: adopted or created at start,
+/// created again when its responder or interface is gone.
+async fn keep_endpoint(checker: Arc<Checker>, daemon: Arc<Daemon>, config: HealthConfig) {
+    loop {
+        match endpoint::ensure(&daemon, &config).await {
+            Ok(ep) => {
+                eprintln!(
+                    "cilium-agent: health endpoint {} (responder pid {})",
+                    ep.ipv4, ep.pid
+                );
+                checker.set_problem("endpoint", None);
+                checker.set_local_endpoint(Some((ep.ipv4, ep.netns())));
+                while ep.is_alive() {
+                    tokio::time::sleep(ENDPOINT_CHECK).await;
+                }
+                eprintln!(
+                    "level=warning msg=\"health endpoint {} is gone, recreating it\"",
+                    ep.ipv4
+                );
+                checker.set_local_endpoint(None);
+            }
+            Err(e) => {
+                let e = format!("health endpoint: {e:#}");
+                eprintln!("level=warning msg=\"{e}\"");
+                checker.set_problem("endpoint", Some(e));
+                tokio::time::sleep(ENDPOINT_RETRY).await;
+            }
+        }
+    }
 }

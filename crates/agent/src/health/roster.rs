@@ -72,6 +72,7 @@ mod tests {
             name: name.into(),
             host_ip: Ipv4Addr::new(192, 168, 1, last),
             health_ip: health.map(|h| Ipv4Addr::new(10, 0, 0, h)),
+            health_probed_from: None,
         }
     }
 

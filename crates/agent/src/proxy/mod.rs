@@ -6,10 +6,7 @@
 pub mod ports;
 pub mod supervisor;
 
-use std::sync::Arc;
-
 use policy::Direction;
-use proxy::access_log::AccessLogEvent;
 use proxy::control::protocol::{Direction as ProxyDirection, Parser, SourceBind};
 use proxy::ipcache::IpcacheEntry;
 use proxy::policy::IdentityRules;
@@ -19,9 +16,6 @@ use proxy::policy::IdentityRules;
 /// client's identity for the destination's ingress policy.
 pub const MARK_PROXY_INGRESS: u32 = 0x0A00;
 pub const MARK_PROXY_EGRESS: u32 = 0x0B00;
-
-/// Where access-log events go (the monitor and the metrics).
-pub type L7Sink = Arc<dyn Fn(AccessLogEvent) + Send + Sync>;
 
 /// Everything the proxy should have; sent whole on every change.
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -59,12 +59,14 @@ pub struct Exhausted;
 
 impl ProxyPorts {
     /// The proxy ports of an endpoint's listeners: kept when already
-    /// assigned, new ones for new listeners; the endpoint's other ports are
-    /// released.
+    /// assigned, new ones for new listeners (only ports `is_free` accepts:
+    /// the datapath hands connections to whoever listens on the port); the
+    /// endpoint's other ports are released.
     pub fn assign(
         &mut self,
         endpoint: u16,
         listeners: &[Listener],
+        is_free: impl Fn(u16) -> bool,
     ) -> Result<BTreeMap<(Direction, u16), u16>, Exhausted> {
         let wanted: Vec<(Direction, u16)> =
             listeners.iter().map(|l| (l.direction, l.port)).collect();
@@ -76,7 +78,7 @@ impl ProxyPorts {
             let proxy_port = match self.assigned.get(&key) {
                 Some(p) => *p,
                 None => {
-                    let p = self.free_port().ok_or(Exhausted)?;
+                    let p = self.free_port(&is_free).ok_or(Exhausted)?;
                     self.assigned.insert(key, p);
                     p
                 }
@@ -94,9 +96,9 @@ impl ProxyPorts {
         self.assigned.is_empty()
     }
 
-    fn free_port(&self) -> Option<u16> {
+    fn free_port(&self, is_free: impl Fn(u16) -> bool) -> Option<u16> {
         let used: std::collections::BTreeSet<u16> = self.assigned.values().copied().collect();
-        (FIRST..=LAST).find(|p| !used.contains(p))
+        (FIRST..=LAST).find(|p| !used.contains(p) && is_free(*p))
     }
 }
 
@@ -113,11 +115,24 @@ mod tests {
         }
     }
 
+    fn any(_: u16) -> bool {
+        true
+    }
+
+    #[test]
+    fn ports_taken_by_others_are_skipped() {
+        let mut ports = ProxyPorts::default();
+        let got = ports
+            .assign(1, &[listener(Direction::Ingress, 80)], |p| p != FIRST)
+            .unwrap();
+        assert_eq!(got[&(Direction::Ingress, 80)], FIRST + 1);
+    }
+
     #[test]
     fn ports_are_stable_and_released() {
         let mut ports = ProxyPorts::default();
         let a = ports
-            .assign(1, &[listener(Direction::Ingress, 80)])
+            .assign(1, &[listener(Direction::Ingress, 80)], any)
             .unwrap();
         assert_eq!(a[&(Direction::Ingress, 80)], FIRST);
         let b = ports
@@ -127,6 +142,7 @@ mod tests {
                     listener(Direction::Ingress, 80),
                     listener(Direction::Egress, 9092),
                 ],
+                any,
             )
             .unwrap();
         assert_eq!(
@@ -135,12 +151,12 @@ mod tests {
         );
         // Re-assigning keeps the port; dropping a listener frees its port.
         let again = ports
-            .assign(1, &[listener(Direction::Ingress, 80)])
+            .assign(1, &[listener(Direction::Ingress, 80)], any)
             .unwrap();
         assert_eq!(again, a);
-        ports.assign(1, &[]).unwrap();
+        ports.assign(1, &[], any).unwrap();
         let c = ports
-            .assign(3, &[listener(Direction::Ingress, 8080)])
+            .assign(3, &[listener(Direction::Ingress, 8080)], any)
             .unwrap();
         assert_eq!(c[&(Direction::Ingress, 8080)], FIRST);
         // Round-trips through the state file format.

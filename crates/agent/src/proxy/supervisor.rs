@@ -20,7 +20,8 @@ use tokio::{
     sync::watch,
 };
 
-use super::{DesiredState, L7Sink};
+use super::DesiredState;
+use crate::monitor::MonitorHub;
 
 /// What `cilium status` says about the proxy.
 #[derive(Debug, Clone, Default)]
@@ -47,7 +48,7 @@ impl Supervisor {
         self,
         mut desired: watch::Receiver<DesiredState>,
         health: Arc<Mutex<ProxyHealth>>,
-        sink: L7Sink,
+        hub: MonitorHub,
     ) {
         loop {
             // The proxy is started only once some redirect needs it; one that
@@ -69,7 +70,7 @@ impl Supervisor {
                     continue;
                 }
             };
-            let why = session(stream, &mut desired, &health, &sink).await;
+            let why = session(stream, &mut desired, &health, &hub).await;
             eprintln!("level=warning msg=\"proxy: control connection lost: {why}\"");
             update(&health, |h| {
                 h.connected = false;
@@ -150,7 +151,7 @@ async fn session(
     stream: UnixStream,
     desired: &mut watch::Receiver<DesiredState>,
     health: &Mutex<ProxyHealth>,
-    sink: &L7Sink,
+    hub: &MonitorHub,
 ) -> String {
     let (read, mut write) = stream.into_split();
     let mut lines = BufReader::new(read).lines();
@@ -168,14 +169,33 @@ async fn session(
         return e.to_string();
     }
     desired.mark_changed();
+    // Access-log events cost the proxy and the agent per request: ask for
+    // them only while some monitor client listens.
+    let mut subscriptions = hub.subscriptions();
+    let mut recheck = tokio::time::interval(Duration::from_secs(1));
+    let mut events_wanted = None;
     loop {
+        let wanted = hub.has_listeners();
+        if events_wanted != Some(wanted) {
+            let line = send(ProxyCommand::AccessLog { enabled: wanted });
+            if let Err(e) = write.write_all(line.as_bytes()).await {
+                return e.to_string();
+            }
+            events_wanted = Some(wanted);
+        }
         tokio::select! {
+            _ = subscriptions.changed() => {}
+            _ = recheck.tick() => {}
             changed = desired.changed() => {
                 if changed.is_err() {
                     return "the agent is shutting down".into();
                 }
                 let state = desired.borrow_and_update().clone();
                 let redirects = state.redirects.len();
+                eprintln!(
+                    "level=info msg=\"proxy: configuring {redirects} redirects, {} ipcache entries\"",
+                    state.ipcache.len()
+                );
                 let line = send(ProxyCommand::Sync {
                     redirects: state.redirects,
                     ipcache: state.ipcache,
@@ -192,7 +212,7 @@ async fn session(
                     Err(e) => return e.to_string(),
                 };
                 match serde_json::from_str::<Reply>(&line) {
-                    Ok(Reply::AccessLog { event }) => sink(event),
+                    Ok(Reply::AccessLog { event }) => hub.publish(crate::monitor::l7_model(&event)),
                     Ok(Reply::Ack { status, .. }) => update(health, |h| {
                         h.connected = true;
                         h.error = None;

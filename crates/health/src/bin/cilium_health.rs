@@ -6,6 +6,7 @@
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -49,6 +50,10 @@ enum Command {
         /// Write the process id to this file
         #[arg(long)]
         pidfile: Option<PathBuf>,
+        /// Exit once this interface is gone (the health endpoint was torn
+        /// down), or when it has not appeared within a minute
+        #[arg(long)]
+        watch_interface: Option<String>,
     },
 }
 
@@ -83,7 +88,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
             client.healthz().context("the cilium-health API is down")?;
             println!("OK");
         }
-        Command::Responder { listen, pidfile } => responder(listen, pidfile)?,
+        Command::Responder {
+            listen,
+            pidfile,
+            watch_interface,
+        } => {
+            if let Some(ifname) = watch_interface {
+                std::thread::spawn(move || exit_when_gone(&ifname));
+            }
+            responder(listen, pidfile)?
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -98,4 +112,29 @@ fn responder(port: u16, pidfile: Option<PathBuf>) -> Result<()> {
     eprintln!("cilium-health responder: answering GET /hello on :{port}");
     health::responder::serve(listener).context("accepting connections")?;
     Ok(())
+}
+
+/// How long the interface may take to appear (the agent plumbs it after
+/// starting the responder).
+const INTERFACE_APPEARS_WITHIN: Duration = Duration::from_secs(60);
+
+/// A responder whose interface is gone serves nobody: it ends with it, so
+/// tearing down an endpoint (or the node's namespace) leaves no process.
+fn exit_when_gone(ifname: &str) {
+    let Ok(name) = std::ffi::CString::new(ifname) else {
+        return;
+    };
+    let started = Instant::now();
+    let mut seen = false;
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+        // SAFETY: a valid NUL-terminated name.
+        let present = unsafe { libc::if_nametoindex(name.as_ptr()) } != 0;
+        if present {
+            seen = true;
+        } else if seen || started.elapsed() > INTERFACE_APPEARS_WITHIN {
+            eprintln!("cilium-health responder: interface {ifname} is gone, exiting");
+            std::process::exit(0);
+        }
+    }
 }

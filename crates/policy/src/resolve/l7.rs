@@ -9,6 +9,7 @@
 //! port voids the L7 restriction, as allows are a union).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -110,7 +111,7 @@ impl Element {
 
 /// Listeners of one direction's elements. When rules disagree on the parser
 /// of a port, the first wins; `peers` leaves the others out (fail closed).
-pub(super) fn listeners(elements: &[Element], direction: Direction) -> Vec<Listener> {
+pub(super) fn listeners(elements: &[Arc<Element>], direction: Direction) -> Vec<Listener> {
     let mut found: BTreeMap<u16, L7Parser> = BTreeMap::new();
     for element in elements.iter().filter(|e| !e.deny) {
         for (port, rules) in &element.l7 {
@@ -131,7 +132,7 @@ pub(super) fn listeners(elements: &[Element], direction: Direction) -> Vec<Liste
 
 /// Who may do what on `listener`, given the known identities.
 pub(super) fn peers(
-    elements: &[Element],
+    elements: &[Arc<Element>],
     listener: &Listener,
     identities: &BTreeMap<u32, Labels>,
 ) -> Vec<RedirectPeer> {

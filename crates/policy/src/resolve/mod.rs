@@ -25,20 +25,23 @@
 mod l7;
 mod peers;
 mod ports;
+mod selector_cache;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use crate::labels::Labels;
 use crate::mapstate::{
     enforce_deny_precedence, insert, Direction, MapEntry, MapKey, MapState, PORT_BITS, PROTO_TCP,
 };
 use crate::reserved::{reserved_identities, IDENTITY_ANY, IDENTITY_HOST};
-use crate::rule::{DefaultDeny, PeerRule, Rule};
+use crate::rule::{PeerRule, Rule};
 
 use peers::Peers;
 use ports::{l4_parts, L4Part};
 
 pub use l7::{L7Parser, Listener, Redirect, RedirectPeer};
+pub use selector_cache::{CompiledRules, SelectorCache};
 
 /// An endpoint's resolved policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,7 +64,34 @@ struct Element {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct DirectionPolicy {
     enforced: bool,
-    elements: Vec<Element>,
+    /// Shared between the endpoints a rule selects (see `CompiledRules`).
+    elements: Vec<Arc<Element>>,
+}
+
+/// One rule compiled on its own. An endpoint's policy is the union of those
+/// of the rules selecting it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct CompiledRule {
+    ingress: DirectionPolicy,
+    egress: DirectionPolicy,
+}
+
+impl CompiledRule {
+    fn of(rule: &Rule) -> Self {
+        let opt_in = rule.enable_default_deny.unwrap_or_default();
+        let mut compiled = CompiledRule::default();
+        compiled.ingress.add(
+            rule.ingress.as_deref(),
+            rule.ingress_deny.as_deref(),
+            opt_in.ingress.unwrap_or(true),
+        );
+        compiled.egress.add(
+            rule.egress.as_deref(),
+            rule.egress_deny.as_deref(),
+            opt_in.egress.unwrap_or(true),
+        );
+        compiled
+    }
 }
 
 /// The rules selecting one endpoint, compiled once so that map state keys can
@@ -86,15 +116,17 @@ impl DirectionPolicy {
             .iter()
             .map(|element| (element, false))
             .chain(deny.iter().map(|element| (element, true)))
-            .map(|(element, deny)| Element {
-                peers: Peers::of(element),
-                l4: l4_parts(element).into_iter().collect(),
-                l7: if deny {
-                    Vec::new()
-                } else {
-                    l7::l7_parts(element)
-                },
-                deny,
+            .map(|(element, deny)| {
+                Arc::new(Element {
+                    peers: Peers::of(element),
+                    l4: l4_parts(element).into_iter().collect(),
+                    l7: if deny {
+                        Vec::new()
+                    } else {
+                        l7::l7_parts(element)
+                    },
+                    deny,
+                })
             });
         self.elements.extend(compiled);
     }
@@ -128,21 +160,32 @@ impl DirectionPolicy {
 impl EndpointPolicy {
     /// Compiles the rules among `rules` that select `endpoint`.
     pub fn compile(rules: &[&Rule], endpoint: &Labels) -> Self {
+        let selecting: Vec<&Rule> = rules
+            .iter()
+            .copied()
+            .filter(|rule| rule.selects(endpoint))
+            .collect();
+        EndpointPolicy::compile_selected(&selecting)
+    }
+
+    /// Compiles rules already known to select the endpoint.
+    pub fn compile_selected(rules: &[&Rule]) -> Self {
         let mut policy = EndpointPolicy::default();
-        for rule in rules.iter().filter(|rule| rule.selects(endpoint)) {
-            let opt_in = rule.enable_default_deny.unwrap_or(DefaultDeny::default());
-            policy.ingress.add(
-                rule.ingress.as_deref(),
-                rule.ingress_deny.as_deref(),
-                opt_in.ingress.unwrap_or(true),
-            );
-            policy.egress.add(
-                rule.egress.as_deref(),
-                rule.egress_deny.as_deref(),
-                opt_in.egress.unwrap_or(true),
-            );
+        for rule in rules {
+            policy.absorb(&CompiledRule::of(rule));
         }
         policy
+    }
+
+    /// Adds a selecting rule, sharing its compiled elements.
+    fn absorb(&mut self, rule: &CompiledRule) {
+        for (mine, theirs) in [
+            (&mut self.ingress, &rule.ingress),
+            (&mut self.egress, &rule.egress),
+        ] {
+            mine.enforced |= theirs.enforced;
+            mine.elements.extend(theirs.elements.iter().cloned());
+        }
     }
 
     pub fn ingress_enforced(&self) -> bool {
@@ -253,11 +296,47 @@ impl EndpointPolicy {
     /// The full map state given the known identities (reserved ones are added
     /// when missing; identity 0 is ignored).
     pub fn resolve(&self, identities: &BTreeMap<u32, Labels>) -> Resolved {
-        let known = with_reserved(identities);
+        self.resolve_cached(&mut SelectorCache::new(identities))
+    }
+
+    /// `resolve` with selectors evaluated through a cache shared by a batch
+    /// of endpoints. Same result as the union of `identity_keys` over the
+    /// cache's identities: elements are walked once, each inserting its keys
+    /// for the identities its selectors select.
+    pub fn resolve_cached(&self, cache: &mut SelectorCache) -> Resolved {
         let mut map_state = self.wildcard_keys();
-        for (identity, labels) in &known {
-            map_state.extend(self.identity_keys(*identity, labels));
+        for (policy, direction) in self.directions() {
+            for element in &policy.elements {
+                let Peers::Selected(selectors) = &element.peers else {
+                    continue;
+                };
+                let mut ids: Vec<u32> = Vec::new();
+                for selector in selectors {
+                    ids.extend_from_slice(cache.select(selector));
+                }
+                if selectors.len() > 1 {
+                    ids.sort_unstable();
+                    ids.dedup();
+                }
+                for identity in ids.into_iter().filter(|id| *id != IDENTITY_ANY) {
+                    DirectionPolicy::insert_element(
+                        &mut map_state,
+                        element,
+                        identity,
+                        direction,
+                        &self.proxy_ports,
+                    );
+                }
+            }
         }
+        if self.ingress.enforced && cache.identities().contains_key(&IDENTITY_HOST) {
+            insert(
+                &mut map_state,
+                MapKey::any_port(IDENTITY_HOST, 0, Direction::Ingress),
+                MapEntry::allow(),
+            );
+        }
+        enforce_deny_precedence(&mut map_state);
         Resolved {
             map_state,
             ingress_enforced: self.ingress.enforced,
@@ -284,7 +363,7 @@ impl EndpointPolicy {
 }
 
 /// `identities` without identity 0, plus the reserved ones when missing.
-fn with_reserved(identities: &BTreeMap<u32, Labels>) -> BTreeMap<u32, Labels> {
+pub(crate) fn with_reserved(identities: &BTreeMap<u32, Labels>) -> BTreeMap<u32, Labels> {
     let mut known = reserved_identities();
     known.extend(
         identities

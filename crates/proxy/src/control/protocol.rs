@@ -51,6 +51,11 @@ pub enum Command {
     IpcacheDelete {
         prefixes: Vec<String>,
     },
+    /// Whether this connection wants `access_log` events (it does from the
+    /// start); with no connection wanting them none are built.
+    AccessLog {
+        enabled: bool,
+    },
     Status,
 }
 

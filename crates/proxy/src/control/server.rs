@@ -7,7 +7,7 @@ use std::path::Path;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, watch};
 
 use crate::control::protocol::{Command, Reply, Request, Status, PROTOCOL_VERSION};
 use crate::redirect::ProxyState;
@@ -60,31 +60,56 @@ pub fn apply(state: &ProxyState, command: &Command) -> Result<Option<Status>, St
         }
         Command::IpcacheUpsert { entries } => state.ipcache_upsert(entries),
         Command::IpcacheDelete { prefixes } => state.ipcache_delete(prefixes),
+        // Per connection: `serve_client` handles it.
+        Command::AccessLog { .. } => Ok(()),
     };
     result.map(|_| None).map_err(|err| err.to_string())
+}
+
+fn push_line(batch: &mut Vec<u8>, reply: &Reply) {
+    serde_json::to_writer(&mut *batch, reply).expect("replies serialize");
+    batch.push(b'\n');
 }
 
 async fn serve_client(stream: UnixStream, state: ProxyState) -> io::Result<()> {
     let (read_half, mut write_half) = stream.into_split();
     let (reply_tx, mut reply_rx) = mpsc::channel::<Reply>(256);
-    let mut events = state.log.subscribe();
-    // One writer: replies and events interleave as whole lines.
+    let (wanted_tx, mut wanted_rx) = watch::channel(true);
+    let mut subscription = state.log.subscribe();
+    // One writer: replies and events interleave as whole lines; events
+    // waiting together go out in one write.
     let writer = tokio::spawn(async move {
+        let mut batch = Vec::new();
         loop {
-            let reply = tokio::select! {
+            batch.clear();
+            tokio::select! {
                 reply = reply_rx.recv() => match reply {
-                    Some(reply) => reply,
+                    Some(reply) => push_line(&mut batch, &reply),
                     None => break,
                 },
-                event = events.recv() => match event {
-                    Ok(event) => Reply::AccessLog { event },
+                changed = wanted_rx.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                    let wanted = *wanted_rx.borrow_and_update();
+                    subscription.set_wanted(wanted);
+                    continue;
+                }
+                event = subscription.events.recv() => match event {
+                    Ok(event) => {
+                        if !subscription.wanted() {
+                            continue;
+                        }
+                        push_line(&mut batch, &Reply::AccessLog { event });
+                        while let Ok(event) = subscription.events.try_recv() {
+                            push_line(&mut batch, &Reply::AccessLog { event });
+                        }
+                    }
                     Err(broadcast::error::RecvError::Lagged(_)) => continue,
                     Err(broadcast::error::RecvError::Closed) => break,
                 },
             };
-            let mut line = serde_json::to_vec(&reply).expect("replies serialize");
-            line.push(b'\n');
-            if write_half.write_all(&line).await.is_err() {
+            if write_half.write_all(&batch).await.is_err() {
                 break;
             }
         }
@@ -104,6 +129,13 @@ async fn serve_client(stream: UnixStream, state: ProxyState) -> io::Result<()> {
             continue;
         }
         let reply = match serde_json::from_str::<Request>(&line) {
+            Ok(Request {
+                seq,
+                command: Command::AccessLog { enabled },
+            }) => {
+                let _ = wanted_tx.send(enabled);
+                Reply::Ack { seq, status: None }
+            }
             Ok(request) => match apply(&state, &request.command) {
                 Ok(status) => Reply::Ack {
                     seq: request.seq,
