@@ -172,14 +172,18 @@ int cil_to_container(struct __sk_buff *skb)
 
 	/* A packet from another node carries its source identity from the
 	 * VNI, one from the proxy its client's; anything else is identified
-	 * by its address. */
+	 * by its address. Identities only matter for policy, events and the
+	 * proxy: data packets of established flows skip both lookups. */
 	src_id = take_identity_mark(skb, &magic);
-	if (!src_id)
-		src_id = identity_of(f.saddr);
-	self = lookup_local_endpoint(f.daddr);
-	dst_id = self ? self->sec_id : 0;
-
 	ct = ct_lookup(&f, CT_DIR_INGRESS, &state);
+	self = NULL;
+	dst_id = 0;
+	if (ct == CT_NEW || state.proxy_port || state.rev_nat || trace_wanted(ct, &f)) {
+		if (!src_id)
+			src_id = identity_of(f.saddr);
+		self = lookup_local_endpoint(f.daddr);
+		dst_id = self ? self->sec_id : 0;
+	}
 	if (ct == CT_NEW) {
 		/* The proxy's upstream connection on ingress passed the L7
 		 * policy, which covers the L3/L4 one. */

@@ -49,14 +49,18 @@ static __always_inline void send_drop(__u8 reason, __u16 ep_id, __u32 ifindex,
 
 /* Traces are aggregated like Cilium's default: only new connections and
  * TCP control packets are reported, never every data packet. */
+static __always_inline int trace_wanted(__u8 ct_state, const struct flow *f)
+{
+	return ct_state == CT_NEW || (f->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_FIN | TCP_FLAG_RST));
+}
+
 static __always_inline void send_trace(__u8 point, __u8 ct_state, __u16 ep_id,
 				       __u32 ifindex, const struct flow *f, __u32 src_id,
 				       __u32 dst_id, __u8 dir)
 {
 	struct event ev = {};
-	__u8 control = TCP_FLAG_SYN | TCP_FLAG_FIN | TCP_FLAG_RST;
 
-	if (ct_state != CT_NEW && !(f->tcp_flags & control))
+	if (!trace_wanted(ct_state, f))
 		return;
 	event_fill(&ev, EVENT_TRACE, point, ep_id, ifindex, f, src_id, dst_id, dir);
 	ev.ct_state = ct_state;

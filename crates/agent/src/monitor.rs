@@ -67,17 +67,32 @@ impl MonitorHub {
         self.closed.send_replace(true);
     }
 
-    /// Drains the ring as it becomes readable, for as long as the agent runs.
+    /// Drains the ring as it becomes readable, for as long as the agent runs
+    /// and some client listens. With nobody listening the ring is left alone
+    /// (like Cilium's monitor, which reads only for consumers): the agent
+    /// costs the datapath no wake-ups, and a full ring only makes the
+    /// programs' event output fail fast. A new client starts from a ring
+    /// emptied of what happened before it came.
     pub async fn run(self, reader: EventReader) -> std::io::Result<()> {
         // SAFETY: the reader owns the ring's fd and keeps it open, unchanged,
         // for as long as the AsyncFd holds it.
         let mut fd = unsafe { AsyncFd::register(reader)? };
+        let mut subscriptions = self.subscriptions();
         loop {
-            let mut guard = fd.readable_mut().await?;
+            if !self.has_listeners() {
+                let _ = subscriptions.changed().await;
+                fd.get_mut().drain();
+                continue;
+            }
+            let mut guard = tokio::select! {
+                guard = fd.readable_mut() => guard?,
+                // Re-check now and then whether anyone still listens.
+                _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => continue,
+            };
             let events = guard.get_inner_mut().drain();
             guard.clear_ready();
             for ev in events {
-                // No subscriber is not an error: events are simply not kept.
+                // A client that left meanwhile is not an error.
                 let _ = self.tx.send(Arc::new(to_model(&ev)));
             }
         }

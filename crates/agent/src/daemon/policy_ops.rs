@@ -1,6 +1,8 @@
 //! Policy import and deletion: validated whole, applied at once, and every
 //! endpoint regenerated against the new repository.
 
+use std::time::Instant;
+
 use api::models::Policy;
 use policy::Labels;
 
@@ -10,13 +12,27 @@ use crate::error::AgentError;
 impl Daemon {
     /// Imports rules (JSON or YAML). Any error rejects the whole input and
     /// leaves the repository as it was.
+    /// Answers like Cilium's `PUT /v1/policy`: the new revision and the
+    /// rules just imported.
     pub fn policy_import(&self, text: &str, replace: bool) -> Result<Policy, AgentError> {
+        let started = Instant::now();
         let rules = policy::parse_rules(text).map_err(|e| AgentError::BadRequest(e.to_string()))?;
+        let imported = serde_json::to_string_pretty(&rules).expect("rules serialize");
+        let count = rules.len();
+        let parsed = started.elapsed();
         let mut inner = self.lock();
         inner.repo.add(rules, replace);
         inner.recompile_rules();
         self.policy_changed(&mut inner)?;
-        Ok(policy_model(&inner.repo))
+        eprintln!(
+            "level=info msg=\"policy import: {count} rules, revision {}: parsed in {parsed:?}, applied in {:?}\"",
+            inner.repo.revision(),
+            started.elapsed() - parsed
+        );
+        Ok(Policy {
+            revision: inner.repo.revision(),
+            policy: imported,
+        })
     }
 
     pub fn policy_get(&self) -> Policy {
@@ -47,13 +63,19 @@ impl Daemon {
         // CIDR identities coming or going change which peers exist, for
         // every endpoint that selects the world: then all regenerate.
         let peers_changed = before != super::cidr::prefix_identities(inner);
+        let started = Instant::now();
         let regenerated = self.regenerate_changed(inner, peers_changed);
+        let regenerate_took = started.elapsed();
         // Recompiling every endpoint allocates in bursts; hand what it freed
         // back to the system instead of keeping it as the agent's high-water.
         // SAFETY: malloc_trim has no preconditions.
         unsafe { libc::malloc_trim(0) };
         self.publish_cidr_identities(inner, &added)?;
         self.persist_policy(inner)?;
+        eprintln!(
+            "level=debug msg=\"policy change: endpoints regenerated in {regenerate_took:?}, trimmed and persisted in {:?}\"",
+            started.elapsed() - regenerate_took
+        );
         regenerated
     }
 }
