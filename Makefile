@@ -45,3 +45,4 @@ bench: build
 	./bench/lb/run.sh
 	./bench/cluster/run.sh
 	./bench/l7/run.sh
+	./bench/monitor/run.sh

@@ -34,7 +34,14 @@ static __always_inline void event_fill(struct event *ev, __u8 type, __u8 subtype
 
 static __always_inline void send_event(struct event *ev)
 {
-	bpf_ringbuf_output(&cilium_events, ev, sizeof(*ev), 0);
+	__u32 zero = 0;
+	__u64 *lost;
+
+	if (bpf_ringbuf_output(&cilium_events, ev, sizeof(*ev), 0) == 0)
+		return;
+	lost = bpf_map_lookup_elem(&cilium_events_lost, &zero);
+	if (lost)
+		(*lost)++;
 }
 
 static __always_inline void send_drop(__u8 reason, __u16 ep_id, __u32 ifindex,

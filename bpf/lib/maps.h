@@ -278,6 +278,16 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } cilium_events SEC(".maps");
 
+/* cilium_events_lost: events the ring had no room for (the agent was not
+ * scheduled in time), per CPU; the agent reports them to monitor clients. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(max_entries, 1);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} cilium_events_lost SEC(".maps");
+
 /* cilium_metrics: packets and bytes per (reason, direction), per CPU. */
 struct metrics_key {
 	__u8 reason;

@@ -78,10 +78,12 @@ impl MonitorHub {
         // for as long as the AsyncFd holds it.
         let mut fd = unsafe { AsyncFd::register(reader)? };
         let mut subscriptions = self.subscriptions();
+        let mut lost_before = fd.get_ref().lost_in_ring();
         loop {
             if !self.has_listeners() {
                 let _ = subscriptions.changed().await;
                 fd.get_mut().drain();
+                lost_before = fd.get_ref().lost_in_ring();
                 continue;
             }
             let mut guard = tokio::select! {
@@ -90,7 +92,18 @@ impl MonitorHub {
                 _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => continue,
             };
             let events = guard.get_inner_mut().drain();
+            let lost = guard.get_inner().lost_in_ring();
             guard.clear_ready();
+            // The ring overflowed while the agent was not scheduled: every
+            // client hears how many events nobody will ever see.
+            if lost > lost_before {
+                let _ = self.tx.send(Arc::new(MonitorEvent {
+                    kind: monitor_kind::LOST.into(),
+                    lost: lost - lost_before,
+                    ..Default::default()
+                }));
+                lost_before = lost;
+            }
             for ev in events {
                 // A client that left meanwhile is not an error.
                 let _ = self.tx.send(Arc::new(to_model(&ev)));

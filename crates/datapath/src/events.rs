@@ -3,7 +3,7 @@
 
 use std::os::fd::{AsRawFd, RawFd};
 
-use aya::maps::{MapData, RingBuf};
+use aya::maps::{MapData, PerCpuArray, RingBuf};
 
 use crate::{maps, BpfRoot, DatapathError};
 
@@ -113,20 +113,37 @@ pub fn ct_state_text(state: u8) -> &'static str {
     }
 }
 
+/// Where the programs count events the ring had no room for.
+pub const EVENTS_LOST_MAP: &str = "cilium_events_lost";
+
 /// Consumes the events ring. Poll its fd for readability, then drain.
-pub struct EventReader(RingBuf<MapData>);
+pub struct EventReader {
+    ring: RingBuf<MapData>,
+    lost: PerCpuArray<MapData, u64>,
+}
 
 impl EventReader {
     pub fn open(root: &BpfRoot) -> Result<Self, DatapathError> {
         let map = maps::open_pinned(root, maps::EVENTS_MAP)?;
         let ring = RingBuf::try_from(map).map_err(|e| DatapathError::map(maps::EVENTS_MAP, e))?;
-        Ok(EventReader(ring))
+        let lost = PerCpuArray::try_from(maps::open_pinned(root, EVENTS_LOST_MAP)?)
+            .map_err(|e| DatapathError::map(EVENTS_LOST_MAP, e))?;
+        Ok(EventReader { ring, lost })
+    }
+
+    /// Events the programs could not write since the maps were created
+    /// (all CPUs).
+    pub fn lost_in_ring(&self) -> u64 {
+        self.lost
+            .get(&0, 0)
+            .map(|per_cpu| per_cpu.iter().sum())
+            .unwrap_or(0)
     }
 
     /// Every event waiting in the ring.
     pub fn drain(&mut self) -> Vec<Event> {
         let mut out = Vec::new();
-        while let Some(item) = self.0.next() {
+        while let Some(item) = self.ring.next() {
             if let Some(ev) = Event::from_bytes(&item) {
                 out.push(ev);
             }
@@ -137,6 +154,6 @@ impl EventReader {
 
 impl AsRawFd for EventReader {
     fn as_raw_fd(&self) -> RawFd {
-        self.0.as_raw_fd()
+        self.ring.as_raw_fd()
     }
 }

@@ -53,6 +53,10 @@ impl Filter {
 
     /// Whether an event (with its endpoints resolved) passes.
     pub fn matches(&self, ev: &MonitorEvent) -> bool {
+        // Losses concern every client, whatever it filters on.
+        if ev.kind == monitor_kind::LOST {
+            return true;
+        }
         (self.kinds.is_empty() || self.kinds.contains(&ev.kind))
             && self.from.is_none_or(|id| ev.src_endpoint == id)
             && self.to.is_none_or(|id| ev.dst_endpoint == id)
