@@ -128,3 +128,30 @@ async fn lagging_consumer_gets_a_replay() {
         "a consumer that fell behind must get a fresh replay"
     );
 }
+
+/// Without dropping the store (a crash keeps no `Drop`), a burst of writes
+/// reaches the file shortly after, whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_reach_the_file_behind_the_puts() {
+    let dir = std::env::temp_dir().join(format!("kvstore-behind-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let kv = Embedded::persistent(&dir).unwrap();
+    for i in 0..2000 {
+        kv.set(&format!("svc/{i}"), b"x".to_vec(), None)
+            .await
+            .unwrap();
+    }
+    let file = dir.join(kvstore::STORE_FILE);
+    let mut complete = false;
+    for _ in 0..200 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        if text.contains("\"svc/1999\"") {
+            complete = true;
+            break;
+        }
+    }
+    assert!(complete, "the last put never reached {}", file.display());
+    std::mem::forget(kv);
+    let _ = std::fs::remove_dir_all(&dir);
+}
