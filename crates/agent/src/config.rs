@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::Parser;
+use datapath::maps::sizes;
 
 #[derive(Debug, Clone, Parser)]
 #[command(name = "cilium-agent", version, about = "cilium-rs node agent")]
@@ -75,6 +76,31 @@ pub struct Config {
     #[arg(long)]
     pub proxy_binary: Option<PathBuf>,
 
+    /// Connection-tracking entries for TCP. Cilium keeps TCP and other
+    /// protocols in two maps; here one map (cilium_ct4_global) holds both and
+    /// its size is this plus --bpf-ct-global-any-max.
+    #[arg(long, default_value_t = DEFAULT_CT_HALF)]
+    pub bpf_ct_global_tcp_max: u32,
+
+    /// Connection-tracking entries for protocols other than TCP (added to
+    /// --bpf-ct-global-tcp-max: one map holds both).
+    #[arg(long, default_value_t = DEFAULT_CT_HALF)]
+    pub bpf_ct_global_any_max: u32,
+
+    /// Entries of each endpoint's policy map (cilium_policy_NNNNN).
+    #[arg(long, default_value_t = sizes::DEFAULT_POLICY_MAX)]
+    pub bpf_policy_map_max: u32,
+
+    /// Entries of the service and backend maps (the reverse-NAT map gets
+    /// the same, at most 65536).
+    #[arg(long, default_value_t = sizes::DEFAULT_LB_MAX)]
+    pub bpf_lb_map_max: u32,
+
+    /// Entries of the socket load balancer's reverse translation map
+    /// (cilium_lb4_reverse_sk).
+    #[arg(long, default_value_t = sizes::DEFAULT_SOCK_REV_MAX)]
+    pub bpf_sock_rev_map_max: u32,
+
     /// Seconds between connection-tracking garbage collections.
     #[arg(long, default_value_t = 30)]
     pub ct_gc_interval: u64,
@@ -100,7 +126,22 @@ pub struct Config {
     pub health_check_interval: std::time::Duration,
 }
 
+/// Half of bpf/lib/maps.h's CT size each, so the defaults keep its total.
+const DEFAULT_CT_HALF: u32 = sizes::DEFAULT_CT_MAX / 2;
+
 impl Config {
+    /// The BPF map sizes the flags ask for.
+    pub fn map_sizes(&self) -> sizes::MapSizes {
+        sizes::MapSizes {
+            ct: self
+                .bpf_ct_global_tcp_max
+                .saturating_add(self.bpf_ct_global_any_max),
+            policy: self.bpf_policy_map_max,
+            lb: self.bpf_lb_map_max,
+            sock_rev: self.bpf_sock_rev_map_max,
+        }
+    }
+
     pub fn node_name(&self) -> String {
         self.node_name.clone().unwrap_or_else(|| {
             std::fs::read_to_string("/proc/sys/kernel/hostname")

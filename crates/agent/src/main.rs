@@ -31,6 +31,8 @@ fn main() -> anyhow::Result<()> {
     // SAFETY: called before any other thread exists.
     unsafe { libc::mallopt(libc::M_ARENA_MAX, 2) };
     let config = Config::parse();
+    // Before anything loads an object: every load asks for these sizes.
+    datapath::maps::sizes::configure(config.map_sizes())?;
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

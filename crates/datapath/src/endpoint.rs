@@ -25,24 +25,34 @@ pub struct EndpointProgram {
 impl EndpointProgram {
     /// Loads both programs into the kernel, sharing the pinned maps under
     /// `root` and pinning the endpoint's own policy map. `encap_ifindex` is
-    /// the node's VXLAN device (0: no overlay).
+    /// the node's VXLAN device (0: no overlay). A policy map pinned with
+    /// another size than `--bpf-policy-map-max` is rebuilt at that size with
+    /// the same entries before the new programs use it.
     pub fn load(
         root: &BpfRoot,
         endpoint_id: u16,
         encap_ifindex: u32,
     ) -> Result<Self, DatapathError> {
         let policy_pin = root.policy_map(endpoint_id);
+        let resize = maps::policy_resize::prepare(&policy_pin)?;
+        let load_pin = resize
+            .as_ref()
+            .map_or(policy_pin.as_path(), |r| r.aside.as_path());
         let lxc_id = endpoint_id as u32;
-        let mut ebpf = crate::object::loader()
+        let loaded = crate::object::loader()
             .default_map_pin_directory(root.dir())
-            .map_pin_path(maps::POLICY_MAP, policy_pin.as_path())
+            .map_pin_path(maps::POLICY_MAP, load_pin)
             .override_global("LXC_ID", &lxc_id, true)
             .override_global("ENCAP_IFINDEX", &encap_ifindex, true)
             .load(BPF_LXC)
             .map_err(|e| DatapathError::Load {
                 what: format!("endpoint {endpoint_id}"),
                 source: Box::new(e),
-            })?;
+            });
+        let mut ebpf = match resize {
+            Some(resize) => resize.finish(loaded, &policy_pin)?,
+            None => loaded?,
+        };
         for name in [FROM_CONTAINER, TO_CONTAINER] {
             classifier(&mut ebpf, name)?
                 .load()
@@ -90,6 +100,7 @@ pub fn remove_endpoint(root: &BpfRoot, endpoint_id: u16) -> Result<(), DatapathE
         dir.join(FROM_CONTAINER),
         dir.join(TO_CONTAINER),
         root.policy_map(endpoint_id),
+        maps::policy_resize::aside(&root.policy_map(endpoint_id)),
     ] {
         remove_pin(&path)?;
     }

@@ -22,9 +22,11 @@ macro_rules! aligned_object {
 use aligned_object;
 
 /// A loader for our objects. They use no CO-RE relocations, so the kernel's
-/// BTF (several MiB to parse) is not read for every endpoint's load.
+/// BTF (several MiB to parse) is not read for every endpoint's load. Maps
+/// get the sizes in force (`maps::sizes`), whichever object creates them.
 pub(crate) fn loader<'a>() -> aya::EbpfLoader<'a> {
     let mut loader = aya::EbpfLoader::new();
     loader.btf(None);
+    crate::maps::sizes::apply(&mut loader);
     loader
 }

@@ -4,10 +4,12 @@
 //! one, events are dropped.
 
 use serde::{Deserialize, Serialize};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::broadcast;
+
+use crate::control::protocol::Direction;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -58,6 +60,90 @@ pub fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// How a request ended, for the request counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestOutcome {
+    Forwarded,
+    Denied,
+    /// Allowed, but the upstream failed (connect, or a broken response).
+    Error,
+    /// Not a request the parser could read.
+    ParseError,
+}
+
+impl RequestOutcome {
+    const ALL: [RequestOutcome; 4] = [
+        RequestOutcome::Forwarded,
+        RequestOutcome::Denied,
+        RequestOutcome::Error,
+        RequestOutcome::ParseError,
+    ];
+}
+
+const DIRECTIONS: [Direction; 2] = [Direction::Ingress, Direction::Egress];
+const PROTOCOLS: [L7Protocol; 3] = [L7Protocol::Http, L7Protocol::Http2, L7Protocol::Kafka];
+const SLOTS: usize = DIRECTIONS.len() * PROTOCOLS.len() * RequestOutcome::ALL.len();
+
+/// One series of the request counters, as the `status` reply carries it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestCount {
+    pub direction: Direction,
+    pub protocol: L7Protocol,
+    pub outcome: RequestOutcome,
+    pub count: u64,
+}
+
+/// Requests handled since the proxy started, by direction, protocol and
+/// outcome. Always on: one relaxed atomic add per request.
+#[derive(Debug)]
+pub struct RequestCounters {
+    counts: [AtomicU64; SLOTS],
+}
+
+impl Default for RequestCounters {
+    fn default() -> Self {
+        RequestCounters {
+            counts: [const { AtomicU64::new(0) }; SLOTS],
+        }
+    }
+}
+
+impl RequestCounters {
+    fn slot(direction: Direction, protocol: L7Protocol, outcome: RequestOutcome) -> usize {
+        let d = direction as usize;
+        let p = protocol as usize;
+        let o = outcome as usize;
+        (d * PROTOCOLS.len() + p) * RequestOutcome::ALL.len() + o
+    }
+
+    pub fn record(&self, direction: Direction, protocol: L7Protocol, outcome: RequestOutcome) {
+        self.counts[Self::slot(direction, protocol, outcome)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Every series counted at least once.
+    pub fn snapshot(&self) -> Vec<RequestCount> {
+        let mut out = Vec::new();
+        for direction in DIRECTIONS {
+            for protocol in PROTOCOLS {
+                for outcome in RequestOutcome::ALL {
+                    let count = self.counts[Self::slot(direction, protocol, outcome)]
+                        .load(Ordering::Relaxed);
+                    if count > 0 {
+                        out.push(RequestCount {
+                            direction,
+                            protocol,
+                            outcome,
+                            count,
+                        });
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
 /// Fan-out of events to control clients. Building an event costs more than
 /// forwarding the request it describes, so nothing is built while no client
 /// wants events (see `Subscription`).
@@ -65,6 +151,8 @@ pub fn now_ms() -> u64 {
 pub struct AccessLog {
     sender: broadcast::Sender<AccessLogEvent>,
     wanted: Arc<AtomicUsize>,
+    /// Counted whether or not anyone wants events.
+    counters: Arc<RequestCounters>,
 }
 
 impl Default for AccessLog {
@@ -72,11 +160,16 @@ impl Default for AccessLog {
         AccessLog {
             sender: broadcast::channel(4096).0,
             wanted: Arc::default(),
+            counters: Arc::default(),
         }
     }
 }
 
 impl AccessLog {
+    pub fn counters(&self) -> &RequestCounters {
+        &self.counters
+    }
+
     /// Whether some client wants events now.
     pub fn enabled(&self) -> bool {
         self.wanted.load(Ordering::Relaxed) > 0
@@ -125,5 +218,47 @@ impl Subscription {
 impl Drop for Subscription {
     fn drop(&mut self) {
         self.set_wanted(false);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_counted_per_direction_protocol_and_outcome() {
+        let log = AccessLog::default();
+        let c = log.clone();
+        c.counters()
+            .record(Direction::Egress, L7Protocol::Kafka, RequestOutcome::Denied);
+        c.counters()
+            .record(Direction::Egress, L7Protocol::Kafka, RequestOutcome::Denied);
+        log.counters().record(
+            Direction::Ingress,
+            L7Protocol::Http,
+            RequestOutcome::ParseError,
+        );
+        let snapshot = log.counters().snapshot();
+        assert_eq!(
+            snapshot,
+            [
+                RequestCount {
+                    direction: Direction::Ingress,
+                    protocol: L7Protocol::Http,
+                    outcome: RequestOutcome::ParseError,
+                    count: 1
+                },
+                RequestCount {
+                    direction: Direction::Egress,
+                    protocol: L7Protocol::Kafka,
+                    outcome: RequestOutcome::Denied,
+                    count: 2
+                }
+            ]
+        );
+        assert_eq!(
+            serde_json::to_string(&snapshot[0]).unwrap(),
+            r#"{"direction":"ingress","protocol":"http","outcome":"parse_error","count":1}"#
+        );
     }
 }

@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use crate::access_log::{now_ms, AccessLog, AccessLogEvent, L7Protocol, L7Verdict};
+use crate::access_log::{now_ms, AccessLog, AccessLogEvent, L7Protocol, L7Verdict, RequestOutcome};
 use crate::control::protocol::Direction;
 use crate::policy::CompiledPolicy;
 use crate::redirect::RedirectShared;
@@ -25,6 +25,10 @@ pub trait L7Request {
     fn protocol(&self) -> L7Protocol;
     fn allowed_by(&self, policy: &CompiledPolicy, remote_identity: u32) -> bool;
     fn log_fields(&self) -> LogFields;
+    /// Stands for input the parser could not read (counted as a parse error).
+    fn is_malformed(&self) -> bool {
+        false
+    }
 }
 
 /// Everything known about one proxied connection.
@@ -54,13 +58,23 @@ impl ConnContext {
         request.allowed_by(&self.redirect.policy(), self.remote_identity())
     }
 
-    /// Phase 2: the access-log event.
+    /// Phase 2: the request counters, and the access-log event when some
+    /// client wants events.
     pub fn logging<R: L7Request>(&self, request: &R, verdict: L7Verdict, status: u16) {
+        let settings = self.redirect.settings();
+        let outcome = match verdict {
+            L7Verdict::Forwarded => RequestOutcome::Forwarded,
+            L7Verdict::Denied => RequestOutcome::Denied,
+            L7Verdict::Error if request.is_malformed() => RequestOutcome::ParseError,
+            L7Verdict::Error => RequestOutcome::Error,
+        };
+        self.log
+            .counters()
+            .record(settings.direction, request.protocol(), outcome);
         if !self.log.enabled() {
             return;
         }
         let fields = request.log_fields();
-        let settings = self.redirect.settings();
         self.log.emit(AccessLogEvent {
             time_ms: now_ms(),
             verdict,
@@ -96,6 +110,10 @@ impl L7Request for Malformed {
 
     fn log_fields(&self) -> LogFields {
         LogFields::default()
+    }
+
+    fn is_malformed(&self) -> bool {
+        true
     }
 }
 
@@ -153,6 +171,21 @@ mod tests {
         let egress = ctx(Direction::Egress);
         let mut events = egress.log.subscribe();
         egress.logging(&Get, L7Verdict::Forwarded, 200);
+        egress.logging(&Malformed(L7Protocol::Http), L7Verdict::Error, 400);
+        let counted: Vec<_> = egress
+            .log
+            .counters()
+            .snapshot()
+            .iter()
+            .map(|c| (c.direction, c.outcome, c.count))
+            .collect();
+        assert_eq!(
+            counted,
+            [
+                (Direction::Egress, RequestOutcome::Forwarded, 1),
+                (Direction::Egress, RequestOutcome::ParseError, 1)
+            ]
+        );
         let event = events.events.try_recv().unwrap();
         assert_eq!(
             (event.src_identity, event.dst_identity, event.endpoint_id),

@@ -217,6 +217,7 @@ impl ProxyState {
             pid: std::process::id(),
             redirects,
             ipcache_entries: self.ipcache.read().unwrap_or_else(|e| e.into_inner()).len(),
+            requests: self.log.counters().snapshot(),
         }
     }
 }

@@ -272,6 +272,15 @@ impl Agent {
         self.spawn_and_wait()
     }
 
+    /// Gives `flag` (`--name`) the value `value` from the next start on,
+    /// replacing the value it had on the command line.
+    pub fn set_flag(&mut self, flag: &str, value: &str) {
+        match self.args.iter().position(|a| a == flag) {
+            Some(i) if i + 1 < self.args.len() => self.args[i + 1] = value.to_string(),
+            _ => self.args.extend([flag.to_string(), value.to_string()]),
+        }
+    }
+
     /// Starts the agent again after [`Agent::kill`] (a crash), on the same
     /// paths and flags, waiting until it is healthy.
     pub fn start_again(&mut self) -> Result<()> {

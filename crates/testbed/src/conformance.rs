@@ -1,8 +1,9 @@
 //! Table-driven policy conformance: a [`Cluster`] of labelled pods around one
 //! real agent, plus the node itself and addresses outside the cluster, and a
 //! runner that, case by case, imports a policy, sends real packets
-//! ([`Probe`]s), checks each against its expectation and against what the
-//! monitor reported, and deletes the policy again.
+//! ([`Probe`]s), checks each against its expectation, against what the
+//! monitor reported and against `cilium policy trace` (which must reach the
+//! real packet's verdict), and deletes the policy again.
 //!
 //! Cases share the pods but not their outcome: every probe is a new flow (UDP
 //! probes use fresh source ports), each case starts from "no policy", and all
@@ -17,6 +18,7 @@ mod evidence;
 mod external;
 mod probe;
 mod send;
+pub mod trace;
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -242,9 +244,18 @@ impl Cluster {
 
         let mut problems = Vec::new();
         let mut suspects = BTreeSet::new();
+        let ipcache = trace::Ipcache::read(&self.agent.client())?;
         for (probe, (passed, src_port)) in probes.iter().zip(&outcomes) {
             if self.is_skipped(probe) {
                 continue;
+            }
+            if let Some(why) = self.trace_disagrees(probe, *passed, &ipcache)? {
+                problems.push(why);
+                suspects.extend(
+                    [&probe.from, &probe.to]
+                        .into_iter()
+                        .filter_map(|p| p.pod_name()),
+                );
             }
             if *passed != probe.expect.passes() {
                 problems.push(format!(
@@ -278,6 +289,36 @@ impl Cluster {
 
         let out = self.agent.cli_ok(&["policy", "delete", "--all"])?;
         Ok((problems, parse_revision(&out)?))
+    }
+
+    /// `cilium policy trace` for the probe, against what the real packet
+    /// met: a message when they disagree.
+    fn trace_disagrees(
+        &self,
+        probe: &Probe,
+        passed: bool,
+        ipcache: &trace::Ipcache,
+    ) -> Result<Option<String>> {
+        let peer = |p: &Peer| {
+            trace::peer(
+                p,
+                ipcache,
+                |name| self.pod(name).endpoint_id(),
+                |p| self.address(p),
+            )
+        };
+        let port = probe.port.unwrap_or(self.host_listener.port());
+        let client = self.agent.client();
+        let (allowed, log) =
+            trace::allowed(&client, peer(&probe.from), peer(&probe.to), probe, port)?;
+        Ok((allowed != passed).then(|| {
+            format!(
+                "probe `{probe}`: `cilium policy trace` says {} but the real packet {}; the trace:\n{}",
+                if allowed { "allowed" } else { "denied" },
+                if passed { "passed" } else { "was dropped" },
+                indent(&log)
+            )
+        }))
     }
 
     fn wait_realized(&self, revision: u64) -> Result<()> {

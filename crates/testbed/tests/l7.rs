@@ -217,6 +217,42 @@ fn paths_methods_and_headers() -> Result<()> {
         out == "200 1\n403 0\n",
         "keep-alive: want allowed then denied on one connection, got {out:?}"
     );
+
+    // The proxy's request counters reach the agent's metrics (polled every
+    // 2 s): 4 requests forwarded, 6 denied, nothing unparsable.
+    let l7 = |rule: &str| -> f64 {
+        let samples = galaxy.agent.client().metrics_list().unwrap_or_default();
+        samples
+            .iter()
+            .find(|s| {
+                s.name == "cilium_policy_l7_total"
+                    && s.labels.get("rule").map(String::as_str) == Some(rule)
+            })
+            .map_or(-1.0, |s| s.value)
+    };
+    let counted = || {
+        [
+            l7("received"),
+            l7("forwarded"),
+            l7("denied"),
+            l7("parse_errors"),
+        ]
+    };
+    ensure!(
+        eventually(Duration::from_secs(8), Duration::from_millis(250), || {
+            counted() == [10.0, 4.0, 6.0, 0.0]
+        }),
+        "cilium_policy_l7_total received/forwarded/denied/parse_errors: want [10, 4, 6, 0], got {:?}",
+        counted()
+    );
+    let list = galaxy
+        .agent
+        .cli_ok(&["metrics", "list", "-p", "cilium_proxy_redirects"])?;
+    ensure!(
+        list.lines().any(|l| l.contains("protocol=\"http\"")
+            && l.split_whitespace().last().and_then(|v| v.parse().ok()) == Some(1.0)),
+        "one HTTP redirect: {list}"
+    );
     Ok(())
 }
 

@@ -335,6 +335,17 @@ fn counters_move_by_exactly_the_packets_sent_and_the_scrape_passes_promtool() {
         value(&after, r#"cilium_bpf_map_pressure{map_name="cilium_lxc"}"#) > 0.0,
         "{text}"
     );
+    // The agent's own map operations: the import wrote policy maps.
+    let policy_updates = |outcome: &str| {
+        let series = format!("cilium_bpf_map_ops_total{{map_name=\"cilium_policy\",operation=\"update\",outcome=\"{outcome}\"}}");
+        value(&after, &series)
+    };
+    assert!(policy_updates("success") > 0.0, "{text}");
+    assert_eq!(policy_updates("fail"), 0.0, "{text}");
+    assert_eq!(
+        value(&after, r#"cilium_proxy_redirects{protocol="http"}"#),
+        0.0
+    );
 
     // A failed import counts.
     let bad = node.agent.temp_dir().join("bad.yaml");

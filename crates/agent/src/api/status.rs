@@ -72,7 +72,9 @@ pub fn complete(mut st: StatusResponse, daemon: &Daemon, registry: &Registry) ->
     let bpffs_ok = Path::new(&summary.bpf_root).join(maps::LXC_MAP).exists();
     let maps = match registry.maps() {
         Some(maps) => Ok(maps),
-        None => daemon.map_fill().map(|fill| pressure::properties(&fill)),
+        None => daemon
+            .map_fill()
+            .map(|fill| pressure::properties(&fill, daemon.bpf_root())),
     };
     st.datapath = if !bpffs_ok {
         failures.push(format!("bpffs: {} holds no pinned maps", summary.bpf_root));

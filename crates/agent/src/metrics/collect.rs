@@ -116,12 +116,6 @@ pub fn collect(daemon: &Daemon, registry: &Registry) -> Vec<Family> {
         identities,
         regen_time,
         Family::new(
-            "cilium_proxy_redirects",
-            Kind::Gauge,
-            "Number of redirects installed for endpoints (no L7 proxy yet)",
-        )
-        .with(&[], 0.0),
-        Family::new(
             "cilium_controllers_failing",
             Kind::Gauge,
             "Number of failing controllers",
@@ -138,7 +132,32 @@ pub fn collect(daemon: &Daemon, registry: &Registry) -> Vec<Family> {
         ),
     ]);
     families.push(pressure_family(daemon));
+    families.push(map_ops_family());
+    families.extend(super::l7::families(daemon));
     families
+}
+
+/// The agent's own map operations (`datapath::maps::ops`). A pair that
+/// happened shows both outcomes, so a first failure is a change of value.
+fn map_ops_family() -> Family {
+    let mut f = Family::new(
+        "cilium_bpf_map_ops_total",
+        Kind::Counter,
+        "Total operations on map, tagged by map name",
+    );
+    for c in datapath::maps::ops::snapshot() {
+        for (outcome, n) in [("success", c.success), ("fail", c.fail)] {
+            f.push(
+                &[
+                    ("map_name", c.map.name()),
+                    ("operation", c.op.name()),
+                    ("outcome", outcome),
+                ],
+                n as f64,
+            );
+        }
+    }
+    f
 }
 
 /// Drops and forwards from `cilium_metrics`. Reasons are spelled out; codes
@@ -201,7 +220,7 @@ fn pressure_family(daemon: &Daemon) -> Family {
     );
     match daemon.map_fill() {
         Ok(fill) => {
-            for p in pressure::properties(&fill) {
+            for p in pressure::properties(&fill, daemon.bpf_root()) {
                 f.push(&[("map_name", &p.name)], p.pressure);
             }
         }

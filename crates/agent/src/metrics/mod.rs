@@ -9,6 +9,7 @@
 
 pub mod collect;
 pub mod exposition;
+pub mod l7;
 pub mod pressure;
 pub mod server;
 

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use api::models::BpfMapProperties;
-use datapath::maps;
+use datapath::maps::{self, sizes};
+use datapath::BpfRoot;
 
 use super::Registry;
 use crate::daemon::{observe::MapFill, Daemon};
@@ -17,58 +18,73 @@ pub const WARN_AT: f64 = 0.9;
 /// How often the watcher looks.
 const INTERVAL: Duration = Duration::from_secs(10);
 
-/// max_entries of each map and how to raise it. The sizes mirror
-/// bpf/lib/maps.h: the datapath does not yet report them nor accept sizes
-/// at load time, hence Cilium's flag names with that caveat.
-const LIMITS: [(&str, u64, &str); 5] = [
-    (
-        maps::LXC_MAP,
-        65_535,
-        "its size in bpf/lib/maps.h (Cilium has no flag for it)",
-    ),
-    (
-        maps::IPCACHE_MAP,
-        512_000,
-        "its size in bpf/lib/maps.h (Cilium has no flag for it)",
-    ),
-    (
-        maps::CT_MAP,
-        262_144,
-        "--bpf-ct-global-tcp-max / --bpf-ct-global-any-max (for now: its size in bpf/lib/maps.h)",
-    ),
-    (
-        maps::METRICS_MAP,
-        1_024,
-        "its size in bpf/lib/maps.h (Cilium has no flag for it)",
-    ),
-    (
-        "cilium_policy_",
-        16_384,
-        "--bpf-policy-map-max (for now: its size in bpf/lib/maps.h)",
-    ),
+/// Sizes in bpf/lib/maps.h of the maps without a size flag, for when the
+/// kernel cannot tell (the map is not pinned where expected).
+const FIXED: [(&str, u64); 3] = [
+    (maps::LXC_MAP, 65_535),
+    (maps::IPCACHE_MAP, 512_000),
+    (maps::METRICS_MAP, 1_024),
 ];
 
-/// max_entries and the resizing hint of a map, by name (policy maps by prefix).
-pub fn limit_of(name: &str) -> Option<(u64, &'static str)> {
-    LIMITS
-        .iter()
-        .find(|(n, _, _)| name == *n || (n.ends_with('_') && name.starts_with(n)))
-        .map(|(_, size, flag)| (*size, *flag))
+const NO_FLAG: &str = "its size in bpf/lib/maps.h (Cilium has no flag for it)";
+const CT_HINT: &str =
+    "--bpf-ct-global-tcp-max / --bpf-ct-global-any-max (one map holds both: its size is their sum)";
+
+/// How to make a map bigger: the flag that resizes it, by its pinned name.
+pub fn resize_hint(name: &str) -> &'static str {
+    match sizes::flag_of(name) {
+        Some(sizes::FLAG_CT) => CT_HINT,
+        Some(flag) => flag,
+        None => NO_FLAG,
+    }
 }
 
-/// What status and metrics report for each map.
-pub fn properties(fill: &[MapFill]) -> Vec<BpfMapProperties> {
+/// The size a map is meant to have when its pin cannot be read.
+fn expected_size(name: &str) -> Option<u64> {
+    sizes::wanted(name).map(u64::from).or_else(|| {
+        FIXED
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, size)| *size)
+    })
+}
+
+/// What status and metrics report for each map: sizes as the kernel has
+/// them, a warning naming the resizing flag when a map nears full, and a
+/// note when a pinned map kept another size than its flag asks for.
+pub fn properties(fill: &[MapFill], root: &BpfRoot) -> Vec<BpfMapProperties> {
+    properties_with(fill, |name| {
+        sizes::pinned_max_entries(root, name).map(u64::from)
+    })
+    .into_iter()
+    .map(|mut p| {
+        if let Some(mismatch) = sizes::mismatch(root, &p.name) {
+            if !p.warning.is_empty() {
+                p.warning.push_str("; ");
+            }
+            p.warning.push_str(&mismatch.explain(root));
+        }
+        p
+    })
+    .collect()
+}
+
+/// [`properties`] with the kernel's sizes given by `pinned_size`.
+fn properties_with(
+    fill: &[MapFill],
+    pinned_size: impl Fn(&str) -> Option<u64>,
+) -> Vec<BpfMapProperties> {
     fill.iter()
         .filter_map(|f| {
-            let (size, flag) = limit_of(&f.name)?;
-            let pressure = f.entries as f64 / size as f64;
+            let size = pinned_size(&f.name).or_else(|| expected_size(&f.name))?;
+            let pressure = f.entries as f64 / size.max(1) as f64;
             Some(BpfMapProperties {
                 name: f.name.clone(),
                 size,
                 entries: f.entries,
                 pressure,
                 warning: if pressure >= WARN_AT {
-                    warning(&f.name, f.entries, size, flag)
+                    warning(&f.name, f.entries, size, resize_hint(&f.name))
                 } else {
                     String::new()
                 },
@@ -112,7 +128,7 @@ pub async fn watch(daemon: Arc<Daemon>, registry: Arc<Registry>) {
                 continue;
             }
         };
-        let props = properties(&fill);
+        let props = properties(&fill, daemon.bpf_root());
         for p in &props {
             if p.warning.is_empty() {
                 if warned.remove(&p.name) {
@@ -135,23 +151,33 @@ pub async fn watch(daemon: Arc<Daemon>, registry: Arc<Registry>) {
 mod tests {
     use super::*;
 
+    fn fill(name: &str, entries: u64) -> MapFill {
+        MapFill {
+            name: name.into(),
+            entries,
+        }
+    }
+
     #[test]
-    fn policy_maps_match_by_prefix_and_full_maps_warn_with_the_flag() {
-        assert_eq!(limit_of("cilium_policy_00012").unwrap().0, 16_384);
-        assert_eq!(limit_of(maps::CT_MAP).unwrap().0, 262_144);
-        assert!(limit_of("cilium_events").is_none());
-        let fill = [
-            MapFill {
-                name: maps::CT_MAP.into(),
-                entries: 262_144,
-            },
-            MapFill {
-                name: "cilium_policy_00003".into(),
-                entries: 8_192,
-            },
-        ];
-        let props = properties(&fill);
-        assert_eq!(props[1].pressure, 0.5);
+    fn full_maps_warn_with_the_flag_that_resizes_them() {
+        assert_eq!(resize_hint("cilium_policy_00012"), "--bpf-policy-map-max");
+        assert!(resize_hint(maps::CT_MAP).contains("--bpf-ct-global-tcp-max"));
+        assert!(resize_hint(maps::LXC_MAP).contains("no flag"));
+        // Sizes come from the kernel; these stand in for it.
+        let pinned = |name: &str| match name {
+            "cilium_policy_00003" => Some(64),
+            _ => None,
+        };
+        let props = properties_with(
+            &[
+                fill(maps::CT_MAP, 262_144),
+                fill("cilium_policy_00003", 32),
+                fill("cilium_events", 1),
+            ],
+            pinned,
+        );
+        assert_eq!(props.len(), 2, "maps without a known size are left out");
+        assert_eq!((props[1].size, props[1].pressure), (64, 0.5));
         assert!(props[1].warning.is_empty());
         assert!(
             props[0]
@@ -161,13 +187,14 @@ mod tests {
             props[0].warning
         );
         assert!(props[0].warning.contains("--bpf-ct-global-tcp-max"));
-        let nearly = properties(&[MapFill {
-            name: "cilium_policy_00003".into(),
-            entries: 15_000,
-        }]);
+        let nearly = properties_with(&[fill("cilium_policy_00003", 60)], pinned);
         assert!(
-            nearly[0].warning.contains("is nearly full")
-                && nearly[0].warning.contains("--bpf-policy-map-max")
+            nearly[0]
+                .warning
+                .contains("is nearly full (60/64 entries, 94%)")
+                && nearly[0].warning.ends_with("raise --bpf-policy-map-max"),
+            "{}",
+            nearly[0].warning
         );
     }
 }

@@ -12,6 +12,7 @@ use std::{
     time::Duration,
 };
 
+use proxy::access_log::RequestCount;
 use proxy::control::protocol::{Command as ProxyCommand, Reply, Request};
 use proxy::PROTOCOL_VERSION;
 use tokio::{
@@ -31,7 +32,13 @@ pub struct ProxyHealth {
     pub redirects: usize,
     /// The last error, cleared by a successful sync.
     pub error: Option<String>,
+    /// The proxy's request counters as of its last `status` reply.
+    pub requests: Vec<RequestCount>,
 }
+
+/// How often the proxy is asked for its status (request counters): cheap,
+/// one short line each way.
+const STATUS_EVERY: Duration = Duration::from_secs(2);
 
 pub struct Supervisor {
     pub socket: PathBuf,
@@ -173,6 +180,7 @@ async fn session(
     // them only while some monitor client listens.
     let mut subscriptions = hub.subscriptions();
     let mut recheck = tokio::time::interval(Duration::from_secs(1));
+    let mut poll_status = tokio::time::interval(STATUS_EVERY);
     let mut events_wanted = None;
     loop {
         let wanted = hub.has_listeners();
@@ -186,6 +194,12 @@ async fn session(
         tokio::select! {
             _ = subscriptions.changed() => {}
             _ = recheck.tick() => {}
+            _ = poll_status.tick() => {
+                let line = send(ProxyCommand::Status);
+                if let Err(e) = write.write_all(line.as_bytes()).await {
+                    return e.to_string();
+                }
+            }
             changed = desired.changed() => {
                 if changed.is_err() {
                     return "the agent is shutting down".into();
@@ -215,9 +229,14 @@ async fn session(
                     Ok(Reply::AccessLog { event }) => hub.publish(crate::monitor::l7_model(&event)),
                     Ok(Reply::Ack { status, .. }) => update(health, |h| {
                         h.connected = true;
-                        h.error = None;
-                        if let Some(status) = &status {
-                            h.pid = Some(status.pid);
+                        match status {
+                            // hello or the periodic status: says nothing
+                            // about the last configuration command.
+                            Some(status) => {
+                                h.pid = Some(status.pid);
+                                h.requests = status.requests;
+                            }
+                            None => h.error = None,
                         }
                     }),
                     Ok(Reply::Error { seq, message }) => {

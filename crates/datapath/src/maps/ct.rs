@@ -3,6 +3,7 @@
 
 use aya::maps::{HashMap, Map, MapData};
 
+use super::ops::{counted, CountedMap::Ct, MapOp};
 use crate::DatapathError;
 
 #[repr(C)]
@@ -72,10 +73,13 @@ impl CtMap {
     }
 
     pub fn entries(&self) -> Result<Vec<(CtKey, CtEntry)>, DatapathError> {
-        self.0
+        let all: Result<Vec<_>, DatapathError> = self
+            .0
             .iter()
             .map(|r| r.map_err(|e| DatapathError::map(super::CT_MAP, e)))
-            .collect()
+            .collect();
+        super::ops::record(Ct, MapOp::Dump, all.is_ok());
+        all
     }
 
     /// Deletes expired entries; returns how many went.
@@ -88,7 +92,7 @@ impl CtMap {
             .map(|(k, _)| k)
             .collect();
         for key in &expired {
-            match self.0.remove(key) {
+            match counted(Ct, MapOp::Delete, self.0.remove(key)) {
                 Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
                 Err(e) => return Err(DatapathError::map(super::CT_MAP, e)),
             }
@@ -105,7 +109,7 @@ impl CtMap {
             .map(|(k, _)| k)
             .collect();
         for key in &doomed {
-            let _ = self.0.remove(key);
+            let _ = counted(Ct, MapOp::Delete, self.0.remove(key));
         }
         Ok(doomed.len())
     }

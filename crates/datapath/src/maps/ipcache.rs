@@ -5,6 +5,7 @@ use std::net::Ipv4Addr;
 
 use aya::maps::{lpm_trie::Key, LpmTrie, Map, MapData};
 
+use super::ops::{counted, CountedMap::Ipcache, MapOp};
 use crate::DatapathError;
 
 /// The C key; aya's `Key<[u8; 4]>` has the same layout and is what the map uses.
@@ -50,13 +51,14 @@ impl IpcacheMap {
             tunnel_endpoint: tunnel_endpoint.octets(),
             ..Default::default()
         };
-        self.0
-            .insert(&Key::new(prefix_len, ip.octets()), value, 0)
+        let key = Key::new(prefix_len, ip.octets());
+        counted(Ipcache, MapOp::Update, self.0.insert(&key, value, 0))
             .map_err(|e| DatapathError::map(super::IPCACHE_MAP, e))
     }
 
     pub fn remove(&mut self, ip: Ipv4Addr, prefix_len: u32) -> Result<(), DatapathError> {
-        match self.0.remove(&Key::new(prefix_len, ip.octets())) {
+        let key = Key::new(prefix_len, ip.octets());
+        match counted(Ipcache, MapOp::Delete, self.0.remove(&key)) {
             Err(aya::maps::MapError::KeyNotFound) | Ok(()) => Ok(()),
             Err(e) => Err(DatapathError::map(super::IPCACHE_MAP, e)),
         }
@@ -64,12 +66,15 @@ impl IpcacheMap {
 
     /// (address, prefix length, value) for every entry.
     pub fn entries(&self) -> Result<Vec<(Ipv4Addr, u32, RemoteEndpointInfo)>, DatapathError> {
-        self.0
+        let all: Result<Vec<_>, DatapathError> = self
+            .0
             .iter()
             .map(|r| {
                 r.map(|(k, v)| (Ipv4Addr::from(k.data()), k.prefix_len(), v))
                     .map_err(|e| DatapathError::map(super::IPCACHE_MAP, e))
             })
-            .collect()
+            .collect();
+        super::ops::record(Ipcache, MapOp::Dump, all.is_ok());
+        all
     }
 }

@@ -6,6 +6,7 @@ use std::net::Ipv4Addr;
 
 use aya::maps::{HashMap, Map, MapData};
 
+use super::ops::{counted, CountedMap, MapOp};
 use crate::DatapathError;
 
 pub const SERVICES_MAP: &str = "cilium_lb4_services_v2";
@@ -152,15 +153,22 @@ impl LbMaps {
     }
 
     pub fn upsert_backend(&mut self, id: u32, backend: &Lb4Backend) -> Result<(), DatapathError> {
-        self.backends
-            .insert(id, *backend, 0)
-            .map_err(err(BACKENDS_MAP))
+        counted(
+            CountedMap::LbBackends,
+            MapOp::Update,
+            self.backends.insert(id, *backend, 0),
+        )
+        .map_err(err(BACKENDS_MAP))
     }
 
     /// Removes a backend no slot names any more; flows still pinned to it
     /// by conntrack pick another backend on their next packet.
     pub fn remove_backend(&mut self, id: u32) -> Result<(), DatapathError> {
-        ignore_missing(self.backends.remove(&id), BACKENDS_MAP)
+        let removed = self.backends.remove(&id);
+        ignore_missing(
+            counted(CountedMap::LbBackends, MapOp::Delete, removed),
+            BACKENDS_MAP,
+        )
     }
 
     /// Writes a service whose backends are already in place. Slots are
@@ -178,28 +186,25 @@ impl LbMaps {
                 backend_id: *backend_id,
                 ..Default::default()
             };
-            self.services
-                .insert(f.key(i as u16 + 1), slot, 0)
-                .map_err(err(SERVICES_MAP))?;
+            let written = self.services.insert(f.key(i as u16 + 1), slot, 0);
+            counted(CountedMap::LbServices, MapOp::Update, written).map_err(err(SERVICES_MAP))?;
         }
         let nat = Lb4ReverseNat {
             address: f.address.octets(),
             port: f.port.to_be(),
             pad: 0,
         };
-        self.reverse_nat
-            .insert(service.rev_nat_index, nat, 0)
-            .map_err(err(REVERSE_NAT_MAP))?;
+        let written = self.reverse_nat.insert(service.rev_nat_index, nat, 0);
+        counted(CountedMap::LbReverseNat, MapOp::Update, written).map_err(err(REVERSE_NAT_MAP))?;
         let master = Lb4Service {
             count: service.slots.len() as u16,
             rev_nat_index: service.rev_nat_index,
             ..Default::default()
         };
-        self.services
-            .insert(f.key(0), master, 0)
-            .map_err(err(SERVICES_MAP))?;
+        let written = self.services.insert(f.key(0), master, 0);
+        counted(CountedMap::LbServices, MapOp::Update, written).map_err(err(SERVICES_MAP))?;
         for slot in service.slots.len() + 1..=old_slot_count {
-            ignore_missing(self.services.remove(&f.key(slot as u16)), SERVICES_MAP)?;
+            self.remove_service_key(&f.key(slot as u16))?;
         }
         Ok(())
     }
@@ -212,12 +217,21 @@ impl LbMaps {
         slot_count: usize,
     ) -> Result<(), DatapathError> {
         for slot in 0..=slot_count {
-            ignore_missing(
-                self.services.remove(&frontend.key(slot as u16)),
-                SERVICES_MAP,
-            )?;
+            self.remove_service_key(&frontend.key(slot as u16))?;
         }
-        ignore_missing(self.reverse_nat.remove(&rev_nat_index), REVERSE_NAT_MAP)
+        let removed = self.reverse_nat.remove(&rev_nat_index);
+        ignore_missing(
+            counted(CountedMap::LbReverseNat, MapOp::Delete, removed),
+            REVERSE_NAT_MAP,
+        )
+    }
+
+    fn remove_service_key(&mut self, key: &Lb4Key) -> Result<(), DatapathError> {
+        let removed = self.services.remove(key);
+        ignore_missing(
+            counted(CountedMap::LbServices, MapOp::Delete, removed),
+            SERVICES_MAP,
+        )
     }
 
     /// Every service with its slots, as the kernel holds them.
@@ -225,7 +239,9 @@ impl LbMaps {
         let mut masters = Vec::new();
         let mut slots = std::collections::HashMap::new();
         for item in self.services.iter() {
-            let (key, value) = item.map_err(err(SERVICES_MAP))?;
+            let (key, value) = item
+                .inspect_err(|_| super::ops::record(CountedMap::LbServices, MapOp::Dump, false))
+                .map_err(err(SERVICES_MAP))?;
             let frontend = Frontend {
                 address: Ipv4Addr::from(key.address),
                 port: u16::from_be(key.dport),
@@ -237,6 +253,7 @@ impl LbMaps {
                 slots.insert((frontend, key.backend_slot), value.backend_id);
             }
         }
+        super::ops::record(CountedMap::LbServices, MapOp::Dump, true);
         masters.sort_by_key(|(f, _)| *f);
         Ok(masters
             .into_iter()
@@ -251,7 +268,11 @@ impl LbMaps {
     }
 
     pub fn backend(&self, id: u32) -> Result<Option<Lb4Backend>, DatapathError> {
-        match self.backends.get(&id, 0) {
+        match counted(
+            CountedMap::LbBackends,
+            MapOp::Lookup,
+            self.backends.get(&id, 0),
+        ) {
             Ok(b) => Ok(Some(b)),
             Err(aya::maps::MapError::KeyNotFound) => Ok(None),
             Err(e) => Err(DatapathError::map(BACKENDS_MAP, e)),

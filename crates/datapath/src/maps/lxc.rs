@@ -5,6 +5,7 @@ use std::net::Ipv4Addr;
 
 use aya::maps::{HashMap, Map, MapData};
 
+use super::ops::{counted, CountedMap::Lxc, MapOp};
 use crate::DatapathError;
 
 #[repr(C)]
@@ -39,26 +40,28 @@ impl LxcMap {
 
     pub fn upsert(&mut self, ip: Ipv4Addr, info: &EndpointInfo) -> Result<(), DatapathError> {
         let key = EndpointKey { ip4: ip.octets() };
-        self.0
-            .insert(key, *info, 0)
+        counted(Lxc, MapOp::Update, self.0.insert(key, *info, 0))
             .map_err(|e| DatapathError::map(super::LXC_MAP, e))
     }
 
     pub fn remove(&mut self, ip: Ipv4Addr) -> Result<(), DatapathError> {
         let key = EndpointKey { ip4: ip.octets() };
-        match self.0.remove(&key) {
+        match counted(Lxc, MapOp::Delete, self.0.remove(&key)) {
             Err(aya::maps::MapError::KeyNotFound) | Ok(()) => Ok(()),
             Err(e) => Err(DatapathError::map(super::LXC_MAP, e)),
         }
     }
 
     pub fn entries(&self) -> Result<Vec<(Ipv4Addr, EndpointInfo)>, DatapathError> {
-        self.0
+        let all: Result<Vec<_>, DatapathError> = self
+            .0
             .iter()
             .map(|r| {
                 r.map(|(k, v)| (Ipv4Addr::from(k.ip4), v))
                     .map_err(|e| DatapathError::map(super::LXC_MAP, e))
             })
-            .collect()
+            .collect();
+        super::ops::record(Lxc, MapOp::Dump, all.is_ok());
+        all
     }
 }

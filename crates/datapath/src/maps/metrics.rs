@@ -36,7 +36,8 @@ impl MetricsMap {
 
     /// Counters summed over CPUs.
     pub fn totals(&self) -> Result<Vec<(MetricsKey, MetricsValue)>, DatapathError> {
-        self.0
+        let all: Result<Vec<_>, DatapathError> = self
+            .0
             .iter()
             .map(|r| {
                 r.map(|(k, per_cpu)| {
@@ -50,6 +51,12 @@ impl MetricsMap {
                 })
                 .map_err(|e| DatapathError::map(super::METRICS_MAP, e))
             })
-            .collect()
+            .collect();
+        super::ops::record(
+            super::ops::CountedMap::Metrics,
+            super::ops::MapOp::Dump,
+            all.is_ok(),
+        );
+        all
     }
 }

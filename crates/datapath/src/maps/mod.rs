@@ -7,7 +7,10 @@ pub mod ipcache;
 pub mod lb;
 pub mod lxc;
 pub mod metrics;
+pub mod ops;
 pub mod policy;
+pub(crate) mod policy_resize;
+pub mod sizes;
 
 use aya::maps::MapData;
 
@@ -39,6 +42,8 @@ pub struct SharedMaps {
 impl SharedMaps {
     /// Creates the shared maps under `root` unless they are already pinned
     /// there (an agent restart keeps them, and with them the live state).
+    /// A pinned map of another size than asked for is kept, with a warning
+    /// saying how to apply the new size.
     pub fn open_or_create(root: &BpfRoot) -> Result<Self, DatapathError> {
         crate::object::loader()
             .default_map_pin_directory(root.dir())
@@ -47,6 +52,9 @@ impl SharedMaps {
                 what: "shared maps".into(),
                 source: Box::new(e),
             })?;
+        for mismatch in sizes::check_shared_pins(root) {
+            eprintln!("level=warning msg=\"{}\"", mismatch.explain(root));
+        }
         Ok(SharedMaps {
             lxc: LxcMap::new(open_pinned(root, LXC_MAP)?)?,
             ipcache: IpcacheMap::new(open_pinned(root, IPCACHE_MAP)?)?,

@@ -3,6 +3,7 @@
 
 use aya::maps::{lpm_trie::Key, LpmTrie, MapData};
 
+use super::ops::{counted, CountedMap::Policy, MapOp};
 use crate::{BpfRoot, DatapathError};
 
 /// Bits of the key matched exactly whatever the entry: identity + direction.
@@ -133,31 +134,40 @@ pub struct PolicyMap {
 impl PolicyMap {
     /// Opens the pinned policy map of an endpoint whose program is loaded.
     pub fn open(root: &BpfRoot, endpoint_id: u16) -> Result<Self, DatapathError> {
-        let path = root.policy_map(endpoint_id);
-        let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        let map = super::open_pinned_path(&path, &name)?;
+        Self::open_path(&root.policy_map(endpoint_id))
+    }
+
+    /// Opens a policy map pinned at `path`, named after its file.
+    pub(crate) fn open_path(path: &std::path::Path) -> Result<Self, DatapathError> {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let map = super::open_pinned_path(path, &name)?;
         let map = LpmTrie::try_from(map).map_err(|e| DatapathError::map(&name, e))?;
         Ok(PolicyMap { map, name })
     }
 
     pub fn entries(&self) -> Result<Vec<(PolicyKey, PolicyEntry)>, DatapathError> {
-        self.map
+        let all: Result<Vec<_>, DatapathError> = self
+            .map
             .iter()
             .map(|r| {
                 r.map(|(k, v)| (PolicyKey::from_lpm(&k), v))
                     .map_err(|e| DatapathError::map(&self.name, e))
             })
-            .collect()
+            .collect();
+        super::ops::record(Policy, MapOp::Dump, all.is_ok());
+        all
     }
 
     pub fn upsert(&mut self, key: PolicyKey, entry: PolicyEntry) -> Result<(), DatapathError> {
-        self.map
-            .insert(&key.lpm(), entry, 0)
+        counted(Policy, MapOp::Update, self.map.insert(&key.lpm(), entry, 0))
             .map_err(|e| DatapathError::map(&self.name, e))
     }
 
     pub fn remove(&mut self, key: &PolicyKey) -> Result<(), DatapathError> {
-        match self.map.remove(&key.lpm()) {
+        match counted(Policy, MapOp::Delete, self.map.remove(&key.lpm())) {
             Err(aya::maps::MapError::KeyNotFound) | Ok(()) => Ok(()),
             Err(e) => Err(DatapathError::map(&self.name, e)),
         }

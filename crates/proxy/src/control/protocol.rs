@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::access_log::AccessLogEvent;
+use crate::access_log::{AccessLogEvent, RequestCount};
 use crate::ipcache::IpcacheEntry;
 use crate::policy::IdentityRules;
 
@@ -84,6 +84,10 @@ pub struct Status {
     /// Ports of the redirects listening now.
     pub redirects: Vec<u16>,
     pub ipcache_entries: usize,
+    /// Requests handled since the proxy started (series counted at least
+    /// once); absent from proxies that predate it.
+    #[serde(default)]
+    pub requests: Vec<RequestCount>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
