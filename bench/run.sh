@@ -9,67 +9,30 @@
 # namespaces, links, pins, the iptables chain, ip_forward.
 set -euo pipefail
 
-cd "$(dirname "$0")/.."
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
 BIN=${BENCH_BIN:-target/release/cilium-bench-datapath}
-PACKAGES="sockperf iperf3 iptables"
 CHAIN=CILIUM_BENCH_FWD
 
-if [ "$(id -u)" != 0 ]; then
-	echo "bench/run.sh needs root (network namespaces, veths, bpffs, iptables)" >&2
-	exit 1
-fi
-if [ ! -x "$BIN" ]; then
-	echo "$BIN not found: run \`make bench\` (or cargo build --release --workspace --bins)" >&2
-	exit 1
-fi
-missing=$(for p in $PACKAGES; do dpkg -s "$p" >/dev/null 2>&1 || echo "$p"; done)
-if [ -n "$missing" ]; then
-	echo "installing: $missing"
-	apt-get update -qq
-	# shellcheck disable=SC2086
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
-fi
-
-# One bench at a time: the plain pods' addresses and the chain are fixed.
-exec 9>/run/cilium-bench.lock
-if ! flock -n 9; then
-	echo "another bench is running (/run/cilium-bench.lock)" >&2
-	exit 1
-fi
-
-mkdir -p bench/results
-out="bench/results/$(date -u +%Y-%m-%d-%H%M).md"
-ip_forward=$(cat /proc/sys/net/ipv4/ip_forward)
-child=""
+bench_require_root bench/run.sh "network namespaces, veths, bpffs, iptables"
+bench_require_binary "$BIN" "\`make bench\` (or cargo build --release --workspace --bins)"
+# shellcheck disable=SC2046
+bench_apt_install $(bench_missing_packages sockperf iperf3 iptables)
+# The plain pods' addresses and the chain are fixed: fail rather than wait.
+bench_lock 0
+out=$(bench_results_file bench/results)
+bench_keep_ip_forward
 
 sweep() {
 	local pid=$1 tag hex
-	tag=$(printf '%05x' $((pid & 0xfffff)))
-	hex=$(printf '%06x' $((pid & 0xffffff)))
-	# The agent stops with its parent (PDEATHSIG); this catches a straggler.
-	for p in /proc/[0-9]*; do
-		if tr "\\0" " " 2>/dev/null <"$p/cmdline" | grep -q -- "--socket /run/cilium-test-$pid-"; then
-			kill -TERM "${p#/proc/}" 2>/dev/null || true
-		fi
-	done
-	for ns in $(ip netns list | awk '{print $1}' | grep -E "^(cbench|cilt)-$pid-" || true); do
-		ip netns del "$ns" 2>/dev/null || true
-	done
-	for link in $(ip -o link show | awk -F': ' '{print $2}' | cut -d@ -f1 |
-		grep -E "^(cbc$tag|cbs$tag|cbf$tag[0-9]+|lxc$hex[0-9a-f]{6})$" || true); do
-		ip link del dev "$link" 2>/dev/null || true
-	done
-	rm -rf /sys/fs/bpf/cilium-test-"$pid"-* /run/cilium-test-"$pid"-* /tmp/cilium-test-"$pid"-*
+	tag=$(bench_pid_tag "$pid")
+	hex=$(bench_pid_hex "$pid")
+	bench_sweep_agents "$pid" "^(cbench|cilt)-$pid-" \
+		"^(cbc$tag|cbs$tag|cbf$tag[0-9]+|lxc$hex[0-9a-f]{6})$"
 }
 
-cleanup() {
-	local status=$?
-	trap - EXIT INT TERM
-	if [ -n "$child" ]; then
-		kill -TERM "$child" 2>/dev/null || true
-		wait "$child" 2>/dev/null || true
-		sweep "$child"
-	fi
+bench_after() {
+	local rule
 	while iptables -S FORWARD 2>/dev/null | grep -q -- "-j $CHAIN"; do
 		rule=$(iptables -S FORWARD | grep -- "-j $CHAIN" | head -1 | sed 's/^-A FORWARD //')
 		# shellcheck disable=SC2086
@@ -77,26 +40,7 @@ cleanup() {
 	done
 	iptables -F "$CHAIN" 2>/dev/null || true
 	iptables -X "$CHAIN" 2>/dev/null || true
-	echo "$ip_forward" >/proc/sys/net/ipv4/ip_forward
-	exit "$status"
+	bench_restore_ip_forward
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
 
-# In the background so that the traps run while it cleans up on Ctrl-C.
-"$BIN" --output "$out" "$@" &
-child=$!
-set +e
-wait "$child"
-status=$?
-# A signal interrupts `wait` before the binary finished its cleanup.
-while kill -0 "$child" 2>/dev/null; do wait "$child"; status=$?; done
-set -e
-child_pid=$child
-child=""
-sweep "$child_pid"
-if [ "$status" = 0 ]; then
-	echo "results: $out"
-fi
-exit "$status"
+bench_run "$BIN" "$out" "$@"

@@ -10,38 +10,17 @@
 # the agent's pins and cgroup, ip_forward.
 set -euo pipefail
 
-cd "$(dirname "$0")/../.."
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/../lib.sh"
 BIN=${BENCH_LB_BIN:-target/release/cilium-bench-lb}
-PACKAGES="iptables"
 
-if [ "$(id -u)" != 0 ]; then
-	echo "bench/lb/run.sh needs root (network namespaces, veths, bpffs, iptables)" >&2
-	exit 1
-fi
-if [ ! -x "$BIN" ]; then
-	echo "$BIN not found: run \`make build\` (or cargo build --release --workspace --bins)" >&2
-	exit 1
-fi
-missing=$(for p in $PACKAGES; do dpkg -s "$p" >/dev/null 2>&1 || echo "$p"; done)
-if [ -n "$missing" ]; then
-	echo "installing: $missing"
-	apt-get update -qq
-	# shellcheck disable=SC2086
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
-fi
-
-# One bench at a time (shared with bench/run.sh): both toggle ip_forward
-# and would disturb each other's measurements.
-exec 9>/run/cilium-bench.lock
-if ! flock -w 1200 9; then
-	echo "another bench is still running (/run/cilium-bench.lock)" >&2
-	exit 1
-fi
-
-mkdir -p bench/lb/results
-out="bench/lb/results/$(date -u +%Y-%m-%d-%H%M).md"
-ip_forward=$(cat /proc/sys/net/ipv4/ip_forward)
-child=""
+bench_require_root bench/lb/run.sh "network namespaces, veths, bpffs, iptables"
+bench_require_binary "$BIN" "\`make build\` (or cargo build --release --workspace --bins)"
+# shellcheck disable=SC2046
+bench_apt_install $(bench_missing_packages iptables)
+bench_lock 1200
+out=$(bench_results_file bench/lb/results)
+bench_keep_ip_forward
 
 remove_chains() {
 	local rule chains
@@ -62,54 +41,16 @@ remove_chains() {
 
 sweep() {
 	local pid=$1 tag hex
-	tag=$(printf '%05x' $((pid & 0xfffff)))
-	hex=$(printf '%06x' $((pid & 0xffffff)))
-	# The agent stops with its parent (PDEATHSIG); this catches a straggler.
-	for p in /proc/[0-9]*; do
-		if tr "\\0" " " 2>/dev/null <"$p/cmdline" | grep -q -- "--socket /run/cilium-test-$pid-"; then
-			kill -TERM "${p#/proc/}" 2>/dev/null || true
-		fi
-	done
-	for ns in $(ip netns list | awk '{print $1}' | grep -E "^(cblb|cilt)-$pid-" || true); do
-		ip netns del "$ns" 2>/dev/null || true
-	done
-	for link in $(ip -o link show | awk -F': ' '{print $2}' | cut -d@ -f1 |
-		grep -E "^(cblc$tag|cbls$tag|lxc$hex[0-9a-f]{6})$" || true); do
-		ip link del dev "$link" 2>/dev/null || true
-	done
-	rm -rf /sys/fs/bpf/cilium-test-"$pid"-* /run/cilium-test-"$pid"-* /tmp/cilium-test-"$pid"-*
+	tag=$(bench_pid_tag "$pid")
+	hex=$(bench_pid_hex "$pid")
+	bench_sweep_agents "$pid" "^(cblb|cilt)-$pid-" "^(cblc$tag|cbls$tag|lxc$hex[0-9a-f]{6})$"
 	rmdir /sys/fs/cgroup/unified/cilium-bench-lb-"$pid" 2>/dev/null || true
 }
 
-cleanup() {
-	local status=$?
-	trap - EXIT INT TERM
-	if [ -n "$child" ]; then
-		kill -TERM "$child" 2>/dev/null || true
-		wait "$child" 2>/dev/null || true
-		sweep "$child"
-	fi
+bench_after() {
 	remove_chains
-	echo "$ip_forward" >/proc/sys/net/ipv4/ip_forward
-	exit "$status"
+	bench_restore_ip_forward
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
 
 remove_chains
-# In the background so that the traps run while it cleans up on Ctrl-C.
-"$BIN" --output "$out" "$@" &
-child=$!
-set +e
-wait "$child"
-status=$?
-while kill -0 "$child" 2>/dev/null; do wait "$child"; status=$?; done
-set -e
-child_pid=$child
-child=""
-sweep "$child_pid"
-if [ "$status" = 0 ]; then
-	echo "results: $out"
-fi
-exit "$status"
+bench_run "$BIN" "$out" "$@"

@@ -13,6 +13,7 @@
 
 pub mod agent;
 pub mod background;
+pub mod bench;
 pub mod cluster;
 pub mod cmd;
 pub mod conformance;

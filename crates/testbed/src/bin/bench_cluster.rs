@@ -12,33 +12,24 @@
 //! 3. Identity allocation against a loopback etcd, straight through
 //!    `identity::cluster::ClusterAllocator`, from one and from two allocators.
 //!
-//! The measurement helpers are shared with `cilium-bench-datapath`.
-//! Everything it creates has a `Drop` guard; Ctrl-C unwinds through them.
-
-#[allow(dead_code)]
-#[path = "bench_datapath/measure.rs"]
-mod measure;
-#[allow(dead_code)]
-#[path = "bench_datapath/procs.rs"]
-mod procs;
-#[allow(dead_code)]
-#[path = "bench_datapath/servers.rs"]
-mod servers;
-#[allow(dead_code)]
-#[path = "bench_datapath/signals.rs"]
-mod signals;
+//! The measurement helpers (`testbed::bench::measure`) are shared with
+//! `cilium-bench-datapath`. Everything it creates has a `Drop` guard;
+//! Ctrl-C unwinds through them.
 
 use std::fmt::Write as _;
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use testbed::bench::servers::CONNECT_PORT;
+use testbed::bench::stats::{advantage, nearest_rank};
+use testbed::bench::{entry, measure, signals, Flags, Machine, ServerSet};
 use testbed::cluster::underlay::{self, Addressing, Bridge};
 use testbed::cluster::{Cluster, ClusterOptions, ClusterPod};
 use testbed::etcd::EtcdCluster;
 use testbed::{cmd, NetNs};
-
-use servers::{ServerSet, CONNECT_PORT};
 
 const POLICY: &str = r#"
 - endpointSelector: {matchLabels: {app: bench-server}}
@@ -57,14 +48,16 @@ const PROPAGATION_LIMIT: Duration = Duration::from_secs(5);
 const PROBE_ATTEMPT: Duration = Duration::from_millis(2);
 
 struct Args {
-    output: Option<String>,
+    output: Option<PathBuf>,
     rounds: usize,
     seconds: u64,
     endpoints: usize,
     label_sets: usize,
 }
 
-fn parse_args() -> Result<Args> {
+const USAGE: &str = "cilium-bench-cluster [--output FILE] [--rounds 3] [--seconds 3] [--endpoints 200] [--label-sets 300]";
+
+fn parse_args(argv: impl Iterator<Item = String>) -> Result<Args> {
     let mut a = Args {
         output: None,
         rounds: 3,
@@ -72,20 +65,15 @@ fn parse_args() -> Result<Args> {
         endpoints: 200,
         label_sets: 300,
     };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--output" => a.output = Some(value()?),
-            "--rounds" => a.rounds = value()?.parse().context("--rounds")?,
-            "--seconds" => a.seconds = value()?.parse().context("--seconds")?,
-            "--endpoints" => a.endpoints = value()?.parse().context("--endpoints")?,
-            "--label-sets" => a.label_sets = value()?.parse().context("--label-sets")?,
-            "--help" | "-h" => {
-                println!("cilium-bench-cluster [--output FILE] [--rounds 3] [--seconds 3] [--endpoints 200] [--label-sets 300]");
-                std::process::exit(0);
-            }
-            other => bail!("unknown flag {other:?} (see --help)"),
+    let mut flags = Flags::new(argv, USAGE);
+    while let Some(flag) = flags.next_flag()? {
+        match flag.name.as_str() {
+            "--output" => a.output = Some(flag.path()),
+            "--rounds" => a.rounds = flag.number()?,
+            "--seconds" => a.seconds = flag.number()?,
+            "--endpoints" => a.endpoints = flag.number()?,
+            "--label-sets" => a.label_sets = flag.number()?,
+            _ => return Err(flag.unknown()),
         }
     }
     if a.rounds == 0 || a.seconds == 0 || a.endpoints == 0 || a.label_sets < 2 {
@@ -254,17 +242,11 @@ struct Samples {
 }
 
 fn median(v: &[f64]) -> f64 {
-    percentile(v, 50.0)
+    nearest_rank(v, 0.5)
 }
 
 fn percentile(v: &[f64], p: f64) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    let rank = ((p / 100.0) * s.len() as f64).ceil() as usize;
-    s[rank.clamp(1, s.len()) - 1]
+    nearest_rank(v, p / 100.0)
 }
 
 /// Runs every metric on both configurations per round, order rotated.
@@ -494,26 +476,6 @@ fn identity_allocation(n: usize) -> Result<Allocation> {
     })
 }
 
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("model name"))
-        .and_then(|l| l.split(':').nth(1))
-        .unwrap_or("?")
-        .trim()
-        .to_string();
-    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let kernel = cmd::run("uname", &["-r"]).unwrap_or_default();
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let load: Vec<&str> = load.split_whitespace().take(3).collect();
-    format!(
-        "{cpus} × {cpu}, Linux {}; load average at start {}",
-        kernel.trim(),
-        load.join(" ")
-    )
-}
-
 fn verdict(ok: bool) -> &'static str {
     if ok {
         "✓"
@@ -524,15 +486,21 @@ fn verdict(ok: bool) -> &'static str {
 
 fn report(
     args: &Args,
-    machine: &str,
+    machine: &Machine,
     dp: &[Samples; 2],
     prop: &Propagation,
     alloc: &Allocation,
 ) -> String {
     let mut o = String::new();
-    let date = cmd::run("date", &["-u", "+%Y-%m-%d %H:%M UTC"]).unwrap_or_default();
-    let _ = writeln!(o, "# Cluster benchmark — {}\n", date.trim());
-    let _ = writeln!(o, "Machine: {machine}.  ");
+    let _ = writeln!(o, "# Cluster benchmark — {}\n", machine.date);
+    let _ = writeln!(
+        o,
+        "Machine: {} × {}, Linux {}; load average at start {}.  ",
+        machine.cpus,
+        machine.cpu_model,
+        machine.kernel,
+        machine.load_1_5_15()
+    );
     let _ = writeln!(
         o,
         "Run: {} rounds, ours/plain interleaved (order rotated per round), {} s per measurement; medians over rounds.\n",
@@ -552,12 +520,7 @@ fn report(
     ];
     for (name, get, lower_better) in rows {
         let (ours, plain) = (median(get(&dp[0])), median(get(&dp[1])));
-        // Above 1 always means ours is better.
-        let ratio = if lower_better {
-            plain / ours
-        } else {
-            ours / plain
-        };
+        let ratio = advantage(ours, plain, lower_better);
         let _ = writeln!(
             o,
             "| {name} | {ours:.2} | {plain:.2} | {ratio:.2} {} | ≥ 0.95 |",
@@ -645,8 +608,8 @@ fn report(
     o
 }
 
-fn run(args: &Args) -> Result<String> {
-    let machine = machine();
+fn run(args: &Args) -> Result<()> {
+    let machine = Machine::probe();
     eprintln!("starting a 2-node cluster with 1 etcd member");
     let cluster = Cluster::start(ClusterOptions {
         nodes: 2,
@@ -709,21 +672,12 @@ fn run(args: &Args) -> Result<String> {
 
     eprintln!("identity allocation: {} label sets", args.label_sets);
     let alloc = identity_allocation(args.label_sets)?;
-    Ok(report(args, &machine, &dp, &prop, &alloc))
+    entry::publish(
+        &report(args, &machine, &dp, &prop, &alloc),
+        args.output.as_deref(),
+    )
 }
 
-fn main() {
-    signals::install();
-    let result = parse_args().and_then(|args| {
-        let text = run(&args)?;
-        if let Some(path) = &args.output {
-            std::fs::write(path, &text).with_context(|| format!("write {path}"))?;
-        }
-        println!("{text}");
-        Ok(())
-    });
-    if let Err(e) = result {
-        eprintln!("cilium-bench-cluster: {e:#}");
-        std::process::exit(1);
-    }
+fn main() -> ExitCode {
+    entry::main(parse_args, run)
 }

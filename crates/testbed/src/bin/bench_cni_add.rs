@@ -12,10 +12,13 @@
 
 use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::path::PathBuf;
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
+use testbed::bench::stats::{min_max, nearest_rank};
+use testbed::bench::Flags;
 use testbed::runtime::CNI_BIN_ENV;
 use testbed::{find_binary, netns, unique, Agent, AgentOptions, NetNs, Pod};
 
@@ -36,28 +39,25 @@ const POLICY: &str = r#"[{
 
 struct Args {
     iterations: usize,
-    output: Option<String>,
+    output: Option<PathBuf>,
 }
+
+const USAGE: &str = "cilium-bench-cni-add [--iterations N] [--output FILE]";
 
 fn parse_args() -> Result<Args> {
     let mut args = Args {
         iterations: 50,
         output: None,
     };
-    let mut it = std::env::args().skip(1);
-    while let Some(arg) = it.next() {
-        match arg.as_str() {
-            "--iterations" => {
-                let n = it.next().context("--iterations needs a number")?;
-                args.iterations = n
-                    .parse()
-                    .with_context(|| format!("--iterations {n:?} is not a number"))?;
-                ensure!(args.iterations > 0, "--iterations must be at least 1");
-            }
-            "--output" => args.output = Some(it.next().context("--output needs a file")?),
-            other => bail!("unknown argument {other:?}; usage: [--iterations N] [--output FILE]"),
+    let mut flags = Flags::new(std::env::args().skip(1), USAGE);
+    while let Some(flag) = flags.next_flag()? {
+        match flag.name.as_str() {
+            "--iterations" => args.iterations = flag.number()?,
+            "--output" => args.output = Some(flag.path()),
+            _ => return Err(flag.unknown()),
         }
     }
+    ensure!(args.iterations > 0, "--iterations must be at least 1");
     Ok(args)
 }
 
@@ -110,11 +110,8 @@ fn run() -> Result<()> {
          allows app=client -> app=server:8080)\n\
          | measure | median | p99 | min | max |\n|---|---|---|---|---|\n{}\n{}\n",
         args.iterations,
-        row("cilium-cni ADD (process exit)", &mut add_only),
-        row(
-            "ADD start -> first allowed TCP connect",
-            &mut to_first_packet
-        ),
+        row("cilium-cni ADD (process exit)", &add_only),
+        row("ADD start -> first allowed TCP connect", &to_first_packet),
     );
     print!("{report}");
     if let Some(file) = args.output {
@@ -123,7 +120,7 @@ fn run() -> Result<()> {
             .append(true)
             .open(&file)
             .and_then(|mut f| f.write_all(report.as_bytes()))
-            .with_context(|| format!("cannot write {file}"))?;
+            .with_context(|| format!("cannot write {}", file.display()))?;
     }
     Ok(())
 }
@@ -174,19 +171,13 @@ fn first_connection(ns: &NetNs, server: Ipv4Addr, start: Instant) -> Result<Dura
     }
 }
 
-/// A table row: median and p99 (nearest rank) of `samples`.
-fn row(name: &str, samples: &mut [Duration]) -> String {
-    samples.sort();
-    let pick = |q: f64| {
-        let rank = ((q * samples.len() as f64).ceil() as usize).clamp(1, samples.len());
-        samples[rank - 1]
-    };
-    let ms = |d: Duration| format!("{:.1} ms", d.as_secs_f64() * 1e3);
+/// A table row: median and p99 (nearest rank), min and max of `samples`.
+fn row(name: &str, samples: &[Duration]) -> String {
+    let ms: Vec<f64> = samples.iter().map(|d| d.as_secs_f64() * 1e3).collect();
+    let (min, max) = min_max(&ms);
     format!(
-        "| {name} | {} | {} | {} | {} |",
-        ms(pick(0.5)),
-        ms(pick(0.99)),
-        ms(samples[0]),
-        ms(samples[samples.len() - 1])
+        "| {name} | {:.1} ms | {:.1} ms | {min:.1} ms | {max:.1} ms |",
+        nearest_rank(&ms, 0.5),
+        nearest_rank(&ms, 0.99),
     )
 }

@@ -12,24 +12,24 @@
 mod cpu;
 #[path = "bench_l7/load.rs"]
 mod load;
-#[path = "bench_l7/machine.rs"]
-mod machine;
 #[path = "bench_l7/nginx.rs"]
 mod nginx;
 #[path = "bench_l7/paths.rs"]
 mod paths;
 #[path = "bench_l7/report.rs"]
 mod report;
-#[path = "bench_l7/signals.rs"]
-mod signals;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, ensure, Context, Result};
-use testbed::{Agent, AgentOptions, Pod};
+use anyhow::{ensure, Context, Result};
+use testbed::bench::entry::{self, step};
+use testbed::bench::{
+    agent_under_test, machine, policy_import, process_table, procstat, signals, Flags, Machine,
+};
+use testbed::{Agent, Pod};
 
 use load::{LoadResult, Shape};
 use nginx::{Nginx, Role};
@@ -101,7 +101,7 @@ cilium-bench-l7 [FLAGS]   (root; normally run by bench/l7/run.sh)
 ";
 
 impl Args {
-    fn parse(mut argv: impl Iterator<Item = String>) -> Result<Args> {
+    fn parse(argv: impl Iterator<Item = String>) -> Result<Args> {
         let mut args = Args {
             rounds: 5,
             seconds: 4,
@@ -113,29 +113,19 @@ impl Args {
             h2_streams: 10,
             output: None,
         };
-        while let Some(flag) = argv.next() {
-            if flag == "-h" || flag == "--help" {
-                bail!("{USAGE}");
-            }
-            let value = argv
-                .next()
-                .with_context(|| format!("{flag} needs a value\n\n{USAGE}"))?;
-            let num = || -> Result<u32> {
-                value
-                    .parse()
-                    .with_context(|| format!("{flag}: {value:?} is not a number"))
-            };
-            match flag.as_str() {
-                "--rounds" => args.rounds = num()? as usize,
-                "--seconds" => args.seconds = num()?,
-                "--threads" => args.threads = num()?,
-                "--connections" => args.connections = num()?,
-                "--h2-rounds" => args.h2_rounds = num()? as usize,
-                "--h2-seconds" => args.h2_seconds = num()?,
-                "--h2-connections" => args.h2_connections = num()?,
-                "--h2-streams" => args.h2_streams = num()?,
-                "--output" => args.output = Some(PathBuf::from(value)),
-                other => bail!("unknown flag {other:?}\n\n{USAGE}"),
+        let mut flags = Flags::new(argv, USAGE);
+        while let Some(flag) = flags.next_flag()? {
+            match flag.name.as_str() {
+                "--rounds" => args.rounds = flag.number()?,
+                "--seconds" => args.seconds = flag.number()?,
+                "--threads" => args.threads = flag.number()?,
+                "--connections" => args.connections = flag.number()?,
+                "--h2-rounds" => args.h2_rounds = flag.number()?,
+                "--h2-seconds" => args.h2_seconds = flag.number()?,
+                "--h2-connections" => args.h2_connections = flag.number()?,
+                "--h2-streams" => args.h2_streams = flag.number()?,
+                "--output" => args.output = Some(flag.path()),
+                _ => return Err(flag.unknown()),
             }
         }
         ensure!(
@@ -170,27 +160,7 @@ impl Args {
 }
 
 fn main() -> ExitCode {
-    signals::install();
-    let args = match Args::parse(std::env::args().skip(1)) {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("{e:#}");
-            return ExitCode::from(2);
-        }
-    };
-    match run(&args) {
-        Ok(()) => ExitCode::SUCCESS,
-        // A measurement cut short by the signal fails in its own way; the
-        // signal is the story.
-        Err(_) if signals::stopped() => {
-            eprintln!("interrupted: everything the bench created is removed");
-            ExitCode::from(130)
-        }
-        Err(e) => {
-            eprintln!("bench failed: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    entry::main(Args::parse, run)
 }
 
 /// The run's scratch directory (nginx prefixes, h2load's log).
@@ -202,32 +172,22 @@ impl Drop for TempDir {
     }
 }
 
-fn step(started: Instant, what: &str) {
-    eprintln!("[{:6.1} s] {what}", started.elapsed().as_secs_f64());
-}
-
 fn run(args: &Args) -> Result<()> {
     let started = Instant::now();
-    let mut machine = machine::facts();
+    let mut machine = Machine::probe().facts(&[
+        machine::tool_version("wrk", &["--version"]),
+        machine::tool_version("h2load", &["--version"]),
+        machine::tool_version("nginx", &["-v"]),
+    ]);
     let temp =
         TempDir(std::env::temp_dir().join(format!("cilium-bench-l7-{}", std::process::id())));
     std::fs::create_dir_all(&temp.0)
         .with_context(|| format!("cannot create {}", temp.0.display()))?;
 
-    step(started, "starting cilium-agent");
-    let agent = Agent::start_with(AgentOptions {
-        ipv4_range: Some(AGENT_RANGE.into()),
-        ..Default::default()
-    })?;
-    let result = bench(args, &agent, &temp.0, started);
-    if result.is_err() && !signals::stopped() {
-        eprintln!("---- cilium-agent log tail ----\n{}", agent.log_tail());
-    }
-    let (http1, http2, checks, tracked) = result?;
-    machine.push((
-        "load average at end".into(),
-        machine::read_trimmed("/proc/loadavg"),
-    ));
+    let agent = agent_under_test::start(started, AGENT_RANGE)?;
+    let (http1, http2, checks, tracked) =
+        agent_under_test::with_log_tail(&agent, bench(args, &agent, &temp.0, started))?;
+    machine.push(("load average at end".into(), machine::load_average()));
     let report = Report {
         machine,
         tracked,
@@ -242,15 +202,7 @@ fn run(args: &Args) -> Result<()> {
         ],
         total: started.elapsed(),
     };
-    let page = report::render(&report);
-    println!("\n{page}");
-    if let Some(path) = &args.output {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        std::fs::write(path, &page).with_context(|| format!("cannot write {}", path.display()))?;
-        eprintln!("results written to {}", path.display());
-    }
+    entry::publish(&report::render(&report), args.output.as_deref())?;
     step(started, "cleaning up (nginx, pods, agent)");
     Ok(())
 }
@@ -265,14 +217,7 @@ fn bench(args: &Args, agent: &Agent, temp: &Path, started: Instant) -> Result<Ou
     signals::check()?;
 
     step(started, "importing the policy");
-    let file = agent.temp_dir().join("bench-l7-policy.yaml");
-    std::fs::write(&file, POLICY)?;
-    let out = agent.cli_ok(&["policy", "import", &file.display().to_string()])?;
-    let revision = out
-        .lines()
-        .find_map(|l| l.strip_prefix("Revision:"))
-        .and_then(|r| r.trim().parse().ok())
-        .with_context(|| format!("no revision in `cilium policy import` output {out:?}"))?;
+    let revision = policy_import::import_text(agent, "bench-l7-policy.yaml", POLICY)?;
     origin.wait_for_policy_revision(agent, revision, REALIZE_TIMEOUT)?;
     rproxy.wait_for_policy_revision(agent, revision, REALIZE_TIMEOUT)?;
     signals::check()?;
@@ -309,17 +254,13 @@ fn bench(args: &Args, agent: &Agent, temp: &Path, started: Instant) -> Result<Ou
     let urls = paths::Urls::new(origin.ip(), rproxy.ip());
     let checks = paths::check_paths(&client, &urls, args.h2_rounds > 0)?;
 
-    let proxy_pids = cpu::pids_with_arg(&agent.proxy_socket(), Some("cilium-proxy"));
+    let proxy_pids = process_table::pids_with_arg(&agent.proxy_socket(), Some("cilium-proxy"));
     ensure!(
         !proxy_pids.is_empty(),
         "no cilium-proxy process with {} on its command line",
         agent.proxy_socket().display()
     );
-    let agent_pids = cpu::pids_with_arg(agent.socket(), Some("cilium-agent"));
-    ensure!(
-        !agent_pids.is_empty(),
-        "cannot find the cilium-agent process"
-    );
+    let agent_pid = process_table::agent_pid(agent.socket())?;
     let tracked = vec![
         cpu::Tracked {
             name: "cilium-proxy",
@@ -335,7 +276,7 @@ fn bench(args: &Args, agent: &Agent, temp: &Path, started: Instant) -> Result<Ou
         },
         cpu::Tracked {
             name: "cilium-agent",
-            pids: agent_pids,
+            pids: vec![agent_pid],
         },
     ];
     let mut names: Vec<&'static str> = tracked.iter().map(|t| t.name).collect();
@@ -413,7 +354,7 @@ fn rounds(
         for setup in order {
             signals::check()?;
             let cpu_before = cpu::snapshot(tracked);
-            let client_before = cpu::reaped_children_seconds();
+            let client_before = procstat::reaped_children_cpu_seconds();
             let t = Instant::now();
             let load = measure(setup, shape)?;
             let wall = t.elapsed();
@@ -422,7 +363,7 @@ fn rounds(
                 .zip(&cpu_before)
                 .map(|(after, before)| after - before)
                 .collect();
-            cpu_seconds.push(cpu::reaped_children_seconds() - client_before);
+            cpu_seconds.push(procstat::reaped_children_cpu_seconds() - client_before);
             eprintln!(
                 "    {:<40} {:>8.0} req/s  p50 {:>7.0} µs  p99 {:>7.0} µs",
                 setup.label(),

@@ -15,12 +15,8 @@ mod kube_proxy;
 mod load;
 #[path = "bench_lb/ours.rs"]
 mod ours;
-#[path = "bench_lb/plain.rs"]
-mod plain;
 #[path = "bench_lb/report.rs"]
 mod report;
-#[path = "bench_lb/signals.rs"]
-mod signals;
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::PathBuf;
@@ -28,11 +24,12 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use testbed::{cmd, Agent, AgentOptions, Pod};
+use testbed::bench::entry::{self, step};
+use testbed::bench::{machine, signals, Flag, Flags, Machine, PlainPod, SysctlOverride};
+use testbed::{Agent, AgentOptions, Pod};
 
 use catalog::{service, ServiceDef, SERVER_PORTS, SERVICE_PORT};
 use kube_proxy::KubeProxy;
-use plain::{HostForwarding, PlainPod};
 use report::{Header, SizeResult, Variant, VARIANTS};
 
 /// The agent's pod range, away from the testbed's and the datapath bench's.
@@ -58,7 +55,7 @@ const USAGE: &str = "usage: cilium-bench-lb [--sizes 10,1000,10000] [--rounds 5]
                      [--add-reps 5] [--ebpf-only-sizes 60000] [--output FILE.md]";
 
 impl Args {
-    fn parse(mut argv: impl Iterator<Item = String>) -> Result<Args> {
+    fn parse(argv: impl Iterator<Item = String>) -> Result<Args> {
         let mut args = Args {
             sizes: vec![10, 1_000, 10_000],
             rounds: 5,
@@ -67,47 +64,21 @@ impl Args {
             ebpf_only: vec![60_000],
             output: None,
         };
-        while let Some(flag) = argv.next() {
-            let mut value = || {
-                argv.next()
-                    .with_context(|| format!("{flag} needs a value\n{USAGE}"))
-            };
-            match flag.as_str() {
+        let mut flags = Flags::new(argv, USAGE);
+        while let Some(flag) = flags.next_flag()? {
+            match flag.name.as_str() {
                 "--sizes" => {
-                    let mut sizes = Vec::new();
-                    for s in value()?.split(',') {
-                        let n: u32 = s
-                            .trim()
-                            .replace('_', "")
-                            .parse()
-                            .with_context(|| format!("--sizes: {s:?} is not a number"))?;
-                        if n == 0 || n > MAX_SIZE {
-                            bail!("--sizes: {n} is outside 1..={MAX_SIZE} (service ids and reverse-NAT indexes are 16-bit)");
-                        }
-                        sizes.push(n as u16);
-                    }
+                    let mut sizes = sizes(&flag)?;
                     sizes.sort_unstable();
                     sizes.dedup();
                     args.sizes = sizes;
                 }
-                "--ebpf-only-sizes" => {
-                    for s in value()?.split(',') {
-                        let n: u32 =
-                            s.trim().replace('_', "").parse().with_context(|| {
-                                format!("--ebpf-only-sizes: {s:?} is not a number")
-                            })?;
-                        if n == 0 || n > MAX_SIZE {
-                            bail!("--ebpf-only-sizes: {n} is outside 1..={MAX_SIZE}");
-                        }
-                        args.ebpf_only.push(n as u16);
-                    }
-                }
-                "--rounds" => args.rounds = value()?.parse().context("--rounds")?,
-                "--seconds" => args.seconds = value()?.parse().context("--seconds")?,
-                "--add-reps" => args.add_reps = value()?.parse().context("--add-reps")?,
-                "--output" => args.output = Some(PathBuf::from(value()?)),
-                "-h" | "--help" => bail!("{USAGE}"),
-                other => bail!("unknown argument {other:?}\n{USAGE}"),
+                "--ebpf-only-sizes" => args.ebpf_only.extend(sizes(&flag)?),
+                "--rounds" => args.rounds = flag.number()?,
+                "--seconds" => args.seconds = flag.number()?,
+                "--add-reps" => args.add_reps = flag.number()?,
+                "--output" => args.output = Some(flag.path()),
+                _ => return Err(flag.unknown()),
             }
         }
         args.sizes.extend(args.ebpf_only.iter().copied());
@@ -120,26 +91,27 @@ impl Args {
     }
 }
 
+/// A comma-separated list of service counts (`10,1_000`), each within
+/// 1..=MAX_SIZE: service ids and reverse-NAT indexes are 16-bit.
+fn sizes(flag: &Flag) -> Result<Vec<u16>> {
+    flag.value
+        .split(',')
+        .map(|s| {
+            let n: u32 = s
+                .trim()
+                .replace('_', "")
+                .parse()
+                .with_context(|| format!("{}: {s:?} is not a number", flag.name))?;
+            if n == 0 || n > MAX_SIZE {
+                bail!("{}: {n} is outside 1..={MAX_SIZE} (service ids and reverse-NAT indexes are 16-bit)", flag.name);
+            }
+            Ok(n as u16)
+        })
+        .collect()
+}
+
 fn main() -> ExitCode {
-    signals::install();
-    let args = match Args::parse(std::env::args().skip(1)) {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("{e:#}");
-            return ExitCode::from(2);
-        }
-    };
-    match run(&args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(_) if signals::stopped() => {
-            eprintln!("interrupted: everything the bench created is removed");
-            ExitCode::from(130)
-        }
-        Err(e) => {
-            eprintln!("bench failed: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    entry::main(Args::parse, run)
 }
 
 /// The socket LB's cgroup: a child nobody is in, so the clients (in the
@@ -152,13 +124,9 @@ impl Drop for Cgroup {
     }
 }
 
-fn step(started: Instant, what: &str) {
-    eprintln!("[{:6.1} s] {what}", started.elapsed().as_secs_f64());
-}
-
 fn run(args: &Args) -> Result<()> {
     let started = Instant::now();
-    let machine = machine();
+    let machine = Machine::probe().facts(&[machine::tool_version("iptables", &["--version"])]);
     let pid = std::process::id();
     let cgroup = Cgroup(PathBuf::from(format!("{CGROUP2}/cilium-bench-lb-{pid}")));
     std::fs::create_dir(&cgroup.0)
@@ -176,7 +144,7 @@ fn run(args: &Args) -> Result<()> {
         ],
         paths: None,
     })?;
-    let _forwarding = HostForwarding::enable()?;
+    let _forwarding = SysctlOverride::set("net.ipv4.ip_forward", "1")?;
     let tag = format!("{:05x}", pid & 0xfffff);
     let server = PlainPod::create(
         &format!("cblb-{pid}-server"),
@@ -190,6 +158,10 @@ fn run(args: &Args) -> Result<()> {
         PLAIN_CLIENT,
         PLAIN_GATEWAY,
     )?;
+    // Many short connections: the whole port range, and no waiting.
+    for ns in [server.namespace(), plain_client.namespace()] {
+        ns.sysctl("net.ipv4.ip_local_port_range", "1024 65535")?;
+    }
     let cilium_client = Pod::create(&agent, "bench-lb-client", &["k8s:app=bench-lb-client"])?;
     cilium_client
         .namespace()
@@ -327,67 +299,5 @@ fn run(args: &Args) -> Result<()> {
             ),
         ],
     };
-    let text = report::render(&header, &results);
-    match &args.output {
-        Some(path) => {
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir)?;
-            }
-            std::fs::write(path, &text)
-                .with_context(|| format!("cannot write {}", path.display()))?;
-            println!("{text}");
-        }
-        None => println!("{text}"),
-    }
-    Ok(())
-}
-
-fn machine() -> Vec<(String, String)> {
-    let first = |program: &str, args: &[&str]| -> String {
-        cmd::output(program, args)
-            .map(|o| {
-                String::from_utf8_lossy(&o.stdout)
-                    .lines()
-                    .next()
-                    .unwrap_or_default()
-                    .trim()
-                    .to_string()
-            })
-            .unwrap_or_else(|_| format!("{program}: not found"))
-    };
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown".into());
-    let read = |p: &str| {
-        std::fs::read_to_string(p)
-            .map(|s| s.trim().to_string())
-            .unwrap_or_default()
-    };
-    vec![
-        ("date".into(), first("date", &["-u", "+%Y-%m-%d %H:%M UTC"])),
-        (
-            "CPU".into(),
-            format!(
-                "{cpu} × {}",
-                std::thread::available_parallelism().map_or(0, |n| n.get())
-            ),
-        ),
-        (
-            "memory".into(),
-            read("/proc/meminfo")
-                .lines()
-                .next()
-                .unwrap_or_default()
-                .to_string(),
-        ),
-        ("kernel".into(), read("/proc/sys/kernel/osrelease")),
-        ("iptables".into(), first("iptables", &["--version"])),
-        ("load average at start".into(), read("/proc/loadavg")),
-    ]
+    entry::publish(&report::render(&header, &results), args.output.as_deref())
 }

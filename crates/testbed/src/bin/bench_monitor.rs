@@ -18,25 +18,24 @@ mod client;
 mod flood;
 #[path = "bench_monitor/iperf.rs"]
 mod iperf;
-#[path = "bench_monitor/machine.rs"]
-mod machine;
 #[path = "bench_monitor/probe.rs"]
 mod probe;
-#[path = "bench_monitor/procstat.rs"]
-mod procstat;
 #[path = "bench_monitor/report.rs"]
 mod report;
 #[path = "bench_monitor/sample.rs"]
 mod sample;
-#[path = "bench_monitor/signals.rs"]
-mod signals;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use anyhow::{ensure, Context, Result};
-use testbed::{Agent, AgentOptions, Pod};
+use anyhow::{ensure, Result};
+use testbed::bench::entry::{self, step};
+use testbed::bench::measure::throughput_gbps;
+use testbed::bench::{
+    agent_under_test, machine, policy_import, process_table, procstat, signals, Machine,
+};
+use testbed::{Agent, Pod};
 
 use args::Args;
 use client::{MonitorClient, Pace};
@@ -76,50 +75,15 @@ const POLICY: &str = "\
 ";
 
 fn main() -> ExitCode {
-    signals::install();
-    let args = match Args::parse(std::env::args().skip(1)) {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("{e:#}");
-            return ExitCode::from(2);
-        }
-    };
-    match run(&args) {
-        Ok(()) => ExitCode::SUCCESS,
-        // A measurement cut short by the signal fails in its own way; the
-        // signal is the story.
-        Err(_) if signals::stopped() => {
-            eprintln!("interrupted: everything the bench created is removed");
-            ExitCode::from(130)
-        }
-        Err(e) => {
-            eprintln!("bench failed: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn step(started: Instant, what: &str) {
-    eprintln!("[{:6.1} s] {what}", started.elapsed().as_secs_f64());
+    entry::main(Args::parse, run)
 }
 
 fn run(args: &Args) -> Result<()> {
     let started = Instant::now();
-    let mut machine = machine::facts();
-    step(started, "starting cilium-agent");
-    let agent = Agent::start_with(AgentOptions {
-        ipv4_range: Some(AGENT_RANGE.into()),
-        ..Default::default()
-    })?;
-    let result = bench(args, &agent, started);
-    if result.is_err() && !signals::stopped() {
-        eprintln!("---- cilium-agent log tail ----\n{}", agent.log_tail());
-    }
-    let (check, samples) = result?;
-    machine.push((
-        "load average at end".into(),
-        machine::read_trimmed("/proc/loadavg"),
-    ));
+    let mut machine = Machine::probe().facts(&[machine::tool_version("iperf3", &["--version"])]);
+    let agent = agent_under_test::start(started, AGENT_RANGE)?;
+    let (check, samples) = agent_under_test::with_log_tail(&agent, bench(args, &agent, started))?;
+    machine.push(("load average at end".into(), machine::load_average()));
     let report = Report {
         machine,
         method: args.method(),
@@ -145,15 +109,7 @@ fn run(args: &Args) -> Result<()> {
         ],
         total: started.elapsed(),
     };
-    let page = report::render(&report);
-    println!("\n{page}");
-    if let Some(path) = &args.output {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        std::fs::write(path, &page).with_context(|| format!("cannot write {}", path.display()))?;
-        eprintln!("results written to {}", path.display());
-    }
+    entry::publish(&report::render(&report), args.output.as_deref())?;
     step(started, "cleaning up (pods, agent)");
     Ok(())
 }
@@ -187,14 +143,7 @@ fn bench(args: &Args, agent: &Agent, started: Instant) -> Result<(Check, Vec<Sam
     signals::check()?;
 
     step(started, "importing the policy");
-    let file = agent.temp_dir().join("bench-monitor-policy.yaml");
-    std::fs::write(&file, POLICY)?;
-    let out = agent.cli_ok(&["policy", "import", &file.display().to_string()])?;
-    let revision = out
-        .lines()
-        .find_map(|l| l.strip_prefix("Revision:"))
-        .and_then(|r| r.trim().parse().ok())
-        .with_context(|| format!("no revision in `cilium policy import` output {out:?}"))?;
+    let revision = policy_import::import_text(agent, "bench-monitor-policy.yaml", POLICY)?;
     pods.victim
         .wait_for_policy_revision(agent, revision, REALIZE_TIMEOUT)?;
     pods.server
@@ -206,11 +155,13 @@ fn bench(args: &Args, agent: &Agent, started: Instant) -> Result<(Check, Vec<Sam
         pods.server.namespace(),
         &agent.temp_dir().join("iperf3-server.log"),
     )?;
-    let agent_pid = *procstat::pids_with_arg("cilium-agent", agent.socket())
-        .first()
-        .context("cannot find the cilium-agent process")?;
+    let agent_pid = process_table::agent_pid(agent.socket())?;
     step(started, "warm-up: iperf3 for 1 s, no flood");
-    iperf::throughput_gbps(pods.client.namespace(), pods.server.ip(), 1)?;
+    throughput_gbps(
+        pods.client.namespace(),
+        pods.server.ip(),
+        Duration::from_secs(1),
+    )?;
     signals::check()?;
 
     step(started, "accounting check at a moderate rate");
@@ -341,7 +292,11 @@ fn measure(
 
     let scrape_before = AgentCounters::read(agent)?;
     let snap_before = Snapshot::take(agent_pid, flood.as_ref(), client.as_ref());
-    let gbps = iperf::throughput_gbps(pods.client.namespace(), pods.server.ip(), args.seconds)?;
+    let gbps = throughput_gbps(
+        pods.client.namespace(),
+        pods.server.ip(),
+        Duration::from_secs(args.seconds.into()),
+    )?;
     let snap_after = Snapshot::take(agent_pid, flood.as_ref(), client.as_ref());
     let scrape_after = AgentCounters::read(agent)?;
     let sent_errors = flood.as_ref().map_or(0, Flood::errors);
@@ -408,11 +363,16 @@ impl Snapshot {
             at: Instant::now(),
             sent: flood.map_or(0, Flood::sent),
             client: client.map(MonitorClient::counts),
-            agent_cpu: procstat::process_cpu_seconds(agent_pid),
-            client_cpu: client.map_or(0.0, |c| procstat::process_cpu_seconds(c.pid())),
+            agent_cpu: cpu_seconds(agent_pid),
+            client_cpu: client.map_or(0.0, |c| cpu_seconds(c.pid())),
             reader_cpu: client.map_or(0.0, MonitorClient::reader_cpu_seconds),
             flood_cpu: flood.map_or(0.0, Flood::cpu_seconds),
             machine: procstat::machine_ticks(),
         }
     }
+}
+
+/// CPU seconds of a process; 0 once it is gone.
+fn cpu_seconds(pid: u32) -> f64 {
+    procstat::process_cpu_seconds(pid).unwrap_or(0.0)
 }

@@ -2,7 +2,8 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
+use testbed::bench::Flags;
 
 #[derive(Debug, Clone)]
 pub struct Args {
@@ -45,30 +46,20 @@ cilium-bench-datapath [FLAGS]   (root; normally run by bench/run.sh)
 ";
 
 impl Args {
-    pub fn parse(mut argv: impl Iterator<Item = String>) -> Result<Args> {
+    pub fn parse(argv: impl Iterator<Item = String>) -> Result<Args> {
         let mut args = Args::default();
-        while let Some(flag) = argv.next() {
-            if flag == "-h" || flag == "--help" {
-                bail!("{USAGE}");
-            }
-            let value = argv
-                .next()
-                .with_context(|| format!("{flag} needs a value\n\n{USAGE}"))?;
-            let num = || -> Result<u64> {
-                value
-                    .parse()
-                    .with_context(|| format!("{flag}: {value:?} is not a number"))
-            };
-            match flag.as_str() {
-                "--rounds" => args.rounds = num()? as usize,
-                "--seconds" => args.seconds = num()?,
-                "--fillers" => args.fillers = num()? as usize,
-                "--ports-per-filler" => args.ports_per_filler = num()? as u16,
-                "--iptables-rules" => args.iptables_rules = num()? as usize,
-                "--import-rules" => args.import_rules = num()? as usize,
-                "--import-targets" => args.import_targets = num()? as usize,
-                "--output" => args.output = Some(PathBuf::from(value)),
-                _ => bail!("unknown flag {flag}\n\n{USAGE}"),
+        let mut flags = Flags::new(argv, USAGE);
+        while let Some(flag) = flags.next_flag()? {
+            match flag.name.as_str() {
+                "--rounds" => args.rounds = flag.number()?,
+                "--seconds" => args.seconds = flag.number()?,
+                "--fillers" => args.fillers = flag.number()?,
+                "--ports-per-filler" => args.ports_per_filler = flag.number()?,
+                "--iptables-rules" => args.iptables_rules = flag.number()?,
+                "--import-rules" => args.import_rules = flag.number()?,
+                "--import-targets" => args.import_targets = flag.number()?,
+                "--output" => args.output = Some(flag.path()),
+                _ => return Err(flag.unknown()),
             }
         }
         if args.rounds == 0 || args.seconds == 0 {

@@ -10,9 +10,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use api::{AddressPair, EndpointChangeRequest};
+use testbed::bench::{signals, tools};
 use testbed::{Agent, NetNs};
-
-use crate::{procs, signals};
 
 pub struct Fillers {
     /// Held for its `Drop`: deleting it removes every pair.
@@ -59,7 +58,7 @@ impl Fillers {
             host_ifnames.push(host);
             macs.push((peer_mac, host_mac));
         }
-        procs::run_with_stdin("ip", &["-batch", "-"], &batch)
+        tools::run_with_stdin("ip", &["-batch", "-"], &batch)
             .with_context(|| format!("creating {count} filler veth pairs"))?;
         Ok(Fillers {
             _netns: netns,

@@ -7,11 +7,12 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use testbed::bench::measure::handshake;
+use testbed::bench::policy_import;
+use testbed::bench::signals;
 use testbed::{Agent, Pod};
 
-use crate::measure::handshake;
 use crate::policies::{IMPORT_LABEL, PROBE_PORT};
-use crate::signals;
 
 const ENFORCE_TIMEOUT: Duration = Duration::from_secs(60);
 /// A dropped SYN is noticed after this long; the next attempt follows.
@@ -43,11 +44,9 @@ impl ImportBench<'_> {
     /// Imports the rules, waits for enforcement. The rules stay loaded.
     pub fn import_once(&self) -> Result<ImportTiming> {
         self.expect_probe_denied("before the import")?;
-        let file = self.rules_file.display().to_string();
         let start = Instant::now();
-        let out = self.agent.cli_ok(&["policy", "import", &file])?;
+        let revision = policy_import::import_file(self.agent, self.rules_file)?;
         let cli_returned = start.elapsed();
-        let revision = parse_revision(&out)?;
 
         let client = self.agent.client();
         loop {
@@ -127,11 +126,4 @@ impl ImportBench<'_> {
         }
         Ok(())
     }
-}
-
-pub fn parse_revision(text: &str) -> Result<u64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix("Revision:"))
-        .and_then(|r| r.trim().parse().ok())
-        .with_context(|| format!("no `Revision: N` in the CLI output {text:?}"))
 }

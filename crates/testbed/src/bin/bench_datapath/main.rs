@@ -11,20 +11,16 @@
 //! 100 endpoints, and the agent's RSS.
 //!
 //! Everything it creates is released by `Drop` guards, also on Ctrl-C
-//! (see `signals`) and on failure; bench/run.sh sweeps up after a SIGKILL.
+//! (see `testbed::bench::signals`) and on failure; bench/run.sh sweeps up
+//! after a SIGKILL.
 
 mod args;
 mod fillers;
 mod import;
-mod machine;
-mod measure;
 mod plain;
 mod policies;
-mod procs;
 mod profile;
 mod report;
-mod servers;
-mod signals;
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
@@ -32,14 +28,20 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use testbed::{Agent, AgentOptions, NetNs, Pod};
+use testbed::bench::entry::{self, step};
+use testbed::bench::procstat::{self, CpuMeter};
+use testbed::bench::servers::{AcceptServer, CONNECT_PORT};
+use testbed::bench::{
+    agent_under_test, machine, measure, policy_import, process_table, signals, Machine, PlainPod,
+    ServerSet, SysctlOverride,
+};
+use testbed::{Agent, NetNs, Pod};
 
 use crate::args::Args;
 use crate::fillers::Fillers;
-use crate::import::{parse_revision, ImportBench};
-use crate::plain::{HostForwarding, IptablesChain, PlainPod};
+use crate::import::ImportBench;
+use crate::plain::IptablesChain;
 use crate::report::{Config, Metric, ProgCost, Results, Samples};
-use crate::servers::{AcceptServer, ServerSet, CONNECT_PORT};
 
 /// The agent's pod range: room for 1,000+ endpoints, away from the
 /// testbed's default (10.200/16) and per-test ranges (10.201-250.x/24).
@@ -51,54 +53,25 @@ const PLAIN_CLIENT: Ipv4Addr = Ipv4Addr::new(10, 197, 0, 10);
 const PLAIN_SERVER: Ipv4Addr = Ipv4Addr::new(10, 197, 0, 20);
 
 fn main() -> ExitCode {
-    signals::install();
-    let args = match Args::parse(std::env::args().skip(1)) {
-        Ok(args) => args,
-        Err(e) => {
-            eprintln!("{e:#}");
-            return ExitCode::from(2);
-        }
-    };
-    match run(&args) {
-        Ok(()) => ExitCode::SUCCESS,
-        // A measurement cut short by the signal fails in its own way;
-        // the signal is the story.
-        Err(_) if signals::stopped() => {
-            eprintln!("interrupted: everything the bench created is removed");
-            ExitCode::from(130)
-        }
-        Err(e) => {
-            eprintln!("bench failed: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    entry::main(Args::parse, run)
 }
 
 fn run(args: &Args) -> Result<()> {
-    let machine = machine::probe();
+    let machine = Machine::probe();
+    let tools = [
+        machine::tool_version("sockperf", &["--version"]),
+        machine::tool_version("iperf3", &["--version"]),
+        machine::tool_version("iptables", &["--version"]),
+    ];
     let started = Instant::now();
-    step(started, "starting cilium-agent");
-    let agent = Agent::start_with(AgentOptions {
-        ipv4_range: Some(AGENT_RANGE.to_string()),
-        ..Default::default()
-    })?;
-    let results = bench(args, &agent, started);
-    if results.is_err() && !signals::stopped() {
-        eprintln!("---- cilium-agent log tail ----\n{}", agent.log_tail());
-    }
-    let results = results?;
-    let page = report::render(&machine, &results);
-    println!("\n{page}");
-    if let Some(path) = &args.output {
-        std::fs::write(path, &page).with_context(|| format!("cannot write {}", path.display()))?;
-        eprintln!("results written to {}", path.display());
-    }
+    let agent = agent_under_test::start(started, AGENT_RANGE)?;
+    let results = agent_under_test::with_log_tail(&agent, bench(args, &agent, started))?;
+    entry::publish(
+        &report::render(&machine, &tools, &results),
+        args.output.as_deref(),
+    )?;
     step(started, "cleaning up (pods, fillers, agent)");
     Ok(())
-}
-
-fn step(started: Instant, what: &str) {
-    eprintln!("[{:6.1} s] {what}", started.elapsed().as_secs_f64());
 }
 
 fn bench(args: &Args, agent: &Agent, started: Instant) -> Result<Results> {
@@ -108,7 +81,7 @@ fn bench(args: &Args, agent: &Agent, started: Instant) -> Result<Results> {
         seconds: args.seconds,
         ..Default::default()
     };
-    let agent_pid = machine::agent_pid(agent.socket())?;
+    let agent_pid = process_table::agent_pid(agent.socket())?;
 
     step(
         started,
@@ -142,8 +115,7 @@ fn bench(args: &Args, agent: &Agent, started: Instant) -> Result<Results> {
     let steady_file = agent.temp_dir().join("steady.json");
     std::fs::write(&steady_file, policies::steady_state(args.ports_per_filler))?;
     let t = Instant::now();
-    let out = agent.cli_ok(&["policy", "import", &steady_file.display().to_string()])?;
-    let revision = parse_revision(&out)?;
+    let revision = policy_import::import_file(agent, &steady_file)?;
     server.wait_for_policy_revision(agent, revision, Duration::from_secs(300))?;
     results.setup.steady_import = t.elapsed();
     let policy_dump = agent.cli_ok(&["bpf", "policy", "get", &server.endpoint_id().to_string()])?;
@@ -180,7 +152,7 @@ fn bench(args: &Args, agent: &Agent, started: Instant) -> Result<Results> {
         started,
         "creating the plain pods of (a)/(c) and the iptables chain",
     );
-    let _forwarding = HostForwarding::enable()?;
+    let _forwarding = SysctlOverride::set("net.ipv4.ip_forward", "1")?;
     let tag = pid & 0xfffff;
     let plain_client = PlainPod::create(
         &format!("cbench-{pid}-client"),
@@ -240,7 +212,7 @@ fn bench(args: &Args, agent: &Agent, started: Instant) -> Result<Results> {
         );
         results.imports.push(timing);
     }
-    (results.rss_kib, results.hwm_kib) = machine::memory_kib(agent_pid)?;
+    (results.rss_kib, results.hwm_kib) = procstat::memory_kib(agent_pid)?;
     eprintln!(
         "  agent VmRSS {:.1} MiB (VmHWM {:.1} MiB)",
         results.rss_kib as f64 / 1024.0,
@@ -318,7 +290,7 @@ impl Topology<'_> {
                 };
                 let (client, server) = self.endpoints(config);
                 let s = &mut samples[config.index()];
-                let agent_cpu = profile::CpuMeter::start(self.agent_pid)?;
+                let agent_cpu = CpuMeter::start(self.agent_pid)?;
                 match metric {
                     Metric::Latency => {
                         let l = measure::latency(client, server, duration)?;
@@ -371,7 +343,8 @@ impl Topology<'_> {
                 programs.push((format!("{role} {prog}"), profile::pinned_prog_id(&pin)?));
             }
         }
-        let _stats = profile::BpfStats::enable()?;
+        // Kernel BPF statistics cost a little on every run: only for this pass.
+        let _stats = SysctlOverride::set("kernel.bpf_stats_enabled", "1")?;
         let (client_ns, server_ip) = self.cilium;
         let mut costs = Vec::new();
         for metric in [Metric::Latency, Metric::ConnRate] {

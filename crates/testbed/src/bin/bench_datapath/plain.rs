@@ -1,149 +1,12 @@
-//! The baselines' topology: pods plumbed exactly like the testbed's (netns,
-//! veth, /32 address, default route via a gateway with a static neighbour)
-//! but unknown to the agent, so no BPF program sits on their veths and the
-//! host's routing forwards between them. Configuration (c) adds an
-//! iptables FORWARD chain of 10,000 rules in front of the matching ACCEPT.
+//! Configuration (c): the plain pods (`testbed::bench::PlainPod`, routed by
+//! the host with no BPF program) behind an iptables FORWARD chain of 10,000
+//! rules in front of the matching ACCEPT.
 
 use std::net::Ipv4Addr;
 
 use anyhow::{Context, Result};
-use testbed::{cmd, NetNs};
-
-use crate::procs;
-
-/// A pod without an agent: dropped in reverse order of creation.
-pub struct PlainPod {
-    // Field order is drop order: the host link first, the namespace last.
-    _host_link: LinkGuard,
-    netns: NetNs,
-    ip: Ipv4Addr,
-}
-
-struct LinkGuard(String);
-
-impl Drop for LinkGuard {
-    fn drop(&mut self) {
-        // Deleting one end removes the pair, its routes and neighbours.
-        cmd::run_ignoring_errors("ip", &["link", "del", "dev", &self.0]);
-    }
-}
-
-impl PlainPod {
-    pub fn create(
-        netns_name: &str,
-        host_ifname: &str,
-        ip: Ipv4Addr,
-        gateway: Ipv4Addr,
-    ) -> Result<PlainPod> {
-        let netns = NetNs::create(netns_name)?;
-        netns.sysctl("net.ipv6.conf.all.disable_ipv6", "1")?;
-        netns.sysctl("net.ipv6.conf.default.disable_ipv6", "1")?;
-        let ns = netns.name().to_string();
-        cmd::ip(&[
-            "link",
-            "add",
-            host_ifname,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-            "netns",
-            &ns,
-        ])
-        .with_context(|| format!("plain pod {netns_name}: veth {host_ifname}"))?;
-        let host_link = LinkGuard(host_ifname.to_string());
-        let _ = std::fs::write(
-            format!("/proc/sys/net/ipv6/conf/{host_ifname}/disable_ipv6"),
-            "1",
-        );
-        cmd::ip(&["link", "set", host_ifname, "up"])?;
-        let host_mac = cmd::link_info(None, host_ifname)?.mac;
-        let cidr = format!("{ip}/32");
-        let gw = gateway.to_string();
-        for args in [
-            vec!["-n", &ns, "link", "set", "lo", "up"],
-            vec!["-n", &ns, "link", "set", "eth0", "up"],
-            vec!["-n", &ns, "addr", "add", &cidr, "dev", "eth0"],
-            vec![
-                "-n", &ns, "route", "add", &gw, "dev", "eth0", "scope", "link",
-            ],
-            vec![
-                "-n", &ns, "route", "add", "default", "via", &gw, "dev", "eth0",
-            ],
-            vec![
-                "-n",
-                &ns,
-                "neigh",
-                "replace",
-                &gw,
-                "lladdr",
-                &host_mac,
-                "dev",
-                "eth0",
-                "nud",
-                "permanent",
-            ],
-        ] {
-            cmd::ip(&args).with_context(|| format!("plain pod {netns_name}: eth0"))?;
-        }
-        let pod_mac = cmd::link_info(Some(&ns), "eth0")?.mac;
-        let ip_text = ip.to_string();
-        cmd::ip(&["route", "replace", &cidr, "dev", host_ifname])?;
-        // Static, like the gateway inside the pod: no ARP in any measurement.
-        cmd::ip(&[
-            "neigh",
-            "replace",
-            &ip_text,
-            "lladdr",
-            &pod_mac,
-            "dev",
-            host_ifname,
-            "nud",
-            "permanent",
-        ])?;
-        Ok(PlainPod {
-            _host_link: host_link,
-            netns,
-            ip,
-        })
-    }
-
-    pub fn namespace(&self) -> &NetNs {
-        &self.netns
-    }
-
-    pub fn ip(&self) -> Ipv4Addr {
-        self.ip
-    }
-}
-
-const IP_FORWARD: &str = "/proc/sys/net/ipv4/ip_forward";
-
-/// `net.ipv4.ip_forward=1` in the host namespace for the run; the previous
-/// value comes back on drop.
-pub struct HostForwarding {
-    previous: String,
-}
-
-impl HostForwarding {
-    pub fn enable() -> Result<HostForwarding> {
-        let previous = std::fs::read_to_string(IP_FORWARD)
-            .with_context(|| format!("cannot read {IP_FORWARD}"))?
-            .trim()
-            .to_string();
-        std::fs::write(IP_FORWARD, "1").with_context(|| format!("cannot write {IP_FORWARD}"))?;
-        Ok(HostForwarding { previous })
-    }
-}
-
-impl Drop for HostForwarding {
-    fn drop(&mut self) {
-        if let Err(e) = std::fs::write(IP_FORWARD, &self.previous) {
-            eprintln!("cannot restore {IP_FORWARD} to {}: {e}", self.previous);
-        }
-    }
-}
+use testbed::bench::tools;
+use testbed::cmd;
 
 /// The chain holding configuration (c)'s rules. Named so that a leftover of
 /// a crashed run is recognisably ours (bench/run.sh removes it too).
@@ -187,7 +50,7 @@ impl IptablesChain {
                 CHAIN.into(),
             ],
         };
-        procs::run_with_stdin("iptables-restore", &["--noflush"], &script)
+        tools::run_with_stdin("iptables-restore", &["--noflush"], &script)
             .context("loading the iptables baseline chain")?;
         Ok(chain)
     }

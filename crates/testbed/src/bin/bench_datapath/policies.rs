@@ -14,7 +14,7 @@
 
 use serde_json::{json, Value};
 
-use crate::servers::{CONNECT_PORT, IPERF_PORT, SOCKPERF_PORT};
+use testbed::bench::servers::{CONNECT_PORT, IPERF_PORT, SOCKPERF_PORT};
 
 pub const PROBE_PORT: u16 = 7001;
 /// Rule label of the imported set, to delete it again between repetitions.

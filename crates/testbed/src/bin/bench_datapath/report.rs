@@ -5,6 +5,9 @@
 use std::fmt::Write;
 use std::time::Duration;
 
+use testbed::bench::stats::{advantage, median};
+use testbed::bench::Machine;
+
 use crate::import::ImportTiming;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,29 +101,6 @@ pub struct Results {
     pub seconds: u64,
 }
 
-pub struct Machine {
-    pub date: String,
-    pub cpus: usize,
-    pub cpu_model: String,
-    pub kernel: String,
-    pub load: String,
-    pub tools: Vec<String>,
-}
-
-pub fn median(values: &[f64]) -> f64 {
-    if values.is_empty() {
-        return f64::NAN;
-    }
-    let mut v = values.to_vec();
-    v.sort_by(|a, b| a.total_cmp(b));
-    let mid = v.len() / 2;
-    if v.len() % 2 == 1 {
-        v[mid]
-    } else {
-        (v[mid - 1] + v[mid]) / 2.0
-    }
-}
-
 fn verdict(ok: bool) -> &'static str {
     if ok {
         "met"
@@ -138,9 +118,8 @@ fn row(
     lower_is_better: bool,
     vs_iptables_target: Option<f64>,
 ) {
-    let perf = |x: f64, y: f64| if lower_is_better { y / x } else { x / y };
-    let b_vs_a = perf(b, a);
-    let b_vs_c = perf(b, c);
+    let b_vs_a = advantage(b, a, lower_is_better);
+    let b_vs_c = advantage(b, c, lower_is_better);
     let c_cell = match vs_iptables_target {
         Some(t) => format!("{b_vs_c:.2}× ({} ≥ {t}×)", verdict(b_vs_c >= t)),
         None => format!("{b_vs_c:.2}× (no target)"),
@@ -152,7 +131,8 @@ fn row(
     );
 }
 
-pub fn render(machine: &Machine, r: &Results) -> String {
+/// `tools`: the versions of sockperf, iperf3 and iptables.
+pub fn render(machine: &Machine, tools: &[String], r: &Results) -> String {
     let mut out = String::new();
     let med =
         |f: fn(&Samples) -> &Vec<f64>| -> [f64; 3] { [0, 1, 2].map(|i| median(f(&r.samples[i]))) };
@@ -160,9 +140,12 @@ pub fn render(machine: &Machine, r: &Results) -> String {
     let _ = writeln!(
         out,
         "Machine: {} × {}, Linux {}; load average at start: {}.  ",
-        machine.cpus, machine.cpu_model, machine.kernel, machine.load
+        machine.cpus,
+        machine.cpu_model,
+        machine.kernel,
+        machine.load_1_5_15()
     );
-    let _ = writeln!(out, "Tools: {}.  ", machine.tools.join("; "));
+    let _ = writeln!(out, "Tools: {}.  ", tools.join("; "));
     let _ = writeln!(
         out,
         "Run: {} rounds, configurations interleaved within each round (order rotated per round), {} s per measurement; medians over rounds.\n",
@@ -361,13 +344,6 @@ fn render_control_plane(out: &mut String, r: &Results) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn median_of_odd_and_even() {
-        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
-        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
-        assert!(median(&[]).is_nan());
-    }
 
     #[test]
     fn ratios_favour_b_above_one() {

@@ -5,6 +5,8 @@
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
+use testbed::bench::stats::nearest_rank;
+use testbed::bench::tools;
 use testbed::NetNs;
 
 /// One measurement of one setup.
@@ -63,29 +65,18 @@ pub fn h2load(netns: &NetNs, url: &str, shape: Shape, log: &Path) -> Result<Load
         parse_h2load(&text).with_context(|| format!("cannot read h2load's output:\n{text}"))?;
     let log_text = std::fs::read_to_string(log)
         .with_context(|| format!("cannot read h2load's log {}", log.display()))?;
-    let mut latencies = parse_h2load_log(&log_text);
+    let latencies = parse_h2load_log(&log_text);
     if latencies.is_empty() {
         bail!("h2load's log {} holds no requests", log.display());
     }
-    result.p50_us = quantile(&mut latencies, 0.5);
-    result.p99_us = quantile(&mut latencies, 0.99);
+    result.p50_us = nearest_rank(&latencies, 0.5);
+    result.p99_us = nearest_rank(&latencies, 0.99);
     Ok(result)
 }
 
 fn run(netns: &NetNs, args: &[&str]) -> Result<String> {
-    let out = netns.exec(args)?;
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    if !out.status.success() {
-        bail!(
-            "`{}` in netns {} failed ({}): {}{}",
-            args.join(" "),
-            netns.name(),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim(),
-            stdout.trim()
-        );
-    }
-    Ok(stdout)
+    let out = tools::run_in(netns, args)?;
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// wrk's summary: `Requests/sec:`, the `--latency` distribution, the
@@ -197,16 +188,6 @@ pub fn parse_h2load_log(text: &str) -> Vec<f64> {
         .collect()
 }
 
-/// The `q` quantile (nearest rank) of `values`; NaN when empty.
-pub fn quantile(values: &mut [f64], q: f64) -> f64 {
-    if values.is_empty() {
-        return f64::NAN;
-    }
-    values.sort_by(f64::total_cmp);
-    let rank = ((values.len() as f64 * q).ceil() as usize).clamp(1, values.len());
-    values[rank - 1]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -265,10 +246,8 @@ status codes: 60370 2xx, 0 3xx, 2 4xx, 0 5xx
     }
 
     #[test]
-    fn reads_h2load_log_and_quantiles() {
-        let mut v = parse_h2load_log("1795702739413058\t200\t428\n1\t200\t100\nbad line\n");
-        assert_eq!(v.len(), 2);
-        assert_eq!(quantile(&mut v, 0.5), 100.0);
-        assert_eq!(quantile(&mut v, 0.99), 428.0);
+    fn reads_h2load_log() {
+        let v = parse_h2load_log("1795702739413058\t200\t428\n1\t200\t100\nbad line\n");
+        assert_eq!(v, vec![428.0, 100.0]);
     }
 }

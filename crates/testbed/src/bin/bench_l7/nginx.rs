@@ -4,15 +4,13 @@
 //! the master (fast shutdown), SIGKILL to master and workers if it lingers.
 
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use testbed::bench::{process_table, tools};
 use testbed::NetNs;
-
-use crate::cpu;
 
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 const STOP_GRACE: Duration = Duration::from_secs(3);
@@ -157,15 +155,8 @@ impl Nginx {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        // SAFETY: prctl is async-signal-safe. nsenter execs nginx in place,
-        // so a bench killed without running Drop still stops the master
-        // (which stops its workers).
-        unsafe {
-            command.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-                Ok(())
-            });
-        }
+        // The master stops its workers.
+        tools::stop_with_parent(&mut command, libc::SIGTERM);
         let master = command
             .spawn()
             .with_context(|| format!("cannot start nginx ({what}); is it installed?"))?;
@@ -203,7 +194,7 @@ impl Nginx {
                     TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
                 })
             })?;
-            self.workers = cpu::children_of(self.master.id());
+            self.workers = process_table::children_of(self.master.id());
             if all_up && self.workers.len() >= workers {
                 return Ok(());
             }

@@ -5,7 +5,9 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use crate::load::{quantile, LoadResult, Shape};
+use testbed::bench::stats::{min_max, nearest_rank, round_ratios};
+
+use crate::load::{LoadResult, Shape};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Setup {
@@ -70,8 +72,8 @@ impl Series {
     }
 
     fn median(&self, setup: Setup, value: impl Fn(&Sample) -> f64) -> f64 {
-        let mut v: Vec<f64> = self.of(setup).map(value).collect();
-        quantile(&mut v, 0.5)
+        let v: Vec<f64> = self.of(setup).map(value).collect();
+        nearest_rank(&v, 0.5)
     }
 
     pub fn rate(&self, setup: Setup) -> f64 {
@@ -88,9 +90,7 @@ impl Series {
 
     fn rate_range(&self, setup: Setup) -> (f64, f64) {
         let rates: Vec<f64> = self.of(setup).map(|s| s.load.requests_per_second).collect();
-        let min = rates.iter().copied().fold(f64::INFINITY, f64::min);
-        let max = rates.iter().copied().fold(0.0, f64::max);
-        (min, max)
+        min_max(&rates)
     }
 
     fn bad(&self, setup: Setup) -> u64 {
@@ -100,18 +100,16 @@ impl Series {
     /// Median over rounds of `a`'s rate over `b`'s in the same round: load
     /// from other work on the machine drifts less within a round.
     fn paired_ratio(&self, a: Setup, b: Setup) -> f64 {
-        let mut ratios: Vec<f64> = (0..self.rounds)
-            .filter_map(|round| {
-                let rate = |setup: Setup| {
-                    self.samples
-                        .iter()
-                        .find(|s| s.setup == setup && s.round == round)
-                        .map(|s| s.load.requests_per_second)
-                };
-                Some(rate(a)? / rate(b)?.max(1e-9))
-            })
-            .collect();
-        quantile(&mut ratios, 0.5)
+        let rate = |setup: Setup, round: usize| {
+            self.samples
+                .iter()
+                .find(|s| s.setup == setup && s.round == round)
+                .map(|s| s.load.requests_per_second)
+        };
+        nearest_rank(
+            &round_ratios(self.rounds, |r| rate(a, r), |r| rate(b, r)),
+            0.5,
+        )
     }
 
     /// Median share of one core that tracked process `index` used.

@@ -5,11 +5,10 @@
 //! during the baseline's rounds. Every chain is named `CBLB-*` and removed
 //! on drop (bench/lb/run.sh sweeps them after a SIGKILL).
 
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
+use testbed::bench::tools;
 use testbed::cmd;
 
 use crate::catalog::ServiceDef;
@@ -62,28 +61,9 @@ pub fn script(services: &[ServiceDef]) -> String {
     format!("*nat\n{decls}{rules}COMMIT\n")
 }
 
+/// One `iptables-restore --noflush` transaction of the nat-table `script`.
 pub fn restore(script: &str) -> Result<()> {
-    let mut child = Command::new("iptables-restore")
-        .args(["-w", "--noflush"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("cannot run iptables-restore")?;
-    child
-        .stdin
-        .take()
-        .context("iptables-restore stdin")?
-        .write_all(script.as_bytes())?;
-    let out = child.wait_with_output()?;
-    if !out.status.success() {
-        bail!(
-            "iptables-restore failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
+    tools::run_with_stdin("iptables-restore", &["-w", "--noflush"], script)
 }
 
 /// Owns the `CBLB-*` chains while the bench runs.

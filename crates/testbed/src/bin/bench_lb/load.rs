@@ -9,6 +9,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use testbed::bench::signals;
 use testbed::NetNs;
 
 /// Accept loops on `ports` in `netns`; stopped on drop.
@@ -78,7 +79,7 @@ pub fn run(netns: &NetNs, target: SocketAddrV4, duration: Duration) -> Result<Ru
         let addr = SocketAddr::V4(target);
         let mut out = Run::default();
         let started = Instant::now();
-        while started.elapsed() < duration && !crate::signals::stopped() {
+        while started.elapsed() < duration && !signals::stopped() {
             let t0 = Instant::now();
             match transaction(&addr) {
                 Ok(()) => {
@@ -118,28 +119,4 @@ fn transaction(addr: &SocketAddr) -> std::io::Result<()> {
         );
     }
     Ok(())
-}
-
-/// The `q`-quantile (0..=1) of `values` (sorted in place).
-pub fn quantile(values: &mut [f64], q: f64) -> f64 {
-    if values.is_empty() {
-        return f64::NAN;
-    }
-    values.sort_by(|a, b| a.total_cmp(b));
-    let i = ((values.len() - 1) as f64 * q).round() as usize;
-    values[i]
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn quantiles() {
-        let mut v: Vec<f64> = (1..=100).map(f64::from).collect();
-        v.reverse();
-        assert_eq!(quantile(&mut v, 0.5), 51.0);
-        assert_eq!(quantile(&mut v, 0.99), 99.0);
-        assert!(quantile(&mut [], 0.5).is_nan());
-    }
 }

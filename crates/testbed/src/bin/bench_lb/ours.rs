@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use api::{BackendAddress, Client, FrontendAddress, ServiceFlags, ServiceSpec};
+use testbed::bench::signals;
 
 use crate::catalog::ServiceDef;
 
@@ -39,7 +40,7 @@ pub fn put_all(client: &Client, services: &[ServiceDef]) -> Result<Duration> {
         client
             .service_put(s.id, &spec(s))
             .with_context(|| format!("PUT /v1/service/{}", s.id))?;
-        crate::signals::check()?;
+        signals::check()?;
     }
     Ok(started.elapsed())
 }

@@ -4,7 +4,9 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use crate::load::{quantile, Run};
+use testbed::bench::stats::{min_max, quantile};
+
+use crate::load::Run;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Variant {
@@ -60,8 +62,8 @@ impl SizeResult {
 
     /// Median connection rate over the rounds.
     pub fn rate(&self, v: Variant) -> f64 {
-        let mut rates: Vec<f64> = self.runs_of(v).map(Run::rate).collect();
-        quantile(&mut rates, 0.5)
+        let rates: Vec<f64> = self.runs_of(v).map(Run::rate).collect();
+        quantile(&rates, 0.5)
     }
 
     /// Median over rounds of the eBPF rate divided by the rate of the
@@ -70,27 +72,25 @@ impl SizeResult {
     pub fn normalized_ebpf(&self) -> f64 {
         let ebpf: Vec<f64> = self.runs_of(Variant::Ebpf).map(Run::rate).collect();
         let reference: Vec<f64> = self.runs_of(Variant::DirectCilium).map(Run::rate).collect();
-        let mut ratios: Vec<f64> = ebpf
+        let ratios: Vec<f64> = ebpf
             .iter()
             .zip(&reference)
             .map(|(e, r)| e / r.max(1e-9))
             .collect();
-        quantile(&mut ratios, 0.5)
+        quantile(&ratios, 0.5)
     }
 
     fn rate_range(&self, v: Variant) -> (f64, f64) {
         let rates: Vec<f64> = self.runs_of(v).map(Run::rate).collect();
-        let min = rates.iter().copied().fold(f64::INFINITY, f64::min);
-        let max = rates.iter().copied().fold(0.0, f64::max);
-        (min, max)
+        min_max(&rates)
     }
 
     fn latency(&self, v: Variant, q: f64) -> f64 {
-        let mut all: Vec<f64> = self
+        let all: Vec<f64> = self
             .runs_of(v)
             .flat_map(|r| r.latencies_us.iter().copied())
             .collect();
-        quantile(&mut all, q)
+        quantile(&all, q)
     }
 
     fn errors(&self, v: Variant) -> usize {
@@ -99,8 +99,8 @@ impl SizeResult {
 }
 
 pub fn median(d: &[Duration]) -> Duration {
-    let mut v: Vec<f64> = d.iter().map(Duration::as_secs_f64).collect();
-    Duration::from_secs_f64(quantile(&mut v, 0.5).max(0.0))
+    let v: Vec<f64> = d.iter().map(Duration::as_secs_f64).collect();
+    Duration::from_secs_f64(quantile(&v, 0.5).max(0.0))
 }
 
 fn ms(d: Duration) -> String {

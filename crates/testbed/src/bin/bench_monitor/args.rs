@@ -3,7 +3,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Result};
+use testbed::bench::Flags;
 
 use crate::client::Pace;
 
@@ -33,7 +34,7 @@ cilium-bench-monitor [FLAGS]   (root; normally run by bench/monitor/run.sh)
 ";
 
 impl Args {
-    pub fn parse(mut argv: impl Iterator<Item = String>) -> Result<Args> {
+    pub fn parse(argv: impl Iterator<Item = String>) -> Result<Args> {
         let mut args = Args {
             rounds: 5,
             seconds: 4,
@@ -44,28 +45,18 @@ impl Args {
             check_pps: 10_000,
             output: None,
         };
-        while let Some(flag) = argv.next() {
-            if flag == "-h" || flag == "--help" {
-                bail!("{USAGE}");
-            }
-            let value = argv
-                .next()
-                .with_context(|| format!("{flag} needs a value\n\n{USAGE}"))?;
-            let num = || -> Result<u64> {
-                value
-                    .parse()
-                    .with_context(|| format!("{flag}: {value:?} is not a number"))
-            };
-            match flag.as_str() {
-                "--rounds" => args.rounds = num()? as usize,
-                "--seconds" => args.seconds = num()? as u32,
-                "--flood-pps" => args.flood_pps = Some(num()?).filter(|n| *n > 0),
-                "--slow-bytes" => args.slow_bytes = num()? as usize,
-                "--slow-every-ms" => args.slow_every_ms = num()?,
-                "--check-packets" => args.check_packets = num()?,
-                "--check-pps" => args.check_pps = num()?,
-                "--output" => args.output = Some(PathBuf::from(value)),
-                other => bail!("unknown flag {other:?}\n\n{USAGE}"),
+        let mut flags = Flags::new(argv, USAGE);
+        while let Some(flag) = flags.next_flag()? {
+            match flag.name.as_str() {
+                "--rounds" => args.rounds = flag.number()?,
+                "--seconds" => args.seconds = flag.number()?,
+                "--flood-pps" => args.flood_pps = Some(flag.number()?).filter(|n| *n > 0),
+                "--slow-bytes" => args.slow_bytes = flag.number()?,
+                "--slow-every-ms" => args.slow_every_ms = flag.number()?,
+                "--check-packets" => args.check_packets = flag.number()?,
+                "--check-pps" => args.check_pps = flag.number()?,
+                "--output" => args.output = Some(flag.path()),
+                _ => return Err(flag.unknown()),
             }
         }
         ensure!(

@@ -6,7 +6,6 @@
 //! itself stays cheap.
 
 use std::io::Read;
-use std::os::unix::process::CommandExt;
 use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -16,7 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use testbed::Agent;
 
-use crate::procstat;
+use testbed::bench::{procstat, tools};
 
 /// How the client's output is consumed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,14 +146,7 @@ impl MonitorClient {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        // SAFETY: prctl is async-signal-safe. A bench killed without
-        // running Drop takes the client with it.
-        unsafe {
-            command.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
+        tools::stop_with_parent(&mut command, libc::SIGKILL);
         let mut child = command
             .spawn()
             .context("cannot start `cilium monitor -o json`")?;
@@ -210,7 +202,7 @@ impl MonitorClient {
     pub fn reader_cpu_seconds(&self) -> f64 {
         match self.reader_tid.load(Ordering::Relaxed) {
             0 => 0.0,
-            tid => procstat::own_thread_cpu_seconds(tid),
+            tid => procstat::own_thread_cpu_seconds(tid).unwrap_or(0.0),
         }
     }
 

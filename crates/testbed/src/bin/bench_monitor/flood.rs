@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use testbed::NetNs;
 
-use crate::procstat;
+use testbed::bench::procstat;
 
 /// The smallest useful datagram: a 60-byte frame on the wire.
 const PAYLOAD: [u8; 18] = *b"cilium-bench-flood";
@@ -101,7 +101,7 @@ impl Flood {
     pub fn cpu_seconds(&self) -> f64 {
         match self.tid.load(Ordering::Relaxed) {
             0 => 0.0,
-            tid => procstat::own_thread_cpu_seconds(tid),
+            tid => procstat::own_thread_cpu_seconds(tid).unwrap_or(0.0),
         }
     }
 

@@ -6,6 +6,8 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use testbed::bench::stats::{min_max, quantile, round_ratios};
+
 use crate::client::Counts;
 use crate::sample::{Config, Sample};
 
@@ -28,35 +30,24 @@ pub struct Report {
     pub total: Duration,
 }
 
-pub fn quantile(values: &mut [f64], q: f64) -> f64 {
-    if values.is_empty() {
-        return f64::NAN;
-    }
-    values.sort_by(|a, b| a.total_cmp(b));
-    let idx = ((values.len() - 1) as f64 * q).round() as usize;
-    values[idx]
-}
-
 impl Report {
     fn of(&self, config: Config) -> impl Iterator<Item = &Sample> {
         self.samples.iter().filter(move |s| s.config == config)
     }
 
     fn median(&self, config: Config, value: impl Fn(&Sample) -> f64) -> f64 {
-        let mut v: Vec<f64> = self.of(config).map(value).collect();
-        quantile(&mut v, 0.5)
+        let v: Vec<f64> = self.of(config).map(value).collect();
+        quantile(&v, 0.5)
     }
 
     fn median_opt(&self, config: Config, value: impl Fn(&Sample) -> Option<f64>) -> Option<f64> {
-        let mut v: Vec<f64> = self.of(config).filter_map(value).collect();
-        (!v.is_empty()).then(|| quantile(&mut v, 0.5))
+        let v: Vec<f64> = self.of(config).filter_map(value).collect();
+        (!v.is_empty()).then(|| quantile(&v, 0.5))
     }
 
     fn range(&self, config: Config, value: impl Fn(&Sample) -> f64) -> (f64, f64) {
         let v: Vec<f64> = self.of(config).map(value).collect();
-        let min = v.iter().copied().fold(f64::INFINITY, f64::min);
-        let max = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        (min, max)
+        min_max(&v)
     }
 
     pub fn gbps(&self, config: Config) -> f64 {
@@ -65,18 +56,16 @@ impl Report {
 
     /// Median over rounds of `a`'s throughput over `b`'s in the same round.
     fn paired_ratio(&self, a: Config, b: Config) -> f64 {
-        let mut ratios: Vec<f64> = (0..self.rounds)
-            .filter_map(|round| {
-                let gbps = |config: Config| {
-                    self.samples
-                        .iter()
-                        .find(|s| s.config == config && s.round == round)
-                        .map(|s| s.gbps)
-                };
-                Some(gbps(a)? / gbps(b)?.max(1e-9))
-            })
-            .collect();
-        quantile(&mut ratios, 0.5)
+        let gbps = |config: Config, round: usize| {
+            self.samples
+                .iter()
+                .find(|s| s.config == config && s.round == round)
+                .map(|s| s.gbps)
+        };
+        quantile(
+            &round_ratios(self.rounds, |r| gbps(a, r), |r| gbps(b, r)),
+            0.5,
+        )
     }
 }
 

@@ -1,6 +1,7 @@
-//! Ctrl-C and SIGTERM become a flag the bench checks between steps, so an
-//! interrupted run still unwinds through every Drop guard (flood thread,
-//! monitor clients, iperf3 server, pods, agent) instead of dying on the spot.
+//! Ctrl-C and SIGTERM become a flag the bench checks between steps and
+//! inside its load loops, so that an interrupted run still unwinds through
+//! every `Drop` guard (agent, pods, veths, iptables rules, servers,
+//! ip_forward) instead of dying on the spot.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -15,7 +16,8 @@ extern "C" fn on_signal(_: libc::c_int) {
 /// Installs the handler for SIGINT and SIGTERM.
 pub fn install() {
     let handler = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
-    // SAFETY: the handler only stores into an atomic (async-signal-safe).
+    // SAFETY: the handler only stores into an atomic, which is
+    // async-signal-safe.
     unsafe {
         libc::signal(libc::SIGINT, handler);
         libc::signal(libc::SIGTERM, handler);

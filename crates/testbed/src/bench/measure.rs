@@ -1,18 +1,17 @@
-//! One measurement each, from the client pod to a server pod: request/
-//! response latency (sockperf ping-pong over TCP), new connections per
-//! second (our own connect/read/close loop) and single-stream throughput
-//! (iperf3).
+//! One measurement each, from a client namespace to a server pod running
+//! a [`ServerSet`](super::servers::ServerSet): request/response latency
+//! (sockperf ping-pong over TCP), new connections per second (our own
+//! connect/read/close loop) and single-stream throughput (iperf3).
 
 use std::io::Read;
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use testbed::NetNs;
 
-use crate::procs;
-use crate::servers::{CONNECT_PORT, IPERF_PORT, SOCKPERF_PORT};
-use crate::signals;
+use super::servers::{CONNECT_PORT, IPERF_PORT, SOCKPERF_PORT};
+use super::{signals, tools};
+use crate::NetNs;
 
 /// sockperf's message size: small requests and responses.
 pub const MESSAGE_BYTES: u32 = 64;
@@ -28,7 +27,7 @@ pub fn latency(client: &NetNs, server: Ipv4Addr, duration: Duration) -> Result<L
     let (ip, port) = (server.to_string(), SOCKPERF_PORT.to_string());
     let secs = duration.as_secs().max(1).to_string();
     let size = MESSAGE_BYTES.to_string();
-    let out = procs::run_in(
+    let out = tools::run_in(
         client,
         &[
             "sockperf",
@@ -73,7 +72,7 @@ pub struct ConnRate {
 
 /// Connects, reads the server's byte and its close, closes; as fast as one
 /// thread can, for `duration`. Each connection is a full handshake, one
-/// data segment and both FINs: for (b) a policy lookup on the first packet
+/// data segment and both FINs: with a policy, a lookup on the first packet
 /// and conntrack entries created and closed.
 pub fn conn_rate(client: &NetNs, server: Ipv4Addr, duration: Duration) -> Result<ConnRate> {
     let addr = SocketAddr::from((server, CONNECT_PORT));
@@ -117,18 +116,28 @@ fn one_connection(addr: SocketAddr) -> bool {
     }
 }
 
-/// iperf3, one TCP stream, the first second (slow start) omitted.
+/// iperf3, one TCP stream for `duration` (whole seconds, at least 1), the
+/// first second (slow start) run on top and omitted; Gbit/s received.
 pub fn throughput_gbps(client: &NetNs, server: Ipv4Addr, duration: Duration) -> Result<f64> {
     let (ip, port) = (server.to_string(), IPERF_PORT.to_string());
     let secs = duration.as_secs().max(1).to_string();
-    let out = procs::run_in(
-        client,
-        &[
-            "iperf3", "-c", &ip, "-p", &port, "-t", &secs, "-O", "1", "-J",
-        ],
-    )?;
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .with_context(|| "iperf3 -J printed no JSON".to_string())?;
+    let out = client.exec(&[
+        "iperf3", "-c", &ip, "-p", &port, "-t", &secs, "-O", "1", "-J",
+    ])?;
+    // With -J, iperf3 reports its failures inside the JSON too.
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).with_context(|| {
+        format!(
+            "iperf3 -J printed no JSON (exit {}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )
+    })?;
+    if let Some(error) = json["error"].as_str() {
+        bail!("iperf3 to {ip}:{port} failed: {error}");
+    }
+    if !out.status.success() {
+        bail!("iperf3 to {ip}:{port} failed ({}): {json}", out.status);
+    }
     let bps = json["end"]["sum_received"]["bits_per_second"]
         .as_f64()
         .with_context(|| format!("no end.sum_received.bits_per_second in {json}"))?;

@@ -1,6 +1,6 @@
-//! What the client talks to in each server pod: sockperf and iperf3 as
-//! real tools, plus our own accept-and-close listener for the connection
-//! rate and the enforcement probe.
+//! What a client talks to in a server pod: sockperf and iperf3 as real
+//! tools, plus our own accept-and-close listener for the connection rate
+//! and enforcement probes.
 
 use std::io::Write;
 use std::net::{Ipv4Addr, TcpListener};
@@ -11,9 +11,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use testbed::NetNs;
 
-use crate::procs::NsProcess;
+use super::tools::NsProcess;
+use crate::NetNs;
 
 pub const SOCKPERF_PORT: u16 = 11111;
 pub const IPERF_PORT: u16 = 5201;
@@ -103,7 +103,7 @@ impl ServerSet {
 }
 
 /// Waits until `ss` shows a TCP listener on every port inside `netns`.
-fn wait_listening(netns: &NetNs, ports: &[u16]) -> Result<()> {
+pub fn wait_listening(netns: &NetNs, ports: &[u16]) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let out = netns.exec(&["ss", "-Htln"])?;

@@ -1,19 +1,23 @@
-//! Pods the agent does not know: a namespace with a veth, a /32 address and
-//! a default route via a gateway with a static neighbour, like the
-//! testbed's pods but with no BPF program on the host side. The server and
-//! the kube-proxy variant's client live here, so iptables sees their
-//! traffic in the host's forwarding path.
+//! Pods the agent does not know, for the benches' baselines: a namespace
+//! with a veth, a /32 address and a default route via a gateway with a
+//! static neighbour, plumbed like the testbed's pods but with no BPF program
+//! on the host side, so the host's routing (and iptables) forwards their
+//! traffic. The host needs `net.ipv4.ip_forward=1` (see
+//! [`SysctlOverride`](super::sysctl_override::SysctlOverride)).
 
 use std::net::Ipv4Addr;
 
 use anyhow::{Context, Result};
-use testbed::{cmd, NetNs};
 
+use crate::{cmd, NetNs};
+
+/// A pod without an agent: dropped in reverse order of creation.
 pub struct PlainPod {
     // Field order is drop order: the host link first, the namespace last.
     _host_link: LinkGuard,
     netns: NetNs,
     host_ifname: String,
+    ip: Ipv4Addr,
 }
 
 struct LinkGuard(String);
@@ -26,6 +30,8 @@ impl Drop for LinkGuard {
 }
 
 impl PlainPod {
+    /// IPv6 is off on both ends: no router solicitations or DAD on the
+    /// link while something is measured.
     pub fn create(
         netns_name: &str,
         host_ifname: &str,
@@ -50,6 +56,10 @@ impl PlainPod {
         ])
         .with_context(|| format!("plain pod {netns_name}: veth {host_ifname}"))?;
         let host_link = LinkGuard(host_ifname.to_string());
+        let _ = std::fs::write(
+            format!("/proc/sys/net/ipv6/conf/{host_ifname}/disable_ipv6"),
+            "1",
+        );
         cmd::ip(&["link", "set", host_ifname, "up"])?;
         let host_mac = cmd::link_info(None, host_ifname)?.mac;
         let cidr = format!("{ip}/32");
@@ -81,11 +91,13 @@ impl PlainPod {
             cmd::ip(&args).with_context(|| format!("plain pod {netns_name}: eth0"))?;
         }
         let pod_mac = cmd::link_info(Some(&ns), "eth0")?.mac;
+        let ip_text = ip.to_string();
         cmd::ip(&["route", "replace", &cidr, "dev", host_ifname])?;
+        // Static, like the gateway inside the pod: no ARP in any measurement.
         cmd::ip(&[
             "neigh",
             "replace",
-            &ip.to_string(),
+            &ip_text,
             "lladdr",
             &pod_mac,
             "dev",
@@ -93,12 +105,11 @@ impl PlainPod {
             "nud",
             "permanent",
         ])?;
-        // Many short connections: the whole port range, and no waiting.
-        netns.sysctl("net.ipv4.ip_local_port_range", "1024 65535")?;
         Ok(PlainPod {
             _host_link: host_link,
             netns,
             host_ifname: host_ifname.to_string(),
+            ip,
         })
     }
 
@@ -109,30 +120,8 @@ impl PlainPod {
     pub fn host_ifname(&self) -> &str {
         &self.host_ifname
     }
-}
 
-const IP_FORWARD: &str = "/proc/sys/net/ipv4/ip_forward";
-
-/// `net.ipv4.ip_forward=1` for the run; the previous value comes back on drop.
-pub struct HostForwarding {
-    previous: String,
-}
-
-impl HostForwarding {
-    pub fn enable() -> Result<HostForwarding> {
-        let previous = std::fs::read_to_string(IP_FORWARD)
-            .with_context(|| format!("cannot read {IP_FORWARD}"))?
-            .trim()
-            .to_string();
-        std::fs::write(IP_FORWARD, "1").with_context(|| format!("cannot write {IP_FORWARD}"))?;
-        Ok(HostForwarding { previous })
-    }
-}
-
-impl Drop for HostForwarding {
-    fn drop(&mut self) {
-        if let Err(e) = std::fs::write(IP_FORWARD, &self.previous) {
-            eprintln!("cannot restore {IP_FORWARD} to {}: {e}", self.previous);
-        }
+    pub fn ip(&self) -> Ipv4Addr {
+        self.ip
     }
 }

@@ -1,11 +1,14 @@
-//! Long-running tools (sockperf and iperf3 servers) inside a namespace,
-//! stopped on drop, and one-shot tools run to completion.
+//! The external tools a bench runs: long-running servers (sockperf,
+//! iperf3) inside a namespace, stopped on drop, and one-shot commands run
+//! to completion.
 
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use testbed::NetNs;
+
+use crate::NetNs;
 
 /// A process started with `nsenter --net=`; SIGTERM then SIGKILL on drop.
 pub struct NsProcess {
@@ -53,7 +56,22 @@ impl Drop for NsProcess {
     }
 }
 
-/// Runs `args` inside `netns` to completion; fails unless it exits 0.
+/// Has the kernel send `signal` to the program `command` starts when the
+/// spawning thread exits: a bench killed without running `Drop` takes it
+/// along. (`nsenter` execs the program in place, so this reaches it too.)
+pub fn stop_with_parent(command: &mut Command, signal: libc::c_int) {
+    // SAFETY: prctl is async-signal-safe; it only asks the kernel to signal
+    // the child when the spawning thread exits.
+    unsafe {
+        command.pre_exec(move || {
+            libc::prctl(libc::PR_SET_PDEATHSIG, signal);
+            Ok(())
+        });
+    }
+}
+
+/// Runs `args` inside `netns` to completion; fails unless it exits 0, with
+/// everything it printed.
 pub fn run_in(netns: &NetNs, args: &[&str]) -> Result<Output> {
     let out = netns.exec(args)?;
     if !out.status.success() {
