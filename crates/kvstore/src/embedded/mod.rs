@@ -25,6 +25,8 @@ use state::{Change, State};
 
 /// How often expired leases are reaped.
 const REAP_INTERVAL: Duration = Duration::from_millis(50);
+/// How long the writer waits after a change for more to come.
+const COALESCE: Duration = Duration::from_millis(50);
 /// File name used inside the directory given to [`Embedded::persistent`].
 pub const STORE_FILE: &str = "kvstore.json";
 
@@ -121,6 +123,8 @@ impl Drop for Embedded {
 async fn write_behind(state: Weak<Mutex<State>>, path: PathBuf, wake: Arc<Notify>) {
     loop {
         wake.notified().await;
+        // Let a burst finish: its changes go out in one write.
+        tokio::time::sleep(COALESCE).await;
         let Some(state) = state.upgrade() else { return };
         let (keys, revision) = {
             let state = state.lock().unwrap_or_else(|poison| poison.into_inner());

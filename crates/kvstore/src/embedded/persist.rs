@@ -60,8 +60,8 @@ pub(crate) fn save(path: &Path, keys: BTreeMap<String, Vec<u8>>, revision: Revis
             (key, value)
         })
         .collect();
-    let json = serde_json::to_vec_pretty(&StoreFile { revision, keys })
-        .expect("store file always serializes");
+    let json =
+        serde_json::to_vec(&StoreFile { revision, keys }).expect("store file always serializes");
     let tmp = path.with_extension("json.tmp");
     let write = || -> io::Result<()> {
         if let Some(dir) = path.parent() {
