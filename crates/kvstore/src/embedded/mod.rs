@@ -1,10 +1,6 @@
 //! The embedded backend: an in-process, in-memory store with etcd's semantics
 //! (revisions, leases that expire, resumable prefix watches), for a single node.
-//! Optionally persists its lease-less keys to a JSON file, behind the writes:
-//! a mutation wakes a writer task, and changes made while it writes coalesce
-//! into its next write, so a burst of puts (10,000 services) costs a few
-//! file writes rather than one whole-store rewrite each. Dropping the store
-//! writes what is pending.
+//! Optionally persists its lease-less keys to a JSON file.
 
 mod persist;
 mod state;
@@ -13,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
-use tokio::sync::{broadcast, mpsc, Notify};
+use tokio::sync::{broadcast, mpsc};
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
@@ -25,8 +21,6 @@ use state::{Change, State};
 
 /// How often expired leases are reaped.
 const REAP_INTERVAL: Duration = Duration::from_millis(50);
-/// How long the writer waits after a change for more to come.
-const COALESCE: Duration = Duration::from_millis(50);
 /// File name used inside the directory given to [`Embedded::persistent`].
 pub const STORE_FILE: &str = "kvstore.json";
 
@@ -34,16 +28,8 @@ pub const STORE_FILE: &str = "kvstore.json";
 #[derive(Debug)]
 pub struct Embedded {
     state: Arc<Mutex<State>>,
-    persister: Option<Persister>,
+    persist_to: Option<PathBuf>,
     reaper: AbortHandle,
-}
-
-/// The task that writes the store file after changes.
-#[derive(Debug)]
-struct Persister {
-    path: PathBuf,
-    wake: Arc<Notify>,
-    task: AbortHandle,
 }
 
 impl Embedded {
@@ -62,19 +48,9 @@ impl Embedded {
     fn with_state(state: State, persist_to: Option<PathBuf>) -> Self {
         let state = Arc::new(Mutex::new(state));
         let reaper = tokio::spawn(reap_expired_leases(Arc::downgrade(&state))).abort_handle();
-        let persister = persist_to.map(|path| {
-            let wake = Arc::new(Notify::new());
-            let task = tokio::spawn(write_behind(
-                Arc::downgrade(&state),
-                path.clone(),
-                wake.clone(),
-            ))
-            .abort_handle();
-            Persister { path, wake, task }
-        });
         Embedded {
             state,
-            persister,
+            persist_to,
             reaper,
         }
     }
@@ -85,12 +61,12 @@ impl Embedded {
             .unwrap_or_else(|poison| poison.into_inner())
     }
 
-    /// Runs a mutation; the writer persists it when a lease-less key changed.
+    /// Runs a mutation and persists the result when a lease-less key changed.
     fn mutate<T>(&self, change: impl FnOnce(&mut State) -> Result<T>) -> Result<T> {
         let mut state = self.lock();
         let result = change(&mut state);
-        if let (true, Some(persister)) = (state.take_durable_changed(), &self.persister) {
-            persister.wake.notify_one();
+        if let (true, Some(path)) = (state.take_durable_changed(), &self.persist_to) {
+            persist::save(path, state.durable_keys(), state.revision())?;
         }
         result
     }
@@ -105,39 +81,6 @@ impl Default for Embedded {
 impl Drop for Embedded {
     fn drop(&mut self) {
         self.reaper.abort();
-        if let Some(persister) = &self.persister {
-            persister.task.abort();
-            let (keys, revision) = {
-                let state = self.lock();
-                (state.durable_keys(), state.revision())
-            };
-            if let Err(e) = persist::save(&persister.path, keys, revision) {
-                eprintln!("kvstore: {e}");
-            }
-        }
-    }
-}
-
-/// Writes the store file whenever woken; wake-ups during a write make one
-/// more write with everything changed meanwhile.
-async fn write_behind(state: Weak<Mutex<State>>, path: PathBuf, wake: Arc<Notify>) {
-    loop {
-        wake.notified().await;
-        // Let a burst finish: its changes go out in one write.
-        tokio::time::sleep(COALESCE).await;
-        let Some(state) = state.upgrade() else { return };
-        let (keys, revision) = {
-            let state = state.lock().unwrap_or_else(|poison| poison.into_inner());
-            (state.durable_keys(), state.revision())
-        };
-        drop(state);
-        let path = path.clone();
-        let saved = tokio::task::spawn_blocking(move || persist::save(&path, keys, revision)).await;
-        match saved {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => eprintln!("kvstore: {e}"),
-            Err(e) => eprintln!("kvstore: writing the store file: {e}"),
-        }
     }
 }
 
@@ -287,8 +230,8 @@ impl Backend for Embedded {
 
     fn status(&self) -> BoxFuture<'_, Result<String>> {
         let state = self.lock();
-        let persisted = match &self.persister {
-            Some(persister) => format!(", persisted to {}", persister.path.display()),
+        let persisted = match &self.persist_to {
+            Some(path) => format!(", persisted to {}", path.display()),
             None => String::new(),
         };
         ready(Ok(format!(
