@@ -5,14 +5,15 @@
 //! Cast (Cilium's Star Wars demo): `deathstar` (org=empire, class=deathstar)
 //! serving HTTP on 80; `tiefighter` (org=empire) and `xwing` (org=alliance).
 
+#[path = "l7/support.rs"]
+mod support;
+
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use testbed::{eventually, Agent, AgentOptions, HttpServer, Monitor, Pod};
-
-const REALIZE_TIMEOUT: Duration = Duration::from_secs(10);
 
 const L4_POLICY: &str = "\
 - endpointSelector:
@@ -80,19 +81,7 @@ impl Galaxy {
     /// Replaces every rule with `policy` and waits until the deathstar
     /// enforces it.
     fn apply(&self, policy: &str) -> Result<()> {
-        self.agent.cli_ok(&["policy", "delete", "--all"])?;
-        let file = self.agent.temp_dir().join("policy.yaml");
-        std::fs::write(&file, policy)?;
-        let out = self
-            .agent
-            .cli_ok(&["policy", "import", &file.display().to_string()])?;
-        let revision = out
-            .lines()
-            .find_map(|l| l.strip_prefix("Revision:"))
-            .and_then(|r| r.trim().parse().ok())
-            .with_context(|| format!("no revision in {out:?}"))?;
-        self.deathstar
-            .wait_for_policy_revision(&self.agent, revision, REALIZE_TIMEOUT)
+        support::apply_policy(&self.agent, &[&self.deathstar], policy)
     }
 
     fn url(&self, path: &str) -> String {
@@ -141,7 +130,8 @@ fn star_wars_l3_l4_then_l7() -> Result<()> {
     let (body, ok) = curl(&galaxy.tiefighter, &["-X", "POST", &landing]);
     ensure!(
         ok && body == "deathstar POST /v1/request-landing\n",
-        "allowed request must arrive unchanged, got {body:?}"
+        "allowed request must arrive unchanged, got {body:?}\n{}",
+        support::proxy_report(&galaxy.agent)
     );
     let exhaust = galaxy.url("/v1/exhaust-port");
     let (body, _) = curl(
