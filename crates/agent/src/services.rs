@@ -215,16 +215,15 @@ impl ServiceTable {
             }
         }
         if let Some(other) = self
-            .services
-            .values()
-            .find(|o| o.frontend == svc.frontend && o.id != svc.id)
+            .by_frontend
+            .get(&svc.frontend)
+            .filter(|other| **other != svc.id)
         {
             return Err(format!(
-                "frontend {}:{}/{} already belongs to service {}",
+                "frontend {}:{}/{} already belongs to service {other}",
                 svc.frontend.ip,
                 svc.frontend.port,
                 proto_name(svc.frontend.proto),
-                other.id
             ));
         }
         // New references first: a backend the update keeps keeps its id, and

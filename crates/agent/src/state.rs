@@ -1,11 +1,15 @@
 //! The agent's state directory: what it must remember across restarts.
-//! Every file is replaced atomically, so a crash never leaves a torn one.
+//! Every file is replaced atomically, so a crash never leaves a torn one;
+//! services, which change one at a time, are a journal that skips a torn tail.
 
 use std::{
     collections::BTreeMap,
     io::Write,
     path::{Path, PathBuf},
+    sync::{Mutex, MutexGuard},
 };
+
+use kvstore::journal::Journal;
 
 use serde::{de::DeserializeOwned, Serialize};
 
@@ -26,11 +30,16 @@ pub enum StateError {
         source: serde_json::Error,
     },
     #[error(transparent)]
+    Journal(#[from] kvstore::KvError),
+    #[error(transparent)]
     Identity(#[from] identity::IdentityError),
 }
 
 pub struct StateDir {
     dir: PathBuf,
+    /// Services change one at a time and can be tens of thousands: a journal
+    /// of changes, not a file per service.
+    services: Mutex<Option<Journal>>,
 }
 
 impl StateDir {
@@ -40,7 +49,10 @@ impl StateDir {
             path: dir.clone(),
             source,
         })?;
-        Ok(StateDir { dir })
+        Ok(StateDir {
+            dir,
+            services: Mutex::new(None),
+        })
     }
 
     pub fn cidr_identities_path(&self) -> PathBuf {
@@ -72,47 +84,46 @@ impl StateDir {
         save(&self.dir.join("policy.json"), repo)
     }
 
-    fn services_dir(&self) -> PathBuf {
-        self.dir.join("services")
+    /// The services journal, opened (and compacted) on first use.
+    fn services(&self) -> Result<MutexGuard<'_, Option<Journal>>, StateError> {
+        let mut journal = self.services.lock().unwrap_or_else(|p| p.into_inner());
+        if journal.is_none() {
+            let path = self.dir.join("services.journal");
+            *journal = Some(Journal::open(&path)?);
+        }
+        Ok(journal)
     }
 
     pub fn load_services(&self) -> Result<Vec<ServiceRecord>, StateError> {
-        let dir = self.services_dir();
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(source) => return Err(StateError::Io { path: dir, source }),
-        };
-        let mut out = Vec::new();
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.extension().is_some_and(|e| e == "json") {
-                out.extend(load::<ServiceRecord>(&path)?);
-            }
-        }
+        let journal = self.services()?;
+        let journal = journal.as_ref().expect("opened above");
+        let mut out = journal
+            .keys()
+            .values()
+            .map(|bytes| serde_json::from_slice::<ServiceRecord>(bytes))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|source| StateError::Corrupt {
+                path: journal.path().to_path_buf(),
+                source,
+            })?;
         out.sort_by_key(|s| s.id);
         Ok(out)
     }
 
-    /// One file per service, renamed into place: a crash of the agent never
-    /// tears it. Not synced to disk: services are cheap to re-add after a
-    /// power loss, and syncing would dominate the cost of adding one.
+    /// One appended line per change, however many services there are.
     pub fn save_service(&self, svc: &ServiceRecord) -> Result<(), StateError> {
-        let dir = self.services_dir();
-        std::fs::create_dir_all(&dir).map_err(|source| StateError::Io {
-            path: dir.clone(),
-            source,
-        })?;
-        write(&dir.join(format!("{}.json", svc.id)), svc, false)
+        let bytes = serde_json::to_vec(svc).expect("services always serialize");
+        self.change_service(svc.id, Some(bytes))
     }
 
     pub fn remove_service(&self, id: u16) -> Result<(), StateError> {
-        let path = self.services_dir().join(format!("{id}.json"));
-        match std::fs::remove_file(&path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(source) => Err(StateError::Io { path, source }),
-        }
+        self.change_service(id, None)
+    }
+
+    fn change_service(&self, id: u16, record: Option<Vec<u8>>) -> Result<(), StateError> {
+        let mut journal = self.services()?;
+        let journal = journal.as_mut().expect("opened above");
+        Ok(journal.apply(vec![(id.to_string(), record)], 0)?)
     }
 
     pub fn load_proxy_ports(&self) -> Result<Option<ProxyPorts>, StateError> {
@@ -150,11 +161,8 @@ fn load<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, StateError> {
     }
 }
 
+/// Temp file, fsync, rename.
 fn save<T: Serialize + ?Sized>(path: &Path, value: &T) -> Result<(), StateError> {
-    write(path, value, true)
-}
-
-fn write<T: Serialize + ?Sized>(path: &Path, value: &T, sync: bool) -> Result<(), StateError> {
     let io = |source| StateError::Io {
         path: path.to_path_buf(),
         source,
@@ -163,8 +171,6 @@ fn write<T: Serialize + ?Sized>(path: &Path, value: &T, sync: bool) -> Result<()
     let bytes = serde_json::to_vec(value).expect("state is always serializable");
     let mut file = std::fs::File::create(&tmp).map_err(io)?;
     file.write_all(&bytes).map_err(io)?;
-    if sync {
-        file.sync_all().map_err(io)?;
-    }
+    file.sync_all().map_err(io)?;
     std::fs::rename(&tmp, path).map_err(io)
 }

@@ -1,10 +1,11 @@
-//! Blocking client for the agent's `/v1` API on its unix socket. One
-//! connection per request (`Connection: close`): the CLI makes few calls and
-//! this keeps the HTTP side trivial.
+//! Blocking client for the agent's `/v1` API on its unix socket. Regular
+//! calls reuse one kept-alive connection (a controller programming thousands
+//! of services pays for connecting once); streams get their own connection.
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
@@ -36,12 +37,17 @@ pub fn resolve_socket(host: Option<&str>, env: Option<&str>) -> PathBuf {
 #[derive(Debug, Clone)]
 pub struct Client {
     socket: PathBuf,
+    /// The connection the last call left open, shared by clones.
+    idle: Arc<Mutex<Option<Connection>>>,
 }
+
+type Connection = BufReader<UnixStream>;
 
 impl Client {
     pub fn new(socket: impl Into<PathBuf>) -> Self {
         Client {
             socket: socket.into(),
+            idle: Arc::default(),
         }
     }
 
@@ -261,9 +267,7 @@ impl Client {
         target: &str,
         body: Option<(&str, Vec<u8>)>,
     ) -> Result<T, ClientError> {
-        let bytes = self
-            .send(method, target, body, Some(REQUEST_TIMEOUT))?
-            .read_to_vec()?;
+        let bytes = self.call(method, target, body)?;
         serde_json::from_slice(&bytes).map_err(|error| ClientError::Decode {
             what: format!("response to {method} {target}"),
             error,
@@ -276,9 +280,58 @@ impl Client {
         target: &str,
         body: Option<(&str, Vec<u8>)>,
     ) -> Result<(), ClientError> {
-        self.send(method, target, body, Some(REQUEST_TIMEOUT))?
-            .read_to_vec()?;
-        Ok(())
+        self.call(method, target, body).map(drop)
+    }
+
+    /// Sends one request and reads the whole answer: the body of a 2xx, or
+    /// the agent's error as [`ClientError::Api`]. Uses the connection the
+    /// previous call left open; if the agent closed it meanwhile (a restart),
+    /// the request goes again on a new one.
+    fn call(
+        &self,
+        method: &str,
+        target: &str,
+        body: Option<(&str, Vec<u8>)>,
+    ) -> Result<Vec<u8>, ClientError> {
+        let (content_type, bytes) = match &body {
+            Some((ct, b)) => (Some(*ct), b.as_slice()),
+            None => (None, &[][..]),
+        };
+        let request = Request {
+            method,
+            target,
+            content_type,
+            body: bytes,
+            keep_alive: true,
+        };
+        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let response = match idle.map(|conn| exchange(conn, &request)) {
+            Some(Err(e)) if closed_while_idle(&e) => exchange(self.connect()?, &request)?,
+            Some(answer) => answer?,
+            None => exchange(self.connect()?, &request)?,
+        };
+        let (status, closing) = (response.status, response.closing);
+        let (raw, conn) = response.body.read_all()?;
+        if let (Some(conn), false) = (conn, closing) {
+            *self.idle.lock().unwrap_or_else(|p| p.into_inner()) = Some(conn);
+        }
+        if (200..300).contains(&status) {
+            return Ok(raw);
+        }
+        Err(ClientError::Api {
+            status,
+            message: error_message(status, &raw),
+        })
+    }
+
+    fn connect(&self) -> Result<Connection, ClientError> {
+        let stream = UnixStream::connect(&self.socket).map_err(|error| ClientError::Connect {
+            path: self.socket.clone(),
+            error,
+        })?;
+        stream.set_read_timeout(Some(REQUEST_TIMEOUT))?;
+        stream.set_write_timeout(Some(REQUEST_TIMEOUT))?;
+        Ok(BufReader::new(stream))
     }
 
     /// Sends one request; returns the body of a 2xx answer, or the agent's
@@ -308,6 +361,7 @@ impl Client {
                 target,
                 content_type,
                 body: bytes,
+                keep_alive: false,
             },
         )?;
         let resp = http::read_response(BufReader::new(stream))?;
@@ -321,6 +375,21 @@ impl Client {
             message: error_message(status, &raw),
         })
     }
+}
+
+/// Writes `request` on `conn` and reads the answer's status and headers.
+fn exchange(
+    mut conn: Connection,
+    request: &Request<'_>,
+) -> std::io::Result<http::Response<Connection>> {
+    http::write_request(conn.get_mut(), request)?;
+    http::read_response(conn)
+}
+
+/// The agent had closed a kept connection before this request reached it.
+fn closed_while_idle(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(e.kind(), UnexpectedEof | ConnectionReset | BrokenPipe)
 }
 
 /// The `message` of an [`ApiError`] body, else the body as text, else a

@@ -1,6 +1,7 @@
-//! Just enough HTTP/1.1 for one request per connection (`Connection: close`):
-//! write a request, read the status line and headers, then expose the body as
-//! a reader that understands Content-Length, chunked encoding, or EOF.
+//! Just enough HTTP/1.1 for the agent's API: write a request, read the status
+//! line and headers, then expose the body as a reader that understands
+//! Content-Length, chunked encoding, or EOF. A connection is kept for the next
+//! request when the body was delimited and neither side asked to close it.
 //!
 //! Hand-written because the client must stay synchronous and tiny; the agent
 //! side uses a real server.
@@ -17,6 +18,8 @@ pub(crate) struct Request<'a> {
     pub target: &'a str,
     pub content_type: Option<&'a str>,
     pub body: &'a [u8],
+    /// Asks the agent to keep the connection open after the response.
+    pub keep_alive: bool,
 }
 
 pub(crate) fn write_request(w: &mut impl Write, req: &Request<'_>) -> io::Result<()> {
@@ -27,8 +30,13 @@ pub(crate) fn write_request(w: &mut impl Write, req: &Request<'_>) -> io::Result
     if let Some(ct) = req.content_type {
         head.push_str(&format!("Content-Type: {ct}\r\n"));
     }
+    let connection = if req.keep_alive {
+        "keep-alive"
+    } else {
+        "close"
+    };
     head.push_str(&format!(
-        "Content-Length: {}\r\nConnection: close\r\n\r\n",
+        "Content-Length: {}\r\nConnection: {connection}\r\n\r\n",
         req.body.len()
     ));
     w.write_all(head.as_bytes())?;
@@ -40,6 +48,8 @@ pub(crate) fn write_request(w: &mut impl Write, req: &Request<'_>) -> io::Result
 pub(crate) struct Response<R> {
     pub status: u16,
     pub body: Body<R>,
+    /// The agent said `Connection: close`.
+    pub closing: bool,
 }
 
 pub(crate) fn read_response<R: BufRead>(mut r: R) -> io::Result<Response<R>> {
@@ -48,6 +58,7 @@ pub(crate) fn read_response<R: BufRead>(mut r: R) -> io::Result<Response<R>> {
 
     let mut content_length = None;
     let mut chunked = false;
+    let mut closing = false;
     loop {
         let line = read_line(&mut r, "header")?;
         if line.is_empty() {
@@ -66,6 +77,10 @@ pub(crate) fn read_response<R: BufRead>(mut r: R) -> io::Result<Response<R>> {
             chunked = value
                 .split(',')
                 .any(|v| v.trim().eq_ignore_ascii_case("chunked"));
+        } else if name.eq_ignore_ascii_case("connection") {
+            closing = value
+                .split(',')
+                .any(|v| v.trim().eq_ignore_ascii_case("close"));
         }
     }
 
@@ -85,6 +100,7 @@ pub(crate) fn read_response<R: BufRead>(mut r: R) -> io::Result<Response<R>> {
     Ok(Response {
         status,
         body: Body { inner: r, framing },
+        closing,
     })
 }
 
@@ -151,10 +167,17 @@ pub(crate) struct Body<R> {
 }
 
 impl<R: BufRead> Body<R> {
-    pub(crate) fn read_to_vec(mut self) -> io::Result<Vec<u8>> {
+    pub(crate) fn read_to_vec(self) -> io::Result<Vec<u8>> {
+        Ok(self.read_all()?.0)
+    }
+
+    /// The whole body, and the connection when the body's end was marked
+    /// (not EOF), so the next response on it can be read.
+    pub(crate) fn read_all(mut self) -> io::Result<(Vec<u8>, Option<R>)> {
         let mut out = Vec::new();
         self.read_to_end(&mut out)?;
-        Ok(out)
+        let reusable = matches!(self.framing, Framing::Done);
+        Ok((out, reusable.then_some(self.inner)))
     }
 
     /// Moves to the next chunk's data; returns false at the last chunk.
@@ -268,6 +291,25 @@ mod tests {
     }
 
     #[test]
+    fn delimited_bodies_leave_the_connection_reusable() {
+        let raw = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 204 No Content\r\n\r\n";
+        let first = read_response(Cursor::new(raw.as_bytes().to_vec())).unwrap();
+        assert!(!first.closing);
+        let (body, rest) = first.body.read_all().unwrap();
+        assert_eq!(body, b"ok");
+        let second = read_response(rest.expect("length-delimited")).unwrap();
+        assert_eq!(second.status, 204);
+
+        let until_eof = read_response(Cursor::new(b"HTTP/1.0 200 OK\n\nx".to_vec())).unwrap();
+        assert!(until_eof.body.read_all().unwrap().1.is_none());
+        let closing = read_response(Cursor::new(
+            b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n".to_vec(),
+        ))
+        .unwrap();
+        assert!(closing.closing);
+    }
+
+    #[test]
     fn no_content_has_no_body() {
         assert!(body_of("HTTP/1.1 204 No Content\r\n\r\n").1.is_empty());
     }
@@ -298,6 +340,7 @@ mod tests {
                 target: "/v1/policy",
                 content_type: Some("application/json"),
                 body: b"[]",
+                keep_alive: false,
             },
         )
         .unwrap();

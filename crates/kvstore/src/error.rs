@@ -37,7 +37,7 @@ pub enum KvError {
     #[error("kvstore session has no lease yet: the store has not been reachable")]
     NoLease,
 
-    #[error("cannot read kvstore file {path}: {reason}")]
+    #[error("journal file {path}: {reason}")]
     Persist { path: PathBuf, reason: String },
 }
 

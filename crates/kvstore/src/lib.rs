@@ -1,6 +1,8 @@
 //! The cluster state store: a [`Backend`] trait with etcd's semantics (revisions,
 //! compare-and-swap, leases, resumable prefix watches) and two implementations: the
 //! in-process [`Embedded`] store (single node, the default) and [`Etcd`] (etcd v3).
+//! [`journal`] is the file the embedded store persists to, a map cheap to change one key
+//! at a time (the agent keeps its services in one too).
 //!
 //! It owns talking to the store, reconnecting, keeping leases alive and re-publishing a
 //! node's leased keys ([`Session`]). It never interprets keys or values: identities,
@@ -13,6 +15,7 @@ pub mod conformance;
 mod embedded;
 mod error;
 mod etcd;
+pub mod journal;
 mod lease;
 mod session;
 mod types;

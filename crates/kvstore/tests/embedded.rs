@@ -129,6 +129,79 @@ async fn lagging_consumer_gets_a_replay() {
     );
 }
 
+/// Each change is one appended line; the file is rewritten as a snapshot when the
+/// lines outgrow it, and a line cut short by a crash is ignored on the next start.
+#[tokio::test]
+async fn journal_replays_changes_compacts_and_ignores_a_torn_tail() {
+    let dir = std::env::temp_dir().join(format!("kvstore-journal-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let file = dir.join(kvstore::STORE_FILE);
+    {
+        let kv = Embedded::persistent(&dir).unwrap();
+        let lease = kv.grant_lease(Duration::from_secs(60)).await.unwrap();
+        for i in 0..100 {
+            kv.set(&format!("svc/{i}"), vec![b'a'; 100], None)
+                .await
+                .unwrap();
+        }
+        // Far more appended bytes than the snapshot: the file must stay small.
+        for round in 0..100u8 {
+            for i in 0..50 {
+                kv.set(&format!("svc/{i}"), vec![b'b' + round % 20; 100], None)
+                    .await
+                    .unwrap();
+            }
+        }
+        for i in 90..100 {
+            kv.delete(&format!("svc/{i}")).await.unwrap();
+        }
+        kv.set("svc/0", b"leased now".to_vec(), Some(lease))
+            .await
+            .unwrap();
+        kv.set("bytes", vec![0xff, 0x00, 0xfe], None).await.unwrap();
+        let size = std::fs::metadata(&file).unwrap().len();
+        assert!(
+            size < 1024 * 1024,
+            "{size} bytes after 5,000 overwrites: the journal was never compacted"
+        );
+        std::mem::forget(kv);
+    }
+    let mut text = std::fs::read(&file).unwrap();
+    text.extend_from_slice(br#"{"revision":99999,"key":"svc/torn","val"#);
+    std::fs::write(&file, text).unwrap();
+
+    let kv = Embedded::persistent(&dir).unwrap();
+    assert_eq!(
+        kv.get("svc/0").await.unwrap(),
+        None,
+        "taken over by a lease"
+    );
+    assert_eq!(
+        kv.get("svc/1").await.unwrap().unwrap().value,
+        vec![b'b' + 99 % 20; 100]
+    );
+    assert_eq!(
+        kv.get("svc/89").await.unwrap().unwrap().value,
+        vec![b'a'; 100]
+    );
+    assert_eq!(kv.get("svc/95").await.unwrap(), None, "deleted");
+    assert_eq!(kv.get("svc/torn").await.unwrap(), None, "torn line ignored");
+    assert_eq!(
+        kv.get("bytes").await.unwrap().unwrap().value,
+        vec![0xff, 0x00, 0xfe]
+    );
+    assert_eq!(kv.list_prefix("svc/").await.unwrap().kvs.len(), 89);
+
+    // A broken line that is not the last one is an error naming the line.
+    drop(kv);
+    let mut text = std::fs::read(&file).unwrap();
+    text.extend_from_slice(b"not json\n{\"revision\":1,\"key\":\"k\"}\n");
+    std::fs::write(&file, text).unwrap();
+    let err = Embedded::persistent(&dir).unwrap_err().to_string();
+    assert!(err.contains("line 2"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// Without dropping the store (a crash keeps no `Drop`), a burst of writes
 /// reaches the file shortly after, whole.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

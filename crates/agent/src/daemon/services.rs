@@ -1,6 +1,7 @@
 //! Services: the API's service specs kept in the service table and
-//! programmed into the datapath's LB maps. Each service is persisted in its
-//! own file, so adding one at 10,000 does not rewrite the others.
+//! programmed into the datapath's LB maps. Each change is one line appended
+//! to the state dir's services journal, so adding one at 10,000 does not
+//! rewrite the others.
 
 use std::{collections::BTreeMap, net::Ipv4Addr};
 
@@ -216,8 +217,9 @@ impl Daemon {
             };
             program(&mut inner.maps.lb, &table, &record, &plan)?;
         }
+        let wanted: std::collections::BTreeSet<Frontend> = table.iter().map(frontend).collect();
         for (f, s) in &kernel {
-            if !table.iter().any(|r| frontend(r) == *f) {
+            if !wanted.contains(f) {
                 inner
                     .maps
                     .lb

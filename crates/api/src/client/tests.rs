@@ -86,8 +86,48 @@ fn healthz_with_content_length() {
     let req = server.join().unwrap();
     assert!(req.starts_with("GET /v1/healthz HTTP/1.1\r\n"), "{req}");
     assert!(req.contains("Host: localhost\r\n"));
-    assert!(req.contains("Connection: close\r\n"));
+    assert!(req.contains("Connection: keep-alive\r\n"));
     assert!(req.contains("Content-Length: 0\r\n"));
+}
+
+/// Reads one request head (the tests' requests carry no body).
+fn read_head(conn: &mut UnixStream) -> Option<String> {
+    let mut req = Vec::new();
+    let mut byte = [0u8; 1];
+    while !req.ends_with(b"\r\n\r\n") {
+        if conn.read(&mut byte).ok()? == 0 {
+            return None;
+        }
+        req.push(byte[0]);
+    }
+    String::from_utf8(req).ok()
+}
+
+#[test]
+fn calls_share_a_kept_connection_and_survive_its_close() {
+    let sock = TempSocket::new();
+    let listener = UnixListener::bind(&sock.0).unwrap();
+    let ok = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n[]";
+    let server = thread::spawn(move || {
+        // First connection: two requests, then the agent "restarts".
+        let (mut conn, _) = listener.accept().unwrap();
+        for _ in 0..2 {
+            read_head(&mut conn).unwrap();
+            conn.write_all(ok.as_bytes()).unwrap();
+        }
+        drop(conn);
+        // The third call finds the kept connection closed and comes back.
+        let (mut conn, _) = listener.accept().unwrap();
+        let head = read_head(&mut conn).unwrap();
+        conn.write_all(ok.as_bytes()).unwrap();
+        head
+    });
+    let client = Client::new(&sock.0);
+    assert!(client.identity_list().unwrap().is_empty());
+    assert!(client.clone().identity_list().unwrap().is_empty());
+    thread::sleep(Duration::from_millis(20));
+    assert!(client.identity_list().unwrap().is_empty());
+    assert!(server.join().unwrap().starts_with("GET /v1/identity "));
 }
 
 #[test]

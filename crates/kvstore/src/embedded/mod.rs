@@ -1,11 +1,10 @@
 //! The embedded backend: an in-process, in-memory store with etcd's semantics
 //! (revisions, leases that expire, resumable prefix watches), for a single node.
-//! Optionally persists its lease-less keys to a JSON file.
+//! Optionally persists its lease-less keys to a journal file.
 
-mod persist;
 mod state;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
@@ -15,6 +14,7 @@ use tokio::time::Instant;
 
 use crate::backend::Backend;
 use crate::error::{KvError, Result};
+use crate::journal::Journal;
 use crate::types::{BoxFuture, KeyValue, LeaseId, Listing, Revision, WatchEvent};
 use crate::watch::{Watch, WATCH_BUFFER};
 use state::{Change, State};
@@ -28,7 +28,7 @@ pub const STORE_FILE: &str = "kvstore.json";
 #[derive(Debug)]
 pub struct Embedded {
     state: Arc<Mutex<State>>,
-    persist_to: Option<PathBuf>,
+    journal: Option<Mutex<Journal>>,
     reaper: AbortHandle,
 }
 
@@ -41,16 +41,19 @@ impl Embedded {
     /// A store whose lease-less keys are kept in `dir/kvstore.json` across restarts.
     pub fn persistent(dir: impl AsRef<Path>) -> Result<Self> {
         let path = dir.as_ref().join(STORE_FILE);
-        let (keys, revision) = persist::load(&path)?;
-        Ok(Self::with_state(State::new(keys, revision), Some(path)))
+        let journal = Journal::open(&path)?;
+        Ok(Self::with_state(
+            State::new(journal.keys().clone(), journal.revision()),
+            Some(Mutex::new(journal)),
+        ))
     }
 
-    fn with_state(state: State, persist_to: Option<PathBuf>) -> Self {
+    fn with_state(state: State, journal: Option<Mutex<Journal>>) -> Self {
         let state = Arc::new(Mutex::new(state));
         let reaper = tokio::spawn(reap_expired_leases(Arc::downgrade(&state))).abort_handle();
         Embedded {
             state,
-            persist_to,
+            journal,
             reaper,
         }
     }
@@ -65,8 +68,10 @@ impl Embedded {
     fn mutate<T>(&self, change: impl FnOnce(&mut State) -> Result<T>) -> Result<T> {
         let mut state = self.lock();
         let result = change(&mut state);
-        if let (true, Some(path)) = (state.take_durable_changed(), &self.persist_to) {
-            persist::save(path, state.durable_keys(), state.revision())?;
+        let changes = state.take_durable_changes();
+        if let (false, Some(journal)) = (changes.is_empty(), &self.journal) {
+            let mut journal = journal.lock().unwrap_or_else(|poison| poison.into_inner());
+            journal.apply(changes, state.revision())?;
         }
         result
     }
@@ -230,8 +235,11 @@ impl Backend for Embedded {
 
     fn status(&self) -> BoxFuture<'_, Result<String>> {
         let state = self.lock();
-        let persisted = match &self.persist_to {
-            Some(path) => format!(", persisted to {}", path.display()),
+        let persisted = match &self.journal {
+            Some(journal) => {
+                let journal = journal.lock().unwrap_or_else(|poison| poison.into_inner());
+                format!(", persisted to {}", journal.path().display())
+            }
             None => String::new(),
         };
         ready(Ok(format!(

@@ -9,6 +9,7 @@ use tokio::sync::broadcast;
 use tokio::time::Instant;
 
 use crate::error::{KvError, Result};
+use crate::journal;
 use crate::types::{KeyValue, LeaseId, Listing, Revision};
 
 /// How many past changes a resuming watch can catch up on; older resumes replay.
@@ -49,8 +50,8 @@ pub(crate) struct State {
     /// Lowest revision a watch can resume from without a replay.
     history_start: Revision,
     changes: broadcast::Sender<Arc<Change>>,
-    /// Set when a key without a lease was written or deleted since the last check.
-    durable_changed: bool,
+    /// Lease-less keys written (`Some`) or deleted (`None`) since the last take.
+    durable_changes: Vec<journal::Change>,
 }
 
 impl State {
@@ -77,13 +78,13 @@ impl State {
             history: VecDeque::new(),
             history_start: revision + 1,
             changes,
-            durable_changed: false,
+            durable_changes: Vec::new(),
         }
     }
 
-    /// True (once) when a lease-less key changed since the last call.
-    pub fn take_durable_changed(&mut self) -> bool {
-        std::mem::take(&mut self.durable_changed)
+    /// The lease-less keys' changes since the last call, in order.
+    pub fn take_durable_changes(&mut self) -> Vec<journal::Change> {
+        std::mem::take(&mut self.durable_changes)
     }
 
     pub fn revision(&self) -> Revision {
@@ -107,15 +108,6 @@ impl State {
         }
     }
 
-    /// Keys without a lease: what survives a restart of a persisted store.
-    pub fn durable_keys(&self) -> BTreeMap<String, Vec<u8>> {
-        self.kv
-            .iter()
-            .filter(|(_, entry)| entry.lease.is_none())
-            .map(|(key, entry)| (key.clone(), entry.value.clone()))
-            .collect()
-    }
-
     pub fn put(&mut self, key: &str, value: Vec<u8>, lease: Option<LeaseId>) -> Result<Revision> {
         if let Some(id) = lease {
             if !self.leases.contains_key(&id) {
@@ -124,8 +116,12 @@ impl State {
         }
         let revision = self.revision + 1;
         let previous = self.kv.get(key).cloned();
-        if lease.is_none() || previous.as_ref().is_some_and(|entry| entry.lease.is_none()) {
-            self.durable_changed = true;
+        if lease.is_none() {
+            self.durable_changes
+                .push((key.to_string(), Some(value.clone())));
+        } else if previous.as_ref().is_some_and(|entry| entry.lease.is_none()) {
+            // A durable key taken over by a lease is no longer durable.
+            self.durable_changes.push((key.to_string(), None));
         }
         if let Some(old) = previous.as_ref().and_then(|entry| entry.lease) {
             if let Some(old_lease) = self.leases.get_mut(&old) {
@@ -159,7 +155,7 @@ impl State {
             Some(lease) => {
                 lease.keys.remove(key);
             }
-            None => self.durable_changed = true,
+            None => self.durable_changes.push((key.to_string(), None)),
         }
         self.commit(key, None);
         true
