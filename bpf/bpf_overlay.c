@@ -1,8 +1,16 @@
-/* Overlay datapath, attached at tc ingress of the node's collect-metadata
- * VXLAN device. A packet from another node's endpoint carries the source's
- * security identity as its VNI; it is delivered to the local endpoint with
- * that identity in the mark, and the endpoint's to-container program
- * enforces its ingress policy against it. */
+/* Overlay datapath on the node's collect-metadata VXLAN device.
+ *
+ * tc ingress: a packet from another node carries the source's security
+ * identity as its VNI; it is delivered to the local endpoint with that
+ * identity in the mark, and the endpoint's to-container program enforces
+ * its ingress policy against it. The other node itself (VNI = host) is
+ * remote-node here.
+ *
+ * tc egress: endpoints' packets arrive already encapsulated (their tunnel key
+ * is set). What the node's own stack routes here (the remote pod CIDRs point
+ * at this device) gets its tunnel key from the ipcache, with the VNI taken
+ * from the mark: the client's identity for the L7 proxy's upstream
+ * connections on a client's behalf, else the host. */
 #include "lib/common.h"
 #include "lib/maps.h"
 #include "lib/ipv4.h"
@@ -41,8 +49,45 @@ int cil_from_overlay(struct __sk_buff *skb)
 		update_metrics(skb->len, ret, DIR_INGRESS);
 		return TC_ACT_SHOT;
 	}
-	set_identity_mark(skb, key.tunnel_id);
+	set_identity_mark(skb, key.tunnel_id == HOST_ID ? REMOTE_NODE_ID : key.tunnel_id);
 	return bpf_redirect(dst_ep->ifindex, 0);
+}
+
+SEC("classifier")
+int cil_to_overlay(struct __sk_buff *skb)
+{
+	struct remote_endpoint_info *remote;
+	struct bpf_tunnel_key key = {};
+	__u32 magic, identity;
+	struct flow f;
+	int ret;
+
+	if (skb->protocol != bpf_htons(ETH_P_IP))
+		return TC_ACT_OK;
+	if (bpf_skb_get_tunnel_key(skb, &key, sizeof(key), 0) == 0)
+		return TC_ACT_OK;	/* an endpoint's, encapsulated by bpf_lxc */
+	ret = parse_ipv4(skb, &f);
+	if (ret) {
+		update_metrics(skb->len, ret, DIR_EGRESS);
+		return TC_ACT_SHOT;
+	}
+	remote = ipcache_lookup(f.daddr);
+	if (!remote || !remote->tunnel_endpoint) {
+		update_metrics(skb->len, DROP_NO_TUNNEL_ENDPOINT, DIR_EGRESS);
+		send_drop(DROP_NO_TUNNEL_ENDPOINT, 0, skb->ifindex, &f, 0, 0, DIR_EGRESS);
+		return TC_ACT_SHOT;
+	}
+	identity = take_identity_mark(skb, &magic);
+	if (magic != MARK_MAGIC_PROXY_EGRESS || !identity)
+		identity = HOST_ID;
+	key.remote_ipv4 = bpf_ntohl(remote->tunnel_endpoint);
+	key.tunnel_id = identity;
+	key.tunnel_ttl = 64;
+	if (bpf_skb_set_tunnel_key(skb, &key, sizeof(key), BPF_F_ZERO_CSUM_TX) < 0) {
+		update_metrics(skb->len, DROP_WRITE_ERROR, DIR_EGRESS);
+		return TC_ACT_SHOT;
+	}
+	return TC_ACT_OK;
 }
 
 char _license[] SEC("license") = "Dual BSD/GPL";

@@ -4,7 +4,9 @@
 
 #include "maps.h"
 
+#define HOST_ID 1
 #define WORLD_ID 2
+#define REMOTE_NODE_ID 6
 
 static __always_inline struct remote_endpoint_info *ipcache_lookup(__be32 addr)
 {

@@ -73,6 +73,7 @@ pub fn drop_reason_text(reason: u8) -> &'static str {
         139 => "Unsupported L3 protocol",
         141 => "Error writing to packet",
         158 => "Service backend not found",
+        160 => "No tunnel/encapsulation endpoint",
         170 => "Socket lookup failed",
         171 => "Socket assign failed",
         172 => "Proxy redirection not supported for protocol",

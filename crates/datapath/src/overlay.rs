@@ -1,5 +1,7 @@
-//! The node's overlay: bpf_overlay attached at tc ingress of the
-//! collect-metadata VXLAN device, through a pinned link.
+//! The node's overlay: bpf_overlay attached at tc ingress (decapsulated
+//! packets to local endpoints) and tc egress (the node's own packets to
+//! remote pods get their tunnel key) of the collect-metadata VXLAN device,
+//! through pinned links.
 
 use aya::programs::TcAttachType;
 
@@ -10,6 +12,11 @@ use crate::{
 };
 
 pub const FROM_OVERLAY: &str = "cil_from_overlay";
+pub const TO_OVERLAY: &str = "cil_to_overlay";
+const PROGRAMS: [(&str, TcAttachType); 2] = [
+    (FROM_OVERLAY, TcAttachType::Ingress),
+    (TO_OVERLAY, TcAttachType::Egress),
+];
 
 /// Loads bpf_overlay against the shared maps and attaches it to `ifname`
 /// (replacing the program of a previous agent in place).
@@ -21,31 +28,33 @@ pub fn attach(root: &BpfRoot, ifname: &str) -> Result<(), DatapathError> {
             what: "overlay".into(),
             source: Box::new(e),
         })?;
-    let prog = classifier(&mut ebpf, FROM_OVERLAY)?;
-    prog.load().map_err(|e| program_error(FROM_OVERLAY, e))?;
     let dir = root.dir().join("overlay");
     std::fs::create_dir_all(&dir).map_err(|e| DatapathError::Bpffs {
         path: dir.clone(),
         source: e,
     })?;
-    attach_pinned(
-        prog,
-        FROM_OVERLAY,
-        ifname,
-        TcAttachType::Ingress,
-        &dir.join(FROM_OVERLAY),
-    )
+    for (name, attach_type) in PROGRAMS {
+        let prog = classifier(&mut ebpf, name)?;
+        prog.load().map_err(|e| program_error(name, e))?;
+        attach_pinned(prog, name, ifname, attach_type, &dir.join(name))?;
+    }
+    Ok(())
 }
 
-/// Detaches the overlay program (the device is going away). Idempotent.
+/// Detaches the overlay programs (the device is going away). Idempotent.
 pub fn detach(root: &BpfRoot) -> Result<(), DatapathError> {
-    let pin = root.dir().join("overlay").join(FROM_OVERLAY);
-    match std::fs::remove_file(&pin) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(DatapathError::Bpffs {
-            path: pin,
-            source: e,
-        }),
+    for (name, _) in PROGRAMS {
+        let pin = root.dir().join("overlay").join(name);
+        match std::fs::remove_file(&pin) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(DatapathError::Bpffs {
+                    path: pin,
+                    source: e,
+                })
+            }
+        }
     }
+    Ok(())
 }

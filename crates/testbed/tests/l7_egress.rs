@@ -1,5 +1,6 @@
 //! Egress L7 policy through the datapath: the CLIENT's policy names the
-//! HTTP requests it may send to a server pod on the same node. The datapath
+//! HTTP requests it may send to a server pod, on the same node or another
+//! one. The datapath
 //! hands the client's connection to cilium-proxy on the way out of the
 //! client's veth; the proxy judges each request against the client's egress
 //! rules for the server's identity. Real curl clients, as in l7.rs.
@@ -8,10 +9,12 @@
 //! `client` (app=client) carrying the egress policy, and `visitor` (no
 //! policy) to show the rules belong to the client alone.
 //!
-//! Known limitation (not exercised here): egress L7 towards pods on other
-//! nodes is not supported yet.
+//! Towards another node the proxy's upstream connection leaves the client's
+//! node through the overlay with the client's identity as the VNI, so the
+//! server's node still enforces its own ingress policy against the client.
 //!
-//! Needs root. The test starts its own agent on private paths and a /24.
+//! Needs root (and etcd for the two-node test). Each test starts its own
+//! agents on private paths and ranges.
 
 #[path = "l7/support.rs"]
 mod support;
@@ -19,7 +22,8 @@ mod support;
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
-use testbed::{Agent, AgentOptions, Monitor, Pod};
+use testbed::cluster::{Cluster, ClusterOptions, ClusterPod};
+use testbed::{eventually, Agent, AgentOptions, HttpServer, Monitor, Pod};
 
 const EGRESS_L7_POLICY: &str = "\
 - endpointSelector:
@@ -38,7 +42,11 @@ const EGRESS_L7_POLICY: &str = "\
 /// `curl` in `pod`: the body followed by ` <status>` (`000` when the
 /// connection failed).
 fn request(pod: &Pod, method: &str, url: &str) -> String {
-    let out = pod.exec(&[
+    curl(pod.exec(&curl_args(method, url)))
+}
+
+fn curl_args<'a>(method: &'a str, url: &'a str) -> [&'a str; 9] {
+    [
         "curl",
         "-s",
         "--max-time",
@@ -48,7 +56,10 @@ fn request(pod: &Pod, method: &str, url: &str) -> String {
         "-w",
         " %{http_code}",
         url,
-    ]);
+    ]
+}
+
+fn curl(out: std::process::Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -117,5 +128,84 @@ fn egress_http_rules_allow_and_deny_requests_to_a_local_pod() -> Result<()> {
          ({web_id}) with 403: {denied:?}",
         client.endpoint_id()
     );
+    Ok(())
+}
+
+/// Only the web pod may be reached on 80, and only by the client (so the
+/// server's node really enforces the identity the overlay carries).
+const WEB_INGRESS_POLICY: &str = "\
+- endpointSelector:
+    matchLabels: {app: web}
+  ingress:
+  - fromEndpoints:
+    - matchLabels: {app: client}
+    toPorts:
+    - ports: [{port: \"80\", protocol: TCP}]
+";
+
+#[test]
+fn egress_http_rules_hold_towards_a_pod_on_another_node() -> Result<()> {
+    let cluster = Cluster::start(ClusterOptions {
+        nodes: 2,
+        etcd_members: 1,
+    })?;
+    let client = cluster.pod(0, "client", &["k8s:app=client"])?;
+    let web = cluster.pod(1, "web", &["k8s:app=web"])?;
+    let _server = HttpServer::start(web.namespace(), 80, "web")?;
+    for node in cluster.nodes() {
+        let path = node.agent().temp_dir().join("policy.yaml");
+        std::fs::write(&path, format!("{EGRESS_L7_POLICY}{WEB_INGRESS_POLICY}"))?;
+        node.cli_ok(&["policy", "import", &path.display().to_string()])?;
+    }
+    let get = |pod: &ClusterPod, method: &str, path: &str| {
+        curl(pod.exec(&curl_args(method, &format!("http://{}{path}", web.ip()))))
+    };
+
+    let mut last = String::new();
+    let allowed = eventually(Duration::from_secs(10), Duration::from_millis(200), || {
+        last = get(&client, "GET", "/public");
+        last == "web GET /public\n 200"
+    });
+    ensure!(
+        allowed,
+        "GET /public from node 0 to web on node 1 is allowed by the client's egress rule, \
+         got {last:?}\n{}\n{}",
+        support::proxy_report(cluster.node(0).agent()),
+        cluster.describe()
+    );
+    for (method, path) in [("GET", "/private"), ("POST", "/public")] {
+        let got = get(&client, method, path);
+        ensure!(
+            got.starts_with("Access denied") && got.ends_with(" 403"),
+            "{method} {path} across nodes must be denied with 403 Access denied, got {got:?}"
+        );
+    }
+    // The node's own (unproxied) connections reach the web pod as
+    // remote-node, which web's ingress policy does not allow.
+    let mut drops = Monitor::start(cluster.node(1).agent(), &["drop"])?;
+    let from_host = curl(
+        cluster
+            .node(0)
+            .netns()
+            .exec(&curl_args("GET", &format!("http://{}/public", web.ip())))?,
+    );
+    ensure!(
+        from_host == " 000",
+        "node 0 itself is not the client: web's node must drop it, got {from_host:?}"
+    );
+    let web_id = web.identity()?;
+    drops
+        .wait_for(
+            |ev| ev.src_identity == identity::REMOTE_NODE && ev.dst_identity == web_id,
+            Duration::from_secs(5),
+        )
+        .with_context(|| {
+            format!(
+                "node 1 must drop node 0's connection as remote-node ({}) to web ({web_id}); \
+                 seen: {:?}",
+                identity::REMOTE_NODE,
+                drops.seen()
+            )
+        })?;
     Ok(())
 }

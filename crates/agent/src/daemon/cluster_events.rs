@@ -88,27 +88,53 @@ impl Daemon {
     }
 
     pub fn node_seen(&self, node: NodeRecord) {
-        let mut inner = self.lock();
         let remote = node.name != self.cluster.node.name;
-        if remote {
-            if let Err(e) = inner.maps.ipcache.upsert(
-                node.ipv4,
-                32,
-                identity::REMOTE_NODE,
-                Ipv4Addr::UNSPECIFIED,
-            ) {
-                eprintln!("ipcache node {}: {e}", node.ipv4);
+        let new_cidr = {
+            let mut inner = self.lock();
+            if remote {
+                if let Err(e) = inner.maps.ipcache.upsert(
+                    node.ipv4,
+                    32,
+                    identity::REMOTE_NODE,
+                    Ipv4Addr::UNSPECIFIED,
+                ) {
+                    eprintln!("ipcache node {}: {e}", node.ipv4);
+                }
             }
+            let previous = inner.nodes.insert(node.name.clone(), node.clone());
+            previous.is_none_or(|p| p.pod_cidr != node.pod_cidr)
+        };
+        if remote && new_cidr {
+            self.route_pod_cidr(&node);
         }
-        inner.nodes.insert(node.name.clone(), node);
     }
 
     pub fn node_gone(&self, name: &str) {
-        let mut inner = self.lock();
-        if let Some(node) = inner.nodes.remove(name) {
-            if name != self.cluster.node.name {
+        let gone = {
+            let mut inner = self.lock();
+            let gone = inner.nodes.remove(name);
+            if let (Some(node), true) = (&gone, name != self.cluster.node.name) {
                 let _ = inner.maps.ipcache.remove(node.ipv4, 32);
             }
+            gone.filter(|_| name != self.cluster.node.name)
+        };
+        if let Some(node) = gone.filter(|node| !node.pod_cidr.is_empty() && self.encap_ifindex != 0)
+        {
+            if let Err(e) = crate::node::tunnel::unroute_pod_cidr(&node.pod_cidr) {
+                eprintln!("route to node {}'s pods: {e:#}", node.name);
+            }
+        }
+    }
+
+    /// The node's own connections to the node's pods go through the overlay
+    /// (only when there is one).
+    fn route_pod_cidr(&self, node: &NodeRecord) {
+        if node.pod_cidr.is_empty() || self.encap_ifindex == 0 {
+            return;
+        }
+        if let Err(e) = crate::node::tunnel::route_pod_cidr(&node.pod_cidr, self.cluster.node_ip())
+        {
+            eprintln!("route to node {}'s pods: {e:#}", node.name);
         }
     }
 

@@ -1,7 +1,8 @@
 //! The collect-metadata VXLAN device that carries pod traffic between
-//! nodes, with the source identity as the VNI.
+//! nodes, with the source identity as the VNI, and the routes that send the
+//! node's own connections to remote pods into it.
 
-use std::process::Command;
+use std::{net::Ipv4Addr, process::Command};
 
 use anyhow::{bail, Context};
 
@@ -25,9 +26,34 @@ pub fn ensure_device() -> anyhow::Result<u32> {
             "external",
         ])?;
     }
-    ip(&["link", "set", DEVICE, "up"])?;
+    // No ARP: the device has no neighbours, cil_to_overlay sets each
+    // packet's destination (a tunnel key) instead.
+    ip(&["link", "set", DEVICE, "arp", "off", "up"])?;
     crate::netdev::ifindex(DEVICE)
         .with_context(|| format!("{DEVICE} vanished right after creation"))
+}
+
+/// Routes another node's pod CIDR into the overlay, from this node's
+/// address: the node's own connections to pods there (the L7 proxy's
+/// upstreams on a client's behalf) get their tunnel key in cil_to_overlay.
+pub fn route_pod_cidr(cidr: &str, node_ip: Ipv4Addr) -> anyhow::Result<()> {
+    ip(&[
+        "route",
+        "replace",
+        cidr,
+        "dev",
+        DEVICE,
+        "src",
+        &node_ip.to_string(),
+    ])
+}
+
+/// Removes what [`route_pod_cidr`] added; a route already gone is fine.
+pub fn unroute_pod_cidr(cidr: &str) -> anyhow::Result<()> {
+    match ip(&["route", "del", cidr, "dev", DEVICE]) {
+        Err(e) if e.to_string().contains("No such process") => Ok(()),
+        other => other,
+    }
 }
 
 pub(crate) fn ip(args: &[&str]) -> anyhow::Result<()> {
