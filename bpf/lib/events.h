@@ -44,12 +44,22 @@ static __always_inline void send_event(struct event *ev)
 		(*lost)++;
 }
 
+static __always_inline int events_wanted(void)
+{
+	__u32 zero = 0;
+	__u32 *wanted = bpf_map_lookup_elem(&cilium_events_wanted, &zero);
+
+	return wanted && *wanted;
+}
+
 static __always_inline void send_drop(__u8 reason, __u16 ep_id, __u32 ifindex,
 				      const struct flow *f, __u32 src_id, __u32 dst_id,
 				      __u8 dir)
 {
 	struct event ev = {};
 
+	if (!events_wanted())
+		return;
 	event_fill(&ev, EVENT_DROP, reason, ep_id, ifindex, f, src_id, dst_id, dir);
 	send_event(&ev);
 }
@@ -67,7 +77,7 @@ static __always_inline void send_trace(__u8 point, __u8 ct_state, __u16 ep_id,
 {
 	struct event ev = {};
 
-	if (!trace_wanted(ct_state, f))
+	if (!trace_wanted(ct_state, f) || !events_wanted())
 		return;
 	event_fill(&ev, EVENT_TRACE, point, ep_id, ifindex, f, src_id, dst_id, dir);
 	ev.ct_state = ct_state;
@@ -81,6 +91,8 @@ static __always_inline void send_policy_verdict(const struct policy_verdict *v,
 {
 	struct event ev = {};
 
+	if (!events_wanted())
+		return;
 	event_fill(&ev, EVENT_POLICY_VERDICT, 0, ep_id, ifindex, f, src_id, dst_id, dir);
 	ev.verdict = v->allow ? 1 : 0;
 	ev.match_type = v->match_type;

@@ -288,6 +288,17 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } cilium_events_lost SEC(".maps");
 
+/* cilium_events_wanted: non-zero while some monitor client listens (the
+ * agent's monitor sets it). With nobody listening the programs build no
+ * events at all, so a connection costs no event work. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(max_entries, 1);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} cilium_events_wanted SEC(".maps");
+
 /* cilium_metrics: packets and bytes per (reason, direction), per CPU. */
 struct metrics_key {
 	__u8 reason;

@@ -68,12 +68,13 @@ impl MonitorHub {
     }
 
     /// Drains the ring as it becomes readable, for as long as the agent runs
-    /// and some client listens. With nobody listening the ring is left alone
-    /// (like Cilium's monitor, which reads only for consumers): the agent
-    /// costs the datapath no wake-ups, and a full ring only makes the
-    /// programs' event output fail fast. A new client starts from a ring
-    /// emptied of what happened before it came.
-    pub async fn run(self, reader: EventReader) -> std::io::Result<()> {
+    /// and some client listens. With nobody listening the programs are told
+    /// to build no events (like Cilium's monitor, which costs nothing
+    /// without consumers): the agent costs the datapath no wake-ups and a
+    /// connection no event work. A new client starts from a ring emptied of
+    /// what happened before it came.
+    pub async fn run(self, mut reader: EventReader) -> std::io::Result<()> {
+        reader.set_wanted(false).map_err(std::io::Error::other)?;
         // SAFETY: the reader owns the ring's fd and keeps it open, unchanged,
         // for as long as the AsyncFd holds it.
         let mut fd = unsafe { AsyncFd::register(reader)? };
@@ -81,8 +82,14 @@ impl MonitorHub {
         let mut lost_before = fd.get_ref().lost_in_ring();
         loop {
             if !self.has_listeners() {
+                fd.get_mut()
+                    .set_wanted(false)
+                    .map_err(std::io::Error::other)?;
                 let _ = subscriptions.changed().await;
                 fd.get_mut().drain();
+                fd.get_mut()
+                    .set_wanted(true)
+                    .map_err(std::io::Error::other)?;
                 lost_before = fd.get_ref().lost_in_ring();
                 continue;
             }

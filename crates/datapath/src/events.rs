@@ -3,7 +3,7 @@
 
 use std::os::fd::{AsRawFd, RawFd};
 
-use aya::maps::{MapData, PerCpuArray, RingBuf};
+use aya::maps::{Array, MapData, PerCpuArray, RingBuf};
 
 use crate::{maps, BpfRoot, DatapathError};
 
@@ -117,10 +117,14 @@ pub fn ct_state_text(state: u8) -> &'static str {
 /// Where the programs count events the ring had no room for.
 pub const EVENTS_LOST_MAP: &str = "cilium_events_lost";
 
+/// The switch that tells the programs whether to build events at all.
+pub const EVENTS_WANTED_MAP: &str = "cilium_events_wanted";
+
 /// Consumes the events ring. Poll its fd for readability, then drain.
 pub struct EventReader {
     ring: RingBuf<MapData>,
     lost: PerCpuArray<MapData, u64>,
+    wanted: Array<MapData, u32>,
 }
 
 impl EventReader {
@@ -129,7 +133,16 @@ impl EventReader {
         let ring = RingBuf::try_from(map).map_err(|e| DatapathError::map(maps::EVENTS_MAP, e))?;
         let lost = PerCpuArray::try_from(maps::open_pinned(root, EVENTS_LOST_MAP)?)
             .map_err(|e| DatapathError::map(EVENTS_LOST_MAP, e))?;
-        Ok(EventReader { ring, lost })
+        let wanted = Array::try_from(maps::open_pinned(root, EVENTS_WANTED_MAP)?)
+            .map_err(|e| DatapathError::map(EVENTS_WANTED_MAP, e))?;
+        Ok(EventReader { ring, lost, wanted })
+    }
+
+    /// Turns the programs' events on (someone listens) or off.
+    pub fn set_wanted(&mut self, wanted: bool) -> Result<(), DatapathError> {
+        self.wanted
+            .set(0, u32::from(wanted), 0)
+            .map_err(|e| DatapathError::map(EVENTS_WANTED_MAP, e))
     }
 
     /// Events the programs could not write since the maps were created

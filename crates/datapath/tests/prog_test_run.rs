@@ -304,6 +304,16 @@ fn drops_and_verdicts_are_reported_and_counted() {
     let mut events = EventReader::open(&node.t.root).unwrap();
     events.drain();
 
+    // Nobody listening: the drop happens, its event is not even built.
+    events.set_wanted(false).unwrap();
+    let unheard = tcp(INTRUDER.ip, 40069, BACKEND.ip, 80, SYN);
+    assert_eq!(node.deliver(&BACKEND, &unheard), TC_ACT_SHOT);
+    assert!(
+        events.drain().is_empty(),
+        "events built with nobody listening"
+    );
+
+    events.set_wanted(true).unwrap();
     let denied = tcp(INTRUDER.ip, 40070, BACKEND.ip, 80, SYN);
     assert_eq!(node.deliver(&BACKEND, &denied), TC_ACT_SHOT);
 
