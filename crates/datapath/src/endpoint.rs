@@ -1,13 +1,10 @@
 //! One endpoint's instance of bpf_lxc: loaded with the endpoint's constants
 //! and policy map, attached at tc on its host-side veth, links pinned so the
 //! programs outlive the agent process.
-
-use std::path::Path;
-
 use aya::programs::{SchedClassifier, TcAttachType};
 
 use crate::{
-    links::{attach_pinned, classifier, program_error},
+    links::{attach_pinned, classifier, program_error, remove_pin},
     maps,
     object::BPF_LXC,
     BpfRoot, DatapathError,
@@ -133,15 +130,4 @@ pub fn pinned_endpoints(root: &BpfRoot) -> Vec<u16> {
     ids.sort_unstable();
     ids.dedup();
     ids
-}
-
-fn remove_pin(path: &Path) -> Result<(), DatapathError> {
-    match std::fs::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(DatapathError::Bpffs {
-            path: path.to_path_buf(),
-            source: e,
-        }),
-    }
 }

@@ -164,3 +164,15 @@ pub(crate) fn update_pinned(pin: &Path, prog_fd: std::os::fd::RawFd) -> Result<(
     }
     Ok(())
 }
+
+/// Removes a pinned link or program (detaching it); one already gone is fine.
+pub(crate) fn remove_pin(path: &Path) -> Result<(), DatapathError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(DatapathError::Bpffs {
+            path: path.to_path_buf(),
+            source: e,
+        }),
+    }
+}

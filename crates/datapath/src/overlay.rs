@@ -6,7 +6,7 @@
 use aya::programs::TcAttachType;
 
 use crate::{
-    links::{attach_pinned, classifier, program_error},
+    links::{attach_pinned, classifier, program_error, remove_pin},
     object::BPF_OVERLAY,
     BpfRoot, DatapathError,
 };
@@ -44,17 +44,7 @@ pub fn attach(root: &BpfRoot, ifname: &str) -> Result<(), DatapathError> {
 /// Detaches the overlay programs (the device is going away). Idempotent.
 pub fn detach(root: &BpfRoot) -> Result<(), DatapathError> {
     for (name, _) in PROGRAMS {
-        let pin = root.dir().join("overlay").join(name);
-        match std::fs::remove_file(&pin) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
-                return Err(DatapathError::Bpffs {
-                    path: pin,
-                    source: e,
-                })
-            }
-        }
+        remove_pin(&root.dir().join("overlay").join(name))?;
     }
     Ok(())
 }

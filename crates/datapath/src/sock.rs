@@ -9,7 +9,11 @@ use std::{
 
 use aya::programs::{links::FdLink, CgroupAttachMode, CgroupSockAddr};
 
-use crate::{links::program_error, object::BPF_SOCK, BpfRoot, DatapathError};
+use crate::{
+    links::{program_error, remove_pin},
+    object::BPF_SOCK,
+    BpfRoot, DatapathError,
+};
 
 const PROGRAMS: [&str; 4] = [
     "cil_sock4_connect",
@@ -73,17 +77,7 @@ pub fn attach(root: &BpfRoot, cgroup: &Path) -> Result<(), DatapathError> {
 pub fn detach(root: &BpfRoot) -> Result<(), DatapathError> {
     let dir = root.dir().join("socklb");
     for name in PROGRAMS {
-        let pin = dir.join(name);
-        match std::fs::remove_file(&pin) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
-                return Err(DatapathError::Bpffs {
-                    path: pin,
-                    source: e,
-                })
-            }
-        }
+        remove_pin(&dir.join(name))?;
     }
     Ok(())
 }
