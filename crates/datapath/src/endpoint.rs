@@ -1,6 +1,7 @@
 //! One endpoint's instance of bpf_lxc: loaded with the endpoint's constants
 //! and policy map, attached at tc on its host-side veth, links pinned so the
 //! programs outlive the agent process.
+
 use aya::programs::{SchedClassifier, TcAttachType};
 
 use crate::{
