@@ -102,8 +102,9 @@ int cil_from_container(struct __sk_buff *skb)
 	if (ret)
 		return drop(skb, ret, &f, src_id, 0, DIR_EGRESS);
 
-	dst_ep = lookup_local_endpoint(f.daddr);
-	remote = dst_ep ? NULL : ipcache_lookup(f.daddr);
+	/* The ipcache first: a remote pod's address needs no endpoint lookup. */
+	remote = ipcache_lookup(f.daddr);
+	dst_ep = remote && remote->tunnel_endpoint ? NULL : lookup_local_endpoint(f.daddr);
 	if (dst_ep)
 		dst_id = dst_ep->sec_id;
 	else

@@ -10,9 +10,11 @@
 #define CT_LIFETIME_NONTCP 60
 #define CT_LIFETIME_CLOSING 10
 
+/* CLOCK_MONOTONIC in seconds; the coarse clock (one tick behind at most)
+ * is plenty for second-granular expiry and far cheaper per packet. */
 static __always_inline __u64 ct_now(void)
 {
-	return bpf_ktime_get_ns() / 1000000000ULL;
+	return bpf_ktime_get_coarse_ns() / 1000000000ULL;
 }
 
 static __always_inline void ct_key_of(const struct flow *f, __u8 dir, int reverse,

@@ -11,8 +11,9 @@
 static __always_inline struct remote_endpoint_info *ipcache_lookup(__be32 addr)
 {
 	struct ipcache_key key = { .prefixlen = 32, .ip4 = addr };
+	struct remote_endpoint_info *host = bpf_map_lookup_elem(&cilium_ipcache_host, &addr);
 
-	return bpf_map_lookup_elem(&cilium_ipcache, &key);
+	return host ? host : bpf_map_lookup_elem(&cilium_ipcache, &key);
 }
 
 /* Addresses nobody claimed are outside the cluster: the world. */

@@ -55,6 +55,19 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } cilium_ipcache SEC(".maps");
 
+/* cilium_ipcache_host: the /32 entries of cilium_ipcache once more, by
+ * address: endpoints and nodes are all /32s, and an exact match in a hash
+ * costs a fraction of a trie walk. The trie answers for everything else
+ * (CIDR identities, the world). The agent writes both. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __be32);
+	__type(value, struct remote_endpoint_info);
+	__uint(max_entries, 512000);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} cilium_ipcache_host SEC(".maps");
+
 /* cilium_policy_<ep>: (peer identity, direction, protocol, port) -> verdict,
  * as an LPM trie so that port ranges are prefixes of the port and "any
  * protocol" is a prefix that stops before the protocol. The identity and
@@ -299,12 +312,10 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } cilium_events_wanted SEC(".maps");
 
-/* cilium_metrics: packets and bytes per (reason, direction), per CPU. */
-struct metrics_key {
-	__u8 reason;
-	__u8 dir;
-	__u16 pad;
-};
+/* cilium_metrics: packets and bytes per (reason, direction), per CPU, at
+ * index reason | direction << 8: an array, so counting a packet costs no
+ * hashing. */
+#define METRICS_ENTRIES 512
 
 struct metrics_value {
 	__u64 packets;
@@ -312,10 +323,10 @@ struct metrics_value {
 };
 
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-	__type(key, struct metrics_key);
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
 	__type(value, struct metrics_value);
-	__uint(max_entries, 1024);
+	__uint(max_entries, METRICS_ENTRIES);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } cilium_metrics SEC(".maps");
 

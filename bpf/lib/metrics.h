@@ -6,16 +6,12 @@
 
 static __always_inline void update_metrics(__u32 bytes, __u8 reason, __u8 dir)
 {
-	struct metrics_key key = { .reason = reason, .dir = dir };
-	struct metrics_value *v = bpf_map_lookup_elem(&cilium_metrics, &key);
+	__u32 index = (__u32)reason | ((__u32)(dir & 1) << 8);
+	struct metrics_value *v = bpf_map_lookup_elem(&cilium_metrics, &index);
 
 	if (v) {
 		v->packets++;
 		v->bytes += bytes;
-	} else {
-		struct metrics_value init = { .packets = 1, .bytes = bytes };
-
-		bpf_map_update_elem(&cilium_metrics, &key, &init, BPF_NOEXIST);
 	}
 }
 

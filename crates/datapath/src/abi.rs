@@ -7,8 +7,8 @@ use crate::{
     events::Event,
     maps::{
         lb::{Lb4Backend, Lb4Key, Lb4ReverseNat, Lb4ReverseSk, Lb4ReverseSkKey, Lb4Service},
-        CtEntry, CtKey, EndpointInfo, EndpointKey, IpcacheKey, MetricsKey, MetricsValue,
-        PolicyEntry, PolicyKey, RemoteEndpointInfo,
+        CtEntry, CtKey, EndpointInfo, EndpointKey, IpcacheKey, MetricsValue, PolicyEntry,
+        PolicyKey, RemoteEndpointInfo,
     },
 };
 
@@ -104,7 +104,6 @@ pub fn layouts() -> Vec<StructLayout> {
                 pad
             ]
         ),
-        layout!(MetricsKey, "metrics_key", [reason, dir, pad]),
         layout!(MetricsValue, "metrics_value", [packets, bytes]),
         layout!(Event, "event", [timestamp, r#type as "type", subtype, ep_id, ifindex, src_identity, dst_identity, saddr, daddr, sport, dport, protocol, tcp_flags, dir, verdict, match_type, ct_state, pad, length, cpu]),
     ]

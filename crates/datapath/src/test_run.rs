@@ -55,6 +55,17 @@ pub fn run_with_mark(
     packet: &[u8],
     mark: u32,
 ) -> Result<TestRunOutput, DatapathError> {
+    Ok(run_repeated(prog, packet, mark, 1)?.0)
+}
+
+/// Runs `repeat` times in the kernel (the packet starts afresh each time);
+/// the last run's output and the kernel's mean time per run in ns.
+pub fn run_repeated(
+    prog: BorrowedFd<'_>,
+    packet: &[u8],
+    mark: u32,
+    repeat: u32,
+) -> Result<(TestRunOutput, u32), DatapathError> {
     let mut ctx = [0u8; SKB_CTX_SIZE];
     ctx[SKB_MARK_OFFSET..SKB_MARK_OFFSET + 4].copy_from_slice(&mark.to_ne_bytes());
     let mut out = vec![0u8; packet.len() + 256];
@@ -66,7 +77,7 @@ pub fn run_with_mark(
         data_size_out: out.len() as u32,
         data_in: packet.as_ptr() as u64,
         data_out: out.as_mut_ptr() as u64,
-        repeat: 1,
+        repeat,
         ..Default::default()
     };
     // SAFETY: attr points to valid buffers that outlive the call.
@@ -85,8 +96,9 @@ pub fn run_with_mark(
         )));
     }
     out.truncate(attr.data_size_out as usize);
-    Ok(TestRunOutput {
+    let output = TestRunOutput {
         retval: attr.retval,
         packet: out,
-    })
+    };
+    Ok((output, attr.duration))
 }

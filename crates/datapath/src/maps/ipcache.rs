@@ -1,9 +1,10 @@
 //! `cilium_ipcache`: address prefix -> identity (`struct ipcache_key` /
-//! `struct remote_endpoint_info` in bpf/lib/maps.h).
+//! `struct remote_endpoint_info` in bpf/lib/maps.h), with its /32 entries
+//! mirrored in the `cilium_ipcache_host` hash the programs look at first.
 
 use std::net::Ipv4Addr;
 
-use aya::maps::{lpm_trie::Key, LpmTrie, Map, MapData};
+use aya::maps::{lpm_trie::Key, HashMap, LpmTrie, Map, MapData};
 
 use super::ops::{counted, CountedMap::Ipcache, MapOp};
 use crate::DatapathError;
@@ -31,12 +32,18 @@ unsafe impl aya::Pod for RemoteEndpointInfo {}
 
 const _: () = assert!(std::mem::size_of::<Key<[u8; 4]>>() == std::mem::size_of::<IpcacheKey>());
 
-pub struct IpcacheMap(LpmTrie<MapData, [u8; 4], RemoteEndpointInfo>);
+pub struct IpcacheMap {
+    trie: LpmTrie<MapData, [u8; 4], RemoteEndpointInfo>,
+    hosts: HashMap<MapData, [u8; 4], RemoteEndpointInfo>,
+}
 
 impl IpcacheMap {
-    pub(crate) fn new(map: Map) -> Result<Self, DatapathError> {
-        let map = LpmTrie::try_from(map).map_err(|e| DatapathError::map(super::IPCACHE_MAP, e))?;
-        Ok(IpcacheMap(map))
+    pub(crate) fn new(trie: Map, hosts: Map) -> Result<Self, DatapathError> {
+        let trie =
+            LpmTrie::try_from(trie).map_err(|e| DatapathError::map(super::IPCACHE_MAP, e))?;
+        let hosts =
+            HashMap::try_from(hosts).map_err(|e| DatapathError::map(super::IPCACHE_HOST_MAP, e))?;
+        Ok(IpcacheMap { trie, hosts })
     }
 
     pub fn upsert(
@@ -52,13 +59,26 @@ impl IpcacheMap {
             ..Default::default()
         };
         let key = Key::new(prefix_len, ip.octets());
-        counted(Ipcache, MapOp::Update, self.0.insert(&key, value, 0))
-            .map_err(|e| DatapathError::map(super::IPCACHE_MAP, e))
+        counted(Ipcache, MapOp::Update, self.trie.insert(&key, value, 0))
+            .map_err(|e| DatapathError::map(super::IPCACHE_MAP, e))?;
+        if prefix_len == 32 {
+            self.hosts
+                .insert(ip.octets(), value, 0)
+                .map_err(|e| DatapathError::map(super::IPCACHE_HOST_MAP, e))?;
+        }
+        Ok(())
     }
 
     pub fn remove(&mut self, ip: Ipv4Addr, prefix_len: u32) -> Result<(), DatapathError> {
+        // The hash first: no moment where it holds what the trie lost.
+        if prefix_len == 32 {
+            match self.hosts.remove(&ip.octets()) {
+                Err(aya::maps::MapError::KeyNotFound) | Ok(()) => {}
+                Err(e) => return Err(DatapathError::map(super::IPCACHE_HOST_MAP, e)),
+            }
+        }
         let key = Key::new(prefix_len, ip.octets());
-        match counted(Ipcache, MapOp::Delete, self.0.remove(&key)) {
+        match counted(Ipcache, MapOp::Delete, self.trie.remove(&key)) {
             Err(aya::maps::MapError::KeyNotFound) | Ok(()) => Ok(()),
             Err(e) => Err(DatapathError::map(super::IPCACHE_MAP, e)),
         }
@@ -67,7 +87,7 @@ impl IpcacheMap {
     /// (address, prefix length, value) for every entry.
     pub fn entries(&self) -> Result<Vec<(Ipv4Addr, u32, RemoteEndpointInfo)>, DatapathError> {
         let all: Result<Vec<_>, DatapathError> = self
-            .0
+            .trie
             .iter()
             .map(|r| {
                 r.map(|(k, v)| (Ipv4Addr::from(k.data()), k.prefix_len(), v))

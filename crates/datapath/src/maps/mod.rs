@@ -25,6 +25,7 @@ pub use policy::{PolicyEntry, PolicyKey, PolicyMap};
 
 pub const LXC_MAP: &str = "cilium_lxc";
 pub const IPCACHE_MAP: &str = "cilium_ipcache";
+pub const IPCACHE_HOST_MAP: &str = "cilium_ipcache_host";
 pub const CT_MAP: &str = "cilium_ct4_global";
 pub const EVENTS_MAP: &str = "cilium_events";
 pub const METRICS_MAP: &str = "cilium_metrics";
@@ -45,6 +46,7 @@ impl SharedMaps {
     /// A pinned map of another size than asked for is kept, with a warning
     /// saying how to apply the new size.
     pub fn open_or_create(root: &BpfRoot) -> Result<Self, DatapathError> {
+        metrics::remove_incompatible_pin(root);
         crate::object::loader()
             .default_map_pin_directory(root.dir())
             .load(BPF_LXC)
@@ -57,7 +59,10 @@ impl SharedMaps {
         }
         Ok(SharedMaps {
             lxc: LxcMap::new(open_pinned(root, LXC_MAP)?)?,
-            ipcache: IpcacheMap::new(open_pinned(root, IPCACHE_MAP)?)?,
+            ipcache: IpcacheMap::new(
+                open_pinned(root, IPCACHE_MAP)?,
+                open_pinned(root, IPCACHE_HOST_MAP)?,
+            )?,
             ct: CtMap::new(open_pinned(root, CT_MAP)?)?,
             metrics: MetricsMap::new(open_pinned(root, METRICS_MAP)?)?,
             lb: LbMaps::new(
