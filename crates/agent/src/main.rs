@@ -89,13 +89,28 @@ async fn run(config: Config) -> anyhow::Result<()> {
         spawn_proxy_supervisor(&daemon, &socket, hub.clone());
     }
 
-    let gc = daemon.clone();
+    // The sweep walks the whole conntrack map through its own handle, on a
+    // blocking thread: API calls never wait for it.
+    let mut ct = datapath::maps::CtMap::open(daemon.bpf_root())?;
     let gc_registry = registry.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(gc_every);
         loop {
             tick.tick().await;
-            match gc.ct_gc() {
+            let swept = tokio::task::spawn_blocking(move || {
+                let result = ct.gc();
+                (ct, result)
+            })
+            .await;
+            let result;
+            (ct, result) = match swept {
+                Ok(done) => done,
+                Err(e) => {
+                    eprintln!("conntrack gc: {e}");
+                    return;
+                }
+            };
+            match result {
                 Ok(_) => gc_registry.ct_gc.success(),
                 Err(e) => {
                     eprintln!("conntrack gc: {e}");

@@ -447,11 +447,6 @@ impl Daemon {
         Ok(())
     }
 
-    /// Deletes expired connection-tracking entries.
-    pub fn ct_gc(&self) -> Result<usize, AgentError> {
-        Ok(self.lock().maps.ct.gc()?)
-    }
-
     pub fn status(&self) -> api::models::StatusResponse {
         use api::models::*;
         let inner = self.lock();

@@ -72,6 +72,12 @@ impl CtMap {
         Ok(CtMap(map))
     }
 
+    /// A handle of its own on the pinned map under `root` (for a sweep that
+    /// must not hold up the agent's other users of the shared maps).
+    pub fn open(root: &crate::BpfRoot) -> Result<Self, DatapathError> {
+        Self::new(super::open_pinned(root, super::CT_MAP)?)
+    }
+
     pub fn entries(&self) -> Result<Vec<(CtKey, CtEntry)>, DatapathError> {
         let all: Result<Vec<_>, DatapathError> = self
             .0
