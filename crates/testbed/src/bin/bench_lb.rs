@@ -52,7 +52,7 @@ struct Args {
 }
 
 const USAGE: &str = "usage: cilium-bench-lb [--sizes 10,1000,10000] [--rounds 5] [--seconds 1.5] \
-                     [--add-reps 5] [--ebpf-only-sizes 60000] [--output FILE.md]";
+                     [--add-reps 25] [--ebpf-only-sizes 60000] [--output FILE.md]";
 
 impl Args {
     fn parse(argv: impl Iterator<Item = String>) -> Result<Args> {
@@ -60,7 +60,7 @@ impl Args {
             sizes: vec![10, 1_000, 10_000],
             rounds: 5,
             seconds: 1.5,
-            add_reps: 5,
+            add_reps: 25,
             ebpf_only: vec![60_000],
             output: None,
         };
