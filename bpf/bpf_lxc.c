@@ -179,7 +179,8 @@ int cil_to_container(struct __sk_buff *skb)
 	ct = ct_lookup(&f, CT_DIR_INGRESS, &state);
 	self = NULL;
 	dst_id = 0;
-	if (ct == CT_NEW || state.proxy_port || state.rev_nat || trace_wanted(ct, &f)) {
+	if (ct == CT_NEW || state.proxy_port || state.rev_nat ||
+	    (trace_wanted(ct, &f) && events_wanted())) {
 		if (!src_id)
 			src_id = identity_of(f.saddr);
 		self = lookup_local_endpoint(f.daddr);
