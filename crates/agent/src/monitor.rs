@@ -74,23 +74,28 @@ impl MonitorHub {
     /// connection no event work. A new client starts from a ring emptied of
     /// what happened before it came.
     pub async fn run(self, mut reader: EventReader) -> std::io::Result<()> {
+        // A previous agent may have left the switch on.
         reader.set_wanted(false).map_err(std::io::Error::other)?;
+        let mut producing = false;
         // SAFETY: the reader owns the ring's fd and keeps it open, unchanged,
         // for as long as the AsyncFd holds it.
         let mut fd = unsafe { AsyncFd::register(reader)? };
         let mut subscriptions = self.subscriptions();
         let mut lost_before = fd.get_ref().lost_in_ring();
         loop {
-            if !self.has_listeners() {
+            let listening = self.has_listeners();
+            if listening != producing {
                 fd.get_mut()
-                    .set_wanted(false)
+                    .set_wanted(listening)
                     .map_err(std::io::Error::other)?;
+                producing = listening;
+                if listening {
+                    fd.get_mut().drain();
+                    lost_before = fd.get_ref().lost_in_ring();
+                }
+            }
+            if !listening {
                 let _ = subscriptions.changed().await;
-                fd.get_mut().drain();
-                fd.get_mut()
-                    .set_wanted(true)
-                    .map_err(std::io::Error::other)?;
-                lost_before = fd.get_ref().lost_in_ring();
                 continue;
             }
             let mut guard = tokio::select! {
