@@ -22,7 +22,7 @@ pub const DEFAULT_SOCKET: &str = "/var/run/cilium/cilium.sock";
 pub const SOCKET_ENV: &str = "CILIUM_SOCK";
 
 /// How long a regular (non-streaming) request may wait for the agent.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+const REQUEST_TIMEOUT: Option<Duration> = Some(Duration::from_secs(120));
 
 /// Resolves the socket path: `-H unix:///path` or a bare path, else the
 /// `$CILIUM_SOCK` value, else [`DEFAULT_SOCKET`].
@@ -179,7 +179,7 @@ impl Client {
         } else {
             format!("/v1/monitor?{}", query.join("&"))
         };
-        let body = self.send("GET", &target, None, None)?;
+        let body = self.open_stream(&target)?;
         Ok(MonitorStream {
             lines: BufReader::new(body),
             finished: false,
@@ -188,7 +188,7 @@ impl Client {
 
     /// Opens the event stream narrowed by `query` (filtered by the agent).
     pub fn monitor_query(&self, query: &MonitorQuery) -> Result<MonitorStream, ClientError> {
-        let body = self.send("GET", &monitor_target(query), None, None)?;
+        let body = self.open_stream(&monitor_target(query))?;
         Ok(MonitorStream {
             lines: BufReader::new(body),
             finished: false,
@@ -306,9 +306,11 @@ impl Client {
         };
         let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).take();
         let response = match idle.map(|conn| exchange(conn, &request)) {
-            Some(Err(e)) if closed_while_idle(&e) => exchange(self.connect()?, &request)?,
+            Some(Err(e)) if closed_while_idle(&e) => {
+                exchange(self.connect(REQUEST_TIMEOUT)?, &request)?
+            }
             Some(answer) => answer?,
-            None => exchange(self.connect()?, &request)?,
+            None => exchange(self.connect(REQUEST_TIMEOUT)?, &request)?,
         };
         let (status, closing) = (response.status, response.closing);
         let (raw, conn) = response.body.read_all()?;
@@ -318,62 +320,39 @@ impl Client {
         if (200..300).contains(&status) {
             return Ok(raw);
         }
-        Err(ClientError::Api {
-            status,
-            message: error_message(status, &raw),
-        })
+        Err(api_error(status, &raw))
     }
 
-    fn connect(&self) -> Result<Connection, ClientError> {
+    fn connect(&self, timeout: Option<Duration>) -> Result<Connection, ClientError> {
         let stream = UnixStream::connect(&self.socket).map_err(|error| ClientError::Connect {
             path: self.socket.clone(),
             error,
         })?;
-        stream.set_read_timeout(Some(REQUEST_TIMEOUT))?;
-        stream.set_write_timeout(Some(REQUEST_TIMEOUT))?;
+        stream.set_read_timeout(timeout)?;
+        stream.set_write_timeout(timeout)?;
         Ok(BufReader::new(stream))
     }
 
-    /// Sends one request; returns the body of a 2xx answer, or the agent's
-    /// error as [`ClientError::Api`].
-    fn send(
-        &self,
-        method: &str,
-        target: &str,
-        body: Option<(&str, Vec<u8>)>,
-        timeout: Option<Duration>,
-    ) -> Result<Body<BufReader<UnixStream>>, ClientError> {
-        let mut stream =
-            UnixStream::connect(&self.socket).map_err(|error| ClientError::Connect {
-                path: self.socket.clone(),
-                error,
-            })?;
-        stream.set_read_timeout(timeout)?;
-        stream.set_write_timeout(timeout)?;
-        let (content_type, bytes) = match &body {
-            Some((ct, b)) => (Some(*ct), b.as_slice()),
-            None => (None, &[][..]),
+    /// Opens a stream: a `GET` on a connection of its own, without a
+    /// timeout (it lasts as long as the agent sends). The body of a 2xx
+    /// answer, or the agent's error as [`ClientError::Api`].
+    fn open_stream(&self, target: &str) -> Result<Body<Connection>, ClientError> {
+        let request = Request {
+            method: "GET",
+            target,
+            content_type: None,
+            body: &[],
+            keep_alive: false,
         };
-        http::write_request(
-            &mut stream,
-            &Request {
-                method,
-                target,
-                content_type,
-                body: bytes,
-                keep_alive: false,
-            },
-        )?;
-        let resp = http::read_response(BufReader::new(stream))?;
-        if (200..300).contains(&resp.status) {
-            return Ok(resp.body);
+        let response = exchange(self.connect(None)?, &request)?;
+        if (200..300).contains(&response.status) {
+            return Ok(response.body);
         }
-        let status = resp.status;
-        let raw = resp.body.read_to_vec().unwrap_or_default();
-        Err(ClientError::Api {
+        let status = response.status;
+        Err(api_error(
             status,
-            message: error_message(status, &raw),
-        })
+            &response.body.read_to_vec().unwrap_or_default(),
+        ))
     }
 }
 
@@ -390,6 +369,13 @@ fn exchange(
 fn closed_while_idle(e: &std::io::Error) -> bool {
     use std::io::ErrorKind::*;
     matches!(e.kind(), UnexpectedEof | ConnectionReset | BrokenPipe)
+}
+
+fn api_error(status: u16, raw: &[u8]) -> ClientError {
+    ClientError::Api {
+        status,
+        message: error_message(status, raw),
+    }
 }
 
 /// The `message` of an [`ApiError`] body, else the body as text, else a
@@ -470,7 +456,7 @@ pub fn monitor_target(query: &MonitorQuery) -> String {
 /// arrives. Ends when the agent closes the stream; after an error it yields
 /// nothing more.
 pub struct MonitorStream {
-    lines: BufReader<Body<BufReader<UnixStream>>>,
+    lines: BufReader<Body<Connection>>,
     finished: bool,
 }
 
