@@ -90,35 +90,22 @@ async fn run(config: Config) -> anyhow::Result<()> {
     }
 
     // The sweep walks the whole conntrack map through its own handle, on a
-    // blocking thread: API calls never wait for it.
+    // thread of its own: API calls never wait for it.
     let mut ct = datapath::maps::CtMap::open(daemon.bpf_root())?;
     let gc_registry = registry.clone();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(gc_every);
-        loop {
-            tick.tick().await;
-            let swept = tokio::task::spawn_blocking(move || {
-                let result = ct.gc();
-                (ct, result)
-            })
-            .await;
-            let result;
-            (ct, result) = match swept {
-                Ok(done) => done,
-                Err(e) => {
-                    eprintln!("conntrack gc: {e}");
-                    return;
-                }
-            };
-            match result {
+    std::thread::Builder::new()
+        .name("ct-gc".into())
+        .spawn(move || loop {
+            match ct.gc() {
                 Ok(_) => gc_registry.ct_gc.success(),
                 Err(e) => {
                     eprintln!("conntrack gc: {e}");
                     gc_registry.ct_gc.failure(e.to_string());
                 }
             }
-        }
-    });
+            std::thread::sleep(gc_every);
+        })
+        .context("starting the conntrack GC thread")?;
 
     if let Some(dir) = socket.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;

@@ -110,26 +110,32 @@ impl Daemon {
     }
 
     pub fn node_gone(&self, name: &str) {
-        let gone = {
+        let node = {
             let mut inner = self.lock();
-            let gone = inner.nodes.remove(name);
-            if let (Some(node), true) = (&gone, name != self.cluster.node.name) {
-                let _ = inner.maps.ipcache.remove(node.ipv4, 32);
+            match inner.nodes.remove(name) {
+                Some(node) if name != self.cluster.node.name => {
+                    let _ = inner.maps.ipcache.remove(node.ipv4, 32);
+                    node
+                }
+                _ => return,
             }
-            gone.filter(|_| name != self.cluster.node.name)
         };
-        if let Some(node) = gone.filter(|node| !node.pod_cidr.is_empty() && self.encap_ifindex != 0)
-        {
+        if self.routes_pod_cidrs(&node) {
             if let Err(e) = crate::node::tunnel::unroute_pod_cidr(&node.pod_cidr) {
                 eprintln!("route to node {}'s pods: {e:#}", node.name);
             }
         }
     }
 
-    /// The node's own connections to the node's pods go through the overlay
-    /// (only when there is one).
+    /// Whether `node`'s pod CIDR is routed into the overlay: only with an
+    /// overlay and a CIDR.
+    fn routes_pod_cidrs(&self, node: &NodeRecord) -> bool {
+        !node.pod_cidr.is_empty() && self.encap_ifindex != 0
+    }
+
+    /// The node's own connections to the node's pods go through the overlay.
     fn route_pod_cidr(&self, node: &NodeRecord) {
-        if node.pod_cidr.is_empty() || self.encap_ifindex == 0 {
+        if !self.routes_pod_cidrs(node) {
             return;
         }
         if let Err(e) = crate::node::tunnel::route_pod_cidr(&node.pod_cidr, self.cluster.node_ip())
