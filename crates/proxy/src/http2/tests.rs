@@ -1,55 +1,90 @@
 //! The whole HTTP/2 path in one process: an h2 client, `serve`, and an h2
 //! upstream that echoes bodies and adds trailers.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, Request, Response};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
 
 use crate::access_log::{AccessLog, L7Protocol, RequestOutcome};
 use crate::control::protocol::{Direction, Parser, SourceBind};
 use crate::filter::ConnContext;
+use crate::http1::proxy::ProxyError;
 use crate::policy::{CompiledPolicy, IdentityRules};
 use crate::redirect::{RedirectSettings, RedirectShared};
 
-/// Answers every stream with its body and an `x-echoed` trailer.
-async fn echo_upstream() -> SocketAddr {
+type UpstreamConnection = h2::server::Connection<TcpStream, Bytes>;
+
+/// An h2 upstream on loopback: `serve_connection` runs for every connection.
+async fn upstream<F, Fut>(serve_connection: F) -> SocketAddr
+where
+    F: Fn(UpstreamConnection) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         while let Ok((socket, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut conn = h2::server::handshake(socket).await.unwrap();
-                while let Some(Ok((request, mut respond))) = conn.accept().await {
-                    tokio::spawn(async move {
-                        let mut body = request.into_body();
-                        let mut echoed = BytesMut::new();
-                        while let Some(chunk) = body.data().await {
-                            let chunk = chunk.unwrap();
-                            let _ = body.flow_control().release_capacity(chunk.len());
-                            echoed.extend_from_slice(&chunk);
-                        }
-                        let mut send = respond.send_response(Response::new(()), false).unwrap();
-                        let mut echoed = echoed.freeze();
-                        while !echoed.is_empty() {
-                            send.reserve_capacity(echoed.len());
-                            let granted = std::future::poll_fn(|cx| send.poll_capacity(cx))
-                                .await
-                                .unwrap()
-                                .unwrap();
-                            send.send_data(echoed.split_to(granted), false).unwrap();
-                        }
-                        let mut trailers = HeaderMap::new();
-                        trailers.insert("x-echoed", "yes".parse().unwrap());
-                        send.send_trailers(trailers).unwrap();
-                    });
-                }
-            });
+            let conn = h2::server::handshake(socket).await.unwrap();
+            tokio::spawn(serve_connection(conn));
         }
     });
     addr
+}
+
+/// A client connection through `serve` with `ctx`: the request handle, the
+/// client connection's task and the proxy's.
+async fn proxied_client(
+    ctx: ConnContext,
+) -> (
+    h2::client::SendRequest<Bytes>,
+    JoinHandle<Result<(), h2::Error>>,
+    JoinHandle<Result<(), ProxyError>>,
+) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy_addr = listener.local_addr().unwrap();
+    let proxy = tokio::spawn(async move {
+        let (socket, _) = listener.accept().await.unwrap();
+        super::serve(socket, Bytes::new(), ctx).await
+    });
+    let socket = TcpStream::connect(proxy_addr).await.unwrap();
+    let (client, connection) = h2::client::handshake(socket).await.unwrap();
+    (client, tokio::spawn(connection), proxy)
+}
+
+/// Answers every stream with its body and an `x-echoed` trailer.
+async fn echo_upstream() -> SocketAddr {
+    upstream(|mut conn: UpstreamConnection| async move {
+        while let Some(Ok((request, mut respond))) = conn.accept().await {
+            tokio::spawn(async move {
+                let mut body = request.into_body();
+                let mut echoed = BytesMut::new();
+                while let Some(chunk) = body.data().await {
+                    let chunk = chunk.unwrap();
+                    let _ = body.flow_control().release_capacity(chunk.len());
+                    echoed.extend_from_slice(&chunk);
+                }
+                let mut send = respond.send_response(Response::new(()), false).unwrap();
+                let mut echoed = echoed.freeze();
+                while !echoed.is_empty() {
+                    send.reserve_capacity(echoed.len());
+                    let granted = std::future::poll_fn(|cx| send.poll_capacity(cx))
+                        .await
+                        .unwrap()
+                        .unwrap();
+                    send.send_data(echoed.split_to(granted), false).unwrap();
+                }
+                let mut trailers = HeaderMap::new();
+                trailers.insert("x-echoed", "yes".parse().unwrap());
+                send.send_trailers(trailers).unwrap();
+            });
+        }
+    })
+    .await
 }
 
 fn context(upstream: SocketAddr) -> ConnContext {
@@ -92,16 +127,7 @@ async fn read_body(body: &mut h2::RecvStream) -> Bytes {
 async fn concurrent_streams_are_judged_one_by_one_and_relayed_unchanged() {
     let ctx = context(echo_upstream().await);
     let log = ctx.log.clone();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let proxy_addr = listener.local_addr().unwrap();
-    let proxy = tokio::spawn(async move {
-        let (socket, _) = listener.accept().await.unwrap();
-        super::serve(socket, Bytes::new(), ctx).await
-    });
-
-    let socket = tokio::net::TcpStream::connect(proxy_addr).await.unwrap();
-    let (client, connection) = h2::client::handshake(socket).await.unwrap();
-    let connection = tokio::spawn(connection);
+    let (client, connection, proxy) = proxied_client(ctx).await;
     let mut calls = Vec::new();
     for i in 0..40usize {
         let mut client = client.clone().ready().await.unwrap();
@@ -163,36 +189,21 @@ async fn concurrent_streams_are_judged_one_by_one_and_relayed_unchanged() {
 /// Answers one stream per connection with 200, then closes the connection
 /// (as an upstream's idle timeout or restart would).
 async fn one_stream_per_connection_upstream() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((socket, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut conn = h2::server::handshake(socket).await.unwrap();
-                if let Some(Ok((_request, mut respond))) = conn.accept().await {
-                    let mut send = respond.send_response(Response::new(()), false).unwrap();
-                    send.send_data(Bytes::from_static(b"ok"), true).unwrap();
-                }
-                conn.graceful_shutdown();
-                while conn.accept().await.is_some() {}
-            });
+    upstream(|mut conn: UpstreamConnection| async move {
+        if let Some(Ok((_request, mut respond))) = conn.accept().await {
+            let mut send = respond.send_response(Response::new(()), false).unwrap();
+            send.send_data(Bytes::from_static(b"ok"), true).unwrap();
         }
-    });
-    addr
+        conn.graceful_shutdown();
+        while conn.accept().await.is_some() {}
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_closed_upstream_connection_is_made_again_for_the_next_request() {
     let ctx = context(one_stream_per_connection_upstream().await);
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let proxy_addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let (socket, _) = listener.accept().await.unwrap();
-        super::serve(socket, Bytes::new(), ctx).await
-    });
-    let socket = tokio::net::TcpStream::connect(proxy_addr).await.unwrap();
-    let (client, connection) = h2::client::handshake(socket).await.unwrap();
-    tokio::spawn(connection);
+    let (client, _connection, _proxy) = proxied_client(ctx).await;
     for round in 0..3 {
         let mut client = client.clone().ready().await.unwrap();
         let request = Request::get("http://upstream/allowed").body(()).unwrap();
