@@ -31,19 +31,28 @@ volatile const __u32 LXC_ID = 0;
 /* The node's VXLAN device; 0 when there is no overlay. */
 volatile const __u32 ENCAP_IFINDEX = 0;
 
-static __always_inline int drop(struct __sk_buff *skb, __u8 reason, const struct flow *f,
-				__u32 src_id, __u32 dst_id, __u8 dir)
+/* Drops and reports the packet as seen at `ifindex`: the endpoint's
+ * host-side veth, also where the overlay tail-called its policy. */
+static __always_inline int drop_at(struct __sk_buff *skb, __u32 ifindex, __u8 reason,
+				   const struct flow *f, __u32 src_id, __u32 dst_id, __u8 dir)
 {
 	update_metrics(skb->len, reason, dir);
-	send_drop(reason, LXC_ID, skb->ifindex, f, src_id, dst_id, dir);
+	send_drop(reason, LXC_ID, ifindex, f, src_id, dst_id, dir);
 	return TC_ACT_SHOT;
 }
 
-static __always_inline int drop_unparsed(struct __sk_buff *skb, __u8 reason, __u8 dir)
+static __always_inline int drop(struct __sk_buff *skb, __u8 reason, const struct flow *f,
+				__u32 src_id, __u32 dst_id, __u8 dir)
+{
+	return drop_at(skb, skb->ifindex, reason, f, src_id, dst_id, dir);
+}
+
+static __always_inline int drop_unparsed(struct __sk_buff *skb, __u32 ifindex, __u8 reason,
+					 __u8 dir)
 {
 	struct flow f = { .length = skb->len };
 
-	return drop(skb, reason, &f, 0, 0, dir);
+	return drop_at(skb, ifindex, reason, &f, 0, 0, dir);
 }
 
 /* Runs policy for a new flow and reports the verdict; 0 if allowed, with
@@ -75,11 +84,11 @@ int cil_from_container(struct __sk_buff *skb)
 	if (skb->protocol == bpf_htons(ETH_P_ARP))
 		return TC_ACT_OK;
 	if (skb->protocol != bpf_htons(ETH_P_IP))
-		return drop_unparsed(skb, DROP_UNKNOWN_L3, DIR_EGRESS);
+		return drop_unparsed(skb, skb->ifindex, DROP_UNKNOWN_L3, DIR_EGRESS);
 
 	ret = parse_ipv4(skb, &f);
 	if (ret)
-		return drop_unparsed(skb, ret, DIR_EGRESS);
+		return drop_unparsed(skb, skb->ifindex, ret, DIR_EGRESS);
 
 	/* Turned around by this endpoint's cil_to_container (a mark no
 	 * container can set): ingress policy chose the proxy. */
@@ -136,7 +145,7 @@ int cil_from_container(struct __sk_buff *skb)
 
 		ret = ipv4_route_to(skb, dst_ep->mac, dst_ep->node_mac);
 		if (ret)
-			return drop_unparsed(skb, ret, DIR_EGRESS);
+			return drop_unparsed(skb, skb->ifindex, ret, DIR_EGRESS);
 		return bpf_redirect(ifindex, 0);
 	}
 	if (remote && remote->tunnel_endpoint && ENCAP_IFINDEX) {
@@ -153,8 +162,11 @@ int cil_from_container(struct __sk_buff *skb)
 	return TC_ACT_OK;
 }
 
-SEC("classifier")
-int cil_to_container(struct __sk_buff *skb)
+/* Enforces the endpoint's ingress policy on a packet about to enter the
+ * container. `ifindex` is the endpoint's host-side veth. At that veth's tc
+ * egress an allowed packet just goes on; tail-called by the overlay
+ * (`peer`), it is handed straight to the container's side of the veth. */
+static __always_inline int to_container(struct __sk_buff *skb, __u32 ifindex, int peer)
 {
 	struct endpoint_info *self;
 	struct flow f;
@@ -165,11 +177,11 @@ int cil_to_container(struct __sk_buff *skb)
 	if (skb->protocol == bpf_htons(ETH_P_ARP))
 		return TC_ACT_OK;
 	if (skb->protocol != bpf_htons(ETH_P_IP))
-		return drop_unparsed(skb, DROP_UNKNOWN_L3, DIR_INGRESS);
+		return drop_unparsed(skb, ifindex, DROP_UNKNOWN_L3, DIR_INGRESS);
 
 	ret = parse_ipv4(skb, &f);
 	if (ret)
-		return drop_unparsed(skb, ret, DIR_INGRESS);
+		return drop_unparsed(skb, ifindex, ret, DIR_INGRESS);
 
 	/* A packet from another node carries its source identity from the
 	 * VNI, one from the proxy its client's; anything else is identified
@@ -190,17 +202,17 @@ int cil_to_container(struct __sk_buff *skb)
 		/* The proxy's upstream connection on ingress passed the L7
 		 * policy, which covers the L3/L4 one. */
 		if (magic != MARK_MAGIC_PROXY_INGRESS) {
-			ret = enforce(src_id, &f, src_id, dst_id, DIR_INGRESS, skb->ifindex,
+			ret = enforce(src_id, &f, src_id, dst_id, DIR_INGRESS, ifindex,
 				      &state.proxy_port);
 			if (ret)
-				return drop(skb, ret, &f, src_id, dst_id, DIR_INGRESS);
+				return drop_at(skb, ifindex, ret, &f, src_id, dst_id, DIR_INGRESS);
 		}
 		ct_create(&f, CT_DIR_INGRESS, src_id, &state);
 	} else if (ct == CT_REPLY && state.rev_nat) {
 		/* A backend answering a client that dialled a service. */
 		ret = lb4_reverse_nat(skb, &f, state.rev_nat);
 		if (ret)
-			return drop(skb, ret, &f, src_id, dst_id, DIR_INGRESS);
+			return drop_at(skb, ifindex, ret, &f, src_id, dst_id, DIR_INGRESS);
 	}
 
 	update_metrics(skb->len, REASON_FORWARDED, DIR_INGRESS);
@@ -210,17 +222,32 @@ int cil_to_container(struct __sk_buff *skb)
 		if (ct == CT_NEW && lookup_local_endpoint(f.saddr))
 			ct_set_proxy_port(&f, CT_DIR_EGRESS, state.proxy_port);
 		if (!self)
-			return drop(skb, DROP_PROXY_LOOKUP_FAILED, &f, src_id, dst_id,
+			return drop_at(skb, ifindex, DROP_PROXY_LOOKUP_FAILED, &f, src_id, dst_id,
 				    DIR_INGRESS);
-		send_trace(TRACE_TO_PROXY, ct, LXC_ID, skb->ifindex, &f, src_id, dst_id,
+		send_trace(TRACE_TO_PROXY, ct, LXC_ID, ifindex, &f, src_id, dst_id,
 			   DIR_INGRESS);
-		ret = proxy_hairpin(skb, self->node_mac, state.proxy_port);
+		ret = proxy_hairpin(skb, ifindex, self->node_mac, state.proxy_port);
 		if (ret < 0)
-			return drop(skb, -ret, &f, src_id, dst_id, DIR_INGRESS);
+			return drop_at(skb, ifindex, -ret, &f, src_id, dst_id, DIR_INGRESS);
 		return ret;
 	}
-	send_trace(TRACE_TO_LXC, ct, LXC_ID, skb->ifindex, &f, src_id, dst_id, DIR_INGRESS);
-	return TC_ACT_OK;
+	send_trace(TRACE_TO_LXC, ct, LXC_ID, ifindex, &f, src_id, dst_id, DIR_INGRESS);
+	return peer ? bpf_redirect_peer(ifindex, 0) : TC_ACT_OK;
+}
+
+SEC("classifier")
+int cil_to_container(struct __sk_buff *skb)
+{
+	return to_container(skb, skb->ifindex, 0);
+}
+
+/* The entry in cilium_call_policy: the overlay tail-calls it with the
+ * endpoint's host-side ifindex in cb[0] (it was at the overlay device's
+ * ingress, where bpf_redirect_peer may skip the veth's own hop). */
+SEC("classifier")
+int cil_lxc_policy(struct __sk_buff *skb)
+{
+	return to_container(skb, skb->cb[0], 1);
 }
 
 char _license[] SEC("license") = "Dual BSD/GPL";

@@ -1,10 +1,13 @@
 /* Overlay datapath on the node's collect-metadata VXLAN device.
  *
  * tc ingress: a packet from another node carries the source's security
- * identity as its VNI; it is delivered to the local endpoint with that
- * identity in the mark, and the endpoint's to-container program enforces
- * its ingress policy against it. The other node itself (VNI = host) is
- * remote-node here.
+ * identity as its VNI; it goes to the local endpoint with that identity in
+ * the mark, through the endpoint's policy program (a tail call into
+ * cilium_call_policy), which enforces its ingress policy and hands the
+ * packet straight into the container. Without that program (an endpoint
+ * being set up) it is redirected to the endpoint's veth, whose
+ * to-container program enforces the same policy. The other node itself
+ * (VNI = host) is remote-node here.
  *
  * tc egress: endpoints' packets arrive already encapsulated (their tunnel key
  * is set). What the node's own stack routes here (the remote pod CIDRs point
@@ -50,6 +53,8 @@ int cil_from_overlay(struct __sk_buff *skb)
 		return TC_ACT_SHOT;
 	}
 	set_identity_mark(skb, key.tunnel_id == HOST_ID ? REMOTE_NODE_ID : key.tunnel_id);
+	skb->cb[0] = dst_ep->ifindex;
+	bpf_tail_call(skb, &cilium_call_policy, dst_ep->lxc_id);
 	return bpf_redirect(dst_ep->ifindex, 0);
 }
 

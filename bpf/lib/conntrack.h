@@ -66,13 +66,22 @@ struct ct_state {
 
 /* Classifies a packet seen by the endpoint in direction `dir` and refreshes
  * the matching entry. A TCP SYN on an entry that is closing starts over.
- * `state` receives what the entry remembers. */
+ * `state` receives what the entry remembers.
+ *
+ * A new flow's lookups are cache misses in a large table, and each
+ * connection has two packets that need only one of them: a SYN opens a flow
+ * (it is never a reply), a SYN-ACK answers one (it never goes the flow's
+ * way). A SYN in answer to our own SYN (simultaneous open) is therefore a
+ * new flow, held to policy. */
 static __always_inline int ct_lookup(const struct flow *f, __u8 dir, struct ct_state *state)
 {
+	__u8 handshake = f->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK);
 	struct ct_key key;
 	struct ct_entry *e;
 	__u64 now = ct_now();
 
+	if (handshake == (TCP_FLAG_SYN | TCP_FLAG_ACK))
+		goto reply;
 	ct_key_of(f, dir, 0, &key);
 	e = bpf_map_lookup_elem(&cilium_ct4_global, &key);
 	if (e && e->expires > now) {
@@ -85,7 +94,10 @@ static __always_inline int ct_lookup(const struct flow *f, __u8 dir, struct ct_s
 			return CT_ESTABLISHED;
 		}
 	}
+	if (handshake == TCP_FLAG_SYN)
+		return CT_NEW;
 
+reply:
 	ct_key_of(f, dir == CT_DIR_EGRESS ? CT_DIR_INGRESS : CT_DIR_EGRESS, 1, &key);
 	e = bpf_map_lookup_elem(&cilium_ct4_global, &key);
 	if (e && e->expires > now) {
@@ -97,11 +109,15 @@ static __always_inline int ct_lookup(const struct flow *f, __u8 dir, struct ct_s
 	return CT_NEW;
 }
 
+/* A tuple's old entry (closing or expired: its port was reused) is
+ * overwritten in place. The lookup that classified the packet has just
+ * brought it into the cache, where a fresh element from the LRU's free list
+ * would be another miss, and its old one a trip back to that list. */
 static __always_inline void ct_create(const struct flow *f, __u8 dir, __u32 src_identity,
 				      const struct ct_state *state)
 {
 	struct ct_key key;
-	struct ct_entry e = {};
+	struct ct_entry e = {}, *old;
 
 	ct_key_of(f, dir, 0, &key);
 	e.src_identity = src_identity;
@@ -109,6 +125,11 @@ static __always_inline void ct_create(const struct flow *f, __u8 dir, __u32 src_
 	e.proxy_port = state->proxy_port;
 	e.flags = (f->tcp_flags & TCP_FLAG_SYN) ? CT_SEEN_SYN : 0;
 	ct_account(&e, f, 0);
+	old = bpf_map_lookup_elem(&cilium_ct4_global, &key);
+	if (old) {
+		*old = e;
+		return;
+	}
 	bpf_map_update_elem(&cilium_ct4_global, &key, &e, BPF_ANY);
 }
 

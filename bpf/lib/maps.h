@@ -312,6 +312,17 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } cilium_events_wanted SEC(".maps");
 
+/* cilium_call_policy: each endpoint's cil_lxc_policy by endpoint id. The
+ * overlay tail-calls into it to enforce the endpoint's ingress policy and
+ * hand the packet straight into the container's namespace. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(max_entries, 65536);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} cilium_call_policy SEC(".maps");
+
 /* cilium_metrics: packets and bytes per (reason, direction), per CPU, at
  * index reason | direction << 8: an array, so counting a packet costs no
  * hashing. */

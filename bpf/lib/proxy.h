@@ -58,14 +58,15 @@ assign:
 }
 
 /* On the way into a container: turn the packet around to the ingress of the
- * same host-side veth, addressed to that device so the stack accepts it. */
-static __always_inline int proxy_hairpin(struct __sk_buff *skb, const __u8 *node_mac,
-					 __u16 proxy_port)
+ * container's host-side veth `ifindex`, addressed to that device so the
+ * stack accepts it. */
+static __always_inline int proxy_hairpin(struct __sk_buff *skb, __u32 ifindex,
+					 const __u8 *node_mac, __u16 proxy_port)
 {
 	if (bpf_skb_store_bytes(skb, 0, node_mac, ETH_ALEN, 0) < 0)
 		return -DROP_WRITE_ERROR;
 	skb->mark = ((__u32)proxy_port << 16) | MARK_MAGIC_TO_PROXY;
-	return bpf_redirect(skb->ifindex, BPF_F_INGRESS);
+	return bpf_redirect(ifindex, BPF_F_INGRESS);
 }
 
 /* The proxy port a hairpinned packet asks for, or 0. */

@@ -1,7 +1,9 @@
 //! One endpoint's instance of bpf_lxc: loaded with the endpoint's constants
 //! and policy map, attached at tc on its host-side veth, links pinned so the
-//! programs outlive the agent process.
+//! programs outlive the agent process. Its policy program for the overlay's
+//! tail call sits in the pinned `cilium_call_policy` at the endpoint's id.
 
+use aya::maps::ProgramArray;
 use aya::programs::{SchedClassifier, TcAttachType};
 
 use crate::{
@@ -13,6 +15,9 @@ use crate::{
 
 pub const FROM_CONTAINER: &str = "cil_from_container";
 pub const TO_CONTAINER: &str = "cil_to_container";
+/// cil_to_container's enforcement for packets arriving from the overlay,
+/// which it delivers straight into the container's namespace.
+pub const LXC_POLICY: &str = "cil_lxc_policy";
 
 /// The loaded programs of one endpoint.
 pub struct EndpointProgram {
@@ -21,7 +26,7 @@ pub struct EndpointProgram {
 }
 
 impl EndpointProgram {
-    /// Loads both programs into the kernel, sharing the pinned maps under
+    /// Loads the programs into the kernel, sharing the pinned maps under
     /// `root` and pinning the endpoint's own policy map. `encap_ifindex` is
     /// the node's VXLAN device (0: no overlay). A policy map pinned with
     /// another size than `--bpf-policy-map-max` is rebuilt at that size with
@@ -51,7 +56,7 @@ impl EndpointProgram {
             Some(resize) => resize.finish(loaded, &policy_pin)?,
             None => loaded?,
         };
-        for name in [FROM_CONTAINER, TO_CONTAINER] {
+        for name in [FROM_CONTAINER, TO_CONTAINER, LXC_POLICY] {
             classifier(&mut ebpf, name)?
                 .load()
                 .map_err(|e| program_error(name, e))?;
@@ -60,7 +65,8 @@ impl EndpointProgram {
     }
 
     /// Attaches at tc ingress (from-container) and egress (to-container) of
-    /// the host-side veth. Where links are already pinned (a previous
+    /// the host-side veth, then makes the policy program the overlay's tail
+    /// call for this endpoint. Where links are already pinned (a previous
     /// incarnation), the programs are swapped atomically in place.
     pub fn attach(&mut self, root: &BpfRoot, host_ifname: &str) -> Result<(), DatapathError> {
         let dir = root.endpoint_links(self.endpoint_id);
@@ -75,7 +81,18 @@ impl EndpointProgram {
             let prog = classifier(&mut self.ebpf, name)?;
             attach_pinned(prog, name, host_ifname, attach_type, &dir.join(name))?;
         }
-        Ok(())
+        let policy = classifier(&mut self.ebpf, LXC_POLICY)?
+            .fd()
+            .map_err(|e| program_error(LXC_POLICY, e))?
+            .try_clone()
+            .map_err(|e| DatapathError::Syscall(format!("{LXC_POLICY}: {e}")))?;
+        let map = self
+            .ebpf
+            .map_mut(maps::CALL_POLICY_MAP)
+            .ok_or_else(|| DatapathError::Syscall(format!("no map {}", maps::CALL_POLICY_MAP)))?;
+        ProgramArray::try_from(map)
+            .and_then(|mut calls| calls.set(self.endpoint_id.into(), &policy, 0))
+            .map_err(|e| DatapathError::map(maps::CALL_POLICY_MAP, e))
     }
 
     /// File descriptor of a loaded program (for BPF_PROG_TEST_RUN).
@@ -93,6 +110,12 @@ impl EndpointProgram {
 
 /// Detaches an endpoint's programs and removes its pins. Idempotent.
 pub fn remove_endpoint(root: &BpfRoot, endpoint_id: u16) -> Result<(), DatapathError> {
+    // The overlay then redirects to the veth, where nothing is attached.
+    if let Ok(map) = maps::open_pinned(root, maps::CALL_POLICY_MAP) {
+        if let Ok(mut calls) = ProgramArray::try_from(map) {
+            let _ = calls.clear_index(&endpoint_id.into());
+        }
+    }
     let dir = root.endpoint_links(endpoint_id);
     for path in [
         dir.join(FROM_CONTAINER),

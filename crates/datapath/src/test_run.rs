@@ -41,9 +41,10 @@ pub const TC_ACT_OK: u32 = 0;
 pub const TC_ACT_SHOT: u32 = 2;
 pub const TC_ACT_REDIRECT: u32 = 7;
 
-/// Size of `struct __sk_buff` and the offset of its `mark`.
+/// Size of `struct __sk_buff` and the offsets of its `mark` and `cb[0]`.
 const SKB_CTX_SIZE: usize = 192;
 const SKB_MARK_OFFSET: usize = 8;
+const SKB_CB0_OFFSET: usize = 48;
 
 pub fn run(prog: BorrowedFd<'_>, packet: &[u8]) -> Result<TestRunOutput, DatapathError> {
     run_with_mark(prog, packet, 0)
@@ -58,6 +59,19 @@ pub fn run_with_mark(
     Ok(run_repeated(prog, packet, mark, 1)?.0)
 }
 
+/// Runs with `skb->mark` and `skb->cb[0]` preset, as a program tail-calling
+/// this one would leave them.
+pub fn run_tail_called(
+    prog: BorrowedFd<'_>,
+    packet: &[u8],
+    mark: u32,
+    cb0: u32,
+) -> Result<TestRunOutput, DatapathError> {
+    let mut ctx = skb_ctx(mark);
+    ctx[SKB_CB0_OFFSET..SKB_CB0_OFFSET + 4].copy_from_slice(&cb0.to_ne_bytes());
+    Ok(run_ctx(prog, packet, &ctx, 1)?.0)
+}
+
 /// Runs `repeat` times in the kernel (the packet starts afresh each time);
 /// the last run's output and the kernel's mean time per run in ns.
 pub fn run_repeated(
@@ -66,8 +80,21 @@ pub fn run_repeated(
     mark: u32,
     repeat: u32,
 ) -> Result<(TestRunOutput, u32), DatapathError> {
+    run_ctx(prog, packet, &skb_ctx(mark), repeat)
+}
+
+fn skb_ctx(mark: u32) -> [u8; SKB_CTX_SIZE] {
     let mut ctx = [0u8; SKB_CTX_SIZE];
     ctx[SKB_MARK_OFFSET..SKB_MARK_OFFSET + 4].copy_from_slice(&mark.to_ne_bytes());
+    ctx
+}
+
+fn run_ctx(
+    prog: BorrowedFd<'_>,
+    packet: &[u8],
+    ctx: &[u8; SKB_CTX_SIZE],
+    repeat: u32,
+) -> Result<(TestRunOutput, u32), DatapathError> {
     let mut out = vec![0u8; packet.len() + 256];
     let mut attr = TestRunAttr {
         ctx_size_in: SKB_CTX_SIZE as u32,

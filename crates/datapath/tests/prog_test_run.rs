@@ -4,10 +4,10 @@
 use std::net::Ipv4Addr;
 
 use datapath::{
-    endpoint::{remove_endpoint, EndpointProgram, FROM_CONTAINER, TO_CONTAINER},
+    endpoint::{remove_endpoint, EndpointProgram, FROM_CONTAINER, LXC_POLICY, TO_CONTAINER},
     events::EventKind,
     maps::{EndpointInfo, PolicyEntry, PolicyKey, PolicyMap},
-    test_run::{run, run_with_mark, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT},
+    test_run::{run, run_tail_called, run_with_mark, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT},
     BpfRoot, EventReader, SharedMaps,
 };
 
@@ -411,6 +411,26 @@ fn identity_from_the_overlay_wins_over_the_source_address() {
     let spoofed = tcp(FRONTEND.ip, 40101, BACKEND.ip, 80, SYN);
     let as_intruder = run_with_mark(fd, &spoofed, identity_mark(INTRUDER.identity)).unwrap();
     assert_eq!(as_intruder.retval, TC_ACT_SHOT);
+}
+
+#[test]
+fn the_overlays_tail_call_enforces_the_same_policy_and_hands_over_to_the_peer() {
+    let node = Node::new("tail");
+    node.allow(
+        &BACKEND,
+        PolicyKey::new(FRONTEND.identity, TCP, 80, 16, INGRESS),
+    );
+    let fd = node.prog(&BACKEND).program_fd(LXC_POLICY).unwrap();
+    let veth = 1; // cb[0]: the endpoint's host-side ifindex
+    let remote = tcp(Ipv4Addr::new(10, 77, 0, 6), 40200, BACKEND.ip, 80, SYN);
+    let allowed = run_tail_called(fd, &remote, identity_mark(FRONTEND.identity), veth).unwrap();
+    assert_eq!(allowed.retval, TC_ACT_REDIRECT, "bpf_redirect_peer");
+    let intruder = tcp(Ipv4Addr::new(10, 77, 0, 7), 40200, BACKEND.ip, 80, SYN);
+    let denied = run_tail_called(fd, &intruder, identity_mark(INTRUDER.identity), veth).unwrap();
+    assert_eq!(denied.retval, TC_ACT_SHOT);
+    let other_port = tcp(Ipv4Addr::new(10, 77, 0, 6), 40201, BACKEND.ip, 81, SYN);
+    let denied = run_tail_called(fd, &other_port, identity_mark(FRONTEND.identity), veth);
+    assert_eq!(denied.unwrap().retval, TC_ACT_SHOT);
 }
 
 #[test]

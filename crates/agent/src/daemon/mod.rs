@@ -47,6 +47,8 @@ pub struct Daemon {
     /// What cilium-proxy should be configured with; its supervisor watches.
     proxy_desired: tokio::sync::watch::Sender<crate::proxy::DesiredState>,
     proxy_health: Arc<Mutex<crate::proxy::supervisor::ProxyHealth>>,
+    /// Whether this process made sure of the proxy's routing rule.
+    proxy_routing: std::sync::atomic::AtomicBool,
     inner: Mutex<Inner>,
 }
 
@@ -130,9 +132,6 @@ impl Daemon {
         };
         let endpoints = state.load_endpoints()?;
         let proxy_ports = state.load_proxy_ports()?.unwrap_or_default();
-        if config.enable_l7_proxy {
-            crate::node::proxy_routing::ensure()?;
-        }
         let service_sync = service_sync::ServiceSync::start(cluster.kv.clone());
         let daemon = Arc::new(Daemon {
             config,
@@ -143,6 +142,7 @@ impl Daemon {
             service_sync,
             proxy_desired: tokio::sync::watch::channel(Default::default()).0,
             proxy_health: Default::default(),
+            proxy_routing: Default::default(),
             inner: Mutex::new(Inner {
                 maps,
                 ipam,

@@ -22,9 +22,26 @@ impl Daemon {
             let ports = proxy_ports
                 .assign(id, &policy.listeners(), port_is_free)
                 .map_err(|e| AgentError::Internal(e.to_string()))?;
+            if !ports.is_empty() {
+                self.route_to_proxy()?;
+            }
             policy.set_proxy_ports(ports);
         }
         Ok(policy)
+    }
+
+    /// Installs the routing rule that delivers packets assigned to the
+    /// proxy, before the first redirect reaches a policy map. Not earlier:
+    /// any custom rule takes every route lookup on the node off the kernel's
+    /// fast path, which nodes without L7 policy need not pay.
+    fn route_to_proxy(&self) -> Result<(), AgentError> {
+        use std::sync::atomic::Ordering;
+        if !self.proxy_routing.load(Ordering::Acquire) {
+            crate::node::proxy_routing::ensure()
+                .map_err(|e| AgentError::Internal(format!("proxy routing rule: {e:#}")))?;
+            self.proxy_routing.store(true, Ordering::Release);
+        }
+        Ok(())
     }
 
     /// Compiles one endpoint's rules, with proxy ports.

@@ -249,7 +249,12 @@ fn percentile(v: &[f64], p: f64) -> f64 {
     nearest_rank(v, p / 100.0)
 }
 
-/// Runs every metric on both configurations per round, order rotated.
+/// Runs every metric on both configurations per round, order rotated. Each
+/// counted measurement follows an uncounted one-second run of the same
+/// metric on the same path: without it, whichever path went first after
+/// the previous metric (throughput leaves the machine busy for a while)
+/// measured slower, which showed as the per-round winner flipping with the
+/// order.
 fn datapath_rounds(args: &Args, configs: [(&NetNs, Ipv4Addr); 2]) -> Result<[Samples; 2]> {
     let mut out = [Samples::default(), Samples::default()];
     let d = Duration::from_secs(args.seconds);
@@ -260,6 +265,7 @@ fn datapath_rounds(args: &Args, configs: [(&NetNs, Ipv4Addr); 2]) -> Result<[Sam
                 signals::check()?;
                 let (client, server) = configs[c];
                 let name = ["ours", "plain"][c];
+                warm_up(metric, client, server).with_context(|| format!("warm-up ({name})"))?;
                 match metric {
                     0 => {
                         let l = measure::latency(client, server, d)
@@ -292,6 +298,17 @@ fn datapath_rounds(args: &Args, configs: [(&NetNs, Ipv4Addr); 2]) -> Result<[Sam
         );
     }
     Ok(out)
+}
+
+/// One uncounted second of `metric` (0 latency, 1 connections, 2
+/// throughput) from `client` to `server`.
+fn warm_up(metric: usize, client: &NetNs, server: Ipv4Addr) -> Result<()> {
+    let d = Duration::from_secs(1);
+    match metric {
+        0 => measure::latency(client, server, d).map(drop),
+        1 => measure::conn_rate(client, server, d).map(drop),
+        _ => measure::throughput_gbps(client, server, d).map(drop),
+    }
 }
 
 /// Retries short handshakes from `pod` until one completes: the time it
@@ -503,7 +520,7 @@ fn report(
     );
     let _ = writeln!(
         o,
-        "Run: {} rounds, ours/plain interleaved (order rotated per round), {} s per measurement; medians over rounds.\n",
+        "Run: {} rounds, ours/plain interleaved (order rotated per round), {} s per measurement after an uncounted 1 s warm-up of the same metric and path; medians over rounds.\n",
         args.rounds, args.seconds
     );
     let _ = writeln!(
