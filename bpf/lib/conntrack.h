@@ -64,47 +64,52 @@ struct ct_state {
 	__u16 proxy_port;	/* L7 proxy the flow is redirected to */
 };
 
+/* The live entry of the flow the packet goes the way of (`reverse` = 0),
+ * or of the flow it answers (1), or NULL. */
+static __always_inline struct ct_entry *ct_find(const struct flow *f, __u8 dir, int reverse,
+						__u64 now)
+{
+	struct ct_key key;
+	struct ct_entry *e;
+
+	if (reverse)
+		dir = dir == CT_DIR_EGRESS ? CT_DIR_INGRESS : CT_DIR_EGRESS;
+	ct_key_of(f, dir, reverse, &key);
+	e = bpf_map_lookup_elem(&cilium_ct4_global, &key);
+	return e && e->expires > now ? e : NULL;
+}
+
 /* Classifies a packet seen by the endpoint in direction `dir` and refreshes
  * the matching entry. A TCP SYN on an entry that is closing starts over.
  * `state` receives what the entry remembers.
  *
- * A new flow's lookups are cache misses in a large table, and each
- * connection has two packets that need only one of them: a SYN opens a flow
- * (it is never a reply), a SYN-ACK answers one (it never goes the flow's
- * way). A SYN in answer to our own SYN (simultaneous open) is therefore a
- * new flow, held to policy. */
+ * Of the two lookups, the likelier goes first, since for a new flow each is
+ * a cache miss in a large table: a SYN opens a flow (it is never a reply),
+ * a SYN-ACK answers one (it never goes the flow's way); any other packet
+ * from the lower port to the higher is most likely a server answering a
+ * client's ephemeral port. A SYN in answer to our own SYN (simultaneous
+ * open) is therefore a new flow, held to policy. */
 static __always_inline int ct_lookup(const struct flow *f, __u8 dir, struct ct_state *state)
 {
 	__u8 handshake = f->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK);
-	struct ct_key key;
-	struct ct_entry *e;
+	int syn = handshake == TCP_FLAG_SYN, syn_ack = handshake == (TCP_FLAG_SYN | TCP_FLAG_ACK);
+	int reply_first = syn_ack || (!syn && bpf_ntohs(f->sport) < bpf_ntohs(f->dport));
 	__u64 now = ct_now();
+	struct ct_entry *e;
+	int pass;
 
-	if (handshake == (TCP_FLAG_SYN | TCP_FLAG_ACK))
-		goto reply;
-	ct_key_of(f, dir, 0, &key);
-	e = bpf_map_lookup_elem(&cilium_ct4_global, &key);
-	if (e && e->expires > now) {
-		int restart = (f->tcp_flags & TCP_FLAG_SYN) &&
-			      !(f->tcp_flags & TCP_FLAG_ACK) && (e->flags & CT_CLOSING);
-		if (!restart) {
-			ct_account(e, f, 0);
-			state->rev_nat = e->rev_nat_index;
-			state->proxy_port = e->proxy_port;
-			return CT_ESTABLISHED;
-		}
-	}
-	if (handshake == TCP_FLAG_SYN)
-		return CT_NEW;
+	for (pass = 0; pass < 2; pass++) {
+		int reverse = pass ^ reply_first;
 
-reply:
-	ct_key_of(f, dir == CT_DIR_EGRESS ? CT_DIR_INGRESS : CT_DIR_EGRESS, 1, &key);
-	e = bpf_map_lookup_elem(&cilium_ct4_global, &key);
-	if (e && e->expires > now) {
-		ct_account(e, f, 1);
+		if ((reverse && syn) || (!reverse && syn_ack))
+			continue;
+		e = ct_find(f, dir, reverse, now);
+		if (!e || (!reverse && syn && (e->flags & CT_CLOSING)))
+			continue;
+		ct_account(e, f, reverse);
 		state->rev_nat = e->rev_nat_index;
-		state->proxy_port = 0;
-		return CT_REPLY;
+		state->proxy_port = reverse ? 0 : e->proxy_port;
+		return reverse ? CT_REPLY : CT_ESTABLISHED;
 	}
 	return CT_NEW;
 }

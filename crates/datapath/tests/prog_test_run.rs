@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 use datapath::{
     endpoint::{remove_endpoint, EndpointProgram, FROM_CONTAINER, LXC_POLICY, TO_CONTAINER},
     events::EventKind,
-    maps::{EndpointInfo, PolicyEntry, PolicyKey, PolicyMap},
+    maps::{ct::CT_DIR_EGRESS, EndpointInfo, PolicyEntry, PolicyKey, PolicyMap},
     test_run::{run, run_tail_called, run_with_mark, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT},
     BpfRoot, EventReader, SharedMaps,
 };
@@ -128,6 +128,8 @@ impl Drop for Node {
 
 const SYN: u8 = 0x02;
 const SYN_ACK: u8 = 0x12;
+const ACK: u8 = 0x10;
+const FIN_ACK: u8 = 0x11;
 
 fn tcp(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16, flags: u8) -> Vec<u8> {
     packet(src, dst, TCP, &{
@@ -225,6 +227,41 @@ fn replies_of_an_allowed_flow_skip_policy() {
     assert!(ct
         .iter()
         .any(|(k, e)| k.sport == 40020u16.to_be() && e.rx_packets == 1));
+}
+
+#[test]
+fn connection_tracking_finds_replies_whichever_side_has_the_lower_port() {
+    let node = Node::new("ports");
+    node.allow(&FRONTEND, PolicyKey::new(0, 0, 0, 0, EGRESS));
+    node.allow(
+        &BACKEND,
+        PolicyKey::new(FRONTEND.identity, 0, 0, 0, INGRESS),
+    );
+    // Servers on a high port (dialled from a low one) and on a low port.
+    for (client_port, server_port) in [(700u16, 40030u16), (40031, 443)] {
+        let flow = |flags| tcp(FRONTEND.ip, client_port, BACKEND.ip, server_port, flags);
+        let back = |flags| tcp(BACKEND.ip, server_port, FRONTEND.ip, client_port, flags);
+        assert_eq!(node.send(&FRONTEND, &flow(SYN)), TC_ACT_REDIRECT);
+        assert_eq!(node.deliver(&BACKEND, &flow(SYN)), TC_ACT_OK);
+        // Neither the backend's egress nor the frontend's ingress allows
+        // anything: every later packet passes as part of the connection.
+        for flags in [SYN_ACK, ACK, FIN_ACK] {
+            assert_eq!(node.send(&BACKEND, &back(flags)), TC_ACT_REDIRECT);
+            assert_eq!(node.deliver(&FRONTEND, &back(flags)), TC_ACT_OK);
+            assert_eq!(node.send(&FRONTEND, &flow(ACK)), TC_ACT_REDIRECT);
+            assert_eq!(node.deliver(&BACKEND, &flow(ACK)), TC_ACT_OK);
+        }
+        // A SYN the other way opens a new flow, which policy denies.
+        assert_eq!(node.send(&BACKEND, &back(SYN)), TC_ACT_SHOT);
+    }
+    let ct = node.maps.ct.entries().unwrap();
+    for port in [700u16, 40031] {
+        let (_, e) = ct
+            .iter()
+            .find(|(k, _)| k.sport == port.to_be() && k.dir == CT_DIR_EGRESS)
+            .expect("the client's entry");
+        assert_eq!((e.tx_packets, e.rx_packets), (4, 3), "client port {port}");
+    }
 }
 
 #[test]
