@@ -3,11 +3,15 @@
  * (pinned as cilium_policy_<LXC_ID>) belong to that endpoint.
  *
  * cil_from_container (tc ingress): packets the container sends. Enforces
- * the endpoint's egress policy, then delivers to a local endpoint by
- * redirect or hands the packet to the host stack.
- * cil_to_container (tc egress): packets about to enter the container, from
- * a local endpoint's redirect or from the host stack. Enforces the
+ * the endpoint's egress policy, then delivers to a local endpoint through
+ * that endpoint's cil_lxc_policy, encapsulates towards another node, or
+ * hands the packet to the host stack.
+ * cil_to_container (tc egress): packets about to enter the container from
+ * the host stack (or a sender that found no cil_lxc_policy). Enforces the
  * endpoint's ingress policy.
+ * cil_lxc_policy (tail call, cilium_call_policy): the same enforcement for
+ * packets from local endpoints and the overlay, delivered straight into
+ * the container with bpf_redirect_peer.
  *
  * Connections an allow entry with a proxy port covers go to the L7 proxy
  * instead (lib/proxy.h): egress ones straight from cil_from_container,
@@ -139,13 +143,18 @@ int cil_from_container(struct __sk_buff *skb)
 		return TC_ACT_OK;
 	}
 	if (dst_ep) {
-		/* The destination's to-container program enforces its ingress
-		 * policy on the way out of its host-side veth. */
+		/* The destination's policy program enforces its ingress policy,
+		 * knowing our identity from the mark, and hands the packet
+		 * straight into its namespace. Without one (being set up), its
+		 * to-container program does on the way out of its veth. */
 		__u32 ifindex = dst_ep->ifindex;
 
 		ret = ipv4_route_to(skb, dst_ep->mac, dst_ep->node_mac);
 		if (ret)
 			return drop_unparsed(skb, skb->ifindex, ret, DIR_EGRESS);
+		set_identity_mark(skb, src_id);
+		skb->cb[0] = ifindex;
+		bpf_tail_call(skb, &cilium_call_policy, dst_ep->lxc_id);
 		return bpf_redirect(ifindex, 0);
 	}
 	if (remote && remote->tunnel_endpoint && ENCAP_IFINDEX) {
@@ -241,9 +250,10 @@ int cil_to_container(struct __sk_buff *skb)
 	return to_container(skb, skb->ifindex, 0);
 }
 
-/* The entry in cilium_call_policy: the overlay tail-calls it with the
- * endpoint's host-side ifindex in cb[0] (it was at the overlay device's
- * ingress, where bpf_redirect_peer may skip the veth's own hop). */
+/* The entry in cilium_call_policy: the overlay and local senders'
+ * cil_from_container tail-call it with the endpoint's host-side ifindex in
+ * cb[0]. Both run at a tc ingress, where bpf_redirect_peer may skip the
+ * veth's own hop. */
 SEC("classifier")
 int cil_lxc_policy(struct __sk_buff *skb)
 {
