@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 use datapath::{
     endpoint::{remove_endpoint, EndpointProgram, FROM_CONTAINER, LXC_POLICY, TO_CONTAINER},
     events::EventKind,
-    maps::{ct::CT_DIR_EGRESS, EndpointInfo, PolicyEntry, PolicyKey, PolicyMap},
+    maps::{ct::CT_DIR_EGRESS, CtEntry, CtKey, EndpointInfo, PolicyEntry, PolicyKey, PolicyMap},
     test_run::{run, run_tail_called, run_with_mark, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT},
     BpfRoot, EventReader, SharedMaps,
 };
@@ -495,4 +495,54 @@ fn remote_destinations_are_encapsulated_only_with_an_overlay() {
         TC_ACT_REDIRECT,
         "into the tunnel"
     );
+}
+
+#[test]
+fn conntrack_is_read_whole_and_swept_of_expired_entries() {
+    let t = TestRoot::new("ctgc");
+    let mut maps = SharedMaps::open_or_create(&t.root).unwrap();
+    let pinned = aya::maps::MapData::from_pin(t.root.map(datapath::maps::CT_MAP)).unwrap();
+    let mut raw: aya::maps::HashMap<_, CtKey, CtEntry> =
+        aya::maps::HashMap::try_from(aya::maps::Map::LruHashMap(pinned)).unwrap();
+    // More entries than one batch reads, every other one expired.
+    let now = datapath::maps::ct::monotonic_secs();
+    for i in 0..10_000u32 {
+        let key = CtKey {
+            saddr: [10, 9, 1, (i % 250) as u8],
+            daddr: [10, 9, 0, 12],
+            sport: (i as u16).to_be(),
+            dport: 80u16.to_be(),
+            protocol: TCP,
+            dir: CT_DIR_EGRESS,
+            pad: 0,
+        };
+        let entry = CtEntry {
+            expires: if i % 2 == 0 { 0 } else { now + 600 },
+            rx_packets: 0,
+            rx_bytes: 0,
+            tx_packets: i as u64,
+            tx_bytes: 0,
+            src_identity: 1000,
+            flags: 0,
+            rev_nat_index: 0,
+            backend_id: 0,
+            proxy_port: 0,
+            pad: 0,
+        };
+        raw.insert(key, entry, 0).unwrap();
+    }
+    let all = maps.ct.entries().unwrap();
+    assert_eq!(all.len(), 10_000);
+    let walked: std::collections::HashMap<_, _> = raw
+        .iter()
+        .map(|r| r.unwrap())
+        .map(|(k, e)| (k, e.tx_packets))
+        .collect();
+    assert!(all
+        .iter()
+        .all(|(k, e)| walked.get(k) == Some(&e.tx_packets)));
+    assert_eq!(maps.ct.gc().unwrap(), 5_000);
+    let left = maps.ct.entries().unwrap();
+    assert_eq!(left.len(), 5_000);
+    assert!(left.iter().all(|(_, e)| e.tx_packets % 2 == 1));
 }

@@ -1,6 +1,8 @@
 //! `cilium_ct4_global`: connection tracking (`struct ct_key` /
 //! `struct ct_entry` in bpf/lib/maps.h).
 
+use std::os::fd::{AsFd, OwnedFd};
+
 use aya::maps::{HashMap, Map, MapData};
 
 use super::ops::{counted, CountedMap::Ct, MapOp};
@@ -64,12 +66,26 @@ pub fn monotonic_secs() -> u64 {
     ts.tv_sec as u64
 }
 
-pub struct CtMap(HashMap<MapData, CtKey, CtEntry>);
+pub struct CtMap {
+    map: HashMap<MapData, CtKey, CtEntry>,
+    /// The same map, for whole-map reads in batches.
+    fd: OwnedFd,
+}
 
 impl CtMap {
     pub(crate) fn new(map: Map) -> Result<Self, DatapathError> {
+        let fd = match &map {
+            Map::LruHashMap(data) | Map::HashMap(data) => data.fd().as_fd().try_clone_to_owned(),
+            _ => {
+                return Err(DatapathError::Syscall(format!(
+                    "{} is not a hash map",
+                    super::CT_MAP
+                )))
+            }
+        }
+        .map_err(|e| DatapathError::Syscall(format!("{}: {e}", super::CT_MAP)))?;
         let map = HashMap::try_from(map).map_err(|e| DatapathError::map(super::CT_MAP, e))?;
-        Ok(CtMap(map))
+        Ok(CtMap { map, fd })
     }
 
     /// A handle of its own on the pinned map under `root` (for a sweep that
@@ -79,11 +95,8 @@ impl CtMap {
     }
 
     pub fn entries(&self) -> Result<Vec<(CtKey, CtEntry)>, DatapathError> {
-        let all: Result<Vec<_>, DatapathError> = self
-            .0
-            .iter()
-            .map(|r| r.map_err(|e| DatapathError::map(super::CT_MAP, e)))
-            .collect();
+        let all = super::batch::dump(self.fd.as_fd())
+            .map_err(|e| DatapathError::Syscall(format!("reading {}: {e}", super::CT_MAP)));
         super::ops::record(Ct, MapOp::Dump, all.is_ok());
         all
     }
@@ -98,7 +111,7 @@ impl CtMap {
             .map(|(k, _)| k)
             .collect();
         for key in &expired {
-            match counted(Ct, MapOp::Delete, self.0.remove(key)) {
+            match counted(Ct, MapOp::Delete, self.map.remove(key)) {
                 Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
                 Err(e) => return Err(DatapathError::map(super::CT_MAP, e)),
             }
@@ -115,7 +128,7 @@ impl CtMap {
             .map(|(k, _)| k)
             .collect();
         for key in &doomed {
-            let _ = counted(Ct, MapOp::Delete, self.0.remove(key));
+            let _ = counted(Ct, MapOp::Delete, self.map.remove(key));
         }
         Ok(doomed.len())
     }

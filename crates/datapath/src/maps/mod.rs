@@ -2,6 +2,7 @@
 //! map's C structs from `bpf/lib/maps.h` and wraps the map with typed
 //! operations.
 
+mod batch;
 pub mod ct;
 pub mod ipcache;
 pub mod lb;
