@@ -312,9 +312,10 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } cilium_events_wanted SEC(".maps");
 
-/* cilium_call_policy: each endpoint's cil_lxc_policy by endpoint id. The
- * overlay tail-calls into it to enforce the endpoint's ingress policy and
- * hand the packet straight into the container's namespace. */
+/* cilium_call_policy: each endpoint's cil_lxc_policy by endpoint id. Local
+ * senders and the overlay tail-call into it to enforce the endpoint's
+ * ingress policy and hand the packet straight into the container's
+ * namespace. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
 	__type(key, __u32);

@@ -1,7 +1,8 @@
 //! One endpoint's instance of bpf_lxc: loaded with the endpoint's constants
 //! and policy map, attached at tc on its host-side veth, links pinned so the
-//! programs outlive the agent process. Its policy program for the overlay's
-//! tail call sits in the pinned `cilium_call_policy` at the endpoint's id.
+//! programs outlive the agent process. Its policy program, which local
+//! senders and the overlay tail-call, sits in the pinned `cilium_call_policy`
+//! at the endpoint's id.
 
 use aya::maps::ProgramArray;
 use aya::programs::{SchedClassifier, TcAttachType};
@@ -15,8 +16,9 @@ use crate::{
 
 pub const FROM_CONTAINER: &str = "cil_from_container";
 pub const TO_CONTAINER: &str = "cil_to_container";
-/// cil_to_container's enforcement for packets arriving from the overlay,
-/// which it delivers straight into the container's namespace.
+/// cil_to_container's enforcement for packets from local endpoints and the
+/// overlay (tail-called), which it delivers straight into the container's
+/// namespace.
 pub const LXC_POLICY: &str = "cil_lxc_policy";
 
 /// The loaded programs of one endpoint.
@@ -65,8 +67,8 @@ impl EndpointProgram {
     }
 
     /// Attaches at tc ingress (from-container) and egress (to-container) of
-    /// the host-side veth, then makes the policy program the overlay's tail
-    /// call for this endpoint. Where links are already pinned (a previous
+    /// the host-side veth, then makes the policy program the tail call for
+    /// this endpoint. Where links are already pinned (a previous
     /// incarnation), the programs are swapped atomically in place.
     pub fn attach(&mut self, root: &BpfRoot, host_ifname: &str) -> Result<(), DatapathError> {
         let dir = root.endpoint_links(self.endpoint_id);
@@ -110,7 +112,7 @@ impl EndpointProgram {
 
 /// Detaches an endpoint's programs and removes its pins. Idempotent.
 pub fn remove_endpoint(root: &BpfRoot, endpoint_id: u16) -> Result<(), DatapathError> {
-    // The overlay then redirects to the veth, where nothing is attached.
+    // Senders then redirect to the veth, where nothing is attached.
     if let Ok(map) = maps::open_pinned(root, maps::CALL_POLICY_MAP) {
         if let Ok(mut calls) = ProgramArray::try_from(map) {
             let _ = calls.clear_index(&endpoint_id.into());

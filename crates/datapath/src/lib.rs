@@ -16,6 +16,7 @@ pub mod maps;
 pub mod object;
 pub mod overlay;
 pub mod sock;
+mod sys;
 pub mod test_run;
 
 pub use bpffs::BpfRoot;

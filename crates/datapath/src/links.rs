@@ -10,7 +10,7 @@ use aya::programs::{
     SchedClassifier, TcAttachType,
 };
 
-use crate::DatapathError;
+use crate::{sys, DatapathError};
 
 /// Attaches `prog` at `attach_type` of `ifname`, or swaps it into the link
 /// already pinned at `pin`.
@@ -93,9 +93,6 @@ pub(crate) fn program_error(name: &str, e: aya::programs::ProgramError) -> Datap
     }
 }
 
-const BPF_LINK_UPDATE: libc::c_long = 29;
-const BPF_OBJ_GET: libc::c_long = 7;
-
 /// Swaps `prog_fd` into the link pinned at `pin` (BPF_LINK_UPDATE), for
 /// link types aya has no replace call for.
 pub(crate) fn update_pinned(pin: &Path, prog_fd: std::os::fd::RawFd) -> Result<(), DatapathError> {
@@ -116,21 +113,8 @@ pub(crate) fn update_pinned(pin: &Path, prog_fd: std::os::fd::RawFd) -> Result<(
         ..Default::default()
     };
     // SAFETY: valid attr pointing at a NUL-terminated path.
-    let link_fd = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_OBJ_GET,
-            &mut get as *mut ObjGet,
-            std::mem::size_of::<ObjGet>(),
-        )
-    };
-    if link_fd < 0 {
-        return Err(DatapathError::Syscall(format!(
-            "BPF_OBJ_GET {}: {}",
-            pin.display(),
-            std::io::Error::last_os_error()
-        )));
-    }
+    let link_fd = unsafe { sys::bpf(sys::BPF_OBJ_GET, &mut get) }
+        .map_err(|e| DatapathError::Syscall(format!("BPF_OBJ_GET {}: {e}", pin.display())))?;
     #[repr(C)]
     #[derive(Default)]
     struct LinkUpdate {
@@ -145,24 +129,12 @@ pub(crate) fn update_pinned(pin: &Path, prog_fd: std::os::fd::RawFd) -> Result<(
         ..Default::default()
     };
     // SAFETY: valid attr; link_fd is ours and closed below.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_LINK_UPDATE,
-            &mut update as *mut LinkUpdate,
-            std::mem::size_of::<LinkUpdate>(),
-        )
-    };
-    let err = std::io::Error::last_os_error();
+    let updated = unsafe { sys::bpf(sys::BPF_LINK_UPDATE, &mut update) };
     // SAFETY: closing the fd BPF_OBJ_GET gave us.
     unsafe { libc::close(link_fd as i32) };
-    if rc < 0 {
-        return Err(DatapathError::Syscall(format!(
-            "BPF_LINK_UPDATE {}: {err}",
-            pin.display()
-        )));
-    }
-    Ok(())
+    updated
+        .map(drop)
+        .map_err(|e| DatapathError::Syscall(format!("BPF_LINK_UPDATE {}: {e}", pin.display())))
 }
 
 /// Removes a pinned link or program (detaching it); one already gone is fine.

@@ -5,8 +5,6 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 
 use crate::DatapathError;
 
-const BPF_PROG_TEST_RUN: libc::c_long = 10;
-
 /// The `test` member of `union bpf_attr`.
 #[repr(C)]
 #[derive(Default)]
@@ -108,20 +106,8 @@ fn run_ctx(
         ..Default::default()
     };
     // SAFETY: attr points to valid buffers that outlive the call.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_PROG_TEST_RUN,
-            &mut attr as *mut TestRunAttr,
-            std::mem::size_of::<TestRunAttr>(),
-        )
-    };
-    if rc < 0 {
-        return Err(DatapathError::Syscall(format!(
-            "BPF_PROG_TEST_RUN: {}",
-            std::io::Error::last_os_error()
-        )));
-    }
+    unsafe { crate::sys::bpf(crate::sys::BPF_PROG_TEST_RUN, &mut attr) }
+        .map_err(|e| DatapathError::Syscall(format!("BPF_PROG_TEST_RUN: {e}")))?;
     out.truncate(attr.data_size_out as usize);
     let output = TestRunOutput {
         retval: attr.retval,

@@ -6,7 +6,8 @@
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
-const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
+use crate::sys;
+
 /// Entries asked for per call; grown when one hash bucket holds more.
 const CHUNK: usize = 4096;
 
@@ -30,18 +31,14 @@ struct BatchAttr {
 pub(crate) fn dump<K: aya::Pod, V: aya::Pod>(fd: BorrowedFd<'_>) -> io::Result<Vec<(K, V)>> {
     let mut out = Vec::new();
     let mut chunk = CHUNK;
-    // The kernel's resume position (a bucket index for hash maps).
-    let (mut token, mut next) = (0u64, 0u64);
-    let mut first = true;
+    // Where the kernel resumes (a bucket index for hash maps); none at first.
+    let mut resume: Option<u64> = None;
+    let mut next = 0u64;
     loop {
         let mut keys: Vec<K> = Vec::with_capacity(chunk);
         let mut values: Vec<V> = Vec::with_capacity(chunk);
         let mut attr = BatchAttr {
-            in_batch: if first {
-                0
-            } else {
-                &token as *const u64 as u64
-            },
+            in_batch: resume.as_ref().map_or(0, |r| r as *const u64 as u64),
             out_batch: &mut next as *mut u64 as u64,
             keys: keys.as_mut_ptr() as u64,
             values: values.as_mut_ptr() as u64,
@@ -50,17 +47,9 @@ pub(crate) fn dump<K: aya::Pod, V: aya::Pod>(fd: BorrowedFd<'_>) -> io::Result<V
             ..Default::default()
         };
         // SAFETY: the buffers hold `count` keys and values of the map's
-        // sizes and outlive the call; the tokens are 8 bytes, more than the
-        // kernel's.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                BPF_MAP_LOOKUP_BATCH,
-                &mut attr as *mut BatchAttr,
-                std::mem::size_of::<BatchAttr>(),
-            )
-        };
-        let err = (rc < 0).then(io::Error::last_os_error);
+        // sizes and outlive the call; the positions are 8 bytes, more than
+        // the kernel's.
+        let result = unsafe { sys::bpf(sys::BPF_MAP_LOOKUP_BATCH, &mut attr) };
         let got = (attr.count as usize).min(chunk);
         // SAFETY: the kernel wrote `got` plain-data keys and values.
         unsafe {
@@ -68,17 +57,14 @@ pub(crate) fn dump<K: aya::Pod, V: aya::Pod>(fd: BorrowedFd<'_>) -> io::Result<V
             values.set_len(got);
         }
         out.extend(keys.into_iter().zip(values));
-        match err.as_ref().and_then(io::Error::raw_os_error) {
-            None => {}
-            Some(libc::ENOENT) => return Ok(out),
-            // One bucket holds more entries than asked for.
-            Some(libc::ENOSPC) if got == 0 => {
-                chunk *= 2;
-                continue;
-            }
-            Some(_) => return Err(err.unwrap_or_else(io::Error::last_os_error)),
+        match result {
+            Ok(_) => resume = Some(next),
+            Err(e) => match e.raw_os_error() {
+                Some(libc::ENOENT) => return Ok(out),
+                // One bucket holds more entries than asked for.
+                Some(libc::ENOSPC) if got == 0 => chunk *= 2,
+                _ => return Err(e),
+            },
         }
-        token = next;
-        first = false;
     }
 }

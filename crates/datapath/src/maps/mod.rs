@@ -31,7 +31,7 @@ pub const CT_MAP: &str = "cilium_ct4_global";
 pub const EVENTS_MAP: &str = "cilium_events";
 pub const METRICS_MAP: &str = "cilium_metrics";
 pub const POLICY_MAP: &str = "cilium_policy";
-/// Each endpoint's policy program by endpoint id (the overlay's tail call).
+/// Each endpoint's policy program by endpoint id (the senders' tail call).
 pub const CALL_POLICY_MAP: &str = "cilium_call_policy";
 
 /// The maps every endpoint program shares, opened from their pins.

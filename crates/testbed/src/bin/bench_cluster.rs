@@ -260,30 +260,15 @@ fn datapath_rounds(args: &Args, configs: [(&NetNs, Ipv4Addr); 2]) -> Result<[Sam
     let d = Duration::from_secs(args.seconds);
     for round in 0..args.rounds {
         let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
-        for metric in 0..3 {
+        for (metric, what) in METRICS.iter().enumerate() {
             for &c in &order {
                 signals::check()?;
                 let (client, server) = configs[c];
                 let name = ["ours", "plain"][c];
-                warm_up(metric, client, server).with_context(|| format!("warm-up ({name})"))?;
-                match metric {
-                    0 => {
-                        let l = measure::latency(client, server, d)
-                            .with_context(|| format!("latency ({name})"))?;
-                        out[c].p50.push(l.p50_us);
-                        out[c].p99.push(l.p99_us);
-                    }
-                    1 => {
-                        let r = measure::conn_rate(client, server, d)
-                            .with_context(|| format!("connections ({name})"))?;
-                        out[c].conns.push(r.per_second);
-                    }
-                    _ => {
-                        let g = measure::throughput_gbps(client, server, d)
-                            .with_context(|| format!("throughput ({name})"))?;
-                        out[c].gbps.push(g);
-                    }
-                }
+                run_metric(metric, client, server, WARM_UP, &mut Samples::default())
+                    .with_context(|| format!("{what} warm-up ({name})"))?;
+                run_metric(metric, client, server, d, &mut out[c])
+                    .with_context(|| format!("{what} ({name})"))?;
             }
         }
         eprintln!(
@@ -300,15 +285,31 @@ fn datapath_rounds(args: &Args, configs: [(&NetNs, Ipv4Addr); 2]) -> Result<[Sam
     Ok(out)
 }
 
-/// One uncounted second of `metric` (0 latency, 1 connections, 2
-/// throughput) from `client` to `server`.
-fn warm_up(metric: usize, client: &NetNs, server: Ipv4Addr) -> Result<()> {
-    let d = Duration::from_secs(1);
+/// The metrics `run_metric` measures, by index.
+const METRICS: [&str; 3] = ["latency", "connections", "throughput"];
+/// The uncounted run before each measurement.
+const WARM_UP: Duration = Duration::from_secs(1);
+
+/// Measures `METRICS[metric]` from `client` to `server` for `d` into `into`.
+fn run_metric(
+    metric: usize,
+    client: &NetNs,
+    server: Ipv4Addr,
+    d: Duration,
+    into: &mut Samples,
+) -> Result<()> {
     match metric {
-        0 => measure::latency(client, server, d).map(drop),
-        1 => measure::conn_rate(client, server, d).map(drop),
-        _ => measure::throughput_gbps(client, server, d).map(drop),
+        0 => {
+            let l = measure::latency(client, server, d)?;
+            into.p50.push(l.p50_us);
+            into.p99.push(l.p99_us);
+        }
+        1 => into
+            .conns
+            .push(measure::conn_rate(client, server, d)?.per_second),
+        _ => into.gbps.push(measure::throughput_gbps(client, server, d)?),
     }
+    Ok(())
 }
 
 /// Retries short handshakes from `pod` until one completes: the time it
