@@ -102,6 +102,7 @@ impl Daemon {
         let root = BpfRoot::prepare(&config.bpf_root)?;
         let state = StateDir::open(&config.state_dir)?;
         let maps = SharedMaps::open_or_create(&root)?;
+        crate::node::forwarding::enable()?;
         let encap_ifindex = match config.tunnel_protocol.as_str() {
             "vxlan" => {
                 let ifindex = crate::node::tunnel::ensure_device()?;

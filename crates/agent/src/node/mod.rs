@@ -1,5 +1,6 @@
-//! This node's networking outside the endpoints: the overlay device and the
-//! routing that delivers redirected connections to the proxy.
+//! This node's networking outside the endpoints: forwarding, the overlay
+//! device and the routing that delivers redirected connections to the proxy.
 
+pub mod forwarding;
 pub mod proxy_routing;
 pub mod tunnel;
