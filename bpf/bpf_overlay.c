@@ -2,12 +2,10 @@
  *
  * tc ingress: a packet from another node carries the source's security
  * identity as its VNI; it goes to the local endpoint with that identity in
- * the mark, through the endpoint's policy program (a tail call into
- * cilium_call_policy), which enforces its ingress policy and hands the
- * packet straight into the container. Without that program (an endpoint
- * being set up) it is redirected to the endpoint's veth, whose
- * to-container program enforces the same policy. The other node itself
- * (VNI = host) is remote-node here.
+ * the mark (deliver_from_overlay, lib/encap.h). Most such packets never
+ * get here: bpf_host takes them off the wire first. This is the path for
+ * the rest (GSO packets, other senders' checksummed VXLAN, the node's own
+ * addresses).
  *
  * tc egress: endpoints' packets arrive already encapsulated (their tunnel key
  * is set). What the node's own stack routes here (the remote pod CIDRs point
@@ -46,16 +44,7 @@ int cil_from_overlay(struct __sk_buff *skb)
 	dst_ep = lookup_local_endpoint(f.daddr);
 	if (!dst_ep)
 		return TC_ACT_OK;	/* for the node itself */
-
-	ret = ipv4_route_to(skb, dst_ep->mac, dst_ep->node_mac);
-	if (ret) {
-		update_metrics(skb->len, ret, DIR_INGRESS);
-		return TC_ACT_SHOT;
-	}
-	set_identity_mark(skb, key.tunnel_id == HOST_ID ? REMOTE_NODE_ID : key.tunnel_id);
-	skb->cb[0] = dst_ep->ifindex;
-	bpf_tail_call(skb, &cilium_call_policy, dst_ep->lxc_id);
-	return bpf_redirect(dst_ep->ifindex, 0);
+	return deliver_from_overlay(skb, dst_ep, key.tunnel_id);
 }
 
 SEC("classifier")

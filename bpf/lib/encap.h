@@ -5,6 +5,10 @@
 #define __LIB_ENCAP_H_
 
 #include "common.h"
+#include "maps.h"
+#include "ipv4.h"
+#include "ipcache.h"
+#include "metrics.h"
 
 /* Mark layout as in Cilium: identity bits 0-15 in the upper half, bits
  * 16-23 in the low byte, and the magic in bits 8-11. */
@@ -50,6 +54,89 @@ static __always_inline int encap_and_redirect(struct __sk_buff *skb, __u32 encap
 	if (bpf_skb_set_tunnel_key(skb, &key, sizeof(key), BPF_F_ZERO_CSUM_TX) < 0)
 		return -1;
 	return bpf_redirect(encap_ifindex, 0);
+}
+
+/* Hands a packet from another node, decapsulated, to local endpoint `ep`:
+ * the endpoint's policy program (a tail call into cilium_call_policy)
+ * enforces its ingress policy against the VNI's identity and delivers it
+ * straight into the container. Without that program (an endpoint being set
+ * up) it goes to the endpoint's veth, whose to-container program enforces
+ * the same policy. The other node itself (VNI = host) is remote-node. */
+static __always_inline int deliver_from_overlay(struct __sk_buff *skb,
+						const struct endpoint_info *ep, __u32 vni)
+{
+	int ret = ipv4_route_to(skb, ep->mac, ep->node_mac);
+
+	if (ret) {
+		update_metrics(skb->len, ret, DIR_INGRESS);
+		return TC_ACT_SHOT;
+	}
+	set_identity_mark(skb, vni == HOST_ID ? REMOTE_NODE_ID : vni);
+	skb->cb[0] = ep->ifindex;
+	bpf_tail_call(skb, &cilium_call_policy, ep->lxc_id);
+	return bpf_redirect(ep->ifindex, 0);
+}
+
+static __always_inline __u16 csum_fold(__s64 sum)
+{
+	__u32 s = (__u32)sum;
+
+	s = (s & 0xffff) + (s >> 16);
+	s = (s & 0xffff) + (s >> 16);
+	return (__u16)~s;
+}
+
+struct vxlanhdr {
+	__be32 flags;		/* only the I flag (VNI valid) */
+	__be32 vni;		/* VNI in the upper 24 bits */
+};
+
+#define VXLAN_FLAG_VNI 0x08000000
+/* Outer IPv4, UDP and VXLAN headers and the inner Ethernet header: what
+ * separates the outer Ethernet header from the inner IPv4 header. */
+#define VXLAN_DECAP_LEN (sizeof(struct iphdr) + sizeof(struct udphdr) + \
+			 sizeof(struct vxlanhdr) + sizeof(struct ethhdr))
+
+/* The local endpoint a VXLAN packet from another node is for, if the
+ * datapath can take it straight off the wire: an unfragmented IPv4/UDP
+ * packet to `node_ip`:`port` with a valid header checksum, without IP
+ * options or UDP checksum (our nodes send none), whose lengths agree, with
+ * the VNI as the only VXLAN flag, carrying IPv4 to a local endpoint.
+ * Anything else is NULL and goes the kernel's way: the VXLAN device. The
+ * VNI goes to *vni. */
+static __always_inline struct endpoint_info *vxlan_local_destination(struct __sk_buff *skb,
+								     __be32 node_ip, __u16 port,
+								     __u32 *vni)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct iphdr *ip = data + sizeof(struct ethhdr);
+	struct udphdr *udp = (void *)(ip + 1);
+	struct vxlanhdr *vx = (void *)(udp + 1);
+	struct ethhdr *inner_eth = (void *)(vx + 1);
+	struct iphdr *inner = (void *)(inner_eth + 1);
+
+	if (skb->protocol != bpf_htons(ETH_P_IP))
+		return NULL;
+	if ((void *)(inner + 1) > data_end)
+		return NULL;	/* too short, or headers not in the linear part */
+	if (*(__u8 *)ip != 0x45 || ip->protocol != IPPROTO_UDP || ip->daddr != node_ip ||
+	    (ip->frag_off & bpf_htons(0x3fff)))
+		return NULL;
+	/* The stack would check the outer header's checksum; so do we. */
+	if (csum_fold(bpf_csum_diff(NULL, 0, (__be32 *)ip, sizeof(*ip), 0)))
+		return NULL;
+	if (bpf_ntohs(ip->tot_len) != skb->len - sizeof(struct ethhdr) ||
+	    bpf_ntohs(udp->len) != skb->len - sizeof(struct ethhdr) - sizeof(struct iphdr))
+		return NULL;
+	if (udp->dest != bpf_htons(port) || udp->check)
+		return NULL;
+	if (vx->flags != bpf_htonl(VXLAN_FLAG_VNI) || (vx->vni & bpf_htonl(0xff)))
+		return NULL;
+	if (inner_eth->h_proto != bpf_htons(ETH_P_IP) || (*(__u8 *)inner >> 4) != 4)
+		return NULL;
+	*vni = bpf_ntohl(vx->vni) >> 8;
+	return lookup_local_endpoint(inner->daddr);
 }
 
 #endif /* __LIB_ENCAP_H_ */

@@ -2,7 +2,7 @@
 
 use std::{env, path::PathBuf, process::Command};
 
-const PROGRAMS: &[&str] = &["bpf_lxc", "bpf_overlay", "bpf_sock"];
+const PROGRAMS: &[&str] = &["bpf_lxc", "bpf_overlay", "bpf_host", "bpf_sock"];
 
 fn main() {
     let bpf_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap()).join("../../bpf");

@@ -38,6 +38,13 @@ pub fn host_addresses() -> Vec<Ipv4Addr> {
     out
 }
 
+/// The device `ip` is configured on, if any.
+pub fn device_with_address(ip: Ipv4Addr) -> Option<String> {
+    interfaces()
+        .into_iter()
+        .find_map(|(ifname, addr)| matches!(addr, Addr::V4(a) if a == ip).then_some(ifname))
+}
+
 enum Addr {
     V4(Ipv4Addr),
     Link([u8; 6]),
@@ -112,6 +119,10 @@ mod tests {
         assert_eq!(ifindex("lo"), Some(1));
         assert_eq!(mac("lo"), Some([0; 6]));
         assert!(host_addresses().contains(&Ipv4Addr::LOCALHOST));
+        assert_eq!(
+            device_with_address(Ipv4Addr::LOCALHOST).as_deref(),
+            Some("lo")
+        );
         assert_eq!(ifindex("no-such-device"), None);
     }
 }

@@ -5,10 +5,10 @@
 //! at the endpoint's id.
 
 use aya::maps::ProgramArray;
-use aya::programs::{SchedClassifier, TcAttachType};
+use aya::programs::TcAttachType;
 
 use crate::{
-    links::{attach_pinned, classifier, program_error, remove_pin},
+    links::{self, attach_pinned, classifier, program_error, remove_pin},
     maps,
     object::BPF_LXC,
     BpfRoot, DatapathError,
@@ -67,9 +67,9 @@ impl EndpointProgram {
     }
 
     /// Attaches at tc ingress (from-container) and egress (to-container) of
-    /// the host-side veth, then makes the policy program the tail call for
-    /// this endpoint. Where links are already pinned (a previous
-    /// incarnation), the programs are swapped atomically in place.
+    /// the host-side veth, then installs the policy program's tail call.
+    /// Where links are already pinned (a previous incarnation), the
+    /// programs are swapped atomically in place.
     pub fn attach(&mut self, root: &BpfRoot, host_ifname: &str) -> Result<(), DatapathError> {
         let dir = root.endpoint_links(self.endpoint_id);
         std::fs::create_dir_all(&dir).map_err(|e| DatapathError::Bpffs {
@@ -83,6 +83,12 @@ impl EndpointProgram {
             let prog = classifier(&mut self.ebpf, name)?;
             attach_pinned(prog, name, host_ifname, attach_type, &dir.join(name))?;
         }
+        self.install_policy_call()
+    }
+
+    /// Makes the policy program the tail call for this endpoint in
+    /// `cilium_call_policy`.
+    pub fn install_policy_call(&mut self) -> Result<(), DatapathError> {
         let policy = classifier(&mut self.ebpf, LXC_POLICY)?
             .fd()
             .map_err(|e| program_error(LXC_POLICY, e))?
@@ -99,14 +105,7 @@ impl EndpointProgram {
 
     /// File descriptor of a loaded program (for BPF_PROG_TEST_RUN).
     pub fn program_fd(&self, name: &str) -> Result<std::os::fd::BorrowedFd<'_>, DatapathError> {
-        let prog: &SchedClassifier = self
-            .ebpf
-            .program(name)
-            .ok_or_else(|| DatapathError::Syscall(format!("no program {name}")))?
-            .try_into()
-            .map_err(|e| program_error(name, e))?;
-        use std::os::fd::AsFd;
-        Ok(prog.fd().map_err(|e| program_error(name, e))?.as_fd())
+        links::program_fd(&self.ebpf, name)
     }
 }
 

@@ -11,6 +11,7 @@ pub mod bpffs;
 pub mod endpoint;
 pub mod error;
 pub mod events;
+pub mod host;
 mod links;
 pub mod maps;
 pub mod object;

@@ -33,7 +33,7 @@ pub(crate) fn classifier<'a>(
     name: &str,
 ) -> Result<&'a mut SchedClassifier, DatapathError> {
     ebpf.program_mut(name)
-        .ok_or_else(|| DatapathError::Syscall(format!("no program {name} in bpf_lxc")))?
+        .ok_or_else(|| DatapathError::Syscall(format!("no program {name}")))?
         .try_into()
         .map_err(|e| program_error(name, e))
 }
@@ -84,6 +84,20 @@ fn replace_program(
     // The pin keeps the link; our handle to it may go.
     let _ = prog.take_link(id);
     Ok(())
+}
+
+/// File descriptor of a loaded program (for BPF_PROG_TEST_RUN).
+pub(crate) fn program_fd<'a>(
+    ebpf: &'a aya::Ebpf,
+    name: &str,
+) -> Result<std::os::fd::BorrowedFd<'a>, DatapathError> {
+    use std::os::fd::AsFd;
+    let prog: &SchedClassifier = ebpf
+        .program(name)
+        .ok_or_else(|| DatapathError::Syscall(format!("no program {name}")))?
+        .try_into()
+        .map_err(|e| program_error(name, e))?;
+    Ok(prog.fd().map_err(|e| program_error(name, e))?.as_fd())
 }
 
 pub(crate) fn program_error(name: &str, e: aya::programs::ProgramError) -> DatapathError {

@@ -6,6 +6,9 @@ pub static BPF_LXC: &[u8] = aligned_object!("bpf_lxc.o");
 /// Overlay program `cil_from_overlay`.
 pub static BPF_OVERLAY: &[u8] = aligned_object!("bpf_overlay.o");
 
+/// Host device program `cil_from_netdev`.
+pub static BPF_HOST: &[u8] = aligned_object!("bpf_host.o");
+
 /// Socket load balancing: `cil_sock4_{connect,sendmsg,recvmsg,getpeername}`.
 pub static BPF_SOCK: &[u8] = aligned_object!("bpf_sock.o");
 

@@ -1,169 +1,18 @@
 //! Datapath unit tests: the endpoint programs run in the kernel on crafted
 //! packets with BPF_PROG_TEST_RUN. Needs root and bpffs.
 
+mod support;
+
 use std::net::Ipv4Addr;
 
 use datapath::{
-    endpoint::{remove_endpoint, EndpointProgram, FROM_CONTAINER, LXC_POLICY, TO_CONTAINER},
+    endpoint::{EndpointProgram, FROM_CONTAINER, LXC_POLICY, TO_CONTAINER},
     events::EventKind,
-    maps::{ct::CT_DIR_EGRESS, CtEntry, CtKey, EndpointInfo, PolicyEntry, PolicyKey, PolicyMap},
+    maps::{ct::CT_DIR_EGRESS, CtEntry, CtKey, PolicyKey},
     test_run::{run, run_tail_called, run_with_mark, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT},
-    BpfRoot, EventReader, SharedMaps,
+    EventReader, SharedMaps,
 };
-
-const TCP: u8 = 6;
-const UDP: u8 = 17;
-const INGRESS: bool = false;
-const EGRESS: bool = true;
-
-/// A pin directory of its own, removed whatever the test's outcome.
-struct TestRoot {
-    root: BpfRoot,
-}
-
-impl TestRoot {
-    fn new(name: &str) -> Self {
-        let dir = format!("/sys/fs/bpf/cilium-test-{}-{name}", std::process::id());
-        TestRoot {
-            root: BpfRoot::prepare(dir).expect("bpffs (tests run as root)"),
-        }
-    }
-}
-
-impl Drop for TestRoot {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(self.root.dir());
-    }
-}
-
-struct Pod {
-    id: u16,
-    ip: Ipv4Addr,
-    identity: u32,
-}
-
-const FRONTEND: Pod = Pod {
-    id: 11,
-    ip: Ipv4Addr::new(10, 9, 0, 11),
-    identity: 1000,
-};
-const BACKEND: Pod = Pod {
-    id: 12,
-    ip: Ipv4Addr::new(10, 9, 0, 12),
-    identity: 1001,
-};
-const INTRUDER: Pod = Pod {
-    id: 13,
-    ip: Ipv4Addr::new(10, 9, 0, 13),
-    identity: 1002,
-};
-
-/// Three local endpoints known to lxc and ipcache, programs loaded for each,
-/// every policy map empty (both directions enforced, nothing allowed).
-struct Node {
-    t: TestRoot,
-    maps: SharedMaps,
-    progs: Vec<EndpointProgram>,
-}
-
-impl Node {
-    fn new(name: &str) -> Self {
-        let t = TestRoot::new(name);
-        let mut maps = SharedMaps::open_or_create(&t.root).unwrap();
-        let mut progs = Vec::new();
-        for pod in [&FRONTEND, &BACKEND, &INTRUDER] {
-            let info = EndpointInfo {
-                ifindex: 1,
-                lxc_id: pod.id,
-                flags: 0,
-                mac: [2, 0, 0, 0, 0, pod.id as u8],
-                node_mac: [2, 1, 0, 0, 0, pod.id as u8],
-                sec_id: pod.identity,
-            };
-            maps.lxc.upsert(pod.ip, &info).unwrap();
-            maps.ipcache
-                .upsert(pod.ip, 32, pod.identity, Ipv4Addr::UNSPECIFIED)
-                .unwrap();
-            progs.push(EndpointProgram::load(&t.root, pod.id, 0).unwrap());
-        }
-        Node { t, maps, progs }
-    }
-
-    fn allow(&self, pod: &Pod, key: PolicyKey) {
-        let mut map = PolicyMap::open(&self.t.root, pod.id).unwrap();
-        map.upsert(key, PolicyEntry::verdict(&key, false, 0))
-            .unwrap();
-    }
-
-    fn deny(&self, pod: &Pod, key: PolicyKey) {
-        let mut map = PolicyMap::open(&self.t.root, pod.id).unwrap();
-        map.upsert(key, PolicyEntry::verdict(&key, true, 0))
-            .unwrap();
-    }
-
-    fn prog(&self, pod: &Pod) -> &EndpointProgram {
-        &self.progs[(pod.id - FRONTEND.id) as usize]
-    }
-
-    /// Sends a packet out of `pod` (its from-container program).
-    fn send(&self, pod: &Pod, packet: &[u8]) -> u32 {
-        let fd = self.prog(pod).program_fd(FROM_CONTAINER).unwrap();
-        run(fd, packet).unwrap().retval
-    }
-
-    /// Delivers a packet into `pod` (its to-container program).
-    fn deliver(&self, pod: &Pod, packet: &[u8]) -> u32 {
-        let fd = self.prog(pod).program_fd(TO_CONTAINER).unwrap();
-        run(fd, packet).unwrap().retval
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        for pod in [&FRONTEND, &BACKEND, &INTRUDER] {
-            let _ = remove_endpoint(&self.t.root, pod.id);
-        }
-    }
-}
-
-const SYN: u8 = 0x02;
-const SYN_ACK: u8 = 0x12;
-const ACK: u8 = 0x10;
-const FIN_ACK: u8 = 0x11;
-
-fn tcp(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16, flags: u8) -> Vec<u8> {
-    packet(src, dst, TCP, &{
-        let mut l4 = vec![0u8; 20];
-        l4[0..2].copy_from_slice(&sport.to_be_bytes());
-        l4[2..4].copy_from_slice(&dport.to_be_bytes());
-        l4[12] = 5 << 4;
-        l4[13] = flags;
-        l4
-    })
-}
-
-fn udp(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16) -> Vec<u8> {
-    packet(src, dst, UDP, &{
-        let mut l4 = vec![0u8; 8 + 4];
-        l4[0..2].copy_from_slice(&sport.to_be_bytes());
-        l4[2..4].copy_from_slice(&dport.to_be_bytes());
-        l4[4..6].copy_from_slice(&12u16.to_be_bytes());
-        l4
-    })
-}
-
-fn packet(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, l4: &[u8]) -> Vec<u8> {
-    let mut p = vec![0u8; 14];
-    p[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
-    let total = 20 + l4.len() as u16;
-    let mut ip = vec![0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, proto, 0, 0];
-    ip[2..4].copy_from_slice(&total.to_be_bytes());
-    ip.extend_from_slice(&src.octets());
-    ip.extend_from_slice(&dst.octets());
-    p.extend_from_slice(&ip);
-    p.extend_from_slice(l4);
-    p
-}
+use support::*;
 
 #[test]
 fn allowed_peer_and_port_pass_others_are_dropped() {
@@ -420,11 +269,6 @@ fn wildcard_identity_deny_beats_a_specific_allow() {
         node.deliver(&BACKEND, &udp(FRONTEND.ip, 40091, BACKEND.ip, 80)),
         TC_ACT_SHOT
     );
-}
-
-/// The mark bpf_overlay leaves: the identity from the VNI.
-fn identity_mark(identity: u32) -> u32 {
-    ((identity & 0xFFFF) << 16) | 0x0F00 | ((identity >> 16) & 0xFF)
 }
 
 #[test]

@@ -230,6 +230,67 @@ fn identity_policy_holds_across_three_nodes() {
     );
 }
 
+/// Packets node `index`'s VXLAN device has received.
+fn vxlan_rx_packets(cluster: &Cluster, index: usize) -> u64 {
+    let out = cluster
+        .node(index)
+        .netns()
+        .exec_ok(&["ip", "-s", "-j", "link", "show", "cilium_vxlan"])
+        .unwrap();
+    let links: Value = serde_json::from_str(&out).unwrap();
+    links[0]["stats64"]["rx"]["packets"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no rx packets in {out}"))
+}
+
+#[test]
+fn bpf_host_takes_pod_traffic_off_the_wire_and_the_vxlan_device_is_the_fallback() {
+    let cluster = Cluster::start(ClusterOptions {
+        nodes: 2,
+        etcd_members: 1,
+    })
+    .unwrap();
+    let backend = cluster.pod(1, "backend", &["k8s:app=backend"]).unwrap();
+    let frontend = cluster.pod(0, "frontend", &["k8s:app=frontend"]).unwrap();
+    let intruder = cluster.pod(0, "intruder", &["k8s:app=intruder"]).unwrap();
+    serve_echo(&backend, 80);
+    import_policy(&cluster);
+    assert_connects(&cluster, &frontend, &backend, 80);
+
+    // Full-size and GSO packets both ways, none through either VXLAN device.
+    let before = [vxlan_rx_packets(&cluster, 0), vxlan_rx_packets(&cluster, 1)];
+    bulk_echo(&frontend, backend.ip(), 80).expect("bulk transfer through bpf_host");
+    assert_denied(&intruder, &backend, 80);
+    let after = [vxlan_rx_packets(&cluster, 0), vxlan_rx_packets(&cluster, 1)];
+    assert_eq!(after, before, "packets decapsulated by the VXLAN device");
+
+    // Without bpf_host (its pinned link removed), the VXLAN device and
+    // bpf_overlay carry the same traffic under the same policy.
+    for node in cluster.nodes() {
+        let pins = node.agent().paths().bpf_root.join("netdev");
+        let links: Vec<_> = std::fs::read_dir(&pins).unwrap().flatten().collect();
+        assert_eq!(links.len(), 1, "one device with bpf_host in {pins:?}");
+        std::fs::remove_file(links[0].path()).unwrap();
+    }
+    // (The kernel lets go of an unpinned link after an RCU grace period.)
+    let mut fallback = after;
+    let through_devices = eventually(Duration::from_secs(2), Duration::from_millis(50), || {
+        bulk_echo(&frontend, backend.ip(), 80).expect("bulk transfer while bpf_host goes");
+        fallback = [vxlan_rx_packets(&cluster, 0), vxlan_rx_packets(&cluster, 1)];
+        fallback[0] > after[0] && fallback[1] > after[1]
+    });
+    assert!(
+        through_devices,
+        "the VXLAN devices received nothing: {after:?} -> {fallback:?}"
+    );
+    assert_denied(&intruder, &backend, 80);
+    let end = [vxlan_rx_packets(&cluster, 0), vxlan_rx_packets(&cluster, 1)];
+    assert!(
+        end[1] > fallback[1],
+        "the intruder's SYN reached node1 through bpf_host: {fallback:?} -> {end:?}"
+    );
+}
+
 #[test]
 fn new_remote_pod_is_allowed_within_two_seconds() {
     let cluster = Cluster::start(ClusterOptions {

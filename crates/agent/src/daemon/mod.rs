@@ -104,13 +104,9 @@ impl Daemon {
         let maps = SharedMaps::open_or_create(&root)?;
         crate::node::forwarding::enable()?;
         let encap_ifindex = match config.tunnel_protocol.as_str() {
-            "vxlan" => {
-                let ifindex = crate::node::tunnel::ensure_device()?;
-                datapath::overlay::attach(&root, crate::node::tunnel::DEVICE)?;
-                ifindex
-            }
+            "vxlan" => crate::node::tunnel::attach(&root, cluster.node_ip())?,
             _ => {
-                datapath::overlay::detach(&root)?;
+                crate::node::tunnel::detach(&root)?;
                 0
             }
         };

@@ -1,19 +1,48 @@
 //! The collect-metadata VXLAN device that carries pod traffic between
-//! nodes, with the source identity as the VNI, and the routes that send the
-//! node's own connections to remote pods into it.
+//! nodes, with the source identity as the VNI, its programs, and the routes
+//! that send the node's own connections to remote pods into it.
 
 use std::{net::Ipv4Addr, process::Command};
 
 use anyhow::{bail, Context};
+use datapath::BpfRoot;
 
 /// Cilium's device name and port for its VXLAN overlay.
 pub const DEVICE: &str = "cilium_vxlan";
 pub const PORT: u16 = 8472;
 
+/// Sets the overlay up: the device with bpf_overlay, and bpf_host on the
+/// device carrying `node_ip`, which takes packets from other nodes to local
+/// endpoints off the wire before the kernel's VXLAN path. Returns the VXLAN
+/// device's ifindex.
+pub fn attach(root: &BpfRoot, node_ip: Ipv4Addr) -> anyhow::Result<u32> {
+    let ifindex = ensure_device()?;
+    datapath::overlay::attach(root, DEVICE)?;
+    match crate::netdev::device_with_address(node_ip) {
+        Some(netdev) => datapath::host::HostProgram::load(root, node_ip, PORT)?
+            .attach(root, &netdev)
+            .with_context(|| format!("attaching bpf_host to {netdev}"))?,
+        None => {
+            eprintln!(
+                "node IP {node_ip} is on no device here: packets from other nodes take {DEVICE}'s path"
+            );
+            datapath::host::detach(root)?;
+        }
+    }
+    Ok(ifindex)
+}
+
+/// Detaches the overlay's programs (`--tunnel-protocol disabled`).
+pub fn detach(root: &BpfRoot) -> anyhow::Result<()> {
+    datapath::overlay::detach(root)?;
+    datapath::host::detach(root)?;
+    Ok(())
+}
+
 /// Creates the device unless it exists, brings it up, returns its ifindex.
 /// An existing device is kept: its pinned program and in-flight traffic
 /// survive an agent restart.
-pub fn ensure_device() -> anyhow::Result<u32> {
+fn ensure_device() -> anyhow::Result<u32> {
     if crate::netdev::ifindex(DEVICE).is_none() {
         ip(&[
             "link",

@@ -1,0 +1,87 @@
+//! The node's underlay device: bpf_host at its tc ingress, which takes VXLAN
+//! packets for local endpoints straight off the wire (bpf/bpf_host.c says
+//! why), through a pinned link per device under `netdev/`.
+
+use std::net::Ipv4Addr;
+
+use aya::programs::TcAttachType;
+
+use crate::{
+    links::{self, attach_pinned, classifier, program_error, remove_pin},
+    object::BPF_HOST,
+    BpfRoot, DatapathError,
+};
+
+pub const FROM_NETDEV: &str = "cil_from_netdev";
+
+/// bpf_host loaded for this node.
+pub struct HostProgram {
+    ebpf: aya::Ebpf,
+}
+
+impl HostProgram {
+    /// Loads bpf_host against the shared maps for VXLAN packets to
+    /// `node_ip`:`vxlan_port`.
+    pub fn load(root: &BpfRoot, node_ip: Ipv4Addr, vxlan_port: u16) -> Result<Self, DatapathError> {
+        let node_ip = u32::from(node_ip).to_be();
+        let mut ebpf = crate::object::loader()
+            .default_map_pin_directory(root.dir())
+            .override_global("NODE_IP", &node_ip, true)
+            .override_global("VXLAN_PORT", &vxlan_port, true)
+            .load(BPF_HOST)
+            .map_err(|e| DatapathError::Load {
+                what: "host device".into(),
+                source: Box::new(e),
+            })?;
+        classifier(&mut ebpf, FROM_NETDEV)?
+            .load()
+            .map_err(|e| program_error(FROM_NETDEV, e))?;
+        Ok(HostProgram { ebpf })
+    }
+
+    /// Attaches at tc ingress of `ifname` (replacing a previous agent's
+    /// program in place) and detaches it from any other device it was on.
+    pub fn attach(&mut self, root: &BpfRoot, ifname: &str) -> Result<(), DatapathError> {
+        let dir = links_dir(root);
+        std::fs::create_dir_all(&dir).map_err(|e| DatapathError::Bpffs {
+            path: dir.clone(),
+            source: e,
+        })?;
+        let prog = classifier(&mut self.ebpf, FROM_NETDEV)?;
+        attach_pinned(
+            prog,
+            FROM_NETDEV,
+            ifname,
+            TcAttachType::Ingress,
+            &dir.join(ifname),
+        )?;
+        detach_except(root, Some(ifname))
+    }
+
+    /// File descriptor of the loaded program (for BPF_PROG_TEST_RUN).
+    pub fn program_fd(&self) -> Result<std::os::fd::BorrowedFd<'_>, DatapathError> {
+        links::program_fd(&self.ebpf, FROM_NETDEV)
+    }
+}
+
+/// Detaches bpf_host from every device (no overlay). Idempotent.
+pub fn detach(root: &BpfRoot) -> Result<(), DatapathError> {
+    detach_except(root, None)
+}
+
+fn links_dir(root: &BpfRoot) -> std::path::PathBuf {
+    root.dir().join("netdev")
+}
+
+/// Removes the pinned links of devices other than `keep`.
+fn detach_except(root: &BpfRoot, keep: Option<&str>) -> Result<(), DatapathError> {
+    let Ok(entries) = std::fs::read_dir(links_dir(root)) else {
+        return Ok(());
+    };
+    for entry in entries.flatten() {
+        if keep.is_none_or(|k| entry.file_name() != k) {
+            remove_pin(&entry.path())?;
+        }
+    }
+    Ok(())
+}
