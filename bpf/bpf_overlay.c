@@ -4,8 +4,8 @@
  * identity as its VNI; it goes to the local endpoint with that identity in
  * the mark (deliver_from_overlay, lib/encap.h). Most such packets never
  * get here: bpf_host takes them off the wire first. This is the path for
- * the rest (GSO packets, other senders' checksummed VXLAN, the node's own
- * addresses).
+ * the rest (other senders' checksummed VXLAN, outer fragments, packets for
+ * the node's own addresses) and for all of it while bpf_host is detached.
  *
  * tc egress: endpoints' packets arrive already encapsulated (their tunnel key
  * is set). What the node's own stack routes here (the remote pod CIDRs point

@@ -123,13 +123,13 @@ static __always_inline struct endpoint_info *vxlan_local_destination(struct __sk
 	if (*(__u8 *)ip != 0x45 || ip->protocol != IPPROTO_UDP || ip->daddr != node_ip ||
 	    (ip->frag_off & bpf_htons(0x3fff)))
 		return NULL;
+	if (udp->dest != bpf_htons(port) || udp->check)
+		return NULL;
 	/* The stack would check the outer header's checksum; so do we. */
 	if (csum_fold(bpf_csum_diff(NULL, 0, (__be32 *)ip, sizeof(*ip), 0)))
 		return NULL;
 	if (bpf_ntohs(ip->tot_len) != skb->len - sizeof(struct ethhdr) ||
 	    bpf_ntohs(udp->len) != skb->len - sizeof(struct ethhdr) - sizeof(struct iphdr))
-		return NULL;
-	if (udp->dest != bpf_htons(port) || udp->check)
 		return NULL;
 	if (vx->flags != bpf_htonl(VXLAN_FLAG_VNI) || (vx->vni & bpf_htonl(0xff)))
 		return NULL;
