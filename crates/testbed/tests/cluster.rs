@@ -81,6 +81,18 @@ fn assert_denied(from: &ClusterPod, to: &ClusterPod, port: u16) {
     );
 }
 
+/// Backend (an echo server on 80) on node 1, frontend and intruder on
+/// node 0, the policy imported and the frontend let through.
+fn echo_pods(cluster: &Cluster) -> [ClusterPod; 3] {
+    let backend = cluster.pod(1, "backend", &["k8s:app=backend"]).unwrap();
+    let frontend = cluster.pod(0, "frontend", &["k8s:app=frontend"]).unwrap();
+    let intruder = cluster.pod(0, "intruder", &["k8s:app=intruder"]).unwrap();
+    serve_echo(&backend, 80);
+    import_policy(cluster);
+    assert_connects(cluster, &frontend, &backend, 80);
+    [backend, frontend, intruder]
+}
+
 /// Non-reserved identities as (id, sorted labels), from `cilium identity list -o json`.
 fn cluster_identities(cluster: &Cluster, node: usize) -> Vec<(u64, Vec<String>)> {
     let text = cluster
@@ -250,12 +262,7 @@ fn bpf_host_takes_pod_traffic_off_the_wire_and_the_vxlan_device_is_the_fallback(
         etcd_members: 1,
     })
     .unwrap();
-    let backend = cluster.pod(1, "backend", &["k8s:app=backend"]).unwrap();
-    let frontend = cluster.pod(0, "frontend", &["k8s:app=frontend"]).unwrap();
-    let intruder = cluster.pod(0, "intruder", &["k8s:app=intruder"]).unwrap();
-    serve_echo(&backend, 80);
-    import_policy(&cluster);
-    assert_connects(&cluster, &frontend, &backend, 80);
+    let [backend, frontend, intruder] = echo_pods(&cluster);
 
     // Full-size and GSO packets both ways, none through either VXLAN device.
     let before = [vxlan_rx_packets(&cluster, 0), vxlan_rx_packets(&cluster, 1)];
@@ -329,12 +336,7 @@ fn etcd_outages_keep_enforcement_and_resync() {
         etcd_members: 3,
     })
     .unwrap();
-    let backend = cluster.pod(1, "backend", &["k8s:app=backend"]).unwrap();
-    let frontend = cluster.pod(0, "frontend", &["k8s:app=frontend"]).unwrap();
-    let intruder = cluster.pod(0, "intruder", &["k8s:app=intruder"]).unwrap();
-    serve_echo(&backend, 80);
-    import_policy(&cluster);
-    assert_connects(&cluster, &frontend, &backend, 80);
+    let [backend, frontend, intruder] = echo_pods(&cluster);
     assert_denied(&intruder, &backend, 80);
     bulk_echo(&frontend, backend.ip(), 80).expect("full-size packets cross the overlay");
     let chatter = Chatter::start(&frontend, backend.ip(), 80);
