@@ -72,10 +72,6 @@ impl EndpointProgram {
     /// programs are swapped atomically in place.
     pub fn attach(&mut self, root: &BpfRoot, host_ifname: &str) -> Result<(), DatapathError> {
         let dir = root.endpoint_links(self.endpoint_id);
-        std::fs::create_dir_all(&dir).map_err(|e| DatapathError::Bpffs {
-            path: dir.clone(),
-            source: e,
-        })?;
         for (name, attach_type) in [
             (FROM_CONTAINER, TcAttachType::Ingress),
             (TO_CONTAINER, TcAttachType::Egress),

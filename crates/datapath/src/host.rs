@@ -42,19 +42,9 @@ impl HostProgram {
     /// Attaches at tc ingress of `ifname` (replacing a previous agent's
     /// program in place) and detaches it from any other device it was on.
     pub fn attach(&mut self, root: &BpfRoot, ifname: &str) -> Result<(), DatapathError> {
-        let dir = links_dir(root);
-        std::fs::create_dir_all(&dir).map_err(|e| DatapathError::Bpffs {
-            path: dir.clone(),
-            source: e,
-        })?;
         let prog = classifier(&mut self.ebpf, FROM_NETDEV)?;
-        attach_pinned(
-            prog,
-            FROM_NETDEV,
-            ifname,
-            TcAttachType::Ingress,
-            &dir.join(ifname),
-        )?;
+        let pin = links_dir(root).join(ifname);
+        attach_pinned(prog, FROM_NETDEV, ifname, TcAttachType::Ingress, &pin)?;
         detach_except(root, Some(ifname))
     }
 

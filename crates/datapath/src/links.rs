@@ -38,6 +38,14 @@ pub(crate) fn classifier<'a>(
         .map_err(|e| program_error(name, e))
 }
 
+/// Creates the bpffs directory links are pinned in.
+pub(crate) fn create_pin_dir(dir: &Path) -> Result<(), DatapathError> {
+    std::fs::create_dir_all(dir).map_err(|e| DatapathError::Bpffs {
+        path: dir.to_path_buf(),
+        source: e,
+    })
+}
+
 fn attach_new(
     prog: &mut SchedClassifier,
     name: &str,
@@ -45,6 +53,9 @@ fn attach_new(
     attach_type: TcAttachType,
     pin: &Path,
 ) -> Result<(), DatapathError> {
+    if let Some(dir) = pin.parent() {
+        create_pin_dir(dir)?;
+    }
     let link_id = prog
         .attach(ifname, attach_type)
         .map_err(|e| DatapathError::Attach {

@@ -29,10 +29,6 @@ pub fn attach(root: &BpfRoot, ifname: &str) -> Result<(), DatapathError> {
             source: Box::new(e),
         })?;
     let dir = root.dir().join("overlay");
-    std::fs::create_dir_all(&dir).map_err(|e| DatapathError::Bpffs {
-        path: dir.clone(),
-        source: e,
-    })?;
     for (name, attach_type) in PROGRAMS {
         let prog = classifier(&mut ebpf, name)?;
         prog.load().map_err(|e| program_error(name, e))?;

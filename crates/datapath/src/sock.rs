@@ -38,10 +38,7 @@ pub fn attach(root: &BpfRoot, cgroup: &Path) -> Result<(), DatapathError> {
         source: e,
     })?;
     let dir = root.dir().join("socklb");
-    std::fs::create_dir_all(&dir).map_err(|e| DatapathError::Bpffs {
-        path: dir.clone(),
-        source: e,
-    })?;
+    crate::links::create_pin_dir(&dir)?;
     for name in PROGRAMS {
         let prog: &mut CgroupSockAddr = ebpf
             .program_mut(name)

@@ -8,6 +8,7 @@ use anyhow::Context;
 const IP_FORWARD: &str = "/proc/sys/net/ipv4/ip_forward";
 
 pub fn enable() -> anyhow::Result<()> {
+    // Already on is fine even where /proc/sys is read-only (a container).
     if std::fs::read_to_string(IP_FORWARD).is_ok_and(|v| v.trim() == "1") {
         return Ok(());
     }
