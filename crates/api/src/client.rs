@@ -357,12 +357,28 @@ impl Client {
 }
 
 /// Writes `request` on `conn` and reads the answer's status and headers.
+/// The agent may answer before it has read the whole body (413, or any
+/// early error) and close: the write then fails with a broken pipe, but its
+/// answer is waiting on the socket and is what the caller gets. Only when
+/// there is no answer does the write's error stand.
 fn exchange(
     mut conn: Connection,
     request: &Request<'_>,
 ) -> std::io::Result<http::Response<Connection>> {
-    http::write_request(conn.get_mut(), request)?;
-    http::read_response(conn)
+    match http::write_request(conn.get_mut(), request) {
+        Ok(()) => http::read_response(conn),
+        Err(write_error) if peer_stopped_reading(&write_error) => {
+            http::read_response(conn).map_err(|_| write_error)
+        }
+        Err(write_error) => Err(write_error),
+    }
+}
+
+/// The agent closed (or reset) the connection while the request was being
+/// written.
+fn peer_stopped_reading(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(e.kind(), BrokenPipe | ConnectionReset | ConnectionAborted)
 }
 
 /// The agent had closed a kept connection before this request reached it.

@@ -443,6 +443,13 @@ pub mod monitor_kind {
 
 // ---------------------------------------------------------------- errors
 
+/// Largest request body the agent accepts (413 above it): 128 MiB. Sized for
+/// policy imports: 100,000 CIDR rules (one `toCIDR` each, with a selector
+/// and a label) take 12.9 MB of YAML, 13.3 MB of JSON, so this leaves room
+/// for rules ten times as long, while no request makes the agent buffer
+/// without bound.
+pub const MAX_REQUEST_BODY_BYTES: usize = 128 * 1024 * 1024;
+
 /// Body of every 4xx/5xx answer.
 #[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq)]
 #[serde(default)]

@@ -3,6 +3,7 @@
 
 mod cluster;
 mod endpoint;
+mod error_body;
 mod instrumented;
 mod metrics;
 mod monitor_filter;
@@ -17,6 +18,7 @@ use std::sync::Arc;
 
 use axum::{
     body::Bytes,
+    extract::DefaultBodyLimit,
     http::StatusCode,
     response::{IntoResponse, Response},
     routing::{get, put},
@@ -78,6 +80,8 @@ pub fn router(state: AppState) -> Router {
             get(cluster::get).put(cluster::set).delete(cluster::delete),
         )
         .fallback(not_found)
+        .layer(DefaultBodyLimit::max(api::models::MAX_REQUEST_BODY_BYTES))
+        .layer(axum::middleware::from_fn(error_body::guard))
         .with_state(state)
 }
 
@@ -89,10 +93,7 @@ impl IntoResponse for AgentError {
     fn into_response(self) -> Response {
         let status =
             StatusCode::from_u16(self.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let body = api::models::ApiError {
-            message: self.to_string(),
-        };
-        (status, Json(body)).into_response()
+        error_body::error_response(status, self.to_string())
     }
 }
 

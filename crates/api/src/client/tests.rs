@@ -351,3 +351,27 @@ fn kvstore_set_sends_the_value_as_text() {
     );
     assert!(request.ends_with("\r\n\r\nhello"), "{request}");
 }
+
+#[test]
+fn early_answer_to_a_large_body_is_read_not_a_broken_pipe() {
+    let sock = TempSocket::new();
+    let listener = UnixListener::bind(&sock.0).unwrap();
+    let body = r#"{"message":"request body of 8388608 bytes exceeds the limit"}"#;
+    let answer = format!(
+        "HTTP/1.1 413 Payload Too Large\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    // Answers after the head and closes, leaving the body unread: the
+    // client's write runs into a closed socket.
+    let server = thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let head = read_head(&mut conn).unwrap();
+        conn.write_all(answer.as_bytes()).unwrap();
+        head
+    });
+    let rules = format!("[{}]", " ".repeat(8 << 20));
+    let err = Client::new(&sock.0).policy_put(&rules, false).unwrap_err();
+    assert_eq!(err.status(), Some(413), "{err:?}");
+    assert!(err.to_string().contains("exceeds the limit"), "{err}");
+    assert!(server.join().unwrap().starts_with("PUT /v1/policy "));
+}
