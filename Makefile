@@ -6,7 +6,7 @@ APT_PACKAGES := clang llvm libbpf-dev bpftool linux-libc-dev iproute2 clang-19 \
 	podman containernetworking-plugins busybox-static runc \
 	sockperf iperf3 iptables \
 	protobuf-compiler etcd-server etcd-client docker.io containerd prometheus \
-	kcat nghttp2-client util-linux
+	kcat nghttp2-client util-linux wrk
 SETUP_STAMP := target/.setup-done
 
 .PHONY: setup build demo test bench lint clean-state
@@ -21,6 +21,7 @@ $(SETUP_STAMP): Makefile
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 	@python3 -c 'import grpc' 2>/dev/null || python3 -m pip install -q grpcio
+	@python3 -c 'import requests' 2>/dev/null || python3 -m pip install -q requests
 	@command -v cargo-nextest >/dev/null || $(CARGO) install --locked cargo-nextest
 	@mkdir -p target && touch $@
 

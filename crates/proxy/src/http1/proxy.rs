@@ -65,7 +65,8 @@ fn closing_response(status: &str, body: &str) -> Vec<u8> {
 }
 
 /// Writers are buffered so a head and the body bytes already read go out in
-/// one write; every forwarded piece is flushed, so streaming is not delayed.
+/// one write; `forward_body` flushes before it waits for more, so nothing
+/// forwarded is held back.
 type Writer = BufWriter<OwnedWriteHalf>;
 
 const WRITE_BUFFER: usize = 16 * 1024;
@@ -260,62 +261,92 @@ async fn relay_response<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
 
 /// Moves one body from `reader` (its first bytes already in `buf`) to
 /// `writer` unchanged, or discards it when `writer` is `None`. Bytes after
-/// the body stay in `buf`.
+/// the body stay in `buf`. The writer is flushed whenever the copy waits for
+/// more input and once the body is done, whatever the framing: output left in
+/// the buffer would stall a peer that waits for it (the head of a request
+/// without body bytes, one whose client awaits `100 Continue`, a streamed body).
 pub async fn forward_body<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     framing: BodyFraming,
     reader: &mut R,
     buf: &mut BytesMut,
-    mut writer: Option<&mut W>,
+    writer: Option<&mut W>,
 ) -> Result<(), ProxyError> {
-    match framing {
-        BodyFraming::None => match writer {
-            Some(writer) => Ok(writer.flush().await?),
+    let mut body = BodyCopy {
+        reader,
+        buf,
+        writer,
+    };
+    body.copy(framing).await?;
+    body.flush().await?;
+    Ok(())
+}
+
+/// The two ends of one body being forwarded.
+struct BodyCopy<'a, R, W> {
+    reader: &'a mut R,
+    buf: &'a mut BytesMut,
+    writer: Option<&'a mut W>,
+}
+
+impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> BodyCopy<'_, R, W> {
+    async fn copy(&mut self, framing: BodyFraming) -> Result<(), ProxyError> {
+        match framing {
+            BodyFraming::None => Ok(()),
+            BodyFraming::Length(mut left) => {
+                while left > 0 {
+                    if self.buf.is_empty() && !self.fill().await? {
+                        return Err(HttpError::Truncated.into());
+                    }
+                    let take = left.min(self.buf.len() as u64) as usize;
+                    self.send(take).await?;
+                    left -= take as u64;
+                }
+                Ok(())
+            }
+            BodyFraming::Chunked => {
+                let mut decoder = ChunkedDecoder::default();
+                loop {
+                    if !self.buf.is_empty() {
+                        let used = decoder.advance(self.buf)?;
+                        self.send(used).await?;
+                        if decoder.is_done() {
+                            return Ok(());
+                        }
+                    }
+                    if !self.fill().await? {
+                        return Err(HttpError::Truncated.into());
+                    }
+                }
+            }
+            BodyFraming::UntilClose => loop {
+                self.send(self.buf.len()).await?;
+                if !self.fill().await? {
+                    return Ok(());
+                }
+            },
+        }
+    }
+
+    /// Passes on the first `len` buffered bytes (into the writer's buffer).
+    async fn send(&mut self, len: usize) -> io::Result<()> {
+        let piece = self.buf.split_to(len);
+        match self.writer.as_mut() {
+            Some(writer) => writer.write_all(&piece).await,
             None => Ok(()),
-        },
-        BodyFraming::Length(mut left) => {
-            while left > 0 {
-                if buf.is_empty() && reader.read_buf(buf).await? == 0 {
-                    return Err(HttpError::Truncated.into());
-                }
-                let take = left.min(buf.len() as u64) as usize;
-                let piece = buf.split_to(take);
-                if let Some(writer) = writer.as_mut() {
-                    writer.write_all(&piece).await?;
-                    writer.flush().await?;
-                }
-                left -= take as u64;
-            }
-            Ok(())
         }
-        BodyFraming::Chunked => {
-            let mut decoder = ChunkedDecoder::default();
-            loop {
-                if !buf.is_empty() {
-                    let used = decoder.advance(buf)?;
-                    let piece = buf.split_to(used);
-                    if let Some(writer) = writer.as_mut() {
-                        writer.write_all(&piece).await?;
-                        writer.flush().await?;
-                    }
-                    if decoder.is_done() {
-                        return Ok(());
-                    }
-                }
-                if reader.read_buf(buf).await? == 0 {
-                    return Err(HttpError::Truncated.into());
-                }
-            }
+    }
+
+    /// Reads more input, after flushing what was sent; `false` at end of input.
+    async fn fill(&mut self) -> io::Result<bool> {
+        self.flush().await?;
+        Ok(self.reader.read_buf(self.buf).await? > 0)
+    }
+
+    async fn flush(&mut self) -> io::Result<()> {
+        match self.writer.as_mut() {
+            Some(writer) => writer.flush().await,
+            None => Ok(()),
         }
-        BodyFraming::UntilClose => loop {
-            if let Some(writer) = writer.as_mut() {
-                writer.write_all(buf).await?;
-                writer.flush().await?;
-            }
-            buf.clear();
-            if reader.read_buf(buf).await? == 0 {
-                return Ok(());
-            }
-        },
     }
 }
 
@@ -340,4 +371,59 @@ async fn tunnel(
     };
     tokio::try_join!(upward, downward)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn body_end_flushes_whatever_the_framing() {
+        for (framing, body) in [
+            (BodyFraming::None, &b""[..]),
+            (BodyFraming::Length(0), b""),
+            (BodyFraming::Length(3), b"abc"),
+            (BodyFraming::Chunked, b"0\r\n\r\n"),
+        ] {
+            let mut writer = BufWriter::new(Vec::new());
+            writer.write_all(b"HEAD").await.unwrap();
+            let mut buf = BytesMut::from(body);
+            forward_body(framing, &mut &b""[..], &mut buf, Some(&mut writer))
+                .await
+                .unwrap();
+            assert_eq!(*writer.get_ref(), [b"HEAD", body].concat(), "{framing:?}");
+        }
+    }
+
+    /// `Expect: 100-continue`: the upstream must see the head while the
+    /// client still holds the body back.
+    #[tokio::test]
+    async fn head_goes_out_before_the_body_is_awaited() {
+        let (mut client, mut reader) = tokio::io::duplex(1024);
+        let (writer, mut upstream) = tokio::io::duplex(1024);
+        let mut writer = BufWriter::new(writer);
+        writer.write_all(b"HEAD").await.unwrap();
+        let mut buf = BytesMut::new();
+        let forward = forward_body(
+            BodyFraming::Length(4),
+            &mut reader,
+            &mut buf,
+            Some(&mut writer),
+        );
+        let peers = async {
+            let mut got = [0u8; 4];
+            upstream.read_exact(&mut got).await.unwrap();
+            assert_eq!(&got, b"HEAD");
+            client.write_all(b"body").await.unwrap();
+            upstream.read_exact(&mut got).await.unwrap();
+            assert_eq!(&got, b"body");
+        };
+        let both = async { tokio::join!(forward, peers) };
+        let (forwarded, ()) = tokio::time::timeout(Duration::from_secs(5), both)
+            .await
+            .expect("head held back until the body came");
+        forwarded.unwrap();
+    }
 }

@@ -9,8 +9,10 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use proxy::http1::RequestHead;
 use serde_json::{json, Value};
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
@@ -206,25 +208,58 @@ impl Control {
 }
 
 /// An HTTP/1.1 upstream: answers `200` with a body that echoes the raw request
-/// (head and body bytes) it received, keep-alive as the client asks.
+/// (head and body bytes) it received, keep-alive as the client asks. Like a
+/// real server it sends `100 Continue` to a request that expects it and no
+/// body to `HEAD`; `X-Reply-Status: N` asks for status N with an empty body
+/// (`content-length: 0`, or no length at all for 204). Every request is kept
+/// in `received`, so a test can check what really arrived.
 pub struct EchoServer {
     pub addr: String,
+    received: Arc<Mutex<Vec<Received>>>,
+}
+
+/// One request as the echo upstream read it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    /// Which upstream connection (numbered from 0 in accept order) carried it.
+    pub connection: usize,
+    pub head: RequestHead,
+    /// The payload, chunked coding removed.
+    pub body: Vec<u8>,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.head
+            .headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 impl EchoServer {
     pub fn start() -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap().to_string();
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let log = Arc::clone(&received);
         std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                std::thread::spawn(move || echo_connection(stream));
+            for (connection, stream) in listener.incoming().flatten().enumerate() {
+                let log = Arc::clone(&log);
+                std::thread::spawn(move || echo_connection(stream, connection, &log));
             }
         });
-        EchoServer { addr }
+        EchoServer { addr, received }
+    }
+
+    /// The requests received so far, in arrival order.
+    pub fn received(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
     }
 }
 
-fn echo_connection(mut stream: TcpStream) {
+fn echo_connection(mut stream: TcpStream, connection: usize, log: &Mutex<Vec<Received>>) {
     use proxy::http1::chunked::ChunkedDecoder;
     use proxy::http1::{parse_request, BodyFraming};
     let mut buf = Vec::new();
@@ -239,6 +274,9 @@ fn echo_connection(mut stream: TcpStream) {
                 Ok(n) => buf.extend_from_slice(&chunk[..n]),
             }
         };
+        if head.expects_continue() && stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").is_err() {
+            return;
+        }
         let mut end = head.head_len;
         match head.framing {
             BodyFraming::Length(n) => {
@@ -270,15 +308,57 @@ fn echo_connection(mut stream: TcpStream) {
             _ => {}
         }
         let request: Vec<u8> = buf.drain(..end).collect();
-        let mut response = format!(
-            "HTTP/1.1 200 OK\r\nx-upstream: echo\r\ncontent-length: {}\r\n\r\n",
-            request.len()
-        )
-        .into_bytes();
-        response.extend_from_slice(&request);
-        if stream.write_all(&response).is_err() || !head.keep_alive {
+        let body = &request[head.head_len..];
+        let received = Received {
+            connection,
+            body: match head.framing {
+                BodyFraming::Chunked => dechunk(body),
+                _ => body.to_vec(),
+            },
+            head,
+        };
+        let response = echo_response(&received, &request);
+        let keep_alive = received.head.keep_alive;
+        log.lock().unwrap().push(received);
+        if stream.write_all(&response).is_err() || !keep_alive {
             return;
         }
+    }
+}
+
+fn echo_response(request: &Received, raw: &[u8]) -> Vec<u8> {
+    if let Some(status) = request.header("x-reply-status") {
+        let length = if status == "204" {
+            ""
+        } else {
+            "content-length: 0\r\n"
+        };
+        return format!("HTTP/1.1 {status} Empty\r\nx-upstream: echo\r\n{length}\r\n").into_bytes();
+    }
+    let mut response = format!(
+        "HTTP/1.1 200 OK\r\nx-upstream: echo\r\ncontent-length: {}\r\n\r\n",
+        raw.len()
+    )
+    .into_bytes();
+    if request.head.method != "HEAD" {
+        response.extend_from_slice(raw);
+    }
+    response
+}
+
+/// The payload of a whole, valid chunked body (extensions and trailers dropped).
+fn dechunk(mut body: &[u8]) -> Vec<u8> {
+    let mut payload = Vec::new();
+    loop {
+        let line_end = body.windows(2).position(|w| w == b"\r\n").unwrap();
+        let size = String::from_utf8_lossy(&body[..line_end]);
+        let size = usize::from_str_radix(size.split(';').next().unwrap().trim(), 16).unwrap();
+        if size == 0 {
+            return payload;
+        }
+        let data = line_end + 2;
+        payload.extend_from_slice(&body[data..data + size]);
+        body = &body[data + size + 2..];
     }
 }
 
