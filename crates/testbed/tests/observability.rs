@@ -7,6 +7,8 @@
 //!   counters moved by exactly those numbers; the scrape passes
 //!   `promtool check metrics`; `cilium metrics list` and `cilium status`
 //!   show the same facts.
+//! - `cilium bpf policy get` names every peer by its labels, CIDR identities
+//!   included, and the identity API answers for them.
 //!
 //! UDP keeps counts exact: one datagram is one packet each way, with no
 //! retransmissions. Needs root; each test has its own agent and /24.
@@ -19,6 +21,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use api::{MonitorEvent, MonitorQuery};
+use testbed::conformance::parse_revision;
 use testbed::{Agent, AgentOptions, CliMonitor, Pod, UdpServer};
 
 const UDP_PORT: u16 = 53;
@@ -58,19 +61,7 @@ impl Node {
         let intruder = Pod::create(&agent, "intruder", &["k8s:app=intruder"]).unwrap();
         let server = Pod::create(&agent, "server", &["k8s:app=server"]).unwrap();
         let dns = server.serve_udp(UDP_PORT).unwrap();
-        let file = agent.temp_dir().join("server-policy.yaml");
-        std::fs::write(&file, SERVER_POLICY).unwrap();
-        let out = agent
-            .cli_ok(&["policy", "import", &file.display().to_string()])
-            .unwrap();
-        let revision: u64 = out
-            .lines()
-            .find_map(|l| l.strip_prefix("Revision:"))
-            .and_then(|r| r.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no revision in {out:?}"));
-        server
-            .wait_for_policy_revision(&agent, revision, Duration::from_secs(10))
-            .unwrap();
+        import_policy(&agent, "server-policy.yaml", SERVER_POLICY, &server);
         Node {
             _dns: dns,
             client,
@@ -96,6 +87,19 @@ impl Node {
             "intruder -> server UDP {UDP_PORT} must be dropped"
         );
     }
+}
+
+/// `cilium policy import`, then waits until `enforcer` has realized it.
+fn import_policy(agent: &Agent, file_name: &str, yaml: &str, enforcer: &Pod) {
+    let file = agent.temp_dir().join(file_name);
+    std::fs::write(&file, yaml).unwrap();
+    let out = agent
+        .cli_ok(&["policy", "import", &file.display().to_string()])
+        .unwrap();
+    let revision = parse_revision(&out).unwrap();
+    enforcer
+        .wait_for_policy_revision(agent, revision, Duration::from_secs(10))
+        .unwrap();
 }
 
 /// Events of a filtered API stream, read on a thread.
@@ -494,4 +498,63 @@ fn samples_from_list(agent: &Agent) -> f64 {
         .find(|s| s.name == "cilium_monitor_lost_events_total")
         .map(|s| s.value)
         .unwrap_or(0.0)
+}
+
+const CLIENT_CIDR_POLICY: &str = "\
+- endpointSelector:
+    matchLabels:
+      app: client
+  egress:
+  - toCIDR: [\"10.216.0.1/32\"]
+";
+
+#[test]
+fn bpf_policy_get_names_cidr_peers_by_their_labels() {
+    let node = Node::start(Vec::new());
+    import_policy(
+        &node.agent,
+        "client-cidr-policy.yaml",
+        CLIENT_CIDR_POLICY,
+        &node.client,
+    );
+    let client_id = node.client.endpoint_id().to_string();
+
+    let labelled = node
+        .agent
+        .cli_ok(&["bpf", "policy", "get", &client_id])
+        .unwrap();
+    let cidr_row = labelled
+        .lines()
+        .find(|l| l.contains("cidr:10.216.0.1/32"))
+        .unwrap_or_else(|| panic!("no row names cidr:10.216.0.1/32:\n{labelled}"));
+    assert!(cidr_row.contains("Egress"), "{labelled}");
+    assert!(labelled.contains("reserved:world"), "{labelled}");
+    // Every peer has labels: no identity is left as a bare number.
+    for line in labelled.lines().skip(1) {
+        let peer = match line.split_whitespace().collect::<Vec<_>>()[..] {
+            ["Allow" | "Deny", _direction, peer, ..] => peer,
+            [peer] => peer,
+            _ => continue,
+        };
+        assert!(
+            peer.parse::<u32>().is_err(),
+            "peer {peer} shown as a number:\n{labelled}"
+        );
+    }
+
+    // The identity API answers for the CIDR identity the map names.
+    let numeric = node
+        .agent
+        .cli_ok(&["bpf", "policy", "get", "-n", &client_id])
+        .unwrap();
+    let cidr_identity = numeric
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(2)?.parse::<u32>().ok())
+        .find(|id| *id >= 1 << 24)
+        .unwrap_or_else(|| panic!("no node-local (CIDR) identity in:\n{numeric}"));
+    let identity = node
+        .agent
+        .cli_ok(&["identity", "get", &cidr_identity.to_string()])
+        .unwrap();
+    assert!(identity.contains("cidr:10.216.0.1/32"), "{identity}");
 }

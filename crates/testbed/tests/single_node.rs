@@ -12,6 +12,7 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
+use testbed::conformance::parse_revision;
 use testbed::{eventually, Agent, AgentOptions, Monitor, Pod, TcpServer, UdpServer};
 
 /// An expected drop is a connection attempt that gets no answer this long.
@@ -87,14 +88,6 @@ impl Node {
         self.backend
             .wait_for_policy_revision(&self.agent, revision, REALIZE_TIMEOUT)
     }
-}
-
-fn parse_revision(cli_output: &str) -> Result<u64> {
-    cli_output
-        .lines()
-        .find_map(|l| l.strip_prefix("Revision:"))
-        .and_then(|r| r.trim().parse().ok())
-        .with_context(|| format!("no `Revision: N` in {cli_output:?}"))
 }
 
 fn tcp_passes(from: &Pod, to: &Pod, port: u16) -> bool {

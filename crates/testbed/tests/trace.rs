@@ -155,11 +155,7 @@ impl Fixture {
                 .cli_ok(&["policy", "import", &file.display().to_string()])
                 .unwrap();
         }
-        let revision: u64 = out
-            .lines()
-            .find_map(|l| l.strip_prefix("Revision:"))
-            .and_then(|r| r.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no revision in {out:?}"));
+        let revision = testbed::conformance::parse_revision(&out).unwrap();
         for pod in &self.pods {
             pod.wait_for_policy_revision(&self.agent, revision, Duration::from_secs(10))
                 .unwrap();

@@ -76,8 +76,7 @@ impl Daemon {
                         labels: match k.sec_label {
                             0 => vec!["reserved:unknown".into()],
                             id => inner
-                                .identities
-                                .get(id)
+                                .identity(id)
                                 .map(|i| i.labels.to_strings())
                                 .unwrap_or_default(),
                         },

@@ -83,6 +83,16 @@ impl Inner {
         all
     }
 
+    /// Any identity the policy can name, by number: the lookup for every
+    /// view that shows labels, so none of them misses the CIDRs'.
+    fn identity(&self, id: u32) -> Option<&identity::Identity> {
+        if id >= identity::LOCAL_MIN {
+            self.cidr_identities.get(id)
+        } else {
+            self.identities.get(id)
+        }
+    }
+
     fn compile(&self, labels: &Labels) -> EndpointPolicy {
         self.compiled_rules.policy_for(labels)
     }
@@ -555,13 +565,8 @@ impl Daemon {
         let num: u32 = id
             .parse()
             .map_err(|_| AgentError::BadRequest(format!("identity {id:?} is not a number")))?;
-        let inner = self.lock();
-        let found = if num >= identity::LOCAL_MIN {
-            inner.cidr_identities.get(num)
-        } else {
-            inner.identities.get(num)
-        };
-        found
+        self.lock()
+            .identity(num)
             .map(identity_model)
             .ok_or_else(|| AgentError::NotFound(format!("identity {num} not found")))
     }
