@@ -21,6 +21,8 @@ $(SETUP_STAMP): Makefile
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 	@python3 -c 'import grpc' 2>/dev/null || python3 -m pip install -q grpcio
+	@command -v schemathesis >/dev/null || python3 -m pip install -q schemathesis \
+		|| python3 -m pip install -q --break-system-packages schemathesis
 	@python3 -c 'import requests' 2>/dev/null || python3 -m pip install -q requests
 	@command -v cargo-nextest >/dev/null || $(CARGO) install --locked cargo-nextest
 	@mkdir -p target && touch $@

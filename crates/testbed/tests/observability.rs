@@ -9,6 +9,7 @@
 //!   show the same facts.
 //! - `cilium bpf policy get` names every peer by its labels, CIDR identities
 //!   included, and the identity API answers for them.
+//! - An agent started with default options logs no warning.
 //!
 //! UDP keeps counts exact: one datagram is one packet each way, with no
 //! retransmissions. Needs root; each test has its own agent and /24.
@@ -22,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use api::{MonitorEvent, MonitorQuery};
 use testbed::conformance::parse_revision;
-use testbed::{Agent, AgentOptions, CliMonitor, Pod, UdpServer};
+use testbed::{Agent, AgentOptions, CliMonitor, NetNs, Pod, UdpServer};
 
 const UDP_PORT: u16 = 53;
 const DROP_TIMEOUT: Duration = Duration::from_millis(700);
@@ -557,4 +558,52 @@ fn bpf_policy_get_names_cidr_peers_by_their_labels() {
         .cli_ok(&["identity", "get", &cidr_identity.to_string()])
         .unwrap();
     assert!(identity.contains("cidr:10.216.0.1/32"), "{identity}");
+}
+
+/// In a namespace of its own (nothing else holds its ports there) whose
+/// default route, as on a node, names the node's IP.
+#[test]
+fn the_start_up_log_has_no_warnings() {
+    let (pid, n) = testbed::unique::next_pair();
+    let netns = NetNs::create(&format!("cobs-{pid}-{n}")).unwrap();
+    for args in [
+        &[
+            "ip", "link", "add", "eth0", "type", "veth", "peer", "name", "eth1",
+        ][..],
+        &["ip", "link", "set", "eth1", "up"],
+        &["ip", "addr", "add", "192.0.2.10/24", "dev", "eth0"],
+        &["ip", "link", "set", "eth0", "up"],
+        &["ip", "link", "set", "lo", "up"],
+        &["ip", "route", "add", "default", "via", "192.0.2.1"],
+    ] {
+        netns.exec_ok(args).unwrap();
+    }
+    let agent = Agent::start_in(
+        AgentOptions::default().with_unique_range(),
+        Some(netns.path()),
+    )
+    .unwrap();
+    // The node's own key is the first write to the kvstore: once it is
+    // there, start-up is over.
+    let published = testbed::eventually(Duration::from_secs(10), Duration::from_millis(50), || {
+        agent
+            .cli_ok(&["kvstore", "get", "--recursive", "cilium/state/nodes/v1/"])
+            .is_ok_and(|out| !out.trim().is_empty())
+    });
+    assert!(
+        published,
+        "the node never published itself:\n{}",
+        agent.log_tail()
+    );
+    let log = std::fs::read_to_string(agent.log_path()).unwrap();
+    let warnings: Vec<&str> = log
+        .lines()
+        .filter(|l| {
+            let l = l.to_ascii_lowercase();
+            ["level=warn", "level=error", "warning", "error", "fail"]
+                .iter()
+                .any(|w| l.contains(w))
+        })
+        .collect();
+    assert!(warnings.is_empty(), "warnings at start-up:\n{log}");
 }

@@ -67,6 +67,13 @@ pub async fn set(
     Path(key): Path<String>,
     body: Bytes,
 ) -> Result<StatusCode, AgentError> {
+    // Cilium's kvstore has no empty values: an empty body is a client that
+    // forgot the value, not a value.
+    if body.is_empty() {
+        return Err(AgentError::BadRequest(format!(
+            "no value for {key:?}: the body is the key's value and cannot be empty"
+        )));
+    }
     s.daemon
         .cluster()
         .kv
