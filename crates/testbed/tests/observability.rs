@@ -605,5 +605,8 @@ fn the_start_up_log_has_no_warnings() {
                 .any(|w| l.contains(w))
         })
         .collect();
-    assert!(warnings.is_empty(), "warnings at start-up:\n{log}");
+    assert!(
+        warnings.is_empty(),
+        "warnings at start-up: {warnings:#?}\nthe whole log:\n{log}"
+    );
 }
