@@ -13,16 +13,33 @@ pub struct StatusArgs {
     /// Output format
     #[arg(short = 'o', long = "output")]
     output: Option<OutputFormat>,
-    /// Detail every map and controller
+    /// Detail every map and controller, and list every allocated address
     #[arg(long = "verbose")]
     verbose: bool,
+    /// Show all controllers, not just failing
+    #[arg(long = "all-controllers")]
+    all_controllers: bool,
+    /// Show all allocated addresses, not just count
+    #[arg(long = "all-addresses")]
+    all_addresses: bool,
+    /// Only print a one-line status message
+    #[arg(long)]
+    brief: bool,
 }
 
 pub fn run(client: &Client, args: &StatusArgs) -> Result<ExitCode> {
     let status = client.healthz().context("cannot get agent status")?;
     match args.output {
         Some(OutputFormat::Json) => emit(&to_json(&status)?),
-        None => emit(&(render(&status) + &details(&status, args.verbose))),
+        None if args.brief => emit(&brief(&status)),
+        None => {
+            let mut text = render(&status);
+            if args.verbose || args.all_addresses {
+                text.push_str(&addresses(&status));
+            }
+            text.push_str(&details(&status, args.verbose, args.all_controllers));
+            emit(&text)
+        }
     }
     // Like Cilium: a failing agent makes `status` fail, so scripts can wait on it.
     Ok(if status.cilium.state == Status::FAILURE {
@@ -45,9 +62,41 @@ pub fn render(s: &StatusResponse) -> String {
     t.render()
 }
 
+/// Cilium's `--brief`: `OK`, or `error in ...` naming the first unhealthy
+/// part (controllers only when everything else is healthy).
+pub fn brief(s: &StatusResponse) -> String {
+    let unhealthy = |state: &str| state == Status::WARNING || state == Status::FAILURE;
+    let problem = if unhealthy(&s.kvstore.state) {
+        Some(format!("kvstore: {}", s.kvstore.msg))
+    } else if unhealthy(&s.cilium.state) {
+        Some(format!("cilium: {}", s.cilium.msg))
+    } else if unhealthy(&s.cluster_health.state) {
+        Some(format!("cilium-health: {}", s.cluster_health.msg))
+    } else {
+        s.controllers
+            .iter()
+            .find(|c| !c.status.last_failure_msg.is_empty())
+            .map(|c| format!("controller {}: {}", c.name, c.status.last_failure_msg))
+    };
+    match problem {
+        None => "OK\n".to_string(),
+        Some(what) => format!("error in {what}\n"),
+    }
+}
+
+/// `--all-addresses`: every allocated address, one per line.
+fn addresses(s: &StatusResponse) -> String {
+    let mut out = String::from("Allocated addresses:\n");
+    for ip in &s.ipam.ipv4 {
+        out.push_str(&format!("  {ip}\n"));
+    }
+    out
+}
+
 /// Datapath, maps, proxy and controllers: a summary line each with every
-/// problem spelled out; `--verbose` lists every map and controller.
-pub fn details(s: &StatusResponse, verbose: bool) -> String {
+/// problem spelled out; `verbose` lists every map and controller,
+/// `all_controllers` every controller.
+pub fn details(s: &StatusResponse, verbose: bool, all_controllers: bool) -> String {
     let mut t = Table::new();
     let states: Vec<String> = s
         .endpoint_states
@@ -115,38 +164,46 @@ pub fn details(s: &StatusResponse, verbose: bool) -> String {
         ));
     }
     if verbose {
-        let mut maps = Table::new();
-        maps.row(["  Name", "Entries", "Size", "Pressure"]);
-        for m in &s.bpf_maps.maps {
-            maps.row([
-                format!("  {}", m.name),
-                m.entries.to_string(),
-                m.size.to_string(),
-                format!("{:.1}%", m.pressure * 100.0),
-            ]);
-        }
-        out.push_str("BPF maps:\n");
-        out.push_str(&maps.render());
-        let mut ctl = Table::new();
-        ctl.row(["  Name", "Last success", "Last error", "Count", "Message"]);
-        for c in &s.controllers {
-            let st = &c.status;
-            ctl.row([
-                format!("  {}", c.name),
-                or_never(&st.last_success_timestamp).to_string(),
-                or_never(&st.last_failure_timestamp).to_string(),
-                format!("{}/{}", st.consecutive_failure_count, st.failure_count),
-                if st.last_failure_msg.is_empty() {
-                    "no error".to_string()
-                } else {
-                    st.last_failure_msg.clone()
-                },
-            ]);
-        }
-        out.push_str("Controllers:\n");
-        out.push_str(&ctl.render());
+        out.push_str(&maps_table(s));
+    }
+    if verbose || all_controllers {
+        out.push_str(&controllers_table(s));
     }
     out
+}
+
+fn maps_table(s: &StatusResponse) -> String {
+    let mut maps = Table::new();
+    maps.row(["  Name", "Entries", "Size", "Pressure"]);
+    for m in &s.bpf_maps.maps {
+        maps.row([
+            format!("  {}", m.name),
+            m.entries.to_string(),
+            m.size.to_string(),
+            format!("{:.1}%", m.pressure * 100.0),
+        ]);
+    }
+    format!("BPF maps:\n{}", maps.render())
+}
+
+fn controllers_table(s: &StatusResponse) -> String {
+    let mut ctl = Table::new();
+    ctl.row(["  Name", "Last success", "Last error", "Count", "Message"]);
+    for c in &s.controllers {
+        let st = &c.status;
+        ctl.row([
+            format!("  {}", c.name),
+            or_never(&st.last_success_timestamp).to_string(),
+            or_never(&st.last_failure_timestamp).to_string(),
+            format!("{}/{}", st.consecutive_failure_count, st.failure_count),
+            if st.last_failure_msg.is_empty() {
+                "no error".to_string()
+            } else {
+                st.last_failure_msg.clone()
+            },
+        ]);
+    }
+    format!("Controllers:\n{}", ctl.render())
 }
 
 fn or_never(timestamp: &str) -> &str {
@@ -260,7 +317,7 @@ mod tests {
             ],
             ..Default::default()
         };
-        let text = details(&s, false);
+        let text = details(&s, false, false);
         assert!(
             text.contains("Datapath:            Ok   2 endpoint programs attached\n"),
             "{text}"
@@ -279,12 +336,35 @@ mod tests {
             !text.contains("Cluster health"),
             "an agent without a checker"
         );
-        let verbose = details(&s, true);
+        let verbose = details(&s, true, false);
         assert!(
             verbose.contains("  cilium_ct4_global   95        100    95.0%"),
             "{verbose}"
         );
         assert!(verbose.contains("  ct-map-gc"));
+        let controllers = details(&s, false, true);
+        assert!(controllers.contains("  bpf-map-pressure"), "{controllers}");
+        assert!(!controllers.contains("Entries"), "{controllers}");
+    }
+
+    #[test]
+    fn brief_is_ok_or_names_the_first_problem() {
+        use api::{ControllerRunStatus, ControllerStatus};
+        let mut s = StatusResponse::default();
+        assert_eq!(brief(&s), "OK\n");
+        s.controllers = vec![ControllerStatus {
+            name: "ct-map-gc".into(),
+            status: ControllerRunStatus {
+                last_failure_msg: "boom".into(),
+                ..Default::default()
+            },
+        }];
+        assert_eq!(brief(&s), "error in controller ct-map-gc: boom\n");
+        s.cilium = Status {
+            state: Status::FAILURE.into(),
+            msg: "datapath gone".into(),
+        };
+        assert_eq!(brief(&s), "error in cilium: datapath gone\n");
     }
 
     #[test]
@@ -300,7 +380,7 @@ mod tests {
             },
             ..Default::default()
         };
-        let text = details(&s, false);
+        let text = details(&s, false, false);
         assert!(
             text.contains(
                 "Cluster health:   2/3 reachable   (2024-01-01T00:00:00Z)   unreachable: node2\n"
@@ -308,6 +388,6 @@ mod tests {
             "{text}"
         );
         s.cluster_health.state = "Disabled".into();
-        assert!(details(&s, false).contains("Cluster health:   Disabled\n"));
+        assert!(details(&s, false, false).contains("Cluster health:   Disabled\n"));
     }
 }

@@ -1,4 +1,4 @@
-//! `cilium bpf policy get ID`: an endpoint's policy map.
+//! `cilium bpf policy get {ID | --all}`: endpoints' policy maps.
 
 use anyhow::{Context, Result};
 use api::{BpfMap, BpfMapEntry, Client};
@@ -10,8 +10,12 @@ use crate::table::Table;
 #[derive(clap::Args, Debug)]
 pub struct PolicyGetArgs {
     /// Endpoint id
-    id: u16,
-    /// Do not resolve identities to labels
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    id: Option<u16>,
+    /// Dump all policy maps
+    #[arg(long)]
+    all: bool,
+    /// Do not resolve IDs
     #[arg(short = 'n', long)]
     numeric: bool,
     /// Output format
@@ -20,15 +24,46 @@ pub struct PolicyGetArgs {
 }
 
 pub fn run(client: &Client, args: &PolicyGetArgs) -> Result<()> {
-    let name = format!("cilium_policy_{}", args.id);
-    let map = client
-        .map_get(&name)
-        .with_context(|| format!("cannot read policy map of endpoint {}", args.id))?;
+    let Some(id) = args.id else {
+        return run_all(client, args);
+    };
+    let map = policy_map(client, id)?;
     match args.output {
         Some(OutputFormat::Json) => emit(&to_json(&map.entries)?),
         None => emit(&render(&map, args.numeric)),
     }
     Ok(())
+}
+
+/// Every endpoint's map, each under its path as Cilium prints them; as
+/// JSON, the maps with their names and paths.
+fn run_all(client: &Client, args: &PolicyGetArgs) -> Result<()> {
+    let mut ids: Vec<u16> = client
+        .endpoint_list()
+        .context("cannot list endpoints")?
+        .iter()
+        .map(|ep| ep.id)
+        .collect();
+    ids.sort_unstable();
+    let maps = ids
+        .into_iter()
+        .map(|id| policy_map(client, id))
+        .collect::<Result<Vec<_>>>()?;
+    match args.output {
+        Some(OutputFormat::Json) => emit(&to_json(&maps)?),
+        None => {
+            for map in &maps {
+                emit(&format!("{}:\n\n{}\n", map.path, render(map, args.numeric)));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn policy_map(client: &Client, id: u16) -> Result<BpfMap> {
+    client
+        .map_get(&format!("cilium_policy_{id}"))
+        .with_context(|| format!("cannot read policy map of endpoint {id}"))
 }
 
 struct Row<'a> {
@@ -257,6 +292,25 @@ mod tests {
         assert!(text.starts_with("POLICY   DIRECTION   IDENTITY"));
         let row: Vec<&str> = text.lines().nth(1).unwrap().split_whitespace().collect();
         assert_eq!(row, ["Deny", "Ingress", "257", "53/UDP", "15001", "0", "0"]);
+    }
+
+    #[test]
+    fn one_endpoint_or_all() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: PolicyGetArgs,
+        }
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from(std::iter::once("get").chain(args.iter().copied())).map(|c| c.args)
+        };
+        let one = parse(&["12", "-n"]).unwrap();
+        assert_eq!((one.id, one.all, one.numeric), (Some(12), false, true));
+        let all = parse(&["--all", "-o", "json"]).unwrap();
+        assert_eq!((all.id, all.all), (None, true));
+        assert!(parse(&[]).is_err(), "an endpoint id or --all is required");
+        assert!(parse(&["12", "--all"]).is_err());
     }
 
     #[test]

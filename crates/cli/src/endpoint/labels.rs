@@ -11,11 +11,11 @@ use crate::output::emit;
 pub struct LabelsArgs {
     /// Endpoint id, or a prefixed id such as container-id:XYZ
     id: String,
-    /// Label to add (repeatable)
-    #[arg(short = 'a', long = "add", num_args = 1..)]
+    /// Add/enable labels (repeatable or comma-separated)
+    #[arg(short = 'a', long = "add", num_args = 1.., value_delimiter = ',')]
     add: Vec<String>,
-    /// Label to delete (repeatable)
-    #[arg(short = 'd', long = "delete", num_args = 1..)]
+    /// Delete/disable labels (repeatable or comma-separated)
+    #[arg(short = 'd', long = "delete", num_args = 1.., value_delimiter = ',')]
     delete: Vec<String>,
 }
 
@@ -85,6 +85,24 @@ mod tests {
         let cur = v(&["container:app=web"]);
         let out = apply(&cur, &v(&["app=web"]), &[]).unwrap();
         assert_eq!(out, cur);
+    }
+
+    #[test]
+    fn labels_repeat_or_come_comma_separated() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: LabelsArgs,
+        }
+        let args = Cli::try_parse_from(["labels", "12", "-a", "app=web,tier=front", "-a", "x=y"])
+            .unwrap()
+            .args;
+        assert_eq!(args.add, v(&["app=web", "tier=front", "x=y"]));
+        let args = Cli::try_parse_from(["labels", "12", "--delete", "a=b", "c=d"])
+            .unwrap()
+            .args;
+        assert_eq!(args.delete, v(&["a=b", "c=d"]));
     }
 
     #[test]

@@ -29,6 +29,19 @@ pub fn run(client: &Client, cmd: IdentityCommand) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Whether `identity` is the one of exactly the label set `wanted` (a label
+/// without a source matches any source).
+pub fn has_exactly(identity: &Identity, wanted: &[String]) -> bool {
+    let have = &identity.labels;
+    have.len() == wanted.len()
+        && wanted
+            .iter()
+            .all(|w| have.iter().any(|l| labels::same(l, w)))
+        && have
+            .iter()
+            .all(|l| wanted.iter().any(|w| labels::same(l, w)))
+}
+
 /// ID / LABELS table, one label per line.
 pub fn render(identities: &[Identity]) -> String {
     let mut t = Table::new();
@@ -53,6 +66,40 @@ pub fn render(identities: &[Identity]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_label_set_names_one_identity() {
+        let web = Identity {
+            id: 300,
+            labels: vec!["k8s:app=web".into(), "k8s:env=prod".into()],
+            ..Default::default()
+        };
+        let wanted = |l: &[&str]| l.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(has_exactly(&web, &wanted(&["k8s:env=prod", "app=web"])));
+        assert!(!has_exactly(&web, &wanted(&["k8s:app=web"])));
+        assert!(!has_exactly(
+            &web,
+            &wanted(&["k8s:app=web", "k8s:env=prod", "x=y"])
+        ));
+    }
+
+    #[test]
+    fn parses_ciliums_flags() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(subcommand)]
+            cmd: IdentityCommand,
+        }
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from(std::iter::once("identity").chain(args.iter().copied()))
+        };
+        assert!(parse(&["list", "--endpoints"]).is_ok());
+        assert!(parse(&["list", "k8s:app=web", "k8s:env=prod"]).is_ok());
+        assert!(parse(&["get", "--label", "k8s:app=web", "--label", "k8s:env=prod"]).is_ok());
+        assert!(parse(&["get", "300"]).is_ok());
+        assert!(parse(&["get"]).is_err());
+    }
 
     #[test]
     fn identity_table() {

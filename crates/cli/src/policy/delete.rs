@@ -3,7 +3,7 @@
 use anyhow::{bail, Context, Result};
 use api::Client;
 
-use crate::output::emit;
+use crate::output::{emit, to_json, OutputFormat};
 
 #[derive(clap::Args, Debug)]
 pub struct DeleteArgs {
@@ -12,6 +12,9 @@ pub struct DeleteArgs {
     /// Delete all rules
     #[arg(long, conflicts_with = "labels")]
     all: bool,
+    /// Output format: the agent's answer (remaining rules and revision)
+    #[arg(short = 'o', long = "output")]
+    output: Option<OutputFormat>,
 }
 
 pub fn run(client: &Client, args: &DeleteArgs) -> Result<()> {
@@ -22,6 +25,9 @@ pub fn run(client: &Client, args: &DeleteArgs) -> Result<()> {
     let policy = client
         .policy_delete(&args.labels)
         .context("cannot delete policy")?;
-    emit(&super::revision_line(policy.revision));
+    match args.output {
+        Some(OutputFormat::Json) => emit(&to_json(&policy)?),
+        None => emit(&super::revision_line(policy.revision)),
+    }
     Ok(())
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use api::Client;
 
-use crate::output::emit;
+use crate::output::{emit, to_json, OutputFormat};
 
 #[derive(clap::Args, Debug)]
 pub struct ImportArgs {
@@ -14,6 +14,12 @@ pub struct ImportArgs {
     /// Replace existing rules that carry the same labels
     #[arg(long)]
     replace: bool,
+    /// Print policy after import
+    #[arg(long)]
+    print: bool,
+    /// Output format: the agent's answer (rules and revision)
+    #[arg(short = 'o', long = "output")]
+    output: Option<OutputFormat>,
 }
 
 pub fn run(client: &Client, args: &ImportArgs) -> Result<()> {
@@ -21,6 +27,10 @@ pub fn run(client: &Client, args: &ImportArgs) -> Result<()> {
     let policy = client
         .policy_put(&text, args.replace)
         .context("cannot import policy")?;
-    emit(&super::revision_line(policy.revision));
+    match args.output {
+        Some(OutputFormat::Json) => emit(&to_json(&policy)?),
+        None if args.print => emit(&super::get::render(&policy)),
+        None => emit(&super::revision_line(policy.revision)),
+    }
     Ok(())
 }

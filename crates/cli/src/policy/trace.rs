@@ -28,9 +28,13 @@ pub struct TraceArgs {
     #[arg(long = "dst-endpoint")]
     dst_endpoint: Option<u16>,
     /// Destination port PORT[/PROTOCOL] (TCP when no protocol is given;
-    /// for ICMP the message type); repeatable. None: L3 only
-    #[arg(long = "dport")]
+    /// for ICMP the message type); repeatable or comma-separated. None: L3 only
+    #[arg(long = "dport", value_delimiter = ',')]
     dports: Vec<String>,
+    /// Set tracing to TRACE_VERBOSE (sent to the agent, whose trace is the
+    /// same either way)
+    #[arg(short = 'v', long)]
+    verbose: bool,
     /// Output format
     #[arg(short = 'o', long = "output")]
     output: Option<OutputFormat>,
@@ -85,7 +89,7 @@ pub fn selector(args: &TraceArgs) -> Result<TraceSelector> {
                 .map(|p| parse_dport(p))
                 .collect::<Result<_>>()?,
         },
-        verbose: false,
+        verbose: args.verbose,
     })
 }
 
@@ -137,9 +141,22 @@ mod tests {
                 protocol: "UDP".into()
             }]
         );
-        let sel = parse(&["--src-identity", "300", "-d", "app=db", "--dport", "5432"]).unwrap();
+        assert!(!sel.verbose);
+        let sel = parse(&[
+            "--src-identity",
+            "300",
+            "-d",
+            "app=db",
+            "--dport",
+            "5432",
+            "-v",
+        ])
+        .unwrap();
         assert_eq!(sel.from.identity, Some(300));
         assert_eq!(sel.to.dports[0].protocol, "TCP");
+        assert!(sel.verbose);
+        let sel = parse(&["-s", "a=b", "-d", "app=db", "--dport", "80/tcp,53/udp"]).unwrap();
+        assert_eq!(sel.to.dports.len(), 2);
     }
 
     #[test]

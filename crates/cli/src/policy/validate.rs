@@ -14,6 +14,11 @@ pub struct ValidateArgs {
     /// Print the resulting Cilium rules as JSON
     #[arg(long)]
     print: bool,
+    /// Say so when the policy is valid (`--verbose=false`: only the exit
+    /// status tells)
+    #[arg(short = 'v', long, default_value_t = true, action = clap::ArgAction::Set,
+          num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    verbose: bool,
 }
 
 /// What `validate` prints on success.
@@ -25,7 +30,9 @@ pub fn run(args: &ValidateArgs) -> Result<()> {
     if args.print {
         emit(&to_json(&rules)?);
     }
-    emit(VALID);
+    if args.verbose {
+        emit(VALID);
+    }
     Ok(())
 }
 
@@ -37,6 +44,26 @@ fn check(text: &str, path: &std::path::Path) -> Result<Vec<policy::Rule>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn verbose_is_on_unless_turned_off() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: ValidateArgs,
+        }
+        let verbose = |args: &[&str]| {
+            Cli::try_parse_from(["validate", "p.yaml"].iter().chain(args))
+                .unwrap()
+                .args
+                .verbose
+        };
+        assert!(verbose(&[]));
+        assert!(verbose(&["-v"]));
+        assert!(verbose(&["--print", "--verbose"]));
+        assert!(!verbose(&["--verbose=false"]));
+    }
 
     #[test]
     fn accepts_valid_policy_and_names_the_problem_otherwise() {

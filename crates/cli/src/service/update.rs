@@ -30,9 +30,42 @@ pub struct UpdateArgs {
     /// Backend states, one per backend: active or maintenance (default active)
     #[arg(long, value_delimiter = ',')]
     states: Vec<String>,
-    /// Service type shown by `service list`
-    #[arg(long = "type", default_value = "ClusterIP")]
+    /// Service type shown by `service list` (or one of Cilium's --k8s-*
+    /// and --local-redirect flags)
+    #[arg(long = "type", default_value = "ClusterIP", group = "service_type")]
     kind: String,
+    /// Set service as a k8s NodePort
+    #[arg(long, group = "service_type")]
+    k8s_node_port: bool,
+    /// Set service as a k8s ExternalIPs
+    #[arg(long, group = "service_type")]
+    k8s_external: bool,
+    /// Set service as a k8s LoadBalancer
+    #[arg(long, group = "service_type")]
+    k8s_load_balancer: bool,
+    /// Set service as a k8s HostPort
+    #[arg(long, group = "service_type")]
+    k8s_host_port: bool,
+    /// Set service as Local Redirect
+    #[arg(long, group = "service_type")]
+    local_redirect: bool,
+}
+
+impl UpdateArgs {
+    /// The type Cilium's flags name, else `--type`.
+    fn kind(&self) -> String {
+        let by_flag = [
+            (self.k8s_node_port, "NodePort"),
+            (self.k8s_external, "ExternalIPs"),
+            (self.k8s_load_balancer, "LoadBalancer"),
+            (self.k8s_host_port, "HostPort"),
+            (self.local_redirect, "LocalRedirect"),
+        ];
+        match by_flag.iter().find(|(set, _)| *set) {
+            Some((_, kind)) => kind.to_string(),
+            None => self.kind.clone(),
+        }
+    }
 }
 
 pub fn run(client: &Client, args: &UpdateArgs) -> Result<()> {
@@ -100,9 +133,7 @@ pub fn build_spec(args: &UpdateArgs) -> Result<ServiceSpec, String> {
             protocol: args.protocol.trim().to_ascii_uppercase(),
         },
         backend_addresses: backends,
-        flags: ServiceFlags {
-            kind: args.kind.clone(),
-        },
+        flags: ServiceFlags { kind: args.kind() },
     })
 }
 
@@ -177,6 +208,24 @@ mod tests {
                 ("10.0.0.2", 5353, 3, "maintenance")
             ]
         );
+    }
+
+    #[test]
+    fn ciliums_type_flags_set_the_type() {
+        let base = ["--id", "1", "--frontend", "10.96.0.1:80"];
+        let kind = |extra: &[&str]| {
+            let argv: Vec<&str> = base.iter().chain(extra).copied().collect();
+            spec(&argv).map(|s| s.flags.kind)
+        };
+        assert_eq!(kind(&[]).unwrap(), "ClusterIP");
+        assert_eq!(kind(&["--k8s-node-port"]).unwrap(), "NodePort");
+        assert_eq!(kind(&["--k8s-external"]).unwrap(), "ExternalIPs");
+        assert_eq!(kind(&["--k8s-load-balancer"]).unwrap(), "LoadBalancer");
+        assert_eq!(kind(&["--k8s-host-port"]).unwrap(), "HostPort");
+        assert_eq!(kind(&["--local-redirect"]).unwrap(), "LocalRedirect");
+        assert_eq!(kind(&["--type", "NodePort"]).unwrap(), "NodePort");
+        assert!(kind(&["--k8s-node-port", "--k8s-external"]).is_err());
+        assert!(kind(&["--k8s-node-port", "--type", "ClusterIP"]).is_err());
     }
 
     #[test]
