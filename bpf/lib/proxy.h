@@ -20,6 +20,43 @@
 
 #define BPF_TCP_LISTEN 10
 
+/* Hands the packet to `sk` (released here) with the "to proxy" mark. 0 or
+ * a drop reason. */
+static __always_inline int assign_to(struct __sk_buff *skb, struct bpf_sock *sk)
+{
+	int ret = bpf_sk_assign(skb, sk, 0);
+
+	bpf_sk_release(sk);
+	if (ret)
+		return DROP_PROXY_SET_FAILED;
+	skb->mark = MARK_MAGIC_TO_PROXY;
+	return 0;
+}
+
+/* The proxy connection (accepted or half-open, or the proxy's own upstream
+ * one) the packet's real tuple belongs to, or NULL. A listener found this
+ * way is some host service on the same port, not the proxy. */
+static __always_inline struct bpf_sock *proxy_connection(struct __sk_buff *skb,
+							 struct bpf_sock_tuple *tuple)
+{
+	struct bpf_sock *sk;
+
+	sk = bpf_skc_lookup_tcp(skb, tuple, sizeof(tuple->ipv4), BPF_F_CURRENT_NETNS, 0);
+	if (sk && sk->state == BPF_TCP_LISTEN) {
+		bpf_sk_release(sk);
+		return NULL;
+	}
+	return sk;
+}
+
+static __always_inline void flow_tuple(const struct flow *f, struct bpf_sock_tuple *tuple)
+{
+	tuple->ipv4.saddr = f->saddr;
+	tuple->ipv4.daddr = f->daddr;
+	tuple->ipv4.sport = f->sport;
+	tuple->ipv4.dport = f->dport;
+}
+
 /* Assigns the packet to the proxy connection it belongs to, or for a new
  * one to the listener on `proxy_port`. 0 or a drop reason. */
 static __always_inline int proxy_assign(struct __sk_buff *skb, const struct flow *f,
@@ -27,34 +64,38 @@ static __always_inline int proxy_assign(struct __sk_buff *skb, const struct flow
 {
 	struct bpf_sock_tuple tuple = {};
 	struct bpf_sock *sk;
-	int ret;
 
 	if (f->protocol != IPPROTO_TCP)
 		return DROP_PROXY_UNKNOWN_PROTO;
-	tuple.ipv4.saddr = f->saddr;
-	tuple.ipv4.daddr = f->daddr;
-	tuple.ipv4.sport = f->sport;
-	tuple.ipv4.dport = f->dport;
-	/* The real tuple first: an accepted (or half-open) proxy socket. A
-	 * listener found this way is some host service on the same port, not
-	 * the proxy. */
-	sk = bpf_skc_lookup_tcp(skb, &tuple, sizeof(tuple.ipv4), BPF_F_CURRENT_NETNS, 0);
-	if (sk) {
-		if (sk->state != BPF_TCP_LISTEN)
-			goto assign;
-		bpf_sk_release(sk);
-	}
+	flow_tuple(f, &tuple);
+	sk = proxy_connection(skb, &tuple);
+	if (sk)
+		return assign_to(skb, sk);
 	tuple.ipv4.dport = bpf_htons(proxy_port);
 	sk = bpf_skc_lookup_tcp(skb, &tuple, sizeof(tuple.ipv4), BPF_F_CURRENT_NETNS, 0);
 	if (!sk)
 		return DROP_PROXY_LOOKUP_FAILED;
-assign:
-	ret = bpf_sk_assign(skb, sk, 0);
-	bpf_sk_release(sk);
-	if (ret)
-		return DROP_PROXY_SET_FAILED;
-	skb->mark = MARK_MAGIC_TO_PROXY;
-	return 0;
+	return assign_to(skb, sk);
+}
+
+/* A packet arriving from outside (at a host device's tc ingress) for a
+ * connection the proxy terminates under a pod's address: the client's ACK
+ * after the proxy accepted its SYN on the pod's behalf. Without the
+ * assignment the stack's early demux finds the proxy's socket, routing
+ * says "forward to the pod", and ip_forward drops a packet that has a
+ * socket: the handshake never completes. Packets of no proxy connection
+ * are left alone. */
+static __always_inline void proxy_assign_existing(struct __sk_buff *skb, const struct flow *f)
+{
+	struct bpf_sock_tuple tuple = {};
+	struct bpf_sock *sk;
+
+	if (f->protocol != IPPROTO_TCP)
+		return;
+	flow_tuple(f, &tuple);
+	sk = proxy_connection(skb, &tuple);
+	if (sk)
+		assign_to(skb, sk);
 }
 
 /* On the way into a container: turn the packet around to the ingress of the

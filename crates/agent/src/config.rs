@@ -45,6 +45,11 @@ pub struct Config {
     #[arg(long)]
     pub node_ip: Option<std::net::Ipv4Addr>,
 
+    /// Devices bpf_host attaches to besides the one carrying --node-ip
+    /// (comma-separated): where clients from outside the cluster arrive.
+    #[arg(long, value_delimiter = ',')]
+    pub devices: Vec<String>,
+
     /// Name of this node.
     #[arg(long, env = "CILIUM_NODE_NAME")]
     pub node_name: Option<String>,

@@ -1,4 +1,5 @@
-//! The node's underlay device: bpf_host at its tc ingress, which takes VXLAN
+//! The node's devices: bpf_host at their tc ingress, which hands the L7
+//! proxy the packets of its connections on pods' behalf and takes VXLAN
 //! packets for local endpoints straight off the wire (bpf/bpf_host.c says
 //! why), through a pinned link per device under `netdev/`.
 
@@ -20,10 +21,15 @@ pub struct HostProgram {
 }
 
 impl HostProgram {
-    /// Loads bpf_host against the shared maps for VXLAN packets to
-    /// `node_ip`:`vxlan_port`.
-    pub fn load(root: &BpfRoot, node_ip: Ipv4Addr, vxlan_port: u16) -> Result<Self, DatapathError> {
+    /// Loads bpf_host against the shared maps; with an overlay, for VXLAN
+    /// packets to `node_ip`:`vxlan_port`.
+    pub fn load(
+        root: &BpfRoot,
+        node_ip: Ipv4Addr,
+        vxlan_port: Option<u16>,
+    ) -> Result<Self, DatapathError> {
         let node_ip = u32::from(node_ip).to_be();
+        let vxlan_port = vxlan_port.unwrap_or(0);
         let mut ebpf = crate::object::loader()
             .default_map_pin_directory(root.dir())
             .override_global("NODE_IP", &node_ip, true)
@@ -39,13 +45,16 @@ impl HostProgram {
         Ok(HostProgram { ebpf })
     }
 
-    /// Attaches at tc ingress of `ifname` (replacing a previous agent's
-    /// program in place) and detaches it from any other device it was on.
-    pub fn attach(&mut self, root: &BpfRoot, ifname: &str) -> Result<(), DatapathError> {
+    /// Attaches at tc ingress of each of `devices` (replacing a previous
+    /// agent's program in place) and detaches it from any other device it
+    /// was on.
+    pub fn attach(&mut self, root: &BpfRoot, devices: &[String]) -> Result<(), DatapathError> {
         let prog = classifier(&mut self.ebpf, FROM_NETDEV)?;
-        let pin = links_dir(root).join(ifname);
-        attach_pinned(prog, FROM_NETDEV, ifname, TcAttachType::Ingress, &pin)?;
-        detach_except(root, Some(ifname))
+        for ifname in devices {
+            let pin = links_dir(root).join(ifname);
+            attach_pinned(prog, FROM_NETDEV, ifname, TcAttachType::Ingress, &pin)?;
+        }
+        detach_except(root, devices)
     }
 
     /// File descriptor of the loaded program (for BPF_PROG_TEST_RUN).
@@ -56,7 +65,7 @@ impl HostProgram {
 
 /// Detaches bpf_host from every device (no overlay). Idempotent.
 pub fn detach(root: &BpfRoot) -> Result<(), DatapathError> {
-    detach_except(root, None)
+    detach_except(root, &[])
 }
 
 fn links_dir(root: &BpfRoot) -> std::path::PathBuf {
@@ -64,12 +73,12 @@ fn links_dir(root: &BpfRoot) -> std::path::PathBuf {
 }
 
 /// Removes the pinned links of devices other than `keep`.
-fn detach_except(root: &BpfRoot, keep: Option<&str>) -> Result<(), DatapathError> {
+fn detach_except(root: &BpfRoot, keep: &[String]) -> Result<(), DatapathError> {
     let Ok(entries) = std::fs::read_dir(links_dir(root)) else {
         return Ok(());
     };
     for entry in entries.flatten() {
-        if keep.is_none_or(|k| entry.file_name() != k) {
+        if !keep.iter().any(|k| entry.file_name() == k.as_str()) {
             remove_pin(&entry.path())?;
         }
     }

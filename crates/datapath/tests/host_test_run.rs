@@ -56,7 +56,7 @@ fn node(name: &str) -> (Node, HostProgram) {
     for prog in &mut node.progs {
         prog.install_policy_call().unwrap();
     }
-    let host = HostProgram::load(&node.t.root, NODE_IP, VXLAN_PORT).unwrap();
+    let host = HostProgram::load(&node.t.root, NODE_IP, Some(VXLAN_PORT)).unwrap();
     (node, host)
 }
 
@@ -160,6 +160,10 @@ fn everything_else_goes_on_to_the_stack_untouched() {
             "no local endpoint inside",
             vxlan(NODE_IP, VXLAN_PORT, 0, FRONTEND.identity, &to_nobody),
         ),
+        (
+            "TCP from outside to a local endpoint, of no proxy connection",
+            tcp(Ipv4Addr::new(198, 51, 100, 7), 40323, BACKEND.ip, 80, SYN),
+        ),
         ("headers cut short", truncated),
         ("lengths that disagree", padded),
         ("a bad outer IP checksum", corrupt),
@@ -171,4 +175,16 @@ fn everything_else_goes_on_to_the_stack_untouched() {
         assert_eq!(out.retval, TC_ACT_OK, "{what}");
         assert_eq!(out.packet, p, "{what}: changed");
     }
+}
+
+#[test]
+fn without_an_overlay_vxlan_is_left_to_the_stack() {
+    let node = Node::new("no-overlay");
+    node.allow(&BACKEND, PolicyKey::new(0, 0, 0, 0, INGRESS));
+    let host = HostProgram::load(&node.t.root, NODE_IP, None).unwrap();
+    let inner = tcp(REMOTE_POD, 40330, BACKEND.ip, 80, SYN);
+    let p = vxlan(NODE_IP, VXLAN_PORT, 0, FRONTEND.identity, &inner);
+    let out = run(host.program_fd().unwrap(), &p).unwrap();
+    assert_eq!(out.retval, TC_ACT_OK);
+    assert_eq!(out.packet, p, "changed");
 }

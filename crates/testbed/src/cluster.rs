@@ -11,6 +11,7 @@
 //! test panics; on a panic it first prints each node's view (nodes,
 //! ipcache, identities, kvstore keys; the agents print their log tails).
 
+pub mod outside;
 pub mod pod;
 pub mod underlay;
 
@@ -28,6 +29,7 @@ use crate::netns::NetNs;
 use crate::runtime::cni::{CNI_BIN_ENV, PLUGIN_TYPE};
 use crate::{unique, wait};
 
+pub use outside::OutsideHost;
 pub use pod::ClusterPod;
 pub use underlay::Addressing;
 
@@ -311,6 +313,27 @@ impl Cluster {
             socket: n.agent.socket().to_path_buf(),
         };
         ClusterPod::create(ctx, node, name, labels)
+    }
+
+    /// A host on the underlay that is no node (`world` to the agents),
+    /// routing every node's pod CIDR through that node. Its namespace and
+    /// port go when it is dropped; keep it declared after the cluster.
+    pub fn outside_host(&self, name: &str) -> Result<OutsideHost> {
+        let (pid, n) = unique::next_pair();
+        let routes: Vec<(String, Ipv4Addr)> = self
+            .nodes
+            .iter()
+            .map(|node| (node.pod_cidr.clone(), node.ip))
+            .collect();
+        OutsideHost::create(
+            &self.bridge,
+            &format!("cilo-{pid}-{n}-{name}"),
+            &format!("cop{:06x}{:02x}", pid & 0xff_ffff, n & 0xff),
+            self.addressing.outside_ip(),
+            self.addressing.bridge_ip(),
+            &routes,
+        )
+        .with_context(|| format!("starting outside host {name}"))
     }
 
     /// SIGKILL node `index`'s agent (a crash); its datapath stays loaded.

@@ -114,12 +114,18 @@ impl Daemon {
         let maps = SharedMaps::open_or_create(&root)?;
         crate::node::forwarding::enable()?;
         let encap_ifindex = match config.tunnel_protocol.as_str() {
-            "vxlan" => crate::node::tunnel::attach(&root, cluster.node_ip())?,
+            "vxlan" => crate::node::tunnel::attach(&root)?,
             _ => {
                 crate::node::tunnel::detach(&root)?;
                 0
             }
         };
+        crate::node::host_device::attach(
+            &root,
+            cluster.node_ip(),
+            &config.devices,
+            (encap_ifindex != 0).then_some(crate::node::tunnel::PORT),
+        )?;
         if config.enable_socket_lb {
             datapath::sock::attach(&root, &config.cgroup_root)?;
         } else {

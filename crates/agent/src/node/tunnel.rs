@@ -11,31 +11,18 @@ use datapath::BpfRoot;
 pub const DEVICE: &str = "cilium_vxlan";
 pub const PORT: u16 = 8472;
 
-/// Sets the overlay up: the device with bpf_overlay, and bpf_host on the
-/// device carrying `node_ip`, which takes packets from other nodes to local
-/// endpoints off the wire before the kernel's VXLAN path. Returns the VXLAN
-/// device's ifindex.
-pub fn attach(root: &BpfRoot, node_ip: Ipv4Addr) -> anyhow::Result<u32> {
+/// Sets the overlay up: the device with bpf_overlay. Returns the VXLAN
+/// device's ifindex. (bpf_host, on the node's devices, takes most packets
+/// from other nodes off the wire before they reach it: `host_device`.)
+pub fn attach(root: &BpfRoot) -> anyhow::Result<u32> {
     let ifindex = ensure_device()?;
     datapath::overlay::attach(root, DEVICE)?;
-    match crate::netdev::device_with_address(node_ip) {
-        Some(netdev) => datapath::host::HostProgram::load(root, node_ip, PORT)?
-            .attach(root, &netdev)
-            .with_context(|| format!("attaching bpf_host to {netdev}"))?,
-        None => {
-            eprintln!(
-                "node IP {node_ip} is on no device here: packets from other nodes take {DEVICE}'s path"
-            );
-            datapath::host::detach(root)?;
-        }
-    }
     Ok(ifindex)
 }
 
-/// Detaches the overlay's programs (`--tunnel-protocol disabled`).
+/// Detaches the overlay's program (`--tunnel-protocol disabled`).
 pub fn detach(root: &BpfRoot) -> anyhow::Result<()> {
     datapath::overlay::detach(root)?;
-    datapath::host::detach(root)?;
     Ok(())
 }
 

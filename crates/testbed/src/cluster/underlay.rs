@@ -58,6 +58,11 @@ impl Addressing {
         Ipv4Addr::new(192, 168, self.third_octet(), 10 + index as u8)
     }
 
+    /// The address of a host on the underlay that is no node.
+    pub fn outside_ip(self) -> Ipv4Addr {
+        Ipv4Addr::new(192, 168, self.third_octet(), 200)
+    }
+
     /// Node `index`'s pod CIDR (`--ipv4-range`).
     pub fn pod_cidr(self, index: usize) -> String {
         format!("10.{}.{}.0/24", self.third_octet(), index)
