@@ -102,11 +102,15 @@ fn deny(summary: &H2Request, respond: &mut SendResponse<Bytes>) -> Result<(), Pr
 }
 
 /// Copies a stream's data and trailers, returning flow-control credit as
-/// data is passed on.
+/// data is passed on. The end of the stream rides on the last DATA frame
+/// when that frame ended it upstream too (as it does for most responses):
+/// an empty DATA frame just to say "end" would cost a frame per stream.
 async fn pump(mut from: RecvStream, mut to: SendStream<Bytes>) -> Result<(), ProxyError> {
     while let Some(chunk) = from.data().await {
         let mut chunk = chunk?;
         let len = chunk.len();
+        // Nothing follows this chunk: no more data, no trailers.
+        let last = from.is_end_stream();
         // Send only what the receiver's window allows, and give the sender
         // credit back only once its bytes have moved on: backpressure end to end.
         while !chunk.is_empty() {
@@ -116,9 +120,15 @@ async fn pump(mut from: RecvStream, mut to: SendStream<Bytes>) -> Result<(), Pro
                 None => return Err(ProxyError::Io(std::io::ErrorKind::BrokenPipe.into())),
             };
             let piece = chunk.split_to(granted.min(chunk.len()));
-            to.send_data(piece, false)?;
+            to.send_data(piece, last && chunk.is_empty())?;
         }
         let _ = from.flow_control().release_capacity(len);
+        if last {
+            if len == 0 {
+                to.send_data(Bytes::new(), true)?;
+            }
+            return Ok(());
+        }
     }
     match from.trailers().await? {
         Some(trailers) => to.send_trailers(trailers)?,
