@@ -27,7 +27,11 @@ const PASSES_PER_POLL: usize = 32;
 /// Serves one client connection (`preread`: bytes already read from it)
 /// until the client goes away and its last stream has ended.
 pub async fn serve(client: TcpStream, preread: Bytes, ctx: ConnContext) -> Result<(), ProxyError> {
-    let mut connection = h2::server::handshake(Prefixed::new(preread, client)).await?;
+    let mut connection = h2::server::Builder::new()
+        .initial_window_size(super::STREAM_WINDOW)
+        .initial_connection_window_size(super::CONNECTION_WINDOW)
+        .handshake(Prefixed::new(preread, client))
+        .await?;
     let upstream = Upstream::new(ctx);
     let mut streams = FuturesUnordered::new();
     let mut upstream_connection: Option<UpstreamConnection> = None;

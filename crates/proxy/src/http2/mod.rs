@@ -18,6 +18,16 @@ mod stream;
 mod upstream;
 
 pub use driver::serve;
+
+/// Flow-control windows the proxy advertises on both of its connections
+/// (HTTP/2's default is 64 KiB for each stream and for the connection).
+/// Credit goes back to a sender only once its bytes have been passed on
+/// (`stream::pump`), so a window bounds what the proxy holds for a stream or a
+/// connection; Envoy advertises 256 MiB and bounds its buffers separately.
+/// 1 MiB per stream keeps one stream at link speed over a millisecond of
+/// round trip; the connection's window leaves room for several such streams.
+const STREAM_WINDOW: u32 = 1 << 20;
+const CONNECTION_WINDOW: u32 = 4 << 20;
 pub use request::H2Request;
 pub use stream::GRPC_PERMISSION_DENIED;
 

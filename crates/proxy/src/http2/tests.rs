@@ -141,9 +141,12 @@ async fn concurrent_streams_are_judged_one_by_one_and_relayed_unchanged() {
                 assert_eq!(read_body(&mut body).await, "Access denied\r\n");
                 return;
             }
-            // Larger than the 64 KiB initial windows, so flow control is
-            // exercised in both directions.
-            let payload: Bytes = (0..100_000 + i).map(|b| (b * 7 + i) as u8).collect();
+            // Larger than the proxy's stream window (and, all streams
+            // together, its connection window) and than the 64 KiB windows
+            // of this client and the upstream, so flow control is exercised
+            // in both directions on both connections.
+            let size = super::STREAM_WINDOW as usize + 100_000 + i;
+            let payload: Bytes = (0..size).map(|b| (b * 7 + i) as u8).collect();
             let request = Request::post("http://upstream/allowed").body(()).unwrap();
             let (response, mut send) = client.send_request(request, false).unwrap();
             let mut rest = payload.clone();

@@ -89,5 +89,9 @@ async fn connect(
     let stream = connect_upstream(addr, upstream_options(ctx))
         .await
         .map_err(|source| ProxyError::Connect { addr, source })?;
-    Ok(h2::client::handshake(stream).await?)
+    Ok(h2::client::Builder::new()
+        .initial_window_size(super::STREAM_WINDOW)
+        .initial_connection_window_size(super::CONNECTION_WINDOW)
+        .handshake(stream)
+        .await?)
 }
