@@ -7,7 +7,8 @@
 # The binary cleans up through Drop guards, also on Ctrl-C. This script is
 # the safety net for what a SIGKILL would leave behind: processes inside the
 # pods' namespaces (nginx workers), the agent and its proxy, namespaces,
-# links, pins and directories named after the bench's pid.
+# links, pins and directories named after the bench's pid, and the
+# autogroup setting.
 set -euo pipefail
 
 # shellcheck source=bench/lib.sh
@@ -43,6 +44,16 @@ sweep() {
 	bench_kill_processes KILL "/run/cilium-test-$pid-" "/tmp/cilium-bench-l7-$pid/"
 	bench_del_links "^lxc$(bench_pid_hex "$pid")[0-9a-f]{6}$"
 	bench_remove_test_dirs "$pid" /tmp/cilium-bench-l7-"$pid"
+}
+
+# The binary turns autogroup scheduling off for the run and back on itself
+# (bench/README.md says why); this puts it back after a SIGKILL.
+AUTOGROUP=/proc/sys/kernel/sched_autogroup_enabled
+autogroup=$(cat "$AUTOGROUP" 2>/dev/null || true)
+bench_after() {
+	if [ -n "$autogroup" ]; then
+		echo "$autogroup" >"$AUTOGROUP"
+	fi
 }
 
 bench_run "$BIN" "$out" "$@"

@@ -28,12 +28,16 @@ use anyhow::{ensure, Context, Result};
 use testbed::bench::entry::{self, step};
 use testbed::bench::{
     agent_under_test, machine, policy_import, process_table, procstat, signals, Flags, Machine,
+    SysctlOverride,
 };
 use testbed::{Agent, Pod};
 
 use load::{LoadResult, Shape};
 use nginx::{Nginx, Role};
 use report::{Protocol, Report, Sample, Series, Setup};
+
+/// Autogroup scheduling, off for the run (see `run`).
+const AUTOGROUP_SYSCTL: &str = "kernel.sched_autogroup_enabled";
 
 /// The agent's pod range, away from the other benches' and the tests'.
 const AGENT_RANGE: &str = "10.194.0.0/24";
@@ -184,22 +188,40 @@ fn run(args: &Args) -> Result<()> {
     std::fs::create_dir_all(&temp.0)
         .with_context(|| format!("cannot create {}", temp.0.display()))?;
 
+    // With autogroup scheduling every session is one scheduling group, and
+    // cilium-proxy has a session of its own (setsid, so that it outlives the
+    // agent) while nginx, the client and the origin share the bench's. On a
+    // machine busy with other sessions, every hop into cilium-proxy then
+    // waits for its group's turn against theirs, and no hop of (a) or (c)
+    // does. Off, every thread is scheduled as itself in all three setups.
+    let autogroup_off = Path::new("/proc/sys/kernel/sched_autogroup_enabled")
+        .exists()
+        .then(|| SysctlOverride::set(AUTOGROUP_SYSCTL, "0"))
+        .transpose()?;
     let agent = agent_under_test::start(started, AGENT_RANGE)?;
     let (http1, http2, checks, tracked) =
         agent_under_test::with_log_tail(&agent, bench(args, &agent, &temp.0, started))?;
     machine.push(("load average at end".into(), machine::load_average()));
+    let mut notes = vec![
+        "The machine is shared: other sessions build and test on the same 2 cores while the \
+         bench runs, and client, proxies, origin and agent compete for them too. Compare \
+         setups within one run (interleaved rounds), not absolute numbers across runs."
+            .to_string(),
+    ];
+    if autogroup_off.is_some() {
+        notes.push(format!(
+            "`{AUTOGROUP_SYSCTL}` was 0 during the run (restored after): cilium-proxy runs in \
+             a session of its own and nginx in the bench's, so autogroup scheduling would \
+             make only (b) cross between scheduling groups."
+        ));
+    }
     let report = Report {
         machine,
         tracked,
         http1,
         http2,
         checks,
-        notes: vec![
-            "The machine is shared: other sessions build and test on the same 2 cores while the \
-             bench runs, and client, proxies, origin and agent compete for them too. Compare \
-             setups within one run (interleaved rounds), not absolute numbers across runs."
-                .into(),
-        ],
+        notes,
         total: started.elapsed(),
     };
     entry::publish(&report::render(&report), args.output.as_deref())?;
