@@ -1,5 +1,7 @@
 //! Request heads and chunked bodies: never panic, never claim more bytes than
-//! given, and decoding a body in one piece or byte by byte agrees.
+//! given, a head reads the same however it arrives (every prefix of an
+//! accepted head is "need more bytes", the head alone parses the same), and
+//! decoding a body in one piece or byte by byte agrees.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -11,8 +13,24 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     assert!(head.head_len <= data.len());
+    // The proxy parses what it has buffered so far: a head cut by the network
+    // must wait for more bytes, never be refused or read differently.
+    for cut in (0..head.head_len).take(256).chain([head.head_len - 1]) {
+        assert_eq!(
+            parse_request(&data[..cut]),
+            Ok(None),
+            "prefix of {cut} bytes"
+        );
+    }
+    assert_eq!(
+        parse_request(&data[..head.head_len]),
+        Ok(Some(head.clone()))
+    );
     if let BodyFraming::Length(_) = head.framing {
-        assert!(head.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("content-length")));
+        assert!(head
+            .headers
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case("content-length")));
     }
     let body = &data[head.head_len..];
     let mut whole = ChunkedDecoder::default();
