@@ -10,6 +10,9 @@ use crate::policy::{CompiledPolicy, HttpRequestView};
 /// Largest request or response head (request line + headers).
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
 pub const MAX_HEADERS: usize = 128;
+/// Longest request method. Enforced on complete and partial heads alike, so
+/// that a request reads the same however the network cuts it.
+const MAX_METHOD_BYTES: usize = 32;
 
 /// Why a message is refused; every variant means "400 and close".
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -187,7 +190,7 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<RequestHead>, HttpError> {
     let Some(head_len) = head_end(buf)? else {
         // Fail fast on garbage (TLS, binary) instead of waiting for a CRLF.
         let method_end = buf.iter().position(|&b| b == b' ').unwrap_or(buf.len());
-        if method_end > 32 || !buf[..method_end].iter().all(|&b| is_tchar(b)) {
+        if method_end > MAX_METHOD_BYTES || !buf[..method_end].iter().all(|&b| is_tchar(b)) {
             return Err(HttpError::StartLine);
         }
         return Ok(None);
@@ -205,6 +208,7 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<RequestHead>, HttpError> {
         return Err(HttpError::StartLine);
     };
     if method.is_empty()
+        || method.len() > MAX_METHOD_BYTES
         || !method.iter().all(|&b| is_tchar(b))
         || target.is_empty()
         || !target.iter().all(|&b| b.is_ascii_graphic())
