@@ -174,6 +174,11 @@ impl IdentityAllocator {
             .collect()
     }
 
+    /// The allocated (not reserved) identities, by id.
+    pub fn allocated(&self) -> impl Iterator<Item = &Identity> {
+        self.allocated.values().map(|slot| &slot.identity)
+    }
+
     /// Id → labels for every identity, the view the policy resolver consumes.
     pub fn all_labels(&self) -> BTreeMap<u32, Labels> {
         self.list()

@@ -76,7 +76,7 @@ impl IdentityAllocator {
                 })
                 .collect(),
         };
-        let json = serde_json::to_vec_pretty(&file).expect("store file always serializes");
+        let json = serde_json::to_vec(&file).expect("store file always serializes");
         write_atomically(path, &json).map_err(|source| IdentityError::StoreWrite {
             path: path.to_path_buf(),
             source,

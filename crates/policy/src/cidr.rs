@@ -2,11 +2,11 @@
 //! the CIDR identities Cilium gives them.
 //!
 //! Cilium's model: every prefix a rule mentions (except prefixes included) gets an
-//! identity of its own, labelled `cidr:<prefix>` for the prefix and for every
-//! shorter prefix containing it, plus `reserved:world`. A CIDR peer then selects
-//! the identities carrying its `cidr:` label, so `10.0.0.0/8` also selects the
-//! identity of `10.1.0.0/16`, and the `world` entity covers every CIDR identity.
-//! Pods never carry `cidr:` labels, so CIDR rules never select cluster pods.
+//! identity of its own, labelled `cidr:<prefix>` plus `reserved:world`. A CIDR
+//! peer selects the identities whose prefix lies inside its own (a `cidr:` key
+//! matches by containment), so `10.0.0.0/8` also selects the identity of
+//! `10.1.0.0/16`, and the `world` entity covers every CIDR identity. Pods never
+//! carry `cidr:` labels, so CIDR rules never select cluster pods.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -195,12 +195,12 @@ pub fn cidr_prefixes(rules: &[Rule]) -> BTreeSet<Ipv4Cidr> {
     prefixes
 }
 
-/// Labels of the identity of `prefix`: `cidr:` labels of the prefix and of every
-/// shorter prefix containing it down to `/0`, plus `reserved:world`.
+/// Labels of the identity of `prefix`: its `cidr:` label and `reserved:world`.
+/// Shorter prefixes select it by containment (see `selector`), so the
+/// identity does not carry a label for each of them.
 pub fn cidr_identity_labels(prefix: Ipv4Cidr) -> Labels {
-    (0..=prefix.len)
-        .map(|len| prefix.truncate(len).label())
-        .chain(std::iter::once(Label::new(SOURCE_RESERVED, "world", "")))
+    [prefix.label(), Label::new(SOURCE_RESERVED, "world", "")]
+        .into_iter()
         .collect()
 }
 
@@ -250,16 +250,25 @@ mod tests {
     }
 
     #[test]
-    fn identity_labels_cover_every_containing_prefix_and_world() {
+    fn identity_labels_are_the_prefix_and_world() {
         let labels = cidr_identity_labels(cidr("10.1.0.0/16"));
-        assert_eq!(labels.len(), 18);
-        for text in [
-            "cidr:10.1.0.0/16",
-            "cidr:10.0.0.0/8",
-            "cidr:0.0.0.0/0",
-            "reserved:world",
+        assert_eq!(
+            labels,
+            Labels::parse_all(&["cidr:10.1.0.0/16", "reserved:world"]).unwrap()
+        );
+        // Shorter prefixes select it by containment, longer ones do not.
+        for (peer, selected) in [
+            ("10.1.0.0/16", true),
+            ("10.0.0.0/8", true),
+            ("0.0.0.0/0", true),
+            ("10.1.2.0/24", false),
+            ("10.2.0.0/16", false),
         ] {
-            assert!(labels.contains(&text.parse().unwrap()), "{text}");
+            assert_eq!(
+                cidr_selector(&cidr(peer)).matches(&labels),
+                selected,
+                "{peer}"
+            );
         }
         // The label text round-trips through the label parser.
         let label: Label = "cidr:10.0.0.0/8".parse().unwrap();

@@ -130,7 +130,11 @@ pub fn parse_rules(text: &str) -> Result<Vec<Rule>, PolicyError> {
     if trimmed.is_empty() {
         return Err(PolicyError::Empty);
     }
-    let documents = if trimmed.starts_with('[') || trimmed.starts_with('{') {
+    let json = trimmed.starts_with('[') || trimmed.starts_with('{');
+    if let Some(rules) = plain_rule_list(text, json) {
+        return Ok(rules);
+    }
+    let documents = if json {
         match serde_json::from_str::<serde_json::Value>(text) {
             Ok(value) => vec![
                 serde_yaml::to_value(value).map_err(|err| PolicyError::Syntax {
@@ -164,6 +168,69 @@ pub fn parse_rules(text: &str) -> Result<Vec<Rule>, PolicyError> {
         rules.extend(rules_from_document(document, place)?);
     }
     Ok(rules)
+}
+
+/// The common shape, one list of valid Cilium rules, read without what
+/// the other shapes (objects, several documents) and precise errors need:
+/// no search for objects, no path kept, big YAML read on all cores. `None`
+/// sends the text the careful way. Both ways read rules from the same
+/// value tree, so they accept exactly the same rules (reading straight
+/// into rules would take a YAML `5` for a string and a JSON array for an
+/// object).
+fn plain_rule_list(text: &str, json: bool) -> Option<Vec<Rule>> {
+    let rules: Vec<Rule> = if json {
+        let value: serde_yaml::Value = serde_json::from_str(text).ok()?;
+        Vec::<Rule>::deserialize(value).ok()?
+    } else {
+        yaml_rule_list(text)?
+    };
+    let valid = !rules.is_empty() && rules.iter().all(|rule| rule.validate().is_ok());
+    valid.then_some(rules)
+}
+
+/// Below this a YAML list is read on one thread.
+const PARALLEL_YAML_BYTES: usize = 256 * 1024;
+
+/// A top-level YAML list of rules, large ones read in pieces on all cores
+/// (YAML is the slow part of a big import). A line that starts with `- `
+/// at column 0 begins a new entry of a top-level list: an entry's own
+/// content is indented, and a cut inside a quoted or flow scalar spanning
+/// lines leaves a piece that fails to parse. Any failure is `None`, and the
+/// whole text then goes the careful way.
+fn yaml_rule_list(text: &str) -> Option<Vec<Rule>> {
+    let pieces = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if text.len() < PARALLEL_YAML_BYTES || pieces < 2 {
+        return yaml_rules(text);
+    }
+    let mut cuts = vec![0];
+    for piece in 1..pieces {
+        let from = (text.len() * piece / pieces).max(cuts[cuts.len() - 1]);
+        match text[from..].find("\n- ") {
+            Some(at) => cuts.push(from + at + 1),
+            None => break,
+        }
+    }
+    cuts.push(text.len());
+    std::thread::scope(|scope| {
+        let readers: Vec<_> = cuts
+            .windows(2)
+            .map(|span| {
+                let piece = &text[span[0]..span[1]];
+                scope.spawn(move || yaml_rules(piece))
+            })
+            .collect();
+        let mut rules = Vec::new();
+        for reader in readers {
+            rules.extend(reader.join().ok()??);
+        }
+        Some(rules)
+    })
+}
+
+/// Rules from YAML through a value tree, as the careful way reads them.
+fn yaml_rules(text: &str) -> Option<Vec<Rule>> {
+    let value: serde_yaml::Value = serde_yaml::from_str(text).ok()?;
+    Vec::<Rule>::deserialize(value).ok()
 }
 
 /// Every non-empty document of a (possibly multi-document) YAML stream.

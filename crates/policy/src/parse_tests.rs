@@ -270,3 +270,79 @@ fn object_errors_name_kind_list_item_and_document() {
     assert!(error("kind: List\nitems: [{endpointSelector: {}}]\n")
         .starts_with("item (items[0]): expected a policy object"));
 }
+
+/// `count` rules as a YAML list, each with a multi-line description (a
+/// block scalar and a quoted scalar spanning lines) around its CIDR.
+fn big_yaml_list(count: usize) -> String {
+    (0..count)
+        .map(|i| {
+            format!(
+                "- endpointSelector:\n    matchLabels: {{app: client}}\n  description: |\n    rule {i}\n    - not an entry\n  egress:\n  - toCIDR: [\"10.{}.{}.{}/32\"]\n  labels: [\"k8s:rule=r{i}\"]\n",
+                (i >> 16) & 255,
+                (i >> 8) & 255,
+                i & 255
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_big_yaml_list_reads_the_same_in_pieces() {
+    let text = big_yaml_list(5_000);
+    assert!(text.len() > PARALLEL_YAML_BYTES);
+    let rules = parse_rules(&text).unwrap();
+    assert_eq!(rules.len(), 5_000);
+    let careful: Vec<Rule> = serde_yaml::from_str(&text).unwrap();
+    assert_eq!(rules, careful);
+    assert_eq!(
+        rules[4_999].description.as_deref(),
+        Some("rule 4999\n- not an entry\n")
+    );
+    // A quoted scalar spanning a cut, or anything else a piece cannot
+    // read, sends the text the careful way, with the same answer.
+    let quoted = text.replacen(
+        "  description: |\n    rule 2500\n    - not an entry\n",
+        "  description: \"rule 2500\n\n- not an entry\"\n",
+        1,
+    );
+    let rules = parse_rules(&quoted).unwrap();
+    assert_eq!(rules.len(), 5_000);
+    assert_eq!(
+        rules[2_500].description.as_deref(),
+        Some("rule 2500\n- not an entry")
+    );
+}
+
+#[test]
+fn a_big_yaml_list_with_a_bad_rule_names_it() {
+    let text = big_yaml_list(5_000).replace("10.0.19.135/32", "10.0.19.135/33");
+    assert_eq!(
+        error(&text),
+        "rule 4999: egress[0].toCIDR[0]: \"10.0.19.135/33\": prefix length must be 0-32"
+    );
+}
+
+#[test]
+fn a_yaml_scalar_is_typed_in_a_list_as_in_a_single_rule() {
+    for text in [
+        "- endpointSelector: {matchLabels: {a: 5}}\n",
+        "endpointSelector: {matchLabels: {a: 5}}\n",
+        "- endpointSelector: {matchLabels: {a: null}}\n",
+        "- endpointSelector: {}\n  description: 5\n",
+    ] {
+        assert!(parse_rules(text).is_err(), "{text:?} must be refused");
+    }
+    let quoted = parse_rules("- endpointSelector: {matchLabels: {a: \"5\"}}\n").unwrap();
+    assert_eq!(quoted.len(), 1);
+}
+
+#[test]
+fn a_json_array_is_no_object_in_a_list_as_in_a_single_rule() {
+    for text in [
+        r#"[{"endpointSelector": [null, null]}]"#,
+        r#"{"endpointSelector": [null, null]}"#,
+        r#"[{"endpointSelector": {"matchLabels": {"a": 5}}}]"#,
+    ] {
+        assert!(parse_rules(text).is_err(), "{text:?} must be refused");
+    }
+}

@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+use crate::cidr::{Ipv4Cidr, SOURCE_CIDR};
 use crate::labels::{Labels, SOURCE_ANY};
 
 /// `matchExpressions` operators (Kubernetes spelling, case-sensitive).
@@ -94,15 +95,45 @@ impl<'a> SelectorKey<'a> {
         }
     }
 
-    /// The values the label set holds for this key (several when sources differ).
+    /// The prefix of a `cidr:` key.
+    fn prefix(&self) -> Option<Ipv4Cidr> {
+        (self.source == Some(SOURCE_CIDR))
+            .then(|| self.key.parse().ok())
+            .flatten()
+    }
+
+    /// The values the label set holds for this key (several when sources
+    /// differ). A `cidr:` key stands for its prefix, which a CIDR identity
+    /// holds when its own prefix lies inside it (Cilium matches CIDR labels
+    /// by containment: `cidr:10.0.0.0/8` selects the identity of
+    /// `10.1.2.3/32`).
     fn values_in<'l>(&self, labels: &'l Labels) -> impl Iterator<Item = &'l str> + use<'l, '_> {
+        let within = self.prefix();
         labels
             .iter()
-            .filter(move |label| {
-                label.key == self.key && self.source.is_none_or(|source| label.source == source)
+            .filter(move |label| match within {
+                Some(prefix) => {
+                    label.source == SOURCE_CIDR
+                        && label
+                            .key
+                            .parse::<Ipv4Cidr>()
+                            .is_ok_and(|own| prefix.contains(&own))
+                }
+                None => {
+                    label.key == self.key && self.source.is_none_or(|source| label.source == source)
+                }
             })
             .map(|label| label.value.as_str())
     }
+}
+
+/// What a selector's first `matchLabels` term says about the label sets it
+/// can match, for an index to narrow the candidates.
+pub(crate) enum IndexHint<'a> {
+    /// A label with this key (any source) and value.
+    Label(&'a str, &'a str),
+    /// A CIDR identity of a prefix inside this one.
+    Within(Ipv4Cidr),
 }
 
 impl LabelSelectorRequirement {
@@ -203,14 +234,16 @@ impl EndpointSelector {
                 .all(|requirement| requirement.matches(labels))
     }
 
-    /// A `matchLabels` term as (key without source, value): every label set
-    /// this selector matches holds a label with that key and value, so an
-    /// index on them narrows the candidates.
-    pub(crate) fn index_hint(&self) -> Option<(&str, &str)> {
-        self.match_labels
-            .iter()
-            .next()
-            .map(|(key, value)| (SelectorKey::parse(key).key, value.as_str()))
+    /// A `matchLabels` term that every label set this selector matches
+    /// satisfies, so an index on it narrows the candidates.
+    pub(crate) fn index_hint(&self) -> Option<IndexHint<'_>> {
+        self.match_labels.iter().next().map(|(key, value)| {
+            let key = SelectorKey::parse(key);
+            match key.prefix() {
+                Some(prefix) => IndexHint::Within(prefix),
+                None => IndexHint::Label(key.key, value.as_str()),
+            }
+        })
     }
 
     /// Adds (or overwrites) one `matchLabels` term.

@@ -22,9 +22,7 @@ fn prefix_of(labels: &policy::Labels) -> Option<Ipv4Cidr> {
 pub(super) fn prefix_identities(inner: &Inner) -> BTreeMap<Ipv4Cidr, u32> {
     inner
         .cidr_identities
-        .list()
-        .into_iter()
-        .filter(|i| i.id >= identity::LOCAL_MIN)
+        .allocated()
         .filter_map(|i| Some((prefix_of(&i.labels)?, i.id)))
         .collect()
 }
@@ -33,19 +31,21 @@ impl Daemon {
     /// Allocates identities for prefixes the rules newly mention and frees
     /// those no rule mentions any more (taking them out of the ipcache
     /// first). Returns the new ones, to be published once the policy maps
-    /// know them.
+    /// know them, and whether any went.
     pub(super) fn update_cidr_identities(
         &self,
         inner: &mut Inner,
-    ) -> Result<Vec<(Ipv4Cidr, u32)>, AgentError> {
+    ) -> Result<(Vec<(Ipv4Cidr, u32)>, bool), AgentError> {
         let wanted = policy::cidr_prefixes(inner.repo.rules());
         let held = prefix_identities(inner);
+        let mut removed = false;
         for (prefix, id) in held.iter().filter(|(p, _)| !wanted.contains(p)) {
             inner
                 .maps
                 .ipcache
                 .remove(prefix.addr(), prefix.prefix_len() as u32)?;
             inner.cidr_identities.release(*id)?;
+            removed = true;
         }
         let mut added = Vec::new();
         for prefix in wanted.iter().filter(|p| !held.contains_key(p)) {
@@ -54,7 +54,7 @@ impl Daemon {
                 .allocate(&policy::cidr_identity_labels(*prefix))?;
             added.push((*prefix, identity.id));
         }
-        Ok(added)
+        Ok((added, removed))
     }
 
     /// Points the ipcache at new CIDR identities.
@@ -63,14 +63,11 @@ impl Daemon {
         inner: &mut Inner,
         added: &[(Ipv4Cidr, u32)],
     ) -> Result<(), AgentError> {
-        for (prefix, id) in added {
-            inner.maps.ipcache.upsert(
-                prefix.addr(),
-                prefix.prefix_len() as u32,
-                *id,
-                Ipv4Addr::UNSPECIFIED,
-            )?;
-        }
+        let entries: Vec<(Ipv4Addr, u32, u32)> = added
+            .iter()
+            .map(|(prefix, id)| (prefix.addr(), prefix.prefix_len() as u32, *id))
+            .collect();
+        inner.maps.ipcache.upsert_local_all(&entries)?;
         Ok(())
     }
 }

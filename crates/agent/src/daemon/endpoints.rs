@@ -227,7 +227,7 @@ impl Daemon {
             &self.root,
             &policy,
             inner.repo.revision(),
-            &mut policy::SelectorCache::new(&inner.all_identities()),
+            &mut policy::SelectorCache::new(inner.all_identities()),
             ep,
         )?;
         inner.policies.insert(ep.id, policy);
@@ -341,7 +341,7 @@ impl Daemon {
             &self.root,
             &policy,
             inner.repo.revision(),
-            &mut policy::SelectorCache::new(&inner.all_identities()),
+            &mut policy::SelectorCache::new(inner.all_identities()),
             &mut ep,
         )?;
         inner.policies.insert(num, policy);

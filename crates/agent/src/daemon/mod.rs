@@ -352,7 +352,7 @@ impl Daemon {
     }
 
     fn regenerate_changed(&self, inner: &mut Inner, all: bool) -> Result<(), AgentError> {
-        let mut selectors = policy::SelectorCache::new(&inner.all_identities());
+        let mut selectors = policy::SelectorCache::new(inner.all_identities());
         let revision = inner.repo.revision();
         let mut failed = Vec::new();
         let mut compiled: BTreeMap<u16, EndpointPolicy> = BTreeMap::new();

@@ -1,7 +1,9 @@
 //! Whole-map reads with BPF_MAP_LOOKUP_BATCH: a few thousand entries per
 //! system call, where walking a hash map key by key costs two calls per
 //! entry. The conntrack map is read whole by every GC sweep and fill-level
-//! check, and holds hundreds of thousands of entries under churn.
+//! check, and holds hundreds of thousands of entries under churn. Writes of
+//! many entries at once (BPF_MAP_UPDATE_BATCH): a big CIDR policy puts tens
+//! of thousands of prefixes into the ipcache.
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
@@ -67,4 +69,28 @@ pub(crate) fn dump<K: aya::Pod, V: aya::Pod>(fd: BorrowedFd<'_>) -> io::Result<V
             },
         }
     }
+}
+
+/// Writes every (key, value) into the map `fd` (whose key and value sizes
+/// must be those of `K` and `V`), a few thousand per system call, in order.
+/// On an error, the entries before the one that failed are written.
+pub(crate) fn update<K: aya::Pod, V: aya::Pod>(
+    fd: BorrowedFd<'_>,
+    entries: &[(K, V)],
+) -> io::Result<()> {
+    for chunk in entries.chunks(CHUNK) {
+        let keys: Vec<K> = chunk.iter().map(|(k, _)| *k).collect();
+        let values: Vec<V> = chunk.iter().map(|(_, v)| *v).collect();
+        let mut attr = BatchAttr {
+            keys: keys.as_ptr() as u64,
+            values: values.as_ptr() as u64,
+            count: chunk.len() as u32,
+            map_fd: fd.as_raw_fd() as u32,
+            ..Default::default()
+        };
+        // SAFETY: the buffers hold `count` keys and values of the map's
+        // sizes and outlive the call; the kernel only reads them.
+        unsafe { sys::bpf(sys::BPF_MAP_UPDATE_BATCH, &mut attr) }?;
+    }
+    Ok(())
 }

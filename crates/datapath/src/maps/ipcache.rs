@@ -3,8 +3,9 @@
 //! mirrored in the `cilium_ipcache_host` hash the programs look at first.
 
 use std::net::Ipv4Addr;
+use std::os::fd::AsFd;
 
-use aya::maps::{lpm_trie::Key, HashMap, LpmTrie, Map, MapData};
+use aya::maps::{lpm_trie::Key, HashMap, IterableMap, LpmTrie, Map, MapData};
 
 use super::ops::{counted, CountedMap::Ipcache, MapOp};
 use crate::DatapathError;
@@ -29,6 +30,8 @@ pub struct RemoteEndpointInfo {
 
 // SAFETY: plain #[repr(C)] data.
 unsafe impl aya::Pod for RemoteEndpointInfo {}
+// SAFETY: plain #[repr(C)] data without padding.
+unsafe impl aya::Pod for IpcacheKey {}
 
 const _: () = assert!(std::mem::size_of::<Key<[u8; 4]>>() == std::mem::size_of::<IpcacheKey>());
 
@@ -67,6 +70,39 @@ impl IpcacheMap {
                 .map_err(|e| DatapathError::map(super::IPCACHE_HOST_MAP, e))?;
         }
         Ok(())
+    }
+
+    /// [`upsert`](Self::upsert) of many prefixes, node-local (no tunnel
+    /// endpoint), in a few system calls: a big CIDR policy's identities.
+    pub fn upsert_local_all(
+        &mut self,
+        prefixes: &[(Ipv4Addr, u32, u32)],
+    ) -> Result<(), DatapathError> {
+        let value = |identity| RemoteEndpointInfo {
+            sec_identity: identity,
+            ..Default::default()
+        };
+        let trie: Vec<(IpcacheKey, RemoteEndpointInfo)> = prefixes
+            .iter()
+            .map(|&(ip, prefixlen, identity)| {
+                let key = IpcacheKey {
+                    prefixlen,
+                    ip4: ip.octets(),
+                };
+                (key, value(identity))
+            })
+            .collect();
+        let hosts: Vec<([u8; 4], RemoteEndpointInfo)> = prefixes
+            .iter()
+            .filter(|(_, prefixlen, _)| *prefixlen == 32)
+            .map(|&(ip, _, identity)| (ip.octets(), value(identity)))
+            .collect();
+        let written = super::batch::update(self.trie.map().fd().as_fd(), &trie);
+        super::ops::record(Ipcache, MapOp::Update, written.is_ok());
+        let failed = |map: &str, e| DatapathError::Syscall(format!("writing {map}: {e}"));
+        written.map_err(|e| failed(super::IPCACHE_MAP, e))?;
+        super::batch::update(self.hosts.map().fd().as_fd(), &hosts)
+            .map_err(|e| failed(super::IPCACHE_HOST_MAP, e))
     }
 
     pub fn remove(&mut self, ip: Ipv4Addr, prefix_len: u32) -> Result<(), DatapathError> {

@@ -144,7 +144,7 @@ fn cached_resolution_equals_per_identity_resolution() {
         let rules = parse_rules(policy).unwrap();
         let refs: Vec<&Rule> = rules.iter().collect();
         let shared = CompiledRules::new(&rules);
-        let mut cache = SelectorCache::new(&all);
+        let mut cache = SelectorCache::new(all.clone());
         for endpoint in endpoints() {
             let compiled = EndpointPolicy::compile(&refs, &endpoint);
             assert_eq!(shared.policy_for(&endpoint), compiled, "{policy}");

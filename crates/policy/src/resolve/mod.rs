@@ -275,7 +275,7 @@ impl EndpointPolicy {
     /// Every listener that has a proxy port, with what each known identity
     /// may do on it (reserved identities are added when missing).
     pub fn redirects(&self, identities: &BTreeMap<u32, Labels>) -> Vec<Redirect> {
-        let known = with_reserved(identities);
+        let known = with_reserved(identities.clone());
         self.listeners()
             .into_iter()
             .filter_map(|listener| {
@@ -296,7 +296,7 @@ impl EndpointPolicy {
     /// The full map state given the known identities (reserved ones are added
     /// when missing; identity 0 is ignored).
     pub fn resolve(&self, identities: &BTreeMap<u32, Labels>) -> Resolved {
-        self.resolve_cached(&mut SelectorCache::new(identities))
+        self.resolve_cached(&mut SelectorCache::new(identities.clone()))
     }
 
     /// `resolve` with selectors evaluated through a cache shared by a batch
@@ -363,15 +363,12 @@ impl EndpointPolicy {
 }
 
 /// `identities` without identity 0, plus the reserved ones when missing.
-pub(crate) fn with_reserved(identities: &BTreeMap<u32, Labels>) -> BTreeMap<u32, Labels> {
-    let mut known = reserved_identities();
-    known.extend(
-        identities
-            .iter()
-            .filter(|(id, _)| **id != IDENTITY_ANY)
-            .map(|(id, labels)| (*id, labels.clone())),
-    );
-    known
+pub(crate) fn with_reserved(mut identities: BTreeMap<u32, Labels>) -> BTreeMap<u32, Labels> {
+    identities.remove(&IDENTITY_ANY);
+    for (id, labels) in reserved_identities() {
+        identities.entry(id).or_insert(labels);
+    }
+    identities
 }
 
 /// Resolves the policy of an endpoint with labels `endpoint`. `rules` may be

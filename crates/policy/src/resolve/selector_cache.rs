@@ -7,39 +7,68 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use crate::cidr::{Ipv4Cidr, SOURCE_CIDR};
 use crate::labels::Labels;
 use crate::rule::Rule;
-use crate::selector::EndpointSelector;
+use crate::selector::{EndpointSelector, IndexHint};
 
 use super::{CompiledRule, EndpointPolicy};
 
 /// The identities each selector selects, computed on first use.
 pub struct SelectorCache {
     identities: BTreeMap<u32, Labels>,
-    /// (label key, value) -> identities holding such a label, any source.
+    /// (label key, value) -> identities holding such a label, any source
+    /// (`cidr:` labels are in `prefixes` instead).
     by_label: HashMap<(String, String), Vec<u32>>,
+    /// The prefix of every `cidr:` label and its identity, in address order:
+    /// the identities inside a prefix are one run of it.
+    prefixes: Vec<(Ipv4Cidr, u32)>,
     selected: HashMap<EndpointSelector, Vec<u32>>,
 }
 
 impl SelectorCache {
     /// A cache over `identities` (reserved ones added when missing,
     /// identity 0 ignored).
-    pub fn new(identities: &BTreeMap<u32, Labels>) -> Self {
+    pub fn new(identities: BTreeMap<u32, Labels>) -> Self {
         let identities = super::with_reserved(identities);
         let mut by_label: HashMap<(String, String), Vec<u32>> = HashMap::new();
+        let mut prefixes = Vec::new();
         for (id, labels) in &identities {
             for label in labels.iter() {
+                if label.source == SOURCE_CIDR {
+                    if let Ok(prefix) = label.key.parse::<Ipv4Cidr>() {
+                        prefixes.push((prefix, *id));
+                        continue;
+                    }
+                }
                 by_label
                     .entry((label.key.clone(), label.value.clone()))
                     .or_default()
                     .push(*id);
             }
         }
+        prefixes.sort_unstable();
         SelectorCache {
             identities,
             by_label,
+            prefixes,
             selected: HashMap::new(),
         }
+    }
+
+    /// Identities of prefixes inside `outer`, ascending.
+    fn within(&self, outer: Ipv4Cidr) -> Vec<u32> {
+        let start = self
+            .prefixes
+            .partition_point(|(p, _)| p.addr() < outer.addr());
+        let mut ids: Vec<u32> = self.prefixes[start..]
+            .iter()
+            .take_while(|(p, _)| outer.contains_addr(p.addr()))
+            .filter(|(p, _)| outer.contains(p))
+            .map(|(_, id)| *id)
+            .collect();
+        ids.sort_unstable();
+        ids
     }
 
     /// The known identities and their labels.
@@ -51,19 +80,18 @@ impl SelectorCache {
     pub fn select(&mut self, selector: &EndpointSelector) -> &[u32] {
         if !self.selected.contains_key(selector) {
             let matches = |id: &u32| self.identities.get(id).is_some_and(|l| selector.matches(l));
-            let ids: Vec<u32> = match selector.index_hint() {
-                Some((key, value)) => self
+            let mut ids: Vec<u32> = match selector.index_hint() {
+                Some(IndexHint::Label(key, value)) => self
                     .by_label
                     .get(&(key.to_string(), value.to_string()))
-                    .map(|candidates| {
-                        let mut ids: Vec<u32> =
-                            candidates.iter().copied().filter(matches).collect();
-                        ids.dedup();
-                        ids
-                    })
+                    .map(|candidates| candidates.iter().copied().filter(matches).collect())
                     .unwrap_or_default(),
+                Some(IndexHint::Within(prefix)) => {
+                    self.within(prefix).into_iter().filter(matches).collect()
+                }
                 None => self.identities.keys().copied().filter(matches).collect(),
             };
+            ids.dedup();
             self.selected.insert(selector.clone(), ids);
         }
         &self.selected[selector]
@@ -110,5 +138,56 @@ impl CompiledRules {
             policy.absorb(&self.rules[position]);
         }
         policy
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cidr::{cidr_identity_labels, cidr_selector, CidrRule};
+
+    fn prefix(text: &str) -> Ipv4Cidr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn cidr_selectors_select_the_identities_inside_their_prefix() {
+        let identities: BTreeMap<u32, Labels> = [
+            (16_777_217, "10.1.0.0/16"),
+            (16_777_218, "10.1.2.3/32"),
+            (16_777_219, "10.96.0.0/12"),
+            (16_777_220, "11.0.0.1/32"),
+            (16_777_221, "9.255.255.255/32"),
+        ]
+        .into_iter()
+        .map(|(id, p)| (id, cidr_identity_labels(prefix(p))))
+        .chain([(1_000, Labels::parse_all(&["k8s:app=web"]).unwrap())])
+        .collect();
+        let mut cache = SelectorCache::new(identities);
+        assert_eq!(
+            cache.select(&cidr_selector(&prefix("10.0.0.0/8"))),
+            [16_777_217, 16_777_218, 16_777_219]
+        );
+        assert_eq!(
+            cache.select(&cidr_selector(&prefix("10.1.0.0/16"))),
+            [16_777_217, 16_777_218]
+        );
+        assert_eq!(
+            cache.select(&cidr_selector(&prefix("10.1.2.0/24"))),
+            [16_777_218]
+        );
+        let with_hole = CidrRule {
+            cidr: prefix("10.0.0.0/8"),
+            except: vec![prefix("10.96.0.0/12")],
+        };
+        assert_eq!(
+            cache.select(&with_hole.selector()),
+            [16_777_217, 16_777_218]
+        );
+        // 0.0.0.0/0 is the world: its identity and every CIDR identity.
+        let world = cache.select(&cidr_selector(&prefix("0.0.0.0/0"))).to_vec();
+        assert!(world.contains(&crate::reserved::IDENTITY_WORLD));
+        assert!(world.contains(&16_777_220) && world.contains(&16_777_221));
+        assert!(!world.contains(&1_000));
     }
 }
