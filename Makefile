@@ -49,3 +49,4 @@ bench: build
 	./bench/cluster/run.sh
 	./bench/l7/run.sh
 	./bench/monitor/run.sh
+	./bench/policy/run.sh
