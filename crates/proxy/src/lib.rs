@@ -20,6 +20,7 @@ pub mod kafka;
 pub mod listener;
 pub mod policy;
 pub mod redirect;
+pub mod workers;
 
 pub use control::protocol::{Command, Redirect, PROTOCOL_VERSION};
 pub use control::server::ControlServer;

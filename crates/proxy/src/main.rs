@@ -15,19 +15,22 @@ struct Args {
     /// Unix socket the agent connects to (replaced if it exists).
     #[arg(long, env = "CILIUM_PROXY_CONFIG_SOCKET")]
     config_socket: PathBuf,
-    /// Worker threads (default: number of CPUs).
+    /// Connection worker threads (default: number of CPUs).
     #[arg(long)]
     threads: Option<usize>,
 }
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    runtime.enable_all();
-    if let Some(threads) = args.threads {
-        runtime.worker_threads(threads.max(1));
-    }
-    runtime.build()?.block_on(async move {
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    proxy::workers::start(threads)?;
+    // Control socket and listeners only; connections run on the workers.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
         let server =
             ControlServer::bind(&args.config_socket, ProxyState::default()).map_err(|err| {
                 anyhow::anyhow!("cannot listen on {}: {err}", args.config_socket.display())

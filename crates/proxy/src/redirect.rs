@@ -244,6 +244,15 @@ async fn accept_loop(
             continue;
         };
         let _ = stream.set_nodelay(true);
+        // Handed to a worker's own runtime (`workers`): off this runtime's
+        // reactor here, onto the worker's in the task.
+        let stream = match stream.into_std() {
+            Ok(stream) => stream,
+            Err(err) => {
+                eprintln!("cilium-proxy: connection from {client}: {err}");
+                continue;
+            }
+        };
         let ctx = ConnContext {
             client,
             original_dst,
@@ -252,7 +261,14 @@ async fn accept_loop(
             redirect: shared.clone(),
             log: state.log.clone(),
         };
-        tokio::spawn(async move {
+        crate::workers::spawn(async move {
+            let stream = match tokio::net::TcpStream::from_std(stream) {
+                Ok(stream) => stream,
+                Err(err) => {
+                    eprintln!("cilium-proxy: connection from {client}: {err}");
+                    return;
+                }
+            };
             let result = match ctx.redirect.settings().parser {
                 Parser::Http => crate::http1::proxy::serve(stream, ctx)
                     .await
