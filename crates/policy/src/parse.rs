@@ -295,6 +295,9 @@ fn rules_from_document(
             rules_from_object(mapping, place)
         }
         mapping @ serde_yaml::Value::Mapping(_) => Ok(vec![rule_from_value(mapping, 0, place)?]),
+        // A tag (`!rules`) is ignored, as it is everywhere below and when a
+        // plain list of rules is read directly.
+        serde_yaml::Value::Tagged(tagged) => rules_from_document(tagged.value, place),
         other => Err(PolicyError::NotRules {
             document: place.document,
             found: yaml_kind(&other),

@@ -346,3 +346,31 @@ fn a_json_array_is_no_object_in_a_list_as_in_a_single_rule() {
         assert!(parse_rules(text).is_err(), "{text:?} must be refused");
     }
 }
+
+/// Caught by the parse_rules fuzz target's multi-document check (on a
+/// hand-written input): a tagged list of rules was accepted alone (read
+/// directly into rules) but refused as "a tagged value" once another document
+/// followed it.
+#[test]
+fn a_tagged_document_reads_as_untagged() {
+    let single = "!rules\n- endpointSelector: {}\n";
+    assert_eq!(parse_rules(single).unwrap().len(), 1);
+    assert_eq!(
+        parse_rules(&format!("{single}---\n[]\n")),
+        parse_rules(single)
+    );
+    assert_eq!(
+        parse_rules("!rule\nendpointSelector: {}\n").unwrap().len(),
+        1
+    );
+    let object = "!cnp\napiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\n\
+                  metadata: {name: a}\nspec: {endpointSelector: {}}\n";
+    assert_eq!(parse_rules(object).unwrap().len(), 1);
+    assert!(matches!(
+        parse_rules("!n 3\n"),
+        Err(PolicyError::NotRules {
+            found: "a number",
+            ..
+        })
+    ));
+}
