@@ -7,6 +7,7 @@ pub(crate) const BPF_OBJ_GET: libc::c_long = 7;
 pub(crate) const BPF_PROG_TEST_RUN: libc::c_long = 10;
 pub(crate) const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
 pub(crate) const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
+pub(crate) const BPF_MAP_DELETE_BATCH: libc::c_long = 27;
 pub(crate) const BPF_LINK_UPDATE: libc::c_long = 29;
 
 /// Runs `cmd` with `attr`, its member of `union bpf_attr`; the call's

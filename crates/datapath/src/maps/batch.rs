@@ -2,8 +2,9 @@
 //! system call, where walking a hash map key by key costs two calls per
 //! entry. The conntrack map is read whole by every GC sweep and fill-level
 //! check, and holds hundreds of thousands of entries under churn. Writes of
-//! many entries at once (BPF_MAP_UPDATE_BATCH): a big CIDR policy puts tens
-//! of thousands of prefixes into the ipcache.
+//! many entries at once (BPF_MAP_UPDATE_BATCH, BPF_MAP_DELETE_BATCH): a big
+//! CIDR policy puts tens of thousands of prefixes into the ipcache and of
+//! entries into a policy map.
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
@@ -91,6 +92,23 @@ pub(crate) fn update<K: aya::Pod, V: aya::Pod>(
         // SAFETY: the buffers hold `count` keys and values of the map's
         // sizes and outlive the call; the kernel only reads them.
         unsafe { sys::bpf(sys::BPF_MAP_UPDATE_BATCH, &mut attr) }?;
+    }
+    Ok(())
+}
+
+/// Deletes every key from the map `fd` (whose key size must be that of
+/// `K`), a few thousand per system call. A key already gone is an error.
+pub(crate) fn delete<K: aya::Pod>(fd: BorrowedFd<'_>, keys: &[K]) -> io::Result<()> {
+    for chunk in keys.chunks(CHUNK) {
+        let mut attr = BatchAttr {
+            keys: chunk.as_ptr() as u64,
+            count: chunk.len() as u32,
+            map_fd: fd.as_raw_fd() as u32,
+            ..Default::default()
+        };
+        // SAFETY: the buffer holds `count` keys of the map's size and
+        // outlives the call; the kernel only reads it.
+        unsafe { sys::bpf(sys::BPF_MAP_DELETE_BATCH, &mut attr) }?;
     }
     Ok(())
 }

@@ -1,8 +1,11 @@
 //! `cilium_policy_<ep>`: one endpoint's policy (`struct policy_key` /
 //! `struct policy_entry` in bpf/lib/maps.h).
 
-use aya::maps::{lpm_trie::Key, LpmTrie, MapData};
+use std::os::fd::AsFd;
 
+use aya::maps::{lpm_trie::Key, IterableMap, LpmTrie, MapData};
+
+use super::batch;
 use super::ops::{counted, CountedMap::Policy, MapOp};
 use crate::{BpfRoot, DatapathError};
 
@@ -182,23 +185,35 @@ impl PolicyMap {
     ) -> Result<SyncStats, DatapathError> {
         let current: std::collections::HashMap<PolicyKey, PolicyEntry> =
             self.entries()?.into_iter().collect();
-        let mut stats = SyncStats::default();
-        for (key, entry) in desired {
-            match current.get(key) {
-                Some(have) if have.same_verdict(entry) => {}
-                _ => {
-                    self.upsert(*key, *entry)?;
-                    stats.upserted += 1;
-                }
-            }
-        }
+        let upserts: Vec<_> = desired
+            .iter()
+            .filter(|(key, entry)| !current.get(key).is_some_and(|have| have.same_verdict(entry)))
+            .map(|(key, entry)| (key.lpm(), *entry))
+            .collect();
         let wanted: std::collections::HashSet<&PolicyKey> =
             desired.iter().map(|(k, _)| k).collect();
-        for key in current.keys().filter(|k| !wanted.contains(k)) {
-            self.remove(key)?;
-            stats.removed += 1;
+        let removals: Vec<_> = current
+            .keys()
+            .filter(|k| !wanted.contains(k))
+            .map(PolicyKey::lpm)
+            .collect();
+        // Thousands of entries per system call: a big CIDR policy is one
+        // entry per prefix.
+        let fd = self.map.map().fd().as_fd();
+        let counted = |op, result: std::io::Result<()>| {
+            super::ops::record(Policy, op, result.is_ok());
+            result.map_err(|e| DatapathError::Syscall(format!("writing {}: {e}", self.name)))
+        };
+        if !upserts.is_empty() {
+            counted(MapOp::Update, batch::update(fd, &upserts))?;
         }
-        Ok(stats)
+        if !removals.is_empty() {
+            counted(MapOp::Delete, batch::delete(fd, &removals))?;
+        }
+        Ok(SyncStats {
+            upserted: upserts.len(),
+            removed: removals.len(),
+        })
     }
 }
 
