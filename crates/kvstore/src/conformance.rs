@@ -286,7 +286,9 @@ pub async fn session_republishes_after_lease_loss(
     let key = format!("{prefix}/node");
     session.put(&key, b"up".to_vec()).await.unwrap();
     assert_eq!(kv.get(&key).await.unwrap().unwrap().lease, Some(first));
-    let seen = *generation.borrow_and_update();
+    // The lease is known before the session's first publication under it
+    // ends; only a publication after that one is a re-publication.
+    let seen = *generation.wait_for(|g| *g >= 1).await.unwrap();
 
     // Someone (an etcd wipe, an expiry during an outage) takes the lease away.
     kv.revoke_lease(first).await.unwrap();
