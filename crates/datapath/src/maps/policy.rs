@@ -187,7 +187,11 @@ impl PolicyMap {
             self.entries()?.into_iter().collect();
         let upserts: Vec<_> = desired
             .iter()
-            .filter(|(key, entry)| !current.get(key).is_some_and(|have| have.same_verdict(entry)))
+            .filter(|(key, entry)| {
+                !current
+                    .get(key)
+                    .is_some_and(|have| have.same_verdict(entry))
+            })
             .map(|(key, entry)| (key.lpm(), *entry))
             .collect();
         let wanted: std::collections::HashSet<&PolicyKey> =
