@@ -336,6 +336,17 @@ impl Cluster {
         .with_context(|| format!("starting outside host {name}"))
     }
 
+    /// `cilium policy import` of `yaml` on every node (each agent holds its
+    /// own rules).
+    pub fn import_policy(&self, yaml: &str) -> Result<()> {
+        for node in &self.nodes {
+            let path = node.agent.temp_dir().join("policy.yaml");
+            std::fs::write(&path, yaml)?;
+            node.cli_ok(&["policy", "import", &path.display().to_string()])?;
+        }
+        Ok(())
+    }
+
     /// SIGKILL node `index`'s agent (a crash); its datapath stays loaded.
     pub fn kill_agent(&mut self, index: usize) {
         self.nodes[index].agent.kill();

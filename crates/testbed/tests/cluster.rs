@@ -32,16 +32,6 @@ const DENY_PROBE: Duration = Duration::from_millis(800);
 /// measure it.
 const PROPAGATION: Duration = Duration::from_secs(10);
 
-/// Imports `POLICY` on every node (each agent has its own repository).
-fn import_policy(cluster: &Cluster) {
-    for node in cluster.nodes() {
-        let path = node.agent().temp_dir().join("policy.yaml");
-        std::fs::write(&path, POLICY).unwrap();
-        node.cli_ok(&["policy", "import", path.to_str().unwrap()])
-            .unwrap();
-    }
-}
-
 /// Retries a short connection until it works; the time it took.
 fn connects_within(
     from: &ClusterPod,
@@ -88,7 +78,7 @@ fn echo_pods(cluster: &Cluster) -> [ClusterPod; 3] {
     let frontend = cluster.pod(0, "frontend", &["k8s:app=frontend"]).unwrap();
     let intruder = cluster.pod(0, "intruder", &["k8s:app=intruder"]).unwrap();
     serve_echo(&backend, 80);
-    import_policy(cluster);
+    cluster.import_policy(POLICY).unwrap();
     assert_connects(cluster, &frontend, &backend, 80);
     [backend, frontend, intruder]
 }
@@ -131,7 +121,7 @@ fn identity_policy_holds_across_three_nodes() {
     let intruder = cluster.pod(2, "intruder", &["k8s:app=intruder"]).unwrap();
     let _http = backend.serve_tcp(80).unwrap();
     let _other = backend.serve_tcp(81).unwrap();
-    import_policy(&cluster);
+    cluster.import_policy(POLICY).unwrap();
 
     // `cilium node list` on every node shows all three with their IPs.
     for node in cluster.nodes() {
@@ -307,7 +297,7 @@ fn new_remote_pod_is_allowed_within_two_seconds() {
     .unwrap();
     let backend = cluster.pod(1, "backend", &["k8s:app=backend"]).unwrap();
     let _http = backend.serve_tcp(80).unwrap();
-    import_policy(&cluster);
+    cluster.import_policy(POLICY).unwrap();
     // Warm up: the policy is in force on node1 (a stranger is denied).
     let stranger = cluster.pod(0, "stranger", &["k8s:app=stranger"]).unwrap();
     assert_denied(&stranger, &backend, 80);
@@ -418,7 +408,7 @@ fn killed_agent_keeps_enforcing_and_reconciles_after_restart() {
     let frontend = cluster.pod(0, "frontend", &["k8s:app=frontend"]).unwrap();
     let intruder = cluster.pod(0, "intruder", &["k8s:app=intruder"]).unwrap();
     let _http = backend.serve_tcp(80).unwrap();
-    import_policy(&cluster);
+    cluster.import_policy(POLICY).unwrap();
     assert_connects(&cluster, &frontend, &backend, 80);
     assert_denied(&intruder, &backend, 80);
 
@@ -471,7 +461,7 @@ fn single_node_without_etcd_uses_the_embedded_store() {
     let frontend = cluster.pod(0, "frontend", &["k8s:app=frontend"]).unwrap();
     let _http = backend.serve_tcp(80).unwrap();
     let _other = backend.serve_tcp(81).unwrap();
-    import_policy(&cluster);
+    cluster.import_policy(POLICY).unwrap();
     assert_connects(&cluster, &frontend, &backend, 80);
     assert_denied(&frontend, &backend, 81);
 

@@ -152,11 +152,7 @@ fn egress_http_rules_hold_towards_a_pod_on_another_node() -> Result<()> {
     let client = cluster.pod(0, "client", &["k8s:app=client"])?;
     let web = cluster.pod(1, "web", &["k8s:app=web"])?;
     let _server = HttpServer::start(web.namespace(), 80, "web")?;
-    for node in cluster.nodes() {
-        let path = node.agent().temp_dir().join("policy.yaml");
-        std::fs::write(&path, format!("{EGRESS_L7_POLICY}{WEB_INGRESS_POLICY}"))?;
-        node.cli_ok(&["policy", "import", &path.display().to_string()])?;
-    }
+    cluster.import_policy(&format!("{EGRESS_L7_POLICY}{WEB_INGRESS_POLICY}"))?;
     let get = |pod: &ClusterPod, method: &str, path: &str| {
         curl(pod.exec(&curl_args(method, &format!("http://{}{path}", web.ip()))))
     };

@@ -10,7 +10,7 @@
 //! Needs root (and etcd for the two-node test).
 
 #[path = "l7/support.rs"]
-#[allow(dead_code)] // only the failure report is needed here
+#[allow(dead_code)] // not every helper is needed here
 mod support;
 
 use std::time::Duration;
@@ -60,12 +60,25 @@ fn text(out: std::process::Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn import_everywhere(cluster: &Cluster, yaml: &str) -> Result<()> {
-    for node in cluster.nodes() {
-        let path = node.agent().temp_dir().join("policy.yaml");
-        std::fs::write(&path, yaml)?;
-        node.cli_ok(&["policy", "import", &path.display().to_string()])?;
-    }
+/// Runs `request` until it answers `expected` (the policy being realized),
+/// else fails naming what came back, with the proxy's and nodes' view.
+fn eventually_answers(
+    cluster: &Cluster,
+    what: &str,
+    expected: &str,
+    request: impl Fn() -> String,
+) -> Result<()> {
+    let mut last = String::new();
+    let answered = eventually(Duration::from_secs(10), Duration::from_millis(200), || {
+        last = request();
+        last == expected
+    });
+    ensure!(
+        answered,
+        "{what}: expected {expected:?}, got {last:?}\n{}\n{}",
+        support::proxy_report(cluster.node(0).agent()),
+        cluster.describe()
+    );
     Ok(())
 }
 
@@ -78,21 +91,16 @@ fn ingress_http_rules_hold_for_clients_outside_the_cluster() -> Result<()> {
     let web = cluster.pod(0, "web", &["k8s:app=web"])?;
     let _server = HttpServer::start(web.namespace(), 80, "web")?;
     let outside = cluster.outside_host("client")?;
-    import_everywhere(&cluster, WEB_FROM_OUTSIDE)?;
+    cluster.import_policy(WEB_FROM_OUTSIDE)?;
     let url = |path: &str| format!("http://{}{path}", web.ip());
     let (public, private, upload) = (url("/public"), url("/private"), url("/upload"));
 
-    let mut last = String::new();
-    let allowed = eventually(Duration::from_secs(10), Duration::from_millis(200), || {
-        last = text(outside.exec(&curl(&[], &[&public])));
-        last == "web GET /public\n 200"
-    });
-    ensure!(
-        allowed,
-        "GET /public from outside the cluster is allowed by web's ingress rule, got {last:?}\n{}\n{}",
-        support::proxy_report(cluster.node(0).agent()),
-        cluster.describe()
-    );
+    eventually_answers(
+        &cluster,
+        "GET /public from outside the cluster is allowed by web's ingress rule",
+        "web GET /public\n 200",
+        || text(outside.exec(&curl(&[], &[&public]))),
+    )?;
     // One connection, allowed and denied requests in turn: the proxy holds
     // it open across a 403.
     let several = text(outside.exec(&curl(&[], &[&private, &public, &private])));
@@ -138,22 +146,16 @@ fn egress_http_rules_hold_towards_a_server_outside_the_cluster() -> Result<()> {
     let client = cluster.pod(0, "client", &["k8s:app=client"])?;
     let outside = cluster.outside_host("server")?;
     let _server = HttpServer::start(outside.namespace(), 80, "outside")?;
-    import_everywhere(&cluster, CLIENT_TO_OUTSIDE)?;
+    cluster.import_policy(CLIENT_TO_OUTSIDE)?;
     let url = |path: &str| format!("http://{}{path}", outside.ip());
     let (public, private) = (url("/public"), url("/private"));
 
-    let mut last = String::new();
-    let allowed = eventually(Duration::from_secs(10), Duration::from_millis(200), || {
-        last = text(client.exec(&curl(&[], &[&public])));
-        last == "outside GET /public\n 200"
-    });
-    ensure!(
-        allowed,
-        "GET /public to a server outside the cluster is allowed by the client's egress rule, \
-         got {last:?}\n{}\n{}",
-        support::proxy_report(cluster.node(0).agent()),
-        cluster.describe()
-    );
+    eventually_answers(
+        &cluster,
+        "GET /public to a server outside the cluster is allowed by the client's egress rule",
+        "outside GET /public\n 200",
+        || text(client.exec(&curl(&[], &[&public]))),
+    )?;
     let several = text(client.exec(&curl(&[], &[&private, &public])));
     ensure!(
         several == "Access denied\r\n 403outside GET /public\n 200",
