@@ -25,6 +25,9 @@ $(SETUP_STAMP): Makefile
 		|| python3 -m pip install -q --break-system-packages schemathesis
 	@python3 -c 'import requests' 2>/dev/null || python3 -m pip install -q requests
 	@command -v cargo-nextest >/dev/null || $(CARGO) install --locked cargo-nextest
+	@# The real Kubernetes control plane for the Kubernetes tests, built once from the
+	@# upstream Go modules into /var/cache/cilium-rs/k8s (a cached run costs nothing).
+	@./scripts/k8s-control-plane.sh build >/dev/null
 	@mkdir -p target && touch $@
 
 build: setup

@@ -26,7 +26,9 @@
 #                group of four from a base picked by DIR's name hash, in 20000-29999)
 #   K8S_SERVICE_CIDR (10.96.0.0/16), K8S_CLUSTER_CIDR (10.244.0.0/16; Nodes get a /24 each
 #                in spec.podCIDR), K8S_CONTROLLERS (kube-controller-manager --controllers, "*"),
-#                K8S_ADVERTISE_ADDRESS (default: kube-apiserver picks the host's address),
+#                K8S_BIND_ADDRESS (kube-apiserver's listening address, 127.0.0.1),
+#                K8S_ADVERTISE_ADDRESS (default: the bind address unless that is loopback,
+#                then kube-apiserver picks the host's address),
 #                K8S_READY_TIMEOUT (seconds to wait for /readyz, 180)
 #   GO_NICE      prefix for go commands (default "nice -n 19": only idle CPU)
 set -euo pipefail
@@ -272,7 +274,12 @@ up() {
 	base=$(pick_port_base "$dir")
 	etcd_port=$base peer_port=$((base + 1)) api_port=$((base + 2)) kcm_port=$((base + 3))
 	local svc_cidr=${K8S_SERVICE_CIDR:-10.96.0.0/16} pod_cidr=${K8S_CLUSTER_CIDR:-10.244.0.0/16}
-	local etcd_url=http://127.0.0.1:$etcd_port server=https://127.0.0.1:$api_port
+	# kube-apiserver listens on K8S_BIND_ADDRESS (agents in other network namespaces
+	# reach it there); its self-signed certificate names that address.
+	local bind=${K8S_BIND_ADDRESS:-127.0.0.1}
+	local advertise=${K8S_ADVERTISE_ADDRESS:-}
+	[ -n "$advertise" ] || [ "$bind" = 127.0.0.1 ] || advertise=$bind
+	local etcd_url=http://127.0.0.1:$etcd_port server=https://$bind:$api_port
 
 	# etcd: one member on loopback; fsync off when the server has the flag (tests only).
 	local nofsync=()
@@ -302,8 +309,8 @@ up() {
 	mkdir -p "$dir/apiserver-certs"
 	start "$dir" kube-apiserver "$kbin/kube-apiserver" \
 		--etcd-servers "$etcd_url" \
-		--bind-address 127.0.0.1 --secure-port "$api_port" \
-		${K8S_ADVERTISE_ADDRESS:+--advertise-address "$K8S_ADVERTISE_ADDRESS"} \
+		--bind-address "$bind" --secure-port "$api_port" \
+		${advertise:+--advertise-address "$advertise"} \
 		--cert-dir "$dir/apiserver-certs" \
 		--service-cluster-ip-range "$svc_cidr" \
 		--service-account-issuer https://kubernetes.default.svc.cluster.local \

@@ -129,12 +129,34 @@ pub struct Config {
     /// Time between two rounds of health probes (e.g. 5s, 1m).
     #[arg(long, default_value = "5s", value_parser = ::health::time::parse_duration)]
     pub health_check_interval: std::time::Duration,
+
+    /// Kubernetes mode: the kubeconfig to reach the API server with.
+    #[arg(long)]
+    pub k8s_kubeconfig_path: Option<PathBuf>,
+
+    /// Kubernetes mode: the API server's address (overrides the
+    /// kubeconfig's; alone, with the pod's in-cluster credentials).
+    #[arg(long)]
+    pub k8s_api_server: Option<String>,
+
+    /// The cluster's name, in every pod identity
+    /// (`io.cilium.k8s.policy.cluster`).
+    #[arg(long, default_value = "default")]
+    pub cluster_name: String,
 }
 
 /// Half of bpf/lib/maps.h's CT size each, so the defaults keep its total.
 const DEFAULT_CT_HALF: u32 = sizes::DEFAULT_CT_MAX / 2;
 
 impl Config {
+    /// How to reach Kubernetes; `enabled()` is false without a flag.
+    pub fn k8s(&self) -> k8s::ConnectOptions {
+        k8s::ConnectOptions {
+            kubeconfig: self.k8s_kubeconfig_path.clone(),
+            api_server: self.k8s_api_server.clone(),
+        }
+    }
+
     /// The BPF map sizes the flags ask for.
     pub fn map_sizes(&self) -> sizes::MapSizes {
         sizes::MapSizes {

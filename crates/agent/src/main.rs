@@ -9,6 +9,7 @@ mod endpoint;
 mod error;
 mod health;
 mod ipam;
+mod kubernetes;
 mod metrics;
 mod monitor;
 mod netdev;
@@ -48,6 +49,11 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let daemon = Daemon::start(config)
         .await
         .context("starting cilium-agent")?;
+    if let Some(state) = daemon.k8s() {
+        kubernetes::start(daemon.clone(), state.clone())
+            .await
+            .context("connecting to Kubernetes")?;
+    }
     tokio::spawn(cluster::watch::identities(daemon.clone()));
     tokio::spawn(cluster::watch::endpoint_ips(daemon.clone()));
     tokio::spawn(cluster::watch::nodes(daemon.clone()));

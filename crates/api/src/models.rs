@@ -28,11 +28,28 @@ pub struct StatusResponse {
     #[serde(rename = "bpf-maps")]
     pub bpf_maps: BpfMapStatus,
     pub proxy: ProxyStatus,
+    /// The API server connection in Kubernetes mode; absent without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubernetes: Option<K8sStatus>,
     /// Background tasks and their failures (events reader, CT GC, ...).
     pub controllers: Vec<ControllerStatus>,
     /// What the health checker last measured (`Cluster health:`).
     #[serde(default, rename = "cluster-health")]
     pub cluster_health: ClusterHealthStatus,
+}
+
+/// Kubernetes as the agent sees it (Cilium's `K8sStatus`, plus what is
+/// watched and the policy objects this node cannot enforce).
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq)]
+#[serde(default, rename_all = "kebab-case")]
+pub struct K8sStatus {
+    /// `Ok`, or `Warning` while a watch cannot reach the API server.
+    pub state: String,
+    pub msg: String,
+    /// Watched resources with their state, like `pods (synced)`.
+    pub k8s_api_versions: Vec<String>,
+    /// `Kind namespace/name: reason` of every object not enforced.
+    pub policy_errors: Vec<String>,
 }
 
 /// The nodes the agent's health checker reaches (ICMP and HTTP to each

@@ -52,6 +52,21 @@ pub fn run(client: &Client, args: &StatusArgs) -> Result<ExitCode> {
 pub fn render(s: &StatusResponse) -> String {
     let mut t = Table::new();
     t.row(["KVStore:", &s.kvstore.state, &s.kvstore.msg]);
+    match &s.kubernetes {
+        Some(k8s) => {
+            t.row(["Kubernetes:", &k8s.state, &k8s.msg]);
+            t.row([
+                "Kubernetes APIs:".to_string(),
+                format!("[{}]", k8s.k8s_api_versions.join(", ")),
+            ]);
+            for error in &k8s.policy_errors {
+                t.row(["Policy not enforced:".to_string(), error.clone()]);
+            }
+        }
+        None => {
+            t.row(["Kubernetes:", "Disabled"]);
+        }
+    }
     t.row(["Cilium:", &s.cilium.state, &s.cilium.msg]);
     t.row(["IPAM:".to_string(), ipam_line(s)]);
     t.row([
@@ -68,6 +83,8 @@ pub fn brief(s: &StatusResponse) -> String {
     let unhealthy = |state: &str| state == Status::WARNING || state == Status::FAILURE;
     let problem = if unhealthy(&s.kvstore.state) {
         Some(format!("kvstore: {}", s.kvstore.msg))
+    } else if let Some(k8s) = s.kubernetes.as_ref().filter(|k| unhealthy(&k.state)) {
+        Some(format!("kubernetes: {}", k8s.msg))
     } else if unhealthy(&s.cilium.state) {
         Some(format!("cilium: {}", s.cilium.msg))
     } else if unhealthy(&s.cluster_health.state) {
@@ -273,14 +290,15 @@ mod tests {
         };
         let text = render(&s);
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines[0], "KVStore:     Ok   embedded");
-        assert_eq!(lines[1], "Cilium:      Ok   1.0 (cilium-rs)");
+        assert_eq!(lines[0], "KVStore:      Ok   embedded");
+        assert_eq!(lines[1], "Kubernetes:   Disabled");
+        assert_eq!(lines[2], "Cilium:       Ok   1.0 (cilium-rs)");
         assert_eq!(
-            lines[2],
-            "IPAM:        IPv4: 3/65534 allocated from 10.200.0.0/16"
+            lines[3],
+            "IPAM:         IPv4: 3/65534 allocated from 10.200.0.0/16"
         );
-        assert_eq!(lines[3], "Policy:      revision 4, 2 rules");
-        assert_eq!(lines[4], "Endpoints:   2");
+        assert_eq!(lines[4], "Policy:       revision 4, 2 rules");
+        assert_eq!(lines[5], "Endpoints:    2");
     }
 
     #[test]

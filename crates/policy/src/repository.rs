@@ -72,6 +72,28 @@ impl Repository {
         (deleted, self.revision)
     }
 
+    /// Makes the rules carrying all of `labels` exactly `rules`, as one
+    /// change: how an object from the API server (whose rules all carry its
+    /// identity labels) is applied again. `None`, and no new revision, when
+    /// they already are.
+    pub fn replace_labelled(&mut self, labels: &Labels, rules: Vec<Rule>) -> Option<u64> {
+        let current: Vec<&Rule> = self.labelled(labels).collect();
+        if current.len() == rules.len() && current.iter().zip(&rules).all(|(a, b)| *a == b) {
+            return None;
+        }
+        self.rules
+            .retain(|rule| !labels_of(rule).contains_all(labels));
+        self.rules.extend(rules);
+        Some(self.bump())
+    }
+
+    /// The rules whose labels include all of `labels`.
+    pub fn labelled<'a>(&'a self, labels: &'a Labels) -> impl Iterator<Item = &'a Rule> + 'a {
+        self.rules
+            .iter()
+            .filter(move |rule| labels_of(rule).contains_all(labels))
+    }
+
     pub fn rules(&self) -> &[Rule] {
         &self.rules
     }
@@ -122,6 +144,23 @@ mod tests {
             2,
             "without replace, duplicates accumulate"
         );
+    }
+
+    #[test]
+    fn replace_labelled_changes_only_that_objects_rules() {
+        let mut repo = Repository::new();
+        repo.add(vec![rule("other", &["k8s:policy=b"])], false);
+        let key = labels(&["k8s:policy=a"]);
+        let first = vec![
+            rule("web", &["k8s:policy=a"]),
+            rule("db", &["k8s:policy=a"]),
+        ];
+        assert_eq!(repo.replace_labelled(&key, first.clone()), Some(3));
+        assert_eq!(repo.replace_labelled(&key, first), None, "unchanged");
+        assert_eq!(repo.revision(), 3);
+        assert_eq!(repo.replace_labelled(&key, vec![]), Some(4));
+        assert_eq!(repo.labelled(&key).count(), 0);
+        assert_eq!(repo.rules().len(), 1, "the other object's rule stays");
     }
 
     #[test]

@@ -25,9 +25,10 @@ use api::Client;
 
 use crate::agent::{find_binary, Agent, AgentOptions};
 use crate::etcd::EtcdCluster;
+use crate::kubernetes::ControlPlane;
 use crate::netns::NetNs;
 use crate::runtime::cni::{CNI_BIN_ENV, PLUGIN_TYPE};
-use crate::{unique, wait};
+use crate::{kubernetes, unique, wait};
 
 pub use outside::OutsideHost;
 pub use pod::ClusterPod;
@@ -150,6 +151,7 @@ pub struct Cluster {
     // Drop order: agents (and node namespaces) first, then etcd, then the
     // bridge.
     nodes: Vec<Node>,
+    control_plane: Option<ControlPlane>,
     etcd: Option<EtcdCluster>,
     bridge: underlay::Bridge,
     addressing: Addressing,
@@ -170,6 +172,22 @@ impl Cluster {
     /// Like [`Cluster::start`], every agent also getting `agent_args`
     /// (feature flags such as `--enable-endpoint-health-checking=true`).
     pub fn start_with_agent_args(options: ClusterOptions, agent_args: &[&str]) -> Result<Cluster> {
+        Cluster::start_inner(options, agent_args, false)
+    }
+
+    /// Like [`Cluster::start_with_agent_args`], with a real Kubernetes
+    /// control plane listening on the bridge: every node is registered as
+    /// a Ready Node and its agent runs in Kubernetes mode
+    /// (`--k8s-kubeconfig-path`). See [`crate::kubernetes`].
+    pub fn start_kubernetes(options: ClusterOptions, agent_args: &[&str]) -> Result<Cluster> {
+        Cluster::start_inner(options, agent_args, true)
+    }
+
+    fn start_inner(
+        options: ClusterOptions,
+        agent_args: &[&str],
+        kubernetes: bool,
+    ) -> Result<Cluster> {
         if options.nodes == 0 {
             bail!("a cluster needs at least one node");
         }
@@ -191,13 +209,29 @@ impl Cluster {
                     .context("starting etcd on the underlay bridge")?,
             ),
         };
+        let control_plane = match kubernetes {
+            false => None,
+            true => Some(
+                ControlPlane::start(addressing.bridge_ip())
+                    .context("starting the Kubernetes control plane on the underlay bridge")?,
+            ),
+        };
+        let mut agent_args: Vec<String> = agent_args.iter().map(|a| a.to_string()).collect();
+        if let Some(plane) = &control_plane {
+            for index in 0..options.nodes {
+                plane.register_node(&format!("node{index}"), addressing.node_ip(index))?;
+            }
+            agent_args.push("--k8s-kubeconfig-path".into());
+            agent_args.push(plane.kubeconfig().display().to_string());
+        }
         let mut cluster = Cluster {
             nodes: Vec::new(),
+            control_plane,
             etcd,
             bridge,
             addressing,
             cni_bin,
-            agent_args: agent_args.iter().map(|a| a.to_string()).collect(),
+            agent_args,
         };
         for index in 0..options.nodes {
             let node = cluster
@@ -312,7 +346,61 @@ impl Cluster {
             node_netns: n.netns.path(),
             socket: n.agent.socket().to_path_buf(),
         };
-        ClusterPod::create(ctx, node, name, labels)
+        ClusterPod::create(ctx, node, name, labels, None)
+    }
+
+    /// The Kubernetes control plane of a [`Cluster::start_kubernetes`] cluster.
+    pub fn control_plane(&self) -> &ControlPlane {
+        self.control_plane
+            .as_ref()
+            .expect("a cluster started with Cluster::start_kubernetes")
+    }
+
+    /// A pod as the kubelet of node `node` makes one: the Pod object
+    /// `namespace/name` (with `labels`, `key=value`, and `ports`, named
+    /// container ports `name=port`) is created with `spec.nodeName`, then
+    /// `cilium-cni ADD` runs with the pod's namespace, name and UID in
+    /// `CNI_ARGS`, then the Pod's status gets its IP and `Ready`.
+    pub fn k8s_pod(
+        &self,
+        node: usize,
+        namespace: &str,
+        name: &str,
+        labels: &[&str],
+        ports: &[&str],
+    ) -> Result<ClusterPod> {
+        let plane = self.control_plane();
+        let n = self
+            .nodes
+            .get(node)
+            .with_context(|| format!("no node {node} (the cluster has {})", self.nodes.len()))?;
+        let object = kubernetes::pod_object(namespace, name, &n.name, labels, ports)?;
+        // A new namespace's default service account appears a moment
+        // after the namespace; until then the API server refuses pods.
+        let mut created = plane.apply(&object);
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while created.is_err() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(200));
+            created = plane.apply(&object);
+        }
+        created.with_context(|| format!("creating Pod {namespace}/{name}"))?;
+        let uid = plane.kubectl(&[
+            "get",
+            "pod",
+            "-n",
+            namespace,
+            name,
+            "-o",
+            "jsonpath={.metadata.uid}",
+        ])?;
+        let ctx = pod::CniContext {
+            cni_bin: self.cni_bin.clone(),
+            node_netns: n.netns.path(),
+            socket: n.agent.socket().to_path_buf(),
+        };
+        let pod = ClusterPod::create(ctx, node, name, &[], Some((namespace, uid.trim())))?;
+        plane.set_pod_ready(namespace, name, pod.ip(), true)?;
+        Ok(pod)
     }
 
     /// A host on the underlay that is no node (`world` to the agents),

@@ -19,6 +19,7 @@ pub mod cmd;
 pub mod conformance;
 pub mod etcd;
 pub mod http;
+pub mod kubernetes;
 pub mod monitor;
 pub mod netns;
 pub mod pod;

@@ -64,10 +64,27 @@ fn status(state: &str, msg: impl Into<String>) -> Status {
 /// overall state: Failure when the datapath or the events reader is
 /// broken, Warning for full maps and failing controllers.
 pub fn complete(mut st: StatusResponse, daemon: &Daemon, registry: &Registry) -> StatusResponse {
-    let summary = daemon.summary();
-    st.endpoint_states = summary.endpoint_states.clone();
     let mut failures = Vec::new();
     let mut warnings = Vec::new();
+    st.kubernetes = daemon.k8s().map(|k8s| {
+        let report = k8s.status.report();
+        if !report.ok {
+            warnings.push(format!("kubernetes: {}", report.message));
+        }
+        api::models::K8sStatus {
+            state: if report.ok {
+                Status::OK
+            } else {
+                Status::WARNING
+            }
+            .into(),
+            msg: report.message,
+            k8s_api_versions: report.resources,
+            policy_errors: report.policy_errors,
+        }
+    });
+    let summary = daemon.summary();
+    st.endpoint_states = summary.endpoint_states.clone();
 
     let bpffs_ok = Path::new(&summary.bpf_root).join(maps::LXC_MAP).exists();
     let maps = match registry.maps() {

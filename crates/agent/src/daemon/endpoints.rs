@@ -56,6 +56,19 @@ pub(super) fn add_namespace_name(labels: &mut Labels) {
     }
 }
 
+/// How long a CNI ADD waits for its pod to arrive through the watch.
+const POD_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// `labels` with every `k8s:` label replaced by the API server's.
+fn with_pod_labels(labels: &Labels, k8s: Vec<policy::Label>) -> Labels {
+    labels
+        .iter()
+        .filter(|l| l.source != policy::labels::SOURCE_K8S)
+        .cloned()
+        .chain(k8s)
+        .collect()
+}
+
 /// Everything in a change request that can be checked without the lock.
 fn validate(req: &EndpointChangeRequest) -> Result<EndpointRecord, AgentError> {
     let ifname = req
@@ -133,6 +146,7 @@ impl Daemon {
             )));
         }
         let mut ep = validate(&req)?;
+        self.take_pod_labels(&mut ep).await;
         let (identity, _) = self
             .cluster
             .identities
@@ -314,6 +328,57 @@ impl Daemon {
             }
         };
         let _ = self.cluster.identities.release(old).await;
+        Ok(())
+    }
+
+    /// In Kubernetes mode, a pod's endpoint gets its identity labels from
+    /// the API server: the pod's, its namespace's, its service account's
+    /// (whatever `k8s:` labels the plugin sent are replaced). A pod the
+    /// watch has not brought within the wait keeps the plugin's labels and
+    /// is relabelled when it arrives.
+    async fn take_pod_labels(&self, ep: &mut EndpointRecord) {
+        let (Some(k8s), Some((namespace, name))) = (&self.k8s, ep.pod_name.split_once('/')) else {
+            return;
+        };
+        let key = k8s::PodKey {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+        };
+        match k8s.pods.wait_labels(&key, POD_WAIT).await {
+            Some(labels) => ep.labels = with_pod_labels(&ep.labels, labels),
+            None => eprintln!(
+                "level=warning msg=\"endpoint for pod {key}: the pod is not known from the API server yet; using the plugin's labels until it is\""
+            ),
+        }
+    }
+
+    /// Moves the endpoints of `pod` (`namespace/name`) to the identity of
+    /// the pod's current labels.
+    pub async fn endpoint_relabel_pod(
+        &self,
+        pod: &str,
+        labels: Vec<policy::Label>,
+    ) -> Result<(), AgentError> {
+        let endpoints: Vec<(u16, Labels)> = self
+            .lock()
+            .endpoints
+            .values()
+            .filter(|ep| ep.pod_name == pod)
+            .map(|ep| (ep.id, with_pod_labels(&ep.labels, labels.clone())))
+            .collect();
+        for (id, labels) in endpoints {
+            let current = self.lock().endpoints.get(&id).map(|ep| ep.labels.clone());
+            if current.as_ref() == Some(&labels) {
+                continue;
+            }
+            self.endpoint_set_labels(
+                &id.to_string(),
+                LabelConfigurationSpec {
+                    user: labels.to_strings(),
+                },
+            )
+            .await?;
+        }
         Ok(())
     }
 

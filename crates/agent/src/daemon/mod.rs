@@ -49,6 +49,8 @@ pub struct Daemon {
     proxy_health: Arc<Mutex<crate::proxy::supervisor::ProxyHealth>>,
     /// Whether this process made sure of the proxy's routing rule.
     proxy_routing: std::sync::atomic::AtomicBool,
+    /// Pods, namespaces and watch health in Kubernetes mode.
+    k8s: Option<Arc<crate::kubernetes::K8sState>>,
     inner: Mutex<Inner>,
 }
 
@@ -146,6 +148,8 @@ impl Daemon {
         let endpoints = state.load_endpoints()?;
         let proxy_ports = state.load_proxy_ports()?.unwrap_or_default();
         let service_sync = service_sync::ServiceSync::start(cluster.kv.clone());
+        let k8s_enabled = config.k8s().enabled();
+        let cluster_name = config.cluster_name.clone();
         let daemon = Arc::new(Daemon {
             config,
             root,
@@ -156,6 +160,7 @@ impl Daemon {
             proxy_desired: tokio::sync::watch::channel(Default::default()).0,
             proxy_health: Default::default(),
             proxy_routing: Default::default(),
+            k8s: k8s_enabled.then(|| Arc::new(crate::kubernetes::K8sState::new(cluster_name))),
             inner: Mutex::new(Inner {
                 maps,
                 ipam,
@@ -177,6 +182,11 @@ impl Daemon {
 
     pub fn bpf_root(&self) -> &BpfRoot {
         &self.root
+    }
+
+    /// Kubernetes mode's state; `None` without an API server.
+    pub fn k8s(&self) -> Option<&Arc<crate::kubernetes::K8sState>> {
+        self.k8s.as_ref()
     }
 
     pub fn cluster(&self) -> &Cluster {

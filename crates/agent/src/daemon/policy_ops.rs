@@ -36,6 +36,10 @@ impl Daemon {
         })
     }
 
+    pub fn policy_revision(&self) -> u64 {
+        self.lock().repo.revision()
+    }
+
     pub fn policy_get(&self) -> Policy {
         policy_model(&self.lock().repo)
     }
@@ -54,6 +58,60 @@ impl Daemon {
         }
         self.policy_changed(&mut inner, &mut Stages::start())?;
         Ok(policy_model(&inner.repo))
+    }
+
+    /// Makes the rules of one object from the API server (every rule of
+    /// which carries `object` labels) exactly `rules`; none deletes it.
+    /// Returns the revision that holds them; an object applied again
+    /// unchanged (a relist) changes nothing.
+    pub fn policy_replace_object(
+        &self,
+        object: &[String],
+        rules: Vec<policy::Rule>,
+    ) -> Result<u64, AgentError> {
+        let object = Labels::parse_all(object)
+            .map_err(|e| AgentError::Internal(format!("object labels: {e}")))?;
+        let mut stages = Stages::start();
+        let count = rules.len();
+        let mut inner = self.lock();
+        let Some(revision) = inner.repo.replace_labelled(&object, rules) else {
+            return Ok(inner.repo.revision());
+        };
+        inner.recompile_rules();
+        stages.done("repository");
+        self.policy_changed(&mut inner, &mut stages)?;
+        eprintln!(
+            "level=info msg=\"policy from Kubernetes: {object}: {count} rules, revision {revision}: {stages}\""
+        );
+        Ok(revision)
+    }
+
+    /// The `(namespace, name)` of every object of `kind` whose rules are in
+    /// the repository (namespace empty for clusterwide kinds).
+    pub fn policy_objects(&self, kind: &str) -> std::collections::BTreeSet<(String, String)> {
+        use policy::policy_labels::{
+            POLICY_LABEL_DERIVED_FROM, POLICY_LABEL_NAME, POLICY_LABEL_NAMESPACE,
+        };
+        let value = |labels: &[String], key: &str| {
+            let prefix = format!("k8s:{key}=");
+            labels
+                .iter()
+                .find_map(|l| l.strip_prefix(&prefix))
+                .unwrap_or_default()
+                .to_string()
+        };
+        self.lock()
+            .repo
+            .rules()
+            .iter()
+            .filter(|rule| value(&rule.labels, POLICY_LABEL_DERIVED_FROM) == kind)
+            .map(|rule| {
+                (
+                    value(&rule.labels, POLICY_LABEL_NAMESPACE),
+                    value(&rule.labels, POLICY_LABEL_NAME),
+                )
+            })
+            .collect()
     }
 
     /// CIDR identities follow the rules, the policy maps follow both; the

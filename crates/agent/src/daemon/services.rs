@@ -127,6 +127,21 @@ impl Daemon {
         Ok((model(&record), previous.is_none()))
     }
 
+    /// A service this node derives itself (from Kubernetes Services, which
+    /// every node watches): into the LB maps and the state dir, never
+    /// published to the kvstore.
+    pub fn service_upsert_local(&self, id: u16, spec: ServiceSpec) -> Result<(), AgentError> {
+        let record = services::validate(&id.to_string(), &spec).map_err(AgentError::BadRequest)?;
+        if self.lock().services.get(id) == Some(&record) {
+            return Ok(());
+        }
+        self.service_apply(record).map(drop)
+    }
+
+    pub fn service_remove_local(&self, id: u16) -> Result<(), AgentError> {
+        self.service_remove(id)
+    }
+
     pub fn service_delete(&self, id: &str) -> Result<(), AgentError> {
         let num = parse_id(id)?;
         self.service_remove(num)?;

@@ -39,20 +39,39 @@ pub fn enforcement(policy_enabled: &str) -> (&'static str, &'static str) {
     }
 }
 
+/// Cilium's columns, and `POD` (namespace/name) when any endpoint is a
+/// Kubernetes pod.
 pub fn render(endpoints: &[Endpoint], headers: bool) -> String {
     let mut t = Table::new();
+    let pods = endpoints
+        .iter()
+        .any(|ep| !ep.status.external_identifiers.pod_name.is_empty());
+    let mut row = |cells: Vec<String>, pod: &str| {
+        let mut cells = cells;
+        if pods {
+            cells.push(pod.to_string());
+        }
+        t.row(cells);
+    };
+    let strings = |cells: &[&str]| cells.iter().map(|c| c.to_string()).collect::<Vec<_>>();
     if headers {
-        t.row([
-            "ENDPOINT",
-            "POLICY (ingress)",
-            "POLICY (egress)",
-            "IDENTITY",
-            "LABELS (source:key[=value])",
-            "IPv6",
-            "IPv4",
-            "STATUS",
-        ]);
-        t.row(["", "ENFORCEMENT", "ENFORCEMENT", "", "", "", "", ""]);
+        row(
+            strings(&[
+                "ENDPOINT",
+                "POLICY (ingress)",
+                "POLICY (egress)",
+                "IDENTITY",
+                "LABELS (source:key[=value])",
+                "IPv6",
+                "IPv4",
+                "STATUS",
+            ]),
+            "POD",
+        );
+        row(
+            strings(&["", "ENFORCEMENT", "ENFORCEMENT", "", "", "", "", ""]),
+            "",
+        );
     }
     for ep in endpoints {
         let (ingress, egress) = enforcement(&ep.status.policy.realized.policy_enabled);
@@ -67,18 +86,21 @@ pub fn render(endpoints: &[Endpoint], headers: bool) -> String {
         }
         for (i, label) in labels.iter().enumerate() {
             if i == 0 {
-                t.row([
-                    ep.id.to_string(),
-                    ingress.to_string(),
-                    egress.to_string(),
-                    ep.status.identity.id.to_string(),
-                    label.clone(),
-                    String::new(),
-                    ipv4.clone(),
-                    ep.status.state.clone(),
-                ]);
+                row(
+                    vec![
+                        ep.id.to_string(),
+                        ingress.to_string(),
+                        egress.to_string(),
+                        ep.status.identity.id.to_string(),
+                        label.clone(),
+                        String::new(),
+                        ipv4.clone(),
+                        ep.status.state.clone(),
+                    ],
+                    &ep.status.external_identifiers.pod_name,
+                );
             } else {
-                t.row(["", "", "", "", label, "", "", ""]);
+                row(strings(&["", "", "", "", label, "", "", ""]), "");
             }
         }
     }

@@ -51,6 +51,7 @@ impl ClusterPod {
         node: usize,
         name: &str,
         labels: &[&str],
+        k8s: Option<(&str, &str)>,
     ) -> Result<ClusterPod> {
         let (pid, n) = unique::next_pair();
         let netns = NetNs::create(&unique::netns_name(pid, n, name))?;
@@ -59,6 +60,7 @@ impl ClusterPod {
             ctx,
             container_id: format!("testbed-{pid}-{n}-{name}"),
             pod_name: name.to_string(),
+            k8s: k8s.map(|(ns, uid)| (ns.to_string(), uid.to_string())),
             pod_netns: netns.path(),
             added: false,
         };
@@ -169,6 +171,8 @@ struct Attachment {
     ctx: CniContext,
     container_id: String,
     pod_name: String,
+    /// The Kubernetes namespace and UID of a pod the API server knows.
+    k8s: Option<(String, String)>,
     pod_netns: PathBuf,
     conf: String,
     added: bool,
@@ -192,6 +196,16 @@ impl Attachment {
         Ok(stdout)
     }
 
+    /// What a container runtime passes: the pod's name, and for a
+    /// Kubernetes pod its namespace and UID too (as CRI runtimes do).
+    fn cni_args(&self) -> String {
+        let mut args = format!("IgnoreUnknown=1;K8S_POD_NAME={}", self.pod_name);
+        if let Some((namespace, uid)) = &self.k8s {
+            args.push_str(&format!(";K8S_POD_NAMESPACE={namespace};K8S_POD_UID={uid}"));
+        }
+        args
+    }
+
     fn run(&self, command: &str) -> Result<Output> {
         let cni_dir = self
             .ctx
@@ -209,10 +223,7 @@ impl Attachment {
             .env("CNI_NETNS", &self.pod_netns)
             .env("CNI_IFNAME", POD_IFNAME)
             .env("CNI_PATH", cni_dir)
-            .env(
-                "CNI_ARGS",
-                format!("IgnoreUnknown=1;K8S_POD_NAME={}", self.pod_name),
-            )
+            .env("CNI_ARGS", self.cni_args())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -1,0 +1,449 @@
+//! Kubernetes mode against the real control plane (etcd, kube-apiserver,
+//! kube-controller-manager built from the upstream Go modules): two nodes,
+//! each an agent following the API server, pods created the way a kubelet
+//! creates them. Policies are applied with `kubectl`; real connections
+//! between pods on both nodes show what the datapath enforces.
+//!
+//! Needs root, etcd, and the control plane's binaries (`make setup` builds
+//! them once into /var/cache/cilium-rs/k8s).
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Context, Result};
+use testbed::cluster::{Cluster, ClusterOptions, ClusterPod};
+use testbed::eventually;
+
+/// Kubernetes' and Cilium's promise: a change is enforced within this.
+const FOLLOW: Duration = Duration::from_secs(2);
+const PORT: u16 = 8080;
+
+fn two_nodes() -> Result<Cluster> {
+    Cluster::start_kubernetes(
+        ClusterOptions {
+            nodes: 2,
+            etcd_members: 1,
+        },
+        &[],
+    )
+}
+
+fn connects(from: &ClusterPod, to: Ipv4Addr) -> bool {
+    from.tcp_connect(to, PORT, Duration::from_millis(700))
+}
+
+/// Waits until `from` → `to` is `allowed`, at most [`FOLLOW`] after
+/// `since`; fails naming the pair and what every node sees.
+fn follows(
+    cluster: &Cluster,
+    since: Instant,
+    from: &ClusterPod,
+    to: &ClusterPod,
+    allowed: bool,
+) -> Result<Duration> {
+    let settled = eventually(FOLLOW * 3, Duration::from_millis(50), || {
+        connects(from, to.ip()) == allowed
+    });
+    let took = since.elapsed();
+    ensure!(
+        settled && took <= FOLLOW + Duration::from_millis(700),
+        "{} -> {}: expected {}, {} after {took:?}\n{}",
+        from.name(),
+        to.name(),
+        if allowed { "allowed" } else { "denied" },
+        if settled { "settled only" } else { "still not" },
+        cluster.describe()
+    );
+    Ok(took)
+}
+
+fn namespace(cluster: &Cluster, name: &str, labels: &str) -> Result<()> {
+    cluster.control_plane().apply(&format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {name}\n  labels: {{{labels}}}\n"
+    ))?;
+    Ok(())
+}
+
+const WEB_FROM_CLIENTS: &str = "
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: web-from-clients, namespace: shop}
+spec:
+  podSelector: {matchLabels: {app: web}}
+  policyTypes: [Ingress]
+  ingress:
+  - from:
+    - podSelector: {matchLabels: {app: client}}
+    ports:
+    - port: 8080
+";
+
+const WEB_FROM_TEAM_B: &str = "
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: web-from-team-b, namespace: shop}
+spec:
+  podSelector: {matchLabels: {app: web}}
+  ingress:
+  - from:
+    - namespaceSelector: {matchLabels: {team: b}}
+";
+
+#[test]
+fn network_policies_from_kubectl_follow_pods_and_namespaces() -> Result<()> {
+    let cluster = two_nodes()?;
+    namespace(&cluster, "shop", "team: a")?;
+    namespace(&cluster, "other", "team: b")?;
+    let web = cluster.k8s_pod(0, "shop", "web", &["app=web"], &["http=8080"])?;
+    let client = cluster.k8s_pod(1, "shop", "client", &["app=client"], &[])?;
+    let stranger = cluster.k8s_pod(1, "shop", "stranger", &["app=stranger"], &[])?;
+    let outsider = cluster.k8s_pod(0, "other", "client", &["app=client"], &[])?;
+    let _server = web.serve_tcp(PORT)?;
+
+    // The identity comes from the API server, not from the plugin.
+    let labels = web.endpoint()?.status.identity.labels;
+    for expected in [
+        "k8s:app=web",
+        "k8s:io.kubernetes.pod.namespace=shop",
+        "k8s:io.cilium.k8s.namespace.labels.team=a",
+        "k8s:io.cilium.k8s.namespace.labels.kubernetes.io/metadata.name=shop",
+        "k8s:io.cilium.k8s.policy.cluster=default",
+    ] {
+        ensure!(
+            labels.iter().any(|l| l == expected),
+            "{expected} missing in {labels:?}"
+        );
+    }
+    for pod in [&client, &stranger, &outsider] {
+        ensure!(
+            connects(pod, web.ip()),
+            "{} cannot reach web without policy",
+            pod.name()
+        );
+    }
+
+    // podSelector alone: this namespace's clients only, on the port given.
+    let applied = Instant::now();
+    cluster.control_plane().apply(WEB_FROM_CLIENTS)?;
+    follows(&cluster, applied, &stranger, &web, false)?;
+    ensure!(connects(&client, web.ip()), "shop/client denied");
+    ensure!(
+        !connects(&outsider, web.ip()),
+        "other/client allowed by a podSelector-only peer"
+    );
+
+    // namespaceSelector: every pod of the matching namespaces.
+    let applied = Instant::now();
+    cluster.control_plane().apply(WEB_FROM_TEAM_B)?;
+    follows(&cluster, applied, &outsider, &web, true)?;
+    ensure!(!connects(&stranger, web.ip()), "shop/stranger allowed");
+
+    // Relabelling the namespace moves its pods out of the peer.
+    let relabelled = Instant::now();
+    cluster
+        .control_plane()
+        .kubectl(&["label", "namespace", "other", "team=c", "--overwrite"])?;
+    follows(&cluster, relabelled, &outsider, &web, false)?;
+
+    // Relabelling a pod moves it into the peer.
+    let relabelled = Instant::now();
+    cluster.control_plane().kubectl(&[
+        "label",
+        "pod",
+        "-n",
+        "shop",
+        "stranger",
+        "app=client",
+        "--overwrite",
+    ])?;
+    follows(&cluster, relabelled, &stranger, &web, true)?;
+
+    // Deleting the policies lifts the isolation.
+    let deleted = Instant::now();
+    cluster.control_plane().delete(WEB_FROM_CLIENTS)?;
+    cluster.control_plane().delete(WEB_FROM_TEAM_B)?;
+    follows(&cluster, deleted, &outsider, &web, true)?;
+    Ok(())
+}
+
+const CNP_WEB: &str = "
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: web, namespace: shop}
+spec:
+  endpointSelector: {matchLabels: {app: web}}
+  ingress:
+  - fromEndpoints: [{matchLabels: {app: client}}]
+    toPorts: [{ports: [{port: \"8080\", protocol: TCP}]}]
+";
+
+const CCNP_DENY_STRANGERS: &str = "
+apiVersion: cilium.io/v2
+kind: CiliumClusterwideNetworkPolicy
+metadata: {name: no-strangers}
+spec:
+  endpointSelector: {matchLabels: {app: web}}
+  ingressDeny:
+  - fromEndpoints: [{matchLabels: {app: client, k8s:io.kubernetes.pod.namespace: other}}]
+";
+
+const CNP_UNENFORCEABLE: &str = "
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: broken, namespace: shop}
+spec:
+  endpointSelector: {matchLabels: {app: web}}
+  ingress:
+  - fromEndpoints: [{matchLabels: {app: client}}]
+    toPorts: [{ports: [{port: \"8080\"}], rules: {http: [{method: \"(\"}]}}]
+";
+
+#[test]
+fn cilium_policies_are_enforced_and_report_their_status() -> Result<()> {
+    let cluster = two_nodes()?;
+    namespace(&cluster, "shop", "team: a")?;
+    namespace(&cluster, "other", "team: b")?;
+    let web = cluster.k8s_pod(0, "shop", "web", &["app=web"], &[])?;
+    let client = cluster.k8s_pod(1, "shop", "client", &["app=client"], &[])?;
+    let stranger = cluster.k8s_pod(1, "shop", "stranger", &["app=stranger"], &[])?;
+    let outsider = cluster.k8s_pod(0, "other", "client", &["app=client"], &[])?;
+    let _server = web.serve_tcp(PORT)?;
+
+    // A CNP's peers are scoped to its namespace.
+    let applied = Instant::now();
+    cluster.control_plane().apply(CNP_WEB)?;
+    follows(&cluster, applied, &stranger, &web, false)?;
+    ensure!(connects(&client, web.ip()), "shop/client denied");
+    ensure!(
+        !connects(&outsider, web.ip()),
+        "other/client allowed by a namespaced CNP"
+    );
+
+    // Each node reports the object as enforced in its status.
+    let status = || -> Result<serde_json::Value> {
+        let text = cluster
+            .control_plane()
+            .kubectl(&["get", "cnp", "-n", "shop", "web", "-o", "json"])?;
+        Ok(serde_json::from_str::<serde_json::Value>(&text)?["status"]["nodes"].clone())
+    };
+    let reported = eventually(Duration::from_secs(5), Duration::from_millis(100), || {
+        status().is_ok_and(|nodes| {
+            ["node0", "node1"]
+                .iter()
+                .all(|n| nodes[n]["enforcing"] == true && nodes[n]["ok"] == true)
+        })
+    });
+    ensure!(reported, "CNP status: {:?}", status()?);
+
+    // A clusterwide deny wins over the namespaced allow.
+    cluster.control_plane().apply(
+        "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: web-from-other, namespace: shop}\nspec:\n  endpointSelector: {matchLabels: {app: web}}\n  ingress:\n  - fromEndpoints: [{matchLabels: {k8s:io.kubernetes.pod.namespace: other}}]\n",
+    )?;
+    follows(&cluster, Instant::now(), &outsider, &web, true)?;
+    let applied = Instant::now();
+    cluster.control_plane().apply(CCNP_DENY_STRANGERS)?;
+    follows(&cluster, applied, &outsider, &web, false)?;
+    ensure!(
+        connects(&client, web.ip()),
+        "shop/client denied by the CCNP"
+    );
+
+    // An object the agent cannot enforce: its status and `cilium status`
+    // name the field; everything else keeps working.
+    cluster.control_plane().apply(CNP_UNENFORCEABLE)?;
+    let broken_status = || -> Result<String> {
+        let text = cluster.control_plane().kubectl(&[
+            "get",
+            "cnp",
+            "-n",
+            "shop",
+            "broken",
+            "-o",
+            "jsonpath={.status.nodes.node0.error}",
+        ])?;
+        Ok(text)
+    };
+    let reported = eventually(Duration::from_secs(5), Duration::from_millis(100), || {
+        broken_status().is_ok_and(|e| e.contains("method"))
+    });
+    ensure!(reported, "broken CNP status: {:?}", broken_status());
+    let cli = cluster.node(0).cli_ok(&["status"])?;
+    ensure!(
+        cli.contains("CiliumNetworkPolicy shop/broken") && cli.contains("method"),
+        "cilium status does not show the broken CNP:\n{cli}"
+    );
+    ensure!(
+        connects(&client, web.ip()),
+        "shop/client denied after a broken CNP"
+    );
+
+    let deleted = Instant::now();
+    cluster.control_plane().delete(CCNP_DENY_STRANGERS)?;
+    follows(&cluster, deleted, &outsider, &web, true)?;
+    Ok(())
+}
+
+/// An echo server on [`PORT`] in `pod`, for as long as the test runs.
+fn echo_server(pod: &ClusterPod) -> Result<()> {
+    let listener = pod
+        .namespace()
+        .run(|| TcpListener::bind((Ipv4Addr::UNSPECIFIED, PORT)))??;
+    std::thread::spawn(move || {
+        for mut conn in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 256];
+                while let Ok(n @ 1..) = conn.read(&mut buf) {
+                    if conn.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    Ok(())
+}
+
+fn echo(session: &mut TcpStream, text: &str) -> Result<()> {
+    session.write_all(text.as_bytes())?;
+    let mut back = vec![0u8; text.len()];
+    session.read_exact(&mut back)?;
+    ensure!(
+        back == text.as_bytes(),
+        "echo: {:?}",
+        String::from_utf8_lossy(&back)
+    );
+    Ok(())
+}
+
+#[test]
+fn enforcement_survives_the_api_server_going_away() -> Result<()> {
+    let cluster = two_nodes()?;
+    namespace(&cluster, "shop", "team: a")?;
+    let web = cluster.k8s_pod(0, "shop", "web", &["app=web"], &[])?;
+    let client = cluster.k8s_pod(1, "shop", "client", &["app=client"], &[])?;
+    let stranger = cluster.k8s_pod(1, "shop", "stranger", &["app=stranger"], &[])?;
+    echo_server(&web)?;
+    cluster.control_plane().apply(WEB_FROM_CLIENTS)?;
+    follows(&cluster, Instant::now(), &stranger, &web, false)?;
+
+    // A connection established before the outage carries on through it.
+    let to = std::net::SocketAddr::from((web.ip(), PORT));
+    let mut session = client
+        .namespace()
+        .run(move || TcpStream::connect_timeout(&to, Duration::from_secs(2)))??;
+    session.set_read_timeout(Some(Duration::from_secs(2)))?;
+    echo(&mut session, "before\n")?;
+
+    cluster
+        .control_plane()
+        .restart_apiserver(Duration::from_secs(10))?;
+    echo(&mut session, "during and after\n").context("the established session was cut")?;
+    ensure!(
+        connects(&client, web.ip()),
+        "client denied after the outage"
+    );
+    ensure!(
+        !connects(&stranger, web.ip()),
+        "stranger allowed after the outage"
+    );
+
+    // Changes made after the server's return apply.
+    let applied = Instant::now();
+    cluster.control_plane().delete(WEB_FROM_CLIENTS)?;
+    let lifted = eventually(Duration::from_secs(30), Duration::from_millis(100), || {
+        connects(&stranger, web.ip())
+    });
+    ensure!(
+        lifted,
+        "the deletion after the outage was not applied ({:?})\n{}",
+        applied.elapsed(),
+        cluster.describe()
+    );
+    echo(&mut session, "still\n")?;
+    Ok(())
+}
+
+const WEB_SERVICE: &str = "
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: shop}
+spec:
+  selector: {app: web}
+  ports:
+  - {name: http, port: 80, targetPort: 8080, protocol: TCP}
+";
+
+/// Which backends answer `frontend:80` over `tries` new connections.
+fn answering(
+    client: &ClusterPod,
+    frontend: Ipv4Addr,
+    tries: usize,
+) -> std::collections::BTreeSet<String> {
+    (0..tries)
+        .filter_map(|_| client.tcp_request(frontend, 80, Duration::from_millis(700)))
+        .map(|answer| answer.trim().to_string())
+        .collect()
+}
+
+#[test]
+fn cluster_ip_services_balance_over_ready_pods_on_both_nodes() -> Result<()> {
+    let cluster = two_nodes()?;
+    namespace(&cluster, "shop", "team: a")?;
+    let web0 = cluster.k8s_pod(0, "shop", "web-0", &["app=web"], &[])?;
+    let web1 = cluster.k8s_pod(1, "shop", "web-1", &["app=web"], &[])?;
+    let client = cluster.k8s_pod(1, "shop", "client", &["app=client"], &[])?;
+    let _servers = (web0.serve_tcp(PORT)?, web1.serve_tcp(PORT)?);
+    cluster.control_plane().apply(WEB_SERVICE)?;
+    let ip: Ipv4Addr = cluster
+        .control_plane()
+        .kubectl(&[
+            "get",
+            "svc",
+            "-n",
+            "shop",
+            "web",
+            "-o",
+            "jsonpath={.spec.clusterIP}",
+        ])?
+        .trim()
+        .parse()?;
+
+    let both: std::collections::BTreeSet<String> =
+        ["web-0".to_string(), "web-1".to_string()].into();
+    let mut seen = Default::default();
+    let balanced = eventually(Duration::from_secs(10), Duration::from_millis(100), || {
+        seen = answering(&client, ip, 20);
+        seen == both
+    });
+    ensure!(
+        balanced,
+        "{ip}:80 answered by {seen:?}\n{}",
+        cluster.describe()
+    );
+
+    // A pod turning not-ready leaves the rotation.
+    let changed = Instant::now();
+    cluster
+        .control_plane()
+        .set_pod_ready("shop", "web-1", web1.ip(), false)?;
+    let only_web0: std::collections::BTreeSet<String> = ["web-0".to_string()].into();
+    let left = eventually(Duration::from_secs(5), Duration::from_millis(50), || {
+        seen = answering(&client, ip, 10);
+        seen == only_web0
+    });
+    ensure!(left, "after web-1 turned not ready: {seen:?}");
+    ensure!(
+        changed.elapsed() < Duration::from_secs(2),
+        "the LB followed only after {:?}",
+        changed.elapsed()
+    );
+
+    // Deleting the Service removes its frontend.
+    cluster.control_plane().delete(WEB_SERVICE)?;
+    let gone = eventually(Duration::from_secs(5), Duration::from_millis(100), || {
+        answering(&client, ip, 1).is_empty()
+    });
+    ensure!(gone, "{ip}:80 still answers after the Service was deleted");
+    Ok(())
+}
