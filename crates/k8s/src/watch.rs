@@ -6,8 +6,10 @@
 //! nothing is re-created for nothing.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use futures_util::{stream, Stream, StreamExt};
+use kube::runtime::utils::Backoff;
 use kube::runtime::watcher::{self, watcher, Event};
 use kube::runtime::WatchStreamExt;
 use kube::{Api, Resource, ResourceExt};
@@ -35,8 +37,40 @@ where
 {
     let mut mirror = Mirror::default();
     watcher(api, config)
-        .default_backoff()
+        .backoff(Retry::default())
         .flat_map(move |event| stream::iter(mirror.apply(event)))
+}
+
+const FIRST_RETRY: Duration = Duration::from_millis(200);
+const LAST_RETRY: Duration = Duration::from_secs(5);
+
+/// Waits between attempts while the API server is away: doubling from
+/// 0.2 s to at most 5 s, so a server back from a restart is found within
+/// seconds and a lost one is asked a few times a minute, never in a loop.
+struct Retry {
+    next: Duration,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Retry { next: FIRST_RETRY }
+    }
+}
+
+impl Iterator for Retry {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        let wait = self.next;
+        self.next = (self.next * 2).min(LAST_RETRY);
+        Some(wait)
+    }
+}
+
+impl Backoff for Retry {
+    fn reset(&mut self) {
+        self.next = FIRST_RETRY;
+    }
 }
 
 /// The objects the watch has reported, to tell what a relist dropped.
@@ -125,6 +159,19 @@ mod tests {
                 Change::Lost(_) => "lost".into(),
             })
             .collect()
+    }
+
+    #[test]
+    fn retries_back_off_to_five_seconds_and_start_over_after_success() {
+        let mut retry = Retry::default();
+        let waits: Vec<u64> = retry
+            .by_ref()
+            .take(7)
+            .map(|d| d.as_millis() as u64)
+            .collect();
+        assert_eq!(waits, [200, 400, 800, 1600, 3200, 5000, 5000]);
+        retry.reset();
+        assert_eq!(retry.next(), Some(FIRST_RETRY));
     }
 
     #[test]

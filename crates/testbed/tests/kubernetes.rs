@@ -284,7 +284,8 @@ fn cilium_policies_are_enforced_and_report_their_status() -> Result<()> {
     Ok(())
 }
 
-/// An echo server on [`PORT`] in `pod`, for as long as the test runs.
+/// A server on [`PORT`] in `pod` that greets each connection with a line,
+/// then echoes; for as long as the test runs.
 fn echo_server(pod: &ClusterPod) -> Result<()> {
     let listener = pod
         .namespace()
@@ -292,6 +293,10 @@ fn echo_server(pod: &ClusterPod) -> Result<()> {
     std::thread::spawn(move || {
         for mut conn in listener.incoming().flatten() {
             std::thread::spawn(move || {
+                // The line `tcp_connect` waits for, then an echo.
+                if conn.write_all(b"web\n").is_err() {
+                    return;
+                }
                 let mut buf = [0u8; 256];
                 while let Ok(n @ 1..) = conn.read(&mut buf) {
                     if conn.write_all(&buf[..n]).is_err() {
@@ -333,6 +338,8 @@ fn enforcement_survives_the_api_server_going_away() -> Result<()> {
         .namespace()
         .run(move || TcpStream::connect_timeout(&to, Duration::from_secs(2)))??;
     session.set_read_timeout(Some(Duration::from_secs(2)))?;
+    let mut greeting = [0u8; 4];
+    session.read_exact(&mut greeting)?;
     echo(&mut session, "before\n")?;
 
     cluster
@@ -341,7 +348,10 @@ fn enforcement_survives_the_api_server_going_away() -> Result<()> {
     echo(&mut session, "during and after\n").context("the established session was cut")?;
     ensure!(
         connects(&client, web.ip()),
-        "client denied after the outage"
+        "client denied after the outage\n{}\n{}\n{}",
+        cluster.describe(),
+        cluster.node(0).agent().log_tail(),
+        cluster.node(1).agent().log_tail()
     );
     ensure!(
         !connects(&stranger, web.ip()),
@@ -351,7 +361,7 @@ fn enforcement_survives_the_api_server_going_away() -> Result<()> {
     // Changes made after the server's return apply.
     let applied = Instant::now();
     cluster.control_plane().delete(WEB_FROM_CLIENTS)?;
-    let lifted = eventually(Duration::from_secs(30), Duration::from_millis(100), || {
+    let lifted = eventually(Duration::from_secs(10), Duration::from_millis(100), || {
         connects(&stranger, web.ip())
     });
     ensure!(
