@@ -9,7 +9,7 @@ APT_PACKAGES := clang llvm libbpf-dev bpftool linux-libc-dev iproute2 clang-19 \
 	kcat nghttp2-client util-linux wrk
 SETUP_STAMP := target/.setup-done
 
-.PHONY: setup build demo test bench lint clean-state
+.PHONY: setup build demo demo-k8s test bench lint clean-state
 
 setup: $(SETUP_STAMP)
 
@@ -35,6 +35,11 @@ build: setup
 
 demo: build
 	./scripts/demo.sh
+
+# The same demo driven by kubectl against a real Kubernetes control plane,
+# on a two-node cluster.
+demo-k8s: build
+	./scripts/demo-k8s.sh
 
 # Unit tests run in parallel; tests that touch the kernel share global state
 # (bpffs, netns, the agent socket) and run serially (see .config/nextest.toml).

@@ -21,6 +21,7 @@ pub mod etcd;
 pub mod http;
 pub mod kubernetes;
 pub mod monitor;
+pub mod narrator;
 pub mod netns;
 pub mod pod;
 pub mod runtime;

@@ -5,11 +5,11 @@
 //! an L7 policy then allows `POST /v1/request-landing` and turns
 //! `PUT /v1/exhaust-port` away with 403. Removes everything it made.
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use testbed::narrator::Narrator;
 use testbed::{Agent, AgentOptions, AgentPaths, CliMonitor, Pod};
 
 const L3_L4_POLICY: &str = "\
@@ -124,7 +124,7 @@ fn walk_through(agent: &Agent, out: &Narrator) -> Result<()> {
     let requests = CliMonitor::start(agent, &["--type", "l7"])?;
 
     out.step("L3/L4 policy: only org=empire may reach the deathstar, on TCP port 80");
-    out.import(agent, &deathstar, "sw_l3_l4_policy.yaml", L3_L4_POLICY)?;
+    import(out, agent, &deathstar, "sw_l3_l4_policy.yaml", L3_L4_POLICY)?;
     out.curl(&tiefighter, &["-X", "POST", &landing])?;
     if out.curl(&xwing, &["-X", "POST", &landing]).is_ok() {
         bail!("the xwing landed although the policy denies it");
@@ -139,7 +139,7 @@ fn walk_through(agent: &Agent, out: &Narrator) -> Result<()> {
     out.curl(&tiefighter, &["-X", "PUT", &exhaust])?;
 
     out.step("L7 policy: the empire may only POST /v1/request-landing");
-    out.import(agent, &deathstar, "sw_l3_l4_l7_policy.yaml", L7_POLICY)?;
+    import(out, agent, &deathstar, "sw_l3_l4_l7_policy.yaml", L7_POLICY)?;
     out.curl(&tiefighter, &["-X", "POST", &landing])?;
     let denied = out.curl(&tiefighter, &["-X", "PUT", &exhaust])?;
     if !denied.contains("Access denied") {
@@ -173,76 +173,12 @@ fn parse_revision(text: &str) -> Result<u64> {
         .with_context(|| format!("no `Revision: N` in the CLI output {text:?}"))
 }
 
-/// One bold line per step; command output indented beneath.
-struct Narrator {
-    color: bool,
-}
-
-impl Narrator {
-    fn new() -> Narrator {
-        Narrator {
-            color: std::io::stdout().is_terminal(),
-        }
-    }
-
-    fn step(&self, what: &str) {
-        if self.color {
-            println!("\n\x1b[1;36m==>\x1b[0m \x1b[1m{what}\x1b[0m");
-        } else {
-            println!("\n==> {what}");
-        }
-    }
-
-    fn detail(&self, line: &str) {
-        println!("    {line}");
-    }
-
-    fn text(&self, text: &str) {
-        for line in text.lines() {
-            self.detail(line);
-        }
-    }
-
-    /// Runs and prints `curl ARGS...` in `pod`; its output, or an error when
-    /// curl fails (a dropped connection times out).
-    fn curl(&self, pod: &Pod, args: &[&str]) -> Result<String> {
-        self.prompt(&format!("{}$ curl {}", pod.name(), args.join(" ")));
-        let mut full = vec!["curl", "-s", "--max-time", "2"];
-        full.extend(args);
-        let output = pod.exec(&full);
-        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-        if !output.status.success() {
-            self.detail("(no answer)");
-            bail!("curl {} from {} failed", args.join(" "), pod.name());
-        }
-        self.text(&stdout);
-        Ok(stdout)
-    }
-
-    /// Writes and imports a policy, then waits until `subject` enforces it.
-    fn import(&self, agent: &Agent, subject: &Pod, name: &str, policy: &str) -> Result<()> {
-        let file = agent.temp_dir().join(name);
-        std::fs::write(&file, policy)
-            .with_context(|| format!("cannot write {}", file.display()))?;
-        self.text(policy);
-        self.command(agent, &["policy", "delete", "--all"])?;
-        let imported = self.command(agent, &["policy", "import", &file.display().to_string()])?;
-        subject.wait_for_policy_revision(agent, parse_revision(&imported)?, Duration::from_secs(10))
-    }
-
-    fn prompt(&self, prompt: &str) {
-        if self.color {
-            println!("    \x1b[2m{prompt}\x1b[0m");
-        } else {
-            println!("    {prompt}");
-        }
-    }
-
-    /// Runs and prints `cilium ARGS...`; returns its stdout.
-    fn command(&self, agent: &Agent, args: &[&str]) -> Result<String> {
-        self.prompt(&format!("$ cilium {}", args.join(" ")));
-        let stdout = agent.cli_ok(args)?;
-        self.text(&stdout);
-        Ok(stdout)
-    }
+/// Writes and imports a policy, then waits until `subject` enforces it.
+fn import(out: &Narrator, agent: &Agent, subject: &Pod, name: &str, policy: &str) -> Result<()> {
+    let file = agent.temp_dir().join(name);
+    std::fs::write(&file, policy).with_context(|| format!("cannot write {}", file.display()))?;
+    out.text(policy);
+    out.command(agent, &["policy", "delete", "--all"])?;
+    let imported = out.command(agent, &["policy", "import", &file.display().to_string()])?;
+    subject.wait_for_policy_revision(agent, parse_revision(&imported)?, Duration::from_secs(10))
 }
