@@ -23,6 +23,9 @@ pub struct EndpointRecord {
     pub policy_revision: u64,
     pub ingress_enforced: bool,
     pub egress_enforced: bool,
+    /// Container ports by name, for port names in ingress rules.
+    #[serde(default)]
+    pub named_ports: policy::ports::NamedPorts,
 }
 
 impl EndpointRecord {
@@ -79,9 +82,61 @@ impl EndpointRecord {
                         policy_revision: self.policy_revision,
                     },
                 },
+                named_ports: self
+                    .named_ports
+                    .iter()
+                    .map(|(name, &(protocol, port))| Port {
+                        name: name.clone(),
+                        port,
+                        protocol: named_port_protocol(protocol).into(),
+                    })
+                    .collect(),
             },
         }
     }
+}
+
+fn named_port_protocol(number: u8) -> &'static str {
+    match number {
+        policy::mapstate::PROTO_UDP => "UDP",
+        policy::mapstate::PROTO_SCTP => "SCTP",
+        _ => "TCP",
+    }
+}
+
+/// Named ports as the API and Kubernetes write them (protocol `TCP` when
+/// empty); the error names the entry at fault.
+pub fn parse_named_ports(ports: &[api::models::Port]) -> Result<policy::ports::NamedPorts, String> {
+    let mut out = policy::ports::NamedPorts::new();
+    for (index, port) in ports.iter().enumerate() {
+        let at = format!("named-ports[{index}]");
+        if !policy::ports::is_port_name(&port.name) {
+            return Err(format!(
+                "{at}.name: {:?} is not a port name (at most 15 lowercase letters, digits and inner dashes, at least one letter)",
+                port.name
+            ));
+        }
+        if port.port == 0 {
+            return Err(format!("{at}.port: must be 1-65535"));
+        }
+        let protocol = match port.protocol.to_ascii_uppercase().as_str() {
+            "" | "TCP" => policy::mapstate::PROTO_TCP,
+            "UDP" => policy::mapstate::PROTO_UDP,
+            "SCTP" => policy::mapstate::PROTO_SCTP,
+            other => {
+                return Err(format!(
+                    "{at}.protocol: {other:?} (expected TCP, UDP or SCTP)"
+                ))
+            }
+        };
+        if out
+            .insert(port.name.clone(), (protocol, port.port))
+            .is_some()
+        {
+            return Err(format!("{at}.name: {:?} is named twice", port.name));
+        }
+    }
+    Ok(out)
 }
 
 pub fn format_mac(mac: &[u8; 6]) -> String {
@@ -106,6 +161,28 @@ pub fn parse_mac(text: &str) -> Option<[u8; 6]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn named_ports_read_as_kubernetes_writes_them() {
+        let port = |name: &str, port: u16, protocol: &str| api::models::Port {
+            name: name.into(),
+            port,
+            protocol: protocol.into(),
+        };
+        let named = parse_named_ports(&[port("http", 8080, ""), port("dns", 53, "udp")]).unwrap();
+        assert_eq!(named["http"], (policy::mapstate::PROTO_TCP, 8080));
+        assert_eq!(named["dns"], (policy::mapstate::PROTO_UDP, 53));
+        for (bad, field) in [
+            (port("Http", 80, ""), "named-ports[0].name"),
+            (port("http", 0, ""), "named-ports[0].port"),
+            (port("http", 80, "ICMP"), "named-ports[0].protocol"),
+        ] {
+            let err = parse_named_ports(&[bad]).unwrap_err();
+            assert!(err.starts_with(field), "{err}");
+        }
+        let twice = parse_named_ports(&[port("a", 1, ""), port("a", 2, "")]).unwrap_err();
+        assert!(twice.starts_with("named-ports[1].name"), "{twice}");
+    }
 
     #[test]
     fn mac_round_trip_and_rejects() {

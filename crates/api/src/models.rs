@@ -199,6 +199,20 @@ pub struct EndpointChangeRequest {
     /// Requested initial state; the agent decides when `None`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub state: Option<String>,
+    /// The container's named ports (Cilium's `named-ports`): ingress rules
+    /// may name them instead of numbers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub named_ports: Vec<Port>,
+}
+
+/// A named container port (Cilium's `Port` model).
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq)]
+#[serde(default)]
+pub struct Port {
+    pub name: String,
+    pub port: u16,
+    /// `TCP` (also when empty), `UDP` or `SCTP`.
+    pub protocol: String,
 }
 
 /// One endpoint as the agent reports it.
@@ -241,6 +255,8 @@ pub struct EndpointStatus {
     pub external_identifiers: EndpointIdentifiers,
     pub labels: LabelConfigurationStatus,
     pub policy: EndpointPolicyStatus,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub named_ports: Vec<Port>,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq)]

@@ -207,5 +207,5 @@ fn errors_name_object_document_and_path() {
     )
     .unwrap_err()
     .to_string();
-    assert!(err.contains("spec.egress[0].toPorts[0].ports[0].port: port \"https\": named ports are not supported yet"), "{err}");
+    assert!(err.contains("spec.egress[0].toPorts[0].ports[0].port: named port \"https\": named ports are supported in ingress rules only so far"), "{err}");
 }

@@ -224,7 +224,7 @@ fn errors_name_the_field() {
     );
     assert!(
         err("  podSelector: {}\n  egress: [{ports: [{port: http}]}]\n").contains(
-            "spec.egress[0].ports[0].port: port \"http\": named ports are not supported yet"
+            "spec.egress[0].ports[0].port: named port \"http\": named ports are supported in ingress rules only so far"
         )
     );
     assert_eq!(

@@ -26,8 +26,8 @@ pub struct PortRule {
 }
 
 /// A port (or inclusive range `port`..=`endPort`) and protocol. `port` stays a
-/// string like Cilium's (`"80"`; `"0"` = any port); named ports would be strings
-/// that are not numbers.
+/// string like Cilium's (`"80"`; `"0"` = any port; `"http"` = the container
+/// port of that name).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PortProtocol {
@@ -38,6 +38,24 @@ pub struct PortProtocol {
     pub end_port: Option<i64>,
     #[serde(default)]
     pub protocol: Protocol,
+}
+
+/// An endpoint's container ports by name (`http` → TCP 8080): what named
+/// ports in its ingress rules mean. Protocol numbers as the datapath keys them.
+pub type NamedPorts = std::collections::BTreeMap<String, (u8, u16)>;
+
+/// Whether `text` is a port name as Kubernetes allows one (IANA service
+/// name: at most 15 lowercase letters, digits and inner single dashes,
+/// at least one letter).
+pub fn is_port_name(text: &str) -> bool {
+    (1..=15).contains(&text.len())
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && text.bytes().any(|b| b.is_ascii_lowercase())
+        && !text.starts_with('-')
+        && !text.ends_with('-')
+        && !text.contains("--")
 }
 
 /// L4 protocol of a port rule. Cilium's ANY means TCP, UDP and SCTP (not ICMP).
@@ -114,7 +132,7 @@ impl<'de> Deserialize<'de> for Protocol {
 pub enum PortError {
     #[error("port {0:?} is out of range (expected 0-65535; 0 means any port)")]
     OutOfRange(String),
-    #[error("port {0:?}: named ports are not supported yet (expected a number 0-65535)")]
+    #[error("port {0:?} is neither a number 0-65535 nor a port name (at most 15 lowercase letters, digits and dashes)")]
     Named(String),
     #[error("port is empty (expected a number 0-65535)")]
     Empty,
@@ -163,6 +181,12 @@ impl PortProtocol {
                 .map_err(|_| PortError::OutOfRange(self.port.clone()));
         }
         Err(PortError::Named(self.port.clone()))
+    }
+
+    /// The port's name, when it names a container port instead of a number.
+    pub fn port_name(&self) -> Option<&str> {
+        let text = self.port.trim();
+        is_port_name(text).then_some(text)
     }
 
     /// The ports covered. Errors from `port` and from `endPort` are told apart

@@ -79,6 +79,21 @@ spec:
     - port: 8080
 ";
 
+/// The same by the web pod's port name.
+const WEB_FROM_CLIENTS_BY_NAME: &str = "
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: web-from-clients, namespace: shop}
+spec:
+  podSelector: {matchLabels: {app: web}}
+  policyTypes: [Ingress]
+  ingress:
+  - from:
+    - podSelector: {matchLabels: {app: client}}
+    ports:
+    - port: http
+";
+
 const WEB_FROM_TEAM_B: &str = "
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
@@ -101,8 +116,18 @@ fn network_policies_from_kubectl_follow_pods_and_namespaces() -> Result<()> {
     let outsider = cluster.k8s_pod(0, "other", "client", &["app=client"], &[])?;
     let _server = web.serve_tcp(PORT)?;
 
-    // The identity comes from the API server, not from the plugin.
-    let labels = web.endpoint()?.status.identity.labels;
+    // The identity comes from the API server, not from the plugin; so do
+    // the named ports.
+    let status = web.endpoint()?.status;
+    ensure!(
+        status
+            .named_ports
+            .iter()
+            .any(|p| p.name == "http" && p.port == PORT),
+        "web's named ports: {:?}",
+        status.named_ports
+    );
+    let labels = status.identity.labels;
     for expected in [
         "k8s:app=web",
         "k8s:io.kubernetes.pod.namespace=shop",
@@ -123,9 +148,10 @@ fn network_policies_from_kubectl_follow_pods_and_namespaces() -> Result<()> {
         );
     }
 
-    // podSelector alone: this namespace's clients only, on the port given.
+    // podSelector alone: this namespace's clients only, on the port named
+    // `http` in the web pod's spec.
     let applied = Instant::now();
-    cluster.control_plane().apply(WEB_FROM_CLIENTS)?;
+    cluster.control_plane().apply(WEB_FROM_CLIENTS_BY_NAME)?;
     follows(&cluster, applied, &stranger, &web, false)?;
     ensure!(connects(&client, web.ip()), "shop/client denied");
     ensure!(
@@ -161,7 +187,7 @@ fn network_policies_from_kubectl_follow_pods_and_namespaces() -> Result<()> {
 
     // Deleting the policies lifts the isolation.
     let deleted = Instant::now();
-    cluster.control_plane().delete(WEB_FROM_CLIENTS)?;
+    cluster.control_plane().delete(WEB_FROM_CLIENTS_BY_NAME)?;
     cluster.control_plane().delete(WEB_FROM_TEAM_B)?;
     follows(&cluster, deleted, &outsider, &web, true)?;
     Ok(())

@@ -126,6 +126,7 @@ fn validate(req: &EndpointChangeRequest) -> Result<EndpointRecord, AgentError> {
         policy_revision: 0,
         ingress_enforced: false,
         egress_enforced: false,
+        named_ports: crate::endpoint::parse_named_ports(&req.named_ports).map_err(bad)?,
     })
 }
 
@@ -236,7 +237,7 @@ impl Daemon {
     ) -> Result<(), AgentError> {
         let mut prog = EndpointProgram::load(&self.root, ep.id, self.encap_ifindex)?;
         prog.attach(&self.root, &ep.interface_name)?;
-        let policy = self.compile_endpoint(inner, ep.id, &ep.labels)?;
+        let policy = self.compile_endpoint(inner, ep)?;
         super::regenerate::regenerate(
             &self.root,
             &policy,
@@ -345,7 +346,18 @@ impl Daemon {
             name: name.to_string(),
         };
         match k8s.pods.wait_labels(&key, POD_WAIT).await {
-            Some(labels) => ep.labels = with_pod_labels(&ep.labels, labels),
+            Some(labels) => {
+                ep.labels = with_pod_labels(&ep.labels, labels);
+                // The pod spec's port names (fixed for a pod's life). The
+                // first container naming a port wins, as for Kubernetes.
+                for port in k8s.pods.named_ports(&key).unwrap_or_default() {
+                    if let Ok(named) = crate::endpoint::parse_named_ports(&[port]) {
+                        for (name, port) in named {
+                            ep.named_ports.entry(name).or_insert(port);
+                        }
+                    }
+                }
+            }
             None => eprintln!(
                 "level=warning msg=\"endpoint for pod {key}: the pod is not known from the API server yet; using the plugin's labels until it is\""
             ),
@@ -401,7 +413,7 @@ impl Daemon {
         let mut ep = old.clone();
         ep.labels = labels;
         ep.identity = identity.id;
-        let policy = self.compile_endpoint(&mut inner, num, &ep.labels)?;
+        let policy = self.compile_endpoint(&mut inner, &ep)?;
         super::regenerate::regenerate(
             &self.root,
             &policy,

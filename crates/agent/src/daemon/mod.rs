@@ -374,7 +374,9 @@ impl Daemon {
             ..
         } = inner;
         for ep in endpoints.values() {
-            let policy = compiled_rules.policy_for(&ep.labels);
+            let policy = compiled_rules
+                .policy_for(&ep.labels)
+                .with_named_ports(&ep.named_ports);
             match self.with_proxy_ports(proxy_ports, policy, ep.id) {
                 Ok(policy) => {
                     compiled.insert(ep.id, policy);

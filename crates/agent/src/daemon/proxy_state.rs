@@ -2,10 +2,11 @@
 //! their listeners, and the proxy's desired configuration derived from them
 //! (published to the supervisor whenever it changes).
 
-use policy::{EndpointPolicy, Labels};
+use policy::EndpointPolicy;
 use proxy::ipcache::IpcacheEntry;
 
 use super::{Daemon, Inner};
+use crate::endpoint::EndpointRecord;
 use crate::error::AgentError;
 use crate::proxy::{ports::ProxyPorts, redirect_config, DesiredState};
 
@@ -48,11 +49,10 @@ impl Daemon {
     pub(super) fn compile_endpoint(
         &self,
         inner: &mut Inner,
-        id: u16,
-        labels: &Labels,
+        ep: &EndpointRecord,
     ) -> Result<EndpointPolicy, AgentError> {
-        let policy = inner.compile(labels);
-        self.with_proxy_ports(&mut inner.proxy_ports, policy, id)
+        let policy = inner.compile(&ep.labels).with_named_ports(&ep.named_ports);
+        self.with_proxy_ports(&mut inner.proxy_ports, policy, ep.id)
     }
 
     /// Recomputes what the proxy should have and hands it to the supervisor

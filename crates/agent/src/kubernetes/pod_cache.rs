@@ -48,6 +48,25 @@ impl PodCache {
         ))
     }
 
+    /// A known pod's named container ports.
+    pub fn named_ports(&self, key: &PodKey) -> Option<Vec<api::models::Port>> {
+        let cached = self.lock();
+        let spec = cached.pods.get(key)?.spec.as_ref()?;
+        Some(
+            spec.containers
+                .iter()
+                .flat_map(|c| c.ports.iter().flatten())
+                .filter_map(|p| {
+                    Some(api::models::Port {
+                        name: p.name.clone()?,
+                        port: u16::try_from(p.container_port).ok()?,
+                        protocol: p.protocol.clone().unwrap_or_default(),
+                    })
+                })
+                .collect(),
+        )
+    }
+
     /// The identity labels of a pod, waiting up to `timeout` for the watch
     /// to bring it (the kubelet creates the pod before it calls CNI; the
     /// watch may lag by a moment).

@@ -58,6 +58,8 @@ struct Element {
     l4: Vec<L4Part>,
     /// Single TCP ports with L7 rules (allow elements only).
     l7: Vec<(u16, crate::l7::L7Rules)>,
+    /// Port names, until resolved against the endpoint's container ports.
+    named: Vec<(String, crate::ports::Protocol)>,
     deny: bool,
 }
 
@@ -120,6 +122,7 @@ impl DirectionPolicy {
                 Arc::new(Element {
                     peers: Peers::of(element),
                     l4: l4_parts(element).into_iter().collect(),
+                    named: ports::named_parts(element),
                     l7: if deny {
                         Vec::new()
                     } else {
@@ -186,6 +189,30 @@ impl EndpointPolicy {
             mine.enforced |= theirs.enforced;
             mine.elements.extend(theirs.elements.iter().cloned());
         }
+    }
+
+    /// This policy on an endpoint with container ports `ports`: ingress
+    /// port names become the numbers they name there; a name the endpoint
+    /// lacks allows (or denies) nothing. Elements without names stay
+    /// shared.
+    pub fn with_named_ports(mut self, ports: &crate::ports::NamedPorts) -> Self {
+        for element in &mut self.ingress.elements {
+            if element.named.is_empty() {
+                continue;
+            }
+            let mut resolved = Element::clone(element);
+            resolved.l4.extend(
+                element
+                    .named
+                    .iter()
+                    .filter_map(|(name, protocol)| ports::resolve_named(name, *protocol, ports)),
+            );
+            resolved.l4.sort_unstable();
+            resolved.l4.dedup();
+            resolved.named.clear();
+            *element = Arc::new(resolved);
+        }
+        self
     }
 
     pub fn ingress_enforced(&self) -> bool {

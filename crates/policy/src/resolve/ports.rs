@@ -56,3 +56,29 @@ pub(crate) fn l4_parts(element: &impl PeerRule) -> BTreeSet<L4Part> {
     }
     parts
 }
+
+/// The named ports of an element: `(name, protocol)`, resolved per endpoint
+/// (see `EndpointPolicy::with_named_ports`).
+pub(crate) fn named_parts(element: &impl PeerRule) -> Vec<(String, crate::ports::Protocol)> {
+    element
+        .port_rules()
+        .into_iter()
+        .flatten()
+        .flat_map(|rule| &rule.ports)
+        .filter_map(|port| Some((port.port_name()?.to_string(), port.protocol)))
+        .collect()
+}
+
+/// A named port's key part on an endpoint with `ports`: the container port
+/// of that name, when its protocol is one the rule names (ANY: any).
+pub(crate) fn resolve_named(
+    name: &str,
+    protocol: crate::ports::Protocol,
+    ports: &crate::ports::NamedPorts,
+) -> Option<L4Part> {
+    let &(container_protocol, port) = ports.get(name)?;
+    protocol
+        .iana_numbers()
+        .contains(&container_protocol)
+        .then_some((container_protocol, port, PORT_BITS))
+}

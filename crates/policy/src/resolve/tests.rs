@@ -291,3 +291,43 @@ fn regeneration_diff_after_policy_change() {
     assert!(upserts.is_empty());
     assert_eq!(deletes, vec![MapKey::any_port(FRONTEND, 0, Ingress)]);
 }
+
+#[test]
+fn ingress_port_names_resolve_against_the_endpoints_own_ports() {
+    let rules = parse_rules(
+        r#"[{"endpointSelector": {"matchLabels": {"app": "backend"}},
+             "ingress": [{"fromEndpoints": [{"matchLabels": {"app": "frontend"}}],
+                          "toPorts": [{"ports": [{"port": "http", "protocol": "TCP"},
+                                                 {"port": "metrics"},
+                                                 {"port": "dns", "protocol": "TCP"}]}]}]}]"#,
+    )
+    .unwrap();
+    let refs: Vec<&Rule> = rules.iter().collect();
+    let endpoint = labels(&["k8s:app=backend"]);
+    let ports = crate::ports::NamedPorts::from([
+        ("http".to_string(), (PROTO_TCP, 8080)),
+        ("metrics".to_string(), (PROTO_UDP, 9100)),
+        // Named, but UDP where the rule says TCP: not this rule's port.
+        ("dns".to_string(), (PROTO_UDP, 53)),
+    ]);
+    let resolved = EndpointPolicy::compile(&refs, &endpoint)
+        .with_named_ports(&ports)
+        .resolve(&identities());
+    check(
+        &resolved,
+        &[
+            (FRONTEND, PROTO_TCP, 8080, Ingress, true),
+            (FRONTEND, PROTO_UDP, 9100, Ingress, true),
+            (FRONTEND, PROTO_UDP, 53, Ingress, false),
+            (FRONTEND, PROTO_TCP, 80, Ingress, false),
+            (DB, PROTO_TCP, 8080, Ingress, false),
+        ],
+    );
+
+    // An endpoint without those names is isolated and allows none of them.
+    let bare = EndpointPolicy::compile(&refs, &endpoint)
+        .with_named_ports(&Default::default())
+        .resolve(&identities());
+    assert!(bare.ingress_enforced);
+    check(&bare, &[(FRONTEND, PROTO_TCP, 8080, Ingress, false)]);
+}
