@@ -139,6 +139,18 @@ pub struct Config {
     #[arg(long)]
     pub k8s_api_server: Option<String>,
 
+    /// Where identities live: `crd` (CiliumIdentity objects; Cilium's
+    /// default, and ours in Kubernetes mode) or `kvstore`. Without
+    /// Kubernetes it is always `kvstore`.
+    #[arg(long, value_parser = ["crd", "kvstore"])]
+    pub identity_allocation_mode: Option<String>,
+
+    /// `cluster-pool` (this node's range from `--ipv4-range` or
+    /// `--cluster-pool-ipv4-cidr`) or `kubernetes` (the Node's
+    /// `spec.podCIDR`).
+    #[arg(long, default_value = "cluster-pool", value_parser = ["cluster-pool", "kubernetes"])]
+    pub ipam: String,
+
     /// The cluster's name, in every pod identity
     /// (`io.cilium.k8s.policy.cluster`).
     #[arg(long, default_value = "default")]
@@ -149,6 +161,12 @@ pub struct Config {
 const DEFAULT_CT_HALF: u32 = sizes::DEFAULT_CT_MAX / 2;
 
 impl Config {
+    /// Whether identities, endpoints and nodes go through Cilium's CRDs
+    /// instead of the kvstore.
+    pub fn crd_mode(&self) -> bool {
+        self.k8s().enabled() && self.identity_allocation_mode.as_deref() != Some("kvstore")
+    }
+
     /// How to reach Kubernetes; `enabled()` is false without a flag.
     pub fn k8s(&self) -> k8s::ConnectOptions {
         k8s::ConnectOptions {

@@ -41,7 +41,13 @@ fn main() -> anyhow::Result<()> {
         .block_on(run(config))
 }
 
-async fn run(config: Config) -> anyhow::Result<()> {
+async fn run(mut config: Config) -> anyhow::Result<()> {
+    if config.ipam == "kubernetes" {
+        let range = kubernetes::node_pod_cidr(&config)
+            .await
+            .context("--ipam kubernetes")?;
+        config.ipv4_range = Some(range);
+    }
     let socket = config.socket.clone();
     let gc_every = Duration::from_secs(config.ct_gc_interval.max(1));
     let prometheus = config.prometheus_serve_addr.clone();
@@ -54,20 +60,22 @@ async fn run(config: Config) -> anyhow::Result<()> {
             .await
             .context("connecting to Kubernetes")?;
     }
-    tokio::spawn(cluster::watch::identities(daemon.clone()));
-    tokio::spawn(cluster::watch::endpoint_ips(daemon.clone()));
-    tokio::spawn(cluster::watch::nodes(daemon.clone()));
+    // In CRD mode the API server carries identities, endpoints and nodes
+    // (the kubernetes module follows them); the kvstore only services.
+    if let Some(allocator) = daemon.cluster().identities.kvstore() {
+        tokio::spawn(cluster::watch::identities(daemon.clone()));
+        tokio::spawn(cluster::watch::endpoint_ips(daemon.clone()));
+        tokio::spawn(cluster::watch::nodes(daemon.clone()));
+        // Identities nobody references are removed after a grace period
+        // long enough for an agent restart to take its references again.
+        tokio::spawn(
+            allocator
+                .gc_with_grace(Duration::from_secs(300))
+                .run(Duration::from_secs(60)),
+        );
+    }
     tokio::spawn(cluster::watch::services(daemon.clone()));
     let health = health::start(health_config, daemon.clone()).await;
-    // Identities nobody references are removed after a grace period long
-    // enough for an agent restart to take its references again.
-    tokio::spawn(
-        daemon
-            .cluster()
-            .identities
-            .gc_with_grace(Duration::from_secs(300))
-            .run(Duration::from_secs(60)),
-    );
     let registry = Arc::new(metrics::Registry::default());
 
     let hub = MonitorHub::new();

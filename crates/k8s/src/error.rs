@@ -8,6 +8,8 @@ pub enum K8sError {
     NoConfig(String),
     #[error("Kubernetes API: {0}")]
     Api(#[from] kube::Error),
+    #[error("identity: {0}")]
+    Identity(String),
     #[error("CRD {name}: {message}")]
     Crd { name: String, message: String },
 }

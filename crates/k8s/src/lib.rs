@@ -5,9 +5,11 @@
 //! wires what this crate yields into the same paths as `cilium policy
 //! import` and the CNI plugin.
 
+pub mod cilium_objects;
 pub mod connect;
 pub mod crds;
 pub mod error;
+pub mod identities;
 pub mod pod_labels;
 pub mod policies;
 pub mod services;

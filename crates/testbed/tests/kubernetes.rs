@@ -19,13 +19,14 @@ use testbed::eventually;
 const FOLLOW: Duration = Duration::from_secs(2);
 const PORT: u16 = 8080;
 
+/// Two nodes keeping identities and endpoints in etcd (kvstore mode).
 fn two_nodes() -> Result<Cluster> {
     Cluster::start_kubernetes(
         ClusterOptions {
             nodes: 2,
             etcd_members: 1,
         },
-        &[],
+        &["--identity-allocation-mode", "kvstore"],
     )
 }
 
@@ -481,5 +482,84 @@ fn cluster_ip_services_balance_over_ready_pods_on_both_nodes() -> Result<()> {
         answering(&client, ip, 1).is_empty()
     });
     ensure!(gone, "{ip}:80 still answers after the Service was deleted");
+    Ok(())
+}
+
+#[test]
+fn crd_mode_needs_no_etcd_and_nodes_agree_on_identities() -> Result<()> {
+    // No etcd: each agent has only its embedded store; identities,
+    // endpoints and nodes go through the API server (CRD mode, the default).
+    let cluster = Cluster::start_kubernetes(
+        ClusterOptions {
+            nodes: 2,
+            etcd_members: 0,
+        },
+        &[],
+    )?;
+    let discovered = eventually(Duration::from_secs(15), Duration::from_millis(200), || {
+        cluster
+            .nodes()
+            .iter()
+            .all(|n| n.known_nodes().is_ok_and(|known| known.len() == 2))
+    });
+    ensure!(
+        discovered,
+        "nodes did not find each other through CiliumNodes\n{}",
+        cluster.describe()
+    );
+    namespace(&cluster, "shop", "team: a")?;
+    let web = cluster.k8s_pod(0, "shop", "web", &["app=web"], &[])?;
+    let client = cluster.k8s_pod(1, "shop", "client", &["app=client"], &[])?;
+    let stranger = cluster.k8s_pod(1, "shop", "stranger", &["app=stranger"], &[])?;
+    let _server = web.serve_tcp(PORT)?;
+
+    // Every pod's identity is a CiliumIdentity, its address a CiliumEndpoint.
+    let plane = cluster.control_plane();
+    for pod in [&web, &client, &stranger] {
+        let id = pod.identity()?;
+        let labels = plane.kubectl(&[
+            "get",
+            "ciliumidentity",
+            &id.to_string(),
+            "-o",
+            "jsonpath={.security-labels}",
+        ])?;
+        ensure!(
+            labels.contains(&format!("\"k8s:app\":\"{}\"", pod.name())),
+            "identity {id}: {labels}"
+        );
+        let cep = plane.kubectl(&[
+            "get",
+            "cep",
+            "-n",
+            "shop",
+            pod.name(),
+            "-o",
+            "jsonpath={.status.identity.id} {.status.networking.addressing[0].ipv4}",
+        ])?;
+        ensure!(
+            cep == format!("{id} {}", pod.ip()),
+            "CiliumEndpoint shop/{}: {cep:?}",
+            pod.name()
+        );
+    }
+    // The same pod has the same identity on both nodes: node 0 maps the
+    // client's address to the number node 1 gave it.
+    let ipcache = cluster.node(0).cli_ok(&["bpf", "ipcache", "list"])?;
+    let want = format!("{}/32", client.ip());
+    let line = ipcache
+        .lines()
+        .find(|l| l.starts_with(&want))
+        .unwrap_or_default();
+    ensure!(
+        line.contains(&format!("identity={} ", client.identity()?)),
+        "node0's ipcache for {want}: {line:?}"
+    );
+
+    // Policy across nodes works from those identities alone.
+    let applied = Instant::now();
+    plane.apply(WEB_FROM_CLIENTS)?;
+    follows(&cluster, applied, &stranger, &web, false)?;
+    ensure!(connects(&client, web.ip()), "shop/client denied");
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! node's session lease, cluster-wide identities, its registration and pod
 //! CIDR, and the publisher of its endpoints' addresses.
 
+pub mod identities;
 pub mod keys;
 pub mod publisher;
 pub mod watch;
@@ -21,7 +22,7 @@ const SESSION_TTL: Duration = Duration::from_secs(15);
 
 pub struct Cluster {
     pub kv: Arc<dyn Backend>,
-    pub identities: ClusterAllocator,
+    pub identities: identities::Identities,
     pub node: NodeRecord,
     pub publisher: Publisher,
 }
@@ -42,7 +43,12 @@ impl Cluster {
                 .context("cannot detect this node's IP from the default route: pass --node-ip")?,
         };
         let pod_cidr = pod_cidr(config, &*kv, &name).await?;
-        let identities = ClusterAllocator::start(session.clone(), &name)?;
+        let identities = if config.crd_mode() {
+            let client = k8s::connect(&config.k8s()).await?;
+            identities::Identities::Crd(Arc::new(k8s::identities::CrdAllocator::new(client)))
+        } else {
+            identities::Identities::Kvstore(ClusterAllocator::start(session.clone(), &name)?)
+        };
         let node = NodeRecord {
             name,
             ipv4: ip,

@@ -11,7 +11,10 @@ use super::keys::{self, IpRecord, NodeRecord};
 use crate::daemon::Daemon;
 
 pub async fn identities(daemon: Arc<Daemon>) {
-    let mut watch = daemon.cluster().identities.watch();
+    let Some(allocator) = daemon.cluster().identities.kvstore() else {
+        return;
+    };
+    let mut watch = allocator.watch();
     let mut replay: Option<BTreeSet<u32>> = None;
     while let Some(event) = watch.next().await {
         match event {

@@ -275,9 +275,7 @@ impl Daemon {
             self.persist_endpoints(&inner)?;
             ep
         };
-        self.cluster
-            .publisher
-            .delete(crate::cluster::keys::ip_key(ep.ipv4));
+        self.unpublish_endpoint_ip(&ep);
         self.cluster
             .identities
             .release(ep.identity)

@@ -252,9 +252,7 @@ impl Daemon {
                 );
                 inner.endpoints.remove(&id);
                 let _ = datapath::endpoint::remove_endpoint(&self.root, id);
-                self.cluster
-                    .publisher
-                    .delete(crate::cluster::keys::ip_key(ep.ipv4));
+                self.unpublish_endpoint_ip(&ep);
                 released.push(ep.identity);
                 continue;
             }
@@ -280,7 +278,46 @@ impl Daemon {
     }
 
     /// Tells the other nodes where this endpoint lives and who it is.
+    /// Takes an endpoint's address back from the cluster.
+    fn unpublish_endpoint_ip(&self, ep: &EndpointRecord) {
+        self.cluster
+            .publisher
+            .delete(crate::cluster::keys::ip_key(ep.ipv4));
+        if let (Some(k8s), Some((namespace, pod))) = (self.crd_k8s(), ep.pod_name.split_once('/')) {
+            k8s.endpoints.delete(namespace, pod);
+        }
+    }
+
+    /// Kubernetes state, when the cluster's state goes through the CRDs.
+    fn crd_k8s(&self) -> Option<&Arc<crate::kubernetes::K8sState>> {
+        self.k8s
+            .as_ref()
+            .filter(|_| self.cluster.identities.crd().is_some())
+    }
+
     fn publish_endpoint_ip(&self, ep: &EndpointRecord) {
+        if let (Some(k8s), Some((namespace, pod))) = (self.crd_k8s(), ep.pod_name.split_once('/')) {
+            let key = k8s::PodKey {
+                namespace: namespace.to_string(),
+                name: pod.to_string(),
+            };
+            let view = k8s::cilium_objects::EndpointView {
+                endpoint_id: ep.id,
+                identity: ep.identity,
+                labels: ep.labels.to_strings(),
+                ipv4: ep.ipv4,
+                node_ip: self.cluster.node_ip(),
+                named_ports: ep
+                    .to_model(&ep.labels)
+                    .status
+                    .named_ports
+                    .into_iter()
+                    .map(|p| (p.name, p.port, p.protocol))
+                    .collect(),
+            };
+            k8s.endpoints
+                .upsert(namespace, pod, k8s.pods.uid(&key).as_deref(), &view);
+        }
         let record = crate::cluster::keys::IpRecord {
             identity: ep.identity,
             host_ip: self.cluster.node_ip(),

@@ -4,6 +4,8 @@
 //! paths the REST API uses; what the node enforces is written back to the
 //! policy objects' status. Without the flags none of this runs.
 
+pub mod cilium_endpoints;
+mod cluster_state;
 mod pod_cache;
 mod pods;
 mod policies;
@@ -23,6 +25,8 @@ use crate::daemon::Daemon;
 pub struct K8sState {
     pub pods: PodCache,
     pub status: WatchStatus,
+    /// This node's pods' CiliumEndpoints (written in CRD mode only).
+    pub endpoints: cilium_endpoints::CepPublisher,
 }
 
 impl K8sState {
@@ -30,6 +34,7 @@ impl K8sState {
         K8sState {
             pods: PodCache::new(cluster),
             status: WatchStatus::default(),
+            endpoints: Default::default(),
         }
     }
 }
@@ -64,6 +69,27 @@ pub async fn start(daemon: Arc<Daemon>, state: Arc<K8sState>) -> anyhow::Result<
     // The Cilium kinds are served once their CRDs are.
     tokio::spawn(async move {
         install_crds(&client, &state).await;
+        if let Some(allocator) = daemon.cluster().identities.crd() {
+            tokio::spawn(cluster_state::publish_node(daemon.clone(), client.clone()));
+            tokio::spawn(cluster_state::watch_identities(
+                daemon.clone(),
+                state.clone(),
+                client.clone(),
+                allocator.clone(),
+            ));
+            tokio::spawn(cluster_state::watch_endpoints(
+                daemon.clone(),
+                state.clone(),
+                client.clone(),
+            ));
+            tokio::spawn(cluster_state::watch_nodes(
+                daemon.clone(),
+                state.clone(),
+                client.clone(),
+            ));
+            let (state, client) = (state.clone(), client.clone());
+            tokio::spawn(async move { state.endpoints.run(client).await });
+        }
         for kind in [
             k8s::PolicyKind::CiliumNetworkPolicy,
             k8s::PolicyKind::CiliumClusterwideNetworkPolicy,
@@ -77,6 +103,32 @@ pub async fn start(daemon: Arc<Daemon>, state: Arc<K8sState>) -> anyhow::Result<
         }
     });
     Ok(())
+}
+
+/// This node's `spec.podCIDR` (`--ipam kubernetes`), waiting for the
+/// controller-manager to assign one.
+pub async fn node_pod_cidr(config: &crate::config::Config) -> anyhow::Result<String> {
+    let client = k8s::connect(&config.k8s()).await?;
+    let api: k8s::kube::Api<k8s::api::Node> = k8s::kube::Api::all(client);
+    let name = config.node_name();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        match api.get(&name).await {
+            Ok(node) => {
+                if let Some(cidr) = node.spec.and_then(|s| s.pod_cidr) {
+                    return Ok(cidr);
+                }
+            }
+            Err(e) if tokio::time::Instant::now() > deadline => {
+                anyhow::bail!("reading Node {name}: {e}")
+            }
+            Err(_) => {}
+        }
+        if tokio::time::Instant::now() > deadline {
+            anyhow::bail!("Node {name} has no spec.podCIDR after 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 async fn install_crds(client: &k8s::Client, state: &K8sState) {

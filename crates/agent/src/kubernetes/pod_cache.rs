@@ -48,6 +48,11 @@ impl PodCache {
         ))
     }
 
+    /// A known pod's UID (CiliumEndpoints are owned by their Pod).
+    pub fn uid(&self, key: &PodKey) -> Option<String> {
+        self.lock().pods.get(key)?.metadata.uid.clone()
+    }
+
     /// A known pod's named container ports.
     pub fn named_ports(&self, key: &PodKey) -> Option<Vec<api::models::Port>> {
         let cached = self.lock();
