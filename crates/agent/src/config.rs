@@ -145,6 +145,12 @@ pub struct Config {
     #[arg(long, value_parser = ["crd", "kvstore"])]
     pub identity_allocation_mode: Option<String>,
 
+    /// CRD mode: how often unused CiliumIdentities are deleted, and how old
+    /// one must be to go (Cilium's operator flag; here every agent runs the
+    /// collection).
+    #[arg(long, default_value = "15m", value_parser = ::health::time::parse_duration)]
+    pub identity_gc_interval: std::time::Duration,
+
     /// `cluster-pool` (this node's range from `--ipv4-range` or
     /// `--cluster-pool-ipv4-cidr`) or `kubernetes` (the Node's
     /// `spec.podCIDR`).

@@ -80,14 +80,74 @@ impl CrdAllocator {
         Some(Identity { id, labels })
     }
 
-    /// A CiliumIdentity the watch reported deleted.
-    pub fn forgot(&self, id: u32) {
-        let mut known = self.known();
-        if let Some(labels) = known.by_id.remove(&id) {
-            if known.by_labels.get(&labels) == Some(&id) {
-                known.by_labels.remove(&labels);
+    /// A CiliumIdentity the watch reported deleted. One this node still
+    /// holds is created again (a collector elsewhere saw no CiliumEndpoint
+    /// using it): the number stays this label set's.
+    pub async fn forgot(&self, id: u32) {
+        let held = {
+            let mut known = self.known();
+            if known.refs.contains_key(&id) {
+                known.by_id.get(&id).cloned()
+            } else {
+                if let Some(labels) = known.by_id.remove(&id) {
+                    if known.by_labels.get(&labels) == Some(&id) {
+                        known.by_labels.remove(&labels);
+                    }
+                }
+                None
+            }
+        };
+        if let Some(labels) = held {
+            let recreated = self
+                .api
+                .create(&PostParams::default(), &identity_object(id, &labels))
+                .await;
+            if let Err(e) = recreated {
+                eprintln!("level=warning msg=\"re-creating CiliumIdentity {id}: {e}\"");
             }
         }
+    }
+
+    /// Deletes the CiliumIdentities no CiliumEndpoint and no holder on this
+    /// node uses, among those created before `created_before` (RFC 3339,
+    /// as the API server writes times): Cilium's operator does this. Every
+    /// agent may run it; a number still held somewhere is created again by
+    /// its holder (see [`forgot`](Self::forgot)). Returns the numbers
+    /// deleted.
+    pub async fn collect_unused(&self, created_before: &str) -> Result<Vec<u32>, K8sError> {
+        let endpoints: Api<DynamicObject> = Api::all_with(
+            self.api.clone().into_client(),
+            &crate::cilium_objects::endpoint_resource(),
+        );
+        let mut used: std::collections::BTreeSet<u32> = endpoints
+            .list(&ListParams::default())
+            .await?
+            .iter()
+            .filter_map(|cep| crate::cilium_objects::parse_endpoint(cep).map(|(_, id, _)| id))
+            .collect();
+        used.extend(self.known().refs.keys().copied());
+        let mut deleted = Vec::new();
+        for object in self.api.list(&ListParams::default()).await? {
+            let Some((id, _)) = parse_identity(&object) else {
+                continue;
+            };
+            let created = object
+                .metadata
+                .creation_timestamp
+                .as_ref()
+                .and_then(|t| serde_json::to_value(t).ok())
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
+            if used.contains(&id) || created.is_empty() || created.as_str() >= created_before {
+                continue;
+            }
+            match self.api.delete(&id.to_string(), &Default::default()).await {
+                Ok(_) => deleted.push(id),
+                Err(kube::Error::Api(status)) if status.code == 404 => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(deleted)
     }
 
     /// The identity of `labels` (`true` when this call created it), with

@@ -51,7 +51,8 @@ pub fn rfc3339_now() -> String {
     rfc3339(secs)
 }
 
-fn rfc3339(unix: u64) -> String {
+/// `unix` seconds as Kubernetes writes times.
+pub fn rfc3339(unix: u64) -> String {
     let (days, rem) = (unix / 86_400, unix % 86_400);
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
     let z = days as i64 + 719_468;

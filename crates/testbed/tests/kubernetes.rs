@@ -494,7 +494,7 @@ fn crd_mode_needs_no_etcd_and_nodes_agree_on_identities() -> Result<()> {
             nodes: 2,
             etcd_members: 0,
         },
-        &[],
+        &["--identity-gc-interval", "2s"],
     )?;
     let discovered = eventually(Duration::from_secs(15), Duration::from_millis(200), || {
         cluster
@@ -561,5 +561,40 @@ fn crd_mode_needs_no_etcd_and_nodes_agree_on_identities() -> Result<()> {
     plane.apply(WEB_FROM_CLIENTS)?;
     follows(&cluster, applied, &stranger, &web, false)?;
     ensure!(connects(&client, web.ip()), "shop/client denied");
+
+    // A pod gone: its CiliumEndpoint goes, then its unused identity; the
+    // identities in use stay.
+    let gone = stranger.identity()?;
+    drop(stranger);
+    let identity_exists = |id: u32| {
+        plane
+            .kubectl(&[
+                "get",
+                "ciliumidentity",
+                &id.to_string(),
+                "--ignore-not-found",
+                "-o",
+                "name",
+            ])
+            .is_ok_and(|out| !out.trim().is_empty())
+    };
+    let collected = eventually(Duration::from_secs(20), Duration::from_millis(250), || {
+        !identity_exists(gone)
+    });
+    ensure!(
+        collected,
+        "CiliumIdentity {gone} of a deleted pod was not collected"
+    );
+    for pod in [&web, &client] {
+        ensure!(
+            identity_exists(pod.identity()?),
+            "{}'s identity was collected",
+            pod.name()
+        );
+    }
+    ensure!(
+        connects(&client, web.ip()),
+        "shop/client denied after the collection"
+    );
     Ok(())
 }

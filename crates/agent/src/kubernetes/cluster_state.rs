@@ -46,7 +46,7 @@ pub async fn watch_identities(
             Change::Deleted(object) => {
                 if let Some((id, _)) = parse_identity(&object) {
                     known.remove(&id);
-                    allocator.forgot(id);
+                    allocator.forgot(id).await;
                     daemon.identity_gone(id);
                 }
             }
@@ -123,6 +123,26 @@ pub async fn watch_nodes(daemon: Arc<Daemon>, state: Arc<K8sState>, client: k8s:
                 state.status.synced(RESOURCE);
             }
             Change::Lost(e) => state.status.lost(RESOURCE, e),
+        }
+    }
+}
+
+/// Deletes CiliumIdentities nobody uses, every `interval`; an identity
+/// must be older than `interval` to go, so a new one is not collected
+/// before its CiliumEndpoint is written.
+pub async fn collect_identities(allocator: Arc<CrdAllocator>, interval: Duration) {
+    loop {
+        tokio::time::sleep(interval).await;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let before = k8s::status::rfc3339(now.saturating_sub(interval).as_secs());
+        match allocator.collect_unused(&before).await {
+            Ok(ids) if !ids.is_empty() => {
+                eprintln!("level=info msg=\"deleted unused CiliumIdentities {ids:?}\"")
+            }
+            Ok(_) => {}
+            Err(e) => eprintln!("level=warning msg=\"collecting unused CiliumIdentities: {e}\""),
         }
     }
 }

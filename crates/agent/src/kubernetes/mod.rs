@@ -77,6 +77,10 @@ pub async fn start(daemon: Arc<Daemon>, state: Arc<K8sState>) -> anyhow::Result<
                 client.clone(),
                 allocator.clone(),
             ));
+            tokio::spawn(cluster_state::collect_identities(
+                allocator.clone(),
+                daemon.config().identity_gc_interval,
+            ));
             tokio::spawn(cluster_state::watch_endpoints(
                 daemon.clone(),
                 state.clone(),
