@@ -81,6 +81,11 @@ async fn pod_cidr(config: &Config, kv: &dyn Backend, node: &str) -> anyhow::Resu
         let range = config.ipv4_range.as_deref().unwrap_or("10.200.0.0/16");
         return Ok(Cidr::parse(range)?);
     };
+    if config.crd_mode() && config.kvstore == "embedded" {
+        bail!(
+            "--cluster-pool-ipv4-cidr: blocks are claimed in the kvstore, and the embedded one is this node's alone (every node would claim the same block); use --ipam kubernetes, --ipv4-range, or --kvstore etcd"
+        );
+    }
     let pool = Cidr::parse(pool).context("--cluster-pool-ipv4-cidr")?;
     let mask = config.cluster_pool_ipv4_mask_size;
     if mask < pool.prefix_len || mask > 30 {
