@@ -139,24 +139,44 @@ pub fn parse_endpoint(object: &DynamicObject) -> Option<(Ipv4Addr, u32, Ipv4Addr
 }
 
 /// This node's CiliumNode.
-pub fn node_object(name: &str, ip: Ipv4Addr, pod_cidr: &str) -> DynamicObject {
+pub fn node_object(
+    name: &str,
+    ip: Ipv4Addr,
+    pod_cidr: &str,
+    health: Option<Ipv4Addr>,
+) -> DynamicObject {
+    let mut spec = json!({
+        "addresses": [{"type": "InternalIP", "ip": ip.to_string()}],
+        "ipam": {"podCIDRs": [pod_cidr]},
+    });
+    if let Some(health) = health {
+        spec["health"] = json!({"ipv4": health.to_string()});
+    }
     object(
         &node_resource(),
         ObjectMeta {
             name: Some(name.into()),
             ..Default::default()
         },
-        json!({"spec": {
-            "addresses": [{"type": "InternalIP", "ip": ip.to_string()}],
-            "ipam": {"podCIDRs": [pod_cidr]},
-        }}),
+        json!({ "spec": spec }),
     )
 }
 
-/// `(name, InternalIP, first pod CIDR)` of a CiliumNode.
-pub fn parse_node(object: &DynamicObject) -> Option<(String, Ipv4Addr, String)> {
+/// What a CiliumNode says about its node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeView {
+    pub name: String,
+    /// The InternalIP address.
+    pub ipv4: Ipv4Addr,
+    /// The first pod CIDR.
+    pub pod_cidr: String,
+    pub health_ipv4: Option<Ipv4Addr>,
+}
+
+/// A CiliumNode's node, if it names an InternalIP and a pod CIDR.
+pub fn parse_node(object: &DynamicObject) -> Option<NodeView> {
     let spec = object.data.get("spec")?;
-    let ip = spec
+    let ipv4 = spec
         .get("addresses")?
         .as_array()?
         .iter()
@@ -165,8 +185,17 @@ pub fn parse_node(object: &DynamicObject) -> Option<(String, Ipv4Addr, String)> 
         .as_str()?
         .parse()
         .ok()?;
-    let cidr = spec.pointer("/ipam/podCIDRs/0")?.as_str()?.to_string();
-    Some((object.metadata.name.clone()?, ip, cidr))
+    let pod_cidr = spec.pointer("/ipam/podCIDRs/0")?.as_str()?.to_string();
+    let health_ipv4 = spec
+        .pointer("/health/ipv4")
+        .and_then(Value::as_str)
+        .and_then(|ip| ip.parse().ok());
+    Some(NodeView {
+        name: object.metadata.name.clone()?,
+        ipv4,
+        pod_cidr,
+        health_ipv4,
+    })
 }
 
 #[cfg(test)]
@@ -195,14 +224,21 @@ mod tests {
         );
         assert_eq!(endpoint.metadata.owner_references.unwrap()[0].uid, "uid-1");
 
-        let node = node_object("node1", Ipv4Addr::new(192, 168, 0, 11), "10.0.1.0/24");
+        let health = Some(Ipv4Addr::new(10, 0, 1, 9));
+        let node = node_object(
+            "node1",
+            Ipv4Addr::new(192, 168, 0, 11),
+            "10.0.1.0/24",
+            health,
+        );
         assert_eq!(
             parse_node(&node),
-            Some((
-                "node1".into(),
-                Ipv4Addr::new(192, 168, 0, 11),
-                "10.0.1.0/24".into()
-            ))
+            Some(NodeView {
+                name: "node1".into(),
+                ipv4: Ipv4Addr::new(192, 168, 0, 11),
+                pod_cidr: "10.0.1.0/24".into(),
+                health_ipv4: health,
+            })
         );
     }
 }

@@ -494,7 +494,11 @@ fn crd_mode_needs_no_etcd_and_nodes_agree_on_identities() -> Result<()> {
             nodes: 2,
             etcd_members: 0,
         },
-        &["--identity-gc-interval", "2s"],
+        &[
+            "--identity-gc-interval",
+            "2s",
+            "--enable-endpoint-health-checking=true",
+        ],
     )?;
     let discovered = eventually(Duration::from_secs(15), Duration::from_millis(200), || {
         cluster
@@ -507,6 +511,23 @@ fn crd_mode_needs_no_etcd_and_nodes_agree_on_identities() -> Result<()> {
         "nodes did not find each other through CiliumNodes\n{}",
         cluster.describe()
     );
+    // Each CiliumNode carries its health endpoint's address for the other
+    // nodes' health checkers.
+    let health_published = eventually(Duration::from_secs(15), Duration::from_millis(200), || {
+        ["node0", "node1"].iter().all(|node| {
+            cluster
+                .control_plane()
+                .kubectl(&[
+                    "get",
+                    "ciliumnode",
+                    node,
+                    "-o",
+                    "jsonpath={.spec.health.ipv4}",
+                ])
+                .is_ok_and(|ip| ip.trim().parse::<Ipv4Addr>().is_ok())
+        })
+    });
+    ensure!(health_published, "CiliumNodes without health addresses");
     namespace(&cluster, "shop", "team: a")?;
     let web = cluster.k8s_pod(0, "shop", "web", &["app=web"], &[])?;
     let client = cluster.k8s_pod(1, "shop", "client", &["app=client"], &[])?;

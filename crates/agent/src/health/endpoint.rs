@@ -66,8 +66,12 @@ pub async fn ensure(daemon: &Arc<Daemon>, config: &HealthConfig) -> anyhow::Resu
     Ok(endpoint)
 }
 
-/// Puts (or takes) the health address in this node's kvstore record.
+/// Puts (or takes) the health address in this node's kvstore record and,
+/// in Kubernetes mode, its CiliumNode.
 pub fn publish(daemon: &Daemon, ipv4: Option<Ipv4Addr>) {
+    if let Some(k8s) = daemon.k8s() {
+        k8s.node_health.send_replace(ipv4);
+    }
     let cluster = daemon.cluster();
     let record = keys::NodeRecord {
         health_ipv4: ipv4,

@@ -104,13 +104,13 @@ pub async fn watch_nodes(daemon: Arc<Daemon>, state: Arc<K8sState>, client: k8s:
     while let Some(change) = changes.next().await {
         match change {
             Change::Applied(object) => {
-                if let Some((name, ipv4, pod_cidr)) = parse_node(&object) {
-                    known.insert(name.clone());
+                if let Some(node) = parse_node(&object) {
+                    known.insert(node.name.clone());
                     daemon.node_seen(NodeRecord {
-                        name,
-                        ipv4,
-                        pod_cidr,
-                        health_ipv4: None,
+                        name: node.name,
+                        ipv4: node.ipv4,
+                        pod_cidr: node.pod_cidr,
+                        health_ipv4: node.health_ipv4,
                     });
                 }
             }
@@ -147,20 +147,28 @@ pub async fn collect_identities(allocator: Arc<CrdAllocator>, interval: Duration
     }
 }
 
-/// Writes this node's CiliumNode (address, pod CIDR), retrying until the
-/// API server takes it.
-pub async fn publish_node(daemon: Arc<Daemon>, client: k8s::Client) {
+/// Writes this node's CiliumNode (address, pod CIDR, health address),
+/// retrying until the API server takes it, and again whenever the health
+/// endpoint's address changes.
+pub async fn publish_node(daemon: Arc<Daemon>, state: Arc<K8sState>, client: k8s::Client) {
     let node = &daemon.cluster().node;
-    let object = node_object(&node.name, node.ipv4, &node.pod_cidr);
     let api = Api::<DynamicObject>::all_with(client, &node_resource());
     let apply = PatchParams::apply("cilium-agent").force();
-    let mut delay = Duration::from_millis(200);
-    while let Err(e) = api.patch(&node.name, &apply, &Patch::Apply(&object)).await {
-        eprintln!(
-            "level=warning msg=\"CiliumNode {}: {e}; retrying\"",
-            node.name
-        );
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_secs(5));
+    let mut health = state.node_health.subscribe();
+    loop {
+        let health_ipv4 = *health.borrow_and_update();
+        let object = node_object(&node.name, node.ipv4, &node.pod_cidr, health_ipv4);
+        let mut delay = Duration::from_millis(200);
+        while let Err(e) = api.patch(&node.name, &apply, &Patch::Apply(&object)).await {
+            eprintln!(
+                "level=warning msg=\"CiliumNode {}: {e}; retrying\"",
+                node.name
+            );
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(5));
+        }
+        if health.changed().await.is_err() {
+            return;
+        }
     }
 }

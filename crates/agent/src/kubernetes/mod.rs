@@ -27,6 +27,8 @@ pub struct K8sState {
     pub status: WatchStatus,
     /// This node's pods' CiliumEndpoints (written in CRD mode only).
     pub endpoints: cilium_endpoints::CepPublisher,
+    /// This node's health endpoint address, for its CiliumNode.
+    pub node_health: tokio::sync::watch::Sender<Option<std::net::Ipv4Addr>>,
 }
 
 impl K8sState {
@@ -35,6 +37,7 @@ impl K8sState {
             pods: PodCache::new(cluster),
             status: WatchStatus::default(),
             endpoints: Default::default(),
+            node_health: tokio::sync::watch::channel(None).0,
         }
     }
 }
@@ -70,7 +73,11 @@ pub async fn start(daemon: Arc<Daemon>, state: Arc<K8sState>) -> anyhow::Result<
     tokio::spawn(async move {
         install_crds(&client, &state).await;
         if let Some(allocator) = daemon.cluster().identities.crd() {
-            tokio::spawn(cluster_state::publish_node(daemon.clone(), client.clone()));
+            tokio::spawn(cluster_state::publish_node(
+                daemon.clone(),
+                state.clone(),
+                client.clone(),
+            ));
             tokio::spawn(cluster_state::watch_identities(
                 daemon.clone(),
                 state.clone(),
