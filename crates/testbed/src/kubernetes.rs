@@ -91,6 +91,12 @@ impl ControlPlane {
         self.kubectl_with_input(&["apply", "-f", "-"], Some(yaml))
     }
 
+    /// `kubectl create -f -` of `yaml` (no last-applied annotation, so
+    /// objects up to the API server's own size limit fit).
+    pub fn create(&self, yaml: &str) -> Result<String> {
+        self.kubectl_with_input(&["create", "-f", "-"], Some(yaml))
+    }
+
     /// `kubectl delete -f -` of `yaml`.
     pub fn delete(&self, yaml: &str) -> Result<String> {
         self.kubectl_with_input(&["delete", "-f", "-"], Some(yaml))

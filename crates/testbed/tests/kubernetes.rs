@@ -305,6 +305,46 @@ fn cilium_policies_are_enforced_and_report_their_status() -> Result<()> {
         "shop/client denied after a broken CNP"
     );
 
+    // A big object (4,000 rules, about 600 KB, near etcd's object limit)
+    // is enforced like a small one, on both nodes.
+    let mut big = String::from(
+        "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: big, namespace: shop}\nspecs:\n",
+    );
+    for i in 0..4000u32 {
+        big.push_str(&format!(
+            "- endpointSelector: {{matchLabels: {{app: web}}}}\n  egress:\n  - toCIDR: [\"172.{}.{}.0/24\"]\n    toPorts: [{{ports: [{{port: \"{}\", protocol: TCP}}]}}]\n",
+            16 + i / 256,
+            i % 256,
+            1000 + i
+        ));
+    }
+    cluster.control_plane().create(&big)?;
+    let big_enforced = eventually(Duration::from_secs(20), Duration::from_millis(250), || {
+        cluster
+            .control_plane()
+            .kubectl(&[
+                "get",
+                "cnp",
+                "-n",
+                "shop",
+                "big",
+                "-o",
+                "jsonpath={.status.nodes.node0.enforcing} {.status.nodes.node1.enforcing}",
+            ])
+            .is_ok_and(|s| s == "true true")
+    });
+    ensure!(
+        big_enforced,
+        "the 4,000-rule CNP was not enforced on both nodes"
+    );
+    ensure!(
+        connects(&client, web.ip()),
+        "shop/client denied with the big CNP"
+    );
+    cluster
+        .control_plane()
+        .kubectl(&["delete", "cnp", "-n", "shop", "big"])?;
+
     let deleted = Instant::now();
     cluster.control_plane().delete(CCNP_DENY_STRANGERS)?;
     follows(&cluster, deleted, &outsider, &web, true)?;
