@@ -161,6 +161,7 @@ impl Daemon {
         match created {
             Ok(()) => {
                 self.publish_endpoint_ip(&ep);
+                self.catch_up_pod_labels(&ep).await;
                 Ok(ep.to_model(&identity.labels))
             }
             Err(e) => {
@@ -359,6 +360,25 @@ impl Daemon {
             None => eprintln!(
                 "level=warning msg=\"endpoint for pod {key}: the pod is not known from the API server yet; using the plugin's labels until it is\""
             ),
+        }
+    }
+
+    /// A pod relabelled while its endpoint was being created found no
+    /// endpoint to move: move it now.
+    async fn catch_up_pod_labels(&self, ep: &EndpointRecord) {
+        let (Some(k8s), Some((namespace, name))) = (&self.k8s, ep.pod_name.split_once('/')) else {
+            return;
+        };
+        let key = k8s::PodKey {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+        };
+        if let Some(labels) = k8s.pods.labels(&key) {
+            if with_pod_labels(&ep.labels, labels.clone()) != ep.labels {
+                if let Err(e) = self.endpoint_relabel_pod(&ep.pod_name, labels).await {
+                    eprintln!("level=warning msg=\"relabelling pod {key}: {e}\"");
+                }
+            }
         }
     }
 
