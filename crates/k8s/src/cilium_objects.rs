@@ -138,6 +138,27 @@ pub fn parse_endpoint(object: &DynamicObject) -> Option<(Ipv4Addr, u32, Ipv4Addr
     Some((ipv4, identity, node))
 }
 
+/// The named ports a CiliumEndpoint lists: `(name, port, protocol)`.
+pub fn endpoint_named_ports(object: &DynamicObject) -> Vec<(String, u16, String)> {
+    object
+        .data
+        .pointer("/status/named-ports")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|p| {
+            Some((
+                p.get("name")?.as_str()?.to_string(),
+                u16::try_from(p.get("port")?.as_u64()?).ok()?,
+                p.get("protocol")
+                    .and_then(Value::as_str)
+                    .unwrap_or("TCP")
+                    .to_string(),
+            ))
+        })
+        .collect()
+}
+
 /// This node's CiliumNode.
 pub fn node_object(
     name: &str,
@@ -222,6 +243,7 @@ mod tests {
             parse_endpoint(&endpoint),
             Some((view.ipv4, 4242, view.node_ip))
         );
+        assert_eq!(endpoint_named_ports(&endpoint), view.named_ports);
         assert_eq!(endpoint.metadata.owner_references.unwrap()[0].uid, "uid-1");
 
         let health = Some(Ipv4Addr::new(10, 0, 1, 9));

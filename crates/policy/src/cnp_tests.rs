@@ -203,9 +203,14 @@ fn errors_name_object_document_and_path() {
         "{err}"
     );
     let err = parse_rules(
-        "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: a}\nspec:\n  endpointSelector: {}\n  egress: [{toPorts: [{ports: [{port: https}]}]}]\n",
+        "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: a}\nspec:\n  endpointSelector: {}\n  egress: [{toPorts: [{ports: [{port: https, endPort: 500}]}]}]\n",
     )
     .unwrap_err()
     .to_string();
-    assert!(err.contains("spec.egress[0].toPorts[0].ports[0].port: named port \"https\": named ports are supported in ingress rules only so far"), "{err}");
+    assert!(
+        err.contains(
+            "spec.egress[0].toPorts[0].ports[0].endPort: cannot be used with a named port"
+        ),
+        "{err}"
+    );
 }

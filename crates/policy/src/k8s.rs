@@ -209,8 +209,7 @@ fn translate_rules(
                 format!("unknown field `{wrong}`, expected `{peers_field}` or `ports`"),
             ));
         }
-        // Port names resolve against the isolated pod's own ports.
-        let to_ports = translate_ports(&path, rule.ports.as_deref(), peers_field == "from")?;
+        let to_ports = translate_ports(&path, rule.ports.as_deref())?;
         match peers.as_deref() {
             None | Some([]) => elements.push((
                 Peer {
@@ -291,7 +290,6 @@ fn translate_peer(
 fn translate_ports(
     path: &str,
     ports: Option<&[NetworkPolicyPort]>,
-    named_ports: bool,
 ) -> Result<Option<Vec<PortRule>>, ObjectError> {
     let Some(ports) = ports.filter(|ports| !ports.is_empty()) else {
         return Ok(None);
@@ -315,7 +313,7 @@ fn translate_ports(
             end_port: port.end_port,
             protocol,
         };
-        check_port(&path, &translated, named_ports).map_err(ObjectError::from)?;
+        check_port(&path, &translated).map_err(ObjectError::from)?;
         rules.push(PortRule {
             ports: vec![translated],
             rules: None,

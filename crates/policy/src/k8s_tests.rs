@@ -223,9 +223,8 @@ fn errors_name_the_field() {
         r#"NetworkPolicy "db": spec.ingress[0].ports[0].endPort: 70 is below port 80"#
     );
     assert!(
-        err("  podSelector: {}\n  egress: [{ports: [{port: http}]}]\n").contains(
-            "spec.egress[0].ports[0].port: named port \"http\": named ports are supported in ingress rules only so far"
-        )
+        err("  podSelector: {}\n  egress: [{ports: [{port: http, endPort: 90}]}]\n")
+            .contains("spec.egress[0].ports[0].endPort: cannot be used with a named port")
     );
     assert_eq!(
         err("  podSelector: {}\n  ingress: [{from: [{ipBlock: {cidr: 10.0.0.0/8}, podSelector: {}}]}]\n"),

@@ -152,14 +152,14 @@ fn bad_port_names_rule_and_path() {
         r#"rule 0: egress[0].toPorts[0].ports[0].port: port "70000" is out of range (expected 0-65535; 0 means any port)"#
     );
     let message = error(
-        "- endpointSelector: {}\n  egress:\n  - toPorts:\n    - ports:\n      - port: http\n",
+        "- endpointSelector: {}\n  egress:\n  - toPorts:\n    - ports:\n      - port: http_x\n",
     );
     assert!(
         message.starts_with("rule 0: egress[0].toPorts[0].ports[0].port: "),
         "{message}"
     );
     assert!(
-        message.contains("named ports are supported in ingress rules only so far"),
+        message.contains("neither a number 0-65535 nor a port name"),
         "{message}"
     );
 }

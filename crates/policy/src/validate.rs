@@ -50,7 +50,7 @@ fn check_section<R: PeerRule>(
 ) -> Result<(), RuleError> {
     for (index, element) in elements.into_iter().flatten().enumerate() {
         let path = format!("{name}[{index}]");
-        check_peer_rule(&path, element, name.starts_with("ingress"))?;
+        check_peer_rule(&path, element)?;
         if deny {
             check_no_l7(&path, element)?;
         }
@@ -64,13 +64,7 @@ pub(crate) fn check_selector(path: &str, selector: &EndpointSelector) -> Result<
         .map_err(|err| RuleError::new(format!("{path}.{}", err.field), err.message))
 }
 
-/// `named_ports`: whether port names may appear (ingress, where they name
-/// the subject's own container ports).
-fn check_peer_rule<R: PeerRule>(
-    path: &str,
-    element: &R,
-    named_ports: bool,
-) -> Result<(), RuleError> {
+fn check_peer_rule<R: PeerRule>(path: &str, element: &R) -> Result<(), RuleError> {
     let fields = R::FIELDS;
     // Cilium refuses to mix peer kinds in one element; say which two clash.
     let kinds = [
@@ -113,7 +107,7 @@ fn check_peer_rule<R: PeerRule>(
         check_cidr_set(&format!("{path}.{}[{index}]", fields.cidr_set), set)?;
     }
     for (index, port_rule) in element.port_rules().into_iter().flatten().enumerate() {
-        check_port_rule(&format!("{path}.toPorts[{index}]"), port_rule, named_ports)?;
+        check_port_rule(&format!("{path}.toPorts[{index}]"), port_rule)?;
     }
     for (index, icmp_rule) in element.icmp_rules().into_iter().flatten().enumerate() {
         check_icmp_rule(&format!("{path}.icmps[{index}]"), icmp_rule)?;
@@ -147,7 +141,7 @@ fn check_no_l7<R: PeerRule>(path: &str, element: &R) -> Result<(), RuleError> {
     Ok(())
 }
 
-fn check_port_rule(path: &str, port_rule: &PortRule, named_ports: bool) -> Result<(), RuleError> {
+fn check_port_rule(path: &str, port_rule: &PortRule) -> Result<(), RuleError> {
     // Cilium allows a port-less entry only together with L7 rules or SNI, which
     // come later; until then it would allow nothing and is most likely a mistake.
     if port_rule.ports.is_empty() {
@@ -158,7 +152,7 @@ fn check_port_rule(path: &str, port_rule: &PortRule, named_ports: bool) -> Resul
     }
     for (index, port) in port_rule.ports.iter().enumerate() {
         let path = format!("{path}.ports[{index}]");
-        check_port(&path, port, named_ports)?;
+        check_port(&path, port)?;
         if port_rule.rules.is_some() {
             check_l7_port(&path, port)?;
         }
@@ -194,23 +188,11 @@ fn check_l7_port(path: &str, port: &PortProtocol) -> Result<(), RuleError> {
 }
 
 /// Checks `port` and `endPort` of one entry at `path` (shared with the
-/// NetworkPolicy reader, whose ports use the same field names). A port
-/// name is accepted where `named_ports` says names can be resolved.
-pub(crate) fn check_port(
-    path: &str,
-    port: &PortProtocol,
-    named_ports: bool,
-) -> Result<(), RuleError> {
+/// NetworkPolicy reader, whose ports use the same field names). A port may
+/// be a name: it resolves per endpoint (ingress: the subject's own ports;
+/// egress: each destination's).
+pub(crate) fn check_port(path: &str, port: &PortProtocol) -> Result<(), RuleError> {
     if port.port_name().is_some() {
-        if !named_ports {
-            return Err(RuleError::new(
-                format!("{path}.port"),
-                format!(
-                    "named port {:?}: named ports are supported in ingress rules only so far (a destination's port names are not resolved yet); use the number",
-                    port.port
-                ),
-            ));
-        }
         if port.end_port.is_some_and(|end| end != 0) {
             return Err(RuleError::new(
                 format!("{path}.endPort"),
@@ -303,10 +285,10 @@ mod tests {
     #[test]
     fn names_the_bad_port() {
         let rule = r#"{"endpointSelector": {}, "egress": [{},
-            {"toPorts": [{"ports": [{"port": "53"}, {"port": "dns"}]}]}]}"#;
+            {"toPorts": [{"ports": [{"port": "53"}, {"port": "DNS!"}]}]}]}"#;
         let err = validate(rule).unwrap_err();
         assert_eq!(err.path, "egress[1].toPorts[0].ports[1].port");
-        assert!(err.message.contains("named ports"), "{err}");
+        assert!(err.message.contains("nor a port name"), "{err}");
     }
 
     #[test]

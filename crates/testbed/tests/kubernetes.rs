@@ -95,6 +95,24 @@ spec:
     - port: http
 ";
 
+/// Clients may only talk to ports their destination names `http`.
+const CLIENTS_TO_HTTP_PORTS: &str = "
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: clients-to-http-ports, namespace: shop}
+spec:
+  podSelector: {matchLabels: {app: client}}
+  policyTypes: [Egress]
+  egress:
+  - to:
+    - podSelector: {}
+    ports:
+    - port: http
+";
+
+/// A port web serves that it does not name.
+const OTHER_PORT: u16 = 8081;
+
 const WEB_FROM_TEAM_B: &str = "
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
@@ -191,6 +209,24 @@ fn network_policies_from_kubectl_follow_pods_and_namespaces() -> Result<()> {
     cluster.control_plane().delete(WEB_FROM_CLIENTS_BY_NAME)?;
     cluster.control_plane().delete(WEB_FROM_TEAM_B)?;
     follows(&cluster, deleted, &outsider, &web, true)?;
+
+    // An egress port name resolves against the destination pod's ports,
+    // here a pod on the other node: `http` is 8080 on web.
+    let _other_port = web.serve_tcp(OTHER_PORT)?;
+    let applied = Instant::now();
+    cluster.control_plane().apply(CLIENTS_TO_HTTP_PORTS)?;
+    let to_other = || client.tcp_connect(web.ip(), OTHER_PORT, Duration::from_millis(700));
+    let isolated = eventually(FOLLOW * 3, Duration::from_millis(50), || !to_other());
+    ensure!(
+        isolated,
+        "client -> web:{OTHER_PORT} still allowed ({:?})",
+        applied.elapsed()
+    );
+    ensure!(
+        connects(&client, web.ip()),
+        "client -> web's named port http denied\n{}",
+        cluster.describe()
+    );
     Ok(())
 }
 

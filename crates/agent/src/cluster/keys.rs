@@ -25,12 +25,15 @@ pub struct NodeRecord {
     pub health_ipv4: Option<Ipv4Addr>,
 }
 
-/// An endpoint's address as every node's ipcache needs it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// An endpoint's address as every node's ipcache needs it, and its named
+/// ports for other nodes' egress rules that name ports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IpRecord {
     pub identity: u32,
     /// The node hosting the endpoint: the tunnel endpoint.
     pub host_ip: Ipv4Addr,
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub named_ports: policy::ports::NamedPorts,
 }
 
 pub fn node_key(name: &str) -> String {

@@ -52,7 +52,8 @@ impl Daemon {
             return; // our own endpoint
         }
         let mut inner = self.lock();
-        if inner.remote_ips.insert(ip, record) != Some(record) {
+        let previous = inner.remote_ips.insert(ip, record.clone());
+        if previous.as_ref() != Some(&record) {
             if let Err(e) = inner
                 .maps
                 .ipcache
@@ -60,6 +61,7 @@ impl Daemon {
             {
                 eprintln!("ipcache {ip}: {e}");
             }
+            self.refresh_peer_ports(&mut inner);
         }
     }
 
@@ -71,6 +73,7 @@ impl Daemon {
             if let Err(e) = inner.maps.ipcache.remove(ip, 32) {
                 eprintln!("ipcache {ip}: {e}");
             }
+            self.refresh_peer_ports(&mut inner);
         }
     }
 

@@ -224,6 +224,7 @@ impl Daemon {
             return Err(e);
         }
         inner.endpoints.insert(ep.id, ep.clone());
+        self.refresh_peer_ports(&mut inner);
         self.persist_endpoints(&inner)
     }
 
@@ -273,6 +274,7 @@ impl Daemon {
             inner.maps.lxc.remove(ep.ipv4)?;
             inner.maps.ipcache.remove(ep.ipv4, 32)?;
             inner.maps.ct.flush_address(ep.ipv4.octets())?;
+            self.refresh_peer_ports(&mut inner);
             self.persist_endpoints(&inner)?;
             ep
         };
@@ -447,6 +449,7 @@ impl Daemon {
             .upsert(ep.ipv4, 32, ep.identity, Ipv4Addr::UNSPECIFIED)?;
         self.publish_endpoint_ip(&ep);
         inner.endpoints.insert(num, ep);
+        self.refresh_peer_ports(&mut inner);
         self.publish_proxy_state(&inner);
         self.persist_endpoints(&inner)?;
         Ok(old.identity)

@@ -62,6 +62,9 @@ struct Inner {
     /// Other nodes' endpoints, as the kvstore reports them.
     remote_ips: BTreeMap<Ipv4Addr, crate::cluster::keys::IpRecord>,
     nodes: BTreeMap<String, NodeRecord>,
+    /// Named ports by identity, of this node's endpoints and other nodes':
+    /// what egress rules naming ports resolve against.
+    peer_ports: policy::resolve::PeerPorts,
     /// Identities of the CIDR prefixes that rules mention (this node only).
     cidr_identities: IdentityAllocator,
     repo: Repository,
@@ -172,6 +175,7 @@ impl Daemon {
                 repo,
                 endpoints,
                 policies: BTreeMap::new(),
+                peer_ports: Default::default(),
                 proxy_ports,
                 services: Default::default(),
             }),
@@ -321,6 +325,7 @@ impl Daemon {
         let record = crate::cluster::keys::IpRecord {
             identity: ep.identity,
             host_ip: self.cluster.node_ip(),
+            named_ports: ep.named_ports.clone(),
         };
         self.cluster.publisher.put(
             crate::cluster::keys::ip_key(ep.ipv4),
@@ -394,6 +399,34 @@ impl Daemon {
     /// Recompiles every endpoint's policy after the rules changed, and
     /// regenerates those whose compiled policy is not what it was: a rule
     /// that selects none of an endpoint's peers or itself leaves it alone.
+    /// Egress rules naming ports follow the named ports of every
+    /// identity's endpoints: when those change, the endpoints with such
+    /// rules are regenerated.
+    fn refresh_peer_ports(&self, inner: &mut Inner) {
+        let mut now: BTreeMap<u32, policy::ports::NamedPorts> = BTreeMap::new();
+        let local = inner
+            .endpoints
+            .values()
+            .map(|ep| (ep.identity, &ep.named_ports));
+        let remote = inner
+            .remote_ips
+            .values()
+            .map(|r| (r.identity, &r.named_ports));
+        for (identity, ports) in local.chain(remote).filter(|(_, p)| !p.is_empty()) {
+            let entry = now.entry(identity).or_default();
+            for (name, port) in ports {
+                entry.entry(name.clone()).or_insert(*port);
+            }
+        }
+        if *inner.peer_ports == now {
+            return;
+        }
+        inner.peer_ports = Arc::new(now);
+        if let Err(e) = self.regenerate_changed(inner, false) {
+            eprintln!("level=warning msg=\"regenerating after named ports changed: {e}\"");
+        }
+    }
+
     fn regenerate_all(&self, inner: &mut Inner) -> Result<(), AgentError> {
         self.regenerate_changed(inner, true)
     }
@@ -408,12 +441,14 @@ impl Daemon {
             endpoints,
             compiled_rules,
             proxy_ports,
+            peer_ports,
             ..
         } = inner;
         for ep in endpoints.values() {
             let policy = compiled_rules
                 .policy_for(&ep.labels)
-                .with_named_ports(&ep.named_ports);
+                .with_named_ports(&ep.named_ports)
+                .with_peer_named_ports(peer_ports);
             match self.with_proxy_ports(proxy_ports, policy, ep.id) {
                 Ok(policy) => {
                     compiled.insert(ep.id, policy);

@@ -51,7 +51,10 @@ impl Daemon {
         inner: &mut Inner,
         ep: &EndpointRecord,
     ) -> Result<EndpointPolicy, AgentError> {
-        let policy = inner.compile(&ep.labels).with_named_ports(&ep.named_ports);
+        let policy = inner
+            .compile(&ep.labels)
+            .with_named_ports(&ep.named_ports)
+            .with_peer_named_ports(&inner.peer_ports);
         self.with_proxy_ports(&mut inner.proxy_ports, policy, ep.id)
     }
 

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use k8s::cilium_objects::{
-    endpoint_resource, identity_resource, node_object, node_resource, parse_endpoint,
-    parse_identity, parse_node,
+    endpoint_named_ports, endpoint_resource, identity_resource, node_object, node_resource,
+    parse_endpoint, parse_identity, parse_node,
 };
 use k8s::identities::CrdAllocator;
 use k8s::kube::api::{Api, DynamicObject, Patch, PatchParams};
@@ -74,7 +74,22 @@ pub async fn watch_endpoints(daemon: Arc<Daemon>, state: Arc<K8sState>, client: 
             Change::Applied(object) => {
                 if let Some((ip, identity, host_ip)) = parse_endpoint(&object) {
                     claims.insert(key(&object), ip);
-                    daemon.remote_ip_seen(ip, IpRecord { identity, host_ip });
+                    let named_ports = endpoint_named_ports(&object)
+                        .into_iter()
+                        .map(|(name, port, protocol)| api::models::Port {
+                            name,
+                            port,
+                            protocol,
+                        })
+                        .filter_map(|p| crate::endpoint::parse_named_ports(&[p]).ok())
+                        .flatten()
+                        .collect();
+                    let record = IpRecord {
+                        identity,
+                        host_ip,
+                        named_ports,
+                    };
+                    daemon.remote_ip_seen(ip, record);
                 }
             }
             Change::Deleted(object) => {

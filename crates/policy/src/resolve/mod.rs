@@ -105,7 +105,14 @@ pub struct EndpointPolicy {
     egress: DirectionPolicy,
     /// Proxy port of each listener, assigned by the caller (see `listeners`).
     proxy_ports: BTreeMap<(Direction, u16), u16>,
+    /// Named ports of the identities egress port names may resolve to
+    /// (empty unless an egress element names a port).
+    peer_ports: PeerPorts,
 }
+
+/// Container port names of each identity's endpoints, for egress rules that
+/// name ports: `identity → name → (protocol, port)`.
+pub type PeerPorts = Arc<BTreeMap<u32, crate::ports::NamedPorts>>;
 
 impl DirectionPolicy {
     fn add<R: PeerRule>(&mut self, allow: Option<&[R]>, deny: Option<&[R]>, default_deny: bool) {
@@ -142,8 +149,28 @@ impl DirectionPolicy {
         identity: u32,
         direction: Direction,
         proxy_ports: &BTreeMap<(Direction, u16), u16>,
+        peer_ports: &PeerPorts,
     ) {
-        for &(protocol, port, prefix_len) in &element.l4 {
+        // Egress port names resolve per destination; identity 0 (any
+        // peer) takes every number the name has anywhere.
+        let named: Vec<L4Part> = match direction {
+            Direction::Egress if !element.named.is_empty() => {
+                let resolve = |ports: &crate::ports::NamedPorts| -> Vec<L4Part> {
+                    element
+                        .named
+                        .iter()
+                        .filter_map(|(name, protocol)| ports::resolve_named(name, *protocol, ports))
+                        .collect()
+                };
+                if identity == IDENTITY_ANY {
+                    peer_ports.values().flat_map(resolve).collect()
+                } else {
+                    peer_ports.get(&identity).map(resolve).unwrap_or_default()
+                }
+            }
+            _ => Vec::new(),
+        };
+        for &(protocol, port, prefix_len) in element.l4.iter().chain(&named) {
             let key = MapKey::with_prefix(identity, protocol, port, prefix_len, direction);
             let entry = if element.deny {
                 MapEntry::deny()
@@ -215,6 +242,16 @@ impl EndpointPolicy {
         self
     }
 
+    /// This policy with the named ports of its possible destinations, for
+    /// egress rules that name ports. A policy without such a rule ignores
+    /// them (and so compares equal whatever they are).
+    pub fn with_peer_named_ports(mut self, ports: &PeerPorts) -> Self {
+        if self.egress.elements.iter().any(|e| !e.named.is_empty()) {
+            self.peer_ports = ports.clone();
+        }
+        self
+    }
+
     pub fn ingress_enforced(&self) -> bool {
         self.ingress.enforced
     }
@@ -250,6 +287,7 @@ impl EndpointPolicy {
                     IDENTITY_ANY,
                     direction,
                     &self.proxy_ports,
+                    &self.peer_ports,
                 );
             }
         }
@@ -271,6 +309,7 @@ impl EndpointPolicy {
                     identity,
                     direction,
                     &self.proxy_ports,
+                    &self.peer_ports,
                 );
             }
         }
@@ -352,6 +391,7 @@ impl EndpointPolicy {
                         identity,
                         direction,
                         &self.proxy_ports,
+                        &self.peer_ports,
                     );
                 }
             }

@@ -331,3 +331,39 @@ fn ingress_port_names_resolve_against_the_endpoints_own_ports() {
     assert!(bare.ingress_enforced);
     check(&bare, &[(FRONTEND, PROTO_TCP, 8080, Ingress, false)]);
 }
+
+#[test]
+fn egress_port_names_resolve_per_destination_identity() {
+    let rules = parse_rules(
+        r#"[{"endpointSelector": {"matchLabels": {"app": "backend"}},
+             "egress": [{"toEndpoints": [{"matchExpressions": [{"key": "app", "operator": "Exists"}]}],
+                         "toPorts": [{"ports": [{"port": "db", "protocol": "TCP"}]}]}]}]"#,
+    )
+    .unwrap();
+    let refs: Vec<&Rule> = rules.iter().collect();
+    let peers: PeerPorts = std::sync::Arc::new(BTreeMap::from([
+        (
+            DB,
+            crate::ports::NamedPorts::from([("db".to_string(), (PROTO_TCP, 5432))]),
+        ),
+        // The same name, another number, on another workload.
+        (
+            FRONTEND,
+            crate::ports::NamedPorts::from([("db".to_string(), (PROTO_TCP, 3306))]),
+        ),
+    ]));
+    let resolved = EndpointPolicy::compile(&refs, &labels(&["k8s:app=backend"]))
+        .with_peer_named_ports(&peers)
+        .resolve(&identities());
+    check(
+        &resolved,
+        &[
+            (DB, PROTO_TCP, 5432, Egress, true),
+            (DB, PROTO_TCP, 3306, Egress, false),
+            (FRONTEND, PROTO_TCP, 3306, Egress, true),
+            (FRONTEND, PROTO_TCP, 5432, Egress, false),
+            // No port of that name: nothing.
+            (BACKEND, PROTO_TCP, 5432, Egress, false),
+        ],
+    );
+}
