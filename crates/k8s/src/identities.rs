@@ -109,12 +109,16 @@ impl CrdAllocator {
     }
 
     /// Deletes the CiliumIdentities no CiliumEndpoint and no holder on this
-    /// node uses, among those created before `created_before` (RFC 3339,
-    /// as the API server writes times): Cilium's operator does this. Every
-    /// agent may run it; a number still held somewhere is created again by
-    /// its holder (see [`forgot`](Self::forgot)). Returns the numbers
-    /// deleted.
-    pub async fn collect_unused(&self, created_before: &str) -> Result<Vec<u32>, K8sError> {
+    /// node uses, among those at least `min_age` old: Cilium's operator
+    /// does this. Every agent may run it; a number still held somewhere is
+    /// created again by its holder (see [`forgot`](Self::forgot)). Returns
+    /// the numbers deleted.
+    pub async fn collect_unused(&self, min_age: std::time::Duration) -> Result<Vec<u32>, K8sError> {
+        let age = k8s_openapi::jiff::SignedDuration::try_from(min_age)
+            .map_err(|e| K8sError::Identity(e.to_string()))?;
+        let cutoff = k8s_openapi::jiff::Timestamp::now()
+            .checked_sub(age)
+            .map_err(|e| K8sError::Identity(e.to_string()))?;
         let endpoints: Api<DynamicObject> = Api::all_with(
             self.api.clone().into_client(),
             &crate::cilium_objects::endpoint_resource(),
@@ -131,14 +135,12 @@ impl CrdAllocator {
             let Some((id, _)) = parse_identity(&object) else {
                 continue;
             };
-            let created = object
+            let young = object
                 .metadata
                 .creation_timestamp
                 .as_ref()
-                .and_then(|t| serde_json::to_value(t).ok())
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default();
-            if used.contains(&id) || created.is_empty() || created.as_str() >= created_before {
+                .is_none_or(|created| created.0 > cutoff);
+            if used.contains(&id) || young {
                 continue;
             }
             match self.api.delete(&id.to_string(), &Default::default()).await {

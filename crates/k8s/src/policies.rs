@@ -91,9 +91,7 @@ impl PolicyObject {
             name: object.name_any(),
         };
         // The generated type writes its own apiVersion and kind.
-        let rules = serde_json::to_string(object)
-            .map_err(|e| e.to_string())
-            .and_then(|text| policy::parse_rules(&text).map_err(|e| e.to_string()));
+        let rules = rules_of(object);
         PolicyObject {
             key,
             generation: object.metadata.generation,
@@ -118,15 +116,20 @@ impl PolicyObject {
             kind: kind.as_str().to_string(),
         });
         object.metadata.managed_fields = None;
-        let rules = serde_json::to_string(&object)
-            .map_err(|e| e.to_string())
-            .and_then(|text| policy::parse_rules(&text).map_err(|e| e.to_string()));
+        let rules = rules_of(&object);
         PolicyObject {
             key,
             generation: object.metadata.generation,
             rules,
         }
     }
+}
+
+/// The rules of a policy object, read exactly as `cilium policy import`
+/// reads the same object; the error names the field.
+fn rules_of(object: &impl serde::Serialize) -> Result<Vec<Rule>, String> {
+    let text = serde_json::to_string(object).map_err(|e| e.to_string())?;
+    policy::parse_rules(&text).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

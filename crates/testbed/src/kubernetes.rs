@@ -138,16 +138,7 @@ impl ControlPlane {
             "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
                             "message": "testbed"}],
         }});
-        self.kubectl(&[
-            "patch",
-            "node",
-            name,
-            "--subresource=status",
-            "--type=merge",
-            "-p",
-            &status.to_string(),
-        ])?;
-        Ok(())
+        self.patch_status(&["node", name], &status)
     }
 
     /// Writes a pod's status as its kubelet would: its IP, and `Ready`
@@ -169,18 +160,17 @@ impl ControlPlane {
                 {"type": "ContainersReady", "status": ready},
             ],
         }});
-        self.kubectl(&[
-            "patch",
-            "pod",
-            "-n",
-            namespace,
-            name,
-            "--subresource=status",
-            "--type=merge",
-            "-p",
-            &status.to_string(),
-        ])?;
-        Ok(())
+        self.patch_status(&["pod", "-n", namespace, name], &status)
+    }
+
+    /// Merges `status` into an object's status subresource, as its
+    /// controller would; `object` names it (`["pod", "-n", ns, name]`).
+    fn patch_status(&self, object: &[&str], status: &serde_json::Value) -> Result<()> {
+        let status = status.to_string();
+        let mut args = vec!["patch"];
+        args.extend_from_slice(object);
+        args.extend(["--subresource=status", "--type=merge", "-p", &status]);
+        self.kubectl(&args).map(drop)
     }
 
     /// Kills kube-apiserver, keeps it away for `down`, then starts it again with the same

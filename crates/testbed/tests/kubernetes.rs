@@ -66,34 +66,25 @@ fn namespace(cluster: &Cluster, name: &str, labels: &str) -> Result<()> {
     Ok(())
 }
 
-const WEB_FROM_CLIENTS: &str = "
+/// Isolates web, then lets this namespace's clients reach its `port`
+/// (a number, or a name from web's Pod spec).
+fn web_from_clients(port: &str) -> String {
+    format!(
+        "
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
-metadata: {name: web-from-clients, namespace: shop}
+metadata: {{name: web-from-clients, namespace: shop}}
 spec:
-  podSelector: {matchLabels: {app: web}}
+  podSelector: {{matchLabels: {{app: web}}}}
   policyTypes: [Ingress]
   ingress:
   - from:
-    - podSelector: {matchLabels: {app: client}}
+    - podSelector: {{matchLabels: {{app: client}}}}
     ports:
-    - port: 8080
-";
-
-/// The same by the web pod's port name.
-const WEB_FROM_CLIENTS_BY_NAME: &str = "
-apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata: {name: web-from-clients, namespace: shop}
-spec:
-  podSelector: {matchLabels: {app: web}}
-  policyTypes: [Ingress]
-  ingress:
-  - from:
-    - podSelector: {matchLabels: {app: client}}
-    ports:
-    - port: http
-";
+    - port: {port}
+"
+    )
+}
 
 /// Clients may only talk to ports their destination names `http`.
 const CLIENTS_TO_HTTP_PORTS: &str = "
@@ -170,7 +161,7 @@ fn network_policies_from_kubectl_follow_pods_and_namespaces() -> Result<()> {
     // podSelector alone: this namespace's clients only, on the port named
     // `http` in the web pod's spec.
     let applied = Instant::now();
-    cluster.control_plane().apply(WEB_FROM_CLIENTS_BY_NAME)?;
+    cluster.control_plane().apply(&web_from_clients("http"))?;
     follows(&cluster, applied, &stranger, &web, false)?;
     ensure!(connects(&client, web.ip()), "shop/client denied");
     ensure!(
@@ -206,7 +197,7 @@ fn network_policies_from_kubectl_follow_pods_and_namespaces() -> Result<()> {
 
     // Deleting the policies lifts the isolation.
     let deleted = Instant::now();
-    cluster.control_plane().delete(WEB_FROM_CLIENTS_BY_NAME)?;
+    cluster.control_plane().delete(&web_from_clients("http"))?;
     cluster.control_plane().delete(WEB_FROM_TEAM_B)?;
     follows(&cluster, deleted, &outsider, &web, true)?;
 
@@ -432,7 +423,7 @@ fn enforcement_survives_the_api_server_going_away() -> Result<()> {
     let client = cluster.k8s_pod(1, "shop", "client", &["app=client"], &[])?;
     let stranger = cluster.k8s_pod(1, "shop", "stranger", &["app=stranger"], &[])?;
     echo_server(&web)?;
-    cluster.control_plane().apply(WEB_FROM_CLIENTS)?;
+    cluster.control_plane().apply(&web_from_clients("8080"))?;
     follows(&cluster, Instant::now(), &stranger, &web, false)?;
 
     // A connection established before the outage carries on through it.
@@ -463,7 +454,7 @@ fn enforcement_survives_the_api_server_going_away() -> Result<()> {
 
     // Changes made after the server's return apply.
     let applied = Instant::now();
-    cluster.control_plane().delete(WEB_FROM_CLIENTS)?;
+    cluster.control_plane().delete(&web_from_clients("8080"))?;
     let lifted = eventually(Duration::from_secs(10), Duration::from_millis(100), || {
         connects(&stranger, web.ip())
     });
@@ -655,7 +646,7 @@ fn crd_mode_needs_no_etcd_and_nodes_agree_on_identities() -> Result<()> {
 
     // Policy across nodes works from those identities alone.
     let applied = Instant::now();
-    plane.apply(WEB_FROM_CLIENTS)?;
+    plane.apply(&web_from_clients("8080"))?;
     follows(&cluster, applied, &stranger, &web, false)?;
     ensure!(connects(&client, web.ip()), "shop/client denied");
 

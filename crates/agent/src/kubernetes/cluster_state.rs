@@ -148,11 +148,7 @@ pub async fn watch_nodes(daemon: Arc<Daemon>, state: Arc<K8sState>, client: k8s:
 pub async fn collect_identities(allocator: Arc<CrdAllocator>, interval: Duration) {
     loop {
         tokio::time::sleep(interval).await;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        let before = k8s::status::rfc3339(now.saturating_sub(interval).as_secs());
-        match allocator.collect_unused(&before).await {
+        match allocator.collect_unused(interval).await {
             Ok(ids) if !ids.is_empty() => {
                 eprintln!("level=info msg=\"deleted unused CiliumIdentities {ids:?}\"")
             }
