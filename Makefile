@@ -58,3 +58,4 @@ bench: build
 	./bench/l7/run.sh
 	./bench/monitor/run.sh
 	./bench/policy/run.sh
+	./bench/k8s/run.sh

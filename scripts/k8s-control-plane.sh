@@ -29,7 +29,10 @@
 #                K8S_BIND_ADDRESS (kube-apiserver's listening address, 127.0.0.1),
 #                K8S_ADVERTISE_ADDRESS (default: the bind address unless that is loopback,
 #                then kube-apiserver picks the host's address),
-#                K8S_READY_TIMEOUT (seconds to wait for /readyz, 180)
+#                K8S_READY_TIMEOUT (seconds to wait for /readyz, 180),
+#                K8S_AUDIT=1 (kube-apiserver writes one JSON line per request it receives to
+#                DIR/audit.log: level Metadata, stage RequestReceived only; for counting
+#                requests per client, as cilium-bench-k8s does)
 #   GO_NICE      prefix for go commands (default "nice -n 19": only idle CPU)
 set -euo pipefail
 
@@ -307,6 +310,13 @@ up() {
 	kcm_token=$(awk -F, '$2 == "system:kube-controller-manager" {print $1}' "$dir/tokens.csv")
 
 	mkdir -p "$dir/apiserver-certs"
+	local audit=()
+	if [ "${K8S_AUDIT:-}" = 1 ]; then
+		printf '%s\n' 'apiVersion: audit.k8s.io/v1' 'kind: Policy' \
+			'omitStages: [ResponseStarted, ResponseComplete, Panic]' \
+			'rules:' '- level: Metadata' >"$dir/audit-policy.yaml"
+		audit=(--audit-policy-file "$dir/audit-policy.yaml" --audit-log-path "$dir/audit.log")
+	fi
 	start "$dir" kube-apiserver "$kbin/kube-apiserver" \
 		--etcd-servers "$etcd_url" \
 		--bind-address "$bind" --secure-port "$api_port" \
@@ -319,7 +329,7 @@ up() {
 		--authorization-mode Node,RBAC \
 		--token-auth-file "$dir/tokens.csv" \
 		--allow-privileged=true \
-		--profiling=false
+		--profiling=false "${audit[@]}"
 	local api_pid=$!
 	# The self-signed serving certificate (with its CA after it) appears at start.
 	wait_for 60 "kube-apiserver certificate" "$api_pid" test -s "$dir/apiserver-certs/apiserver.crt"
