@@ -25,6 +25,7 @@ pub mod narrator;
 pub mod netns;
 pub mod pod;
 pub mod runtime;
+pub mod starwars;
 pub mod traffic;
 pub mod unique;
 pub mod wait;

@@ -10,37 +10,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use testbed::narrator::Narrator;
+use testbed::starwars::{L3_L4_POLICY, L7_POLICY};
 use testbed::{Agent, AgentOptions, AgentPaths, CliMonitor, Pod};
-
-const L3_L4_POLICY: &str = "\
-- endpointSelector:
-    matchLabels: {org: empire, class: deathstar}
-  description: L3-L4 policy to restrict deathstar access to empire ships only
-  ingress:
-  - fromEndpoints:
-    - matchLabels: {org: empire}
-    toPorts:
-    - ports:
-      - port: \"80\"
-        protocol: TCP
-";
-
-const L7_POLICY: &str = "\
-- endpointSelector:
-    matchLabels: {org: empire, class: deathstar}
-  description: L7 policy to restrict access to specific HTTP call
-  ingress:
-  - fromEndpoints:
-    - matchLabels: {org: empire}
-    toPorts:
-    - ports:
-      - port: \"80\"
-        protocol: TCP
-      rules:
-        http:
-        - method: POST
-          path: /v1/request-landing
-";
 
 fn main() -> ExitCode {
     match run() {

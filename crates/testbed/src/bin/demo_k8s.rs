@@ -16,6 +16,7 @@ use anyhow::{bail, Context, Result};
 use testbed::cluster::{Cluster, ClusterOptions, ClusterPod};
 use testbed::kubernetes::ControlPlane;
 use testbed::narrator::Narrator;
+use testbed::starwars;
 use testbed::{eventually, CliMonitor, HttpServer};
 
 const NAMESPACE: &str = "default";
@@ -33,52 +34,6 @@ spec:
   ports:
   - port: 80
     protocol: TCP
-";
-
-const RULE1_L3_L4: &str = "
-apiVersion: cilium.io/v2
-kind: CiliumNetworkPolicy
-metadata:
-  name: rule1
-spec:
-  description: L3-L4 policy to restrict deathstar access to empire ships only
-  endpointSelector:
-    matchLabels:
-      org: empire
-      class: deathstar
-  ingress:
-  - fromEndpoints:
-    - matchLabels:
-        org: empire
-    toPorts:
-    - ports:
-      - port: \"80\"
-        protocol: TCP
-";
-
-const RULE1_L7: &str = "
-apiVersion: cilium.io/v2
-kind: CiliumNetworkPolicy
-metadata:
-  name: rule1
-spec:
-  description: L7 policy to restrict access to specific HTTP call
-  endpointSelector:
-    matchLabels:
-      org: empire
-      class: deathstar
-  ingress:
-  - fromEndpoints:
-    - matchLabels:
-        org: empire
-    toPorts:
-    - ports:
-      - port: \"80\"
-        protocol: TCP
-      rules:
-        http:
-        - method: POST
-          path: /v1/request-landing
 ";
 
 /// How long the agents get to follow a change made with `kubectl`.
@@ -262,7 +217,11 @@ fn walk_through(cluster: &Cluster, fleet: &Fleet, out: &Narrator) -> Result<()> 
     out.step(
         "CiliumNetworkPolicy rule1, L3/L4: only org=empire may reach the deathstar, on 80/TCP",
     );
-    out.apply(plane, "sw_l3_l4_policy.yaml", RULE1_L3_L4)?;
+    out.apply(
+        plane,
+        "sw_l3_l4_policy.yaml",
+        &starwars::as_cnp("rule1", starwars::L3_L4_POLICY),
+    )?;
     let revisions = wait_enforced(plane, None)?;
     out.curl(tiefighter, &["-X", "POST", &landing])?;
     if out.curl(xwing, &["-X", "POST", &landing]).is_ok() {
@@ -288,7 +247,11 @@ fn walk_through(cluster: &Cluster, fleet: &Fleet, out: &Narrator) -> Result<()> 
     out.curl(tiefighter, &["-X", "PUT", &exhaust])?;
 
     out.step("rule1 updated with an L7 rule: the empire may only POST /v1/request-landing");
-    out.apply(plane, "sw_l3_l4_l7_policy.yaml", RULE1_L7)?;
+    out.apply(
+        plane,
+        "sw_l3_l4_l7_policy.yaml",
+        &starwars::as_cnp("rule1", starwars::L7_POLICY),
+    )?;
     wait_enforced(plane, Some(revisions))?;
     out.curl(tiefighter, &["-X", "POST", &landing])?;
     let denied = out.curl(tiefighter, &["-X", "PUT", &exhaust])?;
