@@ -13,24 +13,94 @@
  * it through RCU: a grace period's worth of callbacks every few packets,
  * and RCU's kthread competing with the workload for the CPU. Everything
  * else goes on to the stack untouched, VXLAN included when it is not ours to
- * take (vxlan_local_destination). */
+ * take (vxlan_local_destination).
+ *
+ * It is also where clients outside the cluster reach services: packets to
+ * a NodePort, LoadBalancer or external IP frontend go to a backend, and the
+ * answers of backends on other nodes come back here (lib/nodeport.h). */
 #include "lib/common.h"
 #include "lib/maps.h"
 #include "lib/encap.h"
 #include "lib/proxy.h"
+#include "lib/nodeport.h"
 
-/* Set by the agent at load time; VXLAN_PORT 0 = no overlay. */
+/* Set by the agent at load time; VXLAN_PORT 0 = no overlay, and then
+ * ENCAP_IFINDEX (the VXLAN device) is 0 too. */
 volatile const __be32 NODE_IP = 0;
 volatile const __u16 VXLAN_PORT = 0;
+volatile const __u32 ENCAP_IFINDEX = 0;
 
-/* Only packets for local endpoints can belong to the proxy's connections
- * on a pod's behalf. */
-static __always_inline int to_proxy_connection(struct __sk_buff *skb)
+static __always_inline int drop_here(struct __sk_buff *skb, __u8 reason)
 {
+	update_metrics(skb->len, reason, DIR_INGRESS);
+	return TC_ACT_SHOT;
+}
+
+/* A client's packet to an external frontend of `svc`, to the backend the
+ * service gives its flow. A local backend gets it from the client, through
+ * its policy program, which remembers the service for the answer; another
+ * node's from this node (source NAT). */
+static __always_inline int nodeport_forward(struct __sk_buff *skb, struct flow *f,
+					    const struct lb4_service *svc)
+{
+	struct remote_endpoint_info *remote;
+	struct endpoint_info *ep;
+	__u16 rev_nat = svc->rev_nat_index;
+	int ret;
+
+	ret = lb4_translate_to(skb, f, svc);
+	if (ret)
+		return drop_here(skb, ret);
+	ep = lookup_local_endpoint(f->daddr);
+	if (ep) {
+		ret = ipv4_route_to(skb, ep->mac, ep->node_mac);
+		if (ret)
+			return drop_here(skb, ret);
+		set_identity_mark(skb, identity_of(f->saddr));
+		skb->cb[0] = ep->ifindex;
+		skb->cb[1] = rev_nat;
+		bpf_tail_call(skb, &cilium_call_policy, ep->lxc_id);
+		/* Without its policy program (being set up) the endpoint
+		 * could not translate its answer: the client retries. */
+		return drop_here(skb, DROP_MISSED_TAIL_CALL);
+	}
+	ret = nodeport_snat(skb, f, NODE_IP, rev_nat);
+	if (ret)
+		return drop_here(skb, ret);
+	remote = ipcache_lookup(f->daddr);
+	if (remote && remote->tunnel_endpoint && ENCAP_IFINDEX) {
+		ret = encap_and_redirect(skb, ENCAP_IFINDEX, remote->tunnel_endpoint, WORLD_ID);
+		return ret < 0 ? drop_here(skb, DROP_WRITE_ERROR) : ret;
+	}
+	ret = redirect_by_fib(skb, f);
+	return ret < 0 ? drop_here(skb, -ret) : ret;
+}
+
+/* Packets that are not VXLAN for a local endpoint: services' clients and
+ * their answers, then the proxy's connections (only packets for local
+ * endpoints can belong to those on a pod's behalf). */
+static __always_inline int from_outside(struct __sk_buff *skb)
+{
+	struct lb4_service *svc;
 	struct flow f;
+	int ret;
 
 	if (skb->protocol != bpf_htons(ETH_P_IP) || parse_ipv4(skb, &f))
 		return TC_ACT_OK;
+	if (f.protocol != IPPROTO_TCP && f.protocol != IPPROTO_UDP)
+		return TC_ACT_OK;
+	if (f.daddr == NODE_IP) {
+		ret = nodeport_unsnat(skb, &f, NODE_IP);
+		if (ret < 0)
+			return drop_here(skb, -ret);
+		if (ret) {
+			ret = redirect_by_fib(skb, &f);
+			return ret < 0 ? drop_here(skb, -ret) : ret;
+		}
+	}
+	svc = lb4_lookup_service(f.daddr, f.dport, f.protocol);
+	if (svc && (svc->flags & SVC_FLAGS_EXTERNAL))
+		return nodeport_forward(skb, &f, svc);
 	if (f.protocol == IPPROTO_TCP && lookup_local_endpoint(f.daddr))
 		proxy_assign_existing(skb, &f);
 	return TC_ACT_OK;
@@ -44,7 +114,7 @@ int cil_from_netdev(struct __sk_buff *skb)
 
 	ep = VXLAN_PORT ? vxlan_local_destination(skb, NODE_IP, VXLAN_PORT, &vni) : NULL;
 	if (!ep)
-		return to_proxy_connection(skb);
+		return from_outside(skb);
 	/* Outer Ethernet + inner IPv4 is left: deliver_from_overlay rewrites
 	 * the MACs. A GSO packet's segment size is the inner TCP's and stays
 	 * (FIXED_GSO), so the whole flow takes this path, in order. A failure

@@ -29,6 +29,7 @@
 #include "lib/encap.h"
 #include "lib/lb.h"
 #include "lib/proxy.h"
+#include "lib/nodeport.h"
 
 /* Set by the agent at load time. */
 volatile const __u32 LXC_ID = 0;
@@ -131,6 +132,12 @@ int cil_from_container(struct __sk_buff *skb)
 			return drop(skb, ret, &f, src_id, dst_id, DIR_EGRESS);
 		state.rev_nat = rev_nat;
 		ct_create(&f, CT_DIR_EGRESS, src_id, &state);
+	} else if (ct == CT_REPLY && state.rev_nat) {
+		/* A backend answering a client that reached it through a
+		 * NodePort (bpf_host handed the flow over translated). */
+		ret = lb4_reverse_nat(skb, &f, state.rev_nat);
+		if (ret)
+			return drop(skb, ret, &f, src_id, dst_id, DIR_EGRESS);
 	}
 
 	update_metrics(skb->len, REASON_FORWARDED, DIR_EGRESS);
@@ -154,6 +161,7 @@ int cil_from_container(struct __sk_buff *skb)
 			return drop_unparsed(skb, skb->ifindex, ret, DIR_EGRESS);
 		set_identity_mark(skb, src_id);
 		skb->cb[0] = ifindex;
+		skb->cb[1] = 0;
 		bpf_tail_call(skb, &cilium_call_policy, dst_ep->lxc_id);
 		return bpf_redirect(ifindex, 0);
 	}
@@ -168,6 +176,14 @@ int cil_from_container(struct __sk_buff *skb)
 		return ret;
 	}
 	send_trace(TRACE_TO_STACK, ct, LXC_ID, skb->ifindex, &f, src_id, dst_id, DIR_EGRESS);
+	if (ct == CT_REPLY && state.rev_nat) {
+		/* From the node's own address now, which the stack would
+		 * refuse as a martian source: routed here instead. */
+		ret = redirect_by_fib(skb, &f);
+		if (ret < 0)
+			return drop(skb, -ret, &f, src_id, dst_id, DIR_EGRESS);
+		return ret;
+	}
 	return TC_ACT_OK;
 }
 
@@ -175,7 +191,8 @@ int cil_from_container(struct __sk_buff *skb)
  * container. `ifindex` is the endpoint's host-side veth. At that veth's tc
  * egress an allowed packet just goes on; tail-called by the overlay
  * (`peer`), it is handed straight to the container's side of the veth. */
-static __always_inline int to_container(struct __sk_buff *skb, __u32 ifindex, int peer)
+static __always_inline int to_container(struct __sk_buff *skb, __u32 ifindex, int peer,
+					__u16 nodeport_rev_nat)
 {
 	struct endpoint_info *self;
 	struct flow f;
@@ -216,6 +233,7 @@ static __always_inline int to_container(struct __sk_buff *skb, __u32 ifindex, in
 			if (ret)
 				return drop_at(skb, ifindex, ret, &f, src_id, dst_id, DIR_INGRESS);
 		}
+		state.rev_nat = nodeport_rev_nat;
 		ct_create(&f, CT_DIR_INGRESS, src_id, &state);
 	} else if (ct == CT_REPLY && state.rev_nat) {
 		/* A backend answering a client that dialled a service. */
@@ -247,17 +265,18 @@ static __always_inline int to_container(struct __sk_buff *skb, __u32 ifindex, in
 SEC("classifier")
 int cil_to_container(struct __sk_buff *skb)
 {
-	return to_container(skb, skb->ifindex, 0);
+	return to_container(skb, skb->ifindex, 0, 0);
 }
 
-/* The entry in cilium_call_policy: the overlay and local senders'
- * cil_from_container tail-call it with the endpoint's host-side ifindex in
- * cb[0]. Both run at a tc ingress, where bpf_redirect_peer may skip the
- * veth's own hop. */
+/* The entry in cilium_call_policy: the overlay, bpf_host and local
+ * senders' cil_from_container tail-call it with the endpoint's host-side
+ * ifindex in cb[0] and, from bpf_host, the reverse-NAT index of a NodePort
+ * flow in cb[1] (else 0). All run at a tc ingress, where bpf_redirect_peer
+ * may skip the veth's own hop. */
 SEC("classifier")
 int cil_lxc_policy(struct __sk_buff *skb)
 {
-	return to_container(skb, skb->cb[0], 1);
+	return to_container(skb, skb->cb[0], 1, skb->cb[1]);
 }
 
 char _license[] SEC("license") = "Dual BSD/GPL";

@@ -73,6 +73,7 @@ static __always_inline int deliver_from_overlay(struct __sk_buff *skb,
 	}
 	set_identity_mark(skb, vni == HOST_ID ? REMOTE_NODE_ID : vni);
 	skb->cb[0] = ep->ifindex;
+	skb->cb[1] = 0;
 	bpf_tail_call(skb, &cilium_call_policy, ep->lxc_id);
 	return bpf_redirect(ep->ifindex, 0);
 }

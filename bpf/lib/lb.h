@@ -76,23 +76,17 @@ static __always_inline int lb4_rewrite(struct __sk_buff *skb, struct flow *f, in
 	return 0;
 }
 
-/* A client's packet to a VIP: recalls or picks the backend and rewrites the
- * destination to it. 0 also when the destination is no service; then
- * *rev_nat stays 0. */
-static __always_inline int lb4_translate(struct __sk_buff *skb, struct flow *f, __u16 *rev_nat)
+/* A client's packet to service `svc` (its VIP the destination): recalls or
+ * picks the backend and rewrites the destination to it. 0 or a drop
+ * reason. */
+static __always_inline int lb4_translate_to(struct __sk_buff *skb, struct flow *f,
+					    const struct lb4_service *svc)
 {
 	struct lb4_backend *backend = NULL;
-	struct lb4_service *svc;
 	struct ct_entry *e;
 	struct ct_key key;
 	__u32 backend_id = 0;
 
-	if (f->protocol != IPPROTO_TCP && f->protocol != IPPROTO_UDP)
-		return 0;
-	svc = lb4_lookup_service(f->daddr, f->dport, f->protocol);
-	if (!svc)
-		return 0;
-	*rev_nat = svc->rev_nat_index;
 
 	ct_key_of(f, CT_DIR_SERVICE, 0, &key);
 	e = bpf_map_lookup_elem(&cilium_ct4_global, &key);
@@ -114,6 +108,22 @@ static __always_inline int lb4_translate(struct __sk_buff *skb, struct flow *f, 
 		bpf_map_update_elem(&cilium_ct4_global, &key, &fresh, BPF_ANY);
 	}
 	return lb4_rewrite(skb, f, 1, backend->address, backend->port);
+}
+
+/* A client's packet to a VIP: recalls or picks the backend and rewrites the
+ * destination to it. 0 also when the destination is no service; then
+ * *rev_nat stays 0. */
+static __always_inline int lb4_translate(struct __sk_buff *skb, struct flow *f, __u16 *rev_nat)
+{
+	struct lb4_service *svc;
+
+	if (f->protocol != IPPROTO_TCP && f->protocol != IPPROTO_UDP)
+		return 0;
+	svc = lb4_lookup_service(f->daddr, f->dport, f->protocol);
+	if (!svc)
+		return 0;
+	*rev_nat = svc->rev_nat_index;
+	return lb4_translate_to(skb, f, svc);
 }
 
 /* A reply of a translated flow: its source becomes the VIP again. */

@@ -164,6 +164,15 @@ struct lb4_key {
 	__u8 pad[2];
 };
 
+/* lb4_service.flags of slot 0, Cilium's bits. The kinds a client outside
+ * the cluster may reach, at a node's device; a ClusterIP is not one. */
+#define SVC_FLAG_EXTERNAL_IP (1 << 0)
+#define SVC_FLAG_NODEPORT (1 << 1)
+#define SVC_FLAG_HOSTPORT (1 << 3)
+#define SVC_FLAG_LOADBALANCER (1 << 5)
+#define SVC_FLAGS_EXTERNAL (SVC_FLAG_EXTERNAL_IP | SVC_FLAG_NODEPORT | SVC_FLAG_HOSTPORT | \
+			    SVC_FLAG_LOADBALANCER)
+
 struct lb4_service {
 	__u32 backend_id;
 	__u16 count;
@@ -240,6 +249,42 @@ struct {
 	__uint(max_entries, 262144);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } cilium_lb4_reverse_sk SEC(".maps");
+
+/* cilium_snat_v4_external: NodePort's source NAT. A client's flow to a
+ * backend on another node leaves this node from the node's address, so the
+ * backend's answer comes back here to be translated back. Both directions
+ * of a translation have an entry: NAT_DIR_OUT by the client's tuple
+ * (after DNAT) -> the node's address and port it got; NAT_DIR_IN by the
+ * backend's answer -> the client's address and port, and the service to
+ * answer from. */
+enum {
+	NAT_DIR_OUT = 0,
+	NAT_DIR_IN = 1,
+};
+
+struct nat4_key {
+	__be32 saddr;
+	__be32 daddr;
+	__be16 sport;
+	__be16 dport;
+	__u8 protocol;
+	__u8 dir;
+	__u16 pad;
+};
+
+struct nat4_entry {
+	__be32 to_addr;
+	__be16 to_port;
+	__u16 rev_nat_index;	/* NAT_DIR_IN: the service the client dialled */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct nat4_key);
+	__type(value, struct nat4_entry);
+	__uint(max_entries, 65536);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} cilium_snat_v4_external SEC(".maps");
 
 /* cilium_events: drop, trace and policy-verdict notifications. */
 enum {

@@ -1,7 +1,8 @@
-//! The node's devices: bpf_host at their tc ingress, which hands the L7
-//! proxy the packets of its connections on pods' behalf and takes VXLAN
-//! packets for local endpoints straight off the wire (bpf/bpf_host.c says
-//! why), through a pinned link per device under `netdev/`.
+//! The node's devices: bpf_host at their tc ingress, which serves
+//! NodePort and other external service frontends, hands the L7 proxy the
+//! packets of its connections on pods' behalf and takes VXLAN packets for
+//! local endpoints straight off the wire (bpf/bpf_host.c says why), through
+//! a pinned link per device under `netdev/`.
 
 use std::net::Ipv4Addr;
 
@@ -20,20 +21,30 @@ pub struct HostProgram {
     ebpf: aya::Ebpf,
 }
 
+/// The node's VXLAN overlay: the UDP port it receives on and its device.
+#[derive(Debug, Clone, Copy)]
+pub struct Overlay {
+    pub port: u16,
+    pub ifindex: u32,
+}
+
 impl HostProgram {
-    /// Loads bpf_host against the shared maps; with an overlay, for VXLAN
-    /// packets to `node_ip`:`vxlan_port`.
+    /// Loads bpf_host against the shared maps for the node at `node_ip`;
+    /// with an overlay, for VXLAN packets to `node_ip`:`overlay.port`, and
+    /// NodePort flows to other nodes' backends leave through its device.
     pub fn load(
         root: &BpfRoot,
         node_ip: Ipv4Addr,
-        vxlan_port: Option<u16>,
+        overlay: Option<Overlay>,
     ) -> Result<Self, DatapathError> {
         let node_ip = u32::from(node_ip).to_be();
-        let vxlan_port = vxlan_port.unwrap_or(0);
+        let vxlan_port = overlay.map_or(0, |o| o.port);
+        let encap_ifindex = overlay.map_or(0, |o| o.ifindex);
         let mut ebpf = crate::object::loader()
             .default_map_pin_directory(root.dir())
             .override_global("NODE_IP", &node_ip, true)
             .override_global("VXLAN_PORT", &vxlan_port, true)
+            .override_global("ENCAP_IFINDEX", &encap_ifindex, true)
             .load(BPF_HOST)
             .map_err(|e| DatapathError::Load {
                 what: "host device".into(),

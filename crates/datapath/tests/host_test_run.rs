@@ -8,7 +8,7 @@ mod support;
 use std::net::Ipv4Addr;
 
 use datapath::{
-    host::HostProgram,
+    host::{HostProgram, Overlay},
     maps::PolicyKey,
     test_run::{run, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT},
 };
@@ -17,6 +17,12 @@ use support::*;
 const NODE_IP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 10);
 const PEER_NODE: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 11);
 const VXLAN_PORT: u16 = 8472;
+/// The overlay device's ifindex only matters to the kernel's redirect,
+/// which a test run does not perform.
+const OVERLAY: Overlay = Overlay {
+    port: VXLAN_PORT,
+    ifindex: 1,
+};
 const REMOTE_POD: Ipv4Addr = Ipv4Addr::new(10, 77, 1, 5);
 const HOST_ID: u32 = 1;
 const REMOTE_NODE_ID: u32 = 6;
@@ -33,20 +39,9 @@ fn vxlan(to: Ipv4Addr, port: u16, udp_check: u16, vni: u32, inner: &[u8]) -> Vec
     l4[12..16].copy_from_slice(&(vni << 8).to_be_bytes());
     l4.extend_from_slice(inner);
     let mut p = packet(PEER_NODE, to, UDP, &l4);
-    let sum = ip_checksum(&p[14..34]);
+    let sum = checksum(&p[14..34]);
     p[24..26].copy_from_slice(&sum.to_be_bytes());
     p
-}
-
-fn ip_checksum(header: &[u8]) -> u16 {
-    let mut sum: u32 = header
-        .chunks(2)
-        .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
 }
 
 /// The node's endpoints with their policy programs installed as tail
@@ -56,7 +51,7 @@ fn node(name: &str) -> (Node, HostProgram) {
     for prog in &mut node.progs {
         prog.install_policy_call().unwrap();
     }
-    let host = HostProgram::load(&node.t.root, NODE_IP, Some(VXLAN_PORT)).unwrap();
+    let host = HostProgram::load(&node.t.root, NODE_IP, Some(OVERLAY)).unwrap();
     (node, host)
 }
 
@@ -133,7 +128,7 @@ fn everything_else_goes_on_to_the_stack_untouched() {
     gbp[14 + 20 + 8] |= 0x80; // a VXLAN extension flag we do not speak
     let mut fragment = valid();
     fragment[14 + 6] |= 0x20; // more fragments
-    let sum = ip_checksum(&{
+    let sum = checksum(&{
         let mut h = fragment[14..34].to_vec();
         h[10..12].fill(0);
         h

@@ -1,11 +1,12 @@
 //! Kubernetes Services and their EndpointSlices as load-balancer entries:
-//! one per (cluster IP, port), over the endpoints that are ready. Pure: the
+//! one per frontend (cluster IP, NodePort on a node's address, external IP,
+//! load-balancer IP) and port, over the endpoints that are ready. Pure: the
 //! agent writes the result into the datapath.
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Service, ServicePort};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
 /// The label EndpointSlices carry naming their Service.
@@ -18,29 +19,48 @@ pub struct LbEntry {
     pub port: u16,
     /// `TCP` or `UDP`.
     pub protocol: String,
-    /// `ClusterIP` (the only kind balanced here so far).
+    /// `ClusterIP`, `NodePort`, `ExternalIPs` or `LoadBalancer`.
     pub kind: String,
     /// Ready backends, sorted.
     pub backends: Vec<(Ipv4Addr, u16)>,
 }
 
+/// The node balancing: its name (for the traffic policies that keep to
+/// local endpoints) and the addresses NodePorts are served on, every
+/// node's, so a pod dialling any node's NodePort is balanced right away.
+#[derive(Debug, Clone, Copy)]
+pub struct Balancing<'a> {
+    pub node_name: &'a str,
+    pub node_addresses: &'a BTreeSet<Ipv4Addr>,
+}
+
+/// A ready endpoint: address, port, and the node it runs on.
+type Endpoint = (Ipv4Addr, u16, Option<String>);
+
 /// The entries of `service`, balanced over the ready endpoints of its
 /// `slices`. Headless and ExternalName services, IPv6 addresses and SCTP
-/// ports have none.
-pub fn lb_entries(service: &Service, slices: &[&EndpointSlice]) -> Vec<LbEntry> {
+/// ports have none. `internalTrafficPolicy: Local` keeps cluster IPs, and
+/// `externalTrafficPolicy: Local` the other frontends, to endpoints on this
+/// node.
+pub fn lb_entries(service: &Service, slices: &[&EndpointSlice], node: Balancing) -> Vec<LbEntry> {
     let Some(spec) = &service.spec else {
         return Vec::new();
     };
     if spec.type_.as_deref() == Some("ExternalName") {
         return Vec::new();
     }
-    let cluster_ips: BTreeSet<Ipv4Addr> = spec
-        .cluster_ips
-        .iter()
-        .flatten()
-        .chain(spec.cluster_ip.iter())
-        .filter_map(|ip| ip.parse().ok())
-        .collect();
+    let cluster_ips = addresses(spec.cluster_ips.iter().flatten().chain(&spec.cluster_ip));
+    let external_ips = addresses(spec.external_ips.iter().flatten());
+    let load_balancer_ips = addresses(
+        service
+            .status
+            .iter()
+            .filter_map(|s| s.load_balancer.as_ref())
+            .flat_map(|lb| lb.ingress.iter().flatten())
+            .filter_map(|ingress| ingress.ip.as_ref()),
+    );
+    let has_node_ports = matches!(spec.type_.as_deref(), Some("NodePort" | "LoadBalancer"));
+    let local_only = |policy: &Option<String>| policy.as_deref() == Some("Local");
     let mut entries = Vec::new();
     for port in spec.ports.iter().flatten() {
         let protocol = port.protocol.clone().unwrap_or_else(|| "TCP".into());
@@ -50,27 +70,59 @@ pub fn lb_entries(service: &Service, slices: &[&EndpointSlice]) -> Vec<LbEntry> 
         let Ok(number) = u16::try_from(port.port) else {
             continue;
         };
-        let backends = ready_backends(slices, port.name.as_deref(), &protocol);
-        for ip in &cluster_ips {
-            entries.push(LbEntry {
-                frontend: *ip,
-                port: number,
-                protocol: protocol.clone(),
-                kind: "ClusterIP".into(),
-                backends: backends.clone(),
-            });
+        let ready = ready_endpoints(slices, port.name.as_deref(), &protocol);
+        let internal = backends(&ready, local_only(&spec.internal_traffic_policy), node);
+        let external = backends(&ready, local_only(&spec.external_traffic_policy), node);
+        let mut add = |frontends: &BTreeSet<Ipv4Addr>, port: u16, kind: &str, backends: &Vec<_>| {
+            for ip in frontends {
+                entries.push(LbEntry {
+                    frontend: *ip,
+                    port,
+                    protocol: protocol.clone(),
+                    kind: kind.into(),
+                    backends: backends.clone(),
+                });
+            }
+        };
+        add(&cluster_ips, number, "ClusterIP", &internal);
+        add(&external_ips, number, "ExternalIPs", &external);
+        if spec.type_.as_deref() == Some("LoadBalancer") {
+            add(&load_balancer_ips, number, "LoadBalancer", &external);
+        }
+        if let Some(node_port) = has_node_ports.then(|| node_port(port)).flatten() {
+            add(node.node_addresses, node_port, "NodePort", &external);
         }
     }
     entries
 }
 
-/// The ready IPv4 endpoints for the service port named `port_name`.
-fn ready_backends(
+fn addresses<'a>(texts: impl Iterator<Item = &'a String>) -> BTreeSet<Ipv4Addr> {
+    texts.filter_map(|ip| ip.parse().ok()).collect()
+}
+
+fn node_port(port: &ServicePort) -> Option<u16> {
+    port.node_port
+        .and_then(|p| u16::try_from(p).ok())
+        .filter(|p| *p != 0)
+}
+
+/// The backends among `ready`: all of them, or with `local_only` those on
+/// this node.
+fn backends(ready: &[Endpoint], local_only: bool, node: Balancing) -> Vec<(Ipv4Addr, u16)> {
+    ready
+        .iter()
+        .filter(|(_, _, on)| !local_only || on.as_deref() == Some(node.node_name))
+        .map(|(ip, port, _)| (*ip, *port))
+        .collect()
+}
+
+/// The ready IPv4 endpoints for the service port named `port_name`, sorted.
+fn ready_endpoints(
     slices: &[&EndpointSlice],
     port_name: Option<&str>,
     protocol: &str,
-) -> Vec<(Ipv4Addr, u16)> {
-    let mut backends = BTreeSet::new();
+) -> Vec<Endpoint> {
+    let mut ready = BTreeSet::new();
     for slice in slices.iter().filter(|s| s.address_type == "IPv4") {
         let port = slice.ports.iter().flatten().find(|p| {
             p.name.as_deref().unwrap_or("") == port_name.unwrap_or("")
@@ -84,22 +136,22 @@ fn ready_backends(
         };
         for endpoint in slice.endpoints.iter().flatten() {
             // Kubernetes: an unknown readiness counts as ready.
-            let ready = endpoint
+            let is_ready = endpoint
                 .conditions
                 .as_ref()
                 .and_then(|c| c.ready)
                 .unwrap_or(true);
-            if !ready {
+            if !is_ready {
                 continue;
             }
             for address in &endpoint.addresses {
                 if let Ok(ip) = address.parse() {
-                    backends.insert((ip, number));
+                    ready.insert((ip, number, endpoint.node_name.clone()));
                 }
             }
         }
     }
-    backends.into_iter().collect()
+    ready.into_iter().collect()
 }
 
 #[cfg(test)]
@@ -127,6 +179,95 @@ mod tests {
         .unwrap()
     }
 
+    fn nodes() -> BTreeSet<Ipv4Addr> {
+        [Ipv4Addr::new(192, 0, 2, 10), Ipv4Addr::new(192, 0, 2, 11)].into()
+    }
+
+    fn node(addresses: &BTreeSet<Ipv4Addr>) -> Balancing<'_> {
+        Balancing {
+            node_name: "node0",
+            node_addresses: addresses,
+        }
+    }
+
+    fn exposed(kind: &str, extra: serde_json::Value) -> Service {
+        let mut svc = serde_json::to_value(service()).unwrap();
+        svc["spec"]["type"] = kind.into();
+        svc["spec"]["ports"][0]["nodePort"] = 30080.into();
+        for (k, v) in extra.as_object().unwrap() {
+            svc[k.as_str()] = v.clone();
+        }
+        serde_json::from_value(svc).unwrap()
+    }
+
+    fn two_nodes_slice() -> EndpointSlice {
+        slice(serde_json::json!([
+            {"addresses": ["10.0.1.5"], "nodeName": "node0"},
+            {"addresses": ["10.0.2.7"], "nodeName": "node1"},
+        ]))
+    }
+
+    fn kinds(entries: &[LbEntry]) -> Vec<(String, Ipv4Addr, u16, usize)> {
+        let mut kinds: Vec<_> = entries
+            .iter()
+            .filter(|e| e.protocol == "TCP")
+            .map(|e| (e.kind.clone(), e.frontend, e.port, e.backends.len()))
+            .collect();
+        kinds.sort();
+        kinds
+    }
+
+    #[test]
+    fn a_node_port_is_served_on_every_nodes_address_besides_the_cluster_ip() {
+        let addresses = nodes();
+        let entries = lb_entries(
+            &exposed("NodePort", serde_json::json!({})),
+            &[&two_nodes_slice()],
+            node(&addresses),
+        );
+        let vip = Ipv4Addr::new(10, 96, 0, 10);
+        assert_eq!(
+            kinds(&entries),
+            vec![
+                ("ClusterIP".into(), vip, 80, 2),
+                ("NodePort".into(), Ipv4Addr::new(192, 0, 2, 10), 30080, 2),
+                ("NodePort".into(), Ipv4Addr::new(192, 0, 2, 11), 30080, 2),
+            ]
+        );
+        let mut udp = entries.iter().filter(|e| e.protocol == "UDP");
+        assert!(
+            udp.all(|e| e.kind == "ClusterIP"),
+            "no nodePort on the UDP port"
+        );
+    }
+
+    #[test]
+    fn external_traffic_policy_local_keeps_external_frontends_to_this_nodes_endpoints() {
+        let addresses = nodes();
+        let mut svc = exposed(
+            "LoadBalancer",
+            serde_json::json!({
+                "status": {"loadBalancer": {"ingress": [{"ip": "203.0.113.9"}]}},
+            }),
+        );
+        let spec = svc.spec.as_mut().unwrap();
+        spec.external_traffic_policy = Some("Local".into());
+        spec.external_ips = Some(vec!["198.51.100.20".into()]);
+        let entries = lb_entries(&svc, &[&two_nodes_slice()], node(&addresses));
+        assert_eq!(
+            kinds(&entries),
+            vec![
+                ("ClusterIP".into(), Ipv4Addr::new(10, 96, 0, 10), 80, 2),
+                ("ExternalIPs".into(), Ipv4Addr::new(198, 51, 100, 20), 80, 1),
+                ("LoadBalancer".into(), Ipv4Addr::new(203, 0, 113, 9), 80, 1),
+                ("NodePort".into(), Ipv4Addr::new(192, 0, 2, 10), 30080, 1),
+                ("NodePort".into(), Ipv4Addr::new(192, 0, 2, 11), 30080, 1),
+            ]
+        );
+        let local = entries.iter().find(|e| e.kind == "NodePort").unwrap();
+        assert_eq!(local.backends, vec![(Ipv4Addr::new(10, 0, 1, 5), 8080)]);
+    }
+
     #[test]
     fn only_ready_endpoints_of_the_named_port_are_backends() {
         let slice = slice(serde_json::json!([
@@ -134,7 +275,7 @@ mod tests {
             {"addresses": ["10.0.2.7"], "conditions": {"ready": false}},
             {"addresses": ["10.0.2.9"]},
         ]));
-        let entries = lb_entries(&service(), &[&slice]);
+        let entries = lb_entries(&service(), &[&slice], node(&nodes()));
         assert_eq!(entries.len(), 2);
         let http = entries.iter().find(|e| e.port == 80).unwrap();
         assert_eq!(http.frontend, Ipv4Addr::new(10, 96, 0, 10));
@@ -154,6 +295,6 @@ mod tests {
         let mut headless = service();
         headless.spec.as_mut().unwrap().cluster_ip = Some("None".into());
         headless.spec.as_mut().unwrap().cluster_ips = Some(vec!["None".into()]);
-        assert!(lb_entries(&headless, &[]).is_empty());
+        assert!(lb_entries(&headless, &[], node(&nodes())).is_empty());
     }
 }

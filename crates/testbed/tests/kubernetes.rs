@@ -7,13 +7,14 @@
 //! Needs root, etcd, and the control plane's binaries (`make setup` builds
 //! them once into /var/cache/cilium-rs/k8s).
 
+use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
 use testbed::cluster::{Cluster, ClusterOptions, ClusterPod};
-use testbed::eventually;
+use testbed::{eventually, traffic, NetNs};
 
 /// Kubernetes' and Cilium's promise: a change is enforced within this.
 const FOLLOW: Duration = Duration::from_secs(2);
@@ -468,35 +469,43 @@ fn enforcement_survives_the_api_server_going_away() -> Result<()> {
     Ok(())
 }
 
+const NODE_PORT: u16 = 30080;
+
 const WEB_SERVICE: &str = "
 apiVersion: v1
 kind: Service
 metadata: {name: web, namespace: shop}
 spec:
+  type: NodePort
   selector: {app: web}
   ports:
-  - {name: http, port: 80, targetPort: 8080, protocol: TCP}
+  - {name: http, port: 80, targetPort: 8080, nodePort: 30080, protocol: TCP}
 ";
 
-/// Which backends answer `frontend:80` over `tries` new connections.
-fn answering(
-    client: &ClusterPod,
-    frontend: Ipv4Addr,
-    tries: usize,
-) -> std::collections::BTreeSet<String> {
+/// Which backends answer `frontend:port` from `from` over `tries` new
+/// connections.
+fn answering(from: &NetNs, frontend: Ipv4Addr, port: u16, tries: usize) -> BTreeSet<String> {
     (0..tries)
-        .filter_map(|_| client.tcp_request(frontend, 80, Duration::from_millis(700)))
+        .filter_map(|_| traffic::tcp_request(from, frontend, port, Duration::from_millis(700)))
         .map(|answer| answer.trim().to_string())
         .collect()
 }
 
+fn names(names: &[&str]) -> BTreeSet<String> {
+    names.iter().map(|n| n.to_string()).collect()
+}
+
+/// A NodePort Service, seen from a pod (its cluster IP and a node's
+/// address) and from a host outside the cluster (both nodes' addresses:
+/// one backend is local to the node dialled, the other is not).
 #[test]
-fn cluster_ip_services_balance_over_ready_pods_on_both_nodes() -> Result<()> {
+fn cluster_ip_and_node_port_services_balance_over_ready_pods_on_both_nodes() -> Result<()> {
     let cluster = two_nodes()?;
     namespace(&cluster, "shop", "team: a")?;
     let web0 = cluster.k8s_pod(0, "shop", "web-0", &["app=web"], &[])?;
     let web1 = cluster.k8s_pod(1, "shop", "web-1", &["app=web"], &[])?;
     let client = cluster.k8s_pod(1, "shop", "client", &["app=client"], &[])?;
+    let outside = cluster.outside_host("client")?;
     let _servers = (web0.serve_tcp(PORT)?, web1.serve_tcp(PORT)?);
     cluster.control_plane().apply(WEB_SERVICE)?;
     let ip: Ipv4Addr = cluster
@@ -512,43 +521,75 @@ fn cluster_ip_services_balance_over_ready_pods_on_both_nodes() -> Result<()> {
         ])?
         .trim()
         .parse()?;
+    let frontends = [
+        ("the pod", client.namespace(), ip, 80),
+        (
+            "the pod",
+            client.namespace(),
+            cluster.node(0).ip(),
+            NODE_PORT,
+        ),
+        (
+            "outside",
+            outside.namespace(),
+            cluster.node(0).ip(),
+            NODE_PORT,
+        ),
+        (
+            "outside",
+            outside.namespace(),
+            cluster.node(1).ip(),
+            NODE_PORT,
+        ),
+    ];
 
-    let both: std::collections::BTreeSet<String> =
-        ["web-0".to_string(), "web-1".to_string()].into();
-    let mut seen = Default::default();
-    let balanced = eventually(Duration::from_secs(10), Duration::from_millis(100), || {
-        seen = answering(&client, ip, 20);
-        seen == both
-    });
-    ensure!(
-        balanced,
-        "{ip}:80 answered by {seen:?}\n{}",
-        cluster.describe()
-    );
+    let both = names(&["web-0", "web-1"]);
+    for (who, from, frontend, port) in frontends {
+        let mut seen = Default::default();
+        let balanced = eventually(Duration::from_secs(10), Duration::from_millis(100), || {
+            seen = answering(from, frontend, port, 20);
+            seen == both
+        });
+        ensure!(
+            balanced,
+            "{frontend}:{port} from {who} answered by {seen:?}\n{}",
+            cluster.describe()
+        );
+    }
 
-    // A pod turning not-ready leaves the rotation.
+    // A pod turning not-ready leaves the rotation of every frontend.
     let changed = Instant::now();
     cluster
         .control_plane()
         .set_pod_ready("shop", "web-1", web1.ip(), false)?;
-    let only_web0: std::collections::BTreeSet<String> = ["web-0".to_string()].into();
-    let left = eventually(Duration::from_secs(5), Duration::from_millis(50), || {
-        seen = answering(&client, ip, 10);
-        seen == only_web0
-    });
-    ensure!(left, "after web-1 turned not ready: {seen:?}");
+    for (who, from, frontend, port) in frontends {
+        let mut seen = Default::default();
+        let left = eventually(Duration::from_secs(5), Duration::from_millis(50), || {
+            seen = answering(from, frontend, port, 10);
+            seen == names(&["web-0"])
+        });
+        ensure!(
+            left,
+            "{frontend}:{port} from {who} after web-1 turned not ready: {seen:?}"
+        );
+    }
     ensure!(
-        changed.elapsed() < Duration::from_secs(2),
+        changed.elapsed() < Duration::from_secs(2) + Duration::from_millis(700),
         "the LB followed only after {:?}",
         changed.elapsed()
     );
 
-    // Deleting the Service removes its frontend.
+    // Deleting the Service removes its frontends.
     cluster.control_plane().delete(WEB_SERVICE)?;
-    let gone = eventually(Duration::from_secs(5), Duration::from_millis(100), || {
-        answering(&client, ip, 1).is_empty()
-    });
-    ensure!(gone, "{ip}:80 still answers after the Service was deleted");
+    for (who, from, frontend, port) in frontends {
+        let gone = eventually(Duration::from_secs(5), Duration::from_millis(100), || {
+            answering(from, frontend, port, 1).is_empty()
+        });
+        ensure!(
+            gone,
+            "{frontend}:{port} still answers {who} after the Service was deleted"
+        );
+    }
     Ok(())
 }
 

@@ -105,6 +105,7 @@ impl Daemon {
                 }
             }
             let previous = inner.nodes.insert(node.name.clone(), node.clone());
+            self.publish_node_addresses(&inner);
             previous.is_none_or(|p| p.pod_cidr != node.pod_cidr)
         };
         if remote && new_cidr {
@@ -118,6 +119,7 @@ impl Daemon {
             match inner.nodes.remove(name) {
                 Some(node) if name != self.cluster.node.name => {
                     let _ = inner.maps.ipcache.remove(node.ipv4, 32);
+                    self.publish_node_addresses(&inner);
                     node
                 }
                 _ => return,
@@ -128,6 +130,26 @@ impl Daemon {
                 eprintln!("route to node {}'s pods: {e:#}", node.name);
             }
         }
+    }
+
+    /// Every known node's address and this node's, for the NodePorts.
+    fn publish_node_addresses(&self, inner: &super::Inner) {
+        let addresses: BTreeSet<Ipv4Addr> = inner
+            .nodes
+            .values()
+            .map(|n| n.ipv4)
+            .chain([self.cluster.node_ip()])
+            .collect();
+        self.node_addresses.send_if_modified(|known| {
+            let changed = *known != addresses;
+            *known = addresses;
+            changed
+        });
+    }
+
+    /// The addresses NodePorts are served on, as they change.
+    pub fn watch_node_addresses(&self) -> tokio::sync::watch::Receiver<BTreeSet<Ipv4Addr>> {
+        self.node_addresses.subscribe()
     }
 
     /// Whether `node`'s pod CIDR is routed into the overlay: only with an

@@ -15,7 +15,7 @@ mod service_sync;
 mod services;
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet},
     net::Ipv4Addr,
     sync::{Arc, Mutex, MutexGuard},
 };
@@ -51,6 +51,9 @@ pub struct Daemon {
     proxy_routing: std::sync::atomic::AtomicBool,
     /// Pods, namespaces and watch health in Kubernetes mode.
     k8s: Option<Arc<crate::kubernetes::K8sState>>,
+    /// Every known node's address, this node's included: where NodePorts
+    /// are served.
+    node_addresses: tokio::sync::watch::Sender<BTreeSet<Ipv4Addr>>,
     inner: Mutex<Inner>,
 }
 
@@ -129,7 +132,10 @@ impl Daemon {
             &root,
             cluster.node_ip(),
             &config.devices,
-            (encap_ifindex != 0).then_some(crate::node::tunnel::PORT),
+            (encap_ifindex != 0).then_some(datapath::host::Overlay {
+                port: crate::node::tunnel::PORT,
+                ifindex: encap_ifindex,
+            }),
         )?;
         if config.enable_socket_lb {
             datapath::sock::attach(&root, &config.cgroup_root)?;
@@ -153,6 +159,7 @@ impl Daemon {
         let service_sync = service_sync::ServiceSync::start(cluster.kv.clone());
         let k8s_enabled = config.k8s().enabled();
         let cluster_name = config.cluster_name.clone();
+        let node_addresses = tokio::sync::watch::channel(BTreeSet::from([cluster.node_ip()])).0;
         let daemon = Arc::new(Daemon {
             config,
             root,
@@ -164,6 +171,7 @@ impl Daemon {
             proxy_health: Default::default(),
             proxy_routing: Default::default(),
             k8s: k8s_enabled.then(|| Arc::new(crate::kubernetes::K8sState::new(cluster_name))),
+            node_addresses,
             inner: Mutex::new(Inner {
                 maps,
                 ipam,

@@ -9,7 +9,7 @@ use api::models::{
     BackendAddress, FrontendAddress, LbEntry, Service, ServiceFlags, ServiceSpec, ServiceStatus,
 };
 use datapath::maps::{
-    lb::{Frontend, Lb4Backend, ServiceEntry},
+    lb::{self, Frontend, Lb4Backend, ServiceEntry},
     LbMaps,
 };
 
@@ -40,6 +40,7 @@ fn program(
     let entry = ServiceEntry {
         frontend: frontend(svc),
         rev_nat_index: svc.id,
+        flags: lb::service_flags(&svc.kind),
         slots: table.slots(svc),
     };
     lb.upsert_service(&entry, plan.old_slot_count)?;

@@ -1,7 +1,9 @@
 //! Kubernetes Services as the node's load balancer (kube-proxy's job):
-//! every ClusterIP frontend balanced over the Service's ready endpoints,
+//! every ClusterIP, NodePort (on every node's address), external IP and
+//! load-balancer IP frontend balanced over the Service's ready endpoints,
 //! from the Services and EndpointSlices watches. A change reaches the LB
-//! maps as soon as the watch delivers it.
+//! maps as soon as the watch delivers it; a node joining or leaving moves
+//! the NodePorts.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
@@ -12,7 +14,7 @@ use futures_util::StreamExt;
 use k8s::api::{EndpointSlice, Service};
 use k8s::kube::runtime::watcher;
 use k8s::kube::{Api, ResourceExt};
-use k8s::services::{lb_entries, LbEntry, SERVICE_NAME_LABEL};
+use k8s::services::{lb_entries, Balancing, LbEntry, SERVICE_NAME_LABEL};
 use k8s::Change;
 
 use super::K8sState;
@@ -30,6 +32,7 @@ type Frontend = (Ipv4Addr, u16, String);
 enum Event {
     Service(Change<Service>),
     Slice(Change<EndpointSlice>),
+    NodeAddresses(BTreeSet<Ipv4Addr>),
 }
 
 pub async fn watch(daemon: Arc<Daemon>, state: Arc<K8sState>, client: k8s::Client) {
@@ -45,7 +48,16 @@ pub async fn watch(daemon: Arc<Daemon>, state: Arc<K8sState>, client: k8s::Clien
         watcher::Config::default(),
     )
     .map(Event::Slice);
-    let events = futures_util::stream::select(services, slices);
+    let node_addresses =
+        futures_util::stream::unfold(daemon.watch_node_addresses(), |mut rx| async move {
+            rx.changed().await.ok()?;
+            let now = rx.borrow_and_update().clone();
+            Some((Event::NodeAddresses(now), rx))
+        });
+    let events = futures_util::stream::select(
+        futures_util::stream::select(services, slices),
+        node_addresses,
+    );
     futures_util::pin_mut!(events);
     let mut lb = Balancer::restore(&daemon);
     let mut synced = (false, false);
@@ -93,6 +105,14 @@ pub async fn watch(daemon: Arc<Daemon>, state: Arc<K8sState>, client: k8s::Clien
                 state.status.lost("endpointslices", e);
                 None
             }
+            Event::NodeAddresses(addresses) => {
+                lb.node_addresses = addresses;
+                let keys: Vec<Key> = lb.services.keys().cloned().collect();
+                for key in &keys {
+                    lb.sync(&daemon, key);
+                }
+                None
+            }
         };
         match touched {
             Some(key) => lb.sync(&daemon, &key),
@@ -113,6 +133,8 @@ fn slice_key(slice: &EndpointSlice) -> Option<Key> {
 struct Balancer {
     services: BTreeMap<Key, Service>,
     slices: BTreeMap<Key, EndpointSlice>,
+    node_name: String,
+    node_addresses: BTreeSet<Ipv4Addr>,
     ids: BTreeMap<Frontend, u16>,
     /// The frontends each Service has in the datapath.
     applied: BTreeMap<Key, BTreeSet<Frontend>>,
@@ -134,6 +156,8 @@ impl Balancer {
         Balancer {
             services: BTreeMap::new(),
             slices: BTreeMap::new(),
+            node_name: daemon.cluster().node.name.clone(),
+            node_addresses: daemon.watch_node_addresses().borrow().clone(),
             ids,
             applied: BTreeMap::new(),
         }
@@ -151,7 +175,11 @@ impl Balancer {
             })
             .map(|(_, slice)| slice)
             .collect();
-        lb_entries(service, &slices)
+        let node = Balancing {
+            node_name: &self.node_name,
+            node_addresses: &self.node_addresses,
+        };
+        lb_entries(service, &slices, node)
     }
 
     /// Brings one Service's frontends in the datapath to what it says.

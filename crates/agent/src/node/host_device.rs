@@ -1,22 +1,24 @@
 //! bpf_host at tc ingress of the node's devices: the one carrying the node
-//! IP and any named with `--devices`. It gives the L7 proxy the packets of
-//! connections it terminates on pods' behalf that arrive from outside the
-//! node and, with the overlay, takes VXLAN packets for local endpoints off
-//! the wire before the kernel's VXLAN path (bpf/bpf_host.c).
+//! IP and any named with `--devices`. It serves NodePort, LoadBalancer and
+//! external IP frontends to clients outside the cluster, gives the L7 proxy
+//! the packets of connections it terminates on pods' behalf that arrive
+//! from outside the node and, with the overlay, takes VXLAN packets for
+//! local endpoints off the wire before the kernel's VXLAN path
+//! (bpf/bpf_host.c).
 
 use std::net::Ipv4Addr;
 
 use anyhow::{bail, Context};
-use datapath::BpfRoot;
+use datapath::{host::Overlay, BpfRoot};
 
 /// Attaches bpf_host (replacing a previous agent's in place) to the device
-/// with `node_ip` and to `extra` devices; `vxlan_port` when the overlay is
+/// with `node_ip` and to `extra` devices; `overlay` when the overlay is
 /// on. Devices it was on before and are not named now lose it.
 pub fn attach(
     root: &BpfRoot,
     node_ip: Ipv4Addr,
     extra: &[String],
-    vxlan_port: Option<u16>,
+    overlay: Option<Overlay>,
 ) -> anyhow::Result<()> {
     if let Some(missing) = extra.iter().find(|d| crate::netdev::ifindex(d).is_none()) {
         bail!("--devices: there is no device {missing:?} here");
@@ -34,7 +36,7 @@ pub fn attach(
         datapath::host::detach(root)?;
         return Ok(());
     }
-    datapath::host::HostProgram::load(root, node_ip, vxlan_port)?
+    datapath::host::HostProgram::load(root, node_ip, overlay)?
         .attach(root, &devices)
         .with_context(|| format!("attaching bpf_host to {}", devices.join(",")))
 }

@@ -113,11 +113,32 @@ impl Lb4Backend {
     }
 }
 
+/// `lb4_service.flags` bits (Cilium's): what kind of frontend a service is.
+/// The kinds bpf_host serves to clients outside the cluster.
+pub const SVC_FLAG_EXTERNAL_IP: u8 = 1 << 0;
+pub const SVC_FLAG_NODEPORT: u8 = 1 << 1;
+pub const SVC_FLAG_HOSTPORT: u8 = 1 << 3;
+pub const SVC_FLAG_LOADBALANCER: u8 = 1 << 5;
+
+/// The flags of a service of kind `kind` (Cilium's names: `ClusterIP`,
+/// `NodePort`, `ExternalIPs`, `LoadBalancer`, `HostPort`, ...).
+pub fn service_flags(kind: &str) -> u8 {
+    match kind {
+        "NodePort" => SVC_FLAG_NODEPORT,
+        "ExternalIPs" => SVC_FLAG_EXTERNAL_IP,
+        "LoadBalancer" => SVC_FLAG_LOADBALANCER,
+        "HostPort" => SVC_FLAG_HOSTPORT,
+        _ => 0,
+    }
+}
+
 /// One service as the kernel holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceEntry {
     pub frontend: Frontend,
     pub rev_nat_index: u16,
+    /// `SVC_FLAG_*` bits.
+    pub flags: u8,
     /// Backend id per slot, slot 1 first.
     pub slots: Vec<u32>,
 }
@@ -199,6 +220,7 @@ impl LbMaps {
         let master = Lb4Service {
             count: service.slots.len() as u16,
             rev_nat_index: service.rev_nat_index,
+            flags: service.flags,
             ..Default::default()
         };
         let written = self.services.insert(f.key(0), master, 0);
@@ -260,6 +282,7 @@ impl LbMaps {
             .map(|(frontend, master)| ServiceEntry {
                 frontend,
                 rev_nat_index: master.rev_nat_index,
+                flags: master.flags,
                 slots: (1..=master.count)
                     .filter_map(|s| slots.get(&(frontend, s)).copied())
                     .collect(),

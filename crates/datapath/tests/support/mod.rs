@@ -8,7 +8,7 @@ use std::net::Ipv4Addr;
 use datapath::{
     endpoint::{remove_endpoint, EndpointProgram, FROM_CONTAINER, TO_CONTAINER},
     maps::{EndpointInfo, PolicyEntry, PolicyKey, PolicyMap},
-    test_run::run,
+    test_run::{run, TestRunOutput},
     BpfRoot, SharedMaps,
 };
 
@@ -169,4 +169,95 @@ pub fn packet(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, l4: &[u8]) -> Vec<u8> {
 /// The mark bpf_overlay leaves: the identity from the VNI.
 pub fn identity_mark(identity: u32) -> u32 {
     ((identity & 0xFFFF) << 16) | 0x0F00 | ((identity >> 16) & 0xFF)
+}
+
+pub fn checksum(bytes: &[u8]) -> u16 {
+    let mut sum = 0u32;
+    for chunk in bytes.chunks(2) {
+        let word = u16::from_be_bytes([chunk[0], *chunk.get(1).unwrap_or(&0)]) as u32;
+        sum += word;
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// A TCP/UDP packet with correct IP and L4 checksums.
+pub fn checked_packet(
+    proto: u8,
+    src: Ipv4Addr,
+    sport: u16,
+    dst: Ipv4Addr,
+    dport: u16,
+    flags: u8,
+) -> Vec<u8> {
+    let mut l4 = if proto == TCP {
+        vec![0u8; 20]
+    } else {
+        vec![0u8; 12]
+    };
+    l4[0..2].copy_from_slice(&sport.to_be_bytes());
+    l4[2..4].copy_from_slice(&dport.to_be_bytes());
+    if proto == TCP {
+        l4[12] = 5 << 4;
+        l4[13] = flags;
+    } else {
+        let len = l4.len() as u16;
+        l4[4..6].copy_from_slice(&len.to_be_bytes());
+    }
+    let csum_at = if proto == TCP { 16 } else { 6 };
+    let csum = l4_checksum(proto, src, dst, &l4);
+    l4[csum_at..csum_at + 2].copy_from_slice(&csum.to_be_bytes());
+
+    let mut ip = vec![0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, proto, 0, 0];
+    ip[2..4].copy_from_slice(&(20 + l4.len() as u16).to_be_bytes());
+    ip.extend_from_slice(&src.octets());
+    ip.extend_from_slice(&dst.octets());
+    let c = checksum(&ip);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+
+    let mut p = vec![0u8; 12];
+    p.extend_from_slice(&0x0800u16.to_be_bytes());
+    p.extend_from_slice(&ip);
+    p.extend_from_slice(&l4);
+    p
+}
+
+pub fn l4_checksum(proto: u8, src: Ipv4Addr, dst: Ipv4Addr, l4: &[u8]) -> u16 {
+    let mut pseudo = Vec::new();
+    pseudo.extend_from_slice(&src.octets());
+    pseudo.extend_from_slice(&dst.octets());
+    pseudo.extend_from_slice(&[0, proto]);
+    pseudo.extend_from_slice(&(l4.len() as u16).to_be_bytes());
+    pseudo.extend_from_slice(l4);
+    checksum(&pseudo)
+}
+
+pub struct Seen {
+    pub src: Ipv4Addr,
+    pub sport: u16,
+    pub dst: Ipv4Addr,
+    pub dport: u16,
+}
+
+/// Addresses of a packet the program left, after checking its checksums.
+pub fn inspect(out: &TestRunOutput) -> Seen {
+    let p = &out.packet;
+    let ip = &p[14..34];
+    assert_eq!(checksum(ip), 0, "IP header checksum stays valid");
+    let src = Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]);
+    let dst = Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]);
+    let l4 = &p[34..];
+    assert_eq!(
+        l4_checksum(ip[9], src, dst, l4),
+        0,
+        "L4 checksum stays valid"
+    );
+    Seen {
+        src,
+        sport: u16::from_be_bytes([l4[0], l4[1]]),
+        dst,
+        dport: u16::from_be_bytes([l4[2], l4[3]]),
+    }
 }
