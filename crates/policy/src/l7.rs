@@ -9,6 +9,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::fqdn::FqdnSelector;
+
 /// `toPorts[].rules`: at most one protocol per port rule, like Cilium.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -17,6 +19,9 @@ pub struct L7Rules {
     pub http: Option<Vec<HttpRule>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kafka: Option<Vec<KafkaRule>>,
+    /// DNS queries allowed through the DNS proxy (Cilium's `PortRuleDNS`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<Vec<FqdnSelector>>,
 }
 
 /// One HTTP rule; every field given must match (absent = any).
@@ -166,11 +171,29 @@ fn check_regex(field: String, pattern: &str) -> Result<(), L7RuleError> {
 impl L7Rules {
     /// Checks regexes, header names, Kafka keys, versions and topics.
     pub fn validate(&self) -> Result<(), L7RuleError> {
-        if self.http.is_some() && self.kafka.is_some() {
+        let protocols = [
+            ("http", self.http.is_some()),
+            ("kafka", self.kafka.is_some()),
+            ("dns", self.dns.is_some()),
+        ];
+        let given: Vec<&str> = protocols
+            .iter()
+            .filter(|(_, set)| *set)
+            .map(|(name, _)| *name)
+            .collect();
+        if given.len() > 1 {
             return Err(error(
-                "kafka".into(),
-                "http and kafka rules cannot be combined on one port",
+                given[1].into(),
+                format!(
+                    "{} rules cannot be combined on one port",
+                    given.join(" and ")
+                ),
             ));
+        }
+        for (index, selector) in self.dns.iter().flatten().enumerate() {
+            selector
+                .validate()
+                .map_err(|err| error(format!("dns[{index}].{}", err.field), err.message))?;
         }
         for (index, rule) in self.http.iter().flatten().enumerate() {
             rule.validate(&format!("http[{index}]"))?;
@@ -285,7 +308,9 @@ mod tests {
         assert!(bad(r#"{"kafka":[{"apiVersion":"x"}]}"#).starts_with("kafka[0].apiVersion"));
         assert!(bad(r#"{"kafka":[{"topic":"a b"}]}"#).starts_with("kafka[0].topic"));
         assert!(bad(r#"{"http":[],"kafka":[]}"#).contains("cannot be combined"));
-        assert!(serde_json::from_str::<L7Rules>(r#"{"dns":[]}"#).is_err());
+        assert!(bad(r#"{"dns":[{"matchPattern":"a..com"}]}"#).starts_with("dns[0].matchPattern"));
+        assert!(bad(r#"{"http":[],"dns":[]}"#).contains("http and dns rules cannot be combined"));
+        assert!(serde_json::from_str::<L7Rules>(r#"{"dns":[{"matchRegex":"x"}]}"#).is_err());
     }
 
     #[test]

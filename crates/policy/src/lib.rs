@@ -12,6 +12,7 @@
 pub mod cidr;
 mod cnp;
 pub mod entities;
+pub mod fqdn;
 mod k8s;
 pub mod l7;
 pub mod labels;
