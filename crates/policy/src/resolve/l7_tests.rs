@@ -36,7 +36,7 @@ fn landing() -> L7Rules {
             path: Some("/v1/request-landing".into()),
             ..Default::default()
         }]),
-        kafka: None,
+        ..Default::default()
     }
 }
 
