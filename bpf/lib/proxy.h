@@ -57,6 +57,23 @@ static __always_inline void flow_tuple(const struct flow *f, struct bpf_sock_tup
 	tuple->ipv4.dport = f->dport;
 }
 
+/* A datagram goes to the proxy's UDP socket on `proxy_port` (the DNS
+ * proxy's: one unconnected socket per port, which sees the original
+ * destination as the datagram's). 0 or a drop reason. */
+static __always_inline int proxy_assign_udp(struct __sk_buff *skb, const struct flow *f,
+					    __u16 proxy_port)
+{
+	struct bpf_sock_tuple tuple = {};
+	struct bpf_sock *sk;
+
+	flow_tuple(f, &tuple);
+	tuple.ipv4.dport = bpf_htons(proxy_port);
+	sk = bpf_sk_lookup_udp(skb, &tuple, sizeof(tuple.ipv4), BPF_F_CURRENT_NETNS, 0);
+	if (!sk)
+		return DROP_PROXY_LOOKUP_FAILED;
+	return assign_to(skb, sk);
+}
+
 /* Assigns the packet to the proxy connection it belongs to, or for a new
  * one to the listener on `proxy_port`. 0 or a drop reason. */
 static __always_inline int proxy_assign(struct __sk_buff *skb, const struct flow *f,
@@ -65,6 +82,8 @@ static __always_inline int proxy_assign(struct __sk_buff *skb, const struct flow
 	struct bpf_sock_tuple tuple = {};
 	struct bpf_sock *sk;
 
+	if (f->protocol == IPPROTO_UDP)
+		return proxy_assign_udp(skb, f, proxy_port);
 	if (f->protocol != IPPROTO_TCP)
 		return DROP_PROXY_UNKNOWN_PROTO;
 	flow_tuple(f, &tuple);
