@@ -384,6 +384,20 @@ pub enum BpfMapEntry {
         flags: Vec<String>,
         src_identity: u32,
     },
+    /// `cilium_snat_v4_external`: one direction of a NodePort translation.
+    Nat {
+        protocol: u8,
+        /// "OUT" (client's flow, by its tuple after DNAT) | "IN" (backend's
+        /// answer to the node)
+        direction: String,
+        /// ip:port
+        src: String,
+        /// ip:port
+        dst: String,
+        /// ip:port the address is translated to
+        translated: String,
+        rev_nat_index: u16,
+    },
     /// `cilium_lxc`.
     Lxc {
         ip: String,

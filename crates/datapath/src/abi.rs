@@ -7,6 +7,7 @@ use crate::{
     events::Event,
     maps::{
         lb::{Lb4Backend, Lb4Key, Lb4ReverseNat, Lb4ReverseSk, Lb4ReverseSkKey, Lb4Service},
+        nat::{Nat4Entry, Nat4Key},
         CtEntry, CtKey, EndpointInfo, EndpointKey, IpcacheKey, MetricsValue, PolicyEntry,
         PolicyKey, RemoteEndpointInfo,
     },
@@ -60,6 +61,12 @@ pub fn layouts() -> Vec<StructLayout> {
             "lb4_reverse_sk",
             [address, port, rev_nat_index]
         ),
+        layout!(
+            Nat4Key,
+            "nat4_key",
+            [saddr, daddr, sport, dport, protocol, dir, pad]
+        ),
+        layout!(Nat4Entry, "nat4_entry", [to_addr, to_port, rev_nat_index]),
         layout!(EndpointKey, "endpoint_key", [ip4]),
         layout!(
             EndpointInfo,

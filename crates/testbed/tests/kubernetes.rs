@@ -557,6 +557,15 @@ fn cluster_ip_and_node_port_services_balance_over_ready_pods_on_both_nodes() -> 
         );
     }
 
+    // Node 0 sent outside clients to web-1 on node 1 from its own address.
+    let nat = cluster.node(0).cli_ok(&["bpf", "nat", "list"])?;
+    let from_node0 = format!("XLATE_SRC {}:", cluster.node(0).ip());
+    ensure!(
+        nat.lines()
+            .any(|l| l.contains(&format!("-> {}:{PORT}", web1.ip())) && l.contains(&from_node0)),
+        "cilium bpf nat list on node0:\n{nat}"
+    );
+
     // A pod turning not-ready leaves the rotation of every frontend.
     let changed = Instant::now();
     cluster

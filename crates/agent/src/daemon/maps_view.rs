@@ -59,10 +59,30 @@ impl Daemon {
                     })
                     .collect()
             }
+            maps::nat::NAT_MAP => maps::nat::entries(&self.root)?
+                .into_iter()
+                .map(|(k, e)| BpfMapEntry::Nat {
+                    protocol: k.protocol,
+                    direction: if k.dir == maps::nat::NAT_DIR_IN {
+                        "IN"
+                    } else {
+                        "OUT"
+                    }
+                    .into(),
+                    src: format!("{}:{}", Ipv4Addr::from(k.saddr), u16::from_be(k.sport)),
+                    dst: format!("{}:{}", Ipv4Addr::from(k.daddr), u16::from_be(k.dport)),
+                    translated: format!(
+                        "{}:{}",
+                        Ipv4Addr::from(e.to_addr),
+                        u16::from_be(e.to_port)
+                    ),
+                    rev_nat_index: e.rev_nat_index,
+                })
+                .collect(),
             _ => {
                 let id = policy_map_id(name).ok_or_else(|| {
                     AgentError::NotFound(format!(
-                        "no map {name:?}: expected cilium_lxc, cilium_ipcache, cilium_ct4_global or cilium_policy_<endpoint id>"
+                        "no map {name:?}: expected cilium_lxc, cilium_ipcache, cilium_ct4_global, cilium_snat_v4_external or cilium_policy_<endpoint id>"
                     ))
                 })?;
                 if !inner.endpoints.contains_key(&id) {

@@ -4,6 +4,7 @@ mod ct_list;
 mod endpoint_list;
 mod ipcache_list;
 mod lb_list;
+mod nat_list;
 mod policy_get;
 mod tunnel_list;
 
@@ -35,6 +36,16 @@ pub enum BpfCommand {
     /// Tunnel endpoint map
     #[command(subcommand)]
     Tunnel(TunnelCommand),
+    /// NAT mapping tables
+    #[command(subcommand)]
+    Nat(NatCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum NatCommand {
+    /// List all NAT mapping entries
+    #[command(visible_alias = "ls")]
+    List(MapArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -99,6 +110,12 @@ pub fn run(client: &Client, cmd: BpfCommand) -> Result<ExitCode> {
         BpfCommand::Tunnel(TunnelCommand::List(args)) => {
             show(client, "cilium_ipcache", args.output, tunnel_list::render)
         }
+        BpfCommand::Nat(NatCommand::List(args)) => show(
+            client,
+            "cilium_snat_v4_external",
+            args.output,
+            nat_list::render,
+        ),
     }?;
     Ok(ExitCode::SUCCESS)
 }

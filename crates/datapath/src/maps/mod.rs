@@ -8,6 +8,7 @@ pub mod ipcache;
 pub mod lb;
 pub mod lxc;
 pub mod metrics;
+pub mod nat;
 pub mod ops;
 pub mod policy;
 pub(crate) mod policy_resize;
