@@ -214,3 +214,76 @@ fn errors_name_object_document_and_path() {
         "{err}"
     );
 }
+
+const FQDN: &str = "
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata:
+  name: fqdn
+  namespace: prod
+spec:
+  endpointSelector:
+    matchLabels: {app: client}
+  egress:
+  - toEndpoints:
+    - matchLabels: {k8s:io.kubernetes.pod.namespace: kube-system, k8s:k8s-app: kube-dns}
+    toPorts:
+    - ports: [{port: '53', protocol: ANY}]
+      rules:
+        dns:
+        - matchPattern: '*'
+  - toFQDNs:
+    - matchName: api.github.com
+    - matchPattern: '*.cilium.io'
+    toPorts: [{ports: [{port: '443', protocol: TCP}]}]
+";
+
+#[test]
+fn cnp_and_ccnp_accept_dns_aware_rules_unscoped() {
+    let rules = parse_rules(FQDN).unwrap();
+    let egress = rules[0].egress.as_ref().unwrap();
+    let dns = egress[0].to_ports.as_ref().unwrap()[0]
+        .rules
+        .as_ref()
+        .unwrap();
+    assert_eq!(json(&dns.dns), r#"[{"matchPattern":"*"}]"#);
+    // DNS names are not endpoint selectors: no namespace scoping.
+    assert_eq!(
+        json(&egress[1].to_fqdns),
+        r#"[{"matchName":"api.github.com"},{"matchPattern":"*.cilium.io"}]"#
+    );
+
+    let object = |kind: &str, namespace: &str, spec: &str| {
+        format!("apiVersion: cilium.io/v2\nkind: {kind}\nmetadata: {{name: x{namespace}}}\nspec:\n  endpointSelector: {{}}\n  {spec}\n")
+    };
+    let ccnp = object(
+        "CiliumClusterwideNetworkPolicy",
+        "",
+        "egress: [{toFQDNs: [{matchPattern: '**.example.com'}]}]",
+    );
+    let rules = parse_rules(&ccnp).unwrap();
+    assert_eq!(
+        json(&rules[0].egress.as_ref().unwrap()[0].to_fqdns),
+        r#"[{"matchPattern":"**.example.com"}]"#
+    );
+
+    let deny = object(
+        "CiliumNetworkPolicy",
+        ", namespace: prod",
+        "egressDeny: [{toFQDNs: [{matchName: a.com}]}]",
+    );
+    assert_eq!(
+        parse_rules(&deny).unwrap_err().to_string(),
+        r#"CiliumNetworkPolicy "x": spec.egressDeny[0].toFQDNs: toFQDNs is not allowed in deny rules (egressDeny takes no DNS names)"#
+    );
+    let bad = object(
+        "CiliumNetworkPolicy",
+        "",
+        "egress: [{toFQDNs: [{matchPattern: 'a.**.com'}]}]",
+    );
+    let err = parse_rules(&bad).unwrap_err().to_string();
+    assert!(
+        err.starts_with(r#"CiliumNetworkPolicy "x": spec.egress[0].toFQDNs[0].matchPattern: "#),
+        "{err}"
+    );
+}

@@ -12,12 +12,22 @@
 //!
 //! The IPs a pod learned for a name get identities labelled `fqdn:<selector>`
 //! for every selector matching the name ([`FqdnSelector::label`]), which is
-//! what a `toFQDNs` peer selects.
+//! what a `toFQDNs` peer selects ([`FqdnSelector::selector`]). Such an
+//! identity is otherwise the IP's /32 CIDR identity (`cidr:` and
+//! `reserved:world`, see [`fqdn_identity_labels`]), so CIDR peers and the
+//! `world` entity select it too, and it arrives and leaves through the same
+//! selector cache and identity deltas as any CIDR identity.
+
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
 
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
-use crate::labels::Label;
+use crate::cidr::{cidr_identity_labels, Ipv4Cidr};
+use crate::labels::{Label, Labels};
+use crate::rule::{PeerRule, Rule};
+use crate::selector::EndpointSelector;
 
 /// The label source of the selectors' labels on learned IPs' identities.
 pub const SOURCE_FQDN: &str = "fqdn";
@@ -96,6 +106,12 @@ impl FqdnSelector {
         Label::new(SOURCE_FQDN, self.text(), "")
     }
 
+    /// This selector as a `toFQDNs` peer: the identities carrying its label.
+    pub fn selector(&self) -> EndpointSelector {
+        let label = self.label();
+        EndpointSelector::from_match_labels([(format!("{}:{}", label.source, label.key), "")])
+    }
+
     /// The selector compiled for matching names (validate first: an
     /// invalid selector matches nothing).
     pub fn matcher(&self) -> FqdnMatcher {
@@ -130,7 +146,7 @@ fn check_text(field: &'static str, text: &str, pattern: bool) -> Result<(), Fqdn
     }
     if let Some(bad) = name
         .chars()
-        .find(|c| !is_name_char(*c) && !(pattern && *c == '*'))
+        .find(|c| !(is_name_char(*c) || (pattern && *c == '*')))
     {
         return fail(format!("{text:?}: {bad:?} is not allowed in a DNS name"));
     }
@@ -168,6 +184,33 @@ impl FqdnMatcher {
             FqdnMatcher::Nothing => false,
         }
     }
+}
+
+/// Every `toFQDNs` selector of the rules (egress only: validation refuses
+/// them in `egressDeny`). The agent matches the names its DNS proxy sees
+/// against these to label the IPs it learns.
+pub fn fqdn_selectors(rules: &[Rule]) -> BTreeSet<FqdnSelector> {
+    rules
+        .iter()
+        .flat_map(|rule| rule.egress.iter().flatten())
+        .flat_map(|element| element.fqdns().into_iter().flatten())
+        .cloned()
+        .collect()
+}
+
+/// Labels of the identity of an IP learned for a name: its /32 CIDR
+/// identity's labels (`cidr:<ip>/32`, `reserved:world`) plus the label of
+/// every selector given (those matching the name).
+pub fn fqdn_identity_labels<'a>(
+    ip: Ipv4Addr,
+    selectors: impl IntoIterator<Item = &'a FqdnSelector>,
+) -> Labels {
+    let host = Ipv4Cidr::new(ip, 32).expect("32 is a valid prefix length");
+    let mut labels = cidr_identity_labels(host);
+    for selector in selectors {
+        labels.insert(selector.label());
+    }
+    labels
 }
 
 #[cfg(test)]
@@ -253,6 +296,52 @@ mod tests {
         assert_eq!(
             (label.source.as_str(), label.key.as_str()),
             ("fqdn", "*.example.com")
+        );
+    }
+
+    #[test]
+    fn learned_ips_carry_their_cidr_labels_world_and_each_selector() {
+        let selectors = [
+            FqdnSelector::name("API.github.com"),
+            FqdnSelector::pattern("*.github.com"),
+        ];
+        let labels = fqdn_identity_labels(Ipv4Addr::new(140, 82, 112, 6), &selectors);
+        assert_eq!(
+            labels,
+            Labels::parse_all(&[
+                "cidr:140.82.112.6/32",
+                "reserved:world",
+                "fqdn:api.github.com",
+                "fqdn:*.github.com",
+            ])
+            .unwrap()
+        );
+        // Each selector selects what carries its own label, nothing else.
+        assert!(selectors[0].selector().matches(&labels));
+        assert!(FqdnSelector::name("api.github.com.")
+            .selector()
+            .matches(&labels));
+        assert!(!FqdnSelector::name("github.com").selector().matches(&labels));
+        assert!(!FqdnSelector::pattern("*").selector().matches(&labels));
+        let only_cidr = fqdn_identity_labels(Ipv4Addr::new(140, 82, 112, 6), []);
+        assert!(!selectors[0].selector().matches(&only_cidr));
+    }
+
+    #[test]
+    fn every_to_fqdns_selector_of_the_rules() {
+        let rules = crate::parse::parse_rules(
+            r#"[{"endpointSelector": {}, "egress": [
+                    {"toFQDNs": [{"matchName": "a.com"}, {"matchPattern": "*.b.com"}]},
+                    {"toPorts": [{"ports": [{"port": "53"}], "rules": {"dns": [{"matchName": "dns-only.com"}]}}]}]},
+                {"endpointSelector": {}, "egress": [{"toFQDNs": [{"matchName": "a.com"}]}]}]"#,
+        )
+        .unwrap();
+        assert_eq!(
+            fqdn_selectors(&rules),
+            BTreeSet::from([
+                FqdnSelector::name("a.com"),
+                FqdnSelector::pattern("*.b.com")
+            ])
         );
     }
 }

@@ -1,6 +1,7 @@
 //! Cilium's L3/L4 policy core: labels, endpoint selectors, the rule language
 //! (Cilium rules, CiliumNetworkPolicy and CiliumClusterwideNetworkPolicy
-//! objects, Kubernetes NetworkPolicy), CIDR identities, the policy repository,
+//! objects, Kubernetes NetworkPolicy), CIDR identities, DNS-name (FQDN)
+//! selectors and the identities of learned IPs, the policy repository,
 //! resolution of the rules selecting an endpoint into the desired contents of
 //! its policy map (LPM keys with port prefixes and deny precedence), the
 //! datapath's lookup on that map, and per-identity incremental updates.
@@ -30,6 +31,7 @@ mod validate;
 
 pub use cidr::{cidr_identity_labels, cidr_prefixes, CidrRule, Ipv4Cidr};
 pub use entities::Entity;
+pub use fqdn::{fqdn_identity_labels, fqdn_selectors, FqdnSelector};
 pub use l7::{HttpRule, KafkaRole, KafkaRule, L7Rules};
 pub use labels::{Label, LabelError, Labels};
 pub use lookup::{lookup, MatchType, Verdict};

@@ -7,8 +7,8 @@
 //! serializes back as it was written (CIDRs come back normalized).
 //!
 //! Deny sections (`ingressDeny`, `egressDeny`) reuse the allow element types:
-//! they take the same peers and ports (L7 rules, once they exist, will be
-//! refused there by validation).
+//! they take the same peers and ports; what Cilium's deny types lack (L7
+//! rules, `toFQDNs`) is refused there by validation.
 
 use std::fmt;
 
@@ -17,7 +17,9 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::cidr::{CidrRule, Ipv4Cidr};
 use crate::entities::Entity;
+use crate::fqdn::FqdnSelector;
 use crate::labels::{Label, LabelError, Labels, SOURCE_UNSPEC};
+use crate::mapstate::Direction;
 use crate::ports::{IcmpRule, PortRule};
 use crate::selector::EndpointSelector;
 
@@ -94,19 +96,27 @@ pub struct EgressRule {
     pub to_cidr: Option<Vec<Ipv4Cidr>>,
     #[serde(default, rename = "toCIDRSet", skip_serializing_if = "Option::is_none")]
     pub to_cidr_set: Option<Vec<CidrRule>>,
+    /// DNS names: the IPs learned for them (see `fqdn`). Allow only.
+    #[serde(default, rename = "toFQDNs", skip_serializing_if = "Option::is_none")]
+    pub to_fqdns: Option<Vec<FqdnSelector>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to_ports: Option<Vec<PortRule>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub icmps: Option<Vec<IcmpRule>>,
 }
 
-/// Field names of an element's peer kinds, for error paths.
+/// Field names of an element's peer kinds, for error paths, and the
+/// direction the element is for.
 pub struct PeerFields {
     pub endpoints: &'static str,
     pub entities: &'static str,
     pub cidr: &'static str,
     pub cidr_set: &'static str,
+    pub direction: Direction,
 }
+
+/// The field name of `toFQDNs` (egress only).
+pub const TO_FQDNS: &str = "toFQDNs";
 
 /// A direction-independent view of an ingress or egress element, so validation
 /// and resolution are written once.
@@ -118,6 +128,10 @@ pub trait PeerRule {
     fn entities(&self) -> Option<&[Entity]>;
     fn cidrs(&self) -> Option<&[Ipv4Cidr]>;
     fn cidr_sets(&self) -> Option<&[CidrRule]>;
+    /// `toFQDNs` as written; ingress elements have none.
+    fn fqdns(&self) -> Option<&[FqdnSelector]> {
+        None
+    }
     /// `toPorts` as written (`None` = absent).
     fn port_rules(&self) -> Option<&[PortRule]>;
     fn icmp_rules(&self) -> Option<&[IcmpRule]>;
@@ -128,6 +142,7 @@ pub trait PeerRule {
             || self.entities().is_some()
             || self.cidrs().is_some()
             || self.cidr_sets().is_some()
+            || self.fqdns().is_some()
     }
 
     /// True when the element restricts L4 (non-empty `toPorts` or `icmps`).
@@ -138,7 +153,8 @@ pub trait PeerRule {
 }
 
 macro_rules! peer_rule {
-    ($type:ty, $endpoints:ident, $entities:ident, $cidr:ident, $cidr_set:ident, $fields:expr) => {
+    ($type:ty, $endpoints:ident, $entities:ident, $cidr:ident, $cidr_set:ident, $fields:expr
+     $(, $fqdns:ident)?) => {
         impl PeerRule for $type {
             const FIELDS: PeerFields = $fields;
             fn endpoint_selectors(&self) -> Option<&[EndpointSelector]> {
@@ -156,6 +172,9 @@ macro_rules! peer_rule {
             fn cidr_sets(&self) -> Option<&[CidrRule]> {
                 self.$cidr_set.as_deref()
             }
+            $(fn fqdns(&self) -> Option<&[FqdnSelector]> {
+                self.$fqdns.as_deref()
+            })?
             fn port_rules(&self) -> Option<&[PortRule]> {
                 self.to_ports.as_deref()
             }
@@ -177,6 +196,7 @@ peer_rule!(
         entities: "fromEntities",
         cidr: "fromCIDR",
         cidr_set: "fromCIDRSet",
+        direction: Direction::Ingress,
     }
 );
 
@@ -191,7 +211,9 @@ peer_rule!(
         entities: "toEntities",
         cidr: "toCIDR",
         cidr_set: "toCIDRSet",
-    }
+        direction: Direction::Egress,
+    },
+    to_fqdns
 );
 
 impl Rule {
@@ -313,5 +335,19 @@ mod tests {
         assert!(rule.ingress.as_ref().unwrap()[1].has_l3());
         assert!(rule.ingress.as_ref().unwrap()[1].has_l4());
         assert!(!IngressRule::default().has_l3());
+    }
+
+    #[test]
+    fn to_fqdns_round_trips_and_counts_as_a_peer() {
+        let text = r#"{"endpointSelector":{},"egress":[{"toFQDNs":[{"matchName":"api.github.com"},{"matchPattern":"*.cilium.io"}],"toPorts":[{"ports":[{"port":"443","protocol":"TCP"}]}]},{"toFQDNs":[]}]}"#;
+        let rule: Rule = serde_json::from_str(text).unwrap();
+        assert_eq!(serde_json::to_string(&rule).unwrap(), text);
+        let egress = rule.egress.as_ref().unwrap();
+        assert_eq!(egress[0].fqdns().unwrap().len(), 2);
+        assert!(
+            egress[1].has_l3(),
+            "an empty toFQDNs still names a peer kind"
+        );
+        assert_eq!(IngressRule::default().fqdns(), None);
     }
 }

@@ -1,12 +1,15 @@
 //! Semantic checks on a rule that its types cannot express: well-formed
-//! selectors, numeric ports and sane ranges, ICMP types, except prefixes inside
-//! their CIDR, one peer kind per element (as Cilium requires), parseable
-//! labels. Every error carries the field path
+//! selectors (endpoint and FQDN), numeric ports and sane ranges, ICMP types,
+//! except prefixes inside their CIDR, one peer kind per element (as Cilium
+//! requires), L7 rules only where the proxy can take them, no `toFQDNs` in
+//! deny sections, parseable labels. Every error carries the field path
 //! (`ingress[0].toPorts[0].ports[0].endPort`) so users can find the mistake.
 
 use crate::cidr::CidrRule;
+use crate::l7::L7Rules;
+use crate::mapstate::Direction;
 use crate::ports::{IcmpRule, PortProtocol, PortRule, PortSpan, Protocol};
-use crate::rule::{PeerRule, Rule};
+use crate::rule::{PeerRule, Rule, TO_FQDNS};
 use crate::selector::EndpointSelector;
 
 /// A rule that is not valid; `path` is relative to the rule.
@@ -53,6 +56,7 @@ fn check_section<R: PeerRule>(
         check_peer_rule(&path, element)?;
         if deny {
             check_no_l7(&path, element)?;
+            check_no_fqdns(&path, element)?;
         }
     }
     Ok(())
@@ -75,6 +79,7 @@ fn check_peer_rule<R: PeerRule>(path: &str, element: &R) -> Result<(), RuleError
         (fields.entities, element.entities().map_or(0, <[_]>::len)),
         (fields.cidr, element.cidrs().map_or(0, <[_]>::len)),
         (fields.cidr_set, element.cidr_sets().map_or(0, <[_]>::len)),
+        (TO_FQDNS, element.fqdns().map_or(0, <[_]>::len)),
     ];
     let used: Vec<&str> = kinds
         .iter()
@@ -106,8 +111,20 @@ fn check_peer_rule<R: PeerRule>(path: &str, element: &R) -> Result<(), RuleError
     for (index, set) in element.cidr_sets().into_iter().flatten().enumerate() {
         check_cidr_set(&format!("{path}.{}[{index}]", fields.cidr_set), set)?;
     }
+    for (index, selector) in element.fqdns().into_iter().flatten().enumerate() {
+        selector.validate().map_err(|err| {
+            RuleError::new(
+                format!("{path}.{TO_FQDNS}[{index}].{}", err.field),
+                err.message,
+            )
+        })?;
+    }
     for (index, port_rule) in element.port_rules().into_iter().flatten().enumerate() {
-        check_port_rule(&format!("{path}.toPorts[{index}]"), port_rule)?;
+        check_port_rule(
+            &format!("{path}.toPorts[{index}]"),
+            port_rule,
+            fields.direction,
+        )?;
     }
     for (index, icmp_rule) in element.icmp_rules().into_iter().flatten().enumerate() {
         check_icmp_rule(&format!("{path}.icmps[{index}]"), icmp_rule)?;
@@ -141,7 +158,23 @@ fn check_no_l7<R: PeerRule>(path: &str, element: &R) -> Result<(), RuleError> {
     Ok(())
 }
 
-fn check_port_rule(path: &str, port_rule: &PortRule) -> Result<(), RuleError> {
+/// Cilium's deny elements have no `toFQDNs`: a learned IP cannot be denied
+/// by name.
+fn check_no_fqdns<R: PeerRule>(path: &str, element: &R) -> Result<(), RuleError> {
+    if element.fqdns().is_some() {
+        return Err(RuleError::new(
+            format!("{path}.{TO_FQDNS}"),
+            "toFQDNs is not allowed in deny rules (egressDeny takes no DNS names)",
+        ));
+    }
+    Ok(())
+}
+
+fn check_port_rule(
+    path: &str,
+    port_rule: &PortRule,
+    direction: Direction,
+) -> Result<(), RuleError> {
     // Cilium allows a port-less entry only together with L7 rules or SNI, which
     // come later; until then it would allow nothing and is most likely a mistake.
     if port_rule.ports.is_empty() {
@@ -150,20 +183,36 @@ fn check_port_rule(path: &str, port_rule: &PortRule) -> Result<(), RuleError> {
             "must list at least one port",
         ));
     }
+    // The DNS proxy only sees a pod's own queries.
+    if direction == Direction::Ingress && port_rule.rules.as_ref().is_some_and(|r| r.dns.is_some())
+    {
+        return Err(RuleError::new(
+            format!("{path}.rules.dns"),
+            "DNS rules are not allowed on ingress",
+        ));
+    }
     for (index, port) in port_rule.ports.iter().enumerate() {
         let path = format!("{path}.ports[{index}]");
         check_port(&path, port)?;
-        if port_rule.rules.is_some() {
-            check_l7_port(&path, port)?;
+        if let Some(rules) = &port_rule.rules {
+            check_l7_port(&path, port, rules)?;
         }
     }
     Ok(())
 }
 
-/// The proxy takes over single TCP ports: like Cilium, L7 rules need TCP and
-/// a port (not 0, not a range).
-fn check_l7_port(path: &str, port: &PortProtocol) -> Result<(), RuleError> {
-    if port.protocol != Protocol::Tcp {
+/// The proxy takes over single ports: like Cilium, L7 rules need a port (not
+/// 0, not a range) and TCP; DNS rules also take UDP and ANY (DNS runs over
+/// both).
+fn check_l7_port(path: &str, port: &PortProtocol, rules: &L7Rules) -> Result<(), RuleError> {
+    if rules.dns.is_some() {
+        if port.protocol == Protocol::Sctp {
+            return Err(RuleError::new(
+                format!("{path}.protocol"),
+                "DNS rules can only apply to TCP, UDP or ANY (not SCTP)",
+            ));
+        }
+    } else if port.protocol != Protocol::Tcp {
         return Err(RuleError::new(
             format!("{path}.protocol"),
             format!(
@@ -385,6 +434,111 @@ mod tests {
                 .unwrap_err()
                 .path,
             "egress[0].icmps[0].fields"
+        );
+    }
+
+    #[test]
+    fn fqdn_peers_name_the_selector_and_stand_alone() {
+        let egress = |element: &str| {
+            validate(&format!(
+                r#"{{"endpointSelector": {{}}, "egress": [{{}}, {element}]}}"#
+            ))
+        };
+        assert_eq!(
+            egress(r#"{"toFQDNs": [{"matchName": "a.com"}, {"matchPattern": "*.a..com"}]}"#)
+                .unwrap_err()
+                .to_string(),
+            r#"egress[1].toFQDNs[1].matchPattern: "*.a..com" has an empty label"#
+        );
+        assert_eq!(
+            egress(r#"{"toFQDNs": [{}]}"#).unwrap_err().path,
+            "egress[1].toFQDNs[0].matchName"
+        );
+        assert_eq!(
+            egress(r#"{"toFQDNs": [{"matchName": "a.com"}], "toCIDR": ["10.0.0.0/8"]}"#)
+                .unwrap_err()
+                .to_string(),
+            "egress[1]: combining toCIDR and toFQDNs in one element is not supported; use separate elements"
+        );
+        for other in [
+            r#""toEndpoints": [{}]"#,
+            r#""toEntities": ["world"]"#,
+            r#""toCIDRSet": [{"cidr": "10.0.0.0/8"}]"#,
+        ] {
+            let err = egress(&format!(
+                r#"{{"toFQDNs": [{{"matchName": "a.com"}}], {other}}}"#
+            ))
+            .unwrap_err();
+            assert!(err.message.contains("and toFQDNs in one element"), "{err}");
+        }
+        let with_ports = r#"{"toFQDNs": [{"matchPattern": "*.a.com"}],
+            "toPorts": [{"ports": [{"port": "443", "protocol": "TCP"}],
+                         "rules": {"http": [{"method": "GET"}]}}]}"#;
+        assert_eq!(egress(with_ports), Ok(()));
+        assert_eq!(egress(r#"{"toFQDNs": [], "toEndpoints": [{}]}"#), Ok(()));
+    }
+
+    #[test]
+    fn fqdn_peers_are_refused_in_deny_rules() {
+        for list in ["[]", r#"[{"matchName": "a.com"}]"#] {
+            assert_eq!(
+                error(&format!(
+                    r#"{{"endpointSelector": {{}}, "egressDeny": [{{"toFQDNs": {list}}}]}}"#
+                )),
+                "egressDeny[0].toFQDNs: toFQDNs is not allowed in deny rules (egressDeny takes no DNS names)"
+            );
+        }
+        // Ingress elements have no such field at all.
+        let err = serde_json::from_str::<Rule>(
+            r#"{"endpointSelector": {}, "ingress": [{"toFQDNs": []}]}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("unknown field `toFQDNs`"), "{err}");
+    }
+
+    #[test]
+    fn dns_rules_are_egress_only_on_single_tcp_or_udp_ports() {
+        let with = |section: &str, ports: &str| {
+            validate(&format!(
+                r#"{{"endpointSelector": {{}}, "{section}": [{{"toPorts": [{{"ports": [{ports}],
+                   "rules": {{"dns": [{{"matchPattern": "*"}}]}}}}]}}]}}"#
+            ))
+        };
+        for protocol in ["ANY", "UDP", "TCP"] {
+            let port = format!(r#"{{"port": "53", "protocol": "{protocol}"}}"#);
+            assert_eq!(with("egress", &port), Ok(()), "{protocol}");
+        }
+        assert_eq!(with("egress", r#"{"port": "53"}"#), Ok(()));
+        assert_eq!(
+            with("ingress", r#"{"port": "53"}"#)
+                .unwrap_err()
+                .to_string(),
+            "ingress[0].toPorts[0].rules.dns: DNS rules are not allowed on ingress"
+        );
+        assert_eq!(
+            with("egress", r#"{"port": "53", "protocol": "SCTP"}"#)
+                .unwrap_err()
+                .to_string(),
+            "egress[0].toPorts[0].ports[0].protocol: DNS rules can only apply to TCP, UDP or ANY (not SCTP)"
+        );
+        assert_eq!(
+            with("egress", r#"{"port": "53", "endPort": 54}"#)
+                .unwrap_err()
+                .to_string(),
+            "egress[0].toPorts[0].ports[0]: L7 rules need a single port (not 0, not a range)"
+        );
+        assert_eq!(
+            with("egress", r#"{"port": "0", "protocol": "UDP"}"#)
+                .unwrap_err()
+                .path,
+            "egress[0].toPorts[0].ports[0]"
+        );
+        assert_eq!(
+            with("egressDeny", r#"{"port": "53"}"#)
+                .unwrap_err()
+                .to_string(),
+            "egressDeny[0].toPorts[0].rules: L7 rules are not allowed in deny rules"
         );
     }
 }

@@ -6,6 +6,7 @@
 use super::tests::labels;
 use super::*;
 use crate::cidr::cidr_identity_labels;
+use crate::fqdn::{fqdn_identity_labels, FqdnSelector};
 use crate::parse::parse_rules;
 
 const CORPUS: &[&str] = &[
@@ -22,6 +23,11 @@ const CORPUS: &[&str] = &[
          "ingressDeny": [{"fromEntities": ["host"]}, {"toPorts": [{"ports": [{"port": "5432", "protocol": "TCP"}]}]}]},
         {"endpointSelector": {"matchLabels": {"app": "db"}}, "enableDefaultDeny": {"egress": false},
          "egressDeny": [{"toEntities": ["world"]}], "egress": [{"toEndpoints": [{"matchLabels": {"app": "web"}}], "icmps": [{"fields": [{"type": 8}]}]}]}]"#,
+    r#"[{"endpointSelector": {}, "egress": [
+         {"toFQDNs": [{"matchName": "api.github.com"}, {"matchPattern": "*.cilium.io"}], "toPorts": [{"ports": [{"port": "443", "protocol": "TCP"}]}]},
+         {"toEntities": ["world"], "toPorts": [{"ports": [{"port": "80", "protocol": "TCP"}]}]},
+         {"toEndpoints": [{"matchLabels": {"app": "db"}}], "toPorts": [{"ports": [{"port": "53", "protocol": "ANY"}], "rules": {"dns": [{"matchPattern": "*"}]}}]}],
+         "egressDeny": [{"toCIDR": ["140.82.0.0/16"], "toPorts": [{"ports": [{"port": "22", "protocol": "TCP"}]}]}]}]"#,
     "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: np, namespace: prod}\nspec:\n  podSelector: {}\n  policyTypes: [Ingress, Egress]\n  ingress:\n  - from:\n    - namespaceSelector: {matchLabels: {team: a}}\n    - ipBlock: {cidr: 10.0.0.0/8, except: [10.1.0.0/16]}\n    ports: [{port: 80}]\n  egress:\n  - to: [{podSelector: {matchLabels: {app: db}}}]\n",
 ];
 
@@ -68,6 +74,22 @@ fn peer_identities() -> BTreeMap<u32, Labels> {
         peers.insert(
             (1 << 24) + offset as u32,
             cidr_identity_labels(prefix.parse().unwrap()),
+        );
+    }
+    // IPs learned for DNS names: CIDR identities with `fqdn:` labels.
+    let github = FqdnSelector::name("api.github.com");
+    let cilium = FqdnSelector::pattern("*.cilium.io");
+    for (offset, (ip, selectors)) in [
+        ([140, 82, 112, 6], vec![&github]),
+        ([140, 82, 112, 7], vec![&github, &cilium]),
+        ([104, 198, 14, 52], vec![]),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        peers.insert(
+            (1 << 24) + 100 + offset as u32,
+            fqdn_identity_labels(ip.into(), selectors),
         );
     }
     peers

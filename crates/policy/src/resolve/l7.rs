@@ -1,12 +1,17 @@
 //! L7 redirects of a compiled endpoint policy (Cilium's proxy redirects).
 //!
-//! A TCP port that some allow element of a direction gives L7 rules becomes a
-//! *listener*: every allow key of exactly that port and direction carries the
+//! A port that some allow element of a direction gives L7 rules becomes a
+//! *listener*: every allow key of exactly that port and direction, for the
+//! protocols its parser takes (TCP; TCP and UDP for DNS), carries the
 //! listener's proxy port, so the datapath hands those connections to the
 //! proxy. The proxy then needs, per remote identity, what the union of the
 //! allow elements covering the port says: the L7 rules of elements that have
 //! them, "everything" for an element without rules (an L4 allow on the same
 //! port voids the L7 restriction, as allows are a union).
+//!
+//! DNS (`rules.dns`) works the same way: the DNS proxy answers a query only
+//! when some rule for the querying pod's destination (the DNS server's
+//! identity) selects the name, and learns the IPs of the answers.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -15,8 +20,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::l7::L7Rules;
 use crate::labels::Labels;
-use crate::mapstate::{Direction, PROTO_TCP};
-use crate::ports::{PortSpan, Protocol};
+use crate::mapstate::{Direction, PROTO_TCP, PROTO_UDP};
+use crate::ports::PortSpan;
 use crate::reserved::IDENTITY_ANY;
 use crate::rule::PeerRule;
 
@@ -29,6 +34,7 @@ use super::Element;
 pub enum L7Parser {
     Http,
     Kafka,
+    Dns,
 }
 
 impl L7Parser {
@@ -38,8 +44,19 @@ impl L7Parser {
             Some(L7Parser::Http)
         } else if rules.kafka.is_some() {
             Some(L7Parser::Kafka)
+        } else if rules.dns.is_some() {
+            Some(L7Parser::Dns)
         } else {
             None
+        }
+    }
+
+    /// The IP protocols (IANA numbers) a listener of this parser takes on
+    /// its port, all on the one proxy port: DNS comes over UDP and TCP.
+    pub fn protocols(self) -> &'static [u8] {
+        match self {
+            L7Parser::Http | L7Parser::Kafka => &[PROTO_TCP],
+            L7Parser::Dns => &[PROTO_TCP, PROTO_UDP],
         }
     }
 }
@@ -68,15 +85,22 @@ pub struct Redirect {
     pub peers: Vec<RedirectPeer>,
 }
 
-/// The `(port, rules)` an element gives to single TCP ports (validation
-/// refuses L7 rules anywhere else).
+/// The `(port, rules)` an element gives to single ports of a protocol its
+/// parser takes (validation refuses L7 rules anywhere else).
 pub(super) fn l7_parts(element: &impl PeerRule) -> Vec<(u16, L7Rules)> {
     let mut parts = Vec::new();
     for rule in element.port_rules().into_iter().flatten() {
         let Some(rules) = &rule.rules else { continue };
+        let Some(parser) = L7Parser::of(rules) else {
+            continue;
+        };
         for port in &rule.ports {
-            if let (Protocol::Tcp, Ok(PortSpan::Range(first, last))) = (port.protocol, port.span())
-            {
+            let proxied = port
+                .protocol
+                .iana_numbers()
+                .iter()
+                .any(|protocol| parser.protocols().contains(protocol));
+            if let (true, Ok(PortSpan::Range(first, last))) = (proxied, port.span()) {
                 if first == last {
                     parts.push((first, rules.clone()));
                 }
@@ -87,17 +111,20 @@ pub(super) fn l7_parts(element: &impl PeerRule) -> Vec<(u16, L7Rules)> {
 }
 
 impl Element {
-    fn covers_tcp_port(&self, port: u16) -> bool {
+    /// Whether some L4 part allows `port` over one of `protocols`.
+    fn covers_port(&self, protocols: &[u8], port: u16) -> bool {
         self.l4.iter().any(|&(protocol, start, prefix_len)| {
-            (protocol == 0 || protocol == PROTO_TCP)
-                && crate::mapstate::MapKey::with_prefix(
-                    0,
-                    protocol,
-                    start,
-                    prefix_len,
-                    Direction::Ingress,
-                )
-                .matches_l4(PROTO_TCP, port)
+            protocols.iter().any(|&wanted| {
+                (protocol == 0 || protocol == wanted)
+                    && crate::mapstate::MapKey::with_prefix(
+                        0,
+                        protocol,
+                        start,
+                        prefix_len,
+                        Direction::Ingress,
+                    )
+                    .matches_l4(wanted, port)
+            })
         })
     }
 
@@ -110,13 +137,18 @@ impl Element {
 }
 
 /// Listeners of one direction's elements. When rules disagree on the parser
-/// of a port, the first wins; `peers` leaves the others out (fail closed).
+/// of a port, DNS wins, else the first; `peers` leaves the others out (fail
+/// closed: DNS winning keeps their TCP connections at the proxy, which
+/// refuses them, and never leaves DNS over UDP unproxied).
 pub(super) fn listeners(elements: &[Arc<Element>], direction: Direction) -> Vec<Listener> {
     let mut found: BTreeMap<u16, L7Parser> = BTreeMap::new();
     for element in elements.iter().filter(|e| !e.deny) {
         for (port, rules) in &element.l7 {
             if let Some(parser) = L7Parser::of(rules) {
-                found.entry(*port).or_insert(parser);
+                let chosen = found.entry(*port).or_insert(parser);
+                if parser == L7Parser::Dns {
+                    *chosen = parser;
+                }
             }
         }
     }
@@ -138,7 +170,7 @@ pub(super) fn peers(
 ) -> Vec<RedirectPeer> {
     let mut out = Vec::new();
     for element in elements.iter().filter(|e| !e.deny) {
-        if !element.covers_tcp_port(listener.port) {
+        if !element.covers_port(listener.parser.protocols(), listener.port) {
             continue;
         }
         let rules = element.rules_for(listener.port);
@@ -160,4 +192,29 @@ pub(super) fn peers(
         }
     }
     out
+}
+
+/// The proxy port of every redirected `(direction, protocol, port)`: the
+/// caller's proxy port of each listener, for each protocol its parser takes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(super) struct RedirectPorts(BTreeMap<(Direction, u8, u16), u16>);
+
+impl RedirectPorts {
+    pub(super) fn new(listeners: &[Listener], ports: &BTreeMap<(Direction, u16), u16>) -> Self {
+        let mut redirected = BTreeMap::new();
+        for listener in listeners {
+            let Some(&proxy_port) = ports.get(&(listener.direction, listener.port)) else {
+                continue;
+            };
+            for &protocol in listener.parser.protocols() {
+                redirected.insert((listener.direction, protocol, listener.port), proxy_port);
+            }
+        }
+        RedirectPorts(redirected)
+    }
+
+    /// The proxy port of allows of exactly this port, if redirected.
+    pub(super) fn get(&self, direction: Direction, protocol: u8, port: u16) -> Option<u16> {
+        self.0.get(&(direction, protocol, port)).copied()
+    }
 }

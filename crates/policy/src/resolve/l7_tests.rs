@@ -4,6 +4,7 @@
 use super::tests::labels;
 use super::*;
 use crate::l7::{HttpRule, L7Rules};
+use crate::mapstate::PROTO_TCP;
 use crate::parse::parse_rules;
 
 const DEATHSTAR: &str = r#"[{"endpointSelector": {"matchLabels": {"org": "empire", "class": "deathstar"}},

@@ -16,7 +16,8 @@
 //! identity 0, which includes world and host (cilium/cilium#3847; namespaced
 //! CiliumNetworkPolicies scope `{}` to their namespace before it gets here).
 //! Other selectors are evaluated against every known identity, the reserved
-//! ones included.
+//! ones included. A `toFQDNs` selector selects the identities labelled
+//! `fqdn:<selector>`: the IPs learned for names it matches (see `fqdn`).
 //!
 //! Keys of one identity depend only on that identity's labels, which is what
 //! makes incremental updates exact: `EndpointPolicy::identity_keys` is both how
@@ -32,11 +33,12 @@ use std::sync::Arc;
 
 use crate::labels::Labels;
 use crate::mapstate::{
-    enforce_deny_precedence, insert, Direction, MapEntry, MapKey, MapState, PORT_BITS, PROTO_TCP,
+    enforce_deny_precedence, insert, Direction, MapEntry, MapKey, MapState, PORT_BITS,
 };
 use crate::reserved::{reserved_identities, IDENTITY_ANY, IDENTITY_HOST};
 use crate::rule::{PeerRule, Rule};
 
+use l7::RedirectPorts;
 use peers::Peers;
 use ports::{l4_parts, L4Part};
 
@@ -56,7 +58,7 @@ pub struct Resolved {
 struct Element {
     peers: Peers,
     l4: Vec<L4Part>,
-    /// Single TCP ports with L7 rules (allow elements only).
+    /// Single ports with L7 rules (allow elements only).
     l7: Vec<(u16, crate::l7::L7Rules)>,
     /// Port names, until resolved against the endpoint's container ports.
     named: Vec<(String, crate::ports::Protocol)>,
@@ -105,6 +107,8 @@ pub struct EndpointPolicy {
     egress: DirectionPolicy,
     /// Proxy port of each listener, assigned by the caller (see `listeners`).
     proxy_ports: BTreeMap<(Direction, u16), u16>,
+    /// The same per redirected protocol (DNS listeners take UDP too).
+    redirect_ports: RedirectPorts,
     /// Named ports of the identities egress port names may resolve to
     /// (empty unless an egress element names a port).
     peer_ports: PeerPorts,
@@ -142,13 +146,14 @@ impl DirectionPolicy {
     }
 
     /// Inserts the element's keys for `identity`. Allows of exactly a
-    /// listener's port carry its proxy port.
+    /// listener's port, over a protocol its parser takes, carry its proxy
+    /// port.
     fn insert_element(
         map_state: &mut MapState,
         element: &Element,
         identity: u32,
         direction: Direction,
-        proxy_ports: &BTreeMap<(Direction, u16), u16>,
+        redirect_ports: &RedirectPorts,
         peer_ports: &PeerPorts,
     ) {
         // Egress port names resolve per destination; identity 0 (any
@@ -174,10 +179,10 @@ impl DirectionPolicy {
             let key = MapKey::with_prefix(identity, protocol, port, prefix_len, direction);
             let entry = if element.deny {
                 MapEntry::deny()
-            } else if protocol == PROTO_TCP && prefix_len == PORT_BITS {
+            } else if prefix_len == PORT_BITS {
                 MapEntry {
                     deny: false,
-                    proxy_port: proxy_ports.get(&(direction, port)).copied().unwrap_or(0),
+                    proxy_port: redirect_ports.get(direction, protocol, port).unwrap_or(0),
                 }
             } else {
                 MapEntry::allow()
@@ -286,7 +291,7 @@ impl EndpointPolicy {
                     element,
                     IDENTITY_ANY,
                     direction,
-                    &self.proxy_ports,
+                    &self.redirect_ports,
                     &self.peer_ports,
                 );
             }
@@ -308,7 +313,7 @@ impl EndpointPolicy {
                     element,
                     identity,
                     direction,
-                    &self.proxy_ports,
+                    &self.redirect_ports,
                     &self.peer_ports,
                 );
             }
@@ -335,6 +340,7 @@ impl EndpointPolicy {
     /// Proxy ports by listener (direction, port); keys of listeners without
     /// one are not redirected.
     pub fn set_proxy_ports(&mut self, ports: BTreeMap<(Direction, u16), u16>) {
+        self.redirect_ports = RedirectPorts::new(&self.listeners(), &ports);
         self.proxy_ports = ports;
     }
 
@@ -390,7 +396,7 @@ impl EndpointPolicy {
                         element,
                         identity,
                         direction,
-                        &self.proxy_ports,
+                        &self.redirect_ports,
                         &self.peer_ports,
                     );
                 }
@@ -461,6 +467,8 @@ pub fn identity_delta(
 mod construct_tests;
 #[cfg(test)]
 mod delta_tests;
+#[cfg(test)]
+mod fqdn_tests;
 #[cfg(test)]
 mod l7_tests;
 #[cfg(test)]

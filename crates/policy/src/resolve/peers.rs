@@ -1,5 +1,7 @@
 //! The peers of one rule element: every peer kind (endpoints, entities, CIDRs,
-//! CIDR sets) becomes selectors over identities, or the any identity.
+//! CIDR sets, DNS names) becomes selectors over identities, or the any
+//! identity. A DNS name selects the identities of the IPs learned for it,
+//! which carry its `fqdn:` label.
 
 use crate::cidr::cidr_selector;
 use crate::rule::PeerRule;
@@ -44,6 +46,13 @@ impl Peers {
                     .into_iter()
                     .flatten()
                     .map(|set| set.selector()),
+            )
+            .chain(
+                element
+                    .fqdns()
+                    .into_iter()
+                    .flatten()
+                    .map(|selector| selector.selector()),
             )
             .collect();
         // `{}` and the `all` entity select every identity, known or not yet.

@@ -1,12 +1,15 @@
 //! The L4 part of one rule element as policy map key parts: protocol, port
-//! block start and port prefix length. ANY expands to TCP, UDP and SCTP; port
-//! ranges become aligned blocks; ICMP types travel in the port field.
+//! block start and port prefix length. ANY expands to TCP, UDP and SCTP (on a
+//! port with L7 rules: the protocols its parser takes); port ranges become
+//! aligned blocks; ICMP types travel in the port field.
 
 use std::collections::BTreeSet;
 
 use crate::mapstate::{port_range_prefixes, PORT_BITS};
 use crate::ports::PortSpan;
 use crate::rule::PeerRule;
+
+use super::l7::L7Parser;
 
 /// `(protocol, port, port_prefix_len)`; `(0, 0, 0)` = every protocol and port.
 pub(crate) type L4Part = (u8, u16, u8);
@@ -18,18 +21,19 @@ pub(crate) fn l4_parts(element: &impl PeerRule) -> BTreeSet<L4Part> {
         return BTreeSet::from([(0, 0, 0)]);
     }
     let mut parts = BTreeSet::new();
-    for port in element
-        .port_rules()
-        .into_iter()
-        .flatten()
-        .flat_map(|rule| &rule.ports)
-    {
+    for (port, parser) in element.port_rules().into_iter().flatten().flat_map(|rule| {
+        let parser = rule.rules.as_ref().and_then(L7Parser::of);
+        rule.ports.iter().map(move |port| (port, parser))
+    }) {
         // Validation rejects unusable ports before rules get here; skipping keeps
         // a hand-built bad rule from widening the policy.
         let Ok(span) = port.span() else {
             continue;
         };
-        for &protocol in port.protocol.iana_numbers() {
+        // A port with L7 rules is allowed only through the proxy, so only
+        // over what its parser takes: ANY with DNS rules is TCP and UDP.
+        let proxied = |protocol: &&u8| parser.is_none_or(|p| p.protocols().contains(protocol));
+        for &protocol in port.protocol.iana_numbers().iter().filter(proxied) {
             match span {
                 PortSpan::Any => {
                     parts.insert((protocol, 0, 0));
