@@ -210,6 +210,7 @@ pub fn l7_model(ev: &proxy::access_log::AccessLogEvent) -> MonitorEvent {
                 L7Protocol::Http => "http",
                 L7Protocol::Http2 => "http2",
                 L7Protocol::Kafka => "kafka",
+                L7Protocol::Dns => "dns",
             }
             .into(),
             verdict: format!("{:?}", ev.verdict),

@@ -17,6 +17,7 @@ pub enum L7Protocol {
     Http,
     Http2,
     Kafka,
+    Dns,
 }
 
 /// Cilium's L7 verdicts.
@@ -33,9 +34,10 @@ pub struct AccessLogEvent {
     pub time_ms: u64,
     pub verdict: L7Verdict,
     pub protocol: L7Protocol,
-    /// HTTP method, or the Kafka API key name (`produce`).
+    /// HTTP method, the Kafka API key name (`produce`), or the DNS query
+    /// types (`A`, `A,AAAA`).
     pub method: String,
-    /// HTTP request target; empty for Kafka.
+    /// HTTP request target; the DNS query name; empty for Kafka.
     #[serde(default)]
     pub path: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -43,8 +45,12 @@ pub struct AccessLogEvent {
     /// Kafka topics named by the request (empty for HTTP).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub topics: Vec<String>,
-    /// HTTP status, or Kafka error code (0 = forwarded, 29 = denied).
+    /// HTTP status, Kafka error code (0 = forwarded, 29 = denied), or DNS
+    /// rcode (0 NOERROR, 3 NXDOMAIN, 5 REFUSED).
     pub status: u16,
+    /// DNS requests and answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<DnsLogRecord>,
     pub src_identity: u32,
     pub dst_identity: u32,
     pub src: String,
@@ -52,6 +58,30 @@ pub struct AccessLogEvent {
     pub endpoint_id: u64,
     pub direction: String,
     pub proxy_port: u16,
+}
+
+/// Which DNS message an event describes (Cilium logs both).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DnsMessageKind {
+    Request,
+    Response,
+}
+
+/// Cilium's DNS log record: the query, and for an answer what it said.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DnsLogRecord {
+    pub kind: DnsMessageKind,
+    /// Normalized query name (lowercase, no trailing dot).
+    pub query: String,
+    pub qtypes: Vec<String>,
+    pub rcode: u8,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ips: Vec<String>,
+    #[serde(default)]
+    pub ttl: u32,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cnames: Vec<String>,
 }
 
 pub fn now_ms() -> u64 {
@@ -82,7 +112,12 @@ impl RequestOutcome {
 }
 
 const DIRECTIONS: [Direction; 2] = [Direction::Ingress, Direction::Egress];
-const PROTOCOLS: [L7Protocol; 3] = [L7Protocol::Http, L7Protocol::Http2, L7Protocol::Kafka];
+const PROTOCOLS: [L7Protocol; 4] = [
+    L7Protocol::Http,
+    L7Protocol::Http2,
+    L7Protocol::Kafka,
+    L7Protocol::Dns,
+];
 const SLOTS: usize = DIRECTIONS.len() * PROTOCOLS.len() * RequestOutcome::ALL.len();
 
 /// One series of the request counters, as the `status` reply carries it.

@@ -6,7 +6,9 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use crate::access_log::{now_ms, AccessLog, AccessLogEvent, L7Protocol, L7Verdict, RequestOutcome};
+use crate::access_log::{
+    now_ms, AccessLog, AccessLogEvent, DnsLogRecord, L7Protocol, L7Verdict, RequestOutcome,
+};
 use crate::control::protocol::Direction;
 use crate::policy::CompiledPolicy;
 use crate::redirect::RedirectShared;
@@ -18,6 +20,7 @@ pub struct LogFields {
     pub path: String,
     pub host: Option<String>,
     pub topics: Vec<String>,
+    pub dns: Option<DnsLogRecord>,
 }
 
 /// A parsed request a redirect's policy can judge.
@@ -71,9 +74,16 @@ impl ConnContext {
         self.log
             .counters()
             .record(settings.direction, request.protocol(), outcome);
+        self.emit(request, verdict, status);
+    }
+
+    /// The access-log event alone (no counting), when some client wants
+    /// events: for what follows a request, like a DNS answer.
+    pub fn emit<R: L7Request>(&self, request: &R, verdict: L7Verdict, status: u16) {
         if !self.log.enabled() {
             return;
         }
+        let settings = self.redirect.settings();
         let fields = request.log_fields();
         self.log.emit(AccessLogEvent {
             time_ms: now_ms(),
@@ -84,6 +94,7 @@ impl ConnContext {
             host: fields.host,
             topics: fields.topics,
             status,
+            dns: fields.dns,
             src_identity: self.src_identity,
             dst_identity: self.dst_identity,
             src: self.client.to_string(),

@@ -1,7 +1,8 @@
 //! `cilium-proxy`: the transparent L7 policy proxy. It owns the proxy's
 //! listeners (one per redirect, `IP_TRANSPARENT` so the datapath's
 //! `bpf_sk_assign` can hand it connections addressed to pods), per-request
-//! parsing and enforcement of HTTP/1.1, HTTP/2 (gRPC) and Kafka rules, the
+//! parsing and enforcement of HTTP/1.1, HTTP/2 (gRPC), Kafka and DNS rules
+//! (DNS answers are held until the agent has allowed their addresses), the
 //! ipcache snapshot used to name peers, the access log, and the control
 //! socket over which the agent configures it (see `control::protocol`).
 //!
@@ -12,6 +13,7 @@
 
 pub mod access_log;
 pub mod control;
+pub mod dns;
 pub mod filter;
 pub mod http1;
 pub mod http2;

@@ -1,5 +1,6 @@
-//! The proxy's running state: one listener task per redirect, the ipcache and
-//! the access log. Commands from the control socket land here. Updating a
+//! The proxy's running state: one listener task per redirect (a DNS redirect's
+//! serves its UDP socket too), the ipcache, the access log and what DNS
+//! redirects share. Commands from the control socket land here. Updating a
 //! redirect swaps its policy in place (open connections see it on their next
 //! request); only a changed listen mode rebinds the listener.
 
@@ -10,6 +11,7 @@ use tokio::task::JoinHandle;
 
 use crate::access_log::AccessLog;
 use crate::control::protocol::{Direction, Parser, Redirect, SourceBind, Status, PROTOCOL_VERSION};
+use crate::dns::{DnsRuntime, DnsSettings};
 use crate::filter::ConnContext;
 use crate::ipcache::{Ipcache, IpcacheEntry};
 use crate::listener::{self, ListenMode, UpstreamOptions};
@@ -62,6 +64,8 @@ impl RedirectShared {
 #[derive(Debug)]
 struct RunningRedirect {
     mode: ListenMode,
+    /// Whether it listens for UDP too (parser dns).
+    udp: bool,
     shared: Arc<RedirectShared>,
     accept_task: JoinHandle<()>,
 }
@@ -79,6 +83,7 @@ pub struct ProxyState {
     redirects: Arc<Mutex<HashMap<u16, RunningRedirect>>>,
     ipcache: Arc<RwLock<Ipcache>>,
     pub log: AccessLog,
+    pub dns: Arc<DnsRuntime>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +107,13 @@ fn compile(redirect: &Redirect) -> Result<CompiledPolicy, StateError> {
 }
 
 impl ProxyState {
+    pub fn new(dns: DnsSettings) -> Self {
+        ProxyState {
+            dns: DnsRuntime::new(dns),
+            ..ProxyState::default()
+        }
+    }
+
     /// Adds or updates a redirect. Must run inside a tokio runtime.
     pub fn upsert_redirect(&self, redirect: &Redirect) -> Result<(), StateError> {
         let policy = compile(redirect)?;
@@ -123,23 +135,36 @@ impl ProxyState {
             Some(addr) => ListenMode::FixedUpstream(addr),
             None => ListenMode::Transparent,
         };
+        let udp = redirect.parser == Parser::Dns;
         let mut redirects = self.redirects.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(running) = redirects.get(&port) {
-            if running.mode == mode {
+            if running.mode == mode && running.udp == udp {
                 running.shared.update(settings, policy);
                 return Ok(());
             }
             // Different mode: free the port before binding again.
             redirects.remove(&port);
         }
-        let listener =
-            listener::bind(port, mode).map_err(|source| StateError::Bind { port, source })?;
+        let bind_error = |source| StateError::Bind { port, source };
+        let listener = listener::bind(port, mode).map_err(bind_error)?;
         let shared = Arc::new(RedirectShared::new(settings, policy));
-        let accept_task = tokio::spawn(accept_loop(listener, mode, shared.clone(), self.clone()));
+        let accept = accept_loop(listener, mode, shared.clone(), self.clone());
+        let accept_task = if udp {
+            let socket = crate::dns::listener::bind_udp(port, mode).map_err(bind_error)?;
+            let reply = crate::dns::udp::ReplyPath::for_mode(mode, &socket).map_err(bind_error)?;
+            let datagrams =
+                crate::dns::udp::serve(socket, reply, mode, shared.clone(), self.clone());
+            tokio::spawn(async move {
+                tokio::join!(accept, datagrams);
+            })
+        } else {
+            tokio::spawn(accept)
+        };
         redirects.insert(
             port,
             RunningRedirect {
                 mode,
+                udp,
                 shared,
                 accept_task,
             },
@@ -218,6 +243,7 @@ impl ProxyState {
             redirects,
             ipcache_entries: self.ipcache.read().unwrap_or_else(|e| e.into_inner()).len(),
             requests: self.log.counters().snapshot(),
+            dns_malformed: self.dns.malformed(),
         }
     }
 }
@@ -261,6 +287,7 @@ async fn accept_loop(
             redirect: shared.clone(),
             log: state.log.clone(),
         };
+        let dns = state.dns.clone();
         crate::workers::spawn(async move {
             let stream = match tokio::net::TcpStream::from_std(stream) {
                 Ok(stream) => stream,
@@ -274,6 +301,7 @@ async fn accept_loop(
                     .await
                     .map_err(anyhow::Error::from),
                 Parser::Kafka => crate::kafka::proxy::serve(stream, ctx).await,
+                Parser::Dns => crate::dns::tcp::serve(stream, ctx, &dns).await,
             };
             if let Err(err) = result {
                 // Expected for malformed input and peers that go away.

@@ -227,6 +227,10 @@ async fn session(
                 };
                 match serde_json::from_str::<Reply>(&line) {
                     Ok(Reply::AccessLog { event }) => hub.publish(crate::monitor::l7_model(&event)),
+                    // Held DNS answers are the FQDN subsystem's to release
+                    // (dns_answer_done); the proxy releases them after its
+                    // max delay otherwise.
+                    Ok(Reply::DnsAnswer { .. }) => {}
                     Ok(Reply::Ack { status, .. }) => update(health, |h| {
                         h.connected = true;
                         match status {

@@ -8,6 +8,12 @@
 //! commands. `sync` replaces everything, so proxy restarts and agent restarts
 //! both converge by re-sending it. The proxy keeps its state and its
 //! connections when the agent disconnects.
+//!
+//! DNS redirects add one exchange started by the proxy: before releasing an
+//! answer that carries addresses it sends `dns_answer` (with an `id`) on
+//! every connection that said `hello`, and holds the answer until one of
+//! them sends `dns_answer_done` with that id (acked like any command), until
+//! `--dns-response-max-delay`, or at once when no agent is connected.
 
 use std::net::SocketAddr;
 
@@ -57,6 +63,10 @@ pub enum Command {
         enabled: bool,
     },
     Status,
+    /// The agent has allowed the addresses of `dns_answer` `id`: release it.
+    DnsAnswerDone {
+        id: u64,
+    },
 }
 
 /// One line from the proxy.
@@ -75,6 +85,23 @@ pub enum Reply {
     AccessLog {
         event: AccessLogEvent,
     },
+    /// An allowed DNS answer with addresses, held until `dns_answer_done`.
+    DnsAnswer {
+        id: u64,
+        endpoint_id: u64,
+        /// The pod that asked (the client's IP).
+        source: String,
+        /// The first question's name, lowercase, without the trailing dot.
+        name: String,
+        /// Addresses of the name or of the end of its CNAME chain.
+        ips: Vec<String>,
+        /// Lowest TTL of the records giving `ips` (CNAMEs followed included).
+        ttl: u32,
+        /// The CNAME chain's targets in order, normalized like `name`.
+        #[serde(default)]
+        cnames: Vec<String>,
+        rcode: u8,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -88,6 +115,9 @@ pub struct Status {
     /// once); absent from proxies that predate it.
     #[serde(default)]
     pub requests: Vec<RequestCount>,
+    /// Malformed DNS messages dropped (queries and server answers).
+    #[serde(default)]
+    pub dns_malformed: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -95,6 +125,8 @@ pub struct Status {
 pub enum Parser {
     Http,
     Kafka,
+    /// DNS over UDP and TCP on the same port.
+    Dns,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -176,5 +208,33 @@ mod tests {
         })
         .unwrap();
         assert_eq!(ack, r#"{"type":"ack","seq":4}"#);
+    }
+
+    #[test]
+    fn dns_answer_lines_and_their_go_ahead() {
+        let answer = Reply::DnsAnswer {
+            id: 7,
+            endpoint_id: 12,
+            source: "10.0.1.5".into(),
+            name: "www.example.com".into(),
+            ips: vec!["192.0.2.1".into(), "192.0.2.2".into()],
+            ttl: 60,
+            cnames: vec!["cdn.example.com".into()],
+            rcode: 0,
+        };
+        let line = serde_json::to_string(&answer).unwrap();
+        assert_eq!(
+            line,
+            r#"{"type":"dns_answer","id":7,"endpoint_id":12,"source":"10.0.1.5","name":"www.example.com","ips":["192.0.2.1","192.0.2.2"],"ttl":60,"cnames":["cdn.example.com"],"rcode":0}"#
+        );
+        assert_eq!(serde_json::from_str::<Reply>(&line).unwrap(), answer);
+        let done: Request =
+            serde_json::from_str(r#"{"seq":9,"op":"dns_answer_done","id":7}"#).unwrap();
+        assert_eq!(done.command, Command::DnsAnswerDone { id: 7 });
+        let redirect: Redirect = serde_json::from_str(
+            r#"{"proxy_port":15053,"parser":"dns","direction":"egress","endpoint_id":12,"policies":[{"identity":0,"rules":{"dns":[{"matchPattern":"*.example.com"}]}}],"upstream_mark":2816}"#,
+        )
+        .unwrap();
+        assert_eq!(redirect.parser, Parser::Dns);
     }
 }

@@ -1,6 +1,6 @@
 //! The control socket server: accepts agent connections on a Unix socket,
 //! applies their commands to the `ProxyState` and streams access-log events
-//! back on every connection.
+//! and held DNS answers (`dns_answer`) back on every connection.
 
 use std::io;
 use std::path::Path;
@@ -62,6 +62,11 @@ pub fn apply(state: &ProxyState, command: &Command) -> Result<Option<Status>, St
         Command::IpcacheDelete { prefixes } => state.ipcache_delete(prefixes),
         // Per connection: `serve_client` handles it.
         Command::AccessLog { .. } => Ok(()),
+        // An id no longer held (released by the timeout) is not an error.
+        Command::DnsAnswerDone { id } => {
+            state.dns.gate.release(*id);
+            Ok(())
+        }
     };
     result.map(|_| None).map_err(|err| err.to_string())
 }
@@ -76,6 +81,7 @@ async fn serve_client(stream: UnixStream, state: ProxyState) -> io::Result<()> {
     let (reply_tx, mut reply_rx) = mpsc::channel::<Reply>(256);
     let (wanted_tx, mut wanted_rx) = watch::channel(true);
     let mut subscription = state.log.subscribe();
+    let mut dns_answers = state.dns.gate.subscribe();
     // One writer: replies and events interleave as whole lines; events
     // waiting together go out in one write.
     let writer = tokio::spawn(async move {
@@ -108,6 +114,12 @@ async fn serve_client(stream: UnixStream, state: ProxyState) -> io::Result<()> {
                     Err(broadcast::error::RecvError::Lagged(_)) => continue,
                     Err(broadcast::error::RecvError::Closed) => break,
                 },
+                // A lost line only costs its answer the max delay.
+                answer = dns_answers.recv() => match answer {
+                    Ok(answer) => push_line(&mut batch, &answer),
+                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(broadcast::error::RecvError::Closed) => break,
+                },
             };
             if write_half.write_all(&batch).await.is_err() {
                 break;
@@ -116,6 +128,8 @@ async fn serve_client(stream: UnixStream, state: ProxyState) -> io::Result<()> {
     });
     let mut reader = BufReader::new(read_half);
     let mut line = String::new();
+    // Counted as an agent (held DNS answers wait for it) from its hello on.
+    let mut agent = None;
     loop {
         line.clear();
         let read = (&mut reader)
@@ -137,10 +151,15 @@ async fn serve_client(stream: UnixStream, state: ProxyState) -> io::Result<()> {
                 Reply::Ack { seq, status: None }
             }
             Ok(request) => match apply(&state, &request.command) {
-                Ok(status) => Reply::Ack {
-                    seq: request.seq,
-                    status,
-                },
+                Ok(status) => {
+                    if matches!(request.command, Command::Hello { .. }) && agent.is_none() {
+                        agent = Some(state.dns.gate.agent_connected());
+                    }
+                    Reply::Ack {
+                        seq: request.seq,
+                        status,
+                    }
+                }
                 Err(message) => Reply::Error {
                     seq: request.seq,
                     message,
@@ -155,6 +174,7 @@ async fn serve_client(stream: UnixStream, state: ProxyState) -> io::Result<()> {
             break;
         }
     }
+    drop(agent);
     drop(reply_tx);
     let _ = writer.await;
     Ok(())

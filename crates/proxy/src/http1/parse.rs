@@ -334,6 +334,7 @@ impl L7Request for RequestHead {
             path: self.target.clone(),
             host: self.host.clone(),
             topics: Vec::new(),
+            dns: None,
         }
     }
 }

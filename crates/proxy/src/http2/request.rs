@@ -77,6 +77,7 @@ impl L7Request for H2Request {
             path: self.path.clone(),
             host: self.authority.clone(),
             topics: Vec::new(),
+            dns: None,
         }
     }
 }

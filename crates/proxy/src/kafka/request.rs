@@ -305,6 +305,7 @@ impl L7Request for KafkaRequest {
             path: String::new(),
             host: None,
             topics: self.topic_names.clone(),
+            dns: None,
         }
     }
 }

@@ -2,11 +2,13 @@
 //! rules that allow requests (identity 0 = any peer; no rules = allow all, the
 //! way an L4-only allow on the same port voids the L7 restriction).
 
+pub mod dns;
 pub mod http;
 pub mod kafka;
 
 use serde::{Deserialize, Serialize};
 
+pub use self::dns::DnsMatcher;
 pub use self::http::{HttpMatcher, HttpRequestView};
 pub use self::kafka::{KafkaMatcher, KafkaRequestView};
 
@@ -40,6 +42,7 @@ struct Entry {
     identity: u32,
     http: Option<HttpMatcher>,
     kafka: Option<KafkaMatcher>,
+    dns: Option<DnsMatcher>,
 }
 
 /// The compiled policy of one redirect.
@@ -72,10 +75,15 @@ impl CompiledPolicy {
                 Some(list) if !list.is_empty() => Some(KafkaMatcher::compile(list)),
                 _ => None,
             };
+            let dns = match rules.dns.as_deref() {
+                Some(list) if !list.is_empty() => Some(DnsMatcher::compile(list)),
+                _ => None,
+            };
             entries.push(Entry {
                 identity: entry.identity,
                 http,
                 kafka,
+                dns,
             });
         }
         Ok(CompiledPolicy { entries })
@@ -97,6 +105,19 @@ impl CompiledPolicy {
     pub fn allows_kafka(&self, remote: u32, request: &KafkaRequestView<'_>) -> bool {
         self.applicable(remote)
             .any(|entry| entry.kafka.as_ref().is_none_or(|m| m.allows(request)))
+    }
+
+    /// True when every name is allowed by some entry for `remote` (each by
+    /// any entry). A query without names is allowed only by an entry
+    /// without DNS rules: there is nothing to match.
+    pub fn allows_dns(&self, remote: u32, names: &[&str]) -> bool {
+        if names.is_empty() {
+            return self.applicable(remote).any(|entry| entry.dns.is_none());
+        }
+        names.iter().all(|name| {
+            self.applicable(remote)
+                .any(|entry| entry.dns.as_ref().is_none_or(|m| m.allows(name)))
+        })
     }
 }
 
@@ -123,6 +144,32 @@ mod tests {
         assert!(!policy.allows_http(300, &get));
         let any = compile(r#"[{"identity": 0, "rules": {"http": [{"path": "/a"}]}}]"#);
         assert!(any.allows_http(12345, &HttpRequestView::new("GET", "/a", None, &[])));
+    }
+
+    #[test]
+    fn every_query_name_needs_an_allowing_entry() {
+        let policy = compile(
+            r#"[{"identity": 100, "rules": {"dns": [{"matchName": "a.test"}]}},
+                {"identity": 0, "rules": {"dns": [{"matchPattern": "*.b.test"}]}},
+                {"identity": 200}]"#,
+        );
+        assert!(policy.allows_dns(100, &["A.test."]));
+        assert!(policy.allows_dns(100, &["a.test", "x.b.test"]));
+        assert!(!policy.allows_dns(100, &["a.test", "c.test"]));
+        assert!(!policy.allows_dns(300, &["a.test"]));
+        assert!(policy.allows_dns(300, &["x.b.test"]));
+        assert!(!policy.allows_dns(100, &[]));
+        assert!(policy.allows_dns(200, &["anything.test"]));
+        assert!(policy.allows_dns(200, &[]));
+        let bad = serde_json::from_str::<Vec<IdentityRules>>(
+            r#"[{"identity": 1, "rules": {"dns": [{"matchName": "*.x"}]}}]"#,
+        )
+        .unwrap();
+        let err = CompiledPolicy::compile(&bad).unwrap_err().to_string();
+        assert!(
+            err.starts_with("policies[0].rules.dns[0].matchName"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -1,0 +1,206 @@
+//! Answers held until the agent lets them go. Before an answer carrying
+//! addresses is released to the pod, every agent connection gets a
+//! `dns_answer` line; the answer goes out when one of them replies
+//! `dns_answer_done` with its id (the agent has put the addresses in the
+//! ipcache and the endpoint's policy), when `--dns-response-max-delay`
+//! passes, or at once when no agent is connected.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{broadcast, oneshot};
+
+use crate::control::protocol::Reply;
+
+/// How an answer was released.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Release {
+    /// The agent said `dns_answer_done`.
+    Done,
+    /// `max_delay` passed first.
+    TimedOut,
+    /// No agent connected (or the last one left while waiting).
+    NoAgent,
+}
+
+/// The answer's content as the agent is told it (the id is added here).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AnswerNotice {
+    pub endpoint_id: u64,
+    pub source: String,
+    pub name: String,
+    pub ips: Vec<String>,
+    pub ttl: u32,
+    pub cnames: Vec<String>,
+    pub rcode: u8,
+}
+
+#[derive(Debug)]
+pub struct AnswerGate {
+    next_id: AtomicU64,
+    agents: Arc<AtomicUsize>,
+    waiting: Arc<Mutex<HashMap<u64, oneshot::Sender<()>>>>,
+    /// Only `Reply::DnsAnswer` lines.
+    lines: broadcast::Sender<Reply>,
+}
+
+impl Default for AnswerGate {
+    fn default() -> Self {
+        AnswerGate {
+            next_id: AtomicU64::new(1),
+            agents: Arc::default(),
+            waiting: Arc::default(),
+            lines: broadcast::channel(4096).0,
+        }
+    }
+}
+
+/// An agent connection, counted while it lives.
+#[derive(Debug)]
+pub struct AgentPresence {
+    agents: Arc<AtomicUsize>,
+    waiting: Arc<Mutex<HashMap<u64, oneshot::Sender<()>>>>,
+}
+
+impl Drop for AgentPresence {
+    fn drop(&mut self) {
+        if self.agents.fetch_sub(1, Ordering::AcqRel) == 1 {
+            // Nobody is left to answer: release everything held.
+            let waiting = std::mem::take(&mut *lock(&self.waiting));
+            for (_, release) in waiting {
+                let _ = release.send(());
+            }
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl AnswerGate {
+    /// The `dns_answer` lines for one control connection.
+    pub fn subscribe(&self) -> broadcast::Receiver<Reply> {
+        self.lines.subscribe()
+    }
+
+    /// Counts an agent connection (after its `hello`) until dropped.
+    pub fn agent_connected(&self) -> AgentPresence {
+        self.agents.fetch_add(1, Ordering::AcqRel);
+        AgentPresence {
+            agents: self.agents.clone(),
+            waiting: self.waiting.clone(),
+        }
+    }
+
+    pub fn agents(&self) -> usize {
+        self.agents.load(Ordering::Acquire)
+    }
+
+    /// Tells the agents about `notice` and waits for the go-ahead.
+    pub async fn hold(&self, notice: AnswerNotice, max_delay: Duration) -> Release {
+        if self.agents() == 0 {
+            return Release::NoAgent;
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (release, released) = oneshot::channel();
+        lock(&self.waiting).insert(id, release);
+        let line = Reply::DnsAnswer {
+            id,
+            endpoint_id: notice.endpoint_id,
+            source: notice.source,
+            name: notice.name,
+            ips: notice.ips,
+            ttl: notice.ttl,
+            cnames: notice.cnames,
+            rcode: notice.rcode,
+        };
+        // The last agent may have left between the check and the insert.
+        if self.lines.send(line).is_err() || self.agents() == 0 {
+            lock(&self.waiting).remove(&id);
+            return Release::NoAgent;
+        }
+        let result = tokio::time::timeout(max_delay, released).await;
+        lock(&self.waiting).remove(&id);
+        match result {
+            Ok(Ok(())) if self.agents() == 0 => Release::NoAgent,
+            Ok(_) => Release::Done,
+            Err(_) => Release::TimedOut,
+        }
+    }
+
+    /// `dns_answer_done`: releases answer `id` (false when it is not held,
+    /// e.g. already released by the timeout).
+    pub fn release(&self, id: u64) -> bool {
+        match lock(&self.waiting).remove(&id) {
+            Some(release) => release.send(()).is_ok(),
+            None => false,
+        }
+    }
+
+    /// Answers held now.
+    pub fn held(&self) -> usize {
+        lock(&self.waiting).len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn notice() -> AnswerNotice {
+        AnswerNotice {
+            endpoint_id: 3,
+            source: "10.0.0.5".into(),
+            name: "a.test".into(),
+            ips: vec!["192.0.2.1".into()],
+            ttl: 60,
+            ..AnswerNotice::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn without_agents_answers_pass_at_once() {
+        let gate = AnswerGate::default();
+        let release = gate.hold(notice(), Duration::from_secs(60)).await;
+        assert_eq!(release, Release::NoAgent);
+    }
+
+    #[tokio::test]
+    async fn the_agent_releases_by_id_and_silence_times_out() {
+        let gate = Arc::new(AnswerGate::default());
+        let _agent = gate.agent_connected();
+        let mut lines = gate.subscribe();
+        let held = tokio::spawn({
+            let gate = gate.clone();
+            async move { gate.hold(notice(), Duration::from_secs(60)).await }
+        });
+        let Ok(Reply::DnsAnswer { id, name, ips, .. }) = lines.recv().await else {
+            panic!("expected a dns_answer line");
+        };
+        assert_eq!((name.as_str(), ips.len()), ("a.test", 1));
+        assert!(!gate.release(id + 100));
+        assert!(gate.release(id));
+        assert_eq!(held.await.unwrap(), Release::Done);
+        assert_eq!(gate.held(), 0);
+        let release = gate.hold(notice(), Duration::from_millis(20)).await;
+        assert_eq!(release, Release::TimedOut);
+        assert_eq!(gate.held(), 0);
+    }
+
+    #[tokio::test]
+    async fn the_last_agent_leaving_releases_held_answers() {
+        let gate = Arc::new(AnswerGate::default());
+        let agent = gate.agent_connected();
+        let mut lines = gate.subscribe();
+        let held = tokio::spawn({
+            let gate = gate.clone();
+            async move { gate.hold(notice(), Duration::from_secs(60)).await }
+        });
+        lines.recv().await.unwrap();
+        drop(agent);
+        assert_eq!(held.await.unwrap(), Release::NoAgent);
+    }
+}
