@@ -145,6 +145,26 @@ pub struct Config {
     #[arg(long, value_parser = ["crd", "kvstore"])]
     pub identity_allocation_mode: Option<String>,
 
+    /// The shortest time, in seconds, an IP learned from DNS stays allowed
+    /// by toFQDNs rules, whatever the answer's TTL (0: the TTL as given).
+    #[arg(long, default_value_t = 0)]
+    pub tofqdns_min_ttl: u32,
+
+    /// IPs kept per DNS name per endpoint; the ones expiring first make
+    /// room.
+    #[arg(long, default_value_t = 1000)]
+    pub tofqdns_endpoint_max_ip_per_hostname: usize,
+
+    /// How the DNS proxy answers a query the rules deny: `refused` or
+    /// `nameError` (NXDOMAIN).
+    #[arg(long, default_value = "refused", value_parser = ["refused", "nameError"])]
+    pub tofqdns_dns_reject_response_code: String,
+
+    /// Longest time the DNS proxy holds an allowed answer while the
+    /// datapath learns its IPs (e.g. "1s", "100ms").
+    #[arg(long, default_value = "1s")]
+    pub tofqdns_proxy_response_max_delay: String,
+
     /// CRD mode: how often unused CiliumIdentities are deleted, and how old
     /// one must be to go (Cilium's operator flag; here every agent runs the
     /// collection).

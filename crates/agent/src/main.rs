@@ -7,6 +7,7 @@ mod config;
 mod daemon;
 mod endpoint;
 mod error;
+mod fqdn;
 mod health;
 mod ipam;
 mod kubernetes;
@@ -106,6 +107,7 @@ async fn run(mut config: Config) -> anyhow::Result<()> {
         ));
     }
     tokio::spawn(metrics::pressure::watch(daemon.clone(), registry.clone()));
+    tokio::spawn(fqdn_expiry(daemon.clone()));
     if daemon.config().enable_l7_proxy {
         spawn_proxy_supervisor(&daemon, &socket, hub.clone());
     }
@@ -154,6 +156,21 @@ async fn run(mut config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Names whose TTL ran out lose their IPs, once a second (TTLs count in
+/// seconds); the DNS cache is saved when it changed.
+async fn fqdn_expiry(daemon: Arc<Daemon>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let daemon = daemon.clone();
+        match tokio::task::spawn_blocking(move || daemon.fqdn_tick()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => eprintln!("level=warning msg=\"fqdn: {e}\""),
+            Err(e) => eprintln!("level=error msg=\"fqdn: {e}\""),
+        }
+    }
+}
+
 /// Keeps cilium-proxy running and configured; its access log feeds the
 /// monitor. The control socket sits next to the API socket.
 fn spawn_proxy_supervisor(daemon: &Arc<Daemon>, socket: &std::path::Path, hub: MonitorHub) {
@@ -168,6 +185,24 @@ fn spawn_proxy_supervisor(daemon: &Arc<Daemon>, socket: &std::path::Path, hub: M
             .unwrap_or_else(proxy::supervisor::default_binary),
         log: state_dir.join("cilium-proxy.log"),
         pid_file: state_dir.join("cilium-proxy.pid"),
+        args: vec![
+            "--tofqdns-dns-reject-response-code".into(),
+            daemon.config().tofqdns_dns_reject_response_code.clone(),
+            "--tofqdns-proxy-response-max-delay".into(),
+            daemon.config().tofqdns_proxy_response_max_delay.clone(),
+        ],
+        dns_answers: {
+            let daemon = daemon.clone();
+            Arc::new(move |answer: proxy::supervisor::DnsAnswer| {
+                for name in &answer.names {
+                    if let Err(e) =
+                        daemon.dns_answer(answer.endpoint, name, &answer.ips, answer.ttl)
+                    {
+                        eprintln!("level=warning msg=\"fqdn: answer for {name}: {e}\"");
+                    }
+                }
+            })
+        },
     };
     tokio::spawn(supervisor.run(daemon.proxy_desired(), daemon.proxy_health(), hub));
 }

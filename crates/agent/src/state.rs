@@ -134,6 +134,16 @@ impl StateDir {
         save(&self.dir.join("proxy_ports.json"), ports)
     }
 
+    /// What endpoints learned from DNS, so FQDN policy holds across a
+    /// restart.
+    pub fn load_fqdn_cache(&self) -> Result<Option<crate::fqdn::FqdnCache>, StateError> {
+        load(&self.dir.join("fqdn_cache.json"))
+    }
+
+    pub fn save_fqdn_cache(&self, cache: &crate::fqdn::FqdnCache) -> Result<(), StateError> {
+        save(&self.dir.join("fqdn_cache.json"), cache)
+    }
+
     pub fn load_ipam(&self) -> Result<Option<Ipam>, StateError> {
         load(&self.dir.join("ipam.json"))
     }

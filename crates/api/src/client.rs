@@ -255,6 +255,17 @@ impl Client {
         self.call_unit("DELETE", &kvstore_target(key, recursive), None)
     }
 
+    /// `cilium fqdn cache list`: names endpoints resolved, optionally only
+    /// those `pattern` (a `matchPattern`) selects.
+    pub fn fqdn_cache_list(&self, pattern: Option<&str>) -> Result<Vec<DnsLookup>, ClientError> {
+        self.get_json(&fqdn_cache_target(pattern))
+    }
+
+    /// `cilium fqdn cache clean`: forgets them.
+    pub fn fqdn_cache_clean(&self, pattern: Option<&str>) -> Result<(), ClientError> {
+        self.call_unit("DELETE", &fqdn_cache_target(pattern), None)
+    }
+
     // ------------------------------------------------------------ plumbing
 
     fn get_json<T: DeserializeOwned>(&self, target: &str) -> Result<T, ClientError> {
@@ -500,6 +511,13 @@ impl Iterator for MonitorStream {
             }
         }
         None
+    }
+}
+
+fn fqdn_cache_target(pattern: Option<&str>) -> String {
+    match pattern {
+        Some(p) => format!("/v1/fqdn/cache?matchpattern={}", encode_component(p)),
+        None => "/v1/fqdn/cache".into(),
     }
 }
 

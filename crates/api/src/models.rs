@@ -409,6 +409,25 @@ pub enum BpfMapEntry {
     },
 }
 
+// ---------------------------------------------------------------- fqdn
+
+/// `GET /v1/fqdn/cache`: what one endpoint learned for one name through
+/// the DNS proxy, as Cilium's `DNSLookup`.
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub struct DnsLookup {
+    pub fqdn: String,
+    pub ips: Vec<String>,
+    pub ttl: u32,
+    /// RFC 3339.
+    pub lookup_time: String,
+    /// RFC 3339.
+    pub expiration_time: String,
+    pub endpoint_id: u64,
+    /// "lookup": from a DNS answer.
+    pub source: String,
+}
+
 // ---------------------------------------------------------------- monitor
 
 /// One datapath event as streamed by `GET /v1/monitor` (one JSON object per

@@ -5,6 +5,7 @@
 
 mod bpf;
 mod endpoint;
+mod fqdn;
 mod identity;
 mod kvstore;
 mod labels;
@@ -69,6 +70,9 @@ enum Command {
     /// Direct access to the kvstore
     #[command(subcommand)]
     Kvstore(kvstore::KvstoreCommand),
+    /// Manage fqdn proxy
+    #[command(subcommand)]
+    Fqdn(fqdn::FqdnCommand),
 }
 
 fn main() -> ExitCode {
@@ -85,6 +89,7 @@ fn main() -> ExitCode {
         Command::Service(cmd) => service::run(&client, cmd),
         Command::Node(cmd) => node::run(&client, cmd),
         Command::Kvstore(cmd) => kvstore::run(&client, cmd),
+        Command::Fqdn(cmd) => fqdn::run(&client, cmd),
     };
     match result {
         Ok(code) => code,

@@ -42,3 +42,23 @@ pub async fn write_policy_status(
         .await?;
     Ok(())
 }
+
+/// Sets the Node's `NetworkUnavailable` condition to `False` (reason
+/// `CiliumIsUp`, as Cilium does) by a strategic merge patch of its status,
+/// which replaces that condition only, not the kubelet's others.
+pub async fn mark_node_network_available(client: &Client, node: &str) -> Result<(), kube::Error> {
+    let now = Time(Timestamp::now());
+    let patch = json!({"status": {"conditions": [{
+        "type": "NetworkUnavailable",
+        "status": "False",
+        "reason": "CiliumIsUp",
+        "message": "Cilium is running on this node",
+        "lastTransitionTime": now,
+        "lastHeartbeatTime": now,
+    }]}});
+    Api::<k8s_openapi::api::core::v1::Node>::all(client.clone())
+        .patch_status(node, &PatchParams::default(), &Patch::Strategic(&patch))
+        .await
+        .map(|_| ())
+}
+

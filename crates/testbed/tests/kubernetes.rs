@@ -602,6 +602,22 @@ fn cluster_ip_and_node_port_services_balance_over_ready_pods_on_both_nodes() -> 
     Ok(())
 }
 
+/// `status reason` of the Node's NetworkUnavailable condition.
+fn plane_condition(cluster: &Cluster, node: &str) -> String {
+    cluster
+        .control_plane()
+        .kubectl(&[
+            "get",
+            "node",
+            node,
+            "-o",
+            r#"jsonpath={.status.conditions[?(@.type=="NetworkUnavailable")].status} {.status.conditions[?(@.type=="NetworkUnavailable")].reason}"#,
+        ])
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
 #[test]
 fn crd_mode_needs_no_etcd_and_nodes_agree_on_identities() -> Result<()> {
     // No etcd: each agent has only its embedded store; identities,
@@ -645,6 +661,17 @@ fn crd_mode_needs_no_etcd_and_nodes_agree_on_identities() -> Result<()> {
         })
     });
     ensure!(health_published, "CiliumNodes without health addresses");
+    // Each agent tells its Node the network is there.
+    for node in ["node0", "node1"] {
+        let set = eventually(Duration::from_secs(5), Duration::from_millis(100), || {
+            plane_condition(&cluster, node) == "False CiliumIsUp"
+        });
+        ensure!(
+            set,
+            "{node}: NetworkUnavailable {:?}",
+            plane_condition(&cluster, node)
+        );
+    }
     namespace(&cluster, "shop", "team: a")?;
     let web = cluster.k8s_pod(0, "shop", "web", &["app=web"], &[])?;
     let client = cluster.k8s_pod(1, "shop", "client", &["app=client"], &[])?;

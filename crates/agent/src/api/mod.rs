@@ -4,6 +4,7 @@
 mod cluster;
 mod endpoint;
 mod error_body;
+mod fqdn;
 mod instrumented;
 mod metrics;
 mod monitor_filter;
@@ -43,6 +44,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/identity", get(node::identity_list))
         .route("/v1/identity/{id}", get(node::identity_get))
         .route("/v1/map/{name}", get(node::map_get))
+        .route("/v1/fqdn/cache", get(fqdn::list).delete(fqdn::clean))
         .route("/v1/endpoint", get(endpoint::list))
         .route(
             "/v1/endpoint/{id}",

@@ -10,7 +10,11 @@ use super::{Daemon, Inner};
 use crate::error::AgentError;
 
 /// The prefix an identity stands for: its most specific `cidr:` label.
+/// Identities of IPs learned from DNS (`fqdn:` labels) are none of these.
 fn prefix_of(labels: &policy::Labels) -> Option<Ipv4Cidr> {
+    if labels.iter().any(|l| l.source == policy::fqdn::SOURCE_FQDN) {
+        return None;
+    }
     labels
         .iter()
         .filter(|l| l.source == SOURCE_CIDR)

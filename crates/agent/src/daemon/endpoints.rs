@@ -275,6 +275,12 @@ impl Daemon {
             inner.maps.ipcache.remove(ep.ipv4, 32)?;
             inner.maps.ct.flush_address(ep.ipv4.octets())?;
             self.refresh_peer_ports(&mut inner);
+            // Its DNS answers go with it; IPs only it learned lose their
+            // FQDN identities.
+            inner.fqdn.forget_endpoint(num);
+            inner.fqdn_dirty = true;
+            let changes = self.update_fqdn_identities(&mut inner)?;
+            self.apply_fqdn_changes(&mut inner, changes, true)?;
             self.persist_endpoints(&inner)?;
             ep
         };

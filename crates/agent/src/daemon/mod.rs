@@ -5,6 +5,7 @@
 mod cidr;
 mod cluster_events;
 mod endpoints;
+mod fqdn;
 mod known;
 mod maps_view;
 pub mod observe;
@@ -81,6 +82,12 @@ struct Inner {
     /// Proxy ports of the endpoints' L7 listeners.
     proxy_ports: crate::proxy::ports::ProxyPorts,
     services: crate::services::ServiceTable,
+    /// What endpoints learned through the DNS proxy, and the rules'
+    /// `toFQDNs` selectors claiming those names' IPs.
+    fqdn: crate::fqdn::FqdnCache,
+    fqdn_selectors: crate::fqdn::Selectors,
+    /// The cache changed since it was last saved.
+    fqdn_dirty: bool,
 }
 
 impl Inner {
@@ -108,6 +115,8 @@ impl Inner {
     /// After every change of `repo`.
     fn recompile_rules(&mut self) {
         self.compiled_rules = policy::CompiledRules::new(self.repo.rules());
+        self.fqdn_selectors =
+            crate::fqdn::Selectors::new(policy::fqdn::fqdn_selectors(self.repo.rules()));
     }
 }
 
@@ -156,6 +165,9 @@ impl Daemon {
         };
         let endpoints = state.load_endpoints()?;
         let proxy_ports = state.load_proxy_ports()?.unwrap_or_default();
+        let fqdn_cache = state.load_fqdn_cache()?.unwrap_or_default();
+        let fqdn_selectors =
+            crate::fqdn::Selectors::new(policy::fqdn::fqdn_selectors(repo.rules()));
         let service_sync = service_sync::ServiceSync::start(cluster.kv.clone());
         let k8s_enabled = config.k8s().enabled();
         let cluster_name = config.cluster_name.clone();
@@ -186,6 +198,9 @@ impl Daemon {
                 peer_ports: Default::default(),
                 proxy_ports,
                 services: Default::default(),
+                fqdn_selectors,
+                fqdn: fqdn_cache,
+                fqdn_dirty: false,
             }),
         });
         daemon.restore().await?;
@@ -279,6 +294,9 @@ impl Daemon {
             }
         }
         self.update_cidr_identities(&mut inner)?;
+        // Names learned before the restart keep their IPs' identities.
+        let changes = self.update_fqdn_identities(&mut inner)?;
+        self.apply_fqdn_changes(&mut inner, changes, false)?;
         self.restore_services(&mut inner)?;
         self.sync_endpoint_maps(&mut inner)?;
         self.regenerate_all(&mut inner)?;
@@ -365,6 +383,9 @@ impl Daemon {
         }
         for (prefix, id) in cidr::prefix_identities(inner) {
             want_ipcache.insert((prefix.addr(), prefix.prefix_len() as u32), (id, local));
+        }
+        for (ip, (id, _)) in fqdn::fqdn_identities(inner) {
+            want_ipcache.insert((ip, 32), (id, local));
         }
         want_ipcache
     }

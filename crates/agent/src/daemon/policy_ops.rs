@@ -122,13 +122,16 @@ impl Daemon {
         stages: &mut Stages,
     ) -> Result<(), AgentError> {
         let (added, removed) = self.update_cidr_identities(inner)?;
+        // Learned IPs follow the rules' toFQDNs selectors.
+        let fqdn = self.update_fqdn_identities(inner)?;
         // CIDR identities coming or going change which peers exist, for
         // every endpoint that selects the world: then all regenerate.
-        let peers_changed = removed || !added.is_empty();
+        let peers_changed = removed || !added.is_empty() || !fqdn.is_empty();
         stages.done("cidr identities");
         let regenerated = self.regenerate_changed(inner, peers_changed);
         stages.done("regenerate");
         self.publish_cidr_identities(inner, &added)?;
+        self.apply_fqdn_changes(inner, fqdn, false)?;
         stages.done("ipcache");
         // Recompiling every endpoint allocates in bursts; hand what it freed
         // back to the system instead of keeping it as the agent's high-water.

@@ -6,6 +6,7 @@
 
 pub mod cilium_endpoints;
 mod cluster_state;
+mod node_condition;
 mod pod_cache;
 mod pods;
 mod policies;
@@ -67,6 +68,10 @@ pub async fn start(daemon: Arc<Daemon>, state: Arc<K8sState>) -> anyhow::Result<
     tokio::spawn(services::watch(
         daemon.clone(),
         state.clone(),
+        client.clone(),
+    ));
+    tokio::spawn(node_condition::mark_network_available(
+        daemon.clone(),
         client.clone(),
     ));
     // The Cilium kinds are served once their CRDs are.

@@ -35,6 +35,7 @@ pub fn redirect_config(endpoint: u16, redirect: &policy::Redirect) -> proxy::Red
         parser: match redirect.listener.parser {
             policy::L7Parser::Http => Parser::Http,
             policy::L7Parser::Kafka => Parser::Kafka,
+            policy::L7Parser::Dns => Parser::Dns,
         },
         direction,
         endpoint_id: u64::from(endpoint),

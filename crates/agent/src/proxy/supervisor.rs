@@ -46,7 +46,23 @@ pub struct Supervisor {
     pub log: PathBuf,
     /// Where the started proxy's pid is written (for operators and tests).
     pub pid_file: PathBuf,
+    /// Extra arguments for a proxy this supervisor starts.
+    pub args: Vec<String>,
+    /// Applies a DNS answer the proxy holds (blocking: it writes the
+    /// datapath); the proxy releases the answer once it returns.
+    pub dns_answers: DnsAnswers,
 }
+
+/// What a held DNS answer says: endpoint, the names (query and CNAME
+/// targets), the IPs and their TTL.
+pub struct DnsAnswer {
+    pub endpoint: u16,
+    pub names: Vec<String>,
+    pub ips: Vec<std::net::Ipv4Addr>,
+    pub ttl: u32,
+}
+
+pub type DnsAnswers = Arc<dyn Fn(DnsAnswer) + Send + Sync>;
 
 impl Supervisor {
     /// Runs forever: connect (starting the proxy when nobody answers), hello,
@@ -77,7 +93,7 @@ impl Supervisor {
                     continue;
                 }
             };
-            let why = session(stream, &mut desired, &health, &hub).await;
+            let why = session(stream, &mut desired, &health, &hub, &self.dns_answers).await;
             eprintln!("level=warning msg=\"proxy: control connection lost: {why}\"");
             update(&health, |h| {
                 h.connected = false;
@@ -119,6 +135,7 @@ impl Supervisor {
         command
             .arg("--config-socket")
             .arg(&self.socket)
+            .args(&self.args)
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err);
@@ -159,8 +176,11 @@ async fn session(
     desired: &mut watch::Receiver<DesiredState>,
     health: &Mutex<ProxyHealth>,
     hub: &MonitorHub,
+    dns_answers: &DnsAnswers,
 ) -> String {
     let (read, mut write) = stream.into_split();
+    // Held DNS answers, applied off this loop; their ids come back here.
+    let (applied_tx, mut applied) = tokio::sync::mpsc::unbounded_channel::<u64>();
     let mut lines = BufReader::new(read).lines();
     let mut seq = 0u64;
     let mut send = |command: ProxyCommand| {
@@ -193,6 +213,12 @@ async fn session(
         }
         tokio::select! {
             _ = subscriptions.changed() => {}
+            Some(id) = applied.recv() => {
+                let line = send(ProxyCommand::DnsAnswerDone { id });
+                if let Err(e) = write.write_all(line.as_bytes()).await {
+                    return e.to_string();
+                }
+            }
             _ = recheck.tick() => {}
             _ = poll_status.tick() => {
                 let line = send(ProxyCommand::Status);
@@ -227,10 +253,20 @@ async fn session(
                 };
                 match serde_json::from_str::<Reply>(&line) {
                     Ok(Reply::AccessLog { event }) => hub.publish(crate::monitor::l7_model(&event)),
-                    // Held DNS answers are the FQDN subsystem's to release
-                    // (dns_answer_done); the proxy releases them after its
-                    // max delay otherwise.
-                    Ok(Reply::DnsAnswer { .. }) => {}
+                    Ok(Reply::DnsAnswer { id, endpoint_id, name, ips, ttl, cnames, .. }) => {
+                        let answer = DnsAnswer {
+                            endpoint: u16::try_from(endpoint_id).unwrap_or(0),
+                            names: std::iter::once(name).chain(cnames).collect(),
+                            // IPv6 answers wait for IPv6 policy.
+                            ips: ips.iter().filter_map(|ip| ip.parse().ok()).collect(),
+                            ttl,
+                        };
+                        let (apply, done) = (dns_answers.clone(), applied_tx.clone());
+                        tokio::task::spawn_blocking(move || {
+                            apply(answer);
+                            let _ = done.send(id);
+                        });
+                    }
                     Ok(Reply::Ack { status, .. }) => update(health, |h| {
                         h.connected = true;
                         match status {

@@ -1,0 +1,222 @@
+//! DNS answers become policy: the IPs a `toFQDNs` selector claims get
+//! node-local identities (the CIDR identities' allocator, labelled with
+//! the selectors), the endpoints' policy maps learn them, then the ipcache,
+//! and only then is the answer released to the pod. Expired names go once
+//! no connection uses their IPs.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+
+use policy::{cidr::SOURCE_CIDR, fqdn::SOURCE_FQDN, Ipv4Cidr, Labels};
+
+use super::{Daemon, Inner};
+use crate::error::AgentError;
+use crate::fqdn::{self, Limits};
+
+/// Learned IP -> (identity, labels) for every FQDN identity held.
+pub(super) fn fqdn_identities(inner: &Inner) -> BTreeMap<Ipv4Addr, (u32, Labels)> {
+    inner
+        .cidr_identities
+        .allocated()
+        .filter(|i| i.labels.iter().any(|l| l.source == SOURCE_FQDN))
+        .filter_map(|i| {
+            let ip = i
+                .labels
+                .iter()
+                .filter(|l| l.source == SOURCE_CIDR)
+                .filter_map(|l| l.key.parse::<Ipv4Cidr>().ok())
+                .find(|p| p.prefix_len() == 32)?
+                .addr();
+            Some((ip, (i.id, i.labels.clone())))
+        })
+        .collect()
+}
+
+/// Identities to add and to remove after the cache or the selectors changed.
+#[derive(Default)]
+pub(super) struct FqdnChanges {
+    added: Vec<(Ipv4Addr, u32, Labels)>,
+    removed: Vec<(Ipv4Addr, u32, Labels)>,
+}
+
+impl FqdnChanges {
+    pub(super) fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty()
+    }
+}
+
+impl Daemon {
+    fn fqdn_limits(&self) -> Limits {
+        Limits {
+            min_ttl: self.config.tofqdns_min_ttl,
+            max_ips_per_name: self.config.tofqdns_endpoint_max_ip_per_hostname,
+        }
+    }
+
+    /// An answer the DNS proxy holds for `endpoint`: `name` is `ips` for
+    /// `ttl` seconds. Returns once the datapath allows what the rules say
+    /// about those IPs.
+    pub fn dns_answer(
+        &self,
+        endpoint: u16,
+        name: &str,
+        ips: &[Ipv4Addr],
+        ttl: u32,
+    ) -> Result<(), AgentError> {
+        let mut inner = self.lock();
+        if !inner.endpoints.contains_key(&endpoint) {
+            return Err(AgentError::NotFound(format!(
+                "endpoint {endpoint} not found"
+            )));
+        }
+        let name = policy::fqdn::normalize(name);
+        inner.fqdn.record(
+            endpoint,
+            &name,
+            ips,
+            ttl,
+            fqdn::cache::unix_now(),
+            self.fqdn_limits(),
+        );
+        inner.fqdn_dirty = true;
+        let changes = self.update_fqdn_identities(&mut inner)?;
+        self.apply_fqdn_changes(&mut inner, changes, true)
+    }
+
+    /// Allocates identities for learned IPs selectors now claim (or claim
+    /// differently) and lists those no longer claimed; nothing is applied.
+    pub(super) fn update_fqdn_identities(
+        &self,
+        inner: &mut Inner,
+    ) -> Result<FqdnChanges, AgentError> {
+        let prefixes = policy::cidr_prefixes(inner.repo.rules());
+        let wanted = fqdn::wanted_labels(&inner.fqdn, &inner.fqdn_selectors, &prefixes);
+        let held = fqdn_identities(inner);
+        let mut changes = FqdnChanges::default();
+        for (ip, labels) in &wanted {
+            match held.get(ip) {
+                Some((_, have)) if have == labels => {}
+                old => {
+                    let (identity, _) = inner.cidr_identities.allocate(labels)?;
+                    changes.added.push((*ip, identity.id, labels.clone()));
+                    if let Some((id, have)) = old {
+                        changes.removed.push((*ip, *id, have.clone()));
+                    }
+                }
+            }
+        }
+        for (ip, (id, labels)) in held.iter().filter(|(ip, _)| !wanted.contains_key(ip)) {
+            changes.removed.push((*ip, *id, labels.clone()));
+        }
+        Ok(changes)
+    }
+
+    /// The policy maps learn new identities first (unless the caller
+    /// regenerates every endpoint: `incremental` false), then the ipcache
+    /// points at them; identities gone leave the ipcache first.
+    pub(super) fn apply_fqdn_changes(
+        &self,
+        inner: &mut Inner,
+        changes: FqdnChanges,
+        incremental: bool,
+    ) -> Result<(), AgentError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let mut failed = Vec::new();
+        for (_, id, labels) in &changes.added {
+            if incremental {
+                if let Err(e) = self.identity_added(inner, *id, labels) {
+                    failed.push(e.to_string());
+                }
+            }
+        }
+        let readded: BTreeSet<Ipv4Addr> = changes.added.iter().map(|(ip, _, _)| *ip).collect();
+        let entries: Vec<(Ipv4Addr, u32, u32)> = changes
+            .added
+            .iter()
+            .map(|(ip, id, _)| (*ip, 32, *id))
+            .collect();
+        inner.maps.ipcache.upsert_local_all(&entries)?;
+        let cidr = super::cidr::prefix_identities(inner);
+        for (ip, id, labels) in &changes.removed {
+            if !readded.contains(ip) {
+                // Back to what the rules' own /32 says, if anything.
+                match cidr.get(&Ipv4Cidr::new(*ip, 32).expect("a /32 is a prefix")) {
+                    Some(cidr_id) => inner
+                        .maps
+                        .ipcache
+                        .upsert_local_all(&[(*ip, 32, *cidr_id)])?,
+                    None => inner.maps.ipcache.remove(*ip, 32)?,
+                }
+            }
+            if incremental {
+                if let Err(e) = self.identity_removed(inner, *id, labels) {
+                    failed.push(e.to_string());
+                }
+            }
+            inner.cidr_identities.release(*id)?;
+        }
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(AgentError::Internal(failed.join("; ")))
+        }
+    }
+
+    /// Once a second: names whose TTL ran out go (IPs a connection still
+    /// uses stay), and the cache is saved if it changed.
+    pub fn fqdn_tick(&self) -> Result<(), AgentError> {
+        let mut inner = self.lock();
+        let now = fqdn::cache::unix_now();
+        if inner.fqdn.next_expiry().is_some_and(|at| at <= now) {
+            let alive = self.connected_ips(&inner)?;
+            inner.fqdn.expire(now, |ip| alive.contains(&ip));
+            let changes = self.update_fqdn_identities(&mut inner)?;
+            inner.fqdn_dirty |= !changes.is_empty();
+            self.apply_fqdn_changes(&mut inner, changes, true)?;
+        }
+        if std::mem::take(&mut inner.fqdn_dirty) {
+            self.state.save_fqdn_cache(&inner.fqdn)?;
+        }
+        Ok(())
+    }
+
+    /// Destinations of live connections local endpoints opened.
+    fn connected_ips(&self, inner: &Inner) -> Result<BTreeSet<Ipv4Addr>, AgentError> {
+        let now = datapath::maps::ct::monotonic_secs();
+        Ok(inner
+            .maps
+            .ct
+            .entries()?
+            .into_iter()
+            .filter(|(k, e)| k.dir == datapath::maps::ct::CT_DIR_EGRESS && e.expires > now)
+            .map(|(k, _)| Ipv4Addr::from(k.daddr))
+            .collect())
+    }
+
+    /// `cilium fqdn cache list`.
+    pub fn fqdn_lookups(&self) -> Vec<fqdn::Lookup> {
+        self.lock().fqdn.lookups().collect()
+    }
+
+    /// `cilium fqdn cache clean`: forgets names `pattern` matches (all
+    /// without one); their IPs lose what FQDN rules gave them.
+    pub fn fqdn_clean(&self, pattern: Option<&str>) -> Result<(), AgentError> {
+        let matcher = match pattern {
+            Some(p) => {
+                let selector = policy::fqdn::FqdnSelector::pattern(p);
+                selector
+                    .validate()
+                    .map_err(|e| AgentError::BadRequest(format!("matchpattern: {}", e.message)))?;
+                Some(selector.matcher())
+            }
+            None => None,
+        };
+        let mut inner = self.lock();
+        inner.fqdn.clean(matcher.as_ref(), None);
+        inner.fqdn_dirty = true;
+        let changes = self.update_fqdn_identities(&mut inner)?;
+        self.apply_fqdn_changes(&mut inner, changes, true)
+    }
+}
