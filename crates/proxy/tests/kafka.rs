@@ -14,68 +14,19 @@ mod common;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Output, Stdio};
 
+use common::netns::Netns;
 use common::{Process, Proxy};
 use serde_json::{json, Value};
 
 const PROXY_PORT: u16 = 15001;
 const PROXY_MARK: u32 = 0x77;
 
-/// A private network namespace held open by a `sleep` process.
-struct Netns {
-    holder: Process,
+/// kcat run inside a test namespace.
+trait Kcat {
+    fn kcat(&self, args: &[&str], input: &str) -> Output;
 }
 
-impl Netns {
-    fn new() -> Self {
-        let child = Command::new("unshare")
-            .args(["--net", "sleep", "600"])
-            .spawn()
-            .expect("unshare (root needed)");
-        let netns = Netns {
-            holder: Process(child),
-        };
-        // Wait until `unshare` has switched namespaces (exec'd sleep).
-        let own = std::fs::read_link("/proc/self/ns/net").unwrap();
-        let path = format!("/proc/{}/ns/net", netns.pid());
-        for _ in 0..200 {
-            if std::fs::read_link(&path).is_ok_and(|ns| ns != own) {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
-        netns.must(&["ip", "link", "set", "lo", "up"]);
-        netns
-    }
-
-    fn pid(&self) -> String {
-        self.holder.0.id().to_string()
-    }
-
-    fn prefix(&self) -> Vec<String> {
-        vec![
-            "nsenter".into(),
-            "-t".into(),
-            self.pid(),
-            "-n".into(),
-            "--".into(),
-        ]
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new("nsenter");
-        command.args(["-t", &self.pid(), "-n", "--"]).args(args);
-        command
-    }
-
-    fn must(&self, args: &[&str]) {
-        let output = self.command(args).output().unwrap();
-        assert!(
-            output.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-
+impl Kcat for Netns {
     /// Runs kcat (with a timeout) feeding `input` on stdin.
     fn kcat(&self, args: &[&str], input: &str) -> Output {
         let mut all = vec!["timeout", "20", "kcat"];

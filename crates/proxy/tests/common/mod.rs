@@ -3,6 +3,8 @@
 //! by Drop guards (processes killed, temp dirs removed, namespaces released).
 #![allow(dead_code)]
 
+pub mod netns;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::net::UnixStream;
@@ -72,6 +74,11 @@ impl Proxy {
 
     /// `prefix`: a command to run the proxy under (e.g. `nsenter -t PID -n`).
     pub fn start_with(prefix: &[&str]) -> Self {
+        Self::start_with_args(prefix, &[])
+    }
+
+    /// Also passes `args` to the proxy.
+    pub fn start_with_args(prefix: &[&str], args: &[&str]) -> Self {
         let dir = TempDir::new("proxy");
         let socket = dir.0.join("proxy.sock");
         let binary = env!("CARGO_BIN_EXE_cilium-proxy");
@@ -88,6 +95,7 @@ impl Proxy {
             .arg(&socket)
             .arg("--threads")
             .arg("2")
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
@@ -132,10 +140,21 @@ pub struct Control {
     writer: UnixStream,
     seq: u64,
     pub events: Vec<Value>,
+    /// `dns_answer` lines not yet taken by `wait_dns_answer`.
+    pub dns_answers: Vec<Value>,
 }
 
 impl Control {
     pub fn connect(socket: &Path) -> Self {
+        let mut control = Self::connect_without_hello(socket);
+        let hello = control.command(json!({"op": "hello", "version": 1}));
+        assert_eq!(hello["type"], "ack", "{hello}");
+        control
+    }
+
+    /// A connection that has not said hello (so the proxy does not count
+    /// it as an agent).
+    pub fn connect_without_hello(socket: &Path) -> Self {
         let deadline = Instant::now() + Duration::from_secs(10);
         let stream = loop {
             match UnixStream::connect(socket) {
@@ -153,15 +172,13 @@ impl Control {
         stream
             .set_read_timeout(Some(Duration::from_secs(10)))
             .unwrap();
-        let mut control = Control {
+        Control {
             reader: BufReader::new(stream.try_clone().unwrap()),
             writer: stream,
             seq: 0,
             events: Vec::new(),
-        };
-        let hello = control.command(json!({"op": "hello", "version": 1}));
-        assert_eq!(hello["type"], "ack", "{hello}");
-        control
+            dns_answers: Vec::new(),
+        }
     }
 
     fn read_line(&mut self) -> Option<Value> {
@@ -183,8 +200,25 @@ impl Control {
             let reply = self.read_line().expect("reply from proxy");
             if reply["type"] == "access_log" {
                 self.events.push(reply["event"].clone());
+            } else if reply["type"] == "dns_answer" {
+                self.dns_answers.push(reply);
             } else {
                 return reply;
+            }
+        }
+    }
+
+    /// Waits for the next `dns_answer` line (held answers not released).
+    pub fn wait_dns_answer(&mut self) -> Value {
+        if !self.dns_answers.is_empty() {
+            return self.dns_answers.remove(0);
+        }
+        loop {
+            let reply = self.read_line().expect("dns_answer before timeout");
+            match reply["type"].as_str() {
+                Some("access_log") => self.events.push(reply["event"].clone()),
+                Some("dns_answer") => return reply,
+                _ => {}
             }
         }
     }
@@ -196,7 +230,9 @@ impl Control {
         }
         loop {
             let reply = self.read_line().expect("access-log event before timeout");
-            if reply["type"] == "access_log" {
+            if reply["type"] == "dns_answer" {
+                self.dns_answers.push(reply);
+            } else if reply["type"] == "access_log" {
                 let event = reply["event"].clone();
                 self.events.push(event.clone());
                 if wanted(&event) {

@@ -1,0 +1,64 @@
+//! A private network namespace for tests that need the transparent path:
+//! TPROXY rules there play the datapath's `bpf_sk_assign`. Needs root,
+//! unshare and nsenter.
+
+use std::process::Command;
+
+use super::Process;
+
+/// A private network namespace held open by a `sleep` process.
+pub struct Netns {
+    holder: Process,
+}
+
+impl Netns {
+    pub fn new() -> Self {
+        let child = Command::new("unshare")
+            .args(["--net", "sleep", "600"])
+            .spawn()
+            .expect("unshare (root needed)");
+        let netns = Netns {
+            holder: Process(child),
+        };
+        // Wait until `unshare` has switched namespaces (exec'd sleep).
+        let own = std::fs::read_link("/proc/self/ns/net").unwrap();
+        let path = format!("/proc/{}/ns/net", netns.pid());
+        for _ in 0..200 {
+            if std::fs::read_link(&path).is_ok_and(|ns| ns != own) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        netns.must(&["ip", "link", "set", "lo", "up"]);
+        netns
+    }
+
+    pub fn pid(&self) -> String {
+        self.holder.0.id().to_string()
+    }
+
+    pub fn prefix(&self) -> Vec<String> {
+        vec![
+            "nsenter".into(),
+            "-t".into(),
+            self.pid(),
+            "-n".into(),
+            "--".into(),
+        ]
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new("nsenter");
+        command.args(["-t", &self.pid(), "-n", "--"]).args(args);
+        command
+    }
+
+    pub fn must(&self, args: &[&str]) {
+        let output = self.command(args).output().unwrap();
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
