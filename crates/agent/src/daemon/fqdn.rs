@@ -78,9 +78,17 @@ impl Daemon {
             fqdn::cache::unix_now(),
             self.fqdn_limits(),
         );
-        inner.fqdn_dirty = true;
         let changes = self.update_fqdn_identities(&mut inner)?;
-        self.apply_fqdn_changes(&mut inner, changes, true)
+        // An IP new to the rules is saved at once, so it is still allowed
+        // after a crash; refreshed TTLs wait for the next tick.
+        let new = !changes.is_empty();
+        self.apply_fqdn_changes(&mut inner, changes, true)?;
+        if new {
+            self.state.save_fqdn_cache(&inner.fqdn)?;
+        } else {
+            inner.fqdn_dirty = true;
+        }
+        Ok(())
     }
 
     /// Allocates identities for learned IPs selectors now claim (or claim
@@ -182,15 +190,17 @@ impl Daemon {
         Ok(())
     }
 
-    /// Destinations of live connections local endpoints opened.
+    /// Destinations of live connections local endpoints opened (closing
+    /// ones are not kept alive).
     fn connected_ips(&self, inner: &Inner) -> Result<BTreeSet<Ipv4Addr>, AgentError> {
-        let now = datapath::maps::ct::monotonic_secs();
+        use datapath::maps::ct::{monotonic_secs, CT_CLOSING, CT_DIR_EGRESS};
+        let now = monotonic_secs();
         Ok(inner
             .maps
             .ct
             .entries()?
             .into_iter()
-            .filter(|(k, e)| k.dir == datapath::maps::ct::CT_DIR_EGRESS && e.expires > now)
+            .filter(|(k, e)| k.dir == CT_DIR_EGRESS && e.expires > now && e.flags & CT_CLOSING == 0)
             .map(|(k, _)| Ipv4Addr::from(k.daddr))
             .collect())
     }
