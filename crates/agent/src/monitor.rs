@@ -220,6 +220,19 @@ pub fn l7_model(ev: &proxy::access_log::AccessLogEvent) -> MonitorEvent {
             topics: ev.topics.clone(),
             status: ev.status,
             proxy_port: ev.proxy_port,
+            dns: ev.dns.as_ref().map(|d| api::models::L7Dns {
+                kind: match d.kind {
+                    proxy::access_log::DnsMessageKind::Request => "request",
+                    proxy::access_log::DnsMessageKind::Response => "response",
+                }
+                .into(),
+                query: d.query.clone(),
+                qtypes: d.qtypes.clone(),
+                rcode: d.rcode,
+                ips: d.ips.clone(),
+                ttl: d.ttl,
+                cnames: d.cnames.clone(),
+            }),
         }),
         ..Default::default()
     }

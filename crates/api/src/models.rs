@@ -481,7 +481,7 @@ pub struct MonitorEvent {
 #[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq)]
 #[serde(default)]
 pub struct L7Record {
-    /// "http", "http2" or "kafka".
+    /// "http", "http2", "kafka" or "dns".
     pub protocol: String,
     /// "Forwarded", "Denied" or "Error".
     pub verdict: String,
@@ -490,9 +490,29 @@ pub struct L7Record {
     pub path: String,
     pub host: String,
     pub topics: Vec<String>,
-    /// HTTP status, or Kafka error code (29 = topic authorization failed).
+    /// HTTP status, Kafka error code (29 = topic authorization failed), or
+    /// DNS rcode.
     pub status: u16,
     pub proxy_port: u16,
+    /// protocol "dns": the query, or the answer the pod got.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dns: Option<L7Dns>,
+}
+
+/// A DNS message the DNS proxy passed or refused.
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq)]
+#[serde(default)]
+pub struct L7Dns {
+    /// "request" or "response".
+    pub kind: String,
+    /// The query name, lowercase, without the trailing dot.
+    pub query: String,
+    /// "A", "AAAA", ...
+    pub qtypes: Vec<String>,
+    pub rcode: u8,
+    pub ips: Vec<String>,
+    pub ttl: u32,
+    pub cnames: Vec<String>,
 }
 
 /// Values of [`MonitorEvent::kind`] (also the `type` query values).

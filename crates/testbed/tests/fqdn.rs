@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
 use testbed::cluster::{Cluster, ClusterOptions, ClusterPod, OutsideHost};
-use testbed::{eventually, BackgroundProcess, HttpServer, TcpServer};
+use testbed::{eventually, BackgroundProcess, CliMonitor, HttpServer, TcpServer};
 
 const SERVED: &str = "198.18.0.0/21";
 const TCP_PORT: u16 = 8080;
@@ -273,7 +273,9 @@ fn dns_rules_and_to_fqdns_follow_what_the_pod_resolves() -> Result<()> {
         ensure!(connects(&client, ip), "{ip} of multi.allowed.test");
     }
 
-    // A name the DNS rules do not allow: REFUSED, and nothing learned.
+    // A name the DNS rules do not allow: REFUSED, and nothing learned; the
+    // monitor shows queries and answers with their verdicts.
+    let monitor = CliMonitor::start(cluster.node(0).agent(), &["--type", "l7"])?;
     let (status, ips) = dig(&client, server, "denied.test", false);
     ensure!(
         status == "REFUSED" && ips.is_empty(),
@@ -282,6 +284,24 @@ fn dns_rules_and_to_fqdns_follow_what_the_pod_resolves() -> Result<()> {
     let (status, _) = dig(&client, server, "denied.test", true);
     ensure!(status == "REFUSED", "denied.test over TCP: {status}");
     ensure!(!connects(&client, "198.18.0.12"), "denied.test's address");
+    let refused = monitor.wait_for_line(
+        |l| l.contains("Request dns") && l.contains("verdict Denied DNS Query: denied.test. A"),
+        Duration::from_secs(5),
+    );
+    ensure!(refused.is_some(), "no monitor line for the denied query");
+    dig(&client, server, "web.allowed.test", false);
+    let answer = monitor.wait_for_line(
+        |l| {
+            l.contains("Response dns")
+                && l.contains("Answer: '198.18.0.1' Query: web.allowed.test. A")
+        },
+        Duration::from_secs(5),
+    );
+    ensure!(
+        answer.is_some(),
+        "no monitor line for web.allowed.test's answer"
+    );
+    drop(monitor);
 
     // matchPattern edge cases: `*` within one label only, zero or more
     // characters; case-insensitive.

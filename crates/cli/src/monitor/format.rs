@@ -59,6 +59,9 @@ fn l7_line(ev: &MonitorEvent) -> String {
     let Some(l7) = &ev.l7 else {
         return format!("l7: endpoint {}", ev.endpoint);
     };
+    if let Some(dns) = &l7.dns {
+        return dns_line(ev, l7, dns);
+    }
     let request = match l7.protocol.as_str() {
         "kafka" => format!("{} topic {}", l7.method, l7.topics.join(",")),
         _ => format!("{} http://{}{}", l7.method, l7.host, l7.path),
@@ -75,6 +78,47 @@ fn l7_line(ev: &MonitorEvent) -> String {
         l7.verdict,
         l7.status
     )
+}
+
+/// A DNS query (`<- Request dns ... DNS Query: name. A`) or the answer
+/// the pod got (`-> Response dns ... DNS Answer RCode: NoError TTL: 60
+/// Answer: '192.0.2.1' Query: name. A`), as Cilium prints them.
+fn dns_line(ev: &MonitorEvent, l7: &api::models::L7Record, dns: &api::models::L7Dns) -> String {
+    let query = format!("Query: {}. {}", dns.query, dns.qtypes.join(","));
+    let sides = format!(
+        "{} ([{}]) {} {} ([{}]), identity {}->{}, verdict {}",
+        ev.src_endpoint,
+        ev.src_labels.join(" "),
+        if dns.kind == "response" { "from" } else { "to" },
+        ev.dst_endpoint,
+        ev.dst_labels.join(" "),
+        ev.src_identity,
+        ev.dst_identity,
+        l7.verdict
+    );
+    if dns.kind == "response" {
+        let answers: Vec<String> = dns.cnames.iter().chain(&dns.ips).cloned().collect();
+        format!(
+            "-> Response dns to {sides} DNS Answer RCode: {} TTL: {} Answer: '{}' {query}",
+            rcode_name(dns.rcode),
+            dns.ttl,
+            answers.join(",")
+        )
+    } else {
+        format!("<- Request dns from {sides} DNS {query}")
+    }
+}
+
+fn rcode_name(rcode: u8) -> String {
+    match rcode {
+        0 => "NoError".into(),
+        1 => "FormErr".into(),
+        2 => "ServFail".into(),
+        3 => "NXDomain".into(),
+        4 => "NotImp".into(),
+        5 => "Refused".into(),
+        other => other.to_string(),
+    }
 }
 
 /// The line a client that fell behind sees, as in Cilium.
