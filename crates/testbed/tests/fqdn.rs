@@ -69,56 +69,26 @@ fn policy(dns_server: Ipv4Addr) -> String {
 
 /// dnsmasq on `host`, authoritative for the test names (the race names
 /// too), with TTL `ttl` except `short.test` (2 s).
-fn dns_server(host: &OutsideHost, dir: &Path, ttl: u32) -> Result<BackgroundProcess> {
-    let mut hosts: Vec<String> = HOSTS.iter().map(|(n, ip)| format!("{ip} {n}")).collect();
-    for i in 0..RACE_NAMES {
-        hosts.push(format!("{} n{i}.race.test", race_ip(i)));
-    }
-    let hosts_file = dir.join("dns-hosts");
-    std::fs::write(&hosts_file, hosts.join("\n") + "\n")?;
-    let conf = dir.join("dnsmasq.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "port=53\nlisten-address={}\nbind-interfaces\nno-resolv\nno-hosts\n\
-             addn-hosts={}\nlocal-ttl={ttl}\nauth-ttl={ttl}\n\
-             cname=alias.allowed.test,hidden.allowed.test\n\
-             host-record=short.test,198.18.0.9,2\n\
-             local=/test/\n",
-            host.ip(),
-            hosts_file.display()
-        ),
-    )?;
-    let conf_arg = format!("--conf-file={}", conf.display());
-    let log = dir.join("dnsmasq.log");
-    let server = BackgroundProcess::spawn(
-        host.namespace(),
-        &[
-            "dnsmasq",
-            "--keep-in-foreground",
-            "--log-queries",
-            &conf_arg,
-        ],
-        &log,
-    )?;
-    let up = eventually(Duration::from_secs(5), Duration::from_millis(50), || {
-        host.exec(&[
-            "dig",
-            "+short",
-            "+time=1",
-            "+tries=1",
-            &format!("@{}", host.ip()),
-            "web.allowed.test",
-        ])
-        .stdout
-        .starts_with(b"198.18.0.1")
-    });
-    ensure!(
-        up,
-        "dnsmasq did not answer: {}",
-        std::fs::read_to_string(&log).unwrap_or_default()
-    );
-    Ok(server)
+fn dns_server(host: &OutsideHost, dir: &Path, ttl: u32) -> Result<DnsServer> {
+    let mut hosts: Vec<(String, Ipv4Addr)> = HOSTS
+        .iter()
+        .map(|(name, ip)| Ok((name.to_string(), ip.parse()?)))
+        .collect::<Result<_>>()?;
+    hosts.extend((0..RACE_NAMES).map(|i| (format!("n{i}.race.test"), race_ip(i))));
+    DnsServer::start(
+        host,
+        dir,
+        &DnsServerConfig {
+            hosts,
+            ttl,
+            extra_config: vec![
+                "cname=alias.allowed.test,hidden.allowed.test".into(),
+                "host-record=short.test,198.18.0.9,2".into(),
+            ],
+            log_queries: true,
+            ..Default::default()
+        },
+    )
 }
 
 fn race_ip(i: usize) -> Ipv4Addr {
@@ -129,16 +99,7 @@ fn race_ip(i: usize) -> Ipv4Addr {
 /// The outside host answers HTTP (port 80) and plain TCP (8080, a line)
 /// on every address of SERVED; the node routes SERVED to it.
 fn serve_everything(cluster: &Cluster, host: &OutsideHost) -> Result<(HttpServer, TcpServer)> {
-    host.namespace()
-        .exec_ok(&["ip", "route", "add", "local", SERVED, "dev", "lo"])?;
-    cluster.node(0).netns().exec_ok(&[
-        "ip",
-        "route",
-        "add",
-        SERVED,
-        "via",
-        &host.ip().to_string(),
-    ])?;
+    cluster.route_to_outside(host, SERVED)?;
     Ok((
         HttpServer::start(host.namespace(), 80, "outside")?,
         TcpServer::start(host.namespace(), TCP_PORT, "outside".into())?,
@@ -368,6 +329,25 @@ fn dns_rules_and_to_fqdns_follow_what_the_pod_resolves() -> Result<()> {
     ensure!(
         cache.contains("multi.allowed.test") && cache.contains("198.18.0.1"),
         "cilium fqdn cache list:\n{cache}"
+    );
+
+    let metrics = cluster.node(0).cli_ok(&["metrics", "list"])?;
+    for family in [
+        "cilium_fqdn_active_names",
+        "cilium_fqdn_active_ips",
+        "cilium_fqdn_selectors",
+        "cilium_fqdn_gc_deletions_total",
+    ] {
+        ensure!(
+            metrics.contains(family),
+            "{family} missing from cilium metrics list"
+        );
+    }
+    ensure!(
+        metrics.lines().any(|l| l.contains("cilium_policy_l7_total")
+            && l.contains("proxy_type=\"fqdn\"")
+            && l.contains("rule=\"denied\"")),
+        "DNS requests in cilium_policy_l7_total:\n{metrics}"
     );
 
     // TTL expiry: short.test lives 2 s; once it expired and no connection

@@ -179,7 +179,9 @@ impl Daemon {
         let now = fqdn::cache::unix_now();
         if inner.fqdn.next_expiry().is_some_and(|at| at <= now) {
             let alive = self.connected_ips(&inner)?;
-            inner.fqdn.expire(now, |ip| alive.contains(&ip));
+            let gone = inner.fqdn.expire(now, |ip| alive.contains(&ip));
+            self.fqdn_gc_deletions
+                .fetch_add(gone as u64, std::sync::atomic::Ordering::Relaxed);
             let changes = self.update_fqdn_identities(&mut inner)?;
             inner.fqdn_dirty |= !changes.is_empty();
             self.apply_fqdn_changes(&mut inner, changes, true)?;
@@ -203,6 +205,18 @@ impl Daemon {
             .filter(|(k, e)| k.dir == CT_DIR_EGRESS && e.expires > now && e.flags & CT_CLOSING == 0)
             .map(|(k, _)| Ipv4Addr::from(k.daddr))
             .collect())
+    }
+
+    /// The `cilium_fqdn_*` metrics: per endpoint, the selectors, and IPs
+    /// expired so far.
+    pub fn fqdn_stats(&self) -> (BTreeMap<u16, fqdn::Stats>, usize, u64) {
+        let inner = self.lock();
+        (
+            inner.fqdn.stats(fqdn::cache::unix_now()),
+            inner.fqdn_selectors.len(),
+            self.fqdn_gc_deletions
+                .load(std::sync::atomic::Ordering::Relaxed),
+        )
     }
 
     /// `cilium fqdn cache list`.

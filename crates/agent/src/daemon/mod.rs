@@ -55,6 +55,8 @@ pub struct Daemon {
     /// Every known node's address, this node's included: where NodePorts
     /// are served.
     node_addresses: tokio::sync::watch::Sender<BTreeSet<Ipv4Addr>>,
+    /// Learned IPs whose TTL ran out and that went (`cilium_fqdn_gc_deletions_total`).
+    fqdn_gc_deletions: std::sync::atomic::AtomicU64,
     inner: Mutex<Inner>,
 }
 
@@ -184,6 +186,7 @@ impl Daemon {
             proxy_routing: Default::default(),
             k8s: k8s_enabled.then(|| Arc::new(crate::kubernetes::K8sState::new(cluster_name))),
             node_addresses,
+            fqdn_gc_deletions: Default::default(),
             inner: Mutex::new(Inner {
                 maps,
                 ipam,

@@ -42,6 +42,14 @@ pub fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// One endpoint's share of the cache, for the `cilium_fqdn_*` gauges.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Stats {
+    pub active_names: usize,
+    pub active_ips: usize,
+    pub zombies: usize,
+}
+
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FqdnCache {
     endpoints: BTreeMap<u16, BTreeMap<String, BTreeMap<Ipv4Addr, Learned>>>,
@@ -88,9 +96,27 @@ impl FqdnCache {
     }
 
     /// Drops what expired by `now` unless `alive` says a connection to the
-    /// IP still lives.
-    pub fn expire(&mut self, now: u64, alive: impl Fn(Ipv4Addr) -> bool) {
+    /// IP still lives; returns how many IPs went.
+    pub fn expire(&mut self, now: u64, alive: impl Fn(Ipv4Addr) -> bool) -> usize {
+        let before = self.lookups().count();
         self.retain(|_, _, ip, learned| learned.expires > now || alive(ip));
+        before - self.lookups().count()
+    }
+
+    /// Per endpoint at `now`: names and IPs whose TTL runs, and IPs held
+    /// past their TTL by a live connection ("zombies").
+    pub fn stats(&self, now: u64) -> BTreeMap<u16, Stats> {
+        let mut stats: BTreeMap<u16, Stats> = BTreeMap::new();
+        for (ep, names) in &self.endpoints {
+            let s = stats.entry(*ep).or_default();
+            for ips in names.values() {
+                let live = ips.values().filter(|l| l.expires > now).count();
+                s.active_names += usize::from(live > 0);
+                s.active_ips += live;
+                s.zombies += ips.len() - live;
+            }
+        }
+        stats
     }
 
     /// When the first IP expires, if any is held.
@@ -187,8 +213,14 @@ mod tests {
     fn an_expired_ip_with_a_live_connection_stays() {
         let mut cache = FqdnCache::default();
         cache.record(1, "a.test", &[ip(1), ip(2)], 1, 100, LIMITS);
-        cache.expire(200, |addr| addr == ip(2));
-        assert_eq!(ips_of(&cache), vec![ip(2)]);
+        cache.record(1, "b.test", &[ip(3)], 500, 100, LIMITS);
+        assert_eq!(cache.expire(200, |addr| addr == ip(2)), 1);
+        assert_eq!(ips_of(&cache), vec![ip(2), ip(3)]);
+        let stats = cache.stats(200)[&1];
+        assert_eq!(
+            (stats.active_names, stats.active_ips, stats.zombies),
+            (1, 1, 1)
+        );
     }
 
     #[test]

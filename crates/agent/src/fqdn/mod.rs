@@ -12,13 +12,17 @@ use std::net::Ipv4Addr;
 use policy::fqdn::{FqdnMatcher, FqdnSelector};
 use policy::{Ipv4Cidr, Labels};
 
-pub use cache::{FqdnCache, Limits, Lookup};
+pub use cache::{FqdnCache, Limits, Lookup, Stats};
 
 /// The rules' `toFQDNs` selectors, compiled once per policy change.
 #[derive(Debug, Default, Clone)]
 pub struct Selectors(Vec<(FqdnSelector, FqdnMatcher)>);
 
 impl Selectors {
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
     pub fn new(selectors: impl IntoIterator<Item = FqdnSelector>) -> Self {
         Selectors(
             selectors

@@ -134,7 +134,50 @@ pub fn collect(daemon: &Daemon, registry: &Registry) -> Vec<Family> {
     families.push(pressure_family(daemon));
     families.push(map_ops_family());
     families.extend(super::l7::families(daemon));
+    families.extend(fqdn_families(daemon));
     families
+}
+
+/// Cilium's `cilium_fqdn_*`: the DNS cache per endpoint, the toFQDNs
+/// selectors, and what expired.
+fn fqdn_families(daemon: &Daemon) -> Vec<Family> {
+    let (stats, selectors, deletions) = daemon.fqdn_stats();
+    let per_endpoint = |name, help, value: fn(&crate::fqdn::Stats) -> usize| {
+        let mut f = Family::new(name, Kind::Gauge, help);
+        for (ep, s) in &stats {
+            f.push(&[("endpoint", &ep.to_string())], value(s) as f64);
+        }
+        f
+    };
+    vec![
+        per_endpoint(
+            "cilium_fqdn_active_names",
+            "Number of domains inside the DNS cache that have not expired (by TTL), per endpoint",
+            |s| s.active_names,
+        ),
+        per_endpoint(
+            "cilium_fqdn_active_ips",
+            "Number of IPs inside the DNS cache associated with a domain that has not expired (by TTL), per endpoint",
+            |s| s.active_ips,
+        ),
+        per_endpoint(
+            "cilium_fqdn_alive_zombie_connections",
+            "Number of IPs associated with domains that have expired (by TTL) yet still associated with an active connection (aka zombie), per endpoint",
+            |s| s.zombies,
+        ),
+        Family::new(
+            "cilium_fqdn_selectors",
+            Kind::Gauge,
+            "Number of registered ToFQDN selectors",
+        )
+        .with(&[], selectors as f64),
+        Family::new(
+            "cilium_fqdn_gc_deletions_total",
+            Kind::Counter,
+            "Number of FQDNs that have been cleaned on FQDN Garbage collector job",
+        )
+        .with(&[], deletions as f64),
+    ]
 }
 
 /// The agent's own map operations (`datapath::maps::ops`). A pair that
