@@ -48,6 +48,7 @@ pub(crate) fn rules_from_object(
     let object: CiliumPolicyObject = deserialize_at(value)?;
     crate::parse::check_api_version(object.api_version.as_deref(), API_VERSION)?;
     let name = object.metadata.required_name()?;
+    let uid = object.metadata.uid_label();
     let (kind, namespace) = if clusterwide {
         (KIND_CCNP, None)
     } else {
@@ -74,6 +75,7 @@ pub(crate) fn rules_from_object(
             .map_err(|err| ObjectError::new(format!("{path}.{}", err.path), err.message))?;
         scope_rule(&mut rule, namespace);
         rule.labels = derived_rule_labels(kind, name, namespace, &rule.labels);
+        rule.labels.extend(uid.clone());
         rules.push(rule);
     }
     Ok(rules)

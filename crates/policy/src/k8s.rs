@@ -159,6 +159,7 @@ pub(crate) fn rules_from_object(value: serde_yaml::Value) -> Result<Vec<Rule>, O
         );
     }
     rule.labels = derived_rule_labels(KIND_NETWORK_POLICY, name, Some(namespace), &[]);
+    rule.labels.extend(object.metadata.uid_label());
     // The translation only produces valid rules; checking keeps that honest.
     rule.validate()
         .map_err(|err| ObjectError::new(format!("(translated rule).{}", err.path), err.message))?;

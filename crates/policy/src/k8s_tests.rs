@@ -85,6 +85,19 @@ fn translation_keeps_kubernetes_labels_and_namespace() {
 }
 
 #[test]
+fn an_object_uid_becomes_the_policy_uid_label() {
+    let text = policy("  podSelector: {}\n").replace(
+        "  namespace: prod\n",
+        "  namespace: prod\n  uid: 6f1c2a4e-0000-4000-8000-000000000001\n",
+    );
+    let rules = parse_rules(&text).unwrap();
+    assert_eq!(
+        rules[0].labels.last().unwrap(),
+        "k8s:io.cilium.k8s.policy.uid=6f1c2a4e-0000-4000-8000-000000000001"
+    );
+}
+
+#[test]
 fn isolated_ingress_without_rules_denies_all_and_leaves_egress_open() {
     for spec in [
         "  podSelector: {}\n",

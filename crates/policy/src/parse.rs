@@ -81,9 +81,16 @@ pub(crate) struct ObjectMeta {
     name: Option<String>,
     #[serde(default)]
     namespace: Option<String>,
+    #[serde(default)]
+    uid: Option<String>,
 }
 
 impl ObjectMeta {
+    /// The object's `io.cilium.k8s.policy.uid` rule label, if it has a uid.
+    pub(crate) fn uid_label(&self) -> Option<String> {
+        crate::policy_labels::uid_label(self.uid.as_deref())
+    }
+
     pub(crate) fn required_name(&self) -> Result<&str, ObjectError> {
         self.name
             .as_deref()

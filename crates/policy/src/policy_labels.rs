@@ -1,13 +1,14 @@
 //! The labels Cilium gives rules derived from Kubernetes objects
-//! (`io.cilium.k8s.policy.name`, `.namespace`, `.derived-from`, source `k8s`),
-//! which name the object a rule came from so that re-importing or deleting the
-//! object finds all of its rules.
+//! (`io.cilium.k8s.policy.name`, `.namespace`, `.derived-from`, source `k8s`,
+//! and `.uid` when the object has one), which name the object a rule came
+//! from so that re-importing or deleting the object finds all of its rules.
 
 use crate::labels::{Label, Labels, SOURCE_K8S};
 
 pub const POLICY_LABEL_NAME: &str = "io.cilium.k8s.policy.name";
 pub const POLICY_LABEL_NAMESPACE: &str = "io.cilium.k8s.policy.namespace";
 pub const POLICY_LABEL_DERIVED_FROM: &str = "io.cilium.k8s.policy.derived-from";
+pub const POLICY_LABEL_UID: &str = "io.cilium.k8s.policy.uid";
 
 /// The pod label holding an endpoint's namespace.
 pub const POD_NAMESPACE_LABEL: &str = "io.kubernetes.pod.namespace";
@@ -35,6 +36,14 @@ pub fn derived_rule_labels(
         }
     }
     labels
+}
+
+/// The `io.cilium.k8s.policy.uid` label of an object with `metadata.uid`
+/// (not part of the replacement key: a re-created object replaces the old
+/// one's rules).
+pub fn uid_label(uid: Option<&str>) -> Option<String> {
+    uid.filter(|uid| !uid.is_empty())
+        .map(|uid| Label::new(SOURCE_K8S, POLICY_LABEL_UID, uid).to_string())
 }
 
 /// What `Repository::add(.., replace = true)` compares: for a rule derived from
