@@ -128,37 +128,53 @@ impl L7Request for Malformed {
     }
 }
 
+/// A connection from pod 10.0.0.1 (identity 100) to `original_dst`
+/// (identity 300) on a redirect with `parser`, `direction` and the
+/// `policies` given as JSON: what unit tests of the parsers run against.
+#[cfg(test)]
+pub(crate) fn test_context(
+    parser: crate::control::protocol::Parser,
+    direction: Direction,
+    policies: &str,
+    original_dst: SocketAddr,
+) -> ConnContext {
+    let policies: Vec<crate::policy::IdentityRules> =
+        serde_json::from_str(policies).expect("test policies");
+    let settings = crate::redirect::RedirectSettings {
+        proxy_port: 1,
+        parser,
+        direction,
+        endpoint_id: 5,
+        source_bind: crate::control::protocol::SourceBind::Node,
+        upstream_mark: None,
+        mark_with_identity: false,
+    };
+    ConnContext {
+        client: "10.0.0.1:1000".parse().expect("an address"),
+        original_dst,
+        src_identity: 100,
+        dst_identity: 300,
+        redirect: Arc::new(crate::redirect::RedirectShared::new(
+            settings,
+            CompiledPolicy::compile(&policies).expect("test policies compile"),
+        )),
+        log: AccessLog::default(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::control::protocol::{Parser, SourceBind};
-    use crate::policy::{HttpRequestView, IdentityRules};
-    use crate::redirect::RedirectSettings;
+    use crate::control::protocol::Parser;
+    use crate::policy::HttpRequestView;
 
     fn ctx(direction: Direction) -> ConnContext {
-        let policies: Vec<IdentityRules> =
-            serde_json::from_str(r#"[{"identity": 300, "rules": {"http": [{"path": "/x"}]}}]"#)
-                .unwrap();
-        let settings = RedirectSettings {
-            proxy_port: 1,
-            parser: Parser::Http,
+        test_context(
+            Parser::Http,
             direction,
-            endpoint_id: 5,
-            source_bind: SourceBind::Node,
-            upstream_mark: None,
-            mark_with_identity: false,
-        };
-        ConnContext {
-            client: "10.0.0.1:1000".parse().unwrap(),
-            original_dst: "10.0.0.2:80".parse().unwrap(),
-            src_identity: 100,
-            dst_identity: 300,
-            redirect: Arc::new(RedirectShared::new(
-                settings,
-                CompiledPolicy::compile(&policies).unwrap(),
-            )),
-            log: AccessLog::default(),
-        }
+            r#"[{"identity": 300, "rules": {"http": [{"path": "/x"}]}}]"#,
+            "10.0.0.2:80".parse().unwrap(),
+        )
     }
 
     struct Get;

@@ -57,9 +57,15 @@ pub struct UpstreamOptions {
     pub mark: Option<u32>,
 }
 
-/// Connects to `dst` as `options` say.
-pub async fn connect_upstream(dst: SocketAddr, options: UpstreamOptions) -> io::Result<TcpStream> {
-    let socket = Socket::new(Domain::for_address(dst), Type::STREAM, Some(Protocol::TCP))?;
+/// A non-blocking socket of `kind` towards `dst`, marked and bound as
+/// `options` say.
+pub fn upstream_socket(
+    dst: SocketAddr,
+    kind: Type,
+    protocol: Protocol,
+    options: UpstreamOptions,
+) -> io::Result<Socket> {
+    let socket = Socket::new(Domain::for_address(dst), kind, Some(protocol))?;
     if let Some(mark) = options.mark {
         socket.set_mark(mark)?;
     }
@@ -68,6 +74,12 @@ pub async fn connect_upstream(dst: SocketAddr, options: UpstreamOptions) -> io::
         socket.bind(&SockAddr::from(SocketAddr::new(src, 0)))?;
     }
     socket.set_nonblocking(true)?;
+    Ok(socket)
+}
+
+/// Connects to `dst` as `options` say.
+pub async fn connect_upstream(dst: SocketAddr, options: UpstreamOptions) -> io::Result<TcpStream> {
+    let socket = upstream_socket(dst, Type::STREAM, Protocol::TCP, options)?;
     let std_stream: std::net::TcpStream = socket.into();
     let stream = TcpSocket::from_std_stream(std_stream).connect(dst).await?;
     stream.set_nodelay(true)?;

@@ -177,36 +177,16 @@ pub fn server_failure(bytes: &[u8], query: &Message) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
-    use crate::access_log::AccessLog;
-    use crate::control::protocol::{Direction, Parser, SourceBind};
-    use crate::policy::IdentityRules;
-    use crate::redirect::{RedirectSettings, RedirectShared};
+    use crate::control::protocol::{Direction, Parser};
 
     fn ctx(rules: &str) -> ConnContext {
-        let policies: Vec<IdentityRules> = serde_json::from_str(rules).unwrap();
-        let settings = RedirectSettings {
-            proxy_port: 15053,
-            parser: Parser::Dns,
-            direction: Direction::Egress,
-            endpoint_id: 4,
-            source_bind: SourceBind::Node,
-            upstream_mark: None,
-            mark_with_identity: false,
-        };
-        ConnContext {
-            client: "10.0.0.1:40000".parse().unwrap(),
-            original_dst: "10.0.0.53:53".parse().unwrap(),
-            src_identity: 100,
-            dst_identity: 300,
-            redirect: Arc::new(RedirectShared::new(
-                settings,
-                CompiledPolicy::compile(&policies).unwrap(),
-            )),
-            log: AccessLog::default(),
-        }
+        crate::filter::test_context(
+            Parser::Dns,
+            Direction::Egress,
+            rules,
+            "10.0.0.53:53".parse().unwrap(),
+        )
     }
 
     const RULES: &str =

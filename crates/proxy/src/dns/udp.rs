@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use socket2::{Protocol, Type};
 use tokio::net::UdpSocket;
 use tokio::sync::Semaphore;
 
@@ -164,14 +164,6 @@ async fn forward(
 }
 
 fn upstream_socket(dst: SocketAddr, options: UpstreamOptions) -> std::io::Result<UdpSocket> {
-    let socket = Socket::new(Domain::for_address(dst), Type::DGRAM, Some(Protocol::UDP))?;
-    if let Some(mark) = options.mark {
-        socket.set_mark(mark)?;
-    }
-    if let Some(src) = options.source {
-        socket.set_ip_transparent_v4(true)?;
-        socket.bind(&SockAddr::from(SocketAddr::new(src, 0)))?;
-    }
-    socket.set_nonblocking(true)?;
+    let socket = crate::listener::upstream_socket(dst, Type::DGRAM, Protocol::UDP, options)?;
     UdpSocket::from_std(socket.into())
 }

@@ -3,19 +3,16 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, Request, Response};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
-use crate::access_log::{AccessLog, L7Protocol, RequestOutcome};
-use crate::control::protocol::{Direction, Parser, SourceBind};
+use crate::access_log::{L7Protocol, RequestOutcome};
+use crate::control::protocol::{Direction, Parser};
 use crate::filter::ConnContext;
 use crate::http1::proxy::ProxyError;
-use crate::policy::{CompiledPolicy, IdentityRules};
-use crate::redirect::{RedirectSettings, RedirectShared};
 
 type UpstreamConnection = h2::server::Connection<TcpStream, Bytes>;
 
@@ -88,29 +85,12 @@ async fn echo_upstream() -> SocketAddr {
 }
 
 fn context(upstream: SocketAddr) -> ConnContext {
-    let policies: Vec<IdentityRules> =
-        serde_json::from_str(r#"[{"identity": 0, "rules": {"http": [{"path": "/allowed"}]}}]"#)
-            .unwrap();
-    let settings = RedirectSettings {
-        proxy_port: 1,
-        parser: Parser::Http,
-        direction: Direction::Ingress,
-        endpoint_id: 1,
-        source_bind: SourceBind::Node,
-        upstream_mark: None,
-        mark_with_identity: false,
-    };
-    ConnContext {
-        client: "127.0.0.1:1".parse().unwrap(),
-        original_dst: upstream,
-        src_identity: 100,
-        dst_identity: 200,
-        redirect: Arc::new(RedirectShared::new(
-            settings,
-            CompiledPolicy::compile(&policies).unwrap(),
-        )),
-        log: AccessLog::default(),
-    }
+    crate::filter::test_context(
+        Parser::Http,
+        Direction::Ingress,
+        r#"[{"identity": 0, "rules": {"http": [{"path": "/allowed"}]}}]"#,
+        upstream,
+    )
 }
 
 async fn read_body(body: &mut h2::RecvStream) -> Bytes {
