@@ -419,26 +419,7 @@ fn transparent_queries_are_judged_and_answered_from_the_server_address() {
     const PROXY_MARK: u32 = 0x77;
     let netns = Netns::new();
     let _dnsmasq = Dnsmasq::start(Some(&netns), 53);
-    netns.must(&[
-        "ip",
-        "rule",
-        "add",
-        "fwmark",
-        "0x200/0xf00",
-        "lookup",
-        "2004",
-    ]);
-    netns.must(&[
-        "ip",
-        "route",
-        "add",
-        "local",
-        "0.0.0.0/0",
-        "dev",
-        "lo",
-        "table",
-        "2004",
-    ]);
+    netns.route_to_proxy_locally();
     let mark = format!("{PROXY_MARK:#x}");
     let on_port = PROXY_PORT.to_string();
     for protocol in ["udp", "tcp"] {

@@ -100,26 +100,7 @@ fn setup(rules: Value) -> KafkaSetup {
     let (mock, broker_port) = mock_cluster(Some(&netns));
     // The datapath's job, done by TPROXY: steer broker-bound connections to
     // the proxy's transparent listener, except the proxy's own (marked) ones.
-    netns.must(&[
-        "ip",
-        "rule",
-        "add",
-        "fwmark",
-        "0x200/0xf00",
-        "lookup",
-        "2004",
-    ]);
-    netns.must(&[
-        "ip",
-        "route",
-        "add",
-        "local",
-        "0.0.0.0/0",
-        "dev",
-        "lo",
-        "table",
-        "2004",
-    ]);
+    netns.route_to_proxy_locally();
     let port = broker_port.to_string();
     let mark = format!("{PROXY_MARK:#x}");
     netns.must(&[

@@ -53,6 +53,31 @@ impl Netns {
         command
     }
 
+    /// The agent's proxy routing: packets with the "to proxy" mark are
+    /// delivered locally (table 2004), whatever their destination.
+    pub fn route_to_proxy_locally(&self) {
+        self.must(&[
+            "ip",
+            "rule",
+            "add",
+            "fwmark",
+            "0x200/0xf00",
+            "lookup",
+            "2004",
+        ]);
+        self.must(&[
+            "ip",
+            "route",
+            "add",
+            "local",
+            "0.0.0.0/0",
+            "dev",
+            "lo",
+            "table",
+            "2004",
+        ]);
+    }
+
     pub fn must(&self, args: &[&str]) {
         let output = self.command(args).output().unwrap();
         assert!(
