@@ -114,8 +114,11 @@ impl Daemon {
     }
 }
 
-/// Nobody listens on TCP `port` in this namespace (another agent's proxy
-/// on the same host, or any other program).
+/// Nobody listens on TCP or UDP `port` in this namespace (another agent's
+/// proxy on the same host, or any other program): a DNS listener takes
+/// both.
 fn port_is_free(port: u16) -> bool {
-    std::net::TcpListener::bind((std::net::Ipv4Addr::UNSPECIFIED, port)).is_ok()
+    let any = std::net::Ipv4Addr::UNSPECIFIED;
+    std::net::TcpListener::bind((any, port)).is_ok()
+        && std::net::UdpSocket::bind((any, port)).is_ok()
 }
