@@ -2,8 +2,8 @@
 //! a client outside the cluster dials the node's address; a local backend
 //! gets the flow through its policy and answers from the service's address;
 //! another node's backend gets it from the node's address through the
-//! tunnel, and its answer goes back to the client translated both ways.
-//! ClusterIPs are not served to the outside. Needs root and bpffs.
+//! tunnel, and its answer goes back to the client translated both ways
+//! (TCP and UDP). ClusterIPs are not served to the outside. Needs root and bpffs.
 
 mod support;
 
@@ -41,21 +41,23 @@ fn node(name: &str, flags: u8, backend: (Ipv4Addr, u16)) -> (Node, HostProgram) 
         .ipcache
         .upsert(REMOTE_POD, 32, 5000, PEER_NODE)
         .unwrap();
-    node.maps
-        .lb
-        .upsert_backend(1, &Lb4Backend::new(backend.0, backend.1, TCP))
-        .unwrap();
-    let service = ServiceEntry {
-        frontend: Frontend {
-            address: NODE_IP,
-            port: NODE_PORT,
-            proto: TCP,
-        },
-        rev_nat_index: 7,
-        flags,
-        slots: vec![1],
-    };
-    node.maps.lb.upsert_service(&service, 0).unwrap();
+    for (id, proto) in [(1, TCP), (2, UDP)] {
+        node.maps
+            .lb
+            .upsert_backend(id, &Lb4Backend::new(backend.0, backend.1, proto))
+            .unwrap();
+        let service = ServiceEntry {
+            frontend: Frontend {
+                address: NODE_IP,
+                port: NODE_PORT,
+                proto,
+            },
+            rev_nat_index: 6 + id as u16,
+            flags,
+            slots: vec![id],
+        };
+        node.maps.lb.upsert_service(&service, 0).unwrap();
+    }
     let host = HostProgram::load(&node.t.root, NODE_IP, Some(OVERLAY)).unwrap();
     (node, host)
 }
@@ -153,6 +155,25 @@ fn another_nodes_backend_gets_the_flow_from_this_node_and_its_answer_is_translat
         (TC_ACT_OK, stranger),
         "no NAT entry: the stack's business"
     );
+}
+
+#[test]
+fn udp_to_another_nodes_backend_is_translated_both_ways() {
+    let (_node, host) = node("remote-udp", SVC_FLAG_NODEPORT, (REMOTE_POD, 8080));
+    let fd = host.program_fd().unwrap();
+    let query = checked_packet(UDP, CLIENT, 40430, NODE_IP, NODE_PORT, 0);
+    let out = run(fd, &query).unwrap();
+    assert_eq!(out.retval, TC_ACT_REDIRECT, "into the tunnel");
+    let forwarded = inspect(&out);
+    assert_eq!(forwarded.src, NODE_IP);
+    assert_eq!((forwarded.dst, forwarded.dport), (REMOTE_POD, 8080));
+
+    let answer = checked_packet(UDP, REMOTE_POD, 8080, NODE_IP, forwarded.sport, 0);
+    let out = run(fd, &answer).unwrap();
+    assert_eq!(out.retval, TC_ACT_REDIRECT, "straight back out");
+    let back = inspect(&out);
+    assert_eq!((back.src, back.sport), (NODE_IP, NODE_PORT));
+    assert_eq!((back.dst, back.dport), (CLIENT, 40430));
 }
 
 #[test]
