@@ -1,0 +1,129 @@
+//! The flow store: the newest `capacity` flows, oldest first, plus a
+//! broadcast of every new flow for clients that follow.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::broadcast;
+
+use crate::proto::flow::Flow;
+
+/// A following client that falls this far behind loses flows (and is told
+/// how many), the ring itself never waits.
+const FOLLOW_BACKLOG: usize = 4096;
+
+pub struct FlowRing {
+    inner: Mutex<Inner>,
+    capacity: usize,
+    tx: broadcast::Sender<Arc<Flow>>,
+}
+
+struct Inner {
+    flows: VecDeque<Arc<Flow>>,
+    seen: u64,
+}
+
+/// What a request reads: the flows stored at one instant and, if it asked
+/// to follow, every flow stored after that instant.
+pub struct Snapshot {
+    pub flows: Vec<Arc<Flow>>,
+    pub follow: Option<broadcast::Receiver<Arc<Flow>>>,
+}
+
+impl FlowRing {
+    /// A ring of `capacity` flows (at least one).
+    pub fn new(capacity: usize) -> Self {
+        let capacity = capacity.max(1);
+        FlowRing {
+            inner: Mutex::new(Inner {
+                flows: VecDeque::with_capacity(capacity),
+                seen: 0,
+            }),
+            capacity,
+            tx: broadcast::channel(FOLLOW_BACKLOG).0,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Stores a flow, evicting the oldest when full.
+    pub fn push(&self, flow: Flow) {
+        let flow = Arc::new(flow);
+        let mut inner = self.lock();
+        if inner.flows.len() == self.capacity {
+            inner.flows.pop_front();
+        }
+        inner.flows.push_back(flow.clone());
+        inner.seen += 1;
+        // Under the lock, so a snapshot sees each flow exactly once: in
+        // its copy or on its receiver.
+        let _ = self.tx.send(flow);
+    }
+
+    pub fn snapshot(&self, follow: bool) -> Snapshot {
+        let inner = self.lock();
+        Snapshot {
+            flows: inner.flows.iter().cloned().collect(),
+            follow: follow.then(|| self.tx.subscribe()),
+        }
+    }
+
+    /// Flows stored now.
+    pub fn len(&self) -> usize {
+        self.lock().flows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Flows stored since the start, evicted ones included.
+    pub fn seen(&self) -> u64 {
+        self.lock().seen
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flow(n: u32) -> Flow {
+        Flow {
+            drop_reason: n,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn keeps_the_newest_capacity_flows_in_order() {
+        let ring = FlowRing::new(3);
+        for n in 0..5 {
+            ring.push(flow(n));
+        }
+        let kept: Vec<u32> = ring
+            .snapshot(false)
+            .flows
+            .iter()
+            .map(|f| f.drop_reason)
+            .collect();
+        assert_eq!(kept, [2, 3, 4]);
+        assert_eq!((ring.len(), ring.capacity(), ring.seen()), (3, 3, 5));
+    }
+
+    #[test]
+    fn a_follower_gets_what_came_after_its_snapshot() {
+        let ring = FlowRing::new(8);
+        ring.push(flow(1));
+        let mut snap = ring.snapshot(true);
+        ring.push(flow(2));
+        assert_eq!(snap.flows.len(), 1);
+        let next = snap.follow.as_mut().unwrap().try_recv().unwrap();
+        assert_eq!(next.drop_reason, 2);
+    }
+}
