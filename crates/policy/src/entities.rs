@@ -1,9 +1,24 @@
 //! `fromEntities`/`toEntities`: named classes of peers that have no labels of
 //! their own, each standing for a selector over identities (Cilium's
 //! `EntitySelectorMapping`).
+//!
+//! `world-ipv4` and `world-ipv6` split `world` by family (Cilium: "traffic
+//! external to the cluster, specifically an IPv4 [IPv6] endpoint, to
+//! distinguish it from IPv6 [IPv4] in dual-stack mode"). A dual-stack Cilium
+//! gives the outside reserved identities 9 (`reserved:world-ipv4`) and 10
+//! (`reserved:world-ipv6`) and labels each CIDR identity with its family's
+//! one; a single-stack Cilium keeps identity 2 (`reserved:world`) for the whole
+//! outside. This datapath is IPv4-only, i.e. single stack: identities 9 and 10
+//! are not allocated (no packet could be classified as them), IPv4 CIDR
+//! identities keep `reserved:world`, and so `world-ipv4` selects exactly what
+//! `world` selects while `world-ipv6` selects nothing (no IPv6 packet passes
+//! anyway). When IPv6 lands, IPv6 CIDR identities carry `reserved:world-ipv6`
+//! (not `reserved:world`, so that `0.0.0.0/0` stays IPv4); `world` must then
+//! also select them and `cluster` leave them out.
 
 use serde::{Deserialize, Serialize};
 
+use crate::cidr_v6::WORLD_IPV6;
 use crate::labels::SOURCE_RESERVED;
 use crate::selector::{EndpointSelector, LabelSelectorRequirement, SelectorOperator};
 
@@ -15,6 +30,12 @@ pub enum Entity {
     All,
     /// Outside the cluster: `reserved:world`, which every CIDR identity carries too.
     World,
+    /// Outside the cluster over IPv4. The datapath is IPv4-only, so this is
+    /// what `world` selects (and what `0.0.0.0/0` selects).
+    WorldIpv4,
+    /// Outside the cluster over IPv6: `reserved:world-ipv6`, like `::/0`. No
+    /// identity carries it until the datapath has IPv6, so it selects nothing.
+    WorldIpv6,
     /// Every identity that is not outside the cluster (not world, not CIDR):
     /// endpoints, the host, remote nodes, health, init, unmanaged, kube-apiserver.
     Cluster,
@@ -43,7 +64,8 @@ impl Entity {
     pub fn selector(self) -> EndpointSelector {
         match self {
             Entity::All => EndpointSelector::wildcard(),
-            Entity::World => reserved("world"),
+            Entity::World | Entity::WorldIpv4 => reserved("world"),
+            Entity::WorldIpv6 => reserved(WORLD_IPV6),
             // World and CIDR identities all carry `reserved:world`.
             Entity::Cluster => {
                 EndpointSelector::wildcard().with_expression(LabelSelectorRequirement::new(
@@ -97,6 +119,36 @@ mod tests {
         let cidr = cidr_identity_labels("10.0.0.0/8".parse().unwrap());
         assert!(!cluster.matches(&cidr));
         assert!(Entity::World.selector().matches(&cidr));
+    }
+
+    #[test]
+    fn world_ipv4_is_the_ipv4_world_and_world_ipv6_selects_no_ipv4_identity() {
+        let entities: Vec<Entity> =
+            serde_json::from_str(r#"["world-ipv4", "world-ipv6"]"#).unwrap();
+        assert_eq!(entities, vec![Entity::WorldIpv4, Entity::WorldIpv6]);
+        assert_eq!(
+            serde_json::to_string(&Entity::WorldIpv6).unwrap(),
+            r#""world-ipv6""#
+        );
+        let cidr = cidr_identity_labels("10.0.0.0/8".parse().unwrap());
+        let pod = Labels::parse_all(&["k8s:app=web"]).unwrap();
+        for labels in reserved_identities().into_values().chain([cidr, pod]) {
+            assert_eq!(
+                Entity::WorldIpv4.selector().matches(&labels),
+                Entity::World.selector().matches(&labels),
+                "{labels:?}"
+            );
+            assert!(!Entity::WorldIpv6.selector().matches(&labels), "{labels:?}");
+        }
+        // The IPv6 world is what ::/0 selects.
+        assert_eq!(
+            Entity::WorldIpv6.selector(),
+            crate::cidr::cidr_selector(&"::/0".parse().unwrap())
+        );
+        assert_eq!(
+            Entity::WorldIpv4.selector(),
+            crate::cidr::cidr_selector(&"0.0.0.0/0".parse().unwrap())
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! identities, and get values back.
 
 pub mod cidr;
+pub mod cidr_v6;
 mod cnp;
 pub mod entities;
 pub mod fqdn;
@@ -29,7 +30,7 @@ pub mod rule;
 pub mod selector;
 mod validate;
 
-pub use cidr::{cidr_identity_labels, cidr_prefixes, CidrRule, Ipv4Cidr};
+pub use cidr::{cidr_identity_labels, cidr_prefixes, Cidr, CidrRule, Ipv4Cidr, Ipv6Cidr};
 pub use entities::Entity;
 pub use fqdn::{fqdn_identity_labels, fqdn_selectors, FqdnSelector};
 pub use l7::{HttpRule, KafkaRole, KafkaRule, L7Rules};

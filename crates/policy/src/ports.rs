@@ -227,6 +227,10 @@ pub struct IcmpRule {
 
 /// An ICMP type of one family. In the policy map the type travels in the port
 /// field (protocol 1 or 58, "port" = type), which is where the datapath puts it.
+/// `family: IPv6` gives protocol-58 (ICMPv6) keys: no IPv4 packet matches
+/// them, and the datapath drops IPv6 for now (issue 18), so today they allow
+/// nothing, while still making the element's direction default-deny as in
+/// Cilium.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct IcmpField {
@@ -236,11 +240,13 @@ pub struct IcmpField {
     pub icmp_type: String,
 }
 
-/// IPv4 ICMP type names Cilium accepts besides numbers.
-const ICMPV4_TYPES: [(&str, u8); 10] = [
+/// IPv4 ICMP type names Cilium accepts besides numbers (its
+/// `icmpIpv4TypeNameToCode`).
+const ICMPV4_TYPES: [(&str, u8); 14] = [
     ("EchoReply", 0),
     ("DestinationUnreachable", 3),
     ("Redirect", 5),
+    ("Echo", 8),
     ("EchoRequest", 8),
     ("RouterAdvertisement", 9),
     ("RouterSelection", 10),
@@ -248,15 +254,41 @@ const ICMPV4_TYPES: [(&str, u8); 10] = [
     ("ParameterProblem", 12),
     ("Timestamp", 13),
     ("TimestampReply", 14),
+    ("Photuris", 40),
+    ("ExtendedEchoRequest", 42),
+    ("ExtendedEchoReply", 43),
 ];
 
-const ICMPV6_TYPES: [(&str, u8); 6] = [
+/// ICMPv6 type names Cilium accepts with `family: IPv6` (its
+/// `icmpIpv6TypeNameToCode`).
+const ICMPV6_TYPES: [(&str, u8); 27] = [
     ("DestinationUnreachable", 1),
     ("PacketTooBig", 2),
     ("TimeExceeded", 3),
     ("ParameterProblem", 4),
     ("EchoRequest", 128),
     ("EchoReply", 129),
+    ("MulticastListenerQuery", 130),
+    ("MulticastListenerReport", 131),
+    ("MulticastListenerDone", 132),
+    ("RouterSolicitation", 133),
+    ("RouterAdvertisement", 134),
+    ("NeighborSolicitation", 135),
+    ("NeighborAdvertisement", 136),
+    ("RedirectMessage", 137),
+    ("RouterRenumbering", 138),
+    ("ICMPNodeInformationQuery", 139),
+    ("ICMPNodeInformationResponse", 140),
+    ("InverseNeighborDiscoverySolicitation", 141),
+    ("InverseNeighborDiscoveryAdvertisement", 142),
+    ("HomeAgentAddressDiscoveryRequest", 144),
+    ("HomeAgentAddressDiscoveryReply", 145),
+    ("MobilePrefixSolicitation", 146),
+    ("MobilePrefixAdvertisement", 147),
+    ("DuplicateAddressRequestCodeSuffix", 157),
+    ("DuplicateAddressConfirmationCodeSuffix", 158),
+    ("ExtendedEchoRequest", 160),
+    ("ExtendedEchoReply", 161),
 ];
 
 impl IcmpField {

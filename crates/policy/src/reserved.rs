@@ -17,6 +17,10 @@ pub const IDENTITY_REMOTE_NODE: u32 = 6;
 pub const IDENTITY_KUBE_APISERVER: u32 = 7;
 
 /// The one table of reserved identities; the identity crate allocates from it.
+/// Cilium's 8 (`ingress`), 9 (`world-ipv4`) and 10 (`world-ipv6`) are not
+/// allocated: there is no ingress proxy identity yet, and 9 and 10 exist only
+/// in dual stack, while this datapath is IPv4-only and calls the whole outside
+/// 2 (`world`), as a single-stack Cilium does (see `entities`).
 const RESERVED: [(u32, &str); 7] = [
     (IDENTITY_HOST, "host"),
     (IDENTITY_WORLD, "world"),

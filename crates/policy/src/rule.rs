@@ -15,7 +15,7 @@ use std::fmt;
 use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::cidr::{CidrRule, Ipv4Cidr};
+use crate::cidr::{Cidr, CidrRule};
 use crate::entities::Entity;
 use crate::fqdn::FqdnSelector;
 use crate::labels::{Label, LabelError, Labels, SOURCE_UNSPEC};
@@ -71,7 +71,7 @@ pub struct IngressRule {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from_entities: Option<Vec<Entity>>,
     #[serde(default, rename = "fromCIDR", skip_serializing_if = "Option::is_none")]
-    pub from_cidr: Option<Vec<Ipv4Cidr>>,
+    pub from_cidr: Option<Vec<Cidr>>,
     #[serde(
         default,
         rename = "fromCIDRSet",
@@ -93,7 +93,7 @@ pub struct EgressRule {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to_entities: Option<Vec<Entity>>,
     #[serde(default, rename = "toCIDR", skip_serializing_if = "Option::is_none")]
-    pub to_cidr: Option<Vec<Ipv4Cidr>>,
+    pub to_cidr: Option<Vec<Cidr>>,
     #[serde(default, rename = "toCIDRSet", skip_serializing_if = "Option::is_none")]
     pub to_cidr_set: Option<Vec<CidrRule>>,
     /// DNS names: the IPs learned for them (see `fqdn`). Allow only.
@@ -126,7 +126,7 @@ pub trait PeerRule {
     fn endpoint_selectors(&self) -> Option<&[EndpointSelector]>;
     fn endpoint_selectors_mut(&mut self) -> Option<&mut Vec<EndpointSelector>>;
     fn entities(&self) -> Option<&[Entity]>;
-    fn cidrs(&self) -> Option<&[Ipv4Cidr]>;
+    fn cidrs(&self) -> Option<&[Cidr]>;
     fn cidr_sets(&self) -> Option<&[CidrRule]>;
     /// `toFQDNs` as written; ingress elements have none.
     fn fqdns(&self) -> Option<&[FqdnSelector]> {
@@ -166,7 +166,7 @@ macro_rules! peer_rule {
             fn entities(&self) -> Option<&[Entity]> {
                 self.$entities.as_deref()
             }
-            fn cidrs(&self) -> Option<&[Ipv4Cidr]> {
+            fn cidrs(&self) -> Option<&[Cidr]> {
                 self.$cidr.as_deref()
             }
             fn cidr_sets(&self) -> Option<&[CidrRule]> {

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::cidr::{Ipv4Cidr, SOURCE_CIDR};
+use crate::cidr::{Cidr, Ipv4Cidr, Ipv6Cidr, SOURCE_CIDR};
 use crate::labels::{Labels, SOURCE_ANY};
 
 /// `matchExpressions` operators (Kubernetes spelling, case-sensitive).
@@ -95,11 +95,16 @@ impl<'a> SelectorKey<'a> {
         }
     }
 
-    /// The prefix of a `cidr:` key.
-    fn prefix(&self) -> Option<Ipv4Cidr> {
-        (self.source == Some(SOURCE_CIDR))
-            .then(|| self.key.parse().ok())
-            .flatten()
+    /// The prefix of a `cidr:` key: IPv4 as written, IPv6 in Cilium's label
+    /// spelling (`2001-db8--0/32`, see `cidr_v6`).
+    fn prefix(&self) -> Option<Cidr> {
+        if self.source != Some(SOURCE_CIDR) {
+            return None;
+        }
+        match self.key.parse::<Ipv4Cidr>() {
+            Ok(prefix) => Some(Cidr::V4(prefix)),
+            Err(_) => Ipv6Cidr::from_label_key(self.key).map(Cidr::V6),
+        }
     }
 
     /// The values the label set holds for this key (several when sources
@@ -112,12 +117,17 @@ impl<'a> SelectorKey<'a> {
         labels
             .iter()
             .filter(move |label| match within {
-                Some(prefix) => {
+                Some(Cidr::V4(prefix)) => {
                     label.source == SOURCE_CIDR
                         && label
                             .key
                             .parse::<Ipv4Cidr>()
                             .is_ok_and(|own| prefix.contains(&own))
+                }
+                Some(Cidr::V6(prefix)) => {
+                    label.source == SOURCE_CIDR
+                        && Ipv6Cidr::from_label_key(&label.key)
+                            .is_some_and(|own| prefix.contains(&own))
                 }
                 None => {
                     label.key == self.key && self.source.is_none_or(|source| label.source == source)
@@ -133,7 +143,7 @@ pub(crate) enum IndexHint<'a> {
     /// A label with this key (any source) and value.
     Label(&'a str, &'a str),
     /// A CIDR identity of a prefix inside this one.
-    Within(Ipv4Cidr),
+    Within(Cidr),
 }
 
 impl LabelSelectorRequirement {

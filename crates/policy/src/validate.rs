@@ -1,9 +1,10 @@
 //! Semantic checks on a rule that its types cannot express: well-formed
 //! selectors (endpoint and FQDN), numeric ports and sane ranges, ICMP types,
-//! except prefixes inside their CIDR, one peer kind per element (as Cilium
-//! requires), L7 rules only where the proxy can take them, no `toFQDNs` in
-//! deny sections, parseable labels. Every error carries the field path
-//! (`ingress[0].toPorts[0].ports[0].endPort`) so users can find the mistake.
+//! except prefixes inside their CIDR and of its family, one peer kind per
+//! element (as Cilium requires), L7 rules only where the proxy can take them,
+//! no `toFQDNs` in deny sections, parseable labels. Every error carries the
+//! field path (`ingress[0].toPorts[0].ports[0].endPort`) so users can find the
+//! mistake.
 
 use crate::cidr::CidrRule;
 use crate::l7::L7Rules;
@@ -134,6 +135,17 @@ fn check_peer_rule<R: PeerRule>(path: &str, element: &R) -> Result<(), RuleError
 
 pub(crate) fn check_cidr_set(path: &str, set: &CidrRule) -> Result<(), RuleError> {
     for (index, hole) in set.except.iter().enumerate() {
+        if hole.family() != set.cidr.family() {
+            return Err(RuleError::new(
+                format!("{path}.except[{index}]"),
+                format!(
+                    "{hole} is an {} prefix but cidr {} is {}; an except must be of its cidr's family",
+                    hole.family(),
+                    set.cidr,
+                    set.cidr.family()
+                ),
+            ));
+        }
         if !set.cidr.contains(hole) {
             return Err(RuleError::new(
                 format!("{path}.except[{index}]"),

@@ -1,6 +1,10 @@
 //! CIDR identities: every prefix the rules mention gets a node-local
 //! identity, and the ipcache maps the prefix to it, so that the datapath
 //! sees CIDR peers as identities like any other.
+//!
+//! IPv4 only: rules may name IPv6 prefixes, but the datapath has no IPv6 yet
+//! (issue 18) and drops every IPv6 packet, so `policy::cidr_prefixes` leaves
+//! them out and they get neither an identity nor an ipcache entry here.
 
 use std::{collections::BTreeMap, net::Ipv4Addr};
 
@@ -40,6 +44,7 @@ impl Daemon {
         &self,
         inner: &mut Inner,
     ) -> Result<(Vec<(Ipv4Cidr, u32)>, bool), AgentError> {
+        // IPv4 prefixes only (IPv6 ones are skipped until the IPv6 datapath).
         let wanted = policy::cidr_prefixes(inner.repo.rules());
         let held = prefix_identities(inner);
         let mut removed = false;

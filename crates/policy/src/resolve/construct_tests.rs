@@ -15,7 +15,19 @@ const CIDR_BASE: u32 = 1 << 24;
 
 /// Resolves for the backend with a CIDR identity per prefix the rules mention;
 /// returns the state and the identity of each prefix (by text).
-fn resolve_with_cidrs(policy: &str, extra: &[&str]) -> (Resolved, BTreeMap<String, u32>) {
+pub(super) fn resolve_with_cidrs(
+    policy: &str,
+    extra: &[&str],
+) -> (Resolved, BTreeMap<String, u32>) {
+    resolve_with_cidrs_for(&labels(&["k8s:app=backend"]), policy, extra)
+}
+
+/// `resolve_with_cidrs` for the endpoint with these labels.
+pub(super) fn resolve_with_cidrs_for(
+    endpoint: &Labels,
+    policy: &str,
+    extra: &[&str],
+) -> (Resolved, BTreeMap<String, u32>) {
     let rules = parse_rules(policy).unwrap();
     let mut prefixes = cidr_prefixes(&rules);
     prefixes.extend(
@@ -31,7 +43,7 @@ fn resolve_with_cidrs(policy: &str, extra: &[&str]) -> (Resolved, BTreeMap<Strin
         ids.insert(prefix.to_string(), id);
     }
     let refs: Vec<&Rule> = rules.iter().collect();
-    (resolve(&refs, &labels(&["k8s:app=backend"]), &known), ids)
+    (resolve(&refs, endpoint, &known), ids)
 }
 
 #[test]

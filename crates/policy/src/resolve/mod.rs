@@ -470,6 +470,8 @@ mod delta_tests;
 #[cfg(test)]
 mod fqdn_tests;
 #[cfg(test)]
+mod ipv6_tests;
+#[cfg(test)]
 mod l7_tests;
 #[cfg(test)]
 mod tests;

@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::cidr::{Ipv4Cidr, SOURCE_CIDR};
+use crate::cidr::{Cidr, Ipv4Cidr, Ipv6Cidr, SOURCE_CIDR};
 use crate::labels::Labels;
 use crate::rule::Rule;
 use crate::selector::{EndpointSelector, IndexHint};
@@ -23,6 +23,9 @@ pub struct SelectorCache {
     /// The prefix of every `cidr:` label and its identity, in address order:
     /// the identities inside a prefix are one run of it.
     prefixes: Vec<(Ipv4Cidr, u32)>,
+    /// The same for IPv6 `cidr:` labels (none until the datapath has IPv6,
+    /// so a plain list).
+    prefixes_v6: Vec<(Ipv6Cidr, u32)>,
     selected: HashMap<EndpointSelector, Vec<u32>>,
 }
 
@@ -33,11 +36,16 @@ impl SelectorCache {
         let identities = super::with_reserved(identities);
         let mut by_label: HashMap<(String, String), Vec<u32>> = HashMap::new();
         let mut prefixes = Vec::new();
+        let mut prefixes_v6 = Vec::new();
         for (id, labels) in &identities {
             for label in labels.iter() {
                 if label.source == SOURCE_CIDR {
                     if let Ok(prefix) = label.key.parse::<Ipv4Cidr>() {
                         prefixes.push((prefix, *id));
+                        continue;
+                    }
+                    if let Some(prefix) = Ipv6Cidr::from_label_key(&label.key) {
+                        prefixes_v6.push((prefix, *id));
                         continue;
                     }
                 }
@@ -52,6 +60,7 @@ impl SelectorCache {
             identities,
             by_label,
             prefixes,
+            prefixes_v6,
             selected: HashMap::new(),
         }
     }
@@ -64,6 +73,18 @@ impl SelectorCache {
         let mut ids: Vec<u32> = self.prefixes[start..]
             .iter()
             .take_while(|(p, _)| outer.contains_addr(p.addr()))
+            .filter(|(p, _)| outer.contains(p))
+            .map(|(_, id)| *id)
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// Identities of IPv6 prefixes inside `outer`, ascending.
+    fn within_v6(&self, outer: Ipv6Cidr) -> Vec<u32> {
+        let mut ids: Vec<u32> = self
+            .prefixes_v6
+            .iter()
             .filter(|(p, _)| outer.contains(p))
             .map(|(_, id)| *id)
             .collect();
@@ -86,8 +107,11 @@ impl SelectorCache {
                     .get(&(key.to_string(), value.to_string()))
                     .map(|candidates| candidates.iter().copied().filter(matches).collect())
                     .unwrap_or_default(),
-                Some(IndexHint::Within(prefix)) => {
+                Some(IndexHint::Within(Cidr::V4(prefix))) => {
                     self.within(prefix).into_iter().filter(matches).collect()
+                }
+                Some(IndexHint::Within(Cidr::V6(prefix))) => {
+                    self.within_v6(prefix).into_iter().filter(matches).collect()
                 }
                 None => self.identities.keys().copied().filter(matches).collect(),
             };
@@ -150,6 +174,10 @@ mod tests {
         text.parse().unwrap()
     }
 
+    fn any(text: &str) -> Cidr {
+        text.parse().unwrap()
+    }
+
     #[test]
     fn cidr_selectors_select_the_identities_inside_their_prefix() {
         let identities: BTreeMap<u32, Labels> = [
@@ -165,29 +193,66 @@ mod tests {
         .collect();
         let mut cache = SelectorCache::new(identities);
         assert_eq!(
-            cache.select(&cidr_selector(&prefix("10.0.0.0/8"))),
+            cache.select(&cidr_selector(&any("10.0.0.0/8"))),
             [16_777_217, 16_777_218, 16_777_219]
         );
         assert_eq!(
-            cache.select(&cidr_selector(&prefix("10.1.0.0/16"))),
+            cache.select(&cidr_selector(&any("10.1.0.0/16"))),
             [16_777_217, 16_777_218]
         );
         assert_eq!(
-            cache.select(&cidr_selector(&prefix("10.1.2.0/24"))),
+            cache.select(&cidr_selector(&any("10.1.2.0/24"))),
             [16_777_218]
         );
         let with_hole = CidrRule {
-            cidr: prefix("10.0.0.0/8"),
-            except: vec![prefix("10.96.0.0/12")],
+            cidr: any("10.0.0.0/8"),
+            except: vec![any("10.96.0.0/12")],
         };
         assert_eq!(
             cache.select(&with_hole.selector()),
             [16_777_217, 16_777_218]
         );
         // 0.0.0.0/0 is the world: its identity and every CIDR identity.
-        let world = cache.select(&cidr_selector(&prefix("0.0.0.0/0"))).to_vec();
+        let world = cache.select(&cidr_selector(&any("0.0.0.0/0"))).to_vec();
         assert!(world.contains(&crate::reserved::IDENTITY_WORLD));
         assert!(world.contains(&16_777_220) && world.contains(&16_777_221));
         assert!(!world.contains(&1_000));
+    }
+
+    #[test]
+    fn ipv6_selectors_use_their_own_index_and_never_select_ipv4() {
+        // No IPv6 identity exists while the datapath is IPv4-only; this one
+        // stands for what IPv6 CIDR identities will carry.
+        let v6 = |text: &str| {
+            let prefix: Ipv6Cidr = text.parse().unwrap();
+            [prefix.label()].into_iter().collect::<Labels>()
+        };
+        let identities: BTreeMap<u32, Labels> = [
+            (16_777_217, cidr_identity_labels(prefix("10.1.0.0/16"))),
+            (16_777_218, v6("2001:db8:1::/48")),
+            (16_777_219, v6("2001:db9::1")),
+        ]
+        .into_iter()
+        .collect();
+        let mut cache = SelectorCache::new(identities);
+        assert_eq!(
+            cache.select(&cidr_selector(&any("2001:db8::/32"))),
+            [16_777_218]
+        );
+        assert_eq!(
+            cache.select(&cidr_selector(&any("2001:db9::1"))),
+            [16_777_219]
+        );
+        assert!(cache
+            .select(&cidr_selector(&any("2001:db8:2::/48")))
+            .is_empty());
+        // ::/0 is reserved:world-ipv6, which nothing carries yet.
+        assert!(cache.select(&cidr_selector(&any("::/0"))).is_empty());
+        let world = cache.select(&cidr_selector(&any("0.0.0.0/0"))).to_vec();
+        assert!(world.contains(&16_777_217) && !world.contains(&16_777_218));
+        assert_eq!(
+            cache.select(&cidr_selector(&any("10.0.0.0/8"))),
+            [16_777_217]
+        );
     }
 }
