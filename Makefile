@@ -28,6 +28,9 @@ $(SETUP_STAMP): Makefile
 	@# The real Kubernetes control plane for the Kubernetes tests, built once from the
 	@# upstream Go modules into /var/cache/cilium-rs/k8s (a cached run costs nothing).
 	@./scripts/k8s-control-plane.sh build >/dev/null
+	@# The real hubble CLI for tests/hubble.rs, built once from Cilium's Go module
+	@# into /var/cache/cilium-rs/hubble.
+	@./scripts/hubble-cli.sh build >/dev/null
 	@mkdir -p target && touch $@
 
 build: setup

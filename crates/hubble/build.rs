@@ -5,6 +5,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/flow/flow.proto",
         "proto/relay/relay.proto",
         "proto/observer/observer.proto",
+        "proto/grpc/health/v1/health.proto",
     ];
     for p in protos {
         println!("cargo:rerun-if-changed={p}");

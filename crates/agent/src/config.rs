@@ -181,6 +181,24 @@ pub struct Config {
     /// (`io.cilium.k8s.policy.cluster`).
     #[arg(long, default_value = "default")]
     pub cluster_name: String,
+
+    /// Keep a ring of flows built from the monitor's events and serve
+    /// Hubble's Observer API (`hubble observe`). While on, the datapath
+    /// builds events all the time, as with a `cilium monitor` client open.
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
+    pub enable_hubble: bool,
+
+    /// Flows the ring keeps (Cilium's default; Cilium wants 2^n-1).
+    #[arg(long, default_value_t = hubble::DEFAULT_CAPACITY)]
+    pub hubble_event_buffer_capacity: usize,
+
+    /// Unix socket of Hubble's Observer API.
+    #[arg(long, default_value = "/var/run/cilium/hubble.sock")]
+    pub hubble_socket_path: PathBuf,
+
+    /// Also serve Hubble's Observer API on [HOST]:PORT (e.g. ":4244").
+    #[arg(long)]
+    pub hubble_listen_address: Option<String>,
 }
 
 /// Half of bpf/lib/maps.h's CT size each, so the defaults keep its total.

@@ -9,6 +9,7 @@ mod endpoint;
 mod error;
 mod fqdn;
 mod health;
+mod hubble;
 mod ipam;
 mod kubernetes;
 mod metrics;
@@ -98,6 +99,9 @@ async fn run(mut config: Config) -> anyhow::Result<()> {
         eprintln!("level=error msg=\"monitor: {why}\"");
         events_registry.events_reader_ended(why);
     });
+    if daemon.config().enable_hubble {
+        hubble::start(daemon.config(), daemon.clone(), &hub).await?;
+    }
     if let Some(addr) = prometheus {
         let listener = metrics::server::bind(&addr).await?;
         tokio::spawn(metrics::server::serve(

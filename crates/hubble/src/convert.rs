@@ -134,7 +134,61 @@ pub fn to_flow(
         }
         _ => {}
     }
+    out.summary = summary(&out);
     Some(out)
+}
+
+/// The one-line summary Cilium fills in and `hubble observe -o compact`
+/// prints at the end of a line: the L7 record, else the L4 protocol.
+fn summary(f: &flow::Flow) -> String {
+    if let Some(record) = f.l7.as_ref().and_then(|l| l.record.as_ref()) {
+        return match record {
+            layer7::Record::Http(h) if h.code != 0 => {
+                format!("{} {} ({} {})", h.protocol, h.code, h.method, h.url)
+            }
+            layer7::Record::Http(h) => format!("{} {} {}", h.protocol, h.method, h.url),
+            layer7::Record::Kafka(k) => {
+                format!(
+                    "Kafka {} topic '{}' error {}",
+                    k.api_key, k.topic, k.error_code
+                )
+            }
+            layer7::Record::Dns(d) if d.ips.is_empty() && d.cnames.is_empty() => {
+                format!("DNS Query {}. {}", d.query, d.qtypes.join(","))
+            }
+            layer7::Record::Dns(d) => format!(
+                "DNS Answer \"{}\" TTL: {} (Proxy {}. {})",
+                d.ips
+                    .iter()
+                    .chain(&d.cnames)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(","),
+                d.ttl,
+                d.query,
+                d.qtypes.join(",")
+            ),
+        };
+    }
+    match f.l4.as_ref().and_then(|l| l.protocol.as_ref()) {
+        Some(layer4::Protocol::Tcp(t)) => {
+            let flags = t.flags.unwrap_or_default();
+            let names: Vec<&str> = [
+                (flags.syn, "SYN"),
+                (flags.fin, "FIN"),
+                (flags.rst, "RST"),
+                (flags.psh, "PSH"),
+                (flags.ack, "ACK"),
+            ]
+            .into_iter()
+            .filter_map(|(set, name)| set.then_some(name))
+            .collect();
+            format!("TCP Flags: {}", names.join(", "))
+        }
+        Some(layer4::Protocol::Udp(_)) => "UDP".into(),
+        Some(layer4::Protocol::IcmPv4(_)) => "ICMPv4".into(),
+        None => String::new(),
+    }
 }
 
 fn timestamp(t: SystemTime) -> prost_types::Timestamp {

@@ -22,6 +22,9 @@ pub mod proto {
     pub mod observer {
         tonic::include_proto!("observer");
     }
+    pub mod health {
+        tonic::include_proto!("grpc.health.v1");
+    }
 }
 
 pub use convert::{to_flow, PodRef, Pods};

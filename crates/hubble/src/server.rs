@@ -14,6 +14,11 @@ use tonic::{Request, Response, Status};
 
 use crate::filter::FlowFilters;
 use crate::proto::flow::{Flow, LostEvent, LostEventSource};
+use crate::proto::health::{
+    health_check_response::ServingStatus,
+    health_server::{Health, HealthServer},
+    HealthCheckRequest, HealthCheckResponse,
+};
 use crate::proto::observer::{
     get_flows_response::ResponseTypes,
     observer_server::{self, ObserverServer},
@@ -195,6 +200,22 @@ impl observer_server::Observer for Observer {
     }
 }
 
+/// gRPC's health check: the Observer serves whenever the agent runs.
+#[derive(Clone, Copy)]
+struct Serving;
+
+#[tonic::async_trait]
+impl Health for Serving {
+    async fn check(
+        &self,
+        _request: Request<HealthCheckRequest>,
+    ) -> Result<Response<HealthCheckResponse>, Status> {
+        Ok(Response::new(HealthCheckResponse {
+            status: ServingStatus::Serving as i32,
+        }))
+    }
+}
+
 /// Serves on a unix socket, replacing a stale socket file, until the task
 /// is dropped.
 pub async fn serve_unix(observer: Observer, path: &Path) -> std::io::Result<()> {
@@ -209,6 +230,7 @@ pub async fn serve_unix(observer: Observer, path: &Path) -> std::io::Result<()> 
     });
     tonic::transport::Server::builder()
         .add_service(ObserverServer::new(observer))
+        .add_service(HealthServer::new(Serving))
         .serve_with_incoming(incoming)
         .await
         .map_err(std::io::Error::other)
@@ -222,6 +244,7 @@ pub async fn serve_tcp(observer: Observer, listener: TcpListener) -> std::io::Re
     });
     tonic::transport::Server::builder()
         .add_service(ObserverServer::new(observer))
+        .add_service(HealthServer::new(Serving))
         .serve_with_incoming(incoming)
         .await
         .map_err(std::io::Error::other)

@@ -8,7 +8,7 @@ mod fqdn;
 mod instrumented;
 mod metrics;
 mod monitor_filter;
-mod monitor_stream;
+pub(crate) mod monitor_stream;
 mod node;
 mod policy;
 mod service;

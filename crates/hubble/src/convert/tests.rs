@@ -74,6 +74,7 @@ fn a_drop_is_a_dropped_l3_l4_flow_with_cilium_numbers_and_both_pods() {
     assert_eq!(f.time.unwrap().seconds, 1_700_000_000);
     assert_eq!(f.traffic_direction, TrafficDirection::Ingress as i32);
     assert_eq!(f.is_reply, None, "a drop does not know");
+    assert_eq!(f.summary, "UDP");
     let ip = f.ip.unwrap();
     assert_eq!(
         (ip.source.as_str(), ip.destination.as_str()),
@@ -161,6 +162,7 @@ fn verdicts_traces_and_their_details() {
     };
     let flags = tcp.flags.unwrap();
     assert!(flags.syn && flags.ack && !flags.fin && !flags.rst);
+    assert_eq!(f.summary, "TCP Flags: SYN, ACK");
     assert_eq!(tcp.destination_port, 53);
 }
 
@@ -221,6 +223,10 @@ fn l7_records_keep_their_own_time_and_details() {
     assert_eq!((h.code, h.method.as_str()), (403, "GET"));
     assert_eq!(h.url, "http://server:80/private");
     assert_eq!(h.protocol, "HTTP/1.1");
+    assert_eq!(
+        to_flow(&http, &pods(), "n", at(1)).unwrap().summary,
+        "HTTP/1.1 403 (GET http://server:80/private)"
+    );
 
     let kafka = l7_event(L7Record {
         protocol: "kafka".into(),

@@ -1,0 +1,161 @@
+//! Hubble in the agent (`--enable-hubble`): one more monitor-hub
+//! subscriber that names each event, turns it into a flow and stores it in
+//! the hubble crate's ring, and the Observer gRPC API on
+//! `--hubble-socket-path` (and `--hubble-listen-address`).
+//!
+//! While Hubble runs, its subscription keeps the datapath's events switched
+//! on (the hub's `events_wanted` follows its listeners); with Hubble off,
+//! nothing here exists and the datapath builds no events for it.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::Context;
+use hubble::{FlowRing, Observer, PodRef, Pods};
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::api::monitor_stream::name_event;
+use crate::config::Config;
+use crate::daemon::{observe::MonitorContext, Daemon};
+use crate::monitor::MonitorHub;
+
+/// How long the view of identities, endpoints and pods is trusted.
+const CONTEXT_TTL: Duration = Duration::from_secs(2);
+/// An unknown identity or endpoint refreshes it, at most this often.
+const MISS_REFRESH: Duration = Duration::from_millis(100);
+
+/// Binds the servers (a taken address fails the start) and starts storing
+/// flows.
+pub async fn start(config: &Config, daemon: Arc<Daemon>, hub: &MonitorHub) -> anyhow::Result<()> {
+    let ring = Arc::new(FlowRing::new(config.hubble_event_buffer_capacity));
+    let observer = Observer::new(ring.clone(), config.node_name());
+    let tcp = match &config.hubble_listen_address {
+        Some(addr) => {
+            let full = if addr.starts_with(':') {
+                format!("0.0.0.0{addr}")
+            } else {
+                addr.clone()
+            };
+            Some(
+                tokio::net::TcpListener::bind(&full)
+                    .await
+                    .with_context(|| format!("--hubble-listen-address: cannot listen on {full}"))?,
+            )
+        }
+        None => None,
+    };
+    let socket = config.hubble_socket_path.clone();
+    let unix_observer = observer.clone();
+    tokio::spawn(async move {
+        if let Err(e) = hubble::serve_unix(unix_observer, &socket).await {
+            eprintln!(
+                "level=error msg=\"hubble: serving {}: {e}\"",
+                socket.display()
+            );
+        }
+    });
+    eprintln!(
+        "cilium-agent: Hubble Observer API on unix://{}",
+        config.hubble_socket_path.display()
+    );
+    if let Some(listener) = tcp {
+        if let Ok(addr) = listener.local_addr() {
+            eprintln!("cilium-agent: Hubble Observer API on {addr}");
+        }
+        tokio::spawn(async move {
+            if let Err(e) = hubble::serve_tcp(observer, listener).await {
+                eprintln!("level=error msg=\"hubble: serving TCP: {e}\"");
+            }
+        });
+    }
+    let rx = hub.subscribe();
+    tokio::spawn(store_flows(rx, daemon, ring, config.node_name()));
+    Ok(())
+}
+
+async fn store_flows(
+    mut rx: tokio::sync::broadcast::Receiver<Arc<api::models::MonitorEvent>>,
+    daemon: Arc<Daemon>,
+    ring: Arc<FlowRing>,
+    node_name: String,
+) {
+    let mut view = View::new(daemon);
+    loop {
+        let ev = match rx.recv().await {
+            Ok(ev) => ev,
+            Err(RecvError::Lagged(n)) => {
+                eprintln!("level=warning msg=\"hubble: {n} events lost (flow store fell behind)\"");
+                continue;
+            }
+            Err(RecvError::Closed) => return,
+        };
+        let named = view.name(&ev);
+        if let Some(flow) = hubble::to_flow(&named, &view.pods, &node_name, SystemTime::now()) {
+            ring.push(flow);
+        }
+    }
+}
+
+/// Identities, endpoints and pods from a snapshot refreshed now and then,
+/// so the daemon's lock is taken rarely, not per event.
+struct View {
+    daemon: Arc<Daemon>,
+    context: MonitorContext,
+    pods: Pods,
+    taken: Instant,
+}
+
+impl View {
+    fn new(daemon: Arc<Daemon>) -> Self {
+        let (context, pods) = snapshot(&daemon);
+        View {
+            daemon,
+            context,
+            pods,
+            taken: Instant::now(),
+        }
+    }
+
+    fn refresh_if(&mut self, older_than: Duration) {
+        if self.taken.elapsed() >= older_than {
+            (self.context, self.pods) = snapshot(&self.daemon);
+            self.taken = Instant::now();
+        }
+    }
+
+    fn name(&mut self, ev: &api::models::MonitorEvent) -> api::models::MonitorEvent {
+        self.refresh_if(CONTEXT_TTL);
+        let known =
+            |ctx: &MonitorContext, id: u32| id == 0 || ctx.identity_labels.contains_key(&id);
+        if !known(&self.context, ev.src_identity)
+            || !known(&self.context, ev.dst_identity)
+            || (ev.endpoint != 0 && !self.pods.contains_key(&ev.endpoint))
+        {
+            self.refresh_if(MISS_REFRESH);
+        }
+        name_event(&self.context, ev)
+    }
+}
+
+fn snapshot(daemon: &Daemon) -> (MonitorContext, Pods) {
+    let pods = daemon
+        .endpoint_list()
+        .into_iter()
+        .map(|ep| {
+            let ids = ep.status.external_identifiers;
+            let pod = match ids.pod_name.split_once('/') {
+                Some((ns, name)) => PodRef {
+                    namespace: ns.into(),
+                    name: name.into(),
+                },
+                // Not a Kubernetes pod: its container's name.
+                None => PodRef {
+                    namespace: String::new(),
+                    name: ids.container_name,
+                },
+            };
+            (ep.id, pod)
+        })
+        .collect();
+    (daemon.monitor_context(), pods)
+}
