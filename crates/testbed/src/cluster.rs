@@ -11,6 +11,7 @@
 //! test panics; on a panic it first prints each node's view (nodes,
 //! ipcache, identities, kvstore keys; the agents print their log tails).
 
+pub mod dns_server;
 pub mod outside;
 pub mod pod;
 pub mod underlay;
@@ -30,6 +31,7 @@ use crate::netns::NetNs;
 use crate::runtime::cni::{CNI_BIN_ENV, PLUGIN_TYPE};
 use crate::{kubernetes, unique, wait};
 
+pub use dns_server::{DnsServer, DnsServerConfig};
 pub use outside::OutsideHost;
 pub use pod::ClusterPod;
 pub use underlay::Addressing;

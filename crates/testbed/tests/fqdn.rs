@@ -15,8 +15,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
-use testbed::cluster::{Cluster, ClusterOptions, ClusterPod, OutsideHost};
-use testbed::{eventually, BackgroundProcess, CliMonitor, HttpServer, TcpServer};
+use testbed::cluster::{
+    Cluster, ClusterOptions, ClusterPod, DnsServer, DnsServerConfig, OutsideHost,
+};
+use testbed::{eventually, CliMonitor, HttpServer, TcpServer};
 
 const SERVED: &str = "198.18.0.0/21";
 const TCP_PORT: u16 = 8080;

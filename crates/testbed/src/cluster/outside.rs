@@ -9,6 +9,7 @@ use std::process::Output;
 use anyhow::{Context, Result};
 
 use super::underlay::{self, Bridge};
+use super::Cluster;
 use crate::cmd;
 use crate::netns::NetNs;
 
@@ -56,5 +57,22 @@ impl OutsideHost {
         self.netns
             .exec(args)
             .unwrap_or_else(|e| panic!("running {args:?} outside the cluster: {e:#}"))
+    }
+}
+
+impl Cluster {
+    /// Makes `host` answer on every address of `cidr` (a local route on its
+    /// loopback: a server on `0.0.0.0` accepts for all of them) and every
+    /// node route `cidr` to it, so that each DNS name can have addresses
+    /// of its own, all served.
+    pub fn route_to_outside(&self, host: &OutsideHost, cidr: &str) -> Result<()> {
+        host.namespace()
+            .exec_ok(&["ip", "route", "add", "local", cidr, "dev", "lo"])?;
+        for node in &self.nodes {
+            node.netns()
+                .exec_ok(&["ip", "route", "add", cidr, "via", &host.ip().to_string()])
+                .with_context(|| format!("routing {cidr} from {}", node.name()))?;
+        }
+        Ok(())
     }
 }
