@@ -62,3 +62,4 @@ bench: build
 	./bench/monitor/run.sh
 	./bench/policy/run.sh
 	./bench/k8s/run.sh
+	./bench/fqdn/run.sh
