@@ -333,6 +333,32 @@ fn dns_rules_and_to_fqdns_follow_what_the_pod_resolves() -> Result<()> {
         "cilium fqdn cache list:\n{cache}"
     );
 
+    // The trace knows learned IPs' identities: port 8080 yes, 9090 no.
+    let ipcache = cluster.node(0).cli_ok(&["bpf", "ipcache", "list"])?;
+    let id = ipcache
+        .lines()
+        .find(|l| l.starts_with("198.18.0.1/32"))
+        .and_then(|l| l.split("identity=").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .with_context(|| format!("198.18.0.1 in the ipcache:\n{ipcache}"))?
+        .to_string();
+    for (port, verdict) in [("8080", "ALLOWED"), ("9090", "DENIED")] {
+        let trace = cluster.node(0).cli_ok(&[
+            "policy",
+            "trace",
+            "--src",
+            "k8s:app=client",
+            "--dst-identity",
+            &id,
+            "--dport",
+            port,
+        ])?;
+        ensure!(
+            trace.contains(&format!("Final verdict: {verdict}")),
+            "trace to web.allowed.test's identity {id} port {port}:\n{trace}"
+        );
+    }
+
     let metrics = cluster.node(0).cli_ok(&["metrics", "list"])?;
     for family in [
         "cilium_fqdn_active_names",

@@ -51,7 +51,7 @@ impl DnsServer {
         };
         let listen_list: Vec<String> = listen.iter().map(Ipv4Addr::to_string).collect();
         let mut conf = format!(
-            "port=53\nlisten-address={}\nbind-interfaces\nno-resolv\nno-hosts\n\
+            "port=53\nlisten-address={}\nbind-interfaces\nno-resolv\nno-hosts\npid-file=\nuser=root\n\
              addn-hosts={}\nlocal-ttl={ttl}\nauth-ttl={ttl}\nlocal=/test/\n",
             listen_list.join(","),
             hosts_file.display(),
