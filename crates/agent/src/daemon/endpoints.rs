@@ -279,7 +279,7 @@ impl Daemon {
             // FQDN identities.
             inner.fqdn.forget_endpoint(num);
             inner.fqdn_dirty = true;
-            let changes = self.update_fqdn_identities(&mut inner)?;
+            let changes = self.update_fqdn_identities(&mut inner, None)?;
             self.apply_fqdn_changes(&mut inner, changes, true)?;
             self.persist_endpoints(&inner)?;
             ep

@@ -13,10 +13,12 @@ use super::{Daemon, Inner};
 use crate::error::AgentError;
 use crate::fqdn::{self, Limits};
 
-/// Learned IP -> (identity, labels) for every FQDN identity held.
-pub(super) fn fqdn_identities(inner: &Inner) -> BTreeMap<Ipv4Addr, (u32, Labels)> {
-    inner
-        .cidr_identities
+/// Learned IP -> (identity, labels) for every FQDN identity `allocator`
+/// holds: the index the daemon keeps, rebuilt at start.
+pub(super) fn fqdn_identities(
+    allocator: &identity::IdentityAllocator,
+) -> BTreeMap<Ipv4Addr, (u32, Labels)> {
+    allocator
         .allocated()
         .filter(|i| i.labels.iter().any(|l| l.source == SOURCE_FQDN))
         .filter_map(|i| {
@@ -70,7 +72,7 @@ impl Daemon {
             )));
         }
         let name = policy::fqdn::normalize(name);
-        inner.fqdn.record(
+        let new = inner.fqdn.record(
             endpoint,
             &name,
             ips,
@@ -78,28 +80,45 @@ impl Daemon {
             fqdn::cache::unix_now(),
             self.fqdn_limits(),
         );
-        let changes = self.update_fqdn_identities(&mut inner)?;
+        inner.fqdn_dirty = true;
+        if !new {
+            // Only TTLs were refreshed: what the IPs are is unchanged.
+            return Ok(());
+        }
+        let these: BTreeSet<Ipv4Addr> = ips.iter().copied().collect();
+        let changes = self.update_fqdn_identities(&mut inner, Some(&these))?;
+        if changes.is_empty() {
+            return Ok(());
+        }
+        self.apply_fqdn_changes(&mut inner, changes, true)?;
         // An IP new to the rules is saved at once, so it is still allowed
         // after a crash; refreshed TTLs wait for the next tick.
-        let new = !changes.is_empty();
-        self.apply_fqdn_changes(&mut inner, changes, true)?;
-        if new {
-            self.state.save_fqdn_cache(&inner.fqdn)?;
-        } else {
-            inner.fqdn_dirty = true;
-        }
+        self.state.save_fqdn_cache(&inner.fqdn)?;
+        inner.fqdn_dirty = false;
         Ok(())
     }
 
     /// Allocates identities for learned IPs selectors now claim (or claim
     /// differently) and lists those no longer claimed; nothing is applied.
+    /// Only the IPs in `only`, when given (the rest cannot have changed).
     pub(super) fn update_fqdn_identities(
         &self,
         inner: &mut Inner,
+        only: Option<&BTreeSet<Ipv4Addr>>,
     ) -> Result<FqdnChanges, AgentError> {
-        let prefixes = policy::cidr_prefixes(inner.repo.rules());
-        let wanted = fqdn::wanted_labels(&inner.fqdn, &inner.fqdn_selectors, &prefixes);
-        let held = fqdn_identities(inner);
+        let wanted = fqdn::wanted_labels(
+            &inner.fqdn,
+            &inner.fqdn_selectors,
+            &inner.fqdn_rule_prefixes,
+            only,
+        );
+        let held: BTreeMap<Ipv4Addr, (u32, Labels)> = match only {
+            None => inner.fqdn_ips.clone(),
+            Some(ips) => ips
+                .iter()
+                .filter_map(|ip| Some((*ip, inner.fqdn_ips.get(ip)?.clone())))
+                .collect(),
+        };
         let mut changes = FqdnChanges::default();
         for (ip, labels) in &wanted {
             match held.get(ip) {
@@ -132,11 +151,9 @@ impl Daemon {
             return Ok(());
         }
         let mut failed = Vec::new();
-        for (_, id, labels) in &changes.added {
-            if incremental {
-                if let Err(e) = self.identity_added(inner, *id, labels) {
-                    failed.push(e.to_string());
-                }
+        if incremental {
+            for (_, id, labels) in &changes.added {
+                failed.extend(self.apply_to_policy_maps(inner, *id, labels, true));
             }
         }
         let readded: BTreeSet<Ipv4Addr> = changes.added.iter().map(|(ip, _, _)| *ip).collect();
@@ -159,17 +176,43 @@ impl Daemon {
                 }
             }
             if incremental {
-                if let Err(e) = self.identity_removed(inner, *id, labels) {
-                    failed.push(e.to_string());
-                }
+                failed.extend(self.apply_to_policy_maps(inner, *id, labels, false));
             }
             inner.cidr_identities.release(*id)?;
+            if !readded.contains(ip) {
+                inner.fqdn_ips.remove(ip);
+            }
         }
+        for (ip, id, labels) in changes.added {
+            inner.fqdn_ips.insert(ip, (id, labels));
+        }
+        // Once per change, not per identity: the proxy gets the whole state.
+        self.publish_proxy_state(inner);
         if failed.is_empty() {
             Ok(())
         } else {
             Err(AgentError::Internal(failed.join("; ")))
         }
+    }
+
+    /// One identity's keys into (or out of) every endpoint's policy map;
+    /// the failures.
+    fn apply_to_policy_maps(
+        &self,
+        inner: &Inner,
+        identity: u32,
+        labels: &Labels,
+        added: bool,
+    ) -> Vec<String> {
+        inner
+            .policies
+            .iter()
+            .filter_map(|(ep, policy)| {
+                super::regenerate::apply_identity(&self.root, policy, *ep, identity, labels, added)
+                    .err()
+                    .map(|e| format!("endpoint {ep}: {e}"))
+            })
+            .collect()
     }
 
     /// Once a second: names whose TTL ran out go (IPs a connection still
@@ -182,7 +225,7 @@ impl Daemon {
             let gone = inner.fqdn.expire(now, |ip| alive.contains(&ip));
             self.fqdn_gc_deletions
                 .fetch_add(gone as u64, std::sync::atomic::Ordering::Relaxed);
-            let changes = self.update_fqdn_identities(&mut inner)?;
+            let changes = self.update_fqdn_identities(&mut inner, None)?;
             inner.fqdn_dirty |= !changes.is_empty();
             self.apply_fqdn_changes(&mut inner, changes, true)?;
         }
@@ -240,7 +283,7 @@ impl Daemon {
         let mut inner = self.lock();
         inner.fqdn.clean(matcher.as_ref(), None);
         inner.fqdn_dirty = true;
-        let changes = self.update_fqdn_identities(&mut inner)?;
+        let changes = self.update_fqdn_identities(&mut inner, None)?;
         self.apply_fqdn_changes(&mut inner, changes, true)
     }
 }

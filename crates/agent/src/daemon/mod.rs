@@ -88,6 +88,11 @@ struct Inner {
     /// `toFQDNs` selectors claiming those names' IPs.
     fqdn: crate::fqdn::FqdnCache,
     fqdn_selectors: crate::fqdn::Selectors,
+    /// The rules' CIDR prefixes, whose labels learned IPs inside them keep
+    /// (empty without toFQDNs selectors: nothing to label).
+    fqdn_rule_prefixes: BTreeSet<policy::Ipv4Cidr>,
+    /// Learned IP -> its FQDN identity (in `cidr_identities`) and labels.
+    fqdn_ips: BTreeMap<Ipv4Addr, (u32, Labels)>,
     /// The cache changed since it was last saved.
     fqdn_dirty: bool,
 }
@@ -119,6 +124,19 @@ impl Inner {
         self.compiled_rules = policy::CompiledRules::new(self.repo.rules());
         self.fqdn_selectors =
             crate::fqdn::Selectors::new(policy::fqdn::fqdn_selectors(self.repo.rules()));
+        self.fqdn_rule_prefixes = fqdn_rule_prefixes(&self.fqdn_selectors, &self.repo);
+    }
+}
+
+/// The rules' prefixes when some toFQDNs selector may need their labels.
+fn fqdn_rule_prefixes(
+    selectors: &crate::fqdn::Selectors,
+    repo: &Repository,
+) -> BTreeSet<policy::Ipv4Cidr> {
+    if selectors.is_empty() {
+        BTreeSet::new()
+    } else {
+        policy::cidr_prefixes(repo.rules())
     }
 }
 
@@ -155,6 +173,7 @@ impl Daemon {
         }
         let cidr_identities =
             IdentityAllocator::load_scoped(state.cidr_identities_path(), Scope::Local)?;
+        let fqdn_ips = fqdn::fqdn_identities(&cidr_identities);
         let repo = state.load_policy()?.unwrap_or_default();
         let ipam = match state.load_ipam()? {
             Some(ipam) if ipam.range() == range => ipam,
@@ -170,6 +189,7 @@ impl Daemon {
         let fqdn_cache = state.load_fqdn_cache()?.unwrap_or_default();
         let fqdn_selectors =
             crate::fqdn::Selectors::new(policy::fqdn::fqdn_selectors(repo.rules()));
+        let fqdn_rule_prefixes = fqdn_rule_prefixes(&fqdn_selectors, &repo);
         let service_sync = service_sync::ServiceSync::start(cluster.kv.clone());
         let k8s_enabled = config.k8s().enabled();
         let cluster_name = config.cluster_name.clone();
@@ -201,6 +221,8 @@ impl Daemon {
                 peer_ports: Default::default(),
                 proxy_ports,
                 services: Default::default(),
+                fqdn_rule_prefixes,
+                fqdn_ips,
                 fqdn_selectors,
                 fqdn: fqdn_cache,
                 fqdn_dirty: false,
@@ -298,7 +320,7 @@ impl Daemon {
         }
         self.update_cidr_identities(&mut inner)?;
         // Names learned before the restart keep their IPs' identities.
-        let changes = self.update_fqdn_identities(&mut inner)?;
+        let changes = self.update_fqdn_identities(&mut inner, None)?;
         self.apply_fqdn_changes(&mut inner, changes, false)?;
         self.restore_services(&mut inner)?;
         self.sync_endpoint_maps(&mut inner)?;
@@ -387,8 +409,8 @@ impl Daemon {
         for (prefix, id) in cidr::prefix_identities(inner) {
             want_ipcache.insert((prefix.addr(), prefix.prefix_len() as u32), (id, local));
         }
-        for (ip, (id, _)) in fqdn::fqdn_identities(inner) {
-            want_ipcache.insert((ip, 32), (id, local));
+        for (ip, (id, _)) in &inner.fqdn_ips {
+            want_ipcache.insert((*ip, 32), (*id, local));
         }
         want_ipcache
     }

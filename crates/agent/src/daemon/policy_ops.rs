@@ -123,7 +123,7 @@ impl Daemon {
     ) -> Result<(), AgentError> {
         let (added, removed) = self.update_cidr_identities(inner)?;
         // Learned IPs follow the rules' toFQDNs selectors.
-        let fqdn = self.update_fqdn_identities(inner)?;
+        let fqdn = self.update_fqdn_identities(inner, None)?;
         // CIDR identities coming or going change which peers exist, for
         // every endpoint that selects the world: then all regenerate.
         let peers_changed = removed || !added.is_empty() || !fqdn.is_empty();

@@ -57,7 +57,8 @@ pub struct FqdnCache {
 
 impl FqdnCache {
     /// An answer endpoint `endpoint` received: `name` (normalized) is `ips`
-    /// for `ttl` seconds from `now`.
+    /// for `ttl` seconds from `now`. True when the endpoint did not hold
+    /// some of those IPs for that name yet (else only TTLs were refreshed).
     pub fn record(
         &mut self,
         endpoint: u16,
@@ -66,7 +67,7 @@ impl FqdnCache {
         ttl: u32,
         now: u64,
         limits: Limits,
-    ) {
+    ) -> bool {
         let ttl = ttl.max(limits.min_ttl);
         let learned = Learned {
             looked_up: now,
@@ -79,8 +80,9 @@ impl FqdnCache {
             .or_default()
             .entry(name.to_string())
             .or_default();
+        let mut new = false;
         for ip in ips {
-            known.insert(*ip, learned);
+            new |= known.insert(*ip, learned).is_none();
         }
         while known.len() > limits.max_ips_per_name.max(1) {
             let Some(first) = known
@@ -93,6 +95,7 @@ impl FqdnCache {
             };
             known.remove(&first);
         }
+        new
     }
 
     /// Drops what expired by `now` unless `alive` says a connection to the
@@ -147,12 +150,16 @@ impl FqdnCache {
         self.endpoints.retain(|_, names| !names.is_empty());
     }
 
-    /// Every IP any endpoint holds, with the names it was learned for.
-    pub fn names_by_ip(&self) -> BTreeMap<Ipv4Addr, BTreeSet<&str>> {
+    /// Every IP any endpoint holds (only those in `only`, when given), with
+    /// the names it was learned for.
+    pub fn names_by_ip(
+        &self,
+        only: Option<&BTreeSet<Ipv4Addr>>,
+    ) -> BTreeMap<Ipv4Addr, BTreeSet<&str>> {
         let mut by_ip: BTreeMap<Ipv4Addr, BTreeSet<&str>> = BTreeMap::new();
         for names in self.endpoints.values() {
             for (name, ips) in names {
-                for ip in ips.keys() {
+                for ip in ips.keys().filter(|ip| only.is_none_or(|o| o.contains(ip))) {
                     by_ip.entry(*ip).or_default().insert(name);
                 }
             }
@@ -189,7 +196,7 @@ mod tests {
     }
 
     fn ips_of(cache: &FqdnCache) -> Vec<Ipv4Addr> {
-        cache.names_by_ip().keys().copied().collect()
+        cache.names_by_ip(None).keys().copied().collect()
     }
 
     #[test]
@@ -226,8 +233,12 @@ mod tests {
     #[test]
     fn a_name_keeps_at_most_the_limit_the_newest_staying() {
         let mut cache = FqdnCache::default();
-        cache.record(1, "a.test", &[ip(1), ip(2)], 10, 100, LIMITS);
-        cache.record(1, "a.test", &[ip(3), ip(4)], 10, 101, LIMITS);
+        assert!(cache.record(1, "a.test", &[ip(1), ip(2)], 10, 100, LIMITS));
+        assert!(
+            !cache.record(1, "a.test", &[ip(2)], 10, 100, LIMITS),
+            "a refresh"
+        );
+        assert!(cache.record(1, "a.test", &[ip(3), ip(4)], 10, 101, LIMITS));
         let kept = ips_of(&cache);
         assert_eq!(kept.len(), 3);
         assert!(kept.contains(&ip(3)) && kept.contains(&ip(4)));
@@ -238,7 +249,7 @@ mod tests {
         let mut cache = FqdnCache::default();
         cache.record(1, "a.test", &[ip(1)], 10, 100, LIMITS);
         cache.record(2, "b.test", &[ip(1), ip(2)], 10, 100, LIMITS);
-        let by_ip = cache.names_by_ip();
+        let by_ip = cache.names_by_ip(None);
         assert_eq!(by_ip[&ip(1)], BTreeSet::from(["a.test", "b.test"]));
         cache.clean(Some(&FqdnSelector::pattern("b.*").matcher()), None);
         assert_eq!(ips_of(&cache), vec![ip(1)]);

@@ -23,6 +23,10 @@ impl Selectors {
         self.0.len()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     pub fn new(selectors: impl IntoIterator<Item = FqdnSelector>) -> Self {
         Selectors(
             selectors
@@ -45,17 +49,19 @@ impl Selectors {
     }
 }
 
-/// The labels each learned IP's identity should carry: only IPs some
-/// selector claims. Besides the selectors' `fqdn:` labels, the IP keeps
-/// the `cidr:` labels of every rule prefix containing it, so `toCIDR`
-/// rules go on matching it once its /32 has an identity of its own.
+/// The labels each learned IP (of `only`, when given) should carry: only
+/// IPs some selector claims. Besides the selectors' `fqdn:` labels, the IP
+/// keeps the `cidr:` labels of every rule prefix containing it, so
+/// `toCIDR` rules go on matching it once its /32 has an identity of its
+/// own.
 pub fn wanted_labels(
     cache: &FqdnCache,
     selectors: &Selectors,
     rule_prefixes: &BTreeSet<Ipv4Cidr>,
+    only: Option<&BTreeSet<Ipv4Addr>>,
 ) -> BTreeMap<Ipv4Addr, Labels> {
     cache
-        .names_by_ip()
+        .names_by_ip(only)
         .into_iter()
         .filter_map(|(ip, names)| {
             let claiming = selectors.claiming(names.iter().copied());
