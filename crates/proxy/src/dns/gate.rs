@@ -3,12 +3,15 @@
 //! `dns_answer` line; the answer goes out when one of them replies
 //! `dns_answer_done` with its id (the agent has put the addresses in the
 //! ipcache and the endpoint's policy), when `--dns-response-max-delay`
-//! passes, or at once when no agent is connected.
+//! passes, or at once when no agent is connected. An answer whose addresses
+//! the agent applied for the same endpoint and name within their TTL is
+//! still told (the agent refreshes the TTL) but not held: the datapath
+//! already allows them.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{broadcast, oneshot};
 
@@ -23,7 +26,13 @@ pub enum Release {
     TimedOut,
     /// No agent connected (or the last one left while waiting).
     NoAgent,
+    /// The agent applied these addresses for this name within their TTL.
+    Known,
 }
+
+/// Most (endpoint, name) pairs remembered as applied; beyond, expired ones
+/// are dropped first.
+const MAX_APPLIED: usize = 65536;
 
 /// The answer's content as the agent is told it (the id is added here).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -42,6 +51,9 @@ pub struct AnswerGate {
     next_id: AtomicU64,
     agents: Arc<AtomicUsize>,
     waiting: Arc<Mutex<HashMap<u64, oneshot::Sender<()>>>>,
+    /// (endpoint, name) -> addresses the agent applied, and until when
+    /// their TTL keeps them.
+    applied: Mutex<HashMap<(u64, String), (Vec<String>, Instant)>>,
     /// Only `Reply::DnsAnswer` lines.
     lines: broadcast::Sender<Reply>,
 }
@@ -52,6 +64,7 @@ impl Default for AnswerGate {
             next_id: AtomicU64::new(1),
             agents: Arc::default(),
             waiting: Arc::default(),
+            applied: Mutex::default(),
             lines: broadcast::channel(4096).0,
         }
     }
@@ -99,14 +112,22 @@ impl AnswerGate {
         self.agents.load(Ordering::Acquire)
     }
 
-    /// Tells the agents about `notice` and waits for the go-ahead.
+    /// Tells the agents about `notice` and waits for the go-ahead (unless
+    /// they applied the same addresses for the name within their TTL).
     pub async fn hold(&self, notice: AnswerNotice, max_delay: Duration) -> Release {
         if self.agents() == 0 {
             return Release::NoAgent;
         }
+        let key = (notice.endpoint_id, notice.name.clone());
+        let known = lock(&self.applied).get(&key).is_some_and(|(ips, until)| {
+            Instant::now() < *until && notice.ips.iter().all(|ip| ips.contains(ip))
+        });
+        let (ips, ttl) = (notice.ips.clone(), notice.ttl);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (release, released) = oneshot::channel();
-        lock(&self.waiting).insert(id, release);
+        if !known {
+            lock(&self.waiting).insert(id, release);
+        }
         let line = Reply::DnsAnswer {
             id,
             endpoint_id: notice.endpoint_id,
@@ -122,12 +143,29 @@ impl AnswerGate {
             lock(&self.waiting).remove(&id);
             return Release::NoAgent;
         }
+        if known {
+            return Release::Known;
+        }
         let result = tokio::time::timeout(max_delay, released).await;
         lock(&self.waiting).remove(&id);
         match result {
             Ok(Ok(())) if self.agents() == 0 => Release::NoAgent,
-            Ok(_) => Release::Done,
+            Ok(_) => {
+                self.remember(key, ips, ttl);
+                Release::Done
+            }
             Err(_) => Release::TimedOut,
+        }
+    }
+
+    fn remember(&self, key: (u64, String), ips: Vec<String>, ttl: u32) {
+        let now = Instant::now();
+        let mut applied = lock(&self.applied);
+        if applied.len() >= MAX_APPLIED {
+            applied.retain(|_, (_, until)| *until > now);
+        }
+        if applied.len() < MAX_APPLIED {
+            applied.insert(key, (ips, now + Duration::from_secs(ttl.into())));
         }
     }
 
@@ -185,9 +223,66 @@ mod tests {
         assert!(gate.release(id));
         assert_eq!(held.await.unwrap(), Release::Done);
         assert_eq!(gate.held(), 0);
-        let release = gate.hold(notice(), Duration::from_millis(20)).await;
+        let other = AnswerNotice {
+            name: "b.test".into(),
+            ..notice()
+        };
+        let release = gate.hold(other, Duration::from_millis(20)).await;
         assert_eq!(release, Release::TimedOut);
         assert_eq!(gate.held(), 0);
+    }
+
+    #[tokio::test]
+    async fn addresses_applied_within_their_ttl_are_told_but_not_held() {
+        let gate = Arc::new(AnswerGate::default());
+        let _agent = gate.agent_connected();
+        let mut lines = gate.subscribe();
+        let held = tokio::spawn({
+            let gate = gate.clone();
+            async move { gate.hold(notice(), Duration::from_secs(60)).await }
+        });
+        let Ok(Reply::DnsAnswer { id, .. }) = lines.recv().await else {
+            panic!("expected a dns_answer line");
+        };
+        gate.release(id);
+        assert_eq!(held.await.unwrap(), Release::Done);
+        // The same address again: told (the agent refreshes the TTL), not held.
+        assert_eq!(
+            gate.hold(notice(), Duration::from_secs(60)).await,
+            Release::Known
+        );
+        assert!(matches!(lines.recv().await, Ok(Reply::DnsAnswer { .. })));
+        // A new address for the name is held again.
+        let more = AnswerNotice {
+            ips: vec!["192.0.2.1".into(), "192.0.2.2".into()],
+            ..notice()
+        };
+        let release = gate.hold(more, Duration::from_millis(20)).await;
+        assert_eq!(release, Release::TimedOut);
+        // Past its TTL an address is held again too.
+        let short = AnswerNotice {
+            name: "c.test".into(),
+            ttl: 0,
+            ..notice()
+        };
+        let first = tokio::spawn({
+            let gate = gate.clone();
+            let short = short.clone();
+            async move { gate.hold(short, Duration::from_secs(60)).await }
+        });
+        while let Ok(line) = lines.recv().await {
+            if let Reply::DnsAnswer { id, name, .. } = line {
+                if name == "c.test" {
+                    gate.release(id);
+                    break;
+                }
+            }
+        }
+        assert_eq!(first.await.unwrap(), Release::Done);
+        assert_eq!(
+            gate.hold(short, Duration::from_millis(20)).await,
+            Release::TimedOut
+        );
     }
 
     #[tokio::test]

@@ -146,12 +146,14 @@ async fn forward(
     let upstream = upstream_socket(ctx.original_dst, upstream_options(ctx))?;
     upstream.connect(ctx.original_dst).await?;
     upstream.send(query).await?;
-    let mut buf = vec![0u8; MAX_DATAGRAM];
+    // Filled as received, never zeroed first: most answers are small.
+    let mut buf = Vec::with_capacity(MAX_DATAGRAM);
     let exchange = async {
         loop {
-            let len = upstream.recv(&mut buf).await?;
-            if answers(message, &buf[..len]) {
-                return Ok::<_, std::io::Error>(buf[..len].to_vec());
+            buf.clear();
+            upstream.recv_buf(&mut buf).await?;
+            if answers(message, &buf) {
+                return Ok::<_, std::io::Error>(buf.as_slice().to_vec());
             }
         }
     };
