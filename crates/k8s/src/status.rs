@@ -61,4 +61,3 @@ pub async fn mark_node_network_available(client: &Client, node: &str) -> Result<
         .await
         .map(|_| ())
 }
-

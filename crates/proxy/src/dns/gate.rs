@@ -30,6 +30,10 @@ pub enum Release {
     Known,
 }
 
+/// (endpoint, name) -> the addresses the agent applied for it, and until
+/// when their TTL keeps them.
+type Applied = (Vec<String>, Instant);
+
 /// Most (endpoint, name) pairs remembered as applied; beyond, expired ones
 /// are dropped first.
 const MAX_APPLIED: usize = 65536;
@@ -51,9 +55,7 @@ pub struct AnswerGate {
     next_id: AtomicU64,
     agents: Arc<AtomicUsize>,
     waiting: Arc<Mutex<HashMap<u64, oneshot::Sender<()>>>>,
-    /// (endpoint, name) -> addresses the agent applied, and until when
-    /// their TTL keeps them.
-    applied: Mutex<HashMap<(u64, String), (Vec<String>, Instant)>>,
+    applied: Mutex<HashMap<(u64, String), Applied>>,
     /// Only `Reply::DnsAnswer` lines.
     lines: broadcast::Sender<Reply>,
 }
