@@ -155,6 +155,16 @@ fn report(cluster: &Cluster) -> String {
     out
 }
 
+/// `name` resolves over UDP to exactly `ip`.
+fn answers(pod: &ClusterPod, server: Ipv4Addr, name: &str, ip: &str) -> Result<()> {
+    let (status, ips) = dig(pod, server, name, false);
+    ensure!(
+        status == "NOERROR" && ips == [ip],
+        "{name}: {status} {ips:?}, expected {ip}"
+    );
+    Ok(())
+}
+
 fn connects(pod: &ClusterPod, ip: &str) -> bool {
     pod.tcp_connect(
         ip.parse().expect("an address"),
@@ -268,33 +278,21 @@ fn dns_rules_and_to_fqdns_follow_what_the_pod_resolves() -> Result<()> {
 
     // matchPattern edge cases: `*` within one label only, zero or more
     // characters; case-insensitive.
-    let (status, ips) = dig(&client, server, "part-of-ial.test", false);
-    ensure!(
-        status == "NOERROR" && ips == ["198.18.0.10"],
-        "part-of-ial.test: {status} {ips:?}"
-    );
+    answers(&client, server, "part-of-ial.test", "198.18.0.10")?;
     ensure!(connects(&client, "198.18.0.10"), "part*ial.test's address");
     let (status, _) = dig(&client, server, "x.deep.sub.allowed.test", false);
     ensure!(
         status == "REFUSED",
         "*.allowed.test must not match two levels: {status}"
     );
-    let (status, ips) = dig(&client, server, "deep.sub.allowed.test", false);
-    ensure!(
-        status == "NOERROR" && ips == ["198.18.0.11"],
-        "deep.sub: {status} {ips:?}"
-    );
+    answers(&client, server, "deep.sub.allowed.test", "198.18.0.11")?;
     ensure!(
         !connects(&client, "198.18.0.11"),
         "deep.sub.allowed.test is allowed to resolve but no toFQDNs selector claims it"
     );
 
     // A CNAME chain: the query's name claims the chain's addresses.
-    let (status, ips) = dig(&client, server, "alias.allowed.test", false);
-    ensure!(
-        status == "NOERROR" && ips == ["198.18.0.7"],
-        "alias: {status} {ips:?}"
-    );
+    answers(&client, server, "alias.allowed.test", "198.18.0.7")?;
     ensure!(
         connects(&client, "198.18.0.7"),
         "alias.allowed.test's target address"
@@ -380,11 +378,7 @@ fn dns_rules_and_to_fqdns_follow_what_the_pod_resolves() -> Result<()> {
 
     // TTL expiry: short.test lives 2 s; once it expired and no connection
     // uses the address, new connections are dropped.
-    let (status, ips) = dig(&client, server, "short.test", false);
-    ensure!(
-        status == "NOERROR" && ips == ["198.18.0.9"],
-        "short.test: {status} {ips:?}"
-    );
+    answers(&client, server, "short.test", "198.18.0.9")?;
     ensure!(
         connects(&client, "198.18.0.9"),
         "short.test right after the answer"
@@ -473,11 +467,7 @@ fn resolved_names_keep_working_across_an_agent_restart() -> Result<()> {
         "198.18.0.1 after the restart\n{}",
         report(&cluster)
     );
-    let (status, ips) = dig(&client, server, "other.allowed.test", false);
-    ensure!(
-        status == "NOERROR" && ips == ["198.18.0.8"],
-        "a new lookup after the restart: {status} {ips:?}"
-    );
+    answers(&client, server, "other.allowed.test", "198.18.0.8")?;
     ensure!(
         connects(&client, "198.18.0.8"),
         "other.allowed.test's address after the restart"
