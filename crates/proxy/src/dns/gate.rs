@@ -234,25 +234,30 @@ mod tests {
         assert_eq!(gate.held(), 0);
     }
 
-    #[tokio::test]
-    async fn addresses_applied_within_their_ttl_are_told_but_not_held() {
-        let gate = Arc::new(AnswerGate::default());
-        let _agent = gate.agent_connected();
+    /// Holds `notice` as the agent would see it: its line arrives and the
+    /// agent says it is done.
+    async fn applied(gate: &Arc<AnswerGate>, notice: AnswerNotice) -> Release {
         let mut lines = gate.subscribe();
         let held = tokio::spawn({
             let gate = gate.clone();
-            async move { gate.hold(notice(), Duration::from_secs(60)).await }
+            async move { gate.hold(notice, Duration::from_secs(60)).await }
         });
         let Ok(Reply::DnsAnswer { id, .. }) = lines.recv().await else {
             panic!("expected a dns_answer line");
         };
         gate.release(id);
-        assert_eq!(held.await.unwrap(), Release::Done);
+        held.await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn addresses_applied_within_their_ttl_are_told_but_not_held() {
+        let gate = Arc::new(AnswerGate::default());
+        let _agent = gate.agent_connected();
+        assert_eq!(applied(&gate, notice()).await, Release::Done);
         // The same address again: told (the agent refreshes the TTL), not held.
-        assert_eq!(
-            gate.hold(notice(), Duration::from_secs(60)).await,
-            Release::Known
-        );
+        let mut lines = gate.subscribe();
+        let again = gate.hold(notice(), Duration::from_secs(60)).await;
+        assert_eq!(again, Release::Known);
         assert!(matches!(lines.recv().await, Ok(Reply::DnsAnswer { .. })));
         // A new address for the name is held again.
         let more = AnswerNotice {
@@ -267,24 +272,9 @@ mod tests {
             ttl: 0,
             ..notice()
         };
-        let first = tokio::spawn({
-            let gate = gate.clone();
-            let short = short.clone();
-            async move { gate.hold(short, Duration::from_secs(60)).await }
-        });
-        while let Ok(line) = lines.recv().await {
-            if let Reply::DnsAnswer { id, name, .. } = line {
-                if name == "c.test" {
-                    gate.release(id);
-                    break;
-                }
-            }
-        }
-        assert_eq!(first.await.unwrap(), Release::Done);
-        assert_eq!(
-            gate.hold(short, Duration::from_millis(20)).await,
-            Release::TimedOut
-        );
+        assert_eq!(applied(&gate, short.clone()).await, Release::Done);
+        let release = gate.hold(short, Duration::from_millis(20)).await;
+        assert_eq!(release, Release::TimedOut);
     }
 
     #[tokio::test]
