@@ -10,7 +10,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use anyhow::Context;
 use hubble::{FlowRing, Observer, PodRef, Pods};
 use tokio::sync::broadcast::error::RecvError;
 
@@ -30,18 +29,7 @@ pub async fn start(config: &Config, daemon: Arc<Daemon>, hub: &MonitorHub) -> an
     let ring = Arc::new(FlowRing::new(config.hubble_event_buffer_capacity));
     let observer = Observer::new(ring.clone(), config.node_name());
     let tcp = match &config.hubble_listen_address {
-        Some(addr) => {
-            let full = if addr.starts_with(':') {
-                format!("0.0.0.0{addr}")
-            } else {
-                addr.clone()
-            };
-            Some(
-                tokio::net::TcpListener::bind(&full)
-                    .await
-                    .with_context(|| format!("--hubble-listen-address: cannot listen on {full}"))?,
-            )
-        }
+        Some(addr) => Some(crate::listen::bind("--hubble-listen-address", addr).await?),
         None => None,
     };
     let socket = config.hubble_socket_path.clone();

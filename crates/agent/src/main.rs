@@ -12,6 +12,7 @@ mod health;
 mod hubble;
 mod ipam;
 mod kubernetes;
+mod listen;
 mod metrics;
 mod monitor;
 mod netdev;

@@ -228,12 +228,7 @@ pub async fn serve_unix(observer: Observer, path: &Path) -> std::io::Result<()> 
         let conn = l.accept().await.map(|(s, _)| s);
         Some((conn, l))
     });
-    tonic::transport::Server::builder()
-        .add_service(ObserverServer::new(observer))
-        .add_service(HealthServer::new(Serving))
-        .serve_with_incoming(incoming)
-        .await
-        .map_err(std::io::Error::other)
+    serve(observer, incoming).await
 }
 
 /// Serves on an already bound TCP listener.
@@ -242,6 +237,21 @@ pub async fn serve_tcp(observer: Observer, listener: TcpListener) -> std::io::Re
         let conn = l.accept().await.map(|(s, _)| s);
         Some((conn, l))
     });
+    serve(observer, incoming).await
+}
+
+/// The Observer and gRPC health services on the connections `incoming`
+/// yields.
+async fn serve<S, IO>(observer: Observer, incoming: S) -> std::io::Result<()>
+where
+    S: futures_util::Stream<Item = std::io::Result<IO>>,
+    IO: tokio::io::AsyncRead
+        + tokio::io::AsyncWrite
+        + tonic::transport::server::Connected
+        + Unpin
+        + Send
+        + 'static,
+{
     tonic::transport::Server::builder()
         .add_service(ObserverServer::new(observer))
         .add_service(HealthServer::new(Serving))

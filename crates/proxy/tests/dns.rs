@@ -13,11 +13,11 @@
 mod common;
 
 use std::net::UdpSocket;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::netns::Netns;
+use common::netns::{command_in, Netns};
 use common::{free_port, wait_for_port, Process, Proxy};
 use proxy::dns::wire::{build_query, TYPE_A};
 use serde_json::{json, Value};
@@ -52,14 +52,7 @@ impl Dnsmasq {
             "--address=/gone.allowed.test/",
             "--host-record=www.denied.test,192.0.2.66",
         ];
-        let mut command = match netns {
-            Some(netns) => netns.command(&args),
-            None => {
-                let mut command = Command::new(args[0]);
-                command.args(&args[1..]);
-                command
-            }
-        };
+        let mut command = command_in(netns, &args);
         let child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -114,11 +107,9 @@ fn dig_in(netns: Option<&Netns>, port: u16, args: &[&str]) -> Dig {
         "+answer",
     ];
     all.extend_from_slice(args);
-    let output = match netns {
-        Some(netns) => netns.command(&all).output(),
-        None => Command::new(all[0]).args(&all[1..]).output(),
-    }
-    .expect("dig installed (apt-get install bind9-dnsutils)");
+    let output = command_in(netns, &all)
+        .output()
+        .expect("dig installed (apt-get install bind9-dnsutils)");
     let text = String::from_utf8_lossy(&output.stdout);
     let mut dig = Dig::default();
     for line in text.lines() {

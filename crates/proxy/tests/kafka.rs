@@ -12,9 +12,9 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 
-use common::netns::Netns;
+use common::netns::{command_in, Netns};
 use common::{Process, Proxy};
 use serde_json::{json, Value};
 
@@ -61,14 +61,7 @@ fn mock_cluster(netns: Option<&Netns>) -> (Process, u16) {
         "-t",
         "seed",
     ];
-    let mut command = match netns {
-        Some(netns) => netns.command(&args),
-        None => {
-            let mut command = Command::new(args[0]);
-            command.args(&args[1..]);
-            command
-        }
-    };
+    let mut command = command_in(netns, &args);
     let mut child = command
         .stdin(Stdio::piped())
         .stdout(Stdio::null())

@@ -11,7 +11,7 @@
 //! Needs root, dnsmasq, dig and python3 (`make setup`).
 
 use std::net::Ipv4Addr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
@@ -194,23 +194,56 @@ fn with_resolver(
     pod.exec(&["unshare", "-m", "sh", "-c", &inner])
 }
 
+/// A one-node cluster with the test's policy imported, a client pod, and
+/// the outside host serving DNS (answers live `ttl` s) and every served
+/// address. Fields drop in order: servers and pod first, the cluster last.
+struct Lab {
+    client: ClusterPod,
+    _dns: DnsServer,
+    _web: (HttpServer, TcpServer),
+    host: OutsideHost,
+    dir: PathBuf,
+    cluster: Cluster,
+}
+
+impl Lab {
+    fn start(ttl: u32) -> Result<Lab> {
+        let cluster = Cluster::start(ClusterOptions {
+            nodes: 1,
+            etcd_members: 0,
+        })?;
+        let dir = cluster.node(0).agent().temp_dir().to_path_buf();
+        let host = cluster.outside_host("dns")?;
+        let web = serve_everything(&cluster, &host)?;
+        let dns = dns_server(&host, &dir, ttl)?;
+        let client = cluster.pod(0, "client", &["k8s:app=client"])?;
+        cluster.import_policy(&policy(host.ip()))?;
+        Ok(Lab {
+            client,
+            _dns: dns,
+            _web: web,
+            host,
+            dir,
+            cluster,
+        })
+    }
+}
+
 #[test]
 fn dns_rules_and_to_fqdns_follow_what_the_pod_resolves() -> Result<()> {
-    let cluster = Cluster::start(ClusterOptions {
-        nodes: 1,
-        etcd_members: 0,
-    })?;
-    let dir = cluster.node(0).agent().temp_dir().to_path_buf();
-    let host = cluster.outside_host("dns")?;
-    let _web = serve_everything(&cluster, &host)?;
-    let _dns = dns_server(&host, &dir, 60)?;
-    let client = cluster.pod(0, "client", &["k8s:app=client"])?;
+    let lab = Lab::start(60)?;
+    let Lab {
+        cluster,
+        host,
+        client,
+        dir,
+        ..
+    } = &lab;
     let server = host.ip();
-    cluster.import_policy(&policy(server))?;
 
     // Before any lookup nothing resolved is reachable.
     ensure!(
-        !connects(&client, "198.18.0.1"),
+        !connects(client, "198.18.0.1"),
         "198.18.0.1 reachable before any lookup"
     );
 
@@ -218,7 +251,7 @@ fn dns_rules_and_to_fqdns_follow_what_the_pod_resolves() -> Result<()> {
     // answer gave stays dropped.
     let mut answered = (String::new(), Vec::new());
     let resolved = eventually(Duration::from_secs(10), Duration::from_millis(200), || {
-        answered = dig(&client, server, "web.allowed.test", false);
+        answered = dig(client, server, "web.allowed.test", false);
         answered.1 == ["198.18.0.1"]
     });
     ensure!(
@@ -227,42 +260,42 @@ fn dns_rules_and_to_fqdns_follow_what_the_pod_resolves() -> Result<()> {
         cluster.describe()
     );
     ensure!(
-        connects(&client, "198.18.0.1"),
+        connects(client, "198.18.0.1"),
         "198.18.0.1 after resolving web.allowed.test\n{}",
-        report(&cluster)
+        report(cluster)
     );
     ensure!(
-        !connects(&client, "198.18.0.50"),
+        !connects(client, "198.18.0.50"),
         "198.18.0.50 was never an answer"
     );
 
     // Over TCP too, several A records, matchName in any case with a dot.
-    let (status, ips) = dig(&client, server, "multi.allowed.test", true);
+    let (status, ips) = dig(client, server, "multi.allowed.test", true);
     ensure!(
         status == "NOERROR" && ips.len() == 3,
         "multi over TCP: {status} {ips:?}"
     );
     for ip in &ips {
-        ensure!(connects(&client, ip), "{ip} of multi.allowed.test");
+        ensure!(connects(client, ip), "{ip} of multi.allowed.test");
     }
 
     // A name the DNS rules do not allow: REFUSED, and nothing learned; the
     // monitor shows queries and answers with their verdicts.
     let monitor = CliMonitor::start(cluster.node(0).agent(), &["--type", "l7"])?;
-    let (status, ips) = dig(&client, server, "denied.test", false);
+    let (status, ips) = dig(client, server, "denied.test", false);
     ensure!(
         status == "REFUSED" && ips.is_empty(),
         "denied.test: {status} {ips:?}"
     );
-    let (status, _) = dig(&client, server, "denied.test", true);
+    let (status, _) = dig(client, server, "denied.test", true);
     ensure!(status == "REFUSED", "denied.test over TCP: {status}");
-    ensure!(!connects(&client, "198.18.0.12"), "denied.test's address");
+    ensure!(!connects(client, "198.18.0.12"), "denied.test's address");
     let refused = monitor.wait_for_line(
         |l| l.contains("Request dns") && l.contains("verdict Denied DNS Query: denied.test. A"),
         Duration::from_secs(5),
     );
     ensure!(refused.is_some(), "no monitor line for the denied query");
-    dig(&client, server, "web.allowed.test", false);
+    dig(client, server, "web.allowed.test", false);
     let answer = monitor.wait_for_line(
         |l| {
             l.contains("Response dns")
@@ -278,30 +311,30 @@ fn dns_rules_and_to_fqdns_follow_what_the_pod_resolves() -> Result<()> {
 
     // matchPattern edge cases: `*` within one label only, zero or more
     // characters; case-insensitive.
-    answers(&client, server, "part-of-ial.test", "198.18.0.10")?;
-    ensure!(connects(&client, "198.18.0.10"), "part*ial.test's address");
-    let (status, _) = dig(&client, server, "x.deep.sub.allowed.test", false);
+    answers(client, server, "part-of-ial.test", "198.18.0.10")?;
+    ensure!(connects(client, "198.18.0.10"), "part*ial.test's address");
+    let (status, _) = dig(client, server, "x.deep.sub.allowed.test", false);
     ensure!(
         status == "REFUSED",
         "*.allowed.test must not match two levels: {status}"
     );
-    answers(&client, server, "deep.sub.allowed.test", "198.18.0.11")?;
+    answers(client, server, "deep.sub.allowed.test", "198.18.0.11")?;
     ensure!(
-        !connects(&client, "198.18.0.11"),
+        !connects(client, "198.18.0.11"),
         "deep.sub.allowed.test is allowed to resolve but no toFQDNs selector claims it"
     );
 
     // A CNAME chain: the query's name claims the chain's addresses.
-    answers(&client, server, "alias.allowed.test", "198.18.0.7")?;
+    answers(client, server, "alias.allowed.test", "198.18.0.7")?;
     ensure!(
-        connects(&client, "198.18.0.7"),
+        connects(client, "198.18.0.7"),
         "alias.allowed.test's target address"
     );
 
     // Real resolvers: getaddrinfo and curl by name.
     let py = with_resolver(
-        &client,
-        &dir,
+        client,
+        dir,
         server,
         "python3 -c 'import socket; print(socket.getaddrinfo(\"other.allowed.test\", 80, proto=socket.IPPROTO_TCP)[0][4][0])'",
     );
@@ -312,8 +345,8 @@ fn dns_rules_and_to_fqdns_follow_what_the_pod_resolves() -> Result<()> {
         String::from_utf8_lossy(&py.stderr)
     );
     let curl = with_resolver(
-        &client,
-        &dir,
+        client,
+        dir,
         server,
         "curl -s --max-time 3 -o /dev/null -w '%{http_code}' http://other.allowed.test/",
     );
@@ -378,9 +411,9 @@ fn dns_rules_and_to_fqdns_follow_what_the_pod_resolves() -> Result<()> {
 
     // TTL expiry: short.test lives 2 s; once it expired and no connection
     // uses the address, new connections are dropped.
-    answers(&client, server, "short.test", "198.18.0.9")?;
+    answers(client, server, "short.test", "198.18.0.9")?;
     ensure!(
-        connects(&client, "198.18.0.9"),
+        connects(client, "198.18.0.9"),
         "short.test right after the answer"
     );
     // (Probing by connecting would keep it alive: watch the cache.)
@@ -395,18 +428,18 @@ fn dns_rules_and_to_fqdns_follow_what_the_pod_resolves() -> Result<()> {
         forgotten,
         "short.test still cached {:?} after a 2 s TTL\n{}",
         learned.elapsed(),
-        report(&cluster)
+        report(cluster)
     );
     ensure!(
-        !connects(&client, "198.18.0.9"),
+        !connects(client, "198.18.0.9"),
         "198.18.0.9 allowed after its TTL\n{}",
-        report(&cluster)
+        report(cluster)
     );
 
     // The first connection right after each answer never races the policy.
     let race = with_resolver(
-        &client,
-        &dir,
+        client,
+        dir,
         server,
         &format!(
             "python3 -c '
@@ -436,43 +469,40 @@ print(len(failed), failed[:5])
 
 #[test]
 fn resolved_names_keep_working_across_an_agent_restart() -> Result<()> {
-    let mut cluster = Cluster::start(ClusterOptions {
-        nodes: 1,
-        etcd_members: 0,
-    })?;
-    let dir = cluster.node(0).agent().temp_dir().to_path_buf();
-    let host = cluster.outside_host("dns")?;
-    let _web = serve_everything(&cluster, &host)?;
-    let _dns = dns_server(&host, &dir, 600)?;
-    let client = cluster.pod(0, "client", &["k8s:app=client"])?;
+    let mut lab = Lab::start(600)?;
+    let Lab {
+        cluster,
+        host,
+        client,
+        ..
+    } = &mut lab;
     let server = host.ip();
-    cluster.import_policy(&policy(server))?;
     let resolved = eventually(Duration::from_secs(10), Duration::from_millis(200), || {
-        dig(&client, server, "web.allowed.test", false).1 == ["198.18.0.1"]
+        dig(client, server, "web.allowed.test", false).1 == ["198.18.0.1"]
     });
     ensure!(resolved, "web.allowed.test\n{}", cluster.describe());
     ensure!(
-        connects(&client, "198.18.0.1"),
+        connects(client, "198.18.0.1"),
         "198.18.0.1 before the restart"
     );
 
     cluster.kill_agent(0);
     ensure!(
-        connects(&client, "198.18.0.1"),
+        connects(client, "198.18.0.1"),
         "198.18.0.1 with the agent dead (kill -9)"
     );
     cluster.start_agent(0).context("restarting the agent")?;
     ensure!(
-        connects(&client, "198.18.0.1"),
+        connects(client, "198.18.0.1"),
         "198.18.0.1 after the restart\n{}",
-        report(&cluster)
+        report(cluster)
     );
-    answers(&client, server, "other.allowed.test", "198.18.0.8")?;
+    answers(client, server, "other.allowed.test", "198.18.0.8")?;
     ensure!(
-        connects(&client, "198.18.0.8"),
+        connects(client, "198.18.0.8"),
         "other.allowed.test's address after the restart"
     );
-    let (status, _) = dig(&client, server, "denied.test", false);
+    let (status, _) = dig(client, server, "denied.test", false);
     ensure!(
         status == "REFUSED",
         "denied.test after the restart: {status}"

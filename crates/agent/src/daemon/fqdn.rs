@@ -163,15 +163,15 @@ impl Daemon {
             .map(|(ip, id, _)| (*ip, 32, *id))
             .collect();
         inner.maps.ipcache.upsert_local_all(&entries)?;
-        let cidr = super::cidr::prefix_identities(inner);
         for (ip, id, labels) in &changes.removed {
             if !readded.contains(ip) {
                 // Back to what the rules' own /32 says, if anything.
-                match cidr.get(&Ipv4Cidr::new(*ip, 32).expect("a /32 is a prefix")) {
-                    Some(cidr_id) => inner
-                        .maps
-                        .ipcache
-                        .upsert_local_all(&[(*ip, 32, *cidr_id)])?,
+                let host = Ipv4Cidr::new(*ip, 32).expect("a /32 is a prefix");
+                let rule_identity = inner
+                    .cidr_identities
+                    .lookup(&policy::cidr_identity_labels(host));
+                match rule_identity {
+                    Some(cidr_id) => inner.maps.ipcache.upsert_local_all(&[(*ip, 32, cidr_id)])?,
                     None => inner.maps.ipcache.remove(*ip, 32)?,
                 }
             }

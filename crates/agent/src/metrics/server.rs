@@ -1,33 +1,20 @@
 //! The Prometheus endpoint: `GET /metrics` on `--prometheus-serve-addr`.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use axum::{extract::State, http::header, response::IntoResponse, routing::get, Router};
 use tokio::net::TcpListener;
 
 use super::{collect::collect, exposition::render, Registry};
 use crate::daemon::Daemon;
 
-/// `:9962` (every address, as in Cilium), `127.0.0.1:9962`, `[::1]:9962`.
-pub fn parse_addr(text: &str) -> Result<SocketAddr> {
-    let full = if text.starts_with(':') {
-        format!("0.0.0.0{text}")
-    } else {
-        text.to_string()
-    };
-    full.parse()
-        .with_context(|| format!("--prometheus-serve-addr {text:?} is not [HOST]:PORT"))
+/// `--prometheus-serve-addr` (see [`crate::listen`]); binds first, so a taken port fails the agent's start-up.
+pub async fn bind(text: &str) -> Result<TcpListener> {
+    crate::listen::bind(FLAG, text).await
 }
 
-/// Binds first, so a taken port fails the agent's start-up.
-pub async fn bind(text: &str) -> Result<TcpListener> {
-    let addr = parse_addr(text)?;
-    TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("--prometheus-serve-addr: cannot listen on {addr}"))
-}
+const FLAG: &str = "--prometheus-serve-addr";
 
 pub async fn serve(
     listener: TcpListener,
@@ -62,6 +49,10 @@ async fn scrape(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn parse_addr(text: &str) -> Result<std::net::SocketAddr> {
+        crate::listen::parse(FLAG, text)
+    }
 
     #[test]
     fn addresses_like_cilium() {

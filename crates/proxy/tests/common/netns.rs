@@ -87,3 +87,15 @@ impl Netns {
         );
     }
 }
+
+/// `args` as a command inside `netns`, or right here without one.
+pub fn command_in(netns: Option<&Netns>, args: &[&str]) -> Command {
+    match netns {
+        Some(netns) => netns.command(args),
+        None => {
+            let mut command = Command::new(args[0]);
+            command.args(&args[1..]);
+            command
+        }
+    }
+}
