@@ -1,4 +1,10 @@
-//! Compiles the Observer API's protos (Cilium's field numbers, see proto/).
+//! Compiles the Observer API's protos (Cilium's field numbers, see proto/):
+//! the server and a client (the CLI's `cilium flows`), plus serde impls in
+//! protobuf's JSON mapping with proto field names, which is what Cilium's
+//! `hubble observe -o json` prints (its flow type marshals with protojson,
+//! `UseProtoNames: true`).
+
+use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protos = [
@@ -10,9 +16,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for p in protos {
         println!("cargo:rerun-if-changed={p}");
     }
+    let descriptors = PathBuf::from(std::env::var("OUT_DIR")?).join("descriptors.bin");
     tonic_prost_build::configure()
-        .build_client(false)
+        .build_client(true)
         .build_server(true)
+        // Callers bring their own channel (the CLI dials a unix socket).
+        .build_transport(false)
+        .file_descriptor_set_path(&descriptors)
+        // Timestamps serialise as RFC 3339 strings, protojson's form.
+        .extern_path(".google.protobuf.Timestamp", "crate::timestamp::Timestamp")
         .compile_protos(&protos, &["proto"])?;
+    pbjson_build::Builder::new()
+        .register_descriptors(&std::fs::read(&descriptors)?)?
+        .preserve_proto_field_names()
+        .build(&[".flow", ".observer", ".relay"])?;
     Ok(())
 }

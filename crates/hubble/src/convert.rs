@@ -11,6 +11,7 @@ use crate::proto::flow::{
     self, layer4, layer7, CiliumEventType, DropReason, Endpoint, FlowType, IpVersion, L7FlowType,
     Layer4, Layer7, TcpFlags, TraceObservationPoint, TraceReason, TrafficDirection, Verdict,
 };
+use crate::timestamp::Timestamp;
 
 /// Cilium's monitor message types (`pkg/monitor/api`), Hubble's `event_type.type`.
 pub mod event_type {
@@ -191,12 +192,8 @@ fn summary(f: &flow::Flow) -> String {
     }
 }
 
-fn timestamp(t: SystemTime) -> prost_types::Timestamp {
-    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    prost_types::Timestamp {
-        seconds: d.as_secs() as i64,
-        nanos: d.subsec_nanos() as i32,
-    }
+fn timestamp(t: SystemTime) -> Timestamp {
+    Timestamp::from_system_time(t)
 }
 
 /// Our datapath's drop codes are Cilium's, but for a few that sit elsewhere

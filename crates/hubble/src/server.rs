@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime};
 
 use futures_util::{stream, Stream, StreamExt};
 use tokio::net::{TcpListener, UnixListener};
@@ -27,6 +27,7 @@ use crate::proto::observer::{
 };
 use crate::proto::relay::NodeState;
 use crate::ring::FlowRing;
+use crate::timestamp::Timestamp;
 
 /// Reported as the server's version (`hubble status`, `hubble list nodes`).
 const VERSION: &str = concat!("cilium-rs ", env!("CARGO_PKG_VERSION"));
@@ -60,17 +61,11 @@ impl Observer {
     }
 }
 
-fn now() -> prost_types::Timestamp {
-    let d = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    prost_types::Timestamp {
-        seconds: d.as_secs() as i64,
-        nanos: d.subsec_nanos() as i32,
-    }
+fn now() -> Timestamp {
+    Timestamp::from_system_time(SystemTime::now())
 }
 
-fn key(t: &prost_types::Timestamp) -> (i64, i32) {
+fn key(t: &Timestamp) -> (i64, i32) {
     (t.seconds, t.nanos)
 }
 
@@ -269,7 +264,7 @@ mod tests {
             .map(|i| {
                 Arc::new(Flow {
                     drop_reason: i,
-                    time: Some(prost_types::Timestamp {
+                    time: Some(Timestamp {
                         seconds: 1000 + i64::from(i),
                         nanos: 0,
                     }),
@@ -301,7 +296,7 @@ mod tests {
         };
         assert_eq!(pick(first2), [0, 1]);
         let ts = |s| {
-            Some(prost_types::Timestamp {
+            Some(Timestamp {
                 seconds: s,
                 nanos: 0,
             })
