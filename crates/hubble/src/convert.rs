@@ -246,13 +246,16 @@ fn observation_point(point: &str) -> TraceObservationPoint {
     }
 }
 
-/// Cilium's policy match types, the same numbers as our datapath's.
+/// Cilium's numbers for policy match types (`pkg/monitor/api`), from the
+/// monitor's names (our datapath numbers them differently).
 fn match_type(text: &str) -> u32 {
     match text {
-        "L3-L4" => 1,
-        "L3-Only" => 2,
+        "L3-Only" => 1,
+        "L3-L4" => 2,
         "L4-Only" => 3,
         "all" => 4,
+        "L3-Proto" => 5,
+        "Proto-Only" => 6,
         _ => 0,
     }
 }

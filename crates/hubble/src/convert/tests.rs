@@ -132,7 +132,7 @@ fn verdicts_traces_and_their_details() {
         (f.verdict, f.drop_reason_desc),
         (Verdict::Forwarded as i32, 0)
     );
-    assert_eq!(f.policy_match_type, 1);
+    assert_eq!(f.policy_match_type, 2, "Cilium numbers L3-L4 2");
 
     let trace = MonitorEvent {
         kind: "trace".into(),
