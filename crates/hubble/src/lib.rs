@@ -10,6 +10,7 @@
 pub mod convert;
 pub mod filter;
 pub mod metrics;
+pub mod names;
 pub mod ring;
 pub mod server;
 pub mod timestamp;

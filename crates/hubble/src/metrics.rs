@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use crate::convert::event_type;
+use crate::names::trace_point_name;
 use crate::proto::flow::{layer4, layer7, DropReason, Flow, Verdict};
 
 /// Label values of one `hubble_flows_processed_total` series, in Cilium's
@@ -73,27 +74,6 @@ pub fn protocol(flow: &Flow) -> &'static str {
     }
 }
 
-/// Cilium's names of trace observation points (the trace sub-type).
-pub fn trace_point_name(sub_type: i32) -> &'static str {
-    match sub_type {
-        0 => "to-endpoint",
-        1 => "to-proxy",
-        2 => "to-host",
-        3 => "to-stack",
-        4 => "to-overlay",
-        5 => "from-endpoint",
-        6 => "from-proxy",
-        7 => "from-host",
-        8 => "from-stack",
-        9 => "from-overlay",
-        10 => "from-network",
-        11 => "to-network",
-        12 => "to-crypto",
-        13 => "from-crypto",
-        _ => "unknown",
-    }
-}
-
 pub fn flow_labels(flow: &Flow) -> FlowLabels {
     let et = flow.event_type.unwrap_or_default();
     let (ty, subtype) = match et.r#type {
@@ -107,7 +87,7 @@ pub fn flow_labels(flow: &Flow) -> FlowLabels {
             },
         ),
         event_type::DROP => ("Drop", ""),
-        event_type::TRACE => ("Trace", trace_point_name(et.sub_type)),
+        event_type::TRACE => ("Trace", trace_point_name(et.sub_type).unwrap_or("")),
         event_type::POLICY_VERDICT => ("PolicyVerdict", ""),
         _ => ("Unknown", ""),
     };
