@@ -1,10 +1,11 @@
 //! `cilium`: the command-line client of cilium-agent. It owns argument
 //! parsing and human-readable output; every fact it shows comes from the
-//! agent's REST API. It must never touch BPF maps, the kvstore or files of
-//! the agent directly.
+//! agent's REST API (`cilium flows`: its Hubble Observer API). It must
+//! never touch BPF maps, the kvstore or files of the agent directly.
 
 mod bpf;
 mod endpoint;
+mod flows;
 mod fqdn;
 mod identity;
 mod kvstore;
@@ -73,6 +74,8 @@ enum Command {
     /// Manage fqdn proxy
     #[command(subcommand)]
     Fqdn(fqdn::FqdnCommand),
+    /// Observe flows from the agent's Hubble (like `hubble observe`)
+    Flows(Box<flows::FlowsArgs>),
 }
 
 fn main() -> ExitCode {
@@ -90,6 +93,7 @@ fn main() -> ExitCode {
         Command::Node(cmd) => node::run(&client, cmd),
         Command::Kvstore(cmd) => kvstore::run(&client, cmd),
         Command::Fqdn(cmd) => fqdn::run(&client, cmd),
+        Command::Flows(args) => flows::run(&args),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,271 @@
+//! Flows as `hubble observe` prints them: `compact` (one line per flow:
+//! time, source and its identity, an arrow, destination and its identity,
+//! type, verdict, summary), `table` (the same columns aligned under a
+//! header), `json` (the flow alone, protobuf's JSON with proto names) and
+//! `jsonpb` (the whole response). Pure: the caller writes the text.
+
+use hubble::names::{drop_reason_text, match_type_name, reserved_identity_name, trace_point_name};
+use hubble::proto::flow::{layer4, layer7, Flow, L7FlowType, LostEvent, LostEventSource, Verdict};
+use hubble::proto::observer::GetFlowsResponse;
+use hubble::timestamp::Timestamp;
+
+use crate::table::Table;
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Output {
+    Compact,
+    Table,
+    Json,
+    Jsonpb,
+}
+
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
+
+/// Go's `time.StampMilli` (`Jan _2 15:04:05.000`), `utc_offset` seconds
+/// east of UTC.
+pub fn stamp_milli(t: Option<&Timestamp>, utc_offset: i64) -> String {
+    let Some(t) = t.filter(|t| (0..1_000_000_000).contains(&t.nanos)) else {
+        return "N/A".into();
+    };
+    let ((_, month, day), secs) = hubble::timestamp::civil(t.seconds + utc_offset);
+    format!(
+        "{} {day:>2} {:02}:{:02}:{:02}.{:03}",
+        MONTHS[(month - 1) as usize],
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60,
+        t.nanos / 1_000_000
+    )
+}
+
+fn ports(f: &Flow) -> (Option<u32>, Option<u32>) {
+    match f.l4.as_ref().and_then(|l| l.protocol.as_ref()) {
+        Some(layer4::Protocol::Tcp(t)) => (Some(t.source_port), Some(t.destination_port)),
+        Some(layer4::Protocol::Udp(u)) => (Some(u.source_port), Some(u.destination_port)),
+        _ => (None, None),
+    }
+}
+
+/// `namespace/pod[:port]`, else `IP[:port]`.
+fn host(ip: &str, port: Option<u32>, namespace: &str, pod: &str) -> String {
+    let name = match (namespace, pod) {
+        (_, "") => ip.to_string(),
+        ("", pod) => pod.to_string(),
+        (ns, pod) => format!("{ns}/{pod}"),
+    };
+    match port {
+        Some(p) if p != 0 && name.contains(':') => format!("[{name}]:{p}"),
+        Some(p) if p != 0 => format!("{name}:{p}"),
+        _ => name,
+    }
+}
+
+/// Source and destination as Hubble names them.
+pub fn host_names(f: &Flow) -> (String, String) {
+    let Some(ip) = f.ip.as_ref() else {
+        return (String::new(), String::new());
+    };
+    let (sport, dport) = ports(f);
+    let side = |ep: Option<&hubble::proto::flow::Endpoint>, addr: &str, port| {
+        let (ns, pod) = ep.map_or(("", ""), |e| (e.namespace.as_str(), e.pod_name.as_str()));
+        host(addr, port, ns, pod)
+    };
+    (
+        side(f.source.as_ref(), &ip.source, sport),
+        side(f.destination.as_ref(), &ip.destination, dport),
+    )
+}
+
+/// `(world)` for reserved identities, else `(ID:1234)`.
+pub fn identity(id: u32) -> String {
+    match reserved_identity_name(id) {
+        Some(name) => format!("({name})"),
+        None => format!("(ID:{id})"),
+    }
+}
+
+/// Hubble's TYPE column.
+pub fn flow_type(f: &Flow) -> String {
+    if let Some(l7) = &f.l7 {
+        let kind = L7FlowType::try_from(l7.r#type)
+            .unwrap_or(L7FlowType::UnknownL7Type)
+            .as_str_name()
+            .to_ascii_lowercase();
+        return match &l7.record {
+            Some(layer7::Record::Http(_)) => format!("http-{kind}"),
+            Some(layer7::Record::Kafka(_)) => format!("kafka-{kind}"),
+            Some(layer7::Record::Dns(d)) => format!("dns-{kind} {}", d.observation_source),
+            None => format!("l7-{kind}"),
+        };
+    }
+    let et = f.event_type.unwrap_or_default();
+    match et.r#type {
+        4 => trace_point_name(et.sub_type).map_or_else(|| et.sub_type.to_string(), str::to_string),
+        1 => drop_reason_text(et.sub_type as u32),
+        5 => {
+            let direction = hubble::proto::flow::TrafficDirection::try_from(f.traffic_direction)
+                .map_or("TRAFFIC_DIRECTION_UNKNOWN", |d| d.as_str_name());
+            format!(
+                "policy-verdict:{} {direction}",
+                match_type_name(f.policy_match_type)
+            )
+        }
+        _ => "UNKNOWN".into(),
+    }
+}
+
+/// Hubble's VERDICT column: policy verdicts read ALLOWED/DENIED.
+pub fn verdict(f: &Flow) -> String {
+    let v = Verdict::try_from(f.verdict).unwrap_or(Verdict::Unknown);
+    let policy_verdict = f.event_type.is_some_and(|e| e.r#type == 5);
+    match v {
+        Verdict::Forwarded | Verdict::Redirected if policy_verdict => "ALLOWED".into(),
+        Verdict::Dropped | Verdict::Error if policy_verdict => "DENIED".into(),
+        Verdict::Audit if policy_verdict => "AUDITED".into(),
+        v => v.as_str_name().into(),
+    }
+}
+
+/// One `-o compact` line (without the newline).
+pub fn compact(f: &Flow, utc_offset: i64) -> String {
+    let (mut src, mut dst) = host_names(f);
+    let mut src_id = identity(f.source.as_ref().map_or(0, |e| e.identity));
+    let mut dst_id = identity(f.destination.as_ref().map_or(0, |e| e.identity));
+    let arrow = match f.is_reply {
+        None => "<>",
+        Some(true) => {
+            std::mem::swap(&mut src, &mut dst);
+            std::mem::swap(&mut src_id, &mut dst_id);
+            "<-"
+        }
+        Some(false) => "->",
+    };
+    format!(
+        "{}: {src} {src_id} {arrow} {dst} {dst_id} {} {} ({})",
+        stamp_milli(f.time.as_ref(), utc_offset),
+        flow_type(f),
+        verdict(f),
+        f.summary
+    )
+}
+
+pub const TABLE_HEADER: [&str; 6] = [
+    "TIMESTAMP",
+    "SOURCE",
+    "DESTINATION",
+    "TYPE",
+    "VERDICT",
+    "SUMMARY",
+];
+
+/// One `-o table` row.
+pub fn table_row(f: &Flow, utc_offset: i64) -> [String; 6] {
+    let (src, dst) = host_names(f);
+    [
+        stamp_milli(f.time.as_ref(), utc_offset),
+        src,
+        dst,
+        flow_type(f),
+        verdict(f),
+        f.summary.clone(),
+    ]
+}
+
+/// A lost-events notice, as Hubble's compact printer writes it.
+pub fn lost(l: &LostEvent) -> String {
+    let source = LostEventSource::try_from(l.source)
+        .map_or("UNKNOWN_LOST_EVENT_SOURCE", |s| s.as_str_name());
+    format!(
+        "EVENTS LOST: {source} CPU({}) {}",
+        l.cpu.unwrap_or_default(),
+        l.num_events_lost
+    )
+}
+
+/// Turns responses into output text, remembering whether the table's
+/// header is out.
+pub struct Printer {
+    pub output: Output,
+    /// Seconds east of UTC for a given time, for timestamps.
+    pub utc_offset: fn(i64) -> i64,
+    rows: Vec<[String; 6]>,
+    /// Print table rows as they come (following) instead of aligning all.
+    pub streaming: bool,
+    header_done: bool,
+}
+
+impl Printer {
+    pub fn new(output: Output, utc_offset: fn(i64) -> i64, streaming: bool) -> Self {
+        Printer {
+            output,
+            utc_offset,
+            rows: Vec::new(),
+            streaming,
+            header_done: false,
+        }
+    }
+
+    /// Text for stdout and for stderr (lost events) of one response.
+    pub fn response(&mut self, r: &GetFlowsResponse) -> Result<(String, String), String> {
+        use hubble::proto::observer::get_flows_response::ResponseTypes;
+        if self.output == Output::Jsonpb {
+            let line = serde_json::to_string(r).map_err(|e| e.to_string())?;
+            return Ok((line + "\n", String::new()));
+        }
+        match &r.response_types {
+            Some(ResponseTypes::Flow(f)) => Ok((self.flow(f)?, String::new())),
+            Some(ResponseTypes::LostEvents(l)) => Ok((String::new(), lost(l) + "\n")),
+            _ => Ok((String::new(), String::new())),
+        }
+    }
+
+    fn flow(&mut self, f: &Flow) -> Result<String, String> {
+        let offset = (self.utc_offset)(f.time.map_or(0, |t| t.seconds));
+        Ok(match self.output {
+            Output::Compact => compact(f, offset) + "\n",
+            Output::Json => serde_json::to_string(f).map_err(|e| e.to_string())? + "\n",
+            Output::Jsonpb => unreachable!("handled with the response"),
+            Output::Table => {
+                let row = table_row(f, offset);
+                if !self.streaming {
+                    self.rows.push(row);
+                    return Ok(String::new());
+                }
+                let mut t = Table::new();
+                t.row(TABLE_HEADER);
+                t.row(row);
+                let text = t.render();
+                let mut lines = text.lines();
+                let header = lines.next().unwrap_or_default();
+                let mut out = String::new();
+                if !std::mem::replace(&mut self.header_done, true) {
+                    out += header;
+                    out.push('\n');
+                }
+                for l in lines {
+                    out += l;
+                    out.push('\n');
+                }
+                out
+            }
+        })
+    }
+
+    /// What is left to print when the stream ends: the aligned table.
+    pub fn finish(&mut self) -> String {
+        if self.output != Output::Table || self.streaming || self.rows.is_empty() {
+            return String::new();
+        }
+        let mut t = Table::new();
+        t.row(TABLE_HEADER);
+        for r in self.rows.drain(..) {
+            t.row(r);
+        }
+        t.render()
+    }
+}
+
+#[cfg(test)]
+mod tests;
