@@ -1,7 +1,8 @@
 //! Hubble in the agent (`--enable-hubble`): one more monitor-hub
 //! subscriber that names each event, turns it into a flow and stores it in
 //! the hubble crate's ring, and the Observer gRPC API on
-//! `--hubble-socket-path` (and `--hubble-listen-address`).
+//! `--hubble-socket-path` (and `--hubble-listen-address`). Each stored flow
+//! is counted for `hubble_flows_processed_total` and `hubble_drop_total`.
 //!
 //! While Hubble runs, its subscription keeps the datapath's events switched
 //! on (the hub's `events_wanted` follows its listeners); with Hubble off,
@@ -16,6 +17,7 @@ use tokio::sync::broadcast::error::RecvError;
 use crate::api::monitor_stream::name_event;
 use crate::config::Config;
 use crate::daemon::{observe::MonitorContext, Daemon};
+use crate::metrics::Registry;
 use crate::monitor::MonitorHub;
 
 /// How long the view of identities, endpoints and pods is trusted.
@@ -25,7 +27,12 @@ const MISS_REFRESH: Duration = Duration::from_millis(100);
 
 /// Binds the servers (a taken address fails the start) and starts storing
 /// flows.
-pub async fn start(config: &Config, daemon: Arc<Daemon>, hub: &MonitorHub) -> anyhow::Result<()> {
+pub async fn start(
+    config: &Config,
+    daemon: Arc<Daemon>,
+    hub: &MonitorHub,
+    registry: Arc<Registry>,
+) -> anyhow::Result<()> {
     let ring = Arc::new(FlowRing::new(config.hubble_event_buffer_capacity));
     let observer = Observer::new(ring.clone(), config.node_name());
     let tcp = match &config.hubble_listen_address {
@@ -57,7 +64,7 @@ pub async fn start(config: &Config, daemon: Arc<Daemon>, hub: &MonitorHub) -> an
         });
     }
     let rx = hub.subscribe();
-    tokio::spawn(store_flows(rx, daemon, ring, config.node_name()));
+    tokio::spawn(store_flows(rx, daemon, ring, registry, config.node_name()));
     Ok(())
 }
 
@@ -65,6 +72,7 @@ async fn store_flows(
     mut rx: tokio::sync::broadcast::Receiver<Arc<api::models::MonitorEvent>>,
     daemon: Arc<Daemon>,
     ring: Arc<FlowRing>,
+    registry: Arc<Registry>,
     node_name: String,
 ) {
     let mut view = View::new(daemon);
@@ -79,6 +87,7 @@ async fn store_flows(
         };
         let named = view.name(&ev);
         if let Some(flow) = hubble::to_flow(&named, &view.pods, &node_name, SystemTime::now()) {
+            registry.hubble_flows.observe(&flow);
             ring.push(flow);
         }
     }

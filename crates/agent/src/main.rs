@@ -101,7 +101,7 @@ async fn run(mut config: Config) -> anyhow::Result<()> {
         events_registry.events_reader_ended(why);
     });
     if daemon.config().enable_hubble {
-        hubble::start(daemon.config(), daemon.clone(), &hub).await?;
+        hubble::start(daemon.config(), daemon.clone(), &hub, registry.clone()).await?;
     }
     if let Some(addr) = prometheus {
         let listener = metrics::server::bind(&addr).await?;
@@ -198,13 +198,9 @@ fn spawn_proxy_supervisor(daemon: &Arc<Daemon>, socket: &std::path::Path, hub: M
         ],
         dns_answers: {
             let daemon = daemon.clone();
-            Arc::new(move |answer: proxy::supervisor::DnsAnswer| {
-                for name in &answer.names {
-                    if let Err(e) =
-                        daemon.dns_answer(answer.endpoint, name, &answer.ips, answer.ttl)
-                    {
-                        eprintln!("level=warning msg=\"fqdn: answer for {name}: {e}\"");
-                    }
+            Arc::new(move |answers: Vec<proxy::supervisor::DnsAnswer>| {
+                for e in daemon.dns_answers(&answers) {
+                    eprintln!("level=warning msg=\"fqdn: DNS answer: {e}\"");
                 }
             })
         },

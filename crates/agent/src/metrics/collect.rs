@@ -135,6 +135,9 @@ pub fn collect(daemon: &Daemon, registry: &Registry) -> Vec<Family> {
     families.push(map_ops_family());
     families.extend(super::l7::families(daemon));
     families.extend(fqdn_families(daemon));
+    if daemon.config().enable_hubble {
+        families.extend(super::hubble::families(&registry.hubble_flows.snapshot()));
+    }
     families
 }
 

@@ -9,6 +9,7 @@
 
 pub mod collect;
 pub mod exposition;
+pub mod hubble;
 pub mod l7;
 pub mod pressure;
 pub mod server;
@@ -107,6 +108,8 @@ pub struct Registry {
     pub events_reader: Controller,
     pub ct_gc: Controller,
     pub map_pressure: Controller,
+    /// Hubble's flow counts; exported only with `--enable-hubble`.
+    pub hubble_flows: ::hubble::FlowMetrics,
     /// The map fill levels the pressure watcher saw last.
     maps: Mutex<Option<Vec<BpfMapProperties>>>,
 }
@@ -123,6 +126,7 @@ impl Default for Registry {
             events_reader: Controller::new("monitor-events-reader"),
             ct_gc: Controller::new("ct-map-gc"),
             map_pressure: Controller::new("bpf-map-pressure"),
+            hubble_flows: ::hubble::FlowMetrics::default(),
             maps: Mutex::new(None),
         }
     }
