@@ -30,11 +30,19 @@
 #include "lib/lb.h"
 #include "lib/proxy.h"
 #include "lib/nodeport.h"
+#include "lib/ipv6.h"
+#include "lib/conntrack6.h"
+#include "lib/icmp6.h"
 
 /* Set by the agent at load time. */
 volatile const __u32 LXC_ID = 0;
 /* The node's VXLAN device; 0 when there is no overlay. */
 volatile const __u32 ENCAP_IFINDEX = 0;
+/* The endpoint's IPv6 gateway (the node's router address), whose neighbour
+ * solicitations this program answers with HOST_MAC, the MAC of the
+ * endpoint's host-side veth. All zero: IPv6 has no gateway here. */
+volatile const __u64 ROUTER_IP6[2] = {};
+volatile const __u8 HOST_MAC[ETH_ALEN] = {};
 
 /* Drops and reports the packet as seen at `ifindex`: the endpoint's
  * host-side veth, also where the overlay tail-called its policy. */
@@ -75,6 +83,137 @@ static __always_inline int enforce(__u32 peer_id, const struct flow *f, __u32 sr
 	return v.denied_by_rule ? DROP_POLICY_DENY : DROP_POLICY;
 }
 
+/* IPv6 from the container: the IPv4 path's order (anti-spoofing,
+ * conntrack, egress policy, delivery) without services and the L7 proxy,
+ * which are IPv4-only so far: a flow policy sends to the proxy is dropped
+ * rather than let past its L7 rules. Neighbour discovery comes first and
+ * never meets policy; the gateway's is answered here. */
+static __always_inline int from_container6(struct __sk_buff *skb)
+{
+	struct endpoint_info *self, *dst_ep;
+	struct remote_endpoint_info *remote;
+	struct flow6 f;
+	struct ct_state state = {};
+	__u32 src_id, dst_id;
+	int ct, ret;
+
+	ret = parse_ipv6(skb, &f);
+	if (ret)
+		return drop_unparsed(skb, skb->ifindex, ret, DIR_EGRESS);
+
+	if (icmp6_is_nd(&f)) {
+		union v6addr router = { .d1 = ROUTER_IP6[0], .d2 = ROUTER_IP6[1] };
+		__u8 mac[ETH_ALEN];
+		int i;
+
+		/* Advertisements go on to the stack, as in Cilium. */
+		if (f.l4.icmp_type == ICMP6_NA)
+			return TC_ACT_OK;
+		for (i = 0; i < ETH_ALEN; i++)
+			mac[i] = HOST_MAC[i];
+		ret = nd_answer_router(skb, &f, &router, mac);
+		if (ret < 0)
+			return drop_unparsed(skb, skb->ifindex, -ret, DIR_EGRESS);
+		return ret;
+	}
+
+	self = lookup_local_endpoint6(&f.saddr);
+	if (!self || self->lxc_id != LXC_ID)
+		return drop(skb, DROP_INVALID_SIP, &f.l4, 0, 0, DIR_EGRESS);
+	src_id = self->sec_id;
+
+	remote = ipcache6_lookup(&f.daddr);
+	dst_ep = remote && remote->tunnel_endpoint ? NULL : lookup_local_endpoint6(&f.daddr);
+	if (dst_ep)
+		dst_id = dst_ep->sec_id;
+	else
+		dst_id = remote ? remote->sec_identity : WORLD_ID;
+
+	ct = ct6_lookup(&f, CT_DIR_EGRESS, &state);
+	if (ct == CT_NEW && ct6_icmp_error_related(skb, &f, CT_DIR_EGRESS)) {
+		ct = CT_RELATED;
+	} else if (ct == CT_NEW) {
+		ret = enforce(dst_id, &f.l4, src_id, dst_id, DIR_EGRESS, skb->ifindex,
+			      &state.proxy_port);
+		if (ret)
+			return drop(skb, ret, &f.l4, src_id, dst_id, DIR_EGRESS);
+		ct6_create(&f, CT_DIR_EGRESS, src_id, &state);
+	}
+	if (state.proxy_port)
+		return drop(skb, DROP_PROXY_UNKNOWN_PROTO, &f.l4, src_id, dst_id, DIR_EGRESS);
+	frag6_register(&f);
+
+	update_metrics(skb->len, REASON_FORWARDED, DIR_EGRESS);
+	if (dst_ep) {
+		__u32 ifindex = dst_ep->ifindex;
+
+		ret = ipv6_route_to(skb, dst_ep->mac, dst_ep->node_mac);
+		if (ret)
+			return drop_unparsed(skb, skb->ifindex, ret, DIR_EGRESS);
+		set_identity_mark(skb, src_id);
+		skb->cb[0] = ifindex;
+		skb->cb[1] = 0;
+		bpf_tail_call(skb, &cilium_call_policy, dst_ep->lxc_id);
+		return bpf_redirect(ifindex, 0);
+	}
+	if (remote && remote->tunnel_endpoint && ENCAP_IFINDEX) {
+		send_trace(TRACE_TO_OVERLAY, ct, LXC_ID, skb->ifindex, &f.l4, src_id, dst_id,
+			   DIR_EGRESS);
+		ret = encap_and_redirect(skb, ENCAP_IFINDEX, remote->tunnel_endpoint, src_id);
+		if (ret < 0)
+			return drop(skb, DROP_WRITE_ERROR, &f.l4, src_id, dst_id, DIR_EGRESS);
+		return ret;
+	}
+	send_trace(TRACE_TO_STACK, ct, LXC_ID, skb->ifindex, &f.l4, src_id, dst_id, DIR_EGRESS);
+	return TC_ACT_OK;
+}
+
+/* IPv6 into the container: to_container's enforcement. Neighbour
+ * discovery passes whatever the policy. */
+static __always_inline int to_container6(struct __sk_buff *skb, __u32 ifindex, int peer)
+{
+	struct endpoint_info *self;
+	struct flow6 f;
+	struct ct_state state = {};
+	__u32 src_id, dst_id, magic;
+	int ct, ret;
+
+	ret = parse_ipv6(skb, &f);
+	if (ret)
+		return drop_unparsed(skb, ifindex, ret, DIR_INGRESS);
+	if (icmp6_is_nd(&f))
+		return peer ? bpf_redirect_peer(ifindex, 0) : TC_ACT_OK;
+
+	src_id = take_identity_mark(skb, &magic);
+	ct = ct6_lookup(&f, CT_DIR_INGRESS, &state);
+	dst_id = 0;
+	if (ct == CT_NEW || (trace_wanted(ct, &f.l4) && events_wanted())) {
+		if (!src_id)
+			src_id = identity_of6(&f.saddr);
+		self = lookup_local_endpoint6(&f.daddr);
+		dst_id = self ? self->sec_id : 0;
+	}
+	if (ct == CT_NEW && ct6_icmp_error_related(skb, &f, CT_DIR_INGRESS)) {
+		ct = CT_RELATED;
+	} else if (ct == CT_NEW) {
+		if (magic != MARK_MAGIC_PROXY_INGRESS) {
+			ret = enforce(src_id, &f.l4, src_id, dst_id, DIR_INGRESS, ifindex,
+				      &state.proxy_port);
+			if (ret)
+				return drop_at(skb, ifindex, ret, &f.l4, src_id, dst_id, DIR_INGRESS);
+		}
+		ct6_create(&f, CT_DIR_INGRESS, src_id, &state);
+	}
+	if (state.proxy_port)
+		return drop_at(skb, ifindex, DROP_PROXY_UNKNOWN_PROTO, &f.l4, src_id, dst_id,
+			       DIR_INGRESS);
+	frag6_register(&f);
+
+	update_metrics(skb->len, REASON_FORWARDED, DIR_INGRESS);
+	send_trace(TRACE_TO_LXC, ct, LXC_ID, ifindex, &f.l4, src_id, dst_id, DIR_INGRESS);
+	return peer ? bpf_redirect_peer(ifindex, 0) : TC_ACT_OK;
+}
+
 SEC("classifier")
 int cil_from_container(struct __sk_buff *skb)
 {
@@ -86,10 +225,13 @@ int cil_from_container(struct __sk_buff *skb)
 	__u16 rev_nat = 0, proxy_port = 0;
 	int ct, ret;
 
-	if (skb->protocol == bpf_htons(ETH_P_ARP))
-		return TC_ACT_OK;
-	if (skb->protocol != bpf_htons(ETH_P_IP))
+	if (skb->protocol != bpf_htons(ETH_P_IP)) {
+		if (skb->protocol == bpf_htons(ETH_P_ARP))
+			return TC_ACT_OK;
+		if (skb->protocol == bpf_htons(ETH_P_IPV6))
+			return from_container6(skb);
 		return drop_unparsed(skb, skb->ifindex, DROP_UNKNOWN_L3, DIR_EGRESS);
+	}
 
 	ret = parse_ipv4(skb, &f);
 	if (ret)
@@ -200,10 +342,13 @@ static __always_inline int to_container(struct __sk_buff *skb, __u32 ifindex, in
 	__u32 src_id, dst_id, magic;
 	int ct, ret;
 
-	if (skb->protocol == bpf_htons(ETH_P_ARP))
-		return TC_ACT_OK;
-	if (skb->protocol != bpf_htons(ETH_P_IP))
+	if (skb->protocol != bpf_htons(ETH_P_IP)) {
+		if (skb->protocol == bpf_htons(ETH_P_ARP))
+			return TC_ACT_OK;
+		if (skb->protocol == bpf_htons(ETH_P_IPV6))
+			return to_container6(skb, ifindex, peer);
 		return drop_unparsed(skb, ifindex, DROP_UNKNOWN_L3, DIR_INGRESS);
+	}
 
 	ret = parse_ipv4(skb, &f);
 	if (ret)

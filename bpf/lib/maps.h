@@ -286,6 +286,105 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } cilium_snat_v4_external SEC(".maps");
 
+/* IPv6: the same design as IPv4, one map per family so that IPv4 keys stay
+ * small and IPv4 lookups cost what they did. Values are shared with IPv4;
+ * tunnel endpoints stay IPv4 (the underlay is IPv4). */
+union v6addr {
+	__u8 addr[16];
+	__be32 p[4];
+	struct {
+		__u64 d1;
+		__u64 d2;
+	};
+};
+
+/* cilium_lxc6: local endpoints by IPv6 address. */
+struct endpoint6_key {
+	union v6addr ip6;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct endpoint6_key);
+	__type(value, struct endpoint_info);
+	__uint(max_entries, 65535);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} cilium_lxc6 SEC(".maps");
+
+/* cilium_ipcache6: IPv6 prefix -> identity; cilium_ipcache6_host: its /128
+ * entries once more, by address (see cilium_ipcache_host). */
+struct ipcache6_key {
+	__u32 prefixlen;
+	__u8 ip6[16];		/* bytes: the trie wants the prefix right after prefixlen */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__type(key, struct ipcache6_key);
+	__type(value, struct remote_endpoint_info);
+	__uint(max_entries, 512000);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} cilium_ipcache6 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, union v6addr);
+	__type(value, struct remote_endpoint_info);
+	__uint(max_entries, 512000);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} cilium_ipcache6_host SEC(".maps");
+
+/* cilium_ct6_global: connection tracking of IPv6 flows, keyed like
+ * cilium_ct4_global, with the same entries. */
+struct ct6_key {
+	union v6addr saddr;
+	union v6addr daddr;
+	__be16 sport;
+	__be16 dport;
+	__u8 protocol;
+	__u8 dir;
+	__u16 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct ct6_key);
+	__type(value, struct ct_entry);
+	__uint(max_entries, 262144);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} cilium_ct6_global SEC(".maps");
+
+/* cilium_ipv6_frag_datagrams: what the first fragment of a datagram showed
+ * of its L4 header, so that the later fragments (which carry none) are
+ * decided on the same ports. Keyed by the fragment header's identification
+ * and next header, as Cilium's map of the same name. */
+struct frag6_key {
+	union v6addr saddr;
+	union v6addr daddr;
+	__be32 id;
+	__u8 nexthdr;
+	__u8 pad[3];
+};
+
+struct frag6_l4 {
+	__be16 sport;
+	__be16 dport;
+	__u8 protocol;		/* the L4 protocol after any further extension headers */
+	__u8 icmp_type;
+	__u16 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct frag6_key);
+	__type(value, struct frag6_l4);
+	__uint(max_entries, 8192);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} cilium_ipv6_frag_datagrams SEC(".maps");
+
 /* cilium_events: drop, trace and policy-verdict notifications. */
 enum {
 	EVENT_DROP = 1,
@@ -305,6 +404,7 @@ enum {
 	CT_NEW = 0,
 	CT_ESTABLISHED = 1,
 	CT_REPLY = 2,
+	CT_RELATED = 3,		/* an ICMPv6 error about a tracked flow */
 };
 
 struct event {

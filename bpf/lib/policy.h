@@ -12,10 +12,16 @@ struct policy_verdict {
 	__u16 proxy_port;
 };
 
-/* The policy "port" of a flow: the destination port, or the ICMP type. */
+/* ICMPv6's protocol number (linux/in6.h is not for BPF C). */
+#define IPPROTO_ICMPV6_NR 58
+
+/* The policy "port" of a flow: the destination port, or the ICMP type
+ * (ICMPv6's for IPv6, whose `icmps` rules are keyed by protocol 58). */
 static __always_inline __be16 policy_port(const struct flow *f)
 {
-	return f->protocol == IPPROTO_ICMP ? bpf_htons(f->icmp_type) : f->dport;
+	if (f->protocol == IPPROTO_ICMP || f->protocol == IPPROTO_ICMPV6_NR)
+		return bpf_htons(f->icmp_type);
+	return f->dport;
 }
 
 static __always_inline struct policy_entry *policy_lookup(__u32 identity, const struct flow *f,

@@ -8,8 +8,8 @@ use crate::{
     maps::{
         lb::{Lb4Backend, Lb4Key, Lb4ReverseNat, Lb4ReverseSk, Lb4ReverseSkKey, Lb4Service},
         nat::{Nat4Entry, Nat4Key},
-        CtEntry, CtKey, EndpointInfo, EndpointKey, IpcacheKey, MetricsValue, PolicyEntry,
-        PolicyKey, RemoteEndpointInfo,
+        Ct6Key, CtEntry, CtKey, Endpoint6Key, EndpointInfo, EndpointKey, Ipcache6Key, IpcacheKey,
+        MetricsValue, PolicyEntry, PolicyKey, RemoteEndpointInfo,
     },
 };
 
@@ -74,6 +74,13 @@ pub fn layouts() -> Vec<StructLayout> {
             [ifindex, lxc_id, flags, mac, node_mac, sec_id]
         ),
         layout!(IpcacheKey, "ipcache_key", [prefixlen, ip4]),
+        layout!(Endpoint6Key, "endpoint6_key", [ip6]),
+        layout!(Ipcache6Key, "ipcache6_key", [prefixlen, ip6]),
+        layout!(
+            Ct6Key,
+            "ct6_key",
+            [saddr, daddr, sport, dport, protocol, dir, pad]
+        ),
         layout!(
             RemoteEndpointInfo,
             "remote_endpoint_info",

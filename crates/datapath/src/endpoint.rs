@@ -4,6 +4,8 @@
 //! senders and the overlay tail-call, sits in the pinned `cilium_call_policy`
 //! at the endpoint's id.
 
+use std::net::Ipv6Addr;
+
 use aya::maps::ProgramArray;
 use aya::programs::TcAttachType;
 
@@ -20,6 +22,19 @@ pub const TO_CONTAINER: &str = "cil_to_container";
 /// overlay (tail-called), which it delivers straight into the container's
 /// namespace.
 pub const LXC_POLICY: &str = "cil_lxc_policy";
+
+/// What an endpoint's programs are loaded with besides its id.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EndpointConfig {
+    /// The node's VXLAN device (0: no overlay).
+    pub encap_ifindex: u32,
+    /// The endpoint's IPv6 gateway (the node's router address): the
+    /// programs answer the container's neighbour solicitations for it.
+    /// None: no IPv6 gateway, solicitations go unanswered.
+    pub router_ip6: Option<Ipv6Addr>,
+    /// The MAC of the endpoint's host-side veth, which the answer names.
+    pub host_mac: [u8; 6],
+}
 
 /// The loaded programs of one endpoint.
 pub struct EndpointProgram {
@@ -38,6 +53,21 @@ impl EndpointProgram {
         endpoint_id: u16,
         encap_ifindex: u32,
     ) -> Result<Self, DatapathError> {
+        let config = EndpointConfig {
+            encap_ifindex,
+            ..Default::default()
+        };
+        Self::load_with(root, endpoint_id, &config)
+    }
+
+    /// [`load`](Self::load) with every setting, IPv6's included.
+    pub fn load_with(
+        root: &BpfRoot,
+        endpoint_id: u16,
+        config: &EndpointConfig,
+    ) -> Result<Self, DatapathError> {
+        let encap_ifindex = config.encap_ifindex;
+        let router_ip6 = config.router_ip6.unwrap_or(Ipv6Addr::UNSPECIFIED).octets();
         let policy_pin = root.policy_map(endpoint_id);
         let resize = maps::policy_resize::prepare(&policy_pin)?;
         let load_pin = resize
@@ -49,6 +79,8 @@ impl EndpointProgram {
             .map_pin_path(maps::POLICY_MAP, load_pin)
             .override_global("LXC_ID", &lxc_id, true)
             .override_global("ENCAP_IFINDEX", &encap_ifindex, true)
+            .override_global("ROUTER_IP6", &router_ip6, true)
+            .override_global("HOST_MAC", &config.host_mac, true)
             .load(BPF_LXC)
             .map_err(|e| DatapathError::Load {
                 what: format!("endpoint {endpoint_id}"),

@@ -21,7 +21,7 @@ mod sys;
 pub mod test_run;
 
 pub use bpffs::BpfRoot;
-pub use endpoint::EndpointProgram;
+pub use endpoint::{EndpointConfig, EndpointProgram};
 pub use error::DatapathError;
 pub use events::{Event, EventKind, EventReader};
 pub use maps::SharedMaps;

@@ -1,5 +1,6 @@
-//! `cilium_ct4_global`: connection tracking (`struct ct_key` /
-//! `struct ct_entry` in bpf/lib/maps.h).
+//! `cilium_ct4_global` and `cilium_ct6_global`: connection tracking
+//! (`struct ct_key` / `struct ct6_key` / `struct ct_entry` in
+//! bpf/lib/maps.h). One handle sweeps both families.
 
 use std::os::fd::{AsFd, OwnedFd};
 
@@ -18,6 +19,20 @@ pub struct CtKey {
     pub dport: u16,
     pub protocol: u8,
     /// `CT_DIR_*`: the endpoint's egress or ingress, or a service entry.
+    pub dir: u8,
+    pub pad: u16,
+}
+
+/// `struct ct6_key`: [`CtKey`] with IPv6 addresses.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Ct6Key {
+    pub saddr: [u8; 16],
+    pub daddr: [u8; 16],
+    /// Network byte order.
+    pub sport: u16,
+    pub dport: u16,
+    pub protocol: u8,
     pub dir: u8,
     pub pad: u16,
 }
@@ -49,6 +64,7 @@ pub const CT_DIR_SERVICE: u8 = 2;
 
 // SAFETY: plain #[repr(C)] data.
 unsafe impl aya::Pod for CtKey {}
+unsafe impl aya::Pod for Ct6Key {}
 unsafe impl aya::Pod for CtEntry {}
 
 pub const CT_SEEN_SYN: u16 = 1 << 0;
@@ -66,70 +82,100 @@ pub fn monotonic_secs() -> u64 {
     ts.tv_sec as u64
 }
 
+/// Both families' tables; IPv4 calls keep their names, IPv6 ones say so.
 pub struct CtMap {
-    map: HashMap<MapData, CtKey, CtEntry>,
-    /// The same map, for whole-map reads in batches.
-    fd: OwnedFd,
+    v4: Table<CtKey>,
+    v6: Table<Ct6Key>,
 }
 
-impl CtMap {
-    pub(crate) fn new(map: Map) -> Result<Self, DatapathError> {
+/// One family's table: the typed map, and the same map for whole-map reads
+/// in batches.
+struct Table<K: aya::Pod> {
+    map: HashMap<MapData, K, CtEntry>,
+    fd: OwnedFd,
+    name: &'static str,
+}
+
+impl<K: aya::Pod> Table<K> {
+    fn new(map: Map, name: &'static str) -> Result<Self, DatapathError> {
         let fd = match &map {
             Map::LruHashMap(data) | Map::HashMap(data) => data.fd().as_fd().try_clone_to_owned(),
-            _ => {
-                return Err(DatapathError::Syscall(format!(
-                    "{} is not a hash map",
-                    super::CT_MAP
-                )))
-            }
+            _ => return Err(DatapathError::Syscall(format!("{name} is not a hash map"))),
         }
-        .map_err(|e| DatapathError::Syscall(format!("{}: {e}", super::CT_MAP)))?;
-        let map = HashMap::try_from(map).map_err(|e| DatapathError::map(super::CT_MAP, e))?;
-        Ok(CtMap { map, fd })
+        .map_err(|e| DatapathError::Syscall(format!("{name}: {e}")))?;
+        let map = HashMap::try_from(map).map_err(|e| DatapathError::map(name, e))?;
+        Ok(Table { map, fd, name })
     }
 
-    /// A handle of its own on the pinned map under `root` (for a sweep that
-    /// must not hold up the agent's other users of the shared maps).
-    pub fn open(root: &crate::BpfRoot) -> Result<Self, DatapathError> {
-        Self::new(super::open_pinned(root, super::CT_MAP)?)
-    }
-
-    pub fn entries(&self) -> Result<Vec<(CtKey, CtEntry)>, DatapathError> {
+    fn entries(&self) -> Result<Vec<(K, CtEntry)>, DatapathError> {
         let all = super::batch::dump(self.fd.as_fd())
-            .map_err(|e| DatapathError::Syscall(format!("reading {}: {e}", super::CT_MAP)));
+            .map_err(|e| DatapathError::Syscall(format!("reading {}: {e}", self.name)));
         super::ops::record(Ct, MapOp::Dump, all.is_ok());
         all
     }
 
-    /// Deletes expired entries; returns how many went.
-    pub fn gc(&mut self) -> Result<usize, DatapathError> {
-        let now = monotonic_secs();
-        let expired: Vec<CtKey> = self
+    /// Deletes the entries `doomed` picks; returns how many went.
+    fn remove_where(
+        &mut self,
+        doomed: impl Fn(&K, &CtEntry) -> bool,
+    ) -> Result<usize, DatapathError> {
+        let keys: Vec<K> = self
             .entries()?
             .into_iter()
-            .filter(|(_, e)| e.expires <= now)
+            .filter(|(k, e)| doomed(k, e))
             .map(|(k, _)| k)
             .collect();
-        for key in &expired {
+        for key in &keys {
             match counted(Ct, MapOp::Delete, self.map.remove(key)) {
                 Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
-                Err(e) => return Err(DatapathError::map(super::CT_MAP, e)),
+                Err(e) => return Err(DatapathError::map(self.name, e)),
             }
         }
-        Ok(expired.len())
+        Ok(keys.len())
+    }
+}
+
+impl CtMap {
+    pub(crate) fn new(v4: Map, v6: Map) -> Result<Self, DatapathError> {
+        Ok(CtMap {
+            v4: Table::new(v4, super::CT_MAP)?,
+            v6: Table::new(v6, super::CT6_MAP)?,
+        })
+    }
+
+    /// A handle of its own on the pinned maps under `root` (for a sweep that
+    /// must not hold up the agent's other users of the shared maps).
+    pub fn open(root: &crate::BpfRoot) -> Result<Self, DatapathError> {
+        Self::new(
+            super::open_pinned(root, super::CT_MAP)?,
+            super::open_pinned(root, super::CT6_MAP)?,
+        )
+    }
+
+    /// The IPv4 entries.
+    pub fn entries(&self) -> Result<Vec<(CtKey, CtEntry)>, DatapathError> {
+        self.v4.entries()
+    }
+
+    /// The IPv6 entries.
+    pub fn entries6(&self) -> Result<Vec<(Ct6Key, CtEntry)>, DatapathError> {
+        self.v6.entries()
+    }
+
+    /// Deletes expired entries of both families; returns how many went.
+    pub fn gc(&mut self) -> Result<usize, DatapathError> {
+        let now = monotonic_secs();
+        let v4 = self.v4.remove_where(|_, e| e.expires <= now)?;
+        Ok(v4 + self.v6.remove_where(|_, e| e.expires <= now)?)
     }
 
     /// Removes every entry an address takes part in (endpoint deleted).
     pub fn flush_address(&mut self, ip: [u8; 4]) -> Result<usize, DatapathError> {
-        let doomed: Vec<CtKey> = self
-            .entries()?
-            .into_iter()
-            .filter(|(k, _)| k.saddr == ip || k.daddr == ip)
-            .map(|(k, _)| k)
-            .collect();
-        for key in &doomed {
-            let _ = counted(Ct, MapOp::Delete, self.map.remove(key));
-        }
-        Ok(doomed.len())
+        self.v4.remove_where(|k, _| k.saddr == ip || k.daddr == ip)
+    }
+
+    /// [`flush_address`](Self::flush_address) for an IPv6 address.
+    pub fn flush_address6(&mut self, ip: [u8; 16]) -> Result<usize, DatapathError> {
+        self.v6.remove_where(|k, _| k.saddr == ip || k.daddr == ip)
     }
 }

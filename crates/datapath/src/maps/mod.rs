@@ -5,6 +5,7 @@
 mod batch;
 pub mod ct;
 pub mod ipcache;
+pub mod ipcache6;
 pub mod lb;
 pub mod lxc;
 pub mod metrics;
@@ -18,10 +19,11 @@ use aya::maps::MapData;
 
 use crate::{object::BPF_LXC, BpfRoot, DatapathError};
 
-pub use ct::{CtEntry, CtKey, CtMap};
+pub use ct::{Ct6Key, CtEntry, CtKey, CtMap};
 pub use ipcache::{IpcacheKey, IpcacheMap, RemoteEndpointInfo};
+pub use ipcache6::{Ipcache6Key, Ipcache6Map};
 pub use lb::{Frontend, LbMaps, ServiceEntry};
-pub use lxc::{EndpointInfo, EndpointKey, LxcMap};
+pub use lxc::{Endpoint6Key, EndpointInfo, EndpointKey, Lxc6Map, LxcMap};
 pub use metrics::{MetricsKey, MetricsMap, MetricsValue};
 pub use policy::{PolicyEntry, PolicyKey, PolicyMap};
 
@@ -29,6 +31,13 @@ pub const LXC_MAP: &str = "cilium_lxc";
 pub const IPCACHE_MAP: &str = "cilium_ipcache";
 pub const IPCACHE_HOST_MAP: &str = "cilium_ipcache_host";
 pub const CT_MAP: &str = "cilium_ct4_global";
+/// The IPv6 twins of the maps above.
+pub const LXC6_MAP: &str = "cilium_lxc6";
+pub const IPCACHE6_MAP: &str = "cilium_ipcache6";
+pub const IPCACHE6_HOST_MAP: &str = "cilium_ipcache6_host";
+pub const CT6_MAP: &str = "cilium_ct6_global";
+/// What IPv6 first fragments showed of their L4 header (the datapath's own).
+pub const FRAG6_MAP: &str = "cilium_ipv6_frag_datagrams";
 pub const EVENTS_MAP: &str = "cilium_events";
 pub const METRICS_MAP: &str = "cilium_metrics";
 pub const POLICY_MAP: &str = "cilium_policy";
@@ -39,6 +48,11 @@ pub const CALL_POLICY_MAP: &str = "cilium_call_policy";
 pub struct SharedMaps {
     pub lxc: LxcMap,
     pub ipcache: IpcacheMap,
+    /// Endpoints' IPv6 addresses; the agent writes them next to `lxc`.
+    pub lxc6: Lxc6Map,
+    /// IPv6 prefixes' identities; the agent writes them next to `ipcache`.
+    pub ipcache6: Ipcache6Map,
+    /// Both families' connection tracking.
     pub ct: CtMap,
     pub metrics: MetricsMap,
     pub lb: LbMaps,
@@ -67,7 +81,12 @@ impl SharedMaps {
                 open_pinned(root, IPCACHE_MAP)?,
                 open_pinned(root, IPCACHE_HOST_MAP)?,
             )?,
-            ct: CtMap::new(open_pinned(root, CT_MAP)?)?,
+            lxc6: Lxc6Map::new(open_pinned(root, LXC6_MAP)?)?,
+            ipcache6: Ipcache6Map::new(
+                open_pinned(root, IPCACHE6_MAP)?,
+                open_pinned(root, IPCACHE6_HOST_MAP)?,
+            )?,
+            ct: CtMap::new(open_pinned(root, CT_MAP)?, open_pinned(root, CT6_MAP)?)?,
             metrics: MetricsMap::new(open_pinned(root, METRICS_MAP)?)?,
             lb: LbMaps::new(
                 open_pinned(root, lb::SERVICES_MAP)?,

@@ -30,7 +30,8 @@ pub const REVERSE_SK_MAP: &str = "cilium_lb4_reverse_sk";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MapSizes {
-    /// `cilium_ct4_global`: TCP and other protocols share it.
+    /// `cilium_ct4_global` and `cilium_ct6_global`: TCP and other
+    /// protocols share each.
     pub ct: u32,
     /// Each endpoint's `cilium_policy_NNNNN`.
     pub policy: u32,
@@ -67,9 +68,10 @@ pub const FLAG_SOCK_REV: &str = "--bpf-sock-rev-map-max";
 
 impl MapSizes {
     /// `(object map name, size)` for every map these sizes cover.
-    pub fn by_map(&self) -> [(&'static str, u32); 6] {
+    pub fn by_map(&self) -> [(&'static str, u32); 7] {
         [
             (super::CT_MAP, self.ct),
+            (super::CT6_MAP, self.ct),
             (POLICY_MAP_OBJECT, self.policy),
             (super::lb::SERVICES_MAP, self.lb),
             (super::lb::BACKENDS_MAP, self.lb),
@@ -133,7 +135,7 @@ pub fn flag_of(pinned_name: &str) -> Option<&'static str> {
         return Some(FLAG_POLICY);
     }
     match pinned_name {
-        super::CT_MAP => Some(FLAG_CT),
+        super::CT_MAP | super::CT6_MAP => Some(FLAG_CT),
         super::lb::SERVICES_MAP | super::lb::BACKENDS_MAP | super::lb::REVERSE_NAT_MAP => {
             Some(FLAG_LB)
         }

@@ -3,6 +3,8 @@
 //! loaded, and crafted packets.
 #![allow(dead_code)] // each test binary uses its own part
 
+pub mod v6;
+
 use std::net::Ipv4Addr;
 
 use datapath::{
