@@ -198,13 +198,9 @@ fn spawn_proxy_supervisor(daemon: &Arc<Daemon>, socket: &std::path::Path, hub: M
         ],
         dns_answers: {
             let daemon = daemon.clone();
-            Arc::new(move |answer: proxy::supervisor::DnsAnswer| {
-                for name in &answer.names {
-                    if let Err(e) =
-                        daemon.dns_answer(answer.endpoint, name, &answer.ips, answer.ttl)
-                    {
-                        eprintln!("level=warning msg=\"fqdn: answer for {name}: {e}\"");
-                    }
+            Arc::new(move |answers: Vec<proxy::supervisor::DnsAnswer>| {
+                for e in daemon.dns_answers(&answers) {
+                    eprintln!("level=warning msg=\"fqdn: DNS answer: {e}\"");
                 }
             })
         },

@@ -14,7 +14,8 @@ use kvstore::journal::Journal;
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::{
-    endpoint::EndpointRecord, ipam::Ipam, proxy::ports::ProxyPorts, services::ServiceRecord,
+    endpoint::EndpointRecord, fqdn::FqdnCache, ipam::Ipam, proxy::ports::ProxyPorts,
+    services::ServiceRecord,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +41,9 @@ pub struct StateDir {
     /// Services change one at a time and can be tens of thousands: a journal
     /// of changes, not a file per service.
     services: Mutex<Option<Journal>>,
+    /// The FQDN cache: a key per endpoint and name, so a name learned is
+    /// one appended line, saved before its answer reaches the pod.
+    fqdn: Mutex<Option<Journal>>,
 }
 
 impl StateDir {
@@ -52,6 +56,7 @@ impl StateDir {
         Ok(StateDir {
             dir,
             services: Mutex::new(None),
+            fqdn: Mutex::new(None),
         })
     }
 
@@ -136,12 +141,68 @@ impl StateDir {
 
     /// What endpoints learned from DNS, so FQDN policy holds across a
     /// restart.
-    pub fn load_fqdn_cache(&self) -> Result<Option<crate::fqdn::FqdnCache>, StateError> {
-        load(&self.dir.join("fqdn_cache.json"))
+    /// The FQDN cache journal, opened (and compacted) on first use.
+    fn fqdn(&self) -> Result<MutexGuard<'_, Option<Journal>>, StateError> {
+        let mut journal = self.fqdn.lock().unwrap_or_else(|p| p.into_inner());
+        if journal.is_none() {
+            *journal = Some(Journal::open(&self.dir.join("fqdn_cache.journal"))?);
+        }
+        Ok(journal)
     }
 
-    pub fn save_fqdn_cache(&self, cache: &crate::fqdn::FqdnCache) -> Result<(), StateError> {
-        save(&self.dir.join("fqdn_cache.json"), cache)
+    pub fn load_fqdn_cache(&self) -> Result<FqdnCache, StateError> {
+        let mut journal = self.fqdn()?;
+        let journal = journal.as_mut().expect("opened above");
+        let mut cache = FqdnCache::default();
+        for (key, bytes) in journal.keys() {
+            let corrupt = |source| StateError::Corrupt {
+                path: journal.path().to_path_buf(),
+                source,
+            };
+            let (endpoint, name) = fqdn_key_parts(key)
+                .ok_or_else(|| corrupt(serde::de::Error::custom(format!("bad key {key:?}"))))?;
+            let ips = serde_json::from_slice(bytes).map_err(corrupt)?;
+            cache.restore_name(endpoint, name.to_string(), ips);
+        }
+        // What an agent before the journal saved, whole.
+        let old = self.dir.join("fqdn_cache.json");
+        if let Some(saved) = load::<FqdnCache>(&old)? {
+            if cache.names().next().is_none() {
+                cache = saved;
+                let changes = fqdn_changes(&cache, journal.keys());
+                journal.apply(changes, 0)?;
+            }
+            std::fs::remove_file(&old).map_err(|source| StateError::Io { path: old, source })?;
+        }
+        Ok(cache)
+    }
+
+    /// Saves what `cache` holds for `names` (appended: no rewrite, no sync).
+    pub fn save_fqdn_names<'a>(
+        &self,
+        cache: &FqdnCache,
+        names: impl IntoIterator<Item = (u16, &'a str)>,
+    ) -> Result<(), StateError> {
+        let changes = names
+            .into_iter()
+            .map(|(endpoint, name)| {
+                let ips = cache.name(endpoint, name).filter(|ips| !ips.is_empty());
+                (fqdn_key(endpoint, name), ips.map(to_json))
+            })
+            .collect();
+        let mut journal = self.fqdn()?;
+        Ok(journal.as_mut().expect("opened above").apply(changes, 0)?)
+    }
+
+    /// Saves every name of `cache` that differs from what was saved.
+    pub fn save_fqdn_cache(&self, cache: &FqdnCache) -> Result<(), StateError> {
+        let mut journal = self.fqdn()?;
+        let journal = journal.as_mut().expect("opened above");
+        let changes = fqdn_changes(cache, journal.keys());
+        if changes.is_empty() {
+            return Ok(());
+        }
+        Ok(journal.apply(changes, 0)?)
     }
 
     pub fn load_ipam(&self) -> Result<Option<Ipam>, StateError> {
@@ -171,6 +232,43 @@ fn load<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, StateError> {
     }
 }
 
+fn to_json<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).expect("state is always serializable")
+}
+
+fn fqdn_key(endpoint: u16, name: &str) -> String {
+    format!("{endpoint}/{name}")
+}
+
+fn fqdn_key_parts(key: &str) -> Option<(u16, &str)> {
+    let (endpoint, name) = key.split_once('/')?;
+    Some((endpoint.parse().ok()?, name))
+}
+
+/// The journal changes that make `saved` what `cache` holds.
+fn fqdn_changes(
+    cache: &FqdnCache,
+    saved: &BTreeMap<String, Vec<u8>>,
+) -> Vec<kvstore::journal::Change> {
+    let mut changes = Vec::new();
+    let mut current = std::collections::BTreeSet::new();
+    for (endpoint, name, ips) in cache.names() {
+        let key = fqdn_key(endpoint, name);
+        let bytes = to_json(ips);
+        if saved.get(&key) != Some(&bytes) {
+            changes.push((key.clone(), Some(bytes)));
+        }
+        current.insert(key);
+    }
+    changes.extend(
+        saved
+            .keys()
+            .filter(|key| !current.contains(*key))
+            .map(|key| (key.clone(), None)),
+    );
+    changes
+}
+
 /// Temp file, fsync, rename.
 fn save<T: Serialize + ?Sized>(path: &Path, value: &T) -> Result<(), StateError> {
     let io = |source| StateError::Io {
@@ -183,4 +281,64 @@ fn save<T: Serialize + ?Sized>(path: &Path, value: &T) -> Result<(), StateError>
     file.write_all(&bytes).map_err(io)?;
     file.sync_all().map_err(io)?;
     std::fs::rename(&tmp, path).map_err(io)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fqdn::Limits;
+    use std::net::Ipv4Addr;
+
+    const LIMITS: Limits = Limits {
+        min_ttl: 0,
+        max_ips_per_name: 10,
+    };
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("state-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[test]
+    fn the_fqdn_cache_survives_as_appended_names_and_saved_differences() {
+        let dir = temp_dir("fqdn");
+        let ip = |last| Ipv4Addr::new(192, 0, 2, last);
+        let mut cache = FqdnCache::default();
+        {
+            let state = StateDir::open(&dir).unwrap();
+            assert_eq!(state.load_fqdn_cache().unwrap(), FqdnCache::default());
+            cache.record(1, "a.test", &[ip(1)], 60, 100, LIMITS);
+            cache.record(2, "b.test", &[ip(2), ip(3)], 60, 100, LIMITS);
+            state
+                .save_fqdn_names(&cache, [(1, "a.test"), (2, "b.test")])
+                .unwrap();
+            // A refresh and a name gone, saved by difference.
+            cache.record(1, "a.test", &[ip(1)], 60, 130, LIMITS);
+            cache.forget_endpoint(2);
+            state.save_fqdn_cache(&cache).unwrap();
+        }
+        let state = StateDir::open(&dir).unwrap();
+        assert_eq!(state.load_fqdn_cache().unwrap(), cache);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_whole_fqdn_cache_file_of_an_earlier_agent_is_taken_over() {
+        let dir = temp_dir("fqdn-old");
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut cache = FqdnCache::default();
+        cache.record(3, "c.test", &[Ipv4Addr::new(192, 0, 2, 9)], 60, 100, LIMITS);
+        save(&dir.join("fqdn_cache.json"), &cache).unwrap();
+        assert_eq!(
+            StateDir::open(&dir).unwrap().load_fqdn_cache().unwrap(),
+            cache
+        );
+        assert!(!dir.join("fqdn_cache.json").exists());
+        assert_eq!(
+            StateDir::open(&dir).unwrap().load_fqdn_cache().unwrap(),
+            cache
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

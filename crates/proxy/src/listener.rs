@@ -47,7 +47,7 @@ pub fn original_destination(stream: &TcpStream, mode: ListenMode) -> io::Result<
 }
 
 /// How the proxy's own upstream connections are made.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct UpstreamOptions {
     /// Connect from this address (transparent bind, so the destination sees
     /// the original client's IP); `None` = the node's address.

@@ -347,6 +347,78 @@ fn malformed_messages_are_dropped_and_counted() {
     assert_eq!(dns_count(&status, "forwarded"), 2);
 }
 
+/// Clients picking the same query id at the same time: the proxy's
+/// upstream sockets give each query an id of their own, so every client
+/// gets the answer to its own question, under its own id.
+#[test]
+fn concurrent_queries_with_the_same_id_each_get_their_own_answer() {
+    use proxy::dns::wire::{parse, RecordData};
+    let s = setup(&["--dns-response-max-delay", "0s"]);
+    let names = [
+        ("www.allowed.test", "192.0.2.1"),
+        ("target.allowed.test", "192.0.2.30"),
+    ];
+    let clients: Vec<_> = (0..8)
+        .map(|client| {
+            let port = s.port;
+            std::thread::spawn(move || {
+                let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+                socket
+                    .set_read_timeout(Some(Duration::from_secs(5)))
+                    .unwrap();
+                let mut buf = [0u8; 512];
+                for i in 0..200 {
+                    let (name, ip) = names[(client + i) % names.len()];
+                    socket
+                        .send_to(&build_query(0x4242, name, TYPE_A), ("127.0.0.1", port))
+                        .unwrap();
+                    let len = socket.recv(&mut buf).expect("an answer");
+                    let answer = parse(&buf[..len]).unwrap();
+                    assert_eq!(answer.header.id, 0x4242);
+                    assert_eq!(answer.questions[0].name, name);
+                    let ips: Vec<String> = answer
+                        .answers
+                        .iter()
+                        .filter_map(|r| match &r.data {
+                            RecordData::A(ip) => Some(ip.to_string()),
+                            _ => None,
+                        })
+                        .collect();
+                    assert_eq!(ips, [ip], "client {client} query {i} for {name}");
+                }
+            })
+        })
+        .collect();
+    for client in clients {
+        client.join().expect("every client got its own answers");
+    }
+}
+
+/// A server whose port is closed: the proxy learns it from ICMP and
+/// answers SERVFAIL at once, not after its forwarding timeout.
+#[test]
+fn a_server_not_listening_gets_servfail_at_once() {
+    let mut proxy = Proxy::start_with_args(&[], &[]);
+    let port = free_port();
+    let reply = proxy.control.command(json!({
+        "op": "upsert_redirect",
+        "redirect": {
+            "proxy_port": port, "parser": "dns", "direction": "egress", "endpoint_id": 42,
+            "policies": serde_json::from_str::<Value>(RULES).unwrap(),
+            "fixed_upstream": format!("127.0.0.1:{}", free_port()),
+        }
+    }));
+    assert_eq!(reply["type"], "ack", "{reply}");
+    wait_for_port(port);
+    let started = Instant::now();
+    assert_eq!(dig(port, &["www.allowed.test"]).status, "SERVFAIL");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
 #[test]
 fn answers_wait_for_the_agents_go_ahead() {
     let mut s = setup(&["--dns-response-max-delay", "30s"]);

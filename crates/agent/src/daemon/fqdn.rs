@@ -12,6 +12,7 @@ use policy::{cidr::SOURCE_CIDR, fqdn::SOURCE_FQDN, Ipv4Cidr, Labels};
 use super::{Daemon, Inner};
 use crate::error::AgentError;
 use crate::fqdn::{self, Limits};
+use crate::proxy::supervisor::DnsAnswer;
 
 /// Learned IP -> (identity, labels) for every FQDN identity `allocator`
 /// holds: the index the daemon keeps, rebuilt at start.
@@ -55,47 +56,52 @@ impl Daemon {
         }
     }
 
-    /// An answer the DNS proxy holds for `endpoint`: `name` is `ips` for
-    /// `ttl` seconds. Returns once the datapath allows what the rules say
-    /// about those IPs.
-    pub fn dns_answer(
-        &self,
-        endpoint: u16,
-        name: &str,
-        ips: &[Ipv4Addr],
-        ttl: u32,
-    ) -> Result<(), AgentError> {
+    /// Answers the DNS proxy told of (held ones, and TTL refreshes), taken
+    /// together: one lock, one identity update, one proxy update and one
+    /// save for the batch. Returns once the datapath allows what the rules
+    /// say about their IPs, and the names learned are saved; the errors,
+    /// one per answer that failed.
+    pub fn dns_answers(&self, answers: &[DnsAnswer]) -> Vec<String> {
         let mut inner = self.lock();
-        if !inner.endpoints.contains_key(&endpoint) {
-            return Err(AgentError::NotFound(format!(
-                "endpoint {endpoint} not found"
-            )));
+        let (now, limits) = (fqdn::cache::unix_now(), self.fqdn_limits());
+        let mut errors = Vec::new();
+        let mut new_ips = BTreeSet::new();
+        let mut learned = Vec::new();
+        for answer in answers {
+            if !inner.endpoints.contains_key(&answer.endpoint) {
+                errors.push(format!("endpoint {} not found", answer.endpoint));
+                continue;
+            }
+            for name in &answer.names {
+                let name = policy::fqdn::normalize(name);
+                let ep = answer.endpoint;
+                if inner
+                    .fqdn
+                    .record(ep, &name, &answer.ips, answer.ttl, now, limits)
+                {
+                    new_ips.extend(answer.ips.iter().copied());
+                    learned.push((ep, name));
+                }
+            }
         }
-        let name = policy::fqdn::normalize(name);
-        let new = inner.fqdn.record(
-            endpoint,
-            &name,
-            ips,
-            ttl,
-            fqdn::cache::unix_now(),
-            self.fqdn_limits(),
-        );
         inner.fqdn_dirty = true;
-        if !new {
-            // Only TTLs were refreshed: what the IPs are is unchanged.
-            return Ok(());
+        if new_ips.is_empty() {
+            // Only TTLs were refreshed: the tick saves them.
+            return errors;
         }
-        let these: BTreeSet<Ipv4Addr> = ips.iter().copied().collect();
-        let changes = self.update_fqdn_identities(&mut inner, Some(&these))?;
-        if changes.is_empty() {
-            return Ok(());
+        let applied = self
+            .update_fqdn_identities(&mut inner, Some(&new_ips))
+            .and_then(|changes| self.apply_fqdn_changes(&mut inner, changes, true));
+        if let Err(e) = applied {
+            errors.push(e.to_string());
         }
-        self.apply_fqdn_changes(&mut inner, changes, true)?;
-        // An IP new to the rules is saved at once, so it is still allowed
-        // after a crash; refreshed TTLs wait for the next tick.
-        self.state.save_fqdn_cache(&inner.fqdn)?;
-        inner.fqdn_dirty = false;
-        Ok(())
+        // Names that brought new IPs are saved at once (one appended line
+        // each), so their IPs are still allowed after a crash.
+        let names = learned.iter().map(|(ep, name)| (*ep, name.as_str()));
+        if let Err(e) = self.state.save_fqdn_names(&inner.fqdn, names) {
+            errors.push(e.to_string());
+        }
+        errors
     }
 
     /// Allocates identities for learned IPs selectors now claim (or claim
@@ -216,13 +222,14 @@ impl Daemon {
     }
 
     /// Once a second: names whose TTL ran out go (IPs a connection still
-    /// uses stay), and the cache is saved if it changed.
+    /// uses stay), and the names that changed are saved.
     pub fn fqdn_tick(&self) -> Result<(), AgentError> {
         let mut inner = self.lock();
         let now = fqdn::cache::unix_now();
         if inner.fqdn.next_expiry().is_some_and(|at| at <= now) {
             let alive = self.connected_ips(&inner)?;
             let gone = inner.fqdn.expire(now, |ip| alive.contains(&ip));
+            inner.fqdn_dirty |= gone > 0;
             self.fqdn_gc_deletions
                 .fetch_add(gone as u64, std::sync::atomic::Ordering::Relaxed);
             let changes = self.update_fqdn_identities(&mut inner, None)?;

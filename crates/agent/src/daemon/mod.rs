@@ -186,7 +186,7 @@ impl Daemon {
         };
         let endpoints = state.load_endpoints()?;
         let proxy_ports = state.load_proxy_ports()?.unwrap_or_default();
-        let fqdn_cache = state.load_fqdn_cache()?.unwrap_or_default();
+        let fqdn_cache = state.load_fqdn_cache()?;
         let fqdn_selectors =
             crate::fqdn::Selectors::new(policy::fqdn::fqdn_selectors(repo.rules()));
         let fqdn_rule_prefixes = fqdn_rule_prefixes(&fqdn_selectors, &repo);

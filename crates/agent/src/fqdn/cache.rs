@@ -127,6 +127,30 @@ impl FqdnCache {
         self.lookups().map(|l| l.learned.expires).min()
     }
 
+    /// What `endpoint` holds for `name`.
+    pub fn name(&self, endpoint: u16, name: &str) -> Option<&BTreeMap<Ipv4Addr, Learned>> {
+        self.endpoints.get(&endpoint)?.get(name)
+    }
+
+    /// Every endpoint's names with their IPs.
+    pub fn names(&self) -> impl Iterator<Item = (u16, &str, &BTreeMap<Ipv4Addr, Learned>)> {
+        self.endpoints.iter().flat_map(|(ep, names)| {
+            names
+                .iter()
+                .map(move |(name, ips)| (*ep, name.as_str(), ips))
+        })
+    }
+
+    /// Puts back what `endpoint` held for `name` (loading the cache).
+    pub fn restore_name(&mut self, endpoint: u16, name: String, ips: BTreeMap<Ipv4Addr, Learned>) {
+        if !ips.is_empty() {
+            self.endpoints
+                .entry(endpoint)
+                .or_default()
+                .insert(name, ips);
+        }
+    }
+
     /// Forgets an endpoint that is gone.
     pub fn forget_endpoint(&mut self, endpoint: u16) {
         self.endpoints.remove(&endpoint);

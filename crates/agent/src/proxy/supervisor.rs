@@ -14,6 +14,7 @@ use std::{
 
 use proxy::access_log::RequestCount;
 use proxy::control::protocol::{Command as ProxyCommand, Reply, Request};
+use proxy::dns::gate::REFRESH_ID;
 use proxy::PROTOCOL_VERSION;
 use tokio::{
     io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
@@ -48,8 +49,9 @@ pub struct Supervisor {
     pub pid_file: PathBuf,
     /// Extra arguments for a proxy this supervisor starts.
     pub args: Vec<String>,
-    /// Applies a DNS answer the proxy holds (blocking: it writes the
-    /// datapath); the proxy releases the answer once it returns.
+    /// Applies DNS answers the proxy told of, a batch at a time (blocking:
+    /// it writes the datapath); the proxy releases the held ones once it
+    /// returns.
     pub dns_answers: DnsAnswers,
 }
 
@@ -62,7 +64,7 @@ pub struct DnsAnswer {
     pub ttl: u32,
 }
 
-pub type DnsAnswers = Arc<dyn Fn(DnsAnswer) + Send + Sync>;
+pub type DnsAnswers = Arc<dyn Fn(Vec<DnsAnswer>) + Send + Sync>;
 
 impl Supervisor {
     /// Runs forever: connect (starting the proxy when nobody answers), hello,
@@ -179,8 +181,15 @@ async fn session(
     dns_answers: &DnsAnswers,
 ) -> String {
     let (read, mut write) = stream.into_split();
-    // Held DNS answers, applied off this loop; their ids come back here.
+    // DNS answers go to one applier, which takes whatever queued up while
+    // it worked as one batch; the held ones' ids come back here.
+    let (answers_tx, answers_rx) = tokio::sync::mpsc::unbounded_channel();
     let (applied_tx, mut applied) = tokio::sync::mpsc::unbounded_channel::<u64>();
+    let _applier = AbortOnDrop(tokio::spawn(apply_answers(
+        answers_rx,
+        dns_answers.clone(),
+        applied_tx,
+    )));
     let mut lines = BufReader::new(read).lines();
     let mut seq = 0u64;
     let mut send = |command: ProxyCommand| {
@@ -196,6 +205,8 @@ async fn session(
         return e.to_string();
     }
     desired.mark_changed();
+    // What this proxy was sent: the next change goes as a difference.
+    let mut sent: Option<DesiredState> = None;
     // Access-log events cost the proxy and the agent per request: ask for
     // them only while some monitor client listens.
     let mut subscriptions = hub.subscriptions();
@@ -212,38 +223,45 @@ async fn session(
             events_wanted = Some(wanted);
         }
         tokio::select! {
-            _ = subscriptions.changed() => {}
+            // A configuration change goes out before the go-ahead for the
+            // answer that caused it: the proxy applies lines in order.
+            biased;
+            changed = desired.changed() => {
+                if changed.is_err() {
+                    return "the agent is shutting down".into();
+                }
+                let state = desired.borrow_and_update().clone();
+                let commands = super::commands_between(sent.as_ref(), &state);
+                if matches!(commands.first(), Some(ProxyCommand::Sync { .. })) {
+                    eprintln!(
+                        "level=info msg=\"proxy: configuring {} redirects, {} ipcache entries\"",
+                        state.redirects.len(),
+                        state.ipcache.len()
+                    );
+                }
+                let batch: String = commands.into_iter().map(&mut send).collect();
+                if let Err(e) = write.write_all(batch.as_bytes()).await {
+                    return e.to_string();
+                }
+                update(health, |h| h.redirects = state.redirects.len());
+                sent = Some(state);
+            }
             Some(id) = applied.recv() => {
-                let line = send(ProxyCommand::DnsAnswerDone { id });
-                if let Err(e) = write.write_all(line.as_bytes()).await {
+                let mut batch = send(ProxyCommand::DnsAnswerDone { id });
+                while let Ok(id) = applied.try_recv() {
+                    batch.push_str(&send(ProxyCommand::DnsAnswerDone { id }));
+                }
+                if let Err(e) = write.write_all(batch.as_bytes()).await {
                     return e.to_string();
                 }
             }
+            _ = subscriptions.changed() => {}
             _ = recheck.tick() => {}
             _ = poll_status.tick() => {
                 let line = send(ProxyCommand::Status);
                 if let Err(e) = write.write_all(line.as_bytes()).await {
                     return e.to_string();
                 }
-            }
-            changed = desired.changed() => {
-                if changed.is_err() {
-                    return "the agent is shutting down".into();
-                }
-                let state = desired.borrow_and_update().clone();
-                let redirects = state.redirects.len();
-                eprintln!(
-                    "level=info msg=\"proxy: configuring {redirects} redirects, {} ipcache entries\"",
-                    state.ipcache.len()
-                );
-                let line = send(ProxyCommand::Sync {
-                    redirects: state.redirects,
-                    ipcache: state.ipcache,
-                });
-                if let Err(e) = write.write_all(line.as_bytes()).await {
-                    return e.to_string();
-                }
-                update(health, |h| h.redirects = redirects);
             }
             line = lines.next_line() => {
                 let line = match line {
@@ -261,11 +279,9 @@ async fn session(
                             ips: ips.iter().filter_map(|ip| ip.parse().ok()).collect(),
                             ttl,
                         };
-                        let (apply, done) = (dns_answers.clone(), applied_tx.clone());
-                        tokio::task::spawn_blocking(move || {
-                            apply(answer);
-                            let _ = done.send(id);
-                        });
+                        if answers_tx.send((id, answer)).is_err() {
+                            return "the DNS answer applier stopped".into();
+                        }
                     }
                     Ok(Reply::Ack { status, .. }) => update(health, |h| {
                         h.connected = true;
@@ -282,9 +298,48 @@ async fn session(
                     Ok(Reply::Error { seq, message }) => {
                         eprintln!("level=error msg=\"proxy refused command {seq}: {message}\"");
                         update(health, |h| h.error = Some(message));
+                        // Whatever it holds now, the next change sends all.
+                        sent = None;
                     }
                     Err(e) => eprintln!("level=warning msg=\"proxy: unreadable line: {e}\""),
                 }
+            }
+        }
+    }
+}
+
+/// Aborts the task when the session ends.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Applies DNS answers a batch at a time (what queued up while the last
+/// batch was applied), then hands back the ids of the held ones.
+async fn apply_answers(
+    mut queue: tokio::sync::mpsc::UnboundedReceiver<(u64, DnsAnswer)>,
+    apply: DnsAnswers,
+    done: tokio::sync::mpsc::UnboundedSender<u64>,
+) {
+    while let Some(first) = queue.recv().await {
+        let mut batch = vec![first];
+        while let Ok(next) = queue.try_recv() {
+            batch.push(next);
+        }
+        let apply = apply.clone();
+        let applied = tokio::task::spawn_blocking(move || {
+            let (ids, answers): (Vec<u64>, Vec<DnsAnswer>) = batch.into_iter().unzip();
+            apply(answers);
+            ids
+        })
+        .await;
+        let Ok(ids) = applied else { return };
+        for id in ids.into_iter().filter(|id| *id != REFRESH_ID) {
+            if done.send(id).is_err() {
+                return;
             }
         }
     }

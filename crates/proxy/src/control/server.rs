@@ -15,6 +15,10 @@ use crate::redirect::ProxyState;
 /// Longest command line accepted (a `sync` of a large cluster fits easily).
 const MAX_LINE: usize = 64 << 20;
 
+/// How often the writer looks for due DNS TTL refreshes (each waits at
+/// most `REFRESH_EVERY` plus this).
+const REFRESH_TICK: std::time::Duration = std::time::Duration::from_millis(250);
+
 pub struct ControlServer {
     listener: UnixListener,
     state: ProxyState,
@@ -84,11 +88,23 @@ async fn serve_client(stream: UnixStream, state: ProxyState) -> io::Result<()> {
     let mut dns_answers = state.dns.gate.subscribe();
     // One writer: replies and events interleave as whole lines; events
     // waiting together go out in one write.
+    let dns = state.dns.clone();
     let writer = tokio::spawn(async move {
         let mut batch = Vec::new();
+        // TTL refreshes the gate kept back go out in batches.
+        let mut refreshes = tokio::time::interval(REFRESH_TICK);
+        refreshes.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             batch.clear();
             tokio::select! {
+                _ = refreshes.tick() => {
+                    for line in dns.gate.take_refreshes() {
+                        push_line(&mut batch, &line);
+                    }
+                    if batch.is_empty() {
+                        continue;
+                    }
+                }
                 reply = reply_rx.recv() => match reply {
                     Some(reply) => push_line(&mut batch, &reply),
                     None => break,

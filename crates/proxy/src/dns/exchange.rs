@@ -136,18 +136,30 @@ pub fn answers(query: &Message, bytes: &[u8]) -> bool {
         .is_ok_and(|header| header.id == query.header.id && header.is_response())
 }
 
-/// The server's answer to a forwarded query: parsed (malformed = dropped,
-/// `false`), logged, and when it carries addresses held until the agent
-/// has allowed them. `true`: relay `bytes` to the client now.
-pub async fn admit_answer(
+/// What to do with a server's answer.
+#[derive(Debug)]
+pub enum Admission {
+    /// Malformed: dropped and counted; the client asks again.
+    Drop,
+    /// Relay it to the client now: nothing for the agent to allow first.
+    Now,
+    /// Relay it once the agent has allowed these addresses (`hold`).
+    Hold(AnswerNotice),
+}
+
+/// The server's answer to a forwarded query: parsed (malformed = dropped),
+/// logged, and told what it carries. An answer with addresses the agent
+/// already applied for this endpoint and name within their TTL goes at
+/// once; one with new addresses waits for the agent.
+pub fn inspect_answer(
     ctx: &ConnContext,
     dns: &DnsRuntime,
     query: &Message,
     bytes: &[u8],
-) -> bool {
+) -> Admission {
     let Ok(message) = wire::parse(bytes) else {
         dns.count_malformed();
-        return false;
+        return Admission::Drop;
     };
     let summary = summarize(&message);
     let answer = DnsAnswer {
@@ -155,19 +167,41 @@ pub async fn admit_answer(
         summary: &summary,
     };
     ctx.emit(&answer, L7Verdict::Forwarded, u16::from(summary.rcode));
-    if !summary.ips.is_empty() {
-        let notice = AnswerNotice {
-            endpoint_id: ctx.redirect.settings().endpoint_id,
-            source: ctx.client.ip().to_string(),
-            name: summary.name.clone(),
-            ips: summary.ips.iter().map(|ip| ip.to_string()).collect(),
-            ttl: summary.ttl,
-            cnames: summary.cnames.clone(),
-            rcode: summary.rcode,
-        };
-        dns.gate.hold(notice, dns.settings.max_delay).await;
+    if summary.ips.is_empty() {
+        return Admission::Now;
     }
-    true
+    let notice = AnswerNotice {
+        endpoint_id: ctx.redirect.settings().endpoint_id,
+        source: ctx.client.ip().to_string(),
+        name: summary.name.clone(),
+        ips: summary.ips.iter().map(|ip| ip.to_string()).collect(),
+        ttl: summary.ttl,
+        cnames: summary.cnames,
+        rcode: summary.rcode,
+    };
+    if dns.gate.passes(&notice) {
+        Admission::Now
+    } else {
+        Admission::Hold(notice)
+    }
+}
+
+/// `inspect_answer`, waiting out a hold. `true`: relay `bytes` to the
+/// client now.
+pub async fn admit_answer(
+    ctx: &ConnContext,
+    dns: &DnsRuntime,
+    query: &Message,
+    bytes: &[u8],
+) -> bool {
+    match inspect_answer(ctx, dns, query, bytes) {
+        Admission::Drop => false,
+        Admission::Now => true,
+        Admission::Hold(notice) => {
+            dns.gate.hold(notice, dns.settings.max_delay).await;
+            true
+        }
+    }
 }
 
 /// SERVFAIL for a query whose server could not be reached.

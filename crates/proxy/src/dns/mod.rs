@@ -2,9 +2,10 @@
 //! `dns` listens on its port for UDP and TCP (`listener`), judges every query
 //! by its names against `rules.dns` (`exchange`), answers denied ones with
 //! REFUSED or NXDOMAIN, forwards allowed ones to the server the pod asked
-//! (`udp`, `tcp`), and holds each answer carrying addresses until the agent
-//! has let the datapath allow them (`gate`), so the pod's first connection
-//! to a name it just resolved never races the policy.
+//! (`udp` through `upstream`'s sockets, `tcp`), and holds each answer
+//! carrying new addresses until the agent has let the datapath allow them
+//! (`gate`), so the pod's first connection to a name it just resolved never
+//! races the policy.
 //!
 //! The wire format (`wire`) and what an answer tells (`answer`) are pure;
 //! malformed messages are dropped and counted, never answered.
@@ -15,6 +16,7 @@ pub mod gate;
 pub mod listener;
 pub mod tcp;
 pub mod udp;
+pub mod upstream;
 pub mod wire;
 
 use std::str::FromStr;
@@ -23,6 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use self::gate::AnswerGate;
+use self::upstream::UpstreamPool;
 
 /// How long the proxy waits for a server's answer to a forwarded query
 /// (Cilium's `ProxyForwardTimeout`).
@@ -112,12 +115,13 @@ impl Default for DnsSettings {
     }
 }
 
-/// What every DNS redirect shares: the settings, the answer gate and the
-/// count of malformed messages dropped.
+/// What every DNS redirect shares: the settings, the answer gate, the UDP
+/// upstream sockets and the count of malformed messages dropped.
 #[derive(Debug, Default)]
 pub struct DnsRuntime {
     pub settings: DnsSettings,
     pub gate: AnswerGate,
+    pub upstreams: UpstreamPool,
     malformed: AtomicU64,
 }
 
