@@ -11,11 +11,14 @@
 //!
 //! Needs root. Skips (saying so) only when the hubble binary is absent.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+#[path = "hubble/support.rs"]
+mod support;
+
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::Value;
+use support::{field, hubble_binary, pods_of, text, udp_dport, Hubble};
 use testbed::conformance::parse_revision;
 use testbed::{Agent, AgentOptions, Pod, UdpServer};
 
@@ -35,98 +38,6 @@ const SERVER_POLICY: &str = "\
       - port: \"53\"
         protocol: UDP
 ";
-
-/// The hubble CLI: `$HUBBLE_BIN`, else where scripts/hubble-cli.sh builds it.
-fn hubble_binary() -> Option<PathBuf> {
-    if let Some(bin) = std::env::var_os("HUBBLE_BIN") {
-        return Some(PathBuf::from(bin)).filter(|p| p.is_file());
-    }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/hubble-cli.sh");
-    let out = Command::new(script).arg("bin").output().ok()?;
-    let path = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-    path.is_file().then_some(path)
-}
-
-struct Hubble {
-    bin: PathBuf,
-    socket: PathBuf,
-}
-
-impl Hubble {
-    fn run(&self, args: &[&str]) -> String {
-        let out = Command::new("timeout")
-            .arg("30")
-            .arg(&self.bin)
-            .args(args)
-            .arg("--server")
-            .arg(format!("unix://{}", self.socket.display()))
-            .env("HOME", self.socket.parent().unwrap())
-            .output()
-            .expect("running hubble");
-        assert!(
-            out.status.success(),
-            "hubble {args:?} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// `hubble observe -o json ARGS`: one flow per line.
-    fn observe(&self, args: &[&str]) -> Vec<Value> {
-        let mut all = vec!["observe", "-o", "json"];
-        all.extend_from_slice(args);
-        self.run(&all)
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(|l| {
-                let v: Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"));
-                // jsonpb prints the whole response, json the flow alone.
-                v.get("flow").cloned().unwrap_or(v)
-            })
-            .collect()
-    }
-}
-
-/// A field by its proto name or its JSON (lowerCamelCase) name.
-fn field<'a>(v: &'a Value, name: &str) -> &'a Value {
-    if let Some(x) = v.get(name) {
-        return x;
-    }
-    let mut camel = String::new();
-    let mut up = false;
-    for c in name.chars() {
-        if c == '_' {
-            up = true;
-        } else if up {
-            camel.extend(c.to_uppercase());
-            up = false;
-        } else {
-            camel.push(c);
-        }
-    }
-    v.get(&camel).unwrap_or(&Value::Null)
-}
-
-fn text<'a>(v: &'a Value, path: &[&str]) -> &'a str {
-    path.iter()
-        .fold(v, |v, name| field(v, name))
-        .as_str()
-        .unwrap_or("")
-}
-
-fn pods_of(flow: &Value) -> (&str, &str) {
-    (
-        text(flow, &["source", "pod_name"]),
-        text(flow, &["destination", "pod_name"]),
-    )
-}
-
-fn udp_dport(flow: &Value) -> u64 {
-    field(field(field(flow, "l4"), "UDP"), "destination_port")
-        .as_u64()
-        .unwrap_or(0)
-}
 
 struct Node {
     _dns: UdpServer,
