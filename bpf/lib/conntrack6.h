@@ -21,6 +21,17 @@ static __always_inline void ct6_key_of(const struct flow6 *f, __u8 dir, int reve
 	key->pad = 0;
 }
 
+/* ICMPv6 messages other than echo have no connection: each is decided on
+ * its own (neighbour discovery before any policy, errors as related, the
+ * rest by policy on its type). Tracked, they would all share one port-less
+ * tuple per address pair, and one allowed type would let every other type
+ * through as "established". */
+static __always_inline int ct6_untracked(const struct flow6 *f)
+{
+	return f->l4.protocol == NEXTHDR_ICMP && f->l4.icmp_type != ICMP6_ECHO_REQUEST &&
+	       f->l4.icmp_type != ICMP6_ECHO_REPLY;
+}
+
 /* ct_find for IPv6. */
 static __always_inline struct ct_entry *ct6_find(const struct flow6 *f, __u8 dir, int reverse,
 						 __u64 now)
@@ -45,6 +56,8 @@ static __always_inline int ct6_lookup(const struct flow6 *f, __u8 dir, struct ct
 	struct ct_entry *e;
 	int pass;
 
+	if (ct6_untracked(f))
+		return CT_NEW;
 	for (pass = 0; pass < 2; pass++) {
 		int reverse = pass ^ reply_first;
 
@@ -68,6 +81,8 @@ static __always_inline void ct6_create(const struct flow6 *f, __u8 dir, __u32 sr
 	struct ct6_key key;
 	struct ct_entry e = {}, *old;
 
+	if (ct6_untracked(f))
+		return;
 	ct6_key_of(f, dir, 0, &key);
 	e.src_identity = src_identity;
 	e.rev_nat_index = state->rev_nat;

@@ -73,6 +73,8 @@ pub fn drop_reason_text(reason: u8) -> &'static str {
         139 => "Unsupported L3 protocol",
         140 => "Missed tail call",
         141 => "Error writing to packet",
+        150 => "Unknown L3 target address",
+        156 => "Invalid IPv6 extension header",
         158 => "Service backend not found",
         160 => "No tunnel/encapsulation endpoint",
         167 => "No mapping for NAT masquerade",
@@ -80,6 +82,7 @@ pub fn drop_reason_text(reason: u8) -> &'static str {
         170 => "Socket lookup failed",
         171 => "Socket assign failed",
         172 => "Proxy redirection not supported for protocol",
+        175 => "First logical datagram fragment not found",
         181 => "Policy denied by denylist",
         196 => "No tunnel key",
         _ => "Unknown reason",
@@ -113,6 +116,7 @@ pub fn ct_state_text(state: u8) -> &'static str {
     match state {
         1 => "established",
         2 => "reply",
+        3 => "related",
         _ => "new",
     }
 }
