@@ -9,7 +9,8 @@
 //!   CLIs (the filters are Hubble flow filters, applied by the agent).
 //! - `hubble_flows_processed_total` and `hubble_drop_total` count exactly
 //!   the stored flows, and the scrape passes promtool.
-//! - `--last 100` after 10,000 flows is the newest 100.
+//! - `--last 100` after 10,000 flows is the newest 100; `--follow` prints
+//!   the flows that come after it started, and only those.
 //!
 //! Needs root, curl and promtool; the comparisons with `hubble observe`
 //! are skipped (saying so) when the hubble binary is absent.
@@ -444,6 +445,55 @@ fn last_100_after_10000_flows_are_the_newest_100() {
     if counted <= 16_383.0 {
         assert_eq!(counted, all.len() as f64);
     }
+    let dir = lab.socket_dir();
+    drop(lab);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn follow_prints_new_flows_as_they_come() {
+    let lab = Lab::start("hubble-flows-follow", 4095);
+    // A flow from before: --follow alone shows only what comes after.
+    assert!(!lab
+        .intruder
+        .udp_roundtrip(lab.server.ip(), UDP_PORT, Duration::from_millis(300)));
+    std::thread::sleep(Duration::from_millis(300));
+    let server = format!("unix://{}", lab.socket.display());
+    let mut child = lab
+        .agent
+        .cli_command(&[
+            "flows", "--server", &server, "-f", "-o", "json", "--type", "drop",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines() {
+            if tx.send(line.unwrap_or_default()).is_err() {
+                return;
+            }
+        }
+    });
+    assert!(
+        rx.recv_timeout(Duration::from_millis(700)).is_err(),
+        "--follow printed a flow from before it started"
+    );
+    let sent_from = lab.intruder.ip().to_string();
+    assert!(!lab
+        .intruder
+        .udp_roundtrip(lab.server.ip(), UDP_PORT, Duration::from_millis(300)));
+    let line = rx
+        .recv_timeout(Duration::from_secs(5))
+        .expect("no flow followed within 5 s");
+    let _ = child.kill();
+    let _ = child.wait();
+    let flow: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(text(&flow, &["verdict"]), "DROPPED", "{flow:#}");
+    assert_eq!(text(&flow, &["IP", "source"]), sent_from);
+    assert_eq!(pods_of(&flow), ("intruder", "server"));
     let dir = lab.socket_dir();
     drop(lab);
     let _ = std::fs::remove_dir_all(dir);
