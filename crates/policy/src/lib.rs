@@ -10,6 +10,7 @@
 //! tasks or keep global state: callers hand in text, rules, labels and
 //! identities, and get values back.
 
+pub mod attribution;
 pub mod cidr;
 pub mod cidr_v6;
 mod cnp;

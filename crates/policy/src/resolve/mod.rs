@@ -329,6 +329,34 @@ impl EndpointPolicy {
         map_state
     }
 
+    /// The keys the rules' own elements give one peer identity, both those
+    /// naming it and those for every peer (identity 0), without what
+    /// resolution adds on its own (allow-all of unenforced directions, the
+    /// local host's ingress). With the rules of one rule, this is what that
+    /// rule alone allows or denies: see `attribution`.
+    pub fn element_keys(&self, identity: u32, labels: &Labels) -> MapState {
+        let mut map_state = MapState::new();
+        for (policy, direction) in self.directions() {
+            for element in &policy.elements {
+                let peer = match &element.peers {
+                    Peers::Any => IDENTITY_ANY,
+                    peers if identity != IDENTITY_ANY && peers.selects(labels) => identity,
+                    _ => continue,
+                };
+                DirectionPolicy::insert_element(
+                    &mut map_state,
+                    element,
+                    peer,
+                    direction,
+                    &self.redirect_ports,
+                    &self.peer_ports,
+                );
+            }
+        }
+        enforce_deny_precedence(&mut map_state);
+        map_state
+    }
+
     /// The ports whose allowed connections must go through the proxy. The
     /// caller gives each a proxy port with `set_proxy_ports`.
     pub fn listeners(&self) -> Vec<Listener> {
