@@ -35,16 +35,25 @@ const UDP_PORT: u16 = 53;
 const HTTP_PORT: u16 = 80;
 const NAMESPACE: &str = "shop";
 
-/// The client may reach the server on UDP 53 and GET /public on TCP 80;
-/// the intruder nothing.
+/// The client may reach the server on UDP 53 (rule shop-dns) and GET
+/// /public on TCP 80 (rule shop-web); the intruder nothing, and UDP 5353 is
+/// denied to it outright (rule no-intruders). The rules carry the labels of
+/// the CiliumNetworkPolicy objects they would come from, which flows name.
 const POLICY: &str = "\
 - endpointSelector:
     matchLabels: {app: server}
+  labels: [k8s:io.cilium.k8s.policy.derived-from=CiliumNetworkPolicy,
+           k8s:io.cilium.k8s.policy.name=shop-dns, k8s:io.cilium.k8s.policy.namespace=shop]
   ingress:
   - fromEndpoints:
     - matchLabels: {app: client}
     toPorts:
     - ports: [{port: \"53\", protocol: UDP}]
+- endpointSelector:
+    matchLabels: {app: server}
+  labels: [k8s:io.cilium.k8s.policy.derived-from=CiliumNetworkPolicy,
+           k8s:io.cilium.k8s.policy.name=shop-web, k8s:io.cilium.k8s.policy.namespace=shop]
+  ingress:
   - fromEndpoints:
     - matchLabels: {app: client}
     toPorts:
@@ -53,6 +62,15 @@ const POLICY: &str = "\
         http:
         - method: GET
           path: /public
+- endpointSelector:
+    matchLabels: {app: server}
+  labels: [k8s:io.cilium.k8s.policy.derived-from=CiliumNetworkPolicy,
+           k8s:io.cilium.k8s.policy.name=no-intruders, k8s:io.cilium.k8s.policy.namespace=shop]
+  ingressDeny:
+  - fromEndpoints:
+    - matchLabels: {app: intruder}
+    toPorts:
+    - ports: [{port: \"5353\", protocol: UDP}]
 ";
 
 struct Lab {
@@ -227,6 +245,9 @@ fn allowed_denied_and_l7_denied_flows_through_cilium_flows_and_hubble_observe() 
         "GET /public must pass the L7 policy"
     );
     assert_eq!(lab.get("/private"), "403", "GET /private must be denied");
+    assert!(!lab
+        .intruder
+        .udp_roundtrip(lab.server.ip(), 5353, Duration::from_millis(300)));
     std::thread::sleep(Duration::from_millis(500));
     let until = now_rfc3339();
     let window = ["--since", "1h", "--until", until.as_str()];
@@ -246,7 +267,9 @@ fn allowed_denied_and_l7_denied_flows_through_cilium_flows_and_hubble_observe() 
     // Denied by policy: a drop with its reason, both pods named.
     let denied = all
         .iter()
-        .find(|f| pods_of(f) == ("intruder", "server") && event_type(f).0 == 1)
+        .find(|f| {
+            pods_of(f) == ("intruder", "server") && event_type(f).0 == 1 && udp_dport(f) == 53
+        })
         .unwrap_or_else(|| panic!("no intruder drop in {all:#?}"));
     assert_eq!(text(denied, &["verdict"]), "DROPPED");
     assert_eq!(text(denied, &["drop_reason_desc"]), "POLICY_DENIED");
@@ -261,6 +284,87 @@ fn allowed_denied_and_l7_denied_flows_through_cilium_flows_and_hubble_observe() 
     assert_eq!(text(forbidden, &["Type"]), "L7");
     assert!(in_shop(forbidden, "source", "client") && in_shop(forbidden, "destination", "server"));
     assert!(text(forbidden, &["l7", "http", "url"]).ends_with("/private"));
+
+    // The rules behind each decision (beyond Cilium, which fills these
+    // from the datapath: the agent derives them from the server's rules).
+    // (The client's egress, where no rule applies, names none.)
+    let rules = |f: &Value, side: &str| -> Vec<String> {
+        field(f, side)
+            .as_array()
+            .map(|a| a.iter().map(|p| text(p, &["name"]).to_string()).collect())
+            .unwrap_or_default()
+    };
+    let verdict_to = |from: &str, port: u64| {
+        all.iter()
+            .find(|f| {
+                event_type(f).0 == 5
+                    && text(f, &["traffic_direction"]) == "INGRESS"
+                    && pods_of(f) == (from, "server")
+                    && ports(f).1 == port
+            })
+            .unwrap_or_else(|| panic!("no policy verdict {from} -> server:{port} in {all:#?}"))
+    };
+    let dns_ok = verdict_to("client", 53);
+    assert_eq!(
+        rules(dns_ok, "ingress_allowed_by"),
+        ["shop-dns"],
+        "{dns_ok:#}"
+    );
+    let by = &field(dns_ok, "ingress_allowed_by")[0];
+    assert_eq!(text(by, &["kind"]), "CiliumNetworkPolicy");
+    assert_eq!(text(by, &["namespace"]), NAMESPACE);
+    assert!(field(by, "labels").as_array().is_some_and(|l| l
+        .iter()
+        .any(|v| v == "k8s:io.cilium.k8s.policy.name=shop-dns")));
+    assert_eq!(
+        rules(verdict_to("client", 80), "ingress_allowed_by"),
+        ["shop-web"]
+    );
+    let denied_by_rule = verdict_to("intruder", 5353);
+    assert_eq!(text(denied_by_rule, &["verdict"]), "DROPPED");
+    assert_eq!(rules(denied_by_rule, "ingress_denied_by"), ["no-intruders"]);
+    let deny_drop = all
+        .iter()
+        .find(|f| event_type(f).0 == 1 && udp_dport(f) == 5353)
+        .unwrap_or_else(|| panic!("no drop to 5353 in {all:#?}"));
+    assert_eq!(text(deny_drop, &["drop_reason_desc"]), "POLICY_DENY");
+    assert_eq!(rules(deny_drop, "ingress_denied_by"), ["no-intruders"]);
+    // Default deny: no rule denied it, none is named.
+    assert!(rules(denied, "ingress_denied_by").is_empty(), "{denied:#}");
+    assert!(rules(verdict_to("intruder", 53), "ingress_denied_by").is_empty());
+    // The request the L7 rules refused names the rule whose rules they are.
+    assert_eq!(rules(forbidden, "ingress_denied_by"), ["shop-web"]);
+    let public = all
+        .iter()
+        .find(|f| is_l7_http(f) && field(field(field(f, "l7"), "http"), "code") == 200)
+        .unwrap_or_else(|| panic!("no HTTP 200 flow in {all:#?}"));
+    assert_eq!(rules(public, "ingress_allowed_by"), ["shop-web"]);
+    // --print-policy-names, as hubble prints them.
+    let named_args = [
+        &window[..],
+        &["--type", "policy-verdict", "--print-policy-names"],
+    ]
+    .concat();
+    let named = cilium_flows(&lab.agent, &lab.socket, &named_args);
+    assert!(
+        named
+            .lines()
+            .any(|l| l.contains("DENIED BY no-intruders (CiliumNetworkPolicy)")),
+        "{named}"
+    );
+    assert!(
+        named
+            .lines()
+            .any(|l| l.contains("ALLOWED BY shop-dns (CiliumNetworkPolicy)")),
+        "{named}"
+    );
+    if let Some(h) = &lab.hubble {
+        let theirs = h.run(&[&["observe"], &named_args[..]].concat());
+        assert_eq!(
+            named, theirs,
+            "--print-policy-names: cilium flows vs hubble observe"
+        );
+    }
 
     // Each filter returns exactly the flows it describes, server-side.
     type Pick = fn(&Value) -> bool;

@@ -5,6 +5,7 @@
 mod cidr;
 mod cluster_events;
 mod endpoints;
+pub mod flow_policy;
 mod fqdn;
 mod known;
 mod maps_view;

@@ -117,6 +117,10 @@ pub struct FlowsArgs {
     /// Output format
     #[arg(short = 'o', long, value_enum, default_value = "compact")]
     output: Output,
+    /// Print policy names in output: the rules that allowed or denied a
+    /// policy verdict (compact and table)
+    #[arg(long)]
+    print_policy_names: bool,
 }
 
 impl FlowsArgs {
@@ -161,6 +165,7 @@ pub fn run(args: &FlowsArgs) -> Result<ExitCode> {
     let now = Timestamp::from_system_time(SystemTime::now());
     let request = request::build(&args.selector(), &args.filters(), now).map_err(|e| anyhow!(e))?;
     let mut printer = Printer::new(args.output, local_utc_offset, args.follow);
+    printer.policy_names = args.print_policy_names;
     client::get_flows(&server, request, |response| {
         let (out, err) = printer.response(&response).map_err(|e| anyhow!(e))?;
         if !err.is_empty() {

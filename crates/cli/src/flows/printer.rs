@@ -5,7 +5,9 @@
 //! `jsonpb` (the whole response). Pure: the caller writes the text.
 
 use hubble::names::{drop_reason_text, match_type_name, reserved_identity_name, trace_point_name};
-use hubble::proto::flow::{layer4, layer7, Flow, L7FlowType, LostEvent, LostEventSource, Verdict};
+use hubble::proto::flow::{
+    layer4, layer7, Flow, L7FlowType, LostEvent, LostEventSource, Policy, TrafficDirection, Verdict,
+};
 use hubble::proto::observer::GetFlowsResponse;
 use hubble::timestamp::Timestamp;
 
@@ -68,13 +70,35 @@ pub fn host_names(f: &Flow) -> (String, String) {
         return (String::new(), String::new());
     };
     let (sport, dport) = ports(f);
-    let side = |ep: Option<&hubble::proto::flow::Endpoint>, addr: &str, port| {
-        let (ns, pod) = ep.map_or(("", ""), |e| (e.namespace.as_str(), e.pod_name.as_str()));
-        host(addr, port, ns, pod)
+    // A service names the side when no pod does, and its namespace wins
+    // (as in hubble).
+    let side = |ep: Option<&hubble::proto::flow::Endpoint>,
+                svc: Option<&hubble::proto::flow::Service>,
+                addr: &str,
+                port| {
+        let (mut ns, pod) = ep.map_or(("", ""), |e| (e.namespace.as_str(), e.pod_name.as_str()));
+        let mut name = pod;
+        if let Some(svc) = svc {
+            ns = svc.namespace.as_str();
+            if pod.is_empty() {
+                name = svc.name.as_str();
+            }
+        }
+        host(addr, port, ns, name)
     };
     (
-        side(f.source.as_ref(), &ip.source, sport),
-        side(f.destination.as_ref(), &ip.destination, dport),
+        side(
+            f.source.as_ref(),
+            f.source_service.as_ref(),
+            &ip.source,
+            sport,
+        ),
+        side(
+            f.destination.as_ref(),
+            f.destination_service.as_ref(),
+            &ip.destination,
+            dport,
+        ),
     )
 }
 
@@ -117,19 +141,56 @@ pub fn flow_type(f: &Flow) -> String {
 }
 
 /// Hubble's VERDICT column: policy verdicts read ALLOWED/DENIED.
+#[cfg(test)]
 pub fn verdict(f: &Flow) -> String {
+    verdict_with(f, false)
+}
+
+/// The VERDICT column; with `policy_names` (`--print-policy-names`), a
+/// policy verdict names the rules behind it as hubble does: ` BY name
+/// (kind), ...`, for rules that have both.
+pub fn verdict_with(f: &Flow, policy_names: bool) -> String {
     let v = Verdict::try_from(f.verdict).unwrap_or(Verdict::Unknown);
     let policy_verdict = f.event_type.is_some_and(|e| e.r#type == 5);
+    let egress = f.traffic_direction == TrafficDirection::Egress as i32;
+    let ingress = f.traffic_direction == TrafficDirection::Ingress as i32;
+    let by = |egress_rules: &[Policy], ingress_rules: &[Policy]| -> String {
+        let rules = match (policy_names, egress, ingress) {
+            (true, true, _) => egress_rules,
+            (true, _, true) => ingress_rules,
+            _ => &[],
+        };
+        let named: Vec<String> = rules
+            .iter()
+            .filter(|p| !p.kind.is_empty() && !p.name.is_empty())
+            .map(|p| format!("{} ({})", p.name, p.kind))
+            .collect();
+        if named.is_empty() {
+            String::new()
+        } else {
+            format!(" BY {}", named.join(", "))
+        }
+    };
     match v {
-        Verdict::Forwarded | Verdict::Redirected if policy_verdict => "ALLOWED".into(),
-        Verdict::Dropped | Verdict::Error if policy_verdict => "DENIED".into(),
+        Verdict::Forwarded | Verdict::Redirected if policy_verdict => {
+            "ALLOWED".to_string() + &by(&f.egress_allowed_by, &f.ingress_allowed_by)
+        }
+        Verdict::Dropped | Verdict::Error if policy_verdict => {
+            "DENIED".to_string() + &by(&f.egress_denied_by, &f.ingress_denied_by)
+        }
         Verdict::Audit if policy_verdict => "AUDITED".into(),
         v => v.as_str_name().into(),
     }
 }
 
 /// One `-o compact` line (without the newline).
+#[cfg(test)]
 pub fn compact(f: &Flow, utc_offset: i64) -> String {
+    compact_with(f, utc_offset, false)
+}
+
+/// `compact`, with policy names in the verdict when asked.
+pub fn compact_with(f: &Flow, utc_offset: i64, policy_names: bool) -> String {
     let (mut src, mut dst) = host_names(f);
     let mut src_id = identity(f.source.as_ref().map_or(0, |e| e.identity));
     let mut dst_id = identity(f.destination.as_ref().map_or(0, |e| e.identity));
@@ -146,7 +207,7 @@ pub fn compact(f: &Flow, utc_offset: i64) -> String {
         "{}: {src} {src_id} {arrow} {dst} {dst_id} {} {} ({})",
         stamp_milli(f.time.as_ref(), utc_offset),
         flow_type(f),
-        verdict(f),
+        verdict_with(f, policy_names),
         f.summary
     )
 }
@@ -160,15 +221,15 @@ pub const TABLE_HEADER: [&str; 6] = [
     "SUMMARY",
 ];
 
-/// One `-o table` row.
-pub fn table_row(f: &Flow, utc_offset: i64) -> [String; 6] {
+/// One `-o table` row, with policy names in the verdict when asked.
+pub fn table_row_with(f: &Flow, utc_offset: i64, policy_names: bool) -> [String; 6] {
     let (src, dst) = host_names(f);
     [
         stamp_milli(f.time.as_ref(), utc_offset),
         src,
         dst,
         flow_type(f),
-        verdict(f),
+        verdict_with(f, policy_names),
         f.summary.clone(),
     ]
 }
@@ -193,6 +254,8 @@ pub struct Printer {
     rows: Vec<[String; 6]>,
     /// Print table rows as they come (following) instead of aligning all.
     pub streaming: bool,
+    /// `--print-policy-names`.
+    pub policy_names: bool,
     header_done: bool,
 }
 
@@ -203,6 +266,7 @@ impl Printer {
             utc_offset,
             rows: Vec::new(),
             streaming,
+            policy_names: false,
             header_done: false,
         }
     }
@@ -224,11 +288,11 @@ impl Printer {
     fn flow(&mut self, f: &Flow) -> Result<String, String> {
         let offset = (self.utc_offset)(f.time.map_or(0, |t| t.seconds));
         Ok(match self.output {
-            Output::Compact => compact(f, offset) + "\n",
+            Output::Compact => compact_with(f, offset, self.policy_names) + "\n",
             Output::Json => serde_json::to_string(f).map_err(|e| e.to_string())? + "\n",
             Output::Jsonpb => unreachable!("handled with the response"),
             Output::Table => {
-                let row = table_row(f, offset);
+                let row = table_row_with(f, offset, self.policy_names);
                 if !self.streaming {
                     self.rows.push(row);
                     return Ok(String::new());

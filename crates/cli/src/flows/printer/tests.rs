@@ -131,6 +131,57 @@ fn types_of_l7_and_policy_verdicts() {
     assert_eq!(verdict(&pv), "ALLOWED");
 }
 
+#[test]
+fn policy_names_follow_the_direction_and_need_a_name_and_kind() {
+    let rule = |name: &str, kind: &str| hubble::proto::flow::Policy {
+        name: name.into(),
+        kind: kind.into(),
+        namespace: "shop".into(),
+        ..Default::default()
+    };
+    let mut pv = drop_flow();
+    pv.event_type = Some(CiliumEventType {
+        r#type: 5,
+        sub_type: 0,
+    });
+    pv.traffic_direction = TrafficDirection::Ingress as i32;
+    pv.ingress_denied_by = vec![rule("no-intruders", "CiliumNetworkPolicy")];
+    pv.egress_denied_by = vec![rule("elsewhere", "CiliumNetworkPolicy")];
+    assert_eq!(
+        verdict_with(&pv, true),
+        "DENIED BY no-intruders (CiliumNetworkPolicy)"
+    );
+    assert_eq!(verdict_with(&pv, false), "DENIED");
+    pv.verdict = Verdict::Forwarded as i32;
+    pv.ingress_allowed_by = vec![
+        rule("web", "CiliumNetworkPolicy"),
+        rule("", ""),
+        rule("dns", "NetworkPolicy"),
+    ];
+    assert_eq!(
+        verdict_with(&pv, true),
+        "ALLOWED BY web (CiliumNetworkPolicy), dns (NetworkPolicy)"
+    );
+    // Drops and traces print no names, as in hubble.
+    let mut drop = drop_flow();
+    drop.ingress_denied_by = vec![rule("no-intruders", "CiliumNetworkPolicy")];
+    assert_eq!(verdict_with(&drop, true), "DROPPED");
+}
+
+#[test]
+fn a_service_names_a_side_without_a_pod() {
+    let mut f = drop_flow();
+    f.destination = ep("", "", 16_777_217);
+    f.destination_service = Some(hubble::proto::flow::Service {
+        name: "web".into(),
+        namespace: "shop".into(),
+    });
+    let (_, dst) = host_names(&f);
+    assert_eq!(dst, "shop/web:53");
+    f.destination = ep("other", "server", 1000);
+    assert_eq!(host_names(&f).1, "shop/server:53");
+}
+
 fn response(f: Flow) -> GetFlowsResponse {
     GetFlowsResponse {
         response_types: Some(ResponseTypes::Flow(f)),

@@ -8,6 +8,8 @@
 //! on (the hub's `events_wanted` follows its listeners); with Hubble off,
 //! nothing here exists and the datapath builds no events for it.
 
+mod rules;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -75,6 +77,7 @@ async fn store_flows(
     registry: Arc<Registry>,
     node_name: String,
 ) {
+    let mut rules = rules::RuleNamer::new(daemon.clone());
     let mut view = View::new(daemon);
     loop {
         let ev = match rx.recv().await {
@@ -86,7 +89,8 @@ async fn store_flows(
             Err(RecvError::Closed) => return,
         };
         let named = view.name(&ev);
-        if let Some(flow) = hubble::to_flow(&named, &view.pods, &node_name, SystemTime::now()) {
+        if let Some(mut flow) = hubble::to_flow(&named, &view.pods, &node_name, SystemTime::now()) {
+            rules.annotate(&named, &mut flow);
             registry.hubble_flows.observe(&flow);
             ring.push(flow);
         }
