@@ -35,6 +35,14 @@ pub(super) fn fqdn_identities(
         .collect()
 }
 
+/// The identity of the rules' own /32 for `ip`, if they name it.
+pub(super) fn rule_identity(inner: &Inner, ip: Ipv4Addr) -> Option<u32> {
+    let host = Ipv4Cidr::new(ip, 32).expect("a /32 is a prefix");
+    inner
+        .cidr_identities
+        .lookup(&policy::cidr_identity_labels(host))
+}
+
 /// Identities to add and to remove after the cache or the selectors changed.
 #[derive(Default)]
 pub(super) struct FqdnChanges {
@@ -172,11 +180,7 @@ impl Daemon {
         for (ip, id, labels) in &changes.removed {
             if !readded.contains(ip) {
                 // Back to what the rules' own /32 says, if anything.
-                let host = Ipv4Cidr::new(*ip, 32).expect("a /32 is a prefix");
-                let rule_identity = inner
-                    .cidr_identities
-                    .lookup(&policy::cidr_identity_labels(host));
-                match rule_identity {
+                match rule_identity(inner, *ip) {
                     Some(cidr_id) => inner.maps.ipcache.upsert_local_all(&[(*ip, 32, cidr_id)])?,
                     None => inner.maps.ipcache.remove(*ip, 32)?,
                 }
@@ -189,11 +193,28 @@ impl Daemon {
                 inner.fqdn_ips.remove(ip);
             }
         }
+        let changed: BTreeMap<u32, Labels> = changes
+            .added
+            .iter()
+            .chain(&changes.removed)
+            .map(|(_, id, labels)| (*id, labels.clone()))
+            .collect();
+        let touched: BTreeSet<Ipv4Addr> = changes
+            .added
+            .iter()
+            .chain(&changes.removed)
+            .map(|(ip, _, _)| *ip)
+            .collect();
         for (ip, id, labels) in changes.added {
             inner.fqdn_ips.insert(ip, (id, labels));
         }
-        // Once per change, not per identity: the proxy gets the whole state.
-        self.publish_proxy_state(inner);
+        if incremental {
+            self.publish_fqdn_changes(inner, &changed, &touched);
+        } else {
+            // The caller regenerates every endpoint, whose policies may
+            // name these identities: the proxy's state is recomputed whole.
+            self.publish_proxy_state(inner);
+        }
         if failed.is_empty() {
             Ok(())
         } else {

@@ -2,7 +2,10 @@
 //! their listeners, and the proxy's desired configuration derived from them
 //! (published to the supervisor whenever it changes).
 
-use policy::EndpointPolicy;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::net::Ipv4Addr;
+
+use policy::{EndpointPolicy, Labels};
 use proxy::ipcache::IpcacheEntry;
 
 use super::{Daemon, Inner};
@@ -68,6 +71,55 @@ impl Daemon {
                 *current = desired;
             }
             changed
+        });
+    }
+
+    /// After FQDN identities came or went (for the IPs `touched`): unless
+    /// some redirect's rules name one of those identities (L7 rules on
+    /// `toFQDNs` peers), the proxy's state changes by those IPs' /32
+    /// entries alone, which spares recomputing every redirect over every
+    /// identity for each name learned.
+    pub(super) fn publish_fqdn_changes(
+        &self,
+        inner: &Inner,
+        changed: &BTreeMap<u32, Labels>,
+        touched: &BTreeSet<Ipv4Addr>,
+    ) {
+        let redirects_name_them = inner.policies.values().any(|policy| {
+            !policy.listeners().is_empty()
+                && policy
+                    .redirects(changed)
+                    .iter()
+                    .flat_map(|r| &r.peers)
+                    .any(|peer| changed.contains_key(&peer.identity))
+        });
+        if redirects_name_them {
+            return self.publish_proxy_state(inner);
+        }
+        let prefixes: HashSet<String> = touched.iter().map(|ip| format!("{ip}/32")).collect();
+        let entries: Vec<IpcacheEntry> = touched
+            .iter()
+            .filter_map(|ip| {
+                let identity = match inner.fqdn_ips.get(ip) {
+                    Some((identity, _)) => *identity,
+                    None => super::fqdn::rule_identity(inner, *ip)?,
+                };
+                Some(IpcacheEntry {
+                    prefix: format!("{ip}/32"),
+                    identity,
+                })
+            })
+            .collect();
+        self.proxy_desired.send_if_modified(|current| {
+            // No redirect at all: the proxy is sent nothing.
+            if current.redirects.is_empty() {
+                return false;
+            }
+            current
+                .ipcache
+                .retain(|entry| !prefixes.contains(&entry.prefix));
+            current.ipcache.extend(entries);
+            true
         });
     }
 

@@ -77,39 +77,116 @@ pub struct Datagram {
     pub original_dst: Option<SocketAddrV4>,
 }
 
-/// Receives one datagram into `buf` with its original destination.
-pub async fn recv(socket: &UdpSocket, buf: &mut [u8]) -> io::Result<Datagram> {
+/// Datagrams taken (or sent) per system call at most.
+pub const BATCH: usize = 16;
+
+/// Room for a batch of datagrams, `MAX_DATAGRAM` bytes each. Allocated
+/// zeroed, so the pages of a slot no datagram ever filled are never
+/// touched: a batch costs what its datagrams use.
+pub struct RecvBatch {
+    buf: Vec<u8>,
+    got: Vec<Datagram>,
+}
+
+impl Default for RecvBatch {
+    fn default() -> Self {
+        RecvBatch {
+            buf: vec![0; BATCH * MAX_DATAGRAM],
+            got: Vec::with_capacity(BATCH),
+        }
+    }
+}
+
+impl RecvBatch {
+    /// The datagrams of the last receive.
+    pub fn datagrams(&self) -> &[Datagram] {
+        &self.got
+    }
+
+    /// The bytes of datagram `index` (cut to `MAX_DATAGRAM`).
+    pub fn bytes(&self, index: usize) -> &[u8] {
+        &self.buf[self.slot(index)]
+    }
+
+    pub fn bytes_mut(&mut self, index: usize) -> &mut [u8] {
+        let slot = self.slot(index);
+        &mut self.buf[slot]
+    }
+
+    fn slot(&self, index: usize) -> std::ops::Range<usize> {
+        let start = index * MAX_DATAGRAM;
+        start..start + self.got[index].len.min(MAX_DATAGRAM)
+    }
+}
+
+/// Receives up to `BATCH` datagrams (at least one) with their original
+/// destinations; how many. A pending socket error (an ICMP port
+/// unreachable on a connected socket) wakes it too, and is returned.
+pub async fn recv_batch(socket: &UdpSocket, batch: &mut RecvBatch) -> io::Result<usize> {
     socket
-        .async_io(Interest::READABLE, || recvmsg(socket.as_raw_fd(), buf))
+        .async_io(Interest::READABLE | Interest::ERROR, || {
+            recvmmsg(socket.as_raw_fd(), batch)
+        })
         .await
 }
 
-fn recvmsg(fd: libc::c_int, buf: &mut [u8]) -> io::Result<Datagram> {
-    // u64s keep the control buffer aligned for cmsghdr.
-    let mut control = [0u64; 16];
-    // SAFETY: all-zero is a valid sockaddr_in and msghdr.
-    let mut source: libc::sockaddr_in = unsafe { zeroed() };
-    let mut iov = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: buf.len(),
+fn recvmmsg(fd: libc::c_int, batch: &mut RecvBatch) -> io::Result<usize> {
+    // u64s keep each control buffer aligned for cmsghdr.
+    let mut controls = [[0u64; 16]; BATCH];
+    // SAFETY: all-zero is a valid sockaddr_in, iovec and mmsghdr.
+    let mut sources: [libc::sockaddr_in; BATCH] = unsafe { zeroed() };
+    let mut iovs: [libc::iovec; BATCH] = unsafe { zeroed() };
+    let mut msgs: [libc::mmsghdr; BATCH] = unsafe { zeroed() };
+    for (i, slot) in batch.buf.chunks_mut(MAX_DATAGRAM).enumerate() {
+        iovs[i] = libc::iovec {
+            iov_base: slot.as_mut_ptr().cast(),
+            iov_len: slot.len(),
+        };
+        let msg = &mut msgs[i].msg_hdr;
+        msg.msg_name = (&mut sources[i] as *mut libc::sockaddr_in).cast();
+        msg.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        msg.msg_iov = &mut iovs[i];
+        msg.msg_iovlen = 1;
+        msg.msg_control = controls[i].as_mut_ptr().cast();
+        msg.msg_controllen = size_of::<[u64; 16]>() as _;
+    }
+    // SAFETY: every header points at live buffers of the lengths it states.
+    let got = unsafe {
+        libc::recvmmsg(
+            fd,
+            msgs.as_mut_ptr(),
+            BATCH as libc::c_uint,
+            libc::MSG_TRUNC,
+            std::ptr::null_mut(),
+        )
     };
-    let mut msg: libc::msghdr = unsafe { zeroed() };
-    msg.msg_name = (&mut source as *mut libc::sockaddr_in).cast();
-    msg.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = size_of::<[u64; 16]>() as _;
-    // SAFETY: msg points at live buffers of the lengths it states.
-    let len = unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_TRUNC) };
-    if len < 0 {
+    if got < 0 {
         return Err(io::Error::last_os_error());
     }
-    let mut original_dst = None;
-    // SAFETY: the kernel filled msg_control up to msg_controllen; the CMSG
-    // macros walk it within those bounds.
+    batch.got.clear();
+    for (msg, source) in msgs.iter().zip(&sources).take(got as usize) {
+        batch.got.push(Datagram {
+            // MSG_TRUNC: the real length, so an oversized datagram is seen
+            // as one.
+            len: msg.msg_len as usize,
+            source: v4(source),
+            // SAFETY: the kernel filled this message's control buffer.
+            original_dst: unsafe { original_dst(&msg.msg_hdr) },
+        });
+    }
+    Ok(got as usize)
+}
+
+/// `IP_ORIGDSTADDR` from a received message's control data.
+///
+/// # Safety
+/// `msg` was filled by the kernel: `msg_control` holds `msg_controllen`
+/// valid bytes.
+unsafe fn original_dst(msg: &libc::msghdr) -> Option<SocketAddrV4> {
+    let mut found = None;
+    // SAFETY: the CMSG macros walk the control data within its length.
     unsafe {
-        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+        let mut cmsg = libc::CMSG_FIRSTHDR(msg);
         while !cmsg.is_null() {
             let header = &*cmsg;
             if header.cmsg_level == libc::SOL_IP
@@ -119,17 +196,12 @@ fn recvmsg(fd: libc::c_int, buf: &mut [u8]) -> io::Result<Datagram> {
             {
                 let addr: libc::sockaddr_in =
                     std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast());
-                original_dst = Some(v4(&addr));
+                found = Some(v4(&addr));
             }
-            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+            cmsg = libc::CMSG_NXTHDR(msg, cmsg);
         }
     }
-    Ok(Datagram {
-        // MSG_TRUNC: the real length, so an oversized datagram is seen as one.
-        len: len as usize,
-        source: v4(&source),
-        original_dst,
-    })
+    found
 }
 
 fn v4(addr: &libc::sockaddr_in) -> SocketAddrV4 {
@@ -162,55 +234,97 @@ impl RawReplySocket {
         })
     }
 
-    /// Sends `payload` as a UDP datagram from `from` to `to`. A full socket
-    /// buffer drops the answer, as the network may.
-    pub fn send(
+    /// Sends each `(from, to, payload)` as a UDP datagram from `from` to
+    /// `to`, with `mark`, in as few calls as the kernel takes. A full socket
+    /// buffer drops the rest, as the network may; the first error is
+    /// returned.
+    pub fn send_all(
         &self,
-        from: SocketAddrV4,
-        to: SocketAddrV4,
-        payload: &[u8],
+        replies: &[(SocketAddrV4, SocketAddrV4, &[u8])],
         mark: Option<u32>,
     ) -> io::Result<()> {
         let mark = mark.unwrap_or(0);
         if self.mark.swap(mark, Ordering::Relaxed) != mark {
             self.socket.set_mark(mark)?;
         }
-        let datagram = udp_datagram(from, to, payload)?;
-        let mut control = [0u64; 8];
-        // SAFETY: all-zero is a valid in_pktinfo, sockaddr_in and msghdr.
-        let mut pktinfo: libc::in_pktinfo = unsafe { zeroed() };
-        pktinfo.ipi_spec_dst.s_addr = u32::from(*from.ip()).to_be();
-        let mut dst: libc::sockaddr_in = unsafe { zeroed() };
-        dst.sin_family = libc::AF_INET as libc::sa_family_t;
-        dst.sin_addr.s_addr = u32::from(*to.ip()).to_be();
-        let mut iov = libc::iovec {
-            iov_base: datagram.as_ptr() as *mut libc::c_void,
-            iov_len: datagram.len(),
-        };
-        let mut msg: libc::msghdr = unsafe { zeroed() };
-        msg.msg_name = (&mut dst as *mut libc::sockaddr_in).cast();
-        msg.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control.as_mut_ptr().cast();
-        // SAFETY: the control buffer (64 bytes) holds one cmsghdr with an
-        // in_pktinfo (CMSG_SPACE = 32 on 64-bit); msg points at live data.
-        let sent = unsafe {
-            let space = libc::CMSG_SPACE(size_of::<libc::in_pktinfo>() as u32) as usize;
+        let mut first_error = None;
+        for chunk in replies.chunks(BATCH) {
+            let datagrams = chunk
+                .iter()
+                .map(|(from, to, payload)| udp_datagram(*from, *to, payload))
+                .collect::<io::Result<Vec<_>>>()?;
+            // SAFETY: all-zero is a valid in_pktinfo, sockaddr_in, iovec
+            // and mmsghdr.
+            let mut controls = [[0u64; 8]; BATCH];
+            let mut dsts: [libc::sockaddr_in; BATCH] = unsafe { zeroed() };
+            let mut iovs: [libc::iovec; BATCH] = unsafe { zeroed() };
+            let mut msgs: [libc::mmsghdr; BATCH] = unsafe { zeroed() };
+            let space = unsafe { libc::CMSG_SPACE(size_of::<libc::in_pktinfo>() as u32) } as usize;
             debug_assert!(space <= size_of::<[u64; 8]>());
-            msg.msg_controllen = space as _;
-            let cmsg = libc::CMSG_FIRSTHDR(&msg);
-            (*cmsg).cmsg_level = libc::SOL_IP;
-            (*cmsg).cmsg_type = libc::IP_PKTINFO;
-            (*cmsg).cmsg_len = libc::CMSG_LEN(size_of::<libc::in_pktinfo>() as u32) as _;
-            std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast(), pktinfo);
-            libc::sendmsg(self.socket.as_raw_fd(), &msg, 0)
-        };
-        if sent < 0 {
-            return Err(io::Error::last_os_error());
+            for (i, ((from, to, _), datagram)) in chunk.iter().zip(&datagrams).enumerate() {
+                dsts[i].sin_family = libc::AF_INET as libc::sa_family_t;
+                dsts[i].sin_addr.s_addr = u32::from(*to.ip()).to_be();
+                iovs[i] = libc::iovec {
+                    iov_base: datagram.as_ptr() as *mut libc::c_void,
+                    iov_len: datagram.len(),
+                };
+                let msg = &mut msgs[i].msg_hdr;
+                msg.msg_name = (&mut dsts[i] as *mut libc::sockaddr_in).cast();
+                msg.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
+                msg.msg_iov = &mut iovs[i];
+                msg.msg_iovlen = 1;
+                msg.msg_control = controls[i].as_mut_ptr().cast();
+                msg.msg_controllen = space as _;
+                let mut pktinfo: libc::in_pktinfo = unsafe { zeroed() };
+                pktinfo.ipi_spec_dst.s_addr = u32::from(*from.ip()).to_be();
+                // SAFETY: the control buffer (64 bytes) holds one cmsghdr
+                // with an in_pktinfo (CMSG_SPACE = 32 on 64-bit).
+                unsafe {
+                    let cmsg = libc::CMSG_FIRSTHDR(msg);
+                    (*cmsg).cmsg_level = libc::SOL_IP;
+                    (*cmsg).cmsg_type = libc::IP_PKTINFO;
+                    (*cmsg).cmsg_len = libc::CMSG_LEN(size_of::<libc::in_pktinfo>() as u32) as _;
+                    std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast(), pktinfo);
+                }
+            }
+            let failed = send_mmsg(self.socket.as_raw_fd(), &mut msgs[..chunk.len()]);
+            if let Some((_, err)) = failed.into_iter().next() {
+                first_error.get_or_insert(err);
+            }
         }
-        Ok(())
+        first_error.map_or(Ok(()), Err)
     }
+}
+
+/// `sendmmsg` until every message went; the ones that did not, with why:
+/// one the kernel refuses is skipped, a full socket buffer drops the rest
+/// (`WouldBlock`).
+pub fn send_mmsg(fd: libc::c_int, msgs: &mut [libc::mmsghdr]) -> Vec<(usize, io::Error)> {
+    let mut failed = Vec::new();
+    let mut sent = 0;
+    while sent < msgs.len() {
+        // SAFETY: the headers point at live buffers of the lengths they state.
+        let n = unsafe {
+            libc::sendmmsg(
+                fd,
+                msgs[sent..].as_mut_ptr(),
+                (msgs.len() - sent) as libc::c_uint,
+                0,
+            )
+        };
+        if n >= 0 {
+            sent += n as usize;
+            continue;
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() == io::ErrorKind::WouldBlock {
+            failed.extend((sent..msgs.len()).map(|i| (i, io::ErrorKind::WouldBlock.into())));
+            break;
+        }
+        failed.push((sent, err));
+        sent += 1;
+    }
+    failed
 }
 
 /// The UDP header and payload, checksummed over the IPv4 pseudo-header.
@@ -284,13 +398,21 @@ mod tests {
         let addr = socket.local_addr().unwrap();
         let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         client.send_to(b"hello", addr).unwrap();
-        let mut buf = [0u8; 64];
-        let datagram = recv(&socket, &mut buf).await.unwrap();
-        assert_eq!(&buf[..datagram.len], b"hello");
-        assert_eq!(
-            SocketAddr::V4(datagram.source),
-            client.local_addr().unwrap()
-        );
-        assert_eq!(datagram.original_dst, None);
+        client.send_to(b"world!", addr).unwrap();
+        let mut batch = RecvBatch::default();
+        let mut got = Vec::new();
+        while got.len() < 2 {
+            let n = recv_batch(&socket, &mut batch).await.unwrap();
+            for i in 0..n {
+                let datagram = batch.datagrams()[i];
+                assert_eq!(
+                    SocketAddr::V4(datagram.source),
+                    client.local_addr().unwrap()
+                );
+                assert_eq!(datagram.original_dst, None);
+                got.push(batch.bytes_mut(i).to_vec());
+            }
+        }
+        assert_eq!(got, [&b"hello"[..], b"world!"]);
     }
 }

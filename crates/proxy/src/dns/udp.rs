@@ -9,7 +9,7 @@ use std::sync::Arc;
 use tokio::net::UdpSocket;
 
 use super::exchange::{judge, Judgement};
-use super::listener::{recv, RawReplySocket, MAX_DATAGRAM};
+use super::listener::{recv_batch, RawReplySocket, RecvBatch, MAX_DATAGRAM};
 use super::upstream::InFlight;
 use crate::filter::ConnContext;
 use crate::listener::ListenMode;
@@ -37,17 +37,47 @@ impl ReplyPath {
         }
     }
 
+    /// The same sockets (so answers for both can go in one call).
+    pub fn same_as(&self, other: &ReplyPath) -> bool {
+        match (self, other) {
+            (ReplyPath::Raw(a), ReplyPath::Raw(b)) => Arc::ptr_eq(a, b),
+            (ReplyPath::Listener(a), ReplyPath::Listener(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+
+    /// Sends `payload` to the client of `ctx`.
     pub fn send(&self, ctx: &ConnContext, mark: Option<u32>, payload: &[u8]) {
-        let result = match (self, ctx.original_dst, ctx.client) {
-            (ReplyPath::Raw(raw), SocketAddr::V4(from), SocketAddr::V4(to)) => {
-                raw.send(from, to, payload, mark)
+        self.send_all(mark, &[(ctx, payload)]);
+    }
+
+    /// Sends each answer to its client, in as few calls as the kernel
+    /// takes.
+    pub fn send_all(&self, mark: Option<u32>, answers: &[(&ConnContext, &[u8])]) {
+        let result = match self {
+            ReplyPath::Raw(raw) => {
+                let datagrams: Vec<_> = answers
+                    .iter()
+                    .filter_map(|(ctx, payload)| match (ctx.original_dst, ctx.client) {
+                        (SocketAddr::V4(from), SocketAddr::V4(to)) => Some((from, to, *payload)),
+                        _ => None,
+                    })
+                    .collect();
+                raw.send_all(&datagrams, mark)
             }
-            (ReplyPath::Raw(_), _, _) => Ok(()),
-            (ReplyPath::Listener(socket), _, to) => socket.send_to(payload, to).map(|_| ()),
+            ReplyPath::Listener(socket) => {
+                let mut first_error = Ok(());
+                for (ctx, payload) in answers {
+                    if let Err(err) = socket.send_to(payload, ctx.client) {
+                        first_error = first_error.and(Err(err));
+                    }
+                }
+                first_error
+            }
         };
         if let Err(err) = result {
             if err.kind() != std::io::ErrorKind::WouldBlock {
-                eprintln!("cilium-proxy: dns answer to {}: {err}", ctx.client);
+                eprintln!("cilium-proxy: dns answers: {err}");
             }
         }
     }
@@ -63,10 +93,10 @@ pub async fn serve(
     shared: Arc<RedirectShared>,
     state: ProxyState,
 ) {
-    let mut buf = vec![0u8; MAX_DATAGRAM];
+    let mut batch = RecvBatch::default();
     loop {
-        let datagram = match recv(&socket, &mut buf).await {
-            Ok(datagram) => datagram,
+        let received = match recv_batch(&socket, &mut batch).await {
+            Ok(received) => received,
             Err(err) => {
                 eprintln!(
                     "cilium-proxy: dns receive on port {}: {err}",
@@ -76,39 +106,41 @@ pub async fn serve(
                 continue;
             }
         };
-        let original_dst = match (mode, datagram.original_dst) {
-            (ListenMode::FixedUpstream(addr), _) => addr,
-            (ListenMode::Transparent, Some(addr)) => SocketAddr::V4(addr),
-            (ListenMode::Transparent, None) => continue,
-        };
-        let client = SocketAddr::V4(datagram.source);
-        let ctx = ConnContext {
-            client,
-            original_dst,
-            src_identity: state.lookup_identity(client.ip()),
-            dst_identity: state.lookup_identity(original_dst.ip()),
-            redirect: shared.clone(),
-            log: state.log.clone(),
-        };
-        if datagram.len > buf.len() {
-            // Larger than any DNS message over UDP: cut, so malformed.
-            judge(&ctx, &state.dns, &[]);
-            continue;
-        }
-        let query = &buf[..datagram.len];
-        let mark = ctx.redirect.settings().upstream_mark;
-        match judge(&ctx, &state.dns, query) {
-            Judgement::Drop => {}
-            Judgement::Answer(answer) => reply.send(&ctx, mark, &answer),
-            Judgement::Forward(message) => state.dns.upstreams.forward(
-                &state.dns,
-                InFlight {
+        let mut forwards = Vec::with_capacity(received);
+        for index in 0..received {
+            let datagram = batch.datagrams()[index];
+            let original_dst = match (mode, datagram.original_dst) {
+                (ListenMode::FixedUpstream(addr), _) => addr,
+                (ListenMode::Transparent, Some(addr)) => SocketAddr::V4(addr),
+                (ListenMode::Transparent, None) => continue,
+            };
+            let client = SocketAddr::V4(datagram.source);
+            let ctx = ConnContext {
+                client,
+                original_dst,
+                src_identity: state.lookup_identity(client.ip()),
+                dst_identity: state.lookup_identity(original_dst.ip()),
+                redirect: shared.clone(),
+                log: state.log.clone(),
+            };
+            if datagram.len > MAX_DATAGRAM {
+                // Larger than any DNS message over UDP: cut, so malformed.
+                judge(&ctx, &state.dns, &[]);
+                continue;
+            }
+            let query = batch.bytes_mut(index);
+            let mark = ctx.redirect.settings().upstream_mark;
+            match judge(&ctx, &state.dns, query) {
+                Judgement::Drop => {}
+                Judgement::Answer(answer) => reply.send(&ctx, mark, &answer),
+                Judgement::Forward(message) => forwards.push(InFlight {
                     ctx,
                     message,
                     query: query.to_vec(),
                     reply: reply.clone(),
-                },
-            ),
+                }),
+            }
         }
+        state.dns.upstreams.forward_all(&state.dns, forwards);
     }
 }

@@ -7,7 +7,8 @@
 //! the answer. A socket serves new queries for `ROTATE_AFTER` (a fresh
 //! port then), and closes once its last query is answered or timed out.
 //!
-//! Per query this costs one `send` and one `recv`: no socket, bind,
+//! A query costs a share of one `sendmmsg` and one `recvmmsg` (the queries
+//! and answers that arrive together go in one call each): no socket, bind,
 //! connect, epoll registration, task or timer of its own, which is what
 //! the proxy's hot path spent most of its time on.
 
@@ -15,6 +16,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -23,7 +25,7 @@ use socket2::{Protocol, Type};
 use tokio::net::UdpSocket;
 
 use super::exchange::{inspect_answer, server_failure, Admission};
-use super::listener::MAX_DATAGRAM;
+use super::listener::{recv_batch, send_mmsg, RecvBatch, BATCH};
 use super::udp::ReplyPath;
 use super::wire::{self, Message};
 use super::{DnsRuntime, FORWARD_TIMEOUT};
@@ -91,33 +93,50 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl UpstreamPool {
-    /// Sends `query` to its original destination; its answer (or a SERVFAIL
-    /// if none comes) reaches the client through `query.reply`.
-    pub fn forward(&self, dns: &Arc<DnsRuntime>, mut query: InFlight) {
-        if self.in_flight.load(Ordering::Relaxed) >= MAX_IN_FLIGHT {
-            return;
+    /// Sends each query to its original destination, the queries for one
+    /// socket in one call; their answers (or SERVFAILs) reach the clients
+    /// through their reply paths.
+    pub fn forward_all(&self, dns: &Arc<DnsRuntime>, queries: Vec<InFlight>) {
+        let mut group = Vec::new();
+        let mut group_key = None;
+        for query in queries {
+            let key = Key {
+                server: query.ctx.original_dst,
+                options: upstream_options(&query.ctx),
+            };
+            if group_key != Some(key) {
+                if let Some(previous) = group_key {
+                    self.forward_group(dns, previous, std::mem::take(&mut group));
+                }
+                group_key = Some(key);
+            }
+            group.push(query);
         }
-        let key = Key {
-            server: query.ctx.original_dst,
-            options: upstream_options(&query.ctx),
-        };
-        // A socket that closed since it was looked up sends the query back
-        // once; the next one is new.
+        if let Some(key) = group_key {
+            self.forward_group(dns, key, group);
+        }
+    }
+
+    fn forward_group(&self, dns: &Arc<DnsRuntime>, key: Key, mut queries: Vec<InFlight>) {
+        let room = MAX_IN_FLIGHT.saturating_sub(self.in_flight.load(Ordering::Relaxed));
+        queries.truncate(room);
+        // A socket that closed since it was looked up hands the queries
+        // back once; the next one is new.
         for _ in 0..2 {
+            if queries.is_empty() {
+                return;
+            }
             let upstream = match self.socket_for(dns, key) {
                 Ok(upstream) => upstream,
                 Err(err) => {
                     eprintln!(
                         "cilium-proxy: dns upstream socket for {}: {err}",
-                        query.ctx.original_dst
+                        key.server
                     );
-                    return query.fail();
+                    return queries.iter().for_each(InFlight::fail);
                 }
             };
-            match upstream.send(query) {
-                None => return,
-                Some(back) => query = back,
-            }
+            queries = upstream.send_all(queries);
         }
     }
 
@@ -205,29 +224,48 @@ impl Upstream {
             && lock(&self.pending).queries.len() < MAX_PER_SOCKET
     }
 
-    /// Gives `query` a free id of this socket and sends it; hands it back
-    /// if the socket has closed.
-    fn send(&self, query: InFlight) -> Option<InFlight> {
-        let mut bytes = query.query.clone();
-        let id = {
+    /// Gives each query a free id of this socket and sends them; hands
+    /// them back if the socket has closed.
+    fn send_all(&self, queries: Vec<InFlight>) -> Vec<InFlight> {
+        let mut datagrams = Vec::with_capacity(queries.len());
+        {
             let mut pending = lock(&self.pending);
             if pending.closed {
-                return Some(query);
+                return queries;
             }
-            let id = loop {
-                let draw = self.draws.fetch_add(1, Ordering::Relaxed);
-                let id = self.ids.hash_one(draw) as u16;
-                if !pending.queries.contains_key(&id) {
-                    break id;
-                }
-            };
-            bytes[..2].copy_from_slice(&id.to_be_bytes());
-            pending.queries.insert(id, (query, Instant::now()));
-            self.in_flight.fetch_add(1, Ordering::Relaxed);
-            id
-        };
-        if let Err(err) = self.socket.send(&bytes) {
-            if let Some(query) = self.take(id) {
+            let now = Instant::now();
+            for query in queries {
+                let id = loop {
+                    let draw = self.draws.fetch_add(1, Ordering::Relaxed);
+                    let id = self.ids.hash_one(draw) as u16;
+                    if !pending.queries.contains_key(&id) {
+                        break id;
+                    }
+                };
+                let mut bytes = query.query.clone();
+                bytes[..2].copy_from_slice(&id.to_be_bytes());
+                pending.queries.insert(id, (query, now));
+                datagrams.push((id, bytes));
+            }
+            self.in_flight.fetch_add(datagrams.len(), Ordering::Relaxed);
+        }
+        for chunk in datagrams.chunks(BATCH) {
+            // SAFETY: all-zero is a valid iovec and mmsghdr.
+            let mut iovs: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
+            let mut msgs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
+            for (i, (_, bytes)) in chunk.iter().enumerate() {
+                iovs[i] = libc::iovec {
+                    iov_base: bytes.as_ptr() as *mut libc::c_void,
+                    iov_len: bytes.len(),
+                };
+                msgs[i].msg_hdr.msg_iov = &mut iovs[i];
+                msgs[i].msg_hdr.msg_iovlen = 1;
+            }
+            let fd = self.socket.as_raw_fd();
+            for (i, err) in send_mmsg(fd, &mut msgs[..chunk.len()]) {
+                let Some(query) = self.take(chunk[i].0) else {
+                    continue;
+                };
                 // A full socket buffer drops the query; the client retries.
                 if err.kind() != io::ErrorKind::WouldBlock {
                     eprintln!(
@@ -238,7 +276,7 @@ impl Upstream {
                 }
             }
         }
-        None
+        Vec::new()
     }
 
     fn take(&self, id: u16) -> Option<InFlight> {
@@ -247,30 +285,30 @@ impl Upstream {
         Some(query)
     }
 
-    /// A datagram from the server: the answer to one of our queries goes
-    /// to its client (once the agent allowed its addresses, if new).
-    fn answer(&self, dns: &Arc<DnsRuntime>, bytes: &mut [u8]) {
+    /// A datagram from the server: the answer to one of our queries, its
+    /// client's id put back. Returned when it goes to the client now; held
+    /// (until the agent allowed its addresses) by a task of its own.
+    fn answer(&self, dns: &Arc<DnsRuntime>, bytes: &mut [u8]) -> Option<InFlight> {
         let Ok(header) = wire::parse_header(bytes) else {
             dns.count_malformed();
-            return;
+            return None;
         };
         if !header.is_response() {
-            return;
+            return None;
         }
-        let Some(query) = self.take(header.id) else {
-            // Late (the query timed out) or not ours.
-            return;
-        };
+        // None: late (the query timed out) or not ours.
+        let query = self.take(header.id)?;
         bytes[..2].copy_from_slice(&query.message.header.id.to_be_bytes());
         match inspect_answer(&query.ctx, dns, &query.message, bytes) {
-            Admission::Drop => {}
-            Admission::Now => query.send(bytes),
+            Admission::Drop => None,
+            Admission::Now => Some(query),
             Admission::Hold(notice) => {
                 let (dns, answer) = (dns.clone(), bytes.to_vec());
                 tokio::spawn(async move {
                     dns.gate.hold(notice, dns.settings.max_delay).await;
                     query.send(&answer);
                 });
+                None
             }
         }
     }
@@ -318,12 +356,17 @@ async fn receive(upstream: Arc<Upstream>, dns: Arc<DnsRuntime>) {
             return;
         }
     };
-    let mut buf = vec![0u8; MAX_DATAGRAM];
+    let mut batch = RecvBatch::default();
     let mut sweep = tokio::time::interval(SWEEP_EVERY);
     loop {
         tokio::select! {
-            received = socket.recv(&mut buf) => match received {
-                Ok(len) => upstream.answer(&dns, &mut buf[..len]),
+            received = recv_batch(&socket, &mut batch) => match received {
+                Ok(received) => {
+                    let ready: Vec<(usize, InFlight)> = (0..received)
+                        .filter_map(|i| Some((i, upstream.answer(&dns, batch.bytes_mut(i))?)))
+                        .collect();
+                    reply_all(&batch, &ready);
+                }
                 // The server's port is closed (ICMP): every query to it
                 // fails now rather than after the timeout.
                 Err(err) if err.kind() == io::ErrorKind::ConnectionRefused => {
@@ -347,5 +390,26 @@ async fn receive(upstream: Arc<Upstream>, dns: Arc<DnsRuntime>) {
                 }
             }
         }
+    }
+}
+
+/// Sends the answers in `batch` to the clients of their queries, those
+/// leaving one reply path with one mark in one call.
+fn reply_all(batch: &RecvBatch, ready: &[(usize, InFlight)]) {
+    let mut rest = ready;
+    while let Some((_, first)) = rest.first() {
+        let mark = first.ctx.redirect.settings().upstream_mark;
+        let same = rest
+            .iter()
+            .take_while(|(_, q)| {
+                q.reply.same_as(&first.reply) && q.ctx.redirect.settings().upstream_mark == mark
+            })
+            .count();
+        let answers: Vec<(&ConnContext, &[u8])> = rest[..same]
+            .iter()
+            .map(|(i, query)| (&query.ctx, batch.bytes(*i)))
+            .collect();
+        first.reply.send_all(mark, &answers);
+        rest = &rest[same..];
     }
 }
