@@ -5,7 +5,7 @@
 //! long after a policy change names the rules of the revision it reports.
 
 use policy::attribution::{attribute, Packet};
-use policy::{Direction, Labels, Rule};
+use policy::{Direction, Rule};
 
 use super::Daemon;
 
@@ -77,7 +77,7 @@ impl Daemon {
                     .into_iter()
                     .find_map(|(id, l)| (id == peer).then_some(l))
             })
-            .unwrap_or_else(Labels::new);
+            .unwrap_or_default();
         let found = attribute(
             &selecting,
             &ep.named_ports,
