@@ -154,3 +154,31 @@ fn egress_kafka_listener() {
         }]
     );
 }
+
+#[test]
+fn only_peers_with_l7_rules_on_the_port_are_redirected() {
+    // Empire gets HTTP rules on 80; the alliance an L4-only allow of 80;
+    // the deathstar itself both.
+    let text = r#"[{"endpointSelector": {}, "ingress": [
+        {"fromEndpoints": [{"matchLabels": {"org": "empire"}}],
+         "toPorts": [{"ports": [{"port": "80", "protocol": "TCP"}], "rules": {"http": [{"path": "/public"}]}}]},
+        {"fromEndpoints": [{"matchLabels": {"org": "alliance"}}, {"matchLabels": {"class": "deathstar"}}],
+         "toPorts": [{"ports": [{"port": "80", "protocol": "TCP"}]}]}]}]"#;
+    let mut policy = compiled(text, &deathstar());
+    policy.set_proxy_ports(BTreeMap::from([((Direction::Ingress, 80), 15004)]));
+    let state = policy.resolve(&identities()).map_state;
+    let proxy_port =
+        |identity| state[&MapKey::port(identity, PROTO_TCP, 80, Direction::Ingress)].proxy_port;
+    assert_eq!(proxy_port(1000), 15004, "an L7 peer is redirected");
+    assert_eq!(proxy_port(1001), 0, "an L4-only peer goes straight through");
+    assert_eq!(
+        proxy_port(1002),
+        15004,
+        "selected by both: the redirect wins"
+    );
+    let peers = &policy.redirects(&identities())[0].peers;
+    assert!(peers.contains(&RedirectPeer {
+        identity: 1002,
+        rules: None
+    }));
+}

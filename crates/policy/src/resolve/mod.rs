@@ -147,7 +147,10 @@ impl DirectionPolicy {
 
     /// Inserts the element's keys for `identity`. Allows of exactly a
     /// listener's port, over a protocol its parser takes, carry its proxy
-    /// port.
+    /// port when this element has L7 rules there: as in Cilium, the
+    /// redirect is per selector, so an L4-only allow of another peer on
+    /// the same port is not proxied (a peer both select is: a redirect
+    /// wins the key, and the proxy lets the L4-only peer do anything).
     fn insert_element(
         map_state: &mut MapState,
         element: &Element,
@@ -179,7 +182,7 @@ impl DirectionPolicy {
             let key = MapKey::with_prefix(identity, protocol, port, prefix_len, direction);
             let entry = if element.deny {
                 MapEntry::deny()
-            } else if prefix_len == PORT_BITS {
+            } else if prefix_len == PORT_BITS && element.l7.iter().any(|(p, _)| *p == port) {
                 MapEntry {
                     deny: false,
                     proxy_port: redirect_ports.get(direction, protocol, port).unwrap_or(0),

@@ -113,13 +113,9 @@ fn nth_address(n: usize) -> Ipv4Addr {
 
 /// The client's egress: every query to the proxied server goes through the
 /// DNS proxy (one `matchPattern: "*"` allows them all), the direct server is
-/// allowed at L3 only, and what the bench's names resolve to is reachable
-/// on the TCP port (toFQDNs).
-///
-/// The direct server's rule names no port: an L4 rule on port 53 for it
-/// (`toPorts` without `rules`) gets the proxy's redirect too, as the port's
-/// DNS rule for the other address is merged into it (seen in the pod's
-/// policy map: proxy port on both addresses' 53/UDP and 53/TCP entries).
+/// allowed on port 53 without L7 rules (the datapath alone: the redirect is
+/// per peer), and what the bench's names resolve to is reachable on the
+/// TCP port (toFQDNs).
 pub fn policy(client_label: &str) -> String {
     format!(
         "\
@@ -133,6 +129,8 @@ pub fn policy(client_label: &str) -> String {
         dns:
         - matchPattern: \"*\"
   - toCIDR: [{DIRECT_SERVER}/32]
+    toPorts:
+    - ports: [{{port: \"53\", protocol: ANY}}]
   - toFQDNs:
     - matchPattern: \"*.steady.test\"
     - matchPattern: \"{fresh}\"

@@ -146,10 +146,9 @@ fn method(page: &mut String, r: &Report) {
          198.18.0.0/15; the outside host answers TCP on all of them. dnsmasq listens on two \
          addresses, and the client's egress policy treats them differently, so both setups run \
          against the same server process without a policy change between measurements:\n\n\
-         - **(a) direct**: `toCIDR: [198.19.255.2/32]` with no port (L3 only): queries go \
-         straight to dnsmasq. (Not an L4 rule on port 53: the agent gives such a rule the \
-         proxy's redirect too, merged from (b)'s port-53 DNS rule for the other address; the \
-         check below makes sure (a) bypasses the proxy.)\n\
+         - **(a) direct**: `toCIDR: [198.19.255.2/32]`, port 53 (ANY), no L7 rules: queries \
+         go straight to dnsmasq, allowed by the datapath alone (the redirect is per peer; the \
+         check below makes sure (a) bypasses the proxy).\n\
          - **(b) proxy**: `toCIDR: [198.19.255.1/32]`, port 53 (ANY), `rules.dns: [{{matchPattern: \
          \"*\"}}]`: every query goes through the DNS proxy, which allows it and forwards it. \
          `toFQDNs` patterns cover every bench name (port {port}/TCP), so every answer carrying \
