@@ -5,7 +5,9 @@
  * the mark (deliver_from_overlay, lib/encap.h). Most such packets never
  * get here: bpf_host takes them off the wire first. This is the path for
  * the rest (other senders' checksummed VXLAN, outer fragments, packets for
- * the node's own addresses) and for all of it while bpf_host is detached.
+ * the node's own addresses, IPv6 pods' packets) and for all of it while
+ * bpf_host is detached. IPv6 is only delivered to local endpoints: the
+ * destination endpoint's policy program parses it and enforces.
  *
  * tc egress: endpoints' packets arrive already encapsulated (their tunnel key
  * is set). What the node's own stack routes here (the remote pod CIDRs point
@@ -19,6 +21,39 @@
 #include "lib/events.h"
 #include "lib/metrics.h"
 #include "lib/encap.h"
+#include "lib/ipv6.h"
+
+/* An IPv6 packet from another node's endpoint: to the local endpoint it is
+ * for, through that endpoint's policy program, like IPv4 (the VNI is the
+ * source identity). Anything else IPv6 goes on to the stack. */
+static __always_inline int from_overlay6(struct __sk_buff *skb)
+{
+	struct bpf_tunnel_key key = {};
+	struct endpoint_info *ep;
+	union v6addr daddr;
+	int ret;
+
+	if (bpf_skb_load_bytes(skb, sizeof(struct ethhdr) + offsetof(struct ipv6hdr, daddr),
+			       &daddr, sizeof(daddr)) < 0)
+		return TC_ACT_OK;
+	ep = lookup_local_endpoint6(&daddr);
+	if (!ep)
+		return TC_ACT_OK;
+	if (bpf_skb_get_tunnel_key(skb, &key, sizeof(key), 0) < 0) {
+		update_metrics(skb->len, DROP_NO_TUNNEL_KEY, DIR_INGRESS);
+		return TC_ACT_SHOT;
+	}
+	ret = ipv6_route_to(skb, ep->mac, ep->node_mac);
+	if (ret) {
+		update_metrics(skb->len, ret, DIR_INGRESS);
+		return TC_ACT_SHOT;
+	}
+	set_identity_mark(skb, key.tunnel_id == HOST_ID ? REMOTE_NODE_ID : key.tunnel_id);
+	skb->cb[0] = ep->ifindex;
+	skb->cb[1] = 0;
+	bpf_tail_call(skb, &cilium_call_policy, ep->lxc_id);
+	return bpf_redirect(ep->ifindex, 0);
+}
 
 SEC("classifier")
 int cil_from_overlay(struct __sk_buff *skb)
@@ -28,6 +63,8 @@ int cil_from_overlay(struct __sk_buff *skb)
 	struct flow f;
 	int ret;
 
+	if (skb->protocol == bpf_htons(ETH_P_IPV6))
+		return from_overlay6(skb);
 	if (skb->protocol != bpf_htons(ETH_P_IP))
 		return TC_ACT_OK;
 	ret = parse_ipv4(skb, &f);

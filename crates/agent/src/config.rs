@@ -32,6 +32,29 @@ pub struct Config {
     #[arg(long, default_value_t = 24)]
     pub cluster_pool_ipv4_mask_size: u8,
 
+    /// Give every endpoint an IPv4 address (Cilium's default). Off is not
+    /// supported yet: endpoints are always IPv4 or dual stack here.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub enable_ipv4: bool,
+
+    /// Give every endpoint an IPv6 address next to its IPv4 one (Cilium's
+    /// default).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub enable_ipv6: bool,
+
+    /// This node's IPv6 pod range; `auto` (Cilium's default) is the /96 of
+    /// f00d::/64 that carries the node's IPv4 address in bits 64-95.
+    #[arg(long, default_value = "auto")]
+    pub ipv6_range: String,
+
+    /// IPv6 pod CIDR pool of the cluster: each node claims a block of it.
+    #[arg(long)]
+    pub cluster_pool_ipv6_cidr: Option<String>,
+
+    /// Size of the block each node claims from --cluster-pool-ipv6-cidr.
+    #[arg(long, default_value_t = 112)]
+    pub cluster_pool_ipv6_mask_size: u8,
+
     /// Key-value store: "embedded" (in --state-dir) or "etcd".
     #[arg(long, default_value = "embedded", value_parser = ["embedded", "etcd"])]
     pub kvstore: String,
@@ -199,6 +222,11 @@ pub struct Config {
     /// Also serve Hubble's Observer API on [HOST]:PORT (e.g. ":4244").
     #[arg(long)]
     pub hubble_listen_address: Option<String>,
+
+    /// Serve Hubble's web UI (service map and flow table) on [HOST]:PORT
+    /// (e.g. "127.0.0.1:12000"); needs --enable-hubble. Off by default.
+    #[arg(long)]
+    pub hubble_ui_address: Option<String>,
 }
 
 /// Half of bpf/lib/maps.h's CT size each, so the defaults keep its total.

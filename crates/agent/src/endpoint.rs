@@ -1,6 +1,6 @@
 //! The agent's record of an endpoint and its API representation.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use policy::Labels;
 use serde::{Deserialize, Serialize};
@@ -17,6 +17,10 @@ pub struct EndpointRecord {
     pub mac: [u8; 6],
     pub host_mac: [u8; 6],
     pub ipv4: Ipv4Addr,
+    /// The endpoint's IPv6 address (dual stack); absent in records of
+    /// agents before IPv6.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6: Option<Ipv6Addr>,
     pub netns: String,
     pub labels: Labels,
     pub identity: u32,
@@ -58,6 +62,7 @@ impl EndpointRecord {
                 networking: EndpointNetworking {
                     addressing: vec![AddressPair {
                         ipv4: Some(self.ipv4.to_string()),
+                        ipv6: self.ipv6.map(|ip| ip.to_string()),
                     }],
                     interface_name: self.interface_name.clone(),
                     interface_index: self.interface_index as i64,

@@ -1,4 +1,7 @@
-//! Host-scope IPAM: hands out IPv4 addresses of this node's pod CIDR.
+//! Host-scope IPAM: hands out IPv4 addresses of this node's pod CIDR (and
+//! IPv6 ones of its IPv6 range: [`v6`]).
+
+pub mod v6;
 
 use std::{collections::BTreeMap, net::Ipv4Addr};
 

@@ -38,6 +38,21 @@ pub fn host_addresses() -> Vec<Ipv4Addr> {
     out
 }
 
+/// The node's own IPv6 addresses, link-local ones left out (they name no
+/// peer the ipcache could tell apart).
+pub fn host_addresses6() -> Vec<std::net::Ipv6Addr> {
+    let mut out: Vec<std::net::Ipv6Addr> = interfaces()
+        .into_iter()
+        .filter_map(|(_, addr)| match addr {
+            Addr::V6(ip) if !ip.is_unicast_link_local() => Some(ip),
+            _ => None,
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
 /// The device `ip` is configured on, if any.
 pub fn device_with_address(ip: Ipv4Addr) -> Option<String> {
     interfaces()
@@ -47,6 +62,7 @@ pub fn device_with_address(ip: Ipv4Addr) -> Option<String> {
 
 enum Addr {
     V4(Ipv4Addr),
+    V6(std::net::Ipv6Addr),
     Link([u8; 6]),
 }
 
@@ -77,6 +93,11 @@ fn interfaces() -> Vec<(String, Addr)> {
                     name,
                     Addr::V4(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr))),
                 ));
+            }
+            libc::AF_INET6 => {
+                // SAFETY: the family says this is a sockaddr_in6.
+                let sin6 = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in6) };
+                out.push((name, Addr::V6(sin6.sin6_addr.s6_addr.into())));
             }
             libc::AF_PACKET => {
                 let sll = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_ll) };

@@ -212,6 +212,14 @@ impl StateDir {
     pub fn save_ipam(&self, ipam: &Ipam) -> Result<(), StateError> {
         save(&self.dir.join("ipam.json"), ipam)
     }
+
+    pub fn load_ipam6(&self) -> Result<Option<crate::ipam::v6::Ipam6>, StateError> {
+        load(&self.dir.join("ipam6.json"))
+    }
+
+    pub fn save_ipam6(&self, ipam: &crate::ipam::v6::Ipam6) -> Result<(), StateError> {
+        save(&self.dir.join("ipam6.json"), ipam)
+    }
 }
 
 fn load<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, StateError> {

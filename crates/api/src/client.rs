@@ -71,10 +71,24 @@ impl Client {
         self.get_json("/v1/config")
     }
 
+    /// Addresses of every family the agent has enabled.
     pub fn ipam_allocate(&self, owner: Option<&str>) -> Result<IpamResponse, ClientError> {
-        let target = match owner {
-            Some(o) => format!("/v1/ipam?owner={}", encode_component(o)),
-            None => "/v1/ipam".to_string(),
+        self.ipam_allocate_family(owner, None)
+    }
+
+    /// `family`: `ipv4` or `ipv6` alone; `None` for every enabled family.
+    pub fn ipam_allocate_family(
+        &self,
+        owner: Option<&str>,
+        family: Option<&str>,
+    ) -> Result<IpamResponse, ClientError> {
+        let query: Vec<String> = [("owner", owner), ("family", family)]
+            .into_iter()
+            .filter_map(|(k, v)| Some(format!("{k}={}", encode_component(v?))))
+            .collect();
+        let target = match query.is_empty() {
+            true => "/v1/ipam".to_string(),
+            false => format!("/v1/ipam?{}", query.join("&")),
         };
         self.call_json("POST", &target, None)
     }

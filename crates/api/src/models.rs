@@ -92,8 +92,13 @@ impl Status {
 pub struct IpamStatus {
     /// Allocated IPv4 addresses.
     pub ipv4: Vec<String>,
+    /// Allocated IPv6 addresses.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ipv6: Vec<String>,
     #[serde(rename = "alloc-range")]
     pub alloc_range: String,
+    #[serde(rename = "ipv6-alloc-range", skip_serializing_if = "String::is_empty")]
+    pub ipv6_alloc_range: String,
     /// How many addresses the range can hand out in total.
     pub capacity: u64,
 }
@@ -128,6 +133,9 @@ pub struct DaemonConfigurationStatus {
 #[serde(default)]
 pub struct NodeAddressing {
     pub ipv4: NodeAddressingElement,
+    /// Absent when the node has no IPv6 (`--enable-ipv6=false`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ipv6: Option<NodeAddressingElement>,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq)]
@@ -149,6 +157,8 @@ pub struct IpamResponse {
     pub host_addressing: NodeAddressing,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ipv4: Option<IpamAddressResponse>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ipv6: Option<IpamAddressResponse>,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq)]
@@ -164,6 +174,8 @@ pub struct IpamAddressResponse {
 pub struct AddressPair {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ipv4: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ipv6: Option<String>,
 }
 
 // ---------------------------------------------------------------- endpoint

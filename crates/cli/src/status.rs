@@ -280,6 +280,7 @@ mod tests {
                 ],
                 alloc_range: "10.200.0.0/16".into(),
                 capacity: 65534,
+                ..Default::default()
             },
             policy: PolicyStatus {
                 revision: 4,

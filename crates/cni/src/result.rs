@@ -1,6 +1,7 @@
 //! The ADD result: interfaces, IPs, routes, in the shape of the version the
-//! runtime asked for (0.3.x/0.4.0 tag each IP with `"version": "4"`, 1.x
-//! does not).
+//! runtime asked for (0.3.x/0.4.0 tag each IP with its `"version"`, 1.x
+//! does not). A dual-stack endpoint lists its IPv4 address, then its IPv6
+//! one, with a default route for each family.
 
 use std::net::Ipv4Addr;
 
@@ -18,6 +19,8 @@ pub struct AddOutcome {
     pub netns: String,
     pub ip: Ipv4Addr,
     pub gateway: Ipv4Addr,
+    /// The IPv6 address and gateway, when the agent has IPv6 enabled.
+    pub v6: Option<crate::plumbing::veth::Ipv6Config>,
 }
 
 #[derive(Serialize, Debug, PartialEq)]
@@ -64,7 +67,7 @@ const CONTAINER_INTERFACE: usize = 1;
 impl AddOutcome {
     /// The result JSON for `cni_version`.
     pub fn to_json(&self, cni_version: &str) -> String {
-        let ip_version = (!version::at_least(cni_version, 1, 0)).then_some("4");
+        let tagged = !version::at_least(cni_version, 1, 0);
         let wire = Wire {
             cni_version,
             interfaces: vec![
@@ -79,16 +82,28 @@ impl AddOutcome {
                     sandbox: Some(&self.netns),
                 },
             ],
-            ips: vec![IpConfig {
-                version: ip_version,
+            ips: std::iter::once(IpConfig {
+                version: tagged.then_some("4"),
                 address: format!("{}/32", self.ip),
                 gateway: self.gateway.to_string(),
                 interface: CONTAINER_INTERFACE,
-            }],
-            routes: vec![Route {
+            })
+            .chain(self.v6.map(|v6| IpConfig {
+                version: tagged.then_some("6"),
+                address: format!("{}/128", v6.addr),
+                gateway: v6.gateway.to_string(),
+                interface: CONTAINER_INTERFACE,
+            }))
+            .collect(),
+            routes: std::iter::once(Route {
                 dst: "0.0.0.0/0".to_string(),
                 gw: Some(self.gateway.to_string()),
-            }],
+            })
+            .chain(self.v6.map(|v6| Route {
+                dst: "::/0".to_string(),
+                gw: Some(v6.gateway.to_string()),
+            }))
+            .collect(),
             dns: Dns::default(),
         };
         serde_json::to_string(&wire).expect("plain values always serialize")
@@ -120,7 +135,40 @@ mod tests {
             netns: "/run/netns/x".into(),
             ip: Ipv4Addr::new(10, 200, 0, 7),
             gateway: Ipv4Addr::new(10, 200, 0, 1),
+            v6: None,
         }
+    }
+
+    fn dual_stack() -> AddOutcome {
+        AddOutcome {
+            v6: Some(crate::plumbing::veth::Ipv6Config {
+                addr: "f00d::a00:f:0:7".parse().unwrap(),
+                gateway: "f00d::a00:f:0:1".parse().unwrap(),
+            }),
+            ..outcome()
+        }
+    }
+
+    #[test]
+    fn dual_stack_result_lists_both_families_with_their_routes() {
+        let v: Value = serde_json::from_str(&dual_stack().to_json("1.0.0")).unwrap();
+        assert_eq!(
+            v["ips"],
+            json!([
+                {"address": "10.200.0.7/32", "gateway": "10.200.0.1", "interface": 1},
+                {"address": "f00d::a00:f:0:7/128", "gateway": "f00d::a00:f:0:1", "interface": 1}
+            ])
+        );
+        assert_eq!(
+            v["routes"],
+            json!([
+                {"dst": "0.0.0.0/0", "gw": "10.200.0.1"},
+                {"dst": "::/0", "gw": "f00d::a00:f:0:1"}
+            ])
+        );
+        let old: Value = serde_json::from_str(&dual_stack().to_json("0.4.0")).unwrap();
+        assert_eq!(old["ips"][0]["version"], "4");
+        assert_eq!(old["ips"][1]["version"], "6");
     }
 
     #[test]

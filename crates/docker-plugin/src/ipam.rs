@@ -69,7 +69,8 @@ pub fn request_address(driver: &Driver, req: &RequestAddress) -> Result<Value, P
     }
     let answer = driver
         .agent
-        .ipam_allocate(Some(IPAM_OWNER))
+        // libnetwork asks per pool; this one is IPv4.
+        .ipam_allocate_family(Some(IPAM_OWNER), Some("ipv4"))
         .map_err(|e| PluginError::agent(&driver.agent, "POST /v1/ipam", e))?;
     let ip = answer
         .ipv4

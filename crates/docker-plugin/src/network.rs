@@ -87,6 +87,7 @@ pub fn create_endpoint(driver: &Driver, req: &CreateEndpoint) -> Result<Value, P
             host_mac: Some(host_link.mac.clone()),
             addressing: AddressPair {
                 ipv4: Some(ip.to_string()),
+                ipv6: None,
             },
             ..Default::default()
         };

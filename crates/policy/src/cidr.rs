@@ -281,9 +281,7 @@ pub fn cidr_selector(prefix: &Cidr) -> EndpointSelector {
 /// prefixes included), each needing a CIDR identity. `0.0.0.0/0` is left out:
 /// the world identity already stands for it.
 ///
-/// IPv6 prefixes are skipped: the datapath is IPv4-only for now (issue 18),
-/// so no packet could ever be given their identity; their selectors select
-/// nobody until IPv6 lands (then they need identities and ipcache entries too).
+/// IPv6 prefixes are [`cidr_prefixes6`]'s.
 pub fn cidr_prefixes(rules: &[Rule]) -> BTreeSet<Ipv4Cidr> {
     fn collect(element: &impl PeerRule, into: &mut BTreeSet<Ipv4Cidr>) {
         into.extend(element.cidrs().into_iter().flatten().filter_map(Cidr::ipv4));
@@ -305,8 +303,48 @@ pub fn cidr_prefixes(rules: &[Rule]) -> BTreeSet<Ipv4Cidr> {
     prefixes
 }
 
+/// Every IPv6 prefix the rules mention, as [`cidr_prefixes`] for IPv4;
+/// `::/0` is left out (it stands for `reserved:world-ipv6`).
+pub fn cidr_prefixes6(rules: &[Rule]) -> BTreeSet<Ipv6Cidr> {
+    fn v6(prefix: &Cidr) -> Option<Ipv6Cidr> {
+        match prefix {
+            Cidr::V6(p) => Some(*p),
+            Cidr::V4(_) => None,
+        }
+    }
+    fn collect(element: &impl PeerRule, into: &mut BTreeSet<Ipv6Cidr>) {
+        into.extend(element.cidrs().into_iter().flatten().filter_map(v6));
+        for set in element.cidr_sets().into_iter().flatten() {
+            into.extend(v6(&set.cidr));
+            into.extend(set.except.iter().filter_map(v6));
+        }
+    }
+    let mut prefixes = BTreeSet::new();
+    for rule in rules {
+        for element in rule.ingress.iter().chain(&rule.ingress_deny).flatten() {
+            collect(element, &mut prefixes);
+        }
+        for element in rule.egress.iter().chain(&rule.egress_deny).flatten() {
+            collect(element, &mut prefixes);
+        }
+    }
+    prefixes.retain(|prefix| prefix.prefix_len() > 0);
+    prefixes
+}
+
+/// Labels of the identity of an IPv6 `prefix`: its `cidr:` label and
+/// `reserved:world`. The outside is one identity here (2, single-stack
+/// Cilium's `world`) for both families, so an IPv6 CIDR identity is part
+/// of `world` like an IPv4 one; Cilium's dual-stack world-ipv4/world-ipv6
+/// identities are not split out yet (see `entities`).
+pub fn cidr_identity_labels6(prefix: Ipv6Cidr) -> Labels {
+    [prefix.label(), Label::new(SOURCE_RESERVED, "world", "")]
+        .into_iter()
+        .collect()
+}
+
 /// Labels of the identity of an IPv4 `prefix`: its `cidr:` label and
-/// `reserved:world` (IPv6 prefixes get no identity yet, see `cidr_prefixes`).
+/// `reserved:world` (IPv6 prefixes: [`cidr_identity_labels6`]).
 /// Shorter prefixes select it by containment (see `selector`), so the
 /// identity does not carry a label for each of them.
 pub fn cidr_identity_labels(prefix: Ipv4Cidr) -> Labels {

@@ -31,7 +31,10 @@ pub mod rule;
 pub mod selector;
 mod validate;
 
-pub use cidr::{cidr_identity_labels, cidr_prefixes, Cidr, CidrRule, Ipv4Cidr, Ipv6Cidr};
+pub use cidr::{
+    cidr_identity_labels, cidr_identity_labels6, cidr_prefixes, cidr_prefixes6, Cidr, CidrRule,
+    Ipv4Cidr, Ipv6Cidr,
+};
 pub use entities::Entity;
 pub use fqdn::{fqdn_identity_labels, fqdn_selectors, FqdnSelector};
 pub use l7::{HttpRule, KafkaRole, KafkaRule, L7Rules};

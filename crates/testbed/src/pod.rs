@@ -3,7 +3,7 @@
 //! from the agent's IPAM, routes via the node's router IP, and an endpoint
 //! registered with `PUT /v1/endpoint/0`.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
@@ -27,6 +27,7 @@ pub struct Pod {
     name: String,
     ip: Ipv4Addr,
     gateway: Ipv4Addr,
+    ip6: Option<Ipv6Addr>,
     endpoint_id: u16,
     host_ifname: String,
     mac: String,
@@ -36,12 +37,25 @@ impl Pod {
     /// Builds the pod and registers it with `labels` (`source:key=value`),
     /// returning once the agent reports the endpoint ready.
     pub fn create(agent: &Agent, name: &str, labels: &[&str]) -> Result<Pod> {
+        Pod::create_family(agent, name, labels, false)
+    }
+
+    /// Like [`Pod::create`], with an IPv6 address too (the agent must have
+    /// IPv6 enabled): `/128` without duplicate address detection, the
+    /// default IPv6 route via the node's IPv6 router address, whose
+    /// neighbour advertisement comes from the datapath.
+    pub fn create_dual_stack(agent: &Agent, name: &str, labels: &[&str]) -> Result<Pod> {
+        Pod::create_family(agent, name, labels, true)
+    }
+
+    fn create_family(agent: &Agent, name: &str, labels: &[&str], dual: bool) -> Result<Pod> {
         let client = agent.client();
         let (pid, n) = unique::next_pair();
         let mut resources = PodResources::new(client.clone());
 
+        let family = (!dual).then_some("ipv4");
         let ipam = client
-            .ipam_allocate(Some(&format!("testbed/{name}")))
+            .ipam_allocate_family(Some(&format!("testbed/{name}")), family)
             .with_context(|| format!("pod {name}: POST /v1/ipam"))?;
         let ip_text = ipam
             .ipv4
@@ -60,11 +74,34 @@ impl Pod {
             .unwrap_or_else(|| ipam.host_addressing.ipv4.ip.clone());
         let gateway =
             parse_ipv4(&gateway_text).with_context(|| format!("pod {name}: IPAM gateway"))?;
+        let v6 = match (&ipam.ipv6, dual) {
+            (Some(a), true) => {
+                resources.ip6 = Some(a.ip.clone());
+                Some((
+                    a.ip.parse::<Ipv6Addr>()
+                        .with_context(|| format!("pod {name}: IPAM IPv6 address"))?,
+                    a.gateway
+                        .parse::<Ipv6Addr>()
+                        .with_context(|| format!("pod {name}: IPAM IPv6 gateway"))?,
+                ))
+            }
+            (None, true) => bail!("pod {name}: the agent handed out no IPv6 address: {ipam:?}"),
+            _ => None,
+        };
 
         let netns = NetNs::create(&unique::netns_name(pid, n, name))?;
-        // IPv6 would only add router solicitations the datapath drops.
-        netns.sysctl("net.ipv6.conf.all.disable_ipv6", "1")?;
-        netns.sysctl("net.ipv6.conf.default.disable_ipv6", "1")?;
+        if v6.is_some() {
+            // Routes are written here: no router advertisements, no
+            // solicitations.
+            for scope in ["all", "default"] {
+                netns.sysctl(&format!("net.ipv6.conf.{scope}.accept_ra"), "0")?;
+                netns.sysctl(&format!("net.ipv6.conf.{scope}.router_solicitations"), "0")?;
+            }
+        } else {
+            // IPv6 would only add router solicitations the datapath drops.
+            netns.sysctl("net.ipv6.conf.all.disable_ipv6", "1")?;
+            netns.sysctl("net.ipv6.conf.default.disable_ipv6", "1")?;
+        }
 
         let host_ifname = unique::host_ifname(pid, n);
         cmd::ip(&[
@@ -84,7 +121,7 @@ impl Pod {
         // Missing when IPv6 is off on the host altogether: nothing to do then.
         let _ = std::fs::write(
             format!("/proc/sys/net/ipv6/conf/{host_ifname}/disable_ipv6"),
-            "1",
+            if v6.is_some() { "0" } else { "1" },
         );
         cmd::ip(&["link", "set", &host_ifname, "up"])?;
         let host_link = cmd::link_info(None, &host_ifname)?;
@@ -118,6 +155,24 @@ impl Pod {
         ] {
             cmd::ip(&args).with_context(|| format!("pod {name}: configuring eth0"))?;
         }
+        if let Some((ip6, gateway6)) = v6 {
+            let cidr6 = format!("{ip6}/128");
+            let gw6 = gateway6.to_string();
+            for args in [
+                vec![
+                    "-n", ns, "-6", "addr", "add", &cidr6, "dev", "eth0", "nodad",
+                ],
+                vec!["-n", ns, "-6", "route", "add", &gw6, "dev", "eth0"],
+                vec![
+                    "-n", ns, "-6", "route", "add", "default", "via", &gw6, "dev", "eth0",
+                ],
+            ] {
+                cmd::ip(&args).with_context(|| format!("pod {name}: configuring IPv6 on eth0"))?;
+            }
+            // Goes with the veth.
+            cmd::ip(&["-6", "route", "replace", &cidr6, "dev", &host_ifname])
+                .with_context(|| format!("pod {name}: host IPv6 route"))?;
+        }
         let pod_link = cmd::link_info(Some(ns), "eth0")?;
         cmd::ip(&["route", "replace", &cidr, "dev", &host_ifname])
             .with_context(|| format!("pod {name}: host route"))?;
@@ -132,6 +187,7 @@ impl Pod {
             host_mac: Some(host_link.mac.clone()),
             addressing: api::AddressPair {
                 ipv4: Some(ip.to_string()),
+                ipv6: v6.map(|(ip6, _)| ip6.to_string()),
             },
             labels: labels.iter().map(|l| l.to_string()).collect(),
             netns: Some(netns.path().display().to_string()),
@@ -151,6 +207,7 @@ impl Pod {
             name: name.to_string(),
             ip,
             gateway,
+            ip6: v6.map(|(ip6, _)| ip6),
             endpoint_id: endpoint.id,
             host_ifname,
             mac: pod_link.mac,
@@ -179,6 +236,11 @@ impl Pod {
     /// The node's router IP, the pod's default gateway.
     pub fn gateway(&self) -> Ipv4Addr {
         self.gateway
+    }
+
+    /// The pod's IPv6 address ([`Pod::create_dual_stack`] pods).
+    pub fn ip6(&self) -> Option<Ipv6Addr> {
+        self.ip6
     }
 
     pub fn endpoint_id(&self) -> u16 {
@@ -269,6 +331,11 @@ impl Pod {
         self.tcp_request(ip, port, timeout).is_some()
     }
 
+    /// [`tcp_connect`](Self::tcp_connect) to an address of either family.
+    pub fn tcp_connect_ip(&self, ip: std::net::IpAddr, port: u16, timeout: Duration) -> bool {
+        traffic::tcp_request(&self.netns, ip, port, timeout).is_some()
+    }
+
     /// The line a [`TcpServer`] answered with, if the connection worked.
     pub fn tcp_request(&self, ip: Ipv4Addr, port: u16, timeout: Duration) -> Option<String> {
         traffic::tcp_request(&self.netns, ip, port, timeout)
@@ -276,6 +343,11 @@ impl Pod {
 
     /// True if a datagram to `ip:port` comes back within `timeout`.
     pub fn udp_roundtrip(&self, ip: Ipv4Addr, port: u16, timeout: Duration) -> bool {
+        traffic::udp_roundtrip(&self.netns, ip, port, timeout)
+    }
+
+    /// [`udp_roundtrip`](Self::udp_roundtrip) to an address of either family.
+    pub fn udp_roundtrip_ip(&self, ip: std::net::IpAddr, port: u16, timeout: Duration) -> bool {
         traffic::udp_roundtrip(&self.netns, ip, port, timeout)
     }
 
@@ -324,6 +396,7 @@ struct PodResources {
     host_route: Option<(String, String)>,
     host_ifname: Option<String>,
     ip: Option<String>,
+    ip6: Option<String>,
 }
 
 impl PodResources {
@@ -334,6 +407,7 @@ impl PodResources {
             host_route: None,
             host_ifname: None,
             ip: None,
+            ip6: None,
         }
     }
 }
@@ -351,6 +425,9 @@ impl Drop for PodResources {
             cmd::run_ignoring_errors("ip", &["link", "del", "dev", &dev]);
         }
         if let Some(ip) = self.ip.take() {
+            let _ = self.client.ipam_release(&ip);
+        }
+        if let Some(ip) = self.ip6.take() {
             let _ = self.client.ipam_release(&ip);
         }
     }

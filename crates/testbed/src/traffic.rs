@@ -3,7 +3,9 @@
 //! the serving loops run on ordinary threads.
 
 use std::io::{BufRead, BufReader, ErrorKind, Write};
-use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{
+    IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket,
+};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -28,7 +30,12 @@ pub struct TcpServer {
 impl TcpServer {
     pub fn start(netns: &NetNs, port: u16, greeting: String) -> Result<TcpServer> {
         let listener = netns
-            .run(move || TcpListener::bind((Ipv4Addr::UNSPECIFIED, port)))?
+            .run(move || {
+                // `[::]` takes IPv4 too (bindv6only is off): one server for
+                // both families of a dual-stack pod.
+                TcpListener::bind((Ipv6Addr::UNSPECIFIED, port))
+                    .or_else(|_| TcpListener::bind((Ipv4Addr::UNSPECIFIED, port)))
+            })?
             .with_context(|| format!("cannot listen on TCP {port} in netns {}", netns.name()))?;
         listener.set_nonblocking(true)?;
         let accepted = Arc::new(AtomicUsize::new(0));
@@ -83,7 +90,8 @@ impl Drop for TcpServer {
     }
 }
 
-/// Echoes every datagram on `0.0.0.0:port` back to its sender. Stops on drop.
+/// Echoes every datagram on `[::]:port` (both families; `0.0.0.0:port`
+/// where IPv6 is missing) back to its sender. Stops on drop.
 pub struct UdpServer {
     port: u16,
     received: Arc<AtomicUsize>,
@@ -94,7 +102,10 @@ pub struct UdpServer {
 impl UdpServer {
     pub fn start(netns: &NetNs, port: u16) -> Result<UdpServer> {
         let socket = netns
-            .run(move || UdpSocket::bind((Ipv4Addr::UNSPECIFIED, port)))?
+            .run(move || {
+                UdpSocket::bind((Ipv6Addr::UNSPECIFIED, port))
+                    .or_else(|_| UdpSocket::bind((Ipv4Addr::UNSPECIFIED, port)))
+            })?
             .with_context(|| format!("cannot bind UDP {port} in netns {}", netns.name()))?;
         socket.set_read_timeout(Some(POLL * 4))?;
         let received = Arc::new(AtomicUsize::new(0));
@@ -140,8 +151,13 @@ impl Drop for UdpServer {
 
 /// Connects from `netns` to `ip:port` and reads one line; `None` if the
 /// handshake or the line does not arrive within `timeout` each.
-pub fn tcp_request(netns: &NetNs, ip: Ipv4Addr, port: u16, timeout: Duration) -> Option<String> {
-    let addr = SocketAddr::from((ip, port));
+pub fn tcp_request(
+    netns: &NetNs,
+    ip: impl Into<IpAddr>,
+    port: u16,
+    timeout: Duration,
+) -> Option<String> {
+    let addr = SocketAddr::from((ip.into(), port));
     netns
         .run(move || -> Option<String> {
             let conn = TcpStream::connect_timeout(&addr, timeout).ok()?;
@@ -156,12 +172,15 @@ pub fn tcp_request(netns: &NetNs, ip: Ipv4Addr, port: u16, timeout: Duration) ->
 
 /// Sends one datagram from `netns` to `ip:port`; true if the same bytes
 /// come back within `timeout`.
-pub fn udp_roundtrip(netns: &NetNs, ip: Ipv4Addr, port: u16, timeout: Duration) -> bool {
-    let addr = SocketAddr::from((ip, port));
+pub fn udp_roundtrip(netns: &NetNs, ip: impl Into<IpAddr>, port: u16, timeout: Duration) -> bool {
+    let addr = SocketAddr::from((ip.into(), port));
     netns
         .run(move || -> bool {
             let attempt = || -> std::io::Result<bool> {
-                let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
+                let socket = match addr {
+                    SocketAddr::V4(_) => UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?,
+                    SocketAddr::V6(_) => UdpSocket::bind((Ipv6Addr::UNSPECIFIED, 0))?,
+                };
                 socket.connect(addr)?;
                 socket.set_read_timeout(Some(timeout))?;
                 let payload = format!("ping {addr}");

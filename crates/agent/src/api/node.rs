@@ -21,6 +21,8 @@ pub async fn config(State(s): State<AppState>) -> Json<api::models::DaemonConfig
 #[derive(Deserialize)]
 pub struct IpamQuery {
     owner: Option<String>,
+    /// `ipv4` or `ipv6`; absent: every enabled family (Cilium's `family`).
+    family: Option<String>,
 }
 
 pub async fn ipam_allocate(
@@ -28,7 +30,20 @@ pub async fn ipam_allocate(
     Query(q): Query<IpamQuery>,
 ) -> Result<(StatusCode, Json<api::models::IpamResponse>), AgentError> {
     let owner = q.owner.unwrap_or_default();
-    Ok((StatusCode::CREATED, Json(s.daemon.ipam_allocate(&owner)?)))
+    let family = match q.family.as_deref() {
+        None => crate::daemon::Family::Both,
+        Some("ipv4") => crate::daemon::Family::V4,
+        Some("ipv6") => crate::daemon::Family::V6,
+        Some(other) => {
+            return Err(AgentError::BadRequest(format!(
+                "family: {other:?} (expected ipv4 or ipv6)"
+            )))
+        }
+    };
+    Ok((
+        StatusCode::CREATED,
+        Json(s.daemon.ipam_allocate(&owner, family)?),
+    ))
 }
 
 pub async fn ipam_release(

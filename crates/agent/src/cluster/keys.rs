@@ -1,6 +1,6 @@
 //! Where the cluster's state lives in the kvstore (Cilium's layout).
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use serde::{Deserialize, Serialize};
 
@@ -9,6 +9,8 @@ use crate::{ipam::Cidr, services::ServiceRecord};
 pub const NODES_PREFIX: &str = "cilium/state/nodes/v1/default/";
 pub const IP_PREFIX: &str = "cilium/state/ip/v1/default/";
 pub const PODCIDR_PREFIX: &str = "cilium/state/podcidrs/v1/";
+/// IPv6 blocks of `--cluster-pool-ipv6-cidr`, claimed like the IPv4 ones.
+pub const PODCIDR6_PREFIX: &str = "cilium/state/podcidrs6/v1/";
 /// Services, cluster-wide and lease-less: a service outlives the node that
 /// defined it.
 pub const SERVICES_PREFIX: &str = "cilium/state/services/v1/default/";
@@ -23,6 +25,9 @@ pub struct NodeRecord {
     /// checkers (absent from older agents' records).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_ipv4: Option<Ipv4Addr>,
+    /// The node's IPv6 pod range, when IPv6 is enabled there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6_pod_cidr: Option<String>,
 }
 
 /// An endpoint's address as every node's ipcache needs it, and its named
@@ -40,11 +45,13 @@ pub fn node_key(name: &str) -> String {
     format!("{NODES_PREFIX}{name}")
 }
 
-pub fn ip_key(ip: Ipv4Addr) -> String {
-    format!("{IP_PREFIX}{ip}")
+/// An endpoint address's key; IPv4 and IPv6 addresses share the prefix,
+/// as in Cilium.
+pub fn ip_key(ip: impl Into<IpAddr>) -> String {
+    format!("{IP_PREFIX}{}", ip.into())
 }
 
-pub fn parse_ip_key(key: &str) -> Option<Ipv4Addr> {
+pub fn parse_ip_key(key: &str) -> Option<IpAddr> {
     key.strip_prefix(IP_PREFIX)?.parse().ok()
 }
 
@@ -87,7 +94,10 @@ mod tests {
     #[test]
     fn keys_round_trip() {
         let ip = Ipv4Addr::new(10, 1, 2, 3);
-        assert_eq!(parse_ip_key(&ip_key(ip)), Some(ip));
+        assert_eq!(parse_ip_key(&ip_key(ip)), Some(IpAddr::V4(ip)));
+        let ip6: std::net::Ipv6Addr = "f00d::a00:f:0:5".parse().unwrap();
+        assert_eq!(ip_key(ip6), "cilium/state/ip/v1/default/f00d::a00:f:0:5");
+        assert_eq!(parse_ip_key(&ip_key(ip6)), Some(IpAddr::V6(ip6)));
         let block = Cidr::parse("10.210.4.0/24").unwrap();
         assert_eq!(parse_podcidr_key(&podcidr_key(&block)), Some(block));
         assert_eq!(parse_ip_key("cilium/state/ip/v1/default/x"), None);

@@ -13,7 +13,11 @@ use anyhow::{bail, Context};
 use identity::ClusterAllocator;
 use kvstore::{Backend, KvstoreConfig, Session};
 
-use crate::{config::Config, ipam::Cidr, netdev};
+use crate::{
+    config::Config,
+    ipam::{v6::Cidr6, Cidr},
+    netdev,
+};
 use keys::NodeRecord;
 use publisher::Publisher;
 
@@ -43,6 +47,10 @@ impl Cluster {
                 .context("cannot detect this node's IP from the default route: pass --node-ip")?,
         };
         let pod_cidr = pod_cidr(config, &*kv, &name).await?;
+        let pod_cidr6 = match config.enable_ipv6 {
+            true => Some(pod_cidr6(config, &*kv, &name, ip).await?),
+            false => None,
+        };
         let identities = if config.crd_mode() {
             let client = k8s::connect(&config.k8s()).await?;
             identities::Identities::Crd(Arc::new(k8s::identities::CrdAllocator::new(client)))
@@ -54,6 +62,7 @@ impl Cluster {
             ipv4: ip,
             pod_cidr: pod_cidr.to_string(),
             health_ipv4: None,
+            ipv6_pod_cidr: pod_cidr6.map(|c| c.to_string()),
         };
         let publisher = Publisher::start(session.clone());
         publisher.put(keys::node_key(&node.name), serde_json::to_vec(&node)?);
@@ -67,6 +76,12 @@ impl Cluster {
 
     pub fn pod_cidr(&self) -> Cidr {
         Cidr::parse(&self.node.pod_cidr).expect("validated when the node joined")
+    }
+
+    /// This node's IPv6 pod range; `None` with `--enable-ipv6=false`.
+    pub fn pod_cidr6(&self) -> Option<Cidr6> {
+        let text = self.node.ipv6_pod_cidr.as_deref()?;
+        Some(Cidr6::parse(text).expect("validated when the node joined"))
     }
 
     pub fn node_ip(&self) -> Ipv4Addr {
@@ -113,4 +128,60 @@ async fn pod_cidr(config: &Config, kv: &dyn Backend, node: &str) -> anyhow::Resu
         }
     }
     bail!("--cluster-pool-ipv4-cidr {pool}: every /{mask} block is taken")
+}
+
+/// `--ipv6-range` (`auto`: derived from the node's IPv4 address), or a
+/// block of `--cluster-pool-ipv6-cidr` this node claims in the kvstore.
+async fn pod_cidr6(
+    config: &Config,
+    kv: &dyn Backend,
+    node: &str,
+    node_ip: Ipv4Addr,
+) -> anyhow::Result<Cidr6> {
+    let Some(pool) = &config.cluster_pool_ipv6_cidr else {
+        return match config.ipv6_range.as_str() {
+            "auto" => Ok(Cidr6::auto(node_ip)),
+            range => Cidr6::parse(range).context("--ipv6-range"),
+        };
+    };
+    if config.crd_mode() && config.kvstore == "embedded" {
+        bail!("--cluster-pool-ipv6-cidr: blocks are claimed in the kvstore, and the embedded one is this node's alone; use --ipv6-range or --kvstore etcd");
+    }
+    let (ip, len) = pool
+        .split_once('/')
+        .context("--cluster-pool-ipv6-cidr: expected ADDR/len")?;
+    let pool_len: u8 = len
+        .parse()
+        .context("--cluster-pool-ipv6-cidr: prefix length")?;
+    let mask = config.cluster_pool_ipv6_mask_size;
+    if !(64..=126).contains(&mask) || mask < pool_len || mask - pool_len > 64 {
+        bail!("--cluster-pool-ipv6-mask-size {mask} must be between {pool_len} and 126 (and at least 64)");
+    }
+    // The pool itself may be wider than a /64: only its network matters.
+    let pool_net: std::net::Ipv6Addr = ip.parse().context("--cluster-pool-ipv6-cidr")?;
+    let pool_bits =
+        u128::from(pool_net) & (u128::MAX.checked_shl(128 - pool_len as u32).unwrap_or(0));
+    let listing = kv.list_prefix(keys::PODCIDR6_PREFIX).await?;
+    if let Some(mine) = listing.kvs.iter().find(|k| k.value_str() == node) {
+        let text = mine
+            .key
+            .strip_prefix(keys::PODCIDR6_PREFIX)
+            .unwrap_or_default();
+        return Cidr6::parse(&text.replacen('_', "/", 1))
+            .context("corrupt IPv6 pod CIDR claim in the kvstore");
+    }
+    let step = 1u128 << (128 - mask as u32);
+    // Enough blocks for any cluster; a pool is never walked to its end.
+    let blocks = (1u128 << (mask - pool_len) as u32).min(1 << 16);
+    for i in 0..blocks {
+        let block = Cidr6::parse(&format!(
+            "{}/{mask}",
+            std::net::Ipv6Addr::from(pool_bits + i * step)
+        ))?;
+        let key = format!("{}{}_{}", keys::PODCIDR6_PREFIX, block.network, mask);
+        if kv.create_only(&key, node.as_bytes().to_vec(), None).await? {
+            return Ok(block);
+        }
+    }
+    bail!("--cluster-pool-ipv6-cidr {pool}: every /{mask} block is taken")
 }

@@ -73,7 +73,9 @@ async fn follow<K: Ord + Clone, V>(
     }
 }
 
+/// Other nodes' endpoint addresses, IPv4 and IPv6 under one prefix.
 pub async fn endpoint_ips(daemon: Arc<Daemon>) {
+    use std::net::IpAddr;
     follow(
         &daemon,
         keys::IP_PREFIX,
@@ -84,9 +86,26 @@ pub async fn endpoint_ips(daemon: Arc<Daemon>) {
             ))
         },
         keys::parse_ip_key,
-        |d, ip, record| d.remote_ip_seen(ip, record),
-        |d, ip| d.remote_ip_gone(ip),
-        |d, seen| d.remote_ips_resynced(seen),
+        |d, ip, record| match ip {
+            IpAddr::V4(ip) => d.remote_ip_seen(ip, record),
+            IpAddr::V6(ip) => d.remote_ip6_seen(ip, record),
+        },
+        |d, ip| match ip {
+            IpAddr::V4(ip) => d.remote_ip_gone(ip),
+            IpAddr::V6(ip) => d.remote_ip6_gone(ip),
+        },
+        |d, seen| {
+            let v4 = seen.iter().filter_map(|ip| match ip {
+                IpAddr::V4(ip) => Some(*ip),
+                IpAddr::V6(_) => None,
+            });
+            let v6 = seen.iter().filter_map(|ip| match ip {
+                IpAddr::V6(ip) => Some(*ip),
+                IpAddr::V4(_) => None,
+            });
+            d.remote_ips_resynced(&v4.collect());
+            d.remote_ips6_resynced(&v6.collect());
+        },
     )
     .await
 }

@@ -200,6 +200,12 @@ impl Daemon {
                             ip: n.ipv4.to_string(),
                             alloc_range: n.pod_cidr.clone(),
                         },
+                        ipv6: n.ipv6_pod_cidr.as_ref().map(|range| NodeAddressingElement {
+                            enabled: true,
+                            // The underlay is IPv4: nodes have no IPv6 address here.
+                            ip: String::new(),
+                            alloc_range: range.clone(),
+                        }),
                     },
                     ipv4_alloc_cidr: n.pod_cidr,
                     health: "ok".into(),

@@ -1,7 +1,7 @@
 //! Endpoint lifecycle: create, relabel, delete. Kernel work that can fail
 //! comes first; a failure undoes what was done, so nothing is half-applied.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use api::models::{Endpoint, EndpointChangeRequest, LabelConfigurationSpec};
 use datapath::{endpoint::remove_endpoint, maps::EndpointInfo, EndpointProgram};
@@ -95,6 +95,13 @@ fn validate(req: &EndpointChangeRequest) -> Result<EndpointRecord, AgentError> {
     let ipv4: Ipv4Addr = ipv4
         .parse()
         .map_err(|_| bad(format!("addressing.ipv4: {ipv4:?} is not an IPv4 address")))?;
+    let ipv6 = match req.addressing.ipv6.as_deref().filter(|a| !a.is_empty()) {
+        Some(text) => Some(
+            text.parse::<Ipv6Addr>()
+                .map_err(|_| bad(format!("addressing.ipv6: {text:?} is not an IPv6 address")))?,
+        ),
+        None => None,
+    };
     let mac = req
         .mac
         .as_deref()
@@ -120,6 +127,7 @@ fn validate(req: &EndpointChangeRequest) -> Result<EndpointRecord, AgentError> {
         mac,
         host_mac,
         ipv4,
+        ipv6,
         netns: req.netns.clone().unwrap_or_default(),
         labels: parse_labels(&req.labels)?,
         identity: 0,
@@ -208,6 +216,10 @@ impl Daemon {
             .ipam
             .claim(ep.ipv4, &format!("endpoint {}", ep.id))
             .map_err(|e| bad(format!("addressing.ipv4: {e}")))?;
+        if let Err(e) = self.claim_ipv6(&mut inner, ep) {
+            let _ = inner.ipam.release(ep.ipv4);
+            return Err(e);
+        }
 
         let created = inner.identities.insert(identity.clone());
         if let Err(e) = self.install(&mut inner, ep, created) {
@@ -221,6 +233,7 @@ impl Daemon {
             let _ = inner.maps.lxc.remove(ep.ipv4);
             let _ = inner.maps.ipcache.remove(ep.ipv4, 32);
             let _ = inner.ipam.release(ep.ipv4);
+            let _ = self.remove_ipv6(&mut inner, ep, false, true);
             return Err(e);
         }
         inner.endpoints.insert(ep.id, ep.clone());
@@ -237,7 +250,8 @@ impl Daemon {
         ep: &mut EndpointRecord,
         new_identity: bool,
     ) -> Result<(), AgentError> {
-        let mut prog = EndpointProgram::load(&self.root, ep.id, self.encap_ifindex)?;
+        let config = self.endpoint_config(inner, ep);
+        let mut prog = EndpointProgram::load_with(&self.root, ep.id, &config)?;
         prog.attach(&self.root, &ep.interface_name)?;
         let policy = self.compile_endpoint(inner, ep)?;
         super::regenerate::regenerate(
@@ -256,6 +270,7 @@ impl Daemon {
             .maps
             .ipcache
             .upsert(ep.ipv4, 32, ep.identity, Ipv4Addr::UNSPECIFIED)?;
+        self.install_ipv6(inner, ep)?;
         self.publish_proxy_state(inner);
         Ok(())
     }
@@ -274,6 +289,7 @@ impl Daemon {
             inner.maps.lxc.remove(ep.ipv4)?;
             inner.maps.ipcache.remove(ep.ipv4, 32)?;
             inner.maps.ct.flush_address(ep.ipv4.octets())?;
+            self.remove_ipv6(&mut inner, &ep, true, false)?;
             self.refresh_peer_ports(&mut inner);
             // Its DNS answers go with it; IPs only it learned lose their
             // FQDN identities.
@@ -453,6 +469,7 @@ impl Daemon {
             .maps
             .ipcache
             .upsert(ep.ipv4, 32, ep.identity, Ipv4Addr::UNSPECIFIED)?;
+        self.install_ipv6(&mut inner, &ep)?;
         self.publish_endpoint_ip(&ep);
         inner.endpoints.insert(num, ep);
         self.refresh_peer_ports(&mut inner);

@@ -2,6 +2,7 @@
 //! datapath in line with it. Subsystems compute desired state; the kernel
 //! maps are brought to it by diff, so a restart can always resync.
 
+mod addressing;
 mod cidr;
 mod cluster_events;
 mod endpoints;
@@ -16,9 +17,11 @@ mod regenerate;
 mod service_sync;
 mod services;
 
+pub use addressing::Family;
+
 use std::{
     collections::{BTreeMap, BTreeSet},
-    net::Ipv4Addr,
+    net::{Ipv4Addr, Ipv6Addr},
     sync::{Arc, Mutex, MutexGuard},
 };
 
@@ -64,10 +67,13 @@ pub struct Daemon {
 struct Inner {
     maps: SharedMaps,
     ipam: Ipam,
+    /// IPv6 addresses; `None` with `--enable-ipv6=false`.
+    ipam6: Option<crate::ipam::v6::Ipam6>,
     /// Identities of endpoint label sets (cluster-wide numbers) known here.
     identities: known::KnownIdentities,
     /// Other nodes' endpoints, as the kvstore reports them.
     remote_ips: BTreeMap<Ipv4Addr, crate::cluster::keys::IpRecord>,
+    remote_ips6: BTreeMap<Ipv6Addr, crate::cluster::keys::IpRecord>,
     nodes: BTreeMap<String, NodeRecord>,
     /// Named ports by identity, of this node's endpoints and other nodes':
     /// what egress rules naming ports resolve against.
@@ -185,6 +191,16 @@ impl Daemon {
             ),
             _ => Ipam::new(range),
         };
+        let ipam6 = match (cluster.pod_cidr6(), state.load_ipam6()?) {
+            (None, _) => None,
+            (Some(range6), Some(ipam6)) if ipam6.range() == range6 => Some(ipam6),
+            (Some(range6), Some(ipam6)) if ipam6.allocated().next().is_some() => anyhow::bail!(
+                "this node's IPv6 pod range {range6} differs from {} recorded in {} with addresses in use",
+                ipam6.range(),
+                config.state_dir.display()
+            ),
+            (Some(range6), _) => Some(crate::ipam::v6::Ipam6::new(range6)),
+        };
         let endpoints = state.load_endpoints()?;
         let proxy_ports = state.load_proxy_ports()?.unwrap_or_default();
         let fqdn_cache = state.load_fqdn_cache()?;
@@ -211,8 +227,10 @@ impl Daemon {
             inner: Mutex::new(Inner {
                 maps,
                 ipam,
+                ipam6,
                 identities: known::KnownIdentities::new(),
                 remote_ips: BTreeMap::new(),
+                remote_ips6: BTreeMap::new(),
                 nodes: BTreeMap::new(),
                 cidr_identities,
                 compiled_rules: policy::CompiledRules::new(repo.rules()),
@@ -309,7 +327,8 @@ impl Daemon {
                 released.push(ep.identity);
                 continue;
             }
-            let mut prog = datapath::EndpointProgram::load(&self.root, id, self.encap_ifindex)?;
+            let config = self.endpoint_config(&inner, &ep);
+            let mut prog = datapath::EndpointProgram::load_with(&self.root, id, &config)?;
             prog.attach(&self.root, &ep.interface_name)?;
         }
         // A crash between attaching and persisting leaves pins nobody owns.
@@ -339,6 +358,11 @@ impl Daemon {
         self.cluster
             .publisher
             .delete(crate::cluster::keys::ip_key(ep.ipv4));
+        if let Some(ip) = ep.ipv6 {
+            self.cluster
+                .publisher
+                .delete(crate::cluster::keys::ip_key(ip));
+        }
         if let (Some(k8s), Some((namespace, pod))) = (self.crd_k8s(), ep.pod_name.split_once('/')) {
             k8s.endpoints.delete(namespace, pod);
         }
@@ -379,10 +403,15 @@ impl Daemon {
             host_ip: self.cluster.node_ip(),
             named_ports: ep.named_ports.clone(),
         };
-        self.cluster.publisher.put(
-            crate::cluster::keys::ip_key(ep.ipv4),
-            serde_json::to_vec(&record).expect("serializable"),
-        );
+        let value = serde_json::to_vec(&record).expect("serializable");
+        if let Some(ip) = ep.ipv6 {
+            self.cluster
+                .publisher
+                .put(crate::cluster::keys::ip_key(ip), value.clone());
+        }
+        self.cluster
+            .publisher
+            .put(crate::cluster::keys::ip_key(ep.ipv4), value);
     }
 
     /// What cilium_ipcache should hold: (address, prefix length) ->
@@ -447,6 +476,7 @@ impl Daemon {
         for (ip, info) in want_lxc {
             inner.maps.lxc.upsert(ip, &info)?;
         }
+        self.sync_endpoint_maps6(inner)?;
         self.publish_proxy_state(inner);
         Ok(())
     }
@@ -585,6 +615,9 @@ impl Daemon {
     fn persist_endpoints(&self, inner: &Inner) -> Result<(), AgentError> {
         self.state.save_endpoints(&inner.endpoints)?;
         self.state.save_ipam(&inner.ipam)?;
+        if let Some(ipam6) = &inner.ipam6 {
+            self.state.save_ipam6(ipam6)?;
+        }
         self.state.save_proxy_ports(&inner.proxy_ports)?;
         Ok(())
     }
@@ -617,6 +650,17 @@ impl Daemon {
                     .collect(),
                 alloc_range: inner.ipam.range().to_string(),
                 capacity: inner.ipam.capacity(),
+                ipv6: inner
+                    .ipam6
+                    .iter()
+                    .flat_map(|ipam6| ipam6.allocated())
+                    .map(|(ip, _)| ip.to_string())
+                    .collect(),
+                ipv6_alloc_range: inner
+                    .ipam6
+                    .as_ref()
+                    .map(|ipam6| ipam6.range().to_string())
+                    .unwrap_or_default(),
             },
             policy: PolicyStatus {
                 revision: inner.repo.revision(),
@@ -630,67 +674,16 @@ impl Daemon {
 
     pub fn daemon_config(&self) -> api::models::DaemonConfiguration {
         use api::models::*;
-        let range = self.lock().ipam.range();
+        let addressing = self.node_addressing(&self.lock());
         DaemonConfiguration {
             status: DaemonConfigurationStatus {
-                addressing: NodeAddressing {
-                    ipv4: NodeAddressingElement {
-                        enabled: true,
-                        ip: range.router().to_string(),
-                        alloc_range: range.to_string(),
-                    },
-                },
+                addressing,
                 kvstore: self.config.kvstore.clone(),
                 bpf_root: self.config.bpf_root.display().to_string(),
                 state_dir: self.config.state_dir.display().to_string(),
                 node_name: self.config.node_name(),
             },
         }
-    }
-
-    pub fn ipam_allocate(&self, owner: &str) -> Result<api::models::IpamResponse, AgentError> {
-        use api::models::*;
-        let mut inner = self.lock();
-        let ip = inner
-            .ipam
-            .allocate_next(owner)
-            .map_err(|e| AgentError::Internal(e.to_string()))?;
-        self.persist_endpoints(&inner)?;
-        let range = inner.ipam.range();
-        Ok(IpamResponse {
-            address: AddressPair {
-                ipv4: Some(ip.to_string()),
-            },
-            host_addressing: NodeAddressing {
-                ipv4: NodeAddressingElement {
-                    enabled: true,
-                    ip: range.router().to_string(),
-                    alloc_range: range.to_string(),
-                },
-            },
-            ipv4: Some(IpamAddressResponse {
-                ip: ip.to_string(),
-                gateway: range.router().to_string(),
-                cidrs: vec![range.to_string()],
-            }),
-        })
-    }
-
-    pub fn ipam_release(&self, ip: &str) -> Result<(), AgentError> {
-        let ip: Ipv4Addr = ip
-            .parse()
-            .map_err(|_| AgentError::BadRequest(format!("{ip:?} is not an IPv4 address")))?;
-        let mut inner = self.lock();
-        if inner.endpoints.values().any(|ep| ep.ipv4 == ip) {
-            return Err(AgentError::Conflict(format!(
-                "{ip} is in use by an endpoint; delete the endpoint first"
-            )));
-        }
-        inner
-            .ipam
-            .release(ip)
-            .map_err(|e| AgentError::NotFound(e.to_string()))?;
-        self.persist_endpoints(&inner)
     }
 
     pub fn identity_list(&self) -> Vec<api::models::Identity> {

@@ -140,7 +140,7 @@ async fn create(
 ) -> anyhow::Result<HealthEndpoint> {
     let pid = spawn_responder(config)?;
     let ipam = daemon
-        .ipam_allocate(CONTAINER_ID)
+        .ipam_allocate(CONTAINER_ID, crate::daemon::Family::V4)
         .map_err(|e| anyhow!("allocating an address: {e}"))?;
     let ip: Ipv4Addr = ipam
         .address
@@ -166,9 +166,10 @@ async fn register(daemon: &Daemon, ep: &HealthEndpoint, gateway: Ipv4Addr) -> an
     let (ns_path, ip) = (ep.netns(), ep.ipv4);
     let (host, mac) = tokio::task::spawn_blocking(move || {
         let ns = netns::open(&ns_path)?;
-        veth::create(&ns, &ns_path, IFNAME, HOST_IFNAME)?;
-        let host = veth::setup_host(HOST_IFNAME, ip)?;
-        let mac = veth::setup_container(&ns, &ns_path, IFNAME, ip, gateway, &host.mac)?;
+        // IPv4 only: the health endpoint is probed over IPv4.
+        veth::create(&ns, &ns_path, IFNAME, HOST_IFNAME, false)?;
+        let host = veth::setup_host(HOST_IFNAME, ip, None)?;
+        let mac = veth::setup_container(&ns, &ns_path, IFNAME, ip, gateway, &host.mac, None)?;
         Ok::<_, cni::CniError>((host, mac))
     })
     .await?
@@ -182,6 +183,7 @@ async fn register(daemon: &Daemon, ep: &HealthEndpoint, gateway: Ipv4Addr) -> an
         host_mac: Some(host.mac),
         addressing: AddressPair {
             ipv4: Some(ip.to_string()),
+            ipv6: None,
         },
         labels: vec![LABEL.into()],
         netns: Some(ep.netns().display().to_string()),

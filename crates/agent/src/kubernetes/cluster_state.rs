@@ -126,6 +126,7 @@ pub async fn watch_nodes(daemon: Arc<Daemon>, state: Arc<K8sState>, client: k8s:
                         ipv4: node.ipv4,
                         pod_cidr: node.pod_cidr,
                         health_ipv4: node.health_ipv4,
+                        ipv6_pod_cidr: None,
                     });
                 }
             }

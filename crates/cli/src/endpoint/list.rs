@@ -75,9 +75,12 @@ pub fn render(endpoints: &[Endpoint], headers: bool) -> String {
     }
     for ep in endpoints {
         let (ingress, egress) = enforcement(&ep.status.policy.realized.policy_enabled);
-        let ipv4 = match ep.status.networking.addressing.first() {
-            Some(pair) => pair.ipv4.clone().unwrap_or_default(),
-            None => "No address".to_string(),
+        let (ipv6, ipv4) = match ep.status.networking.addressing.first() {
+            Some(pair) => (
+                pair.ipv6.clone().unwrap_or_default(),
+                pair.ipv4.clone().unwrap_or_default(),
+            ),
+            None => (String::new(), "No address".to_string()),
         };
         let mut labels = ep.status.labels.security_relevant.clone();
         labels.sort();
@@ -93,7 +96,7 @@ pub fn render(endpoints: &[Endpoint], headers: bool) -> String {
                         egress.to_string(),
                         ep.status.identity.id.to_string(),
                         label.clone(),
-                        String::new(),
+                        ipv6.clone(),
                         ipv4.clone(),
                         ep.status.state.clone(),
                     ],
@@ -124,6 +127,7 @@ mod tests {
         };
         ep.status.networking.addressing = vec![AddressPair {
             ipv4: Some(ip.into()),
+            ipv6: None,
         }];
         ep.status.labels.security_relevant = labels.iter().map(|l| l.to_string()).collect();
         ep.status.policy.realized.policy_enabled = policy.into();
@@ -161,6 +165,17 @@ mod tests {
         assert_eq!(lines[3].trim(), "container:tier=front");
         // The continuation label sits in the LABELS column.
         assert_eq!(lines[3].find("container"), lines[2].find("container"));
+    }
+
+    #[test]
+    fn dual_stack_endpoints_show_both_addresses() {
+        let mut ep = endpoint(7, 300, "10.200.0.9", &["k8s:app=web"], "none");
+        ep.status.networking.addressing[0].ipv6 = Some("f00d::a00:f:0:9".into());
+        let text = render(&[ep], true);
+        let lines: Vec<&str> = text.lines().collect();
+        let cols: Vec<&str> = lines[2].split_whitespace().collect();
+        assert_eq!(cols[5..], ["f00d::a00:f:0:9", "10.200.0.9", "ready"]);
+        assert_eq!(lines[2].find("f00d"), lines[0].find("IPv6"));
     }
 
     #[test]

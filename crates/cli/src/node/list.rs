@@ -70,6 +70,7 @@ mod tests {
                     ip: ip.into(),
                     alloc_range: String::new(),
                 },
+                ipv6: None,
             },
             ipv4_alloc_cidr: cidr.into(),
             health: "ok".into(),

@@ -3,7 +3,7 @@
 //! a [`Rollback`]; a failure anywhere undoes exactly that, so nothing is
 //! left half-created.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -15,7 +15,7 @@ use crate::config::NetConf;
 use crate::env::Attachment;
 use crate::error::CniError;
 use crate::naming;
-use crate::plumbing::{netns, veth};
+use crate::plumbing::{netns, veth, veth::Ipv6Config};
 use crate::result::AddOutcome;
 
 /// How long the endpoint may take to become ready: the container's first
@@ -62,12 +62,14 @@ pub fn add(
         .or(Some(ipam.host_addressing.ipv4.ip.as_str()))
         .and_then(parse_ipv4)
         .ok_or_else(|| agent_contract("the IPAM answer has no IPv4 gateway", &ipam))?;
+    let v6 = ipv6_config(&ipam)?;
+    rollback.ip6 = v6.map(|v6| v6.addr);
 
     rollback.veth = true;
-    veth::create(&ns, ns_path, &att.ifname, &host_ifname)?;
-    let host_link = veth::setup_host(&host_ifname, ip)?;
+    veth::create(&ns, ns_path, &att.ifname, &host_ifname, v6.is_some())?;
+    let host_link = veth::setup_host(&host_ifname, ip, v6.map(|v6| v6.addr))?;
     let container_mac =
-        veth::setup_container(&ns, ns_path, &att.ifname, ip, gateway, &host_link.mac)?;
+        veth::setup_container(&ns, ns_path, &att.ifname, ip, gateway, &host_link.mac, v6)?;
 
     let namespaced = att.args.k8s_pod_namespace.is_some();
     let request = EndpointChangeRequest {
@@ -79,6 +81,7 @@ pub fn add(
         host_mac: Some(host_link.mac.clone()),
         addressing: AddressPair {
             ipv4: Some(ip.to_string()),
+            ipv6: v6.map(|v6| v6.addr.to_string()),
         },
         labels,
         netns: Some(ns_path_text.to_string()),
@@ -103,7 +106,37 @@ pub fn add(
         netns: ns_path_text.to_string(),
         ip,
         gateway,
+        v6,
     })
+}
+
+/// The IPv6 address and gateway of the IPAM answer; `None` when the agent
+/// has IPv6 disabled (it answered IPv4 alone).
+fn ipv6_config(ipam: &api::models::IpamResponse) -> Result<Option<Ipv6Config>, CniError> {
+    let Some(text) = ipam
+        .ipv6
+        .as_ref()
+        .map(|a| a.ip.clone())
+        .or(ipam.address.ipv6.clone())
+    else {
+        return Ok(None);
+    };
+    let addr = parse_ipv6(&text)
+        .ok_or_else(|| agent_contract("the IPAM answer's IPv6 address is malformed", ipam))?;
+    let gateway = ipam
+        .ipv6
+        .as_ref()
+        .map(|a| a.gateway.clone())
+        .filter(|g| !g.is_empty())
+        .or_else(|| ipam.host_addressing.ipv6.as_ref().map(|a| a.ip.clone()))
+        .as_deref()
+        .and_then(parse_ipv6)
+        .ok_or_else(|| agent_contract("the IPAM answer has no IPv6 gateway", ipam))?;
+    Ok(Some(Ipv6Config { addr, gateway }))
+}
+
+fn parse_ipv6(text: &str) -> Option<Ipv6Addr> {
+    text.split('/').next()?.parse().ok()
 }
 
 fn wait_ready(client: &Client, id: u16) -> Result<(), CniError> {
@@ -147,6 +180,7 @@ struct Rollback<'a> {
     client: &'a Client,
     host_ifname: &'a str,
     ip: Option<Ipv4Addr>,
+    ip6: Option<Ipv6Addr>,
     /// Set just before creating the pair: a failure inside `veth::create`
     /// may still have made it.
     veth: bool,
@@ -159,6 +193,7 @@ impl<'a> Rollback<'a> {
             client,
             host_ifname,
             ip: None,
+            ip6: None,
             veth: false,
             endpoint: None,
         }
@@ -166,6 +201,7 @@ impl<'a> Rollback<'a> {
 
     fn commit(mut self) {
         self.ip = None;
+        self.ip6 = None;
         self.veth = false;
         self.endpoint = None;
     }
@@ -181,7 +217,10 @@ impl Drop for Rollback<'_> {
             let _ = veth::delete(self.host_ifname);
         }
         if let Some(ip) = self.ip.take() {
-            let _ = del::release_ip(self.client, ip);
+            let _ = del::release_ip(self.client, ip.into());
+        }
+        if let Some(ip) = self.ip6.take() {
+            let _ = del::release_ip(self.client, ip.into());
         }
     }
 }
@@ -195,5 +234,7 @@ mod tests {
         assert_eq!(parse_ipv4("10.0.0.1/32"), Some(Ipv4Addr::new(10, 0, 0, 1)));
         assert_eq!(parse_ipv4("10.0.0.1"), Some(Ipv4Addr::new(10, 0, 0, 1)));
         assert_eq!(parse_ipv4(""), None);
+        assert_eq!(parse_ipv6("fd00::5/128"), Some("fd00::5".parse().unwrap()));
+        assert_eq!(parse_ipv6("10.0.0.1"), None);
     }
 }

@@ -2,7 +2,7 @@
 //! release the IP. Idempotent: whatever is already gone is skipped, and it
 //! works without a namespace (containerd's second DEL).
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use api::Client;
 
@@ -29,14 +29,16 @@ pub fn teardown(client: &Client, host_ifname: &str) -> Result<(), CniError> {
         .filter(|ep| ep.status.networking.interface_name == host_ifname)
         .collect();
 
-    let mut ips: Vec<Ipv4Addr> = ours
+    let mut ips: Vec<IpAddr> = ours
         .iter()
         .flat_map(|ep| &ep.status.networking.addressing)
-        .filter_map(|a| a.ipv4.as_deref()?.parse().ok())
+        .flat_map(|a| [a.ipv4.as_deref(), a.ipv6.as_deref()])
+        .filter_map(|a| a?.parse().ok())
         .collect();
     // An ADD killed after IPAM but before the endpoint existed leaves only
-    // the host route to tell which address was ours.
-    ips.extend(ip::host_routes(host_ifname)?);
+    // the host routes to tell which addresses were ours.
+    ips.extend(ip::host_routes(host_ifname)?.into_iter().map(IpAddr::V4));
+    ips.extend(ip::host_routes6(host_ifname)?.into_iter().map(IpAddr::V6));
     ips.sort();
     ips.dedup();
 
@@ -62,7 +64,7 @@ pub fn teardown(client: &Client, host_ifname: &str) -> Result<(), CniError> {
 }
 
 /// Releases `addr`; already free is fine.
-pub fn release_ip(client: &Client, addr: Ipv4Addr) -> Result<(), CniError> {
+pub fn release_ip(client: &Client, addr: IpAddr) -> Result<(), CniError> {
     match client.ipam_release(&addr.to_string()) {
         Ok(()) => Ok(()),
         Err(e) if agent::is_not_found(&e) => Ok(()),

@@ -141,6 +141,28 @@ fn parse_host_routes(text: &str) -> Vec<std::net::Ipv4Addr> {
         .collect()
 }
 
+/// IPv6 addresses of `/128` routes through `dev`, empty when the device
+/// is gone.
+pub fn host_routes6(dev: &str) -> Result<Vec<std::net::Ipv6Addr>, CniError> {
+    match run(&["-6", "-j", "route", "show", "dev", dev]) {
+        Ok(text) => Ok(parse_host_routes6(&text)),
+        Err(f) if f.is_not_found() => Ok(Vec::new()),
+        Err(f) => Err(f.into_cni(&format!("reading IPv6 routes of {dev}"))),
+    }
+}
+
+fn parse_host_routes6(text: &str) -> Vec<std::net::Ipv6Addr> {
+    let Ok(Value::Array(routes)) = serde_json::from_str::<Value>(text) else {
+        return Vec::new();
+    };
+    routes
+        .iter()
+        .filter_map(|r| r.get("dst")?.as_str())
+        .filter(|dst| !dst.contains('/') || dst.ends_with("/128"))
+        .filter_map(|dst| dst.trim_end_matches("/128").parse().ok())
+        .collect()
+}
+
 /// IPv4 addresses on `dev` (`ip -j addr show dev`).
 pub fn addresses(dev: &str) -> Result<Vec<std::net::Ipv4Addr>, CniError> {
     let text = must(
@@ -185,6 +207,19 @@ mod tests {
             ]
         );
         assert!(parse_host_routes("").is_empty());
+    }
+
+    #[test]
+    fn parses_ipv6_host_routes_only() {
+        let text =
+            r#"[{"dst":"f00d::a00:f:0:5","dev":"lxc1"},{"dst":"fe80::/64"},{"dst":"fd00::7/128"}]"#;
+        assert_eq!(
+            parse_host_routes6(text),
+            vec![
+                "f00d::a00:f:0:5".parse::<std::net::Ipv6Addr>().unwrap(),
+                "fd00::7".parse().unwrap()
+            ]
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! agent was down).
 
 use std::io::Write;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
@@ -42,6 +42,7 @@ pub struct ClusterPod {
     node: usize,
     ip: Ipv4Addr,
     gateway: Ipv4Addr,
+    ip6: Option<Ipv6Addr>,
     client: Client,
 }
 
@@ -70,6 +71,7 @@ impl ClusterPod {
         attachment.added = true;
         let (ip, gateway) = parse_result(&result)
             .with_context(|| format!("pod {name}: cilium-cni ADD result {result}"))?;
+        let ip6 = parse_result_ipv6(&result);
         let client = Client::new(&attachment.ctx.socket);
         Ok(ClusterPod {
             attachment,
@@ -78,6 +80,7 @@ impl ClusterPod {
             node,
             ip,
             gateway,
+            ip6,
             client,
         })
     }
@@ -98,6 +101,11 @@ impl ClusterPod {
     /// The node's router IP, the pod's default gateway.
     pub fn gateway(&self) -> Ipv4Addr {
         self.gateway
+    }
+
+    /// The pod's IPv6 address, when its node's agent has IPv6 enabled.
+    pub fn ip6(&self) -> Option<Ipv6Addr> {
+        self.ip6
     }
 
     /// The namespace's name (`ip -n NAME`).
@@ -147,6 +155,11 @@ impl ClusterPod {
         self.tcp_request(ip, port, timeout).is_some()
     }
 
+    /// [`tcp_connect`](Self::tcp_connect) to an address of either family.
+    pub fn tcp_connect_ip(&self, ip: std::net::IpAddr, port: u16, timeout: Duration) -> bool {
+        traffic::tcp_request(&self.netns, ip, port, timeout).is_some()
+    }
+
     /// The line a [`TcpServer`] answered with, if the connection worked.
     pub fn tcp_request(&self, ip: Ipv4Addr, port: u16, timeout: Duration) -> Option<String> {
         traffic::tcp_request(&self.netns, ip, port, timeout)
@@ -154,6 +167,11 @@ impl ClusterPod {
 
     /// True if a datagram to `ip:port` comes back within `timeout`.
     pub fn udp_roundtrip(&self, ip: Ipv4Addr, port: u16, timeout: Duration) -> bool {
+        traffic::udp_roundtrip(&self.netns, ip, port, timeout)
+    }
+
+    /// [`udp_roundtrip`](Self::udp_roundtrip) to an address of either family.
+    pub fn udp_roundtrip_ip(&self, ip: std::net::IpAddr, port: u16, timeout: Duration) -> bool {
         traffic::udp_roundtrip(&self.netns, ip, port, timeout)
     }
 
@@ -289,9 +307,29 @@ fn parse_result(text: &str) -> Result<(Ipv4Addr, Ipv4Addr)> {
     ))
 }
 
+/// The IPv6 address of a dual-stack ADD result, if it lists one.
+fn parse_result_ipv6(text: &str) -> Option<Ipv6Addr> {
+    let v: serde_json::Value = serde_json::from_str(text).ok()?;
+    v["ips"].as_array()?.iter().find_map(|ip| {
+        let addr = ip["address"].as_str()?;
+        addr.split('/').next()?.parse().ok()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dual_stack_results_give_both_addresses() {
+        let result = r#"{"ips":[{"address":"10.0.0.5/32","gateway":"10.0.0.1"},{"address":"f00d::5/128","gateway":"f00d::1"}]}"#;
+        assert_eq!(parse_result(result).unwrap().0, Ipv4Addr::new(10, 0, 0, 5));
+        assert_eq!(parse_result_ipv6(result), Some("f00d::5".parse().unwrap()));
+        assert_eq!(
+            parse_result_ipv6(r#"{"ips":[{"address":"10.0.0.5/32"}]}"#),
+            None
+        );
+    }
 
     #[test]
     fn labels_become_cni_args_labels() {

@@ -105,6 +105,7 @@ impl Fillers {
                 host_mac: Some(host_mac.clone()),
                 addressing: AddressPair {
                     ipv4: Some(ip.to_string()),
+                    ipv6: None,
                 },
                 labels,
                 ..Default::default()
