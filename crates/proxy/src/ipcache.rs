@@ -17,6 +17,15 @@ pub struct IpcacheEntry {
     pub identity: u32,
 }
 
+impl IpcacheEntry {
+    pub fn new(prefix: impl Into<String>, identity: u32) -> Self {
+        IpcacheEntry {
+            prefix: prefix.into(),
+            identity,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid prefix {0:?} (expected a.b.c.d/len or a.b.c.d)")]
 pub struct PrefixError(pub String);
@@ -94,10 +103,7 @@ mod tests {
     use super::*;
 
     fn entry(prefix: &str, identity: u32) -> IpcacheEntry {
-        IpcacheEntry {
-            prefix: prefix.into(),
-            identity,
-        }
+        IpcacheEntry::new(prefix, identity)
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! request); only a changed listen mode rebinds the listener.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, RwLock};
 
 use tokio::task::JoinHandle;
@@ -221,6 +222,24 @@ impl ProxyState {
         Ok(())
     }
 
+    /// What a connection or datagram of redirect `shared` from `client` to
+    /// `original_dst` is judged and logged with.
+    pub fn context(
+        &self,
+        shared: &Arc<RedirectShared>,
+        client: SocketAddr,
+        original_dst: SocketAddr,
+    ) -> ConnContext {
+        ConnContext {
+            client,
+            original_dst,
+            src_identity: self.lookup_identity(client.ip()),
+            dst_identity: self.lookup_identity(original_dst.ip()),
+            redirect: shared.clone(),
+            log: self.log.clone(),
+        }
+    }
+
     pub fn lookup_identity(&self, addr: std::net::IpAddr) -> u32 {
         self.ipcache
             .read()
@@ -279,14 +298,7 @@ async fn accept_loop(
                 continue;
             }
         };
-        let ctx = ConnContext {
-            client,
-            original_dst,
-            src_identity: state.lookup_identity(client.ip()),
-            dst_identity: state.lookup_identity(original_dst.ip()),
-            redirect: shared.clone(),
-            log: state.log.clone(),
-        };
+        let ctx = state.context(&shared, client, original_dst);
         let dns = state.dns.clone();
         crate::workers::spawn(async move {
             let stream = match tokio::net::TcpStream::from_std(stream) {

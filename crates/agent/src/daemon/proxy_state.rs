@@ -104,10 +104,7 @@ impl Daemon {
                     Some((identity, _)) => *identity,
                     None => super::fqdn::rule_identity(inner, *ip)?,
                 };
-                Some(IpcacheEntry {
-                    prefix: format!("{ip}/32"),
-                    identity,
-                })
+                Some(IpcacheEntry::new(format!("{ip}/32"), identity))
             })
             .collect();
         self.proxy_desired.send_if_modified(|current| {
@@ -142,10 +139,7 @@ impl Daemon {
         let ipcache = self
             .desired_ipcache(inner)
             .into_iter()
-            .map(|((ip, len), (identity, _))| IpcacheEntry {
-                prefix: format!("{ip}/{len}"),
-                identity,
-            })
+            .map(|((ip, len), (identity, _))| IpcacheEntry::new(format!("{ip}/{len}"), identity))
             .collect();
         DesiredState { redirects, ipcache }
     }

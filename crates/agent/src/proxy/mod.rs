@@ -106,13 +106,6 @@ pub fn redirect_config(endpoint: u16, redirect: &policy::Redirect) -> proxy::Red
 mod tests {
     use super::*;
 
-    fn entry(prefix: &str, identity: u32) -> IpcacheEntry {
-        IpcacheEntry {
-            prefix: prefix.into(),
-            identity,
-        }
-    }
-
     fn state(ipcache: Vec<IpcacheEntry>) -> DesiredState {
         DesiredState {
             redirects: Vec::new(),
@@ -122,13 +115,19 @@ mod tests {
 
     #[test]
     fn a_new_connection_gets_everything_then_only_ipcache_changes() {
-        let first = state(vec![entry("10.0.0.1/32", 5), entry("10.0.0.2/32", 6)]);
+        let first = state(vec![
+            IpcacheEntry::new("10.0.0.1/32", 5),
+            IpcacheEntry::new("10.0.0.2/32", 6),
+        ]);
         assert!(matches!(
             commands_between(None, &first).as_slice(),
             [ProxyCommand::Sync { ipcache, .. }] if ipcache.len() == 2
         ));
         assert!(commands_between(Some(&first), &first).is_empty());
-        let next = state(vec![entry("10.0.0.2/32", 7), entry("10.0.0.3/32", 8)]);
+        let next = state(vec![
+            IpcacheEntry::new("10.0.0.2/32", 7),
+            IpcacheEntry::new("10.0.0.3/32", 8),
+        ]);
         let commands = commands_between(Some(&first), &next);
         assert_eq!(
             commands,
@@ -137,7 +136,10 @@ mod tests {
                     prefixes: vec!["10.0.0.1/32".into()]
                 },
                 ProxyCommand::IpcacheUpsert {
-                    entries: vec![entry("10.0.0.2/32", 7), entry("10.0.0.3/32", 8)]
+                    entries: vec![
+                        IpcacheEntry::new("10.0.0.2/32", 7),
+                        IpcacheEntry::new("10.0.0.3/32", 8)
+                    ]
                 },
             ]
         );
@@ -145,7 +147,7 @@ mod tests {
 
     #[test]
     fn changed_redirects_send_the_whole_state() {
-        let first = state(vec![entry("10.0.0.1/32", 5)]);
+        let first = state(vec![IpcacheEntry::new("10.0.0.1/32", 5)]);
         let mut next = first.clone();
         next.redirects.push(redirect_config(
             3,

@@ -114,15 +114,7 @@ pub async fn serve(
                 (ListenMode::Transparent, Some(addr)) => SocketAddr::V4(addr),
                 (ListenMode::Transparent, None) => continue,
             };
-            let client = SocketAddr::V4(datagram.source);
-            let ctx = ConnContext {
-                client,
-                original_dst,
-                src_identity: state.lookup_identity(client.ip()),
-                dst_identity: state.lookup_identity(original_dst.ip()),
-                redirect: shared.clone(),
-                log: state.log.clone(),
-            };
+            let ctx = state.context(&shared, SocketAddr::V4(datagram.source), original_dst);
             if datagram.len > MAX_DATAGRAM {
                 // Larger than any DNS message over UDP: cut, so malformed.
                 judge(&ctx, &state.dns, &[]);
