@@ -6,7 +6,8 @@ APT_PACKAGES := clang llvm libbpf-dev bpftool linux-libc-dev iproute2 clang-19 \
 	podman containernetworking-plugins busybox-static runc \
 	sockperf iperf3 iptables \
 	protobuf-compiler etcd-server etcd-client docker.io containerd prometheus \
-	kcat nghttp2-client util-linux wrk dnsmasq-base bind9-dnsutils dnsperf
+	kcat nghttp2-client util-linux wrk dnsmasq-base bind9-dnsutils dnsperf \
+	chromium
 SETUP_STAMP := target/.setup-done
 
 .PHONY: setup build demo demo-k8s test bench lint clean-state

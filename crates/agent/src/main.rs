@@ -102,6 +102,10 @@ async fn run(mut config: Config) -> anyhow::Result<()> {
     });
     if daemon.config().enable_hubble {
         hubble::start(daemon.config(), daemon.clone(), &hub, registry.clone()).await?;
+    } else if daemon.config().hubble_ui_address.is_some() {
+        eprintln!(
+            "level=warning msg=\"--hubble-ui-address ignored: Hubble is off (--enable-hubble)\""
+        );
     }
     if let Some(addr) = prometheus {
         let listener = metrics::server::bind(&addr).await?;

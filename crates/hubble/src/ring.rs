@@ -27,6 +27,9 @@ struct Inner {
 /// to follow, every flow stored after that instant.
 pub struct Snapshot {
     pub flows: Vec<Arc<Flow>>,
+    /// The sequence number of `flows[0]`: flows are numbered from 0 as
+    /// they are stored, so a number names one flow for good.
+    pub first_seq: u64,
     pub follow: Option<broadcast::Receiver<Arc<Flow>>>,
 }
 
@@ -66,6 +69,7 @@ impl FlowRing {
         let inner = self.lock();
         Snapshot {
             flows: inner.flows.iter().cloned().collect(),
+            first_seq: inner.seen - inner.flows.len() as u64,
             follow: follow.then(|| self.tx.subscribe()),
         }
     }
@@ -113,6 +117,7 @@ mod tests {
             .map(|f| f.drop_reason)
             .collect();
         assert_eq!(kept, [2, 3, 4]);
+        assert_eq!(ring.snapshot(false).first_seq, 2);
         assert_eq!((ring.len(), ring.capacity(), ring.seen()), (3, 3, 5));
     }
 

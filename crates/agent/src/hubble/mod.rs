@@ -3,12 +3,14 @@
 //! the hubble crate's ring, and the Observer gRPC API on
 //! `--hubble-socket-path` (and `--hubble-listen-address`). Each stored flow
 //! is counted for `hubble_flows_processed_total` and `hubble_drop_total`.
+//! With `--hubble-ui-address`, the web UI (`ui`) reads the same ring.
 //!
 //! While Hubble runs, its subscription keeps the datapath's events switched
 //! on (the hub's `events_wanted` follows its listeners); with Hubble off,
 //! nothing here exists and the datapath builds no events for it.
 
 mod rules;
+mod ui;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -41,6 +43,10 @@ pub async fn start(
         Some(addr) => Some(crate::listen::bind("--hubble-listen-address", addr).await?),
         None => None,
     };
+    let ui = match &config.hubble_ui_address {
+        Some(addr) => Some(crate::listen::bind("--hubble-ui-address", addr).await?),
+        None => None,
+    };
     let socket = config.hubble_socket_path.clone();
     let unix_observer = observer.clone();
     tokio::spawn(async move {
@@ -62,6 +68,17 @@ pub async fn start(
         tokio::spawn(async move {
             if let Err(e) = hubble::serve_tcp(observer, listener).await {
                 eprintln!("level=error msg=\"hubble: serving TCP: {e}\"");
+            }
+        });
+    }
+    if let Some(listener) = ui {
+        if let Ok(addr) = listener.local_addr() {
+            eprintln!("cilium-agent: Hubble UI on http://{addr}/");
+        }
+        let ring = ring.clone();
+        tokio::spawn(async move {
+            if let Err(e) = ui::serve(listener, ring).await {
+                eprintln!("level=error msg=\"hubble: serving the UI: {e}\"");
             }
         });
     }
