@@ -200,7 +200,7 @@ pub fn l7_model(ev: &proxy::access_log::AccessLogEvent) -> MonitorEvent {
         }
         .into(),
         direction: ev.direction.clone(),
-        protocol: 6,
+        protocol: ev.transport.protocol_number(),
         src_ip,
         dst_ip,
         src_port,

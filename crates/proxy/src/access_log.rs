@@ -20,6 +20,26 @@ pub enum L7Protocol {
     Dns,
 }
 
+/// The transport a request came over (Cilium's record has its protocol
+/// number): DNS comes over UDP or TCP, everything else over TCP.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    #[default]
+    Tcp,
+    Udp,
+}
+
+impl Transport {
+    /// The IP protocol number (6, 17).
+    pub fn protocol_number(self) -> u8 {
+        match self {
+            Transport::Tcp => 6,
+            Transport::Udp => 17,
+        }
+    }
+}
+
 /// Cilium's L7 verdicts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum L7Verdict {
@@ -34,6 +54,9 @@ pub struct AccessLogEvent {
     pub time_ms: u64,
     pub verdict: L7Verdict,
     pub protocol: L7Protocol,
+    /// Absent from older proxies' events, which only logged TCP.
+    #[serde(default)]
+    pub transport: Transport,
     /// HTTP method, the Kafka API key name (`produce`), or the DNS query
     /// types (`A`, `A,AAAA`).
     pub method: String,
@@ -295,5 +318,22 @@ mod tests {
             serde_json::to_string(&snapshot[0]).unwrap(),
             r#"{"direction":"ingress","protocol":"http","outcome":"parse_error","count":1}"#
         );
+    }
+
+    #[test]
+    fn events_name_their_transport_and_older_ones_were_tcp() {
+        let older = r#"{"time_ms":1,"verdict":"Forwarded","protocol":"dns","method":"A",
+            "status":0,"src_identity":1,"dst_identity":2,"src":"10.0.0.1:1000",
+            "dst":"10.0.0.53:53","endpoint_id":5,"direction":"egress","proxy_port":1}"#;
+        let event: AccessLogEvent = serde_json::from_str(older).unwrap();
+        assert_eq!(event.transport, Transport::Tcp);
+        let udp = AccessLogEvent {
+            transport: Transport::Udp,
+            ..event
+        };
+        let text = serde_json::to_string(&udp).unwrap();
+        assert!(text.contains(r#""transport":"udp""#), "{text}");
+        assert_eq!(Transport::Udp.protocol_number(), 17);
+        assert_eq!(Transport::Tcp.protocol_number(), 6);
     }
 }

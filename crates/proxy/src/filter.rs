@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use crate::access_log::{
     now_ms, AccessLog, AccessLogEvent, DnsLogRecord, L7Protocol, L7Verdict, RequestOutcome,
+    Transport,
 };
 use crate::control::protocol::Direction;
 use crate::policy::CompiledPolicy;
@@ -39,6 +40,8 @@ pub trait L7Request {
 pub struct ConnContext {
     pub client: SocketAddr,
     pub original_dst: SocketAddr,
+    /// A TCP connection, or one UDP datagram (DNS).
+    pub transport: Transport,
     pub src_identity: u32,
     pub dst_identity: u32,
     pub redirect: Arc<RedirectShared>,
@@ -89,6 +92,7 @@ impl ConnContext {
             time_ms: now_ms(),
             verdict,
             protocol: request.protocol(),
+            transport: self.transport,
             method: fields.method,
             path: fields.path,
             host: fields.host,
@@ -152,6 +156,7 @@ pub(crate) fn test_context(
     ConnContext {
         client: "10.0.0.1:1000".parse().expect("an address"),
         original_dst,
+        transport: Transport::Tcp,
         src_identity: 100,
         dst_identity: 300,
         redirect: Arc::new(crate::redirect::RedirectShared::new(

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use tokio::task::JoinHandle;
 
-use crate::access_log::AccessLog;
+use crate::access_log::{AccessLog, Transport};
 use crate::control::protocol::{Direction, Parser, Redirect, SourceBind, Status, PROTOCOL_VERSION};
 use crate::dns::{DnsRuntime, DnsSettings};
 use crate::filter::ConnContext;
@@ -229,10 +229,12 @@ impl ProxyState {
         shared: &Arc<RedirectShared>,
         client: SocketAddr,
         original_dst: SocketAddr,
+        transport: Transport,
     ) -> ConnContext {
         ConnContext {
             client,
             original_dst,
+            transport,
             src_identity: self.lookup_identity(client.ip()),
             dst_identity: self.lookup_identity(original_dst.ip()),
             redirect: shared.clone(),
@@ -298,7 +300,7 @@ async fn accept_loop(
                 continue;
             }
         };
-        let ctx = state.context(&shared, client, original_dst);
+        let ctx = state.context(&shared, client, original_dst, Transport::Tcp);
         let dns = state.dns.clone();
         crate::workers::spawn(async move {
             let stream = match tokio::net::TcpStream::from_std(stream) {

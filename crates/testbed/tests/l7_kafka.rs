@@ -24,8 +24,10 @@
 //! sees each connection's real source pod (its identity) and every request.
 //!
 //! Needs root, kcat and socat. Each test starts its own agent on private
-//! paths and a /24.
+//! paths and a /24 (the scene: tests/l7/kafka.rs).
 
+#[path = "l7/kafka.rs"]
+mod kafka;
 #[path = "l7/support.rs"]
 mod support;
 
@@ -33,10 +35,8 @@ use std::process::Output;
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
-use testbed::{Agent, AgentOptions, BackgroundProcess, Monitor, Pod};
-
-const BROKER_PORT: u16 = 9092;
-const READY_TIMEOUT: Duration = Duration::from_secs(10);
+use kafka::KafkaScene;
+use testbed::{AgentOptions, Monitor};
 
 const KAFKA_POLICY: &str = "\
 - endpointSelector:
@@ -60,124 +60,12 @@ const KAFKA_POLICY: &str = "\
           topic: orders
 ";
 
-/// The broker, two clients, and the relays between them, under
-/// [`KAFKA_POLICY`]. Field order is drop order: processes, pods, agent.
-struct KafkaScene {
-    _relays: Vec<BackgroundProcess>,
-    _mock: BackgroundProcess,
-    producer: Pod,
-    consumer: Pod,
-    kafka: Pod,
-    /// What kcat bootstraps from in a client pod (the mock's own address).
-    bootstrap: String,
-    agent: Agent,
-}
-
-impl KafkaScene {
-    fn start() -> Result<KafkaScene> {
-        testbed::runtime::require_programs(&["kcat", "socat"], "kcat socat")?;
-        let agent = Agent::start_with(AgentOptions::default().with_unique_range())?;
-        let kafka = Pod::create(&agent, "kafka", &["k8s:app=kafka"])?;
-        let producer = Pod::create(&agent, "producer", &["k8s:app=producer"])?;
-        let consumer = Pod::create(&agent, "consumer", &["k8s:app=consumer"])?;
-        let logs = agent.temp_dir();
-
-        // An idle producer hosts the mock cluster (one broker) for as long
-        // as its stdin stays open.
-        let mut mock = BackgroundProcess::spawn(
-            kafka.namespace(),
-            &[
-                "kcat",
-                "-X",
-                "test.mock.num.brokers=1",
-                "-b",
-                "unused:9092",
-                "-P",
-                "-t",
-                "seed",
-            ],
-            &logs.join("mock.log"),
-        )?;
-        let mock_addr = mock.wait_for_log(READY_TIMEOUT, |log| {
-            let (_, rest) = log.split_once("replaced with ")?;
-            // Only a complete line: the address may still be half-written.
-            let (addr, _) = rest.split_once('\n')?;
-            Some(addr.trim().to_string())
-        })?;
-        let mock_port = mock_addr
-            .rsplit_once(':')
-            .and_then(|(_, p)| p.parse::<u16>().ok())
-            .with_context(|| format!("mock cluster address {mock_addr:?}"))?;
-
-        let mut relays = Vec::new();
-        let broker_side = format!(
-            "TCP-LISTEN:{BROKER_PORT},bind={},reuseaddr,fork",
-            kafka.ip()
-        );
-        let to_mock = format!("TCP:127.0.0.1:{mock_port}");
-        relays.push(relay(
-            &kafka,
-            &broker_side,
-            &to_mock,
-            &logs.join("relay-kafka.log"),
-        )?);
-        let client_side = format!("TCP-LISTEN:{mock_port},bind=127.0.0.1,reuseaddr,fork");
-        let to_broker = format!("TCP:{}:{BROKER_PORT}", kafka.ip());
-        for pod in [&producer, &consumer] {
-            let log = logs.join(format!("relay-{}.log", pod.name()));
-            relays.push(relay(pod, &client_side, &to_broker, &log)?);
-        }
-
-        support::apply_policy(&agent, &[&kafka], KAFKA_POLICY)?;
-        Ok(KafkaScene {
-            _relays: relays,
-            _mock: mock,
-            producer,
-            consumer,
-            kafka,
-            bootstrap: format!("127.0.0.1:{mock_port}"),
-            agent,
-        })
-    }
-
-    /// Produces `message` to `topic` from `pod`.
-    fn produce(&self, pod: &Pod, topic: &str, message: &str) -> Result<Output> {
-        // One file is one message: pod commands get no stdin.
-        let file = self.agent.temp_dir().join(format!("{message}.msg"));
-        std::fs::write(&file, message)?;
-        let file = file.display().to_string();
-        self.kcat(pod, &["-P", "-t", topic, &file])
-    }
-
-    /// Reads `topic` from the beginning to its end, from `pod`.
-    fn consume(&self, pod: &Pod, topic: &str) -> Result<Output> {
-        self.kcat(pod, &["-C", "-t", topic, "-o", "beginning", "-e"])
-    }
-
-    fn kcat(&self, pod: &Pod, args: &[&str]) -> Result<Output> {
-        let mut full = vec!["timeout", "10", "kcat", "-b", &self.bootstrap];
-        full.extend_from_slice(args);
-        pod.namespace().exec(&full)
-    }
-}
-
-/// `socat` relaying every connection accepted on `listen` to `connect`,
-/// once it listens.
-fn relay(
-    pod: &Pod,
-    listen: &str,
-    connect: &str,
-    log: &std::path::Path,
-) -> Result<BackgroundProcess> {
-    let mut socat = BackgroundProcess::spawn(
-        pod.namespace(),
-        &["socat", "-d", "-d", listen, connect],
-        log,
-    )?;
-    socat.wait_for_log(READY_TIMEOUT, |log| {
-        log.contains("listening on").then_some(())
-    })?;
-    Ok(socat)
+/// The scene of tests/l7/kafka.rs on an agent of its own, under
+/// [`KAFKA_POLICY`].
+fn start_scene() -> Result<KafkaScene> {
+    let scene = KafkaScene::start_with(AgentOptions::default().with_unique_range(), &[])?;
+    support::apply_policy(&scene.agent, &[&scene.kafka], KAFKA_POLICY)?;
+    Ok(scene)
 }
 
 /// stdout and stderr together, for assertions and failure messages.
@@ -191,7 +79,7 @@ fn text(out: &Output) -> String {
 
 #[test]
 fn produce_allowed_topic_and_authorization_error_for_another() -> Result<()> {
-    let scene = KafkaScene::start()?;
+    let scene = start_scene()?;
     let mut monitor = Monitor::start(&scene.agent, &["l7"])?;
 
     let out = scene.produce(&scene.producer, "orders", "order-1")?;
@@ -258,7 +146,7 @@ fn produce_allowed_topic_and_authorization_error_for_another() -> Result<()> {
 
 #[test]
 fn consume_role_fetches_the_topic_but_cannot_produce_to_it() -> Result<()> {
-    let scene = KafkaScene::start()?;
+    let scene = start_scene()?;
     let out = scene.produce(&scene.producer, "orders", "order-2")?;
     ensure!(
         out.status.success(),

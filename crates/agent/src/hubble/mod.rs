@@ -9,6 +9,7 @@
 //! on (the hub's `events_wanted` follows its listeners); with Hubble off,
 //! nothing here exists and the datapath builds no events for it.
 
+mod dns_answers;
 mod rules;
 mod ui;
 
@@ -108,6 +109,7 @@ async fn store_flows(
         let named = view.name(&ev);
         if let Some(mut flow) = hubble::to_flow(&named, &view.pods, &node_name, SystemTime::now()) {
             rules.annotate(&named, &mut flow);
+            dns_answers::from_server(&mut flow);
             registry.hubble_flows.observe(&flow);
             ring.push(flow);
         }

@@ -105,6 +105,31 @@ impl L7Request for DnsAnswer<'_> {
     }
 }
 
+/// A query the rules refused, for the access log: its record carries the
+/// rcode the pod was answered with (REFUSED or NXDOMAIN), which flows show.
+struct RefusedQuery<'a> {
+    query: DnsQuery<'a>,
+    rcode: u8,
+}
+
+impl L7Request for RefusedQuery<'_> {
+    fn protocol(&self) -> L7Protocol {
+        L7Protocol::Dns
+    }
+
+    fn allowed_by(&self, _: &CompiledPolicy, _: u32) -> bool {
+        false
+    }
+
+    fn log_fields(&self) -> LogFields {
+        let mut fields = self.query.log_fields();
+        if let Some(record) = fields.dns.as_mut() {
+            record.rcode = self.rcode;
+        }
+        fields
+    }
+}
+
 fn drop_malformed(ctx: &ConnContext, dns: &DnsRuntime) -> Judgement {
     dns.count_malformed();
     ctx.logging(&Malformed(L7Protocol::Dns), L7Verdict::Error, 0);
@@ -124,7 +149,8 @@ pub fn judge(ctx: &ConnContext, dns: &DnsRuntime, bytes: &[u8]) -> Judgement {
         Judgement::Forward(message)
     } else {
         let rcode = dns.settings.reject.rcode();
-        ctx.logging(&query, L7Verdict::Denied, u16::from(rcode));
+        let refused = RefusedQuery { query, rcode };
+        ctx.logging(&refused, L7Verdict::Denied, u16::from(rcode));
         Judgement::Answer(wire::error_response(bytes, &message, rcode))
     }
 }
@@ -251,7 +277,12 @@ mod tests {
         );
         let event = events.events.try_recv().unwrap();
         assert_eq!((event.verdict, event.status), (L7Verdict::Denied, 5));
-        assert_eq!(event.dns.unwrap().qtypes, ["AAAA"]);
+        let record = event.dns.unwrap();
+        assert_eq!(record.qtypes, ["AAAA"]);
+        assert_eq!(
+            (record.kind, record.rcode),
+            (DnsMessageKind::Request, wire::RCODE_REFUSED)
+        );
 
         let nxdomain = DnsRuntime {
             settings: super::super::DnsSettings {

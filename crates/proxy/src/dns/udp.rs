@@ -11,6 +11,7 @@ use tokio::net::UdpSocket;
 use super::exchange::{judge, Judgement};
 use super::listener::{recv_batch, RawReplySocket, RecvBatch, MAX_DATAGRAM};
 use super::upstream::InFlight;
+use crate::access_log::Transport;
 use crate::filter::ConnContext;
 use crate::listener::ListenMode;
 use crate::redirect::{ProxyState, RedirectShared};
@@ -114,7 +115,12 @@ pub async fn serve(
                 (ListenMode::Transparent, Some(addr)) => SocketAddr::V4(addr),
                 (ListenMode::Transparent, None) => continue,
             };
-            let ctx = state.context(&shared, SocketAddr::V4(datagram.source), original_dst);
+            let ctx = state.context(
+                &shared,
+                SocketAddr::V4(datagram.source),
+                original_dst,
+                Transport::Udp,
+            );
             if datagram.len > MAX_DATAGRAM {
                 // Larger than any DNS message over UDP: cut, so malformed.
                 judge(&ctx, &state.dns, &[]);
