@@ -83,6 +83,35 @@ static __always_inline int enforce(__u32 peer_id, const struct flow *f, __u32 sr
 	return v.denied_by_rule ? DROP_POLICY_DENY : DROP_POLICY;
 }
 
+/* drop_at, drop and enforce for IPv6: the same, reporting the IPv6
+ * addresses (struct event6). */
+static __always_inline int drop6_at(struct __sk_buff *skb, __u32 ifindex, __u8 reason,
+				    const struct flow6 *f, __u32 src_id, __u32 dst_id, __u8 dir)
+{
+	update_metrics(skb->len, reason, dir);
+	send_drop6(reason, LXC_ID, ifindex, f, src_id, dst_id, dir);
+	return TC_ACT_SHOT;
+}
+
+static __always_inline int drop6(struct __sk_buff *skb, __u8 reason, const struct flow6 *f,
+				 __u32 src_id, __u32 dst_id, __u8 dir)
+{
+	return drop6_at(skb, skb->ifindex, reason, f, src_id, dst_id, dir);
+}
+
+static __always_inline int enforce6(__u32 peer_id, const struct flow6 *f, __u32 src_id,
+				    __u32 dst_id, __u8 dir, __u32 ifindex, __u16 *proxy_port)
+{
+	struct policy_verdict v = policy_can_access(peer_id, &f->l4, dir);
+
+	send_policy_verdict6(&v, LXC_ID, ifindex, f, src_id, dst_id, dir);
+	if (v.allow) {
+		*proxy_port = bpf_ntohs(v.proxy_port);
+		return 0;
+	}
+	return v.denied_by_rule ? DROP_POLICY_DENY : DROP_POLICY;
+}
+
 /* IPv6 from the container: the IPv4 path's order (anti-spoofing,
  * conntrack, egress policy, delivery) without services and the L7 proxy,
  * which are IPv4-only so far: a flow policy sends to the proxy is dropped
@@ -119,7 +148,7 @@ static __always_inline int from_container6(struct __sk_buff *skb)
 
 	self = lookup_local_endpoint6(&f.saddr);
 	if (!self || self->lxc_id != LXC_ID)
-		return drop(skb, DROP_INVALID_SIP, &f.l4, 0, 0, DIR_EGRESS);
+		return drop6(skb, DROP_INVALID_SIP, &f, 0, 0, DIR_EGRESS);
 	src_id = self->sec_id;
 
 	remote = ipcache6_lookup(&f.daddr);
@@ -133,14 +162,14 @@ static __always_inline int from_container6(struct __sk_buff *skb)
 	if (ct == CT_NEW && ct6_icmp_error_related(skb, &f, CT_DIR_EGRESS)) {
 		ct = CT_RELATED;
 	} else if (ct == CT_NEW) {
-		ret = enforce(dst_id, &f.l4, src_id, dst_id, DIR_EGRESS, skb->ifindex,
+		ret = enforce6(dst_id, &f, src_id, dst_id, DIR_EGRESS, skb->ifindex,
 			      &state.proxy_port);
 		if (ret)
-			return drop(skb, ret, &f.l4, src_id, dst_id, DIR_EGRESS);
+			return drop6(skb, ret, &f, src_id, dst_id, DIR_EGRESS);
 		ct6_create(&f, CT_DIR_EGRESS, src_id, &state);
 	}
 	if (state.proxy_port)
-		return drop(skb, DROP_PROXY_UNKNOWN_PROTO, &f.l4, src_id, dst_id, DIR_EGRESS);
+		return drop6(skb, DROP_PROXY_UNKNOWN_PROTO, &f, src_id, dst_id, DIR_EGRESS);
 	frag6_register(&f);
 
 	update_metrics(skb->len, REASON_FORWARDED, DIR_EGRESS);
@@ -157,14 +186,14 @@ static __always_inline int from_container6(struct __sk_buff *skb)
 		return bpf_redirect(ifindex, 0);
 	}
 	if (remote && remote->tunnel_endpoint && ENCAP_IFINDEX) {
-		send_trace(TRACE_TO_OVERLAY, ct, LXC_ID, skb->ifindex, &f.l4, src_id, dst_id,
-			   DIR_EGRESS);
+		send_trace6(TRACE_TO_OVERLAY, ct, LXC_ID, skb->ifindex, &f, src_id, dst_id,
+			    DIR_EGRESS);
 		ret = encap_and_redirect(skb, ENCAP_IFINDEX, remote->tunnel_endpoint, src_id);
 		if (ret < 0)
-			return drop(skb, DROP_WRITE_ERROR, &f.l4, src_id, dst_id, DIR_EGRESS);
+			return drop6(skb, DROP_WRITE_ERROR, &f, src_id, dst_id, DIR_EGRESS);
 		return ret;
 	}
-	send_trace(TRACE_TO_STACK, ct, LXC_ID, skb->ifindex, &f.l4, src_id, dst_id, DIR_EGRESS);
+	send_trace6(TRACE_TO_STACK, ct, LXC_ID, skb->ifindex, &f, src_id, dst_id, DIR_EGRESS);
 	return TC_ACT_OK;
 }
 
@@ -197,20 +226,20 @@ static __always_inline int to_container6(struct __sk_buff *skb, __u32 ifindex, i
 		ct = CT_RELATED;
 	} else if (ct == CT_NEW) {
 		if (magic != MARK_MAGIC_PROXY_INGRESS) {
-			ret = enforce(src_id, &f.l4, src_id, dst_id, DIR_INGRESS, ifindex,
+			ret = enforce6(src_id, &f, src_id, dst_id, DIR_INGRESS, ifindex,
 				      &state.proxy_port);
 			if (ret)
-				return drop_at(skb, ifindex, ret, &f.l4, src_id, dst_id, DIR_INGRESS);
+				return drop6_at(skb, ifindex, ret, &f, src_id, dst_id, DIR_INGRESS);
 		}
 		ct6_create(&f, CT_DIR_INGRESS, src_id, &state);
 	}
 	if (state.proxy_port)
-		return drop_at(skb, ifindex, DROP_PROXY_UNKNOWN_PROTO, &f.l4, src_id, dst_id,
-			       DIR_INGRESS);
+		return drop6_at(skb, ifindex, DROP_PROXY_UNKNOWN_PROTO, &f, src_id, dst_id,
+				DIR_INGRESS);
 	frag6_register(&f);
 
 	update_metrics(skb->len, REASON_FORWARDED, DIR_INGRESS);
-	send_trace(TRACE_TO_LXC, ct, LXC_ID, ifindex, &f.l4, src_id, dst_id, DIR_INGRESS);
+	send_trace6(TRACE_TO_LXC, ct, LXC_ID, ifindex, &f, src_id, dst_id, DIR_INGRESS);
 	return peer ? bpf_redirect_peer(ifindex, 0) : TC_ACT_OK;
 }
 

@@ -4,11 +4,13 @@
 
 #include "maps.h"
 #include "ipv4.h"
+#include "ipv6.h"
 #include "policy.h"
 
 /* Keeps struct event in the object's BTF, where the agent's mirror of it
  * is checked; nothing reads it. */
 volatile const struct event event_abi = {};
+volatile const struct event6 event6_abi = {};
 
 static __always_inline void event_fill(struct event *ev, __u8 type, __u8 subtype,
 				       __u16 ep_id, __u32 ifindex, const struct flow *f,
@@ -37,6 +39,22 @@ static __always_inline void send_event(struct event *ev)
 	__u32 zero = 0;
 	__u64 *lost;
 
+	if (bpf_ringbuf_output(&cilium_events, ev, sizeof(*ev), 0) == 0)
+		return;
+	lost = bpf_map_lookup_elem(&cilium_events_lost, &zero);
+	if (lost)
+		(*lost)++;
+}
+
+/* An IPv6 packet's event, its head filled by event_fill from f->l4. */
+static __always_inline void send_event6(struct event6 *ev, const struct flow6 *f)
+{
+	__u32 zero = 0;
+	__u64 *lost;
+
+	ev->ev.family = EVENT_FAMILY_IPV6;
+	ev->saddr6 = f->saddr;
+	ev->daddr6 = f->daddr;
 	if (bpf_ringbuf_output(&cilium_events, ev, sizeof(*ev), 0) == 0)
 		return;
 	lost = bpf_map_lookup_elem(&cilium_events_lost, &zero);
@@ -97,6 +115,48 @@ static __always_inline void send_policy_verdict(const struct policy_verdict *v,
 	ev.verdict = v->allow ? 1 : 0;
 	ev.match_type = v->match_type;
 	send_event(&ev);
+}
+
+/* The same three notifications for IPv6 packets: struct event6. */
+static __always_inline void send_drop6(__u8 reason, __u16 ep_id, __u32 ifindex,
+				       const struct flow6 *f, __u32 src_id, __u32 dst_id,
+				       __u8 dir)
+{
+	struct event6 ev = {};
+
+	if (!events_wanted())
+		return;
+	event_fill(&ev.ev, EVENT_DROP, reason, ep_id, ifindex, &f->l4, src_id, dst_id, dir);
+	send_event6(&ev, f);
+}
+
+static __always_inline void send_trace6(__u8 point, __u8 ct_state, __u16 ep_id,
+					__u32 ifindex, const struct flow6 *f, __u32 src_id,
+					__u32 dst_id, __u8 dir)
+{
+	struct event6 ev = {};
+
+	if (!trace_wanted(ct_state, &f->l4) || !events_wanted())
+		return;
+	event_fill(&ev.ev, EVENT_TRACE, point, ep_id, ifindex, &f->l4, src_id, dst_id, dir);
+	ev.ev.ct_state = ct_state;
+	send_event6(&ev, f);
+}
+
+static __always_inline void send_policy_verdict6(const struct policy_verdict *v,
+						 __u16 ep_id, __u32 ifindex,
+						 const struct flow6 *f, __u32 src_id,
+						 __u32 dst_id, __u8 dir)
+{
+	struct event6 ev = {};
+
+	if (!events_wanted())
+		return;
+	event_fill(&ev.ev, EVENT_POLICY_VERDICT, 0, ep_id, ifindex, &f->l4, src_id, dst_id,
+		   dir);
+	ev.ev.verdict = v->allow ? 1 : 0;
+	ev.ev.match_type = v->match_type;
+	send_event6(&ev, f);
 }
 
 #endif /* __LIB_EVENTS_H_ */

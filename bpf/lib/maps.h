@@ -425,9 +425,21 @@ struct event {
 	__u8 verdict;		/* policy verdict: 1 allow, 0 deny */
 	__u8 match_type;
 	__u8 ct_state;
-	__u16 pad;
+	__u8 family;		/* 0: IPv4, saddr/daddr; EVENT_FAMILY_IPV6: a struct event6 */
+	__u8 pad;
 	__u32 length;
 	__u32 cpu;
+};
+
+#define EVENT_FAMILY_IPV6 6
+
+/* An IPv6 packet's event: the same event (its IPv4 addresses zero, family
+ * EVENT_FAMILY_IPV6) followed by the addresses, so IPv4 events keep their
+ * size and the reader tells the two apart by the family byte. */
+struct event6 {
+	struct event ev;
+	union v6addr saddr6;
+	union v6addr daddr6;
 };
 
 struct {

@@ -1,12 +1,12 @@
 //! The monitor hub: reads the datapath's event ring and fans events out to
 //! every `cilium monitor` client.
 
-use std::{net::Ipv4Addr, sync::Arc};
+use std::sync::Arc;
 
 use api::models::{monitor_kind, MonitorEvent};
 use datapath::{
     events::{ct_state_text, drop_reason_text, match_type_text, observation_point_text},
-    Event, EventKind, EventReader,
+    Event, EventKind, EventReader, RingEvent,
 };
 use tokio::{
     io::unix::AsyncFd,
@@ -130,7 +130,7 @@ impl Default for MonitorHub {
     }
 }
 
-pub fn to_model(ev: &Event) -> MonitorEvent {
+pub fn to_model(ev: &RingEvent) -> MonitorEvent {
     let kind = match ev.kind() {
         EventKind::Drop => monitor_kind::DROP,
         EventKind::Trace => monitor_kind::TRACE,
@@ -166,8 +166,8 @@ pub fn to_model(ev: &Event) -> MonitorEvent {
         match_type: match_type_text(ev.match_type).into(),
         ct_state: ct_state_text(ev.ct_state).into(),
         protocol: ev.protocol,
-        src_ip: Ipv4Addr::from(ev.saddr).to_string(),
-        dst_ip: Ipv4Addr::from(ev.daddr).to_string(),
+        src_ip: ev.src_ip().to_string(),
+        dst_ip: ev.dst_ip().to_string(),
         src_port: u16::from_be(ev.sport),
         dst_port: u16::from_be(ev.dport),
         tcp_flags: tcp_flags(ev),

@@ -4,7 +4,7 @@
 use std::mem::{offset_of, size_of};
 
 use crate::{
-    events::Event,
+    events::{Event, Event6},
     maps::{
         lb::{Lb4Backend, Lb4Key, Lb4ReverseNat, Lb4ReverseSk, Lb4ReverseSkKey, Lb4Service},
         nat::{Nat4Entry, Nat4Key},
@@ -119,6 +119,7 @@ pub fn layouts() -> Vec<StructLayout> {
             ]
         ),
         layout!(MetricsValue, "metrics_value", [packets, bytes]),
-        layout!(Event, "event", [timestamp, r#type as "type", subtype, ep_id, ifindex, src_identity, dst_identity, saddr, daddr, sport, dport, protocol, tcp_flags, dir, verdict, match_type, ct_state, pad, length, cpu]),
+        layout!(Event, "event", [timestamp, r#type as "type", subtype, ep_id, ifindex, src_identity, dst_identity, saddr, daddr, sport, dport, protocol, tcp_flags, dir, verdict, match_type, ct_state, family, pad, length, cpu]),
+        layout!(Event6, "event6", [ev, saddr6, daddr6]),
     ]
 }

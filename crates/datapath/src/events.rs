@@ -1,7 +1,11 @@
 //! `cilium_events`: the ring buffer of drop, trace and policy-verdict
-//! notifications (`struct event` in bpf/lib/maps.h).
+//! notifications (`struct event` and `struct event6` in bpf/lib/maps.h).
 
-use std::os::fd::{AsRawFd, RawFd};
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    ops::Deref,
+    os::fd::{AsRawFd, RawFd},
+};
 
 use aya::maps::{Array, MapData, PerCpuArray, RingBuf};
 
@@ -30,9 +34,76 @@ pub struct Event {
     pub verdict: u8,
     pub match_type: u8,
     pub ct_state: u8,
-    pub pad: u16,
+    /// 0: IPv4 (`saddr`/`daddr`); [`EVENT_FAMILY_IPV6`]: the head of an
+    /// [`Event6`].
+    pub family: u8,
+    pub pad: u8,
     pub length: u32,
     pub cpu: u32,
+}
+
+/// `Event::family` of an IPv6 packet's event.
+pub const EVENT_FAMILY_IPV6: u8 = 6;
+
+/// An IPv6 packet's event (`struct event6`): the event, its IPv4 addresses
+/// zero, then the IPv6 addresses.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Event6 {
+    pub ev: Event,
+    pub saddr6: [u8; 16],
+    pub daddr6: [u8; 16],
+}
+
+/// One event as read from the ring: the event every packet has and, for an
+/// IPv6 packet, its addresses. Derefs to the [`Event`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RingEvent {
+    pub event: Event,
+    /// Source and destination of an IPv6 packet.
+    pub ipv6: Option<(Ipv6Addr, Ipv6Addr)>,
+}
+
+impl RingEvent {
+    pub fn src_ip(&self) -> IpAddr {
+        match self.ipv6 {
+            Some((src, _)) => src.into(),
+            None => Ipv4Addr::from(self.event.saddr).into(),
+        }
+    }
+
+    pub fn dst_ip(&self) -> IpAddr {
+        match self.ipv6 {
+            Some((_, dst)) => dst.into(),
+            None => Ipv4Addr::from(self.event.daddr).into(),
+        }
+    }
+
+    /// Decodes one ring record: an `event`, or an `event6` when its family
+    /// says so (a short one is not an event).
+    pub fn from_bytes(bytes: &[u8]) -> Option<RingEvent> {
+        let event = Event::from_bytes(bytes)?;
+        if event.family != EVENT_FAMILY_IPV6 {
+            return Some(RingEvent { event, ipv6: None });
+        }
+        if bytes.len() < std::mem::size_of::<Event6>() {
+            return None;
+        }
+        // SAFETY: length checked; Event6 is plain data valid for any bytes.
+        let ev6 = unsafe { std::ptr::read_unaligned(bytes.as_ptr() as *const Event6) };
+        Some(RingEvent {
+            event,
+            ipv6: Some((ev6.saddr6.into(), ev6.daddr6.into())),
+        })
+    }
+}
+
+impl Deref for RingEvent {
+    type Target = Event;
+
+    fn deref(&self) -> &Event {
+        &self.event
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,10 +233,10 @@ impl EventReader {
     }
 
     /// Every event waiting in the ring.
-    pub fn drain(&mut self) -> Vec<Event> {
+    pub fn drain(&mut self) -> Vec<RingEvent> {
         let mut out = Vec::new();
         while let Some(item) = self.ring.next() {
-            if let Some(ev) = Event::from_bytes(&item) {
+            if let Some(ev) = RingEvent::from_bytes(&item) {
                 out.push(ev);
             }
         }
@@ -176,5 +247,55 @@ impl EventReader {
 impl AsRawFd for EventReader {
     fn as_raw_fd(&self) -> RawFd {
         self.ring.as_raw_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bytes_of<T: Copy>(v: &T) -> Vec<u8> {
+        // SAFETY: T is one of the plain repr(C) event structs.
+        unsafe { std::slice::from_raw_parts(v as *const T as *const u8, std::mem::size_of::<T>()) }
+            .to_vec()
+    }
+
+    #[test]
+    fn an_ipv4_event_keeps_its_size_and_addresses() {
+        assert_eq!(std::mem::size_of::<Event>(), 56);
+        let ev = Event {
+            saddr: [10, 0, 0, 1],
+            daddr: [10, 0, 0, 2],
+            ..Default::default()
+        };
+        let got = RingEvent::from_bytes(&bytes_of(&ev)).unwrap();
+        assert_eq!(got.ipv6, None);
+        assert_eq!(got.src_ip().to_string(), "10.0.0.1");
+        assert_eq!(got.dst_ip().to_string(), "10.0.0.2");
+    }
+
+    #[test]
+    fn an_ipv6_event_carries_its_addresses_after_the_event() {
+        let src: Ipv6Addr = "f00d::a0a:0:0:2".parse().unwrap();
+        let dst: Ipv6Addr = "f00d::a0a:0:0:3".parse().unwrap();
+        let ev6 = Event6 {
+            ev: Event {
+                family: EVENT_FAMILY_IPV6,
+                dport: 8080u16.to_be(),
+                ..Default::default()
+            },
+            saddr6: src.octets(),
+            daddr6: dst.octets(),
+        };
+        let bytes = bytes_of(&ev6);
+        let got = RingEvent::from_bytes(&bytes).unwrap();
+        assert_eq!(got.src_ip(), IpAddr::from(src));
+        assert_eq!(got.dst_ip(), IpAddr::from(dst));
+        assert_eq!(u16::from_be(got.dport), 8080);
+        // Cut short, it is no event rather than one with made-up addresses.
+        assert_eq!(
+            RingEvent::from_bytes(&bytes[..std::mem::size_of::<Event>()]),
+            None
+        );
     }
 }

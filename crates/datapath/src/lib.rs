@@ -23,5 +23,5 @@ pub mod test_run;
 pub use bpffs::BpfRoot;
 pub use endpoint::{EndpointConfig, EndpointProgram};
 pub use error::DatapathError;
-pub use events::{Event, EventKind, EventReader};
+pub use events::{Event, EventKind, EventReader, RingEvent};
 pub use maps::SharedMaps;

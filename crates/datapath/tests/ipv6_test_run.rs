@@ -9,6 +9,7 @@ use std::net::Ipv6Addr;
 
 use datapath::{
     endpoint::{EndpointConfig, EndpointProgram, FROM_CONTAINER},
+    events::{EventKind, EventReader},
     maps::{ct::CT_DIR_INGRESS, PolicyKey},
     test_run::{run, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT},
 };
@@ -116,6 +117,49 @@ fn the_allow_deny_matrix_holds_over_ipv6() {
         TC_ACT_SHOT
     );
     assert!(drops(&node, 132, 1) >= 2, "counted as invalid source");
+}
+
+#[test]
+fn ipv6_events_carry_the_ipv6_addresses() {
+    let node = node("v6events");
+    let mut events = EventReader::open(&node.t.root).unwrap();
+    events.set_wanted(true).unwrap();
+    events.drain();
+    let (front, back, intruder) = (ip6(&FRONTEND), ip6(&BACKEND), ip6(&INTRUDER));
+    node.allow(
+        &BACKEND,
+        PolicyKey::new(FRONTEND.identity, TCP, 80, 16, INGRESS),
+    );
+    assert_eq!(
+        node.deliver(&BACKEND, &tcp6(intruder, 40101, back, 8080, SYN)),
+        TC_ACT_SHOT
+    );
+    assert_eq!(
+        node.deliver(&BACKEND, &tcp6(front, 40102, back, 80, SYN)),
+        TC_ACT_OK
+    );
+    let got = events.drain();
+    events.set_wanted(false).unwrap();
+
+    let drop = got
+        .iter()
+        .find(|e| e.kind() == EventKind::Drop)
+        .expect("drop event");
+    assert_eq!(drop.ipv6, Some((intruder, back)));
+    assert_eq!((drop.subtype, u16::from_be(drop.dport)), (133, 8080));
+    assert_eq!(drop.src_identity, INTRUDER.identity);
+    assert_eq!(drop.src_ip().to_string(), intruder.to_string());
+    let verdicts: Vec<_> = got
+        .iter()
+        .filter(|e| e.kind() == EventKind::PolicyVerdict)
+        .collect();
+    assert_eq!(verdicts.len(), 2, "{got:?}");
+    assert!(verdicts.iter().all(|v| v.ipv6.is_some()));
+    let trace = got
+        .iter()
+        .find(|e| e.kind() == EventKind::Trace)
+        .expect("trace of the allowed SYN");
+    assert_eq!(trace.ipv6, Some((front, back)));
 }
 
 #[test]

@@ -80,11 +80,12 @@ pub fn to_flow(
         time: Some(timestamp(time)),
         verdict: verdict as i32,
         drop_reason: drop_code,
-        drop_reason_desc: drop_code as i32,
+        // A code the enum lacks would make the flow unprintable as JSON.
+        drop_reason_desc: DropReason::try_from(drop_code as i32).map_or(0, |r| r as i32),
         ip: Some(flow::Ip {
             source: ev.src_ip.clone(),
             destination: ev.dst_ip.clone(),
-            ip_version: IpVersion::IPv4 as i32,
+            ip_version: ip_version(&ev.src_ip) as i32,
             encrypted: false,
         }),
         l4: layer4(ev),
@@ -188,6 +189,7 @@ fn summary(f: &flow::Flow) -> String {
         }
         Some(layer4::Protocol::Udp(_)) => "UDP".into(),
         Some(layer4::Protocol::IcmPv4(_)) => "ICMPv4".into(),
+        Some(layer4::Protocol::IcmPv6(_)) => "ICMPv6".into(),
         None => String::new(),
     }
 }
@@ -260,6 +262,14 @@ fn match_type(text: &str) -> u32 {
     }
 }
 
+/// The monitor event's addresses are text: an IPv6 one has colons.
+fn ip_version(addr: &str) -> IpVersion {
+    match addr.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V6(_)) => IpVersion::IPv6,
+        _ => IpVersion::IPv4,
+    }
+}
+
 fn layer4(ev: &MonitorEvent) -> Option<Layer4> {
     let (sport, dport) = (u32::from(ev.src_port), u32::from(ev.dst_port));
     let protocol = match ev.protocol {
@@ -283,6 +293,7 @@ fn layer4(ev: &MonitorEvent) -> Option<Layer4> {
             destination_port: dport,
         }),
         1 => layer4::Protocol::IcmPv4(flow::IcmPv4::default()),
+        58 => layer4::Protocol::IcmPv6(flow::IcmPv6::default()),
         _ => return None,
     };
     Some(Layer4 {

@@ -189,6 +189,7 @@ fn protocols(flow: &Flow) -> Vec<&'static str> {
         Some(layer4::Protocol::Tcp(_)) => out.push("tcp"),
         Some(layer4::Protocol::Udp(_)) => out.push("udp"),
         Some(layer4::Protocol::IcmPv4(_)) => out.extend(["icmp", "icmpv4"]),
+        Some(layer4::Protocol::IcmPv6(_)) => out.push("icmpv6"),
         None => {}
     }
     match flow.l7.as_ref().and_then(|l| l.record.as_ref()) {

@@ -67,6 +67,7 @@ pub fn protocol(flow: &Flow) -> &'static str {
                 Some(layer4::Protocol::Tcp(_)) => "TCP",
                 Some(layer4::Protocol::Udp(_)) => "UDP",
                 Some(layer4::Protocol::IcmPv4(_)) => "ICMPv4",
+                Some(layer4::Protocol::IcmPv6(_)) => "ICMPv6",
                 None => "Unknown L4",
             }
         }

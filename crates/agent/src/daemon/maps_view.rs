@@ -1,6 +1,6 @@
 //! `GET /v1/map/{name}`: what is really in a kernel map, decoded.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use api::models::{BpfMap, BpfMapEntry};
 use datapath::maps::{self, ct, PolicyMap};
@@ -31,11 +31,14 @@ impl Daemon {
                 .ipcache
                 .entries()?
                 .into_iter()
-                .map(|(ip, prefix, info)| BpfMapEntry::Ipcache {
-                    prefix: format!("{ip}/{prefix}"),
-                    identity: info.sec_identity,
-                    tunnel_endpoint: Ipv4Addr::from(info.tunnel_endpoint).to_string(),
-                })
+                .map(|(ip, prefix, info)| ipcache_row(ip.into(), prefix, info))
+                .collect(),
+            maps::IPCACHE6_MAP => inner
+                .maps
+                .ipcache6
+                .entries()?
+                .into_iter()
+                .map(|(ip, prefix, info)| ipcache_row(ip.into(), prefix, info))
                 .collect(),
             maps::CT_MAP => {
                 let now = ct::monotonic_secs() as i64;
@@ -44,18 +47,34 @@ impl Daemon {
                     .ct
                     .entries()?
                     .into_iter()
-                    .map(|(k, e)| BpfMapEntry::Ct {
-                        protocol: k.protocol,
-                        direction: if k.dir == 1 { "OUT" } else { "IN" }.into(),
-                        src: format!("{}:{}", Ipv4Addr::from(k.saddr), u16::from_be(k.sport)),
-                        dst: format!("{}:{}", Ipv4Addr::from(k.daddr), u16::from_be(k.dport)),
-                        expires_in_secs: e.expires as i64 - now,
-                        rx_packets: e.rx_packets,
-                        rx_bytes: e.rx_bytes,
-                        tx_packets: e.tx_packets,
-                        tx_bytes: e.tx_bytes,
-                        flags: ct_flags(e.flags),
-                        src_identity: e.src_identity,
+                    .map(|(k, e)| {
+                        let (src, dst) = (Ipv4Addr::from(k.saddr), Ipv4Addr::from(k.daddr));
+                        ct_row(
+                            (src.into(), k.sport),
+                            (dst.into(), k.dport),
+                            &(k.protocol, k.dir),
+                            &e,
+                            now,
+                        )
+                    })
+                    .collect()
+            }
+            maps::CT6_MAP => {
+                let now = ct::monotonic_secs() as i64;
+                inner
+                    .maps
+                    .ct
+                    .entries6()?
+                    .into_iter()
+                    .map(|(k, e)| {
+                        let (src, dst) = (Ipv6Addr::from(k.saddr), Ipv6Addr::from(k.daddr));
+                        ct_row(
+                            (src.into(), k.sport),
+                            (dst.into(), k.dport),
+                            &(k.protocol, k.dir),
+                            &e,
+                            now,
+                        )
                     })
                     .collect()
             }
@@ -82,7 +101,7 @@ impl Daemon {
             _ => {
                 let id = policy_map_id(name).ok_or_else(|| {
                     AgentError::NotFound(format!(
-                        "no map {name:?}: expected cilium_lxc, cilium_ipcache, cilium_ct4_global, cilium_snat_v4_external or cilium_policy_<endpoint id>"
+                        "no map {name:?}: expected cilium_lxc, cilium_ipcache, cilium_ipcache6, cilium_ct4_global, cilium_ct6_global, cilium_snat_v4_external or cilium_policy_<endpoint id>"
                     ))
                 })?;
                 if !inner.endpoints.contains_key(&id) {
@@ -120,6 +139,38 @@ impl Daemon {
             name: name.to_string(),
             entries,
         })
+    }
+}
+
+fn ipcache_row(ip: IpAddr, prefix: u32, info: maps::RemoteEndpointInfo) -> BpfMapEntry {
+    BpfMapEntry::Ipcache {
+        prefix: format!("{ip}/{prefix}"),
+        identity: info.sec_identity,
+        tunnel_endpoint: Ipv4Addr::from(info.tunnel_endpoint).to_string(),
+    }
+}
+
+/// One conntrack entry of either family; ports in network byte order, an
+/// IPv6 address bracketed before its port.
+fn ct_row(
+    (src, sport): (IpAddr, u16),
+    (dst, dport): (IpAddr, u16),
+    &(protocol, dir): &(u8, u8),
+    e: &ct::CtEntry,
+    now: i64,
+) -> BpfMapEntry {
+    BpfMapEntry::Ct {
+        protocol,
+        direction: if dir == 1 { "OUT" } else { "IN" }.into(),
+        src: SocketAddr::new(src, u16::from_be(sport)).to_string(),
+        dst: SocketAddr::new(dst, u16::from_be(dport)).to_string(),
+        expires_in_secs: e.expires as i64 - now,
+        rx_packets: e.rx_packets,
+        rx_bytes: e.rx_bytes,
+        tx_packets: e.tx_packets,
+        tx_bytes: e.tx_bytes,
+        flags: ct_flags(e.flags),
+        src_identity: e.src_identity,
     }
 }
 

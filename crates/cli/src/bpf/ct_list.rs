@@ -1,6 +1,6 @@
 //! `cilium bpf ct list global`: one line per connection-tracking entry.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use api::{BpfMap, BpfMapEntry, Client};
 
 use crate::output::{emit, to_json, OutputFormat};
@@ -15,7 +15,8 @@ pub struct CtListArgs {
     output: Option<OutputFormat>,
 }
 
-const GLOBAL_MAP: &str = "cilium_ct4_global";
+/// Cilium's global table is its IPv4 and IPv6 maps.
+const GLOBAL_MAPS: [&str; 2] = ["cilium_ct4_global", "cilium_ct6_global"];
 
 pub fn run(client: &Client, args: &CtListArgs) -> Result<()> {
     if args.table != "global" {
@@ -24,9 +25,7 @@ pub fn run(client: &Client, args: &CtListArgs) -> Result<()> {
             args.table
         );
     }
-    let map = client
-        .map_get(GLOBAL_MAP)
-        .with_context(|| format!("cannot read map {GLOBAL_MAP}"))?;
+    let map = super::fetch_all(client, &GLOBAL_MAPS)?;
     match args.output {
         Some(OutputFormat::Json) => emit(&to_json(&map.entries)?),
         None => emit(&render(&map)),

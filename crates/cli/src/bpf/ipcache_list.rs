@@ -53,14 +53,20 @@ mod tests {
                     identity: 256,
                     tunnel_endpoint: String::new(),
                 },
+                BpfMapEntry::Ipcache {
+                    prefix: "f00d::a0a:0:0:6/128".into(),
+                    identity: 257,
+                    tunnel_endpoint: "192.168.1.2".into(),
+                },
             ],
             ..Default::default()
         };
         assert_eq!(
             render(&map),
-            "IP PREFIX/ADDRESS   IDENTITY\n\
-             10.200.0.5/32       identity=256 encryptkey=0 tunnelendpoint=0.0.0.0\n\
-             10.200.0.6/32       identity=257 encryptkey=0 tunnelendpoint=192.168.1.2\n"
+            "IP PREFIX/ADDRESS     IDENTITY\n\
+             10.200.0.5/32         identity=256 encryptkey=0 tunnelendpoint=0.0.0.0\n\
+             10.200.0.6/32         identity=257 encryptkey=0 tunnelendpoint=192.168.1.2\n\
+             f00d::a0a:0:0:6/128   identity=257 encryptkey=0 tunnelendpoint=192.168.1.2\n"
         );
     }
 }

@@ -100,7 +100,13 @@ pub fn run(client: &Client, cmd: BpfCommand) -> Result<ExitCode> {
     match cmd {
         BpfCommand::Policy(PolicyCommand::Get(args)) => policy_get::run(client, &args),
         BpfCommand::Ipcache(IpcacheCommand::List(args)) => {
-            show(client, "cilium_ipcache", args.output, ipcache_list::render)
+            // Both families, as Cilium's one ipcache holds both.
+            show_all(
+                client,
+                &["cilium_ipcache", "cilium_ipcache6"],
+                args.output,
+                ipcache_list::render,
+            )
         }
         BpfCommand::Ct(CtCommand::List(args)) => ct_list::run(client, &args),
         BpfCommand::Endpoint(EndpointCommand::List(args)) => {
@@ -127,12 +133,37 @@ fn show(
     output: Option<OutputFormat>,
     render: fn(&BpfMap) -> String,
 ) -> Result<()> {
-    let map = client
-        .map_get(name)
-        .with_context(|| format!("cannot read map {name}"))?;
+    show_all(client, &[name], output, render)
+}
+
+/// `show` for a listing that spans several maps (an IPv4 map and its IPv6
+/// twin): their entries one after the other.
+fn show_all(
+    client: &Client,
+    names: &[&str],
+    output: Option<OutputFormat>,
+    render: fn(&BpfMap) -> String,
+) -> Result<()> {
+    let map = fetch_all(client, names)?;
     match output {
         Some(OutputFormat::Json) => emit(&to_json(&map.entries)?),
         None => emit(&render(&map)),
     }
     Ok(())
+}
+
+/// The maps `names` as one: the first map's path and name, every map's
+/// entries.
+pub(crate) fn fetch_all(client: &Client, names: &[&str]) -> Result<BpfMap> {
+    let mut all: Option<BpfMap> = None;
+    for name in names {
+        let map = client
+            .map_get(name)
+            .with_context(|| format!("cannot read map {name}"))?;
+        match &mut all {
+            Some(all) => all.entries.extend(map.entries),
+            None => all = Some(map),
+        }
+    }
+    all.context("no map to read")
 }

@@ -214,13 +214,15 @@ pub fn observation_point(point: &str, endpoint: u16) -> String {
     }
 }
 
-/// `10.0.0.1:3456 -> 10.0.0.2:80 tcp SYN, ACK`.
+/// `10.0.0.1:3456 -> 10.0.0.2:80 tcp SYN, ACK`; IPv6 addresses with a port
+/// in brackets (`[f00d::1]:3456`), as Cilium joins host and port.
 pub fn connection_summary(ev: &MonitorEvent) -> String {
     let ports = matches!(ev.protocol, proto::TCP | proto::UDP | proto::SCTP);
     let endpoints = if ports {
         format!(
-            "{}:{} -> {}:{}",
-            ev.src_ip, ev.src_port, ev.dst_ip, ev.dst_port
+            "{} -> {}",
+            host_port(&ev.src_ip, ev.src_port),
+            host_port(&ev.dst_ip, ev.dst_port)
         )
     } else {
         format!("{} -> {}", ev.src_ip, ev.dst_ip)
@@ -235,9 +237,22 @@ pub fn connection_summary(ev: &MonitorEvent) -> String {
     }
 }
 
+fn host_port(ip: &str, port: u16) -> String {
+    if is_ipv6(ip) {
+        format!("[{ip}]:{port}")
+    } else {
+        format!("{ip}:{port}")
+    }
+}
+
+fn is_ipv6(ip: &str) -> bool {
+    ip.contains(':')
+}
+
 fn packet_details(ev: &MonitorEvent) -> String {
     let ip = format!(
-        "IPv4 {{SrcIP={} DstIP={} Protocol={}}}",
+        "{} {{SrcIP={} DstIP={} Protocol={}}}",
+        if is_ipv6(&ev.src_ip) { "IPv6" } else { "IPv4" },
         ev.src_ip,
         ev.dst_ip,
         proto::name(ev.protocol)
@@ -345,6 +360,28 @@ mod tests {
         );
         ev.protocol = 1;
         assert_eq!(connection_summary(&ev), "10.200.0.5 -> 10.200.0.6 icmp");
+    }
+
+    #[test]
+    fn ipv6_addresses_with_ports_are_bracketed() {
+        let mut ev = tcp_event("drop");
+        ev.src_ip = "f00d::a0a:0:0:2".into();
+        ev.dst_ip = "f00d::a0a:0:0:3".into();
+        ev.dst_port = 8080;
+        ev.reason_text = "Policy denied".into();
+        assert!(
+            line(&ev).ends_with(": [f00d::a0a:0:0:2]:3456 -> [f00d::a0a:0:0:3]:8080 tcp SYN"),
+            "{}",
+            line(&ev)
+        );
+        assert!(verbose(&ev)
+            .contains("\nIPv6 {SrcIP=f00d::a0a:0:0:2 DstIP=f00d::a0a:0:0:3 Protocol=TCP}\n"));
+        ev.protocol = 58;
+        ev.tcp_flags.clear();
+        assert_eq!(
+            connection_summary(&ev),
+            "f00d::a0a:0:0:2 -> f00d::a0a:0:0:3 icmpv6"
+        );
     }
 
     #[test]

@@ -113,6 +113,43 @@ fn remote_peers_have_no_pod_name() {
 }
 
 #[test]
+fn ipv6_flows_have_ip_version_ipv6_and_their_addresses() {
+    let f = to_flow(&udp_drop(), &pods(), "n", at(1)).unwrap();
+    assert_eq!(f.ip.unwrap().ip_version, IpVersion::IPv4 as i32);
+
+    let mut ev = udp_drop();
+    ev.src_ip = "f00d::a0a:0:0:2".into();
+    ev.dst_ip = "f00d::a0a:0:0:3".into();
+    let f = to_flow(&ev, &pods(), "n", at(1)).unwrap();
+    let ip = f.ip.unwrap();
+    assert_eq!(ip.ip_version, IpVersion::IPv6 as i32);
+    assert_eq!(
+        (ip.source.as_str(), ip.destination.as_str()),
+        ("f00d::a0a:0:0:2", "f00d::a0a:0:0:3")
+    );
+
+    // IPv6's own drop reasons have their names; one unknown has none.
+    for (code, desc) in [
+        (150, DropReason::UnknownL3TargetAddress as i32),
+        (156, DropReason::InvalidIpv6ExtensionHeader as i32),
+        (175, DropReason::FirstLogicalDatagramFragmentNotFound as i32),
+        (199, 0),
+    ] {
+        ev.reason = code;
+        let f = to_flow(&ev, &pods(), "n", at(1)).unwrap();
+        assert_eq!((f.drop_reason, f.drop_reason_desc), (u32::from(code), desc));
+    }
+
+    ev.protocol = 58;
+    let f = to_flow(&ev, &pods(), "n", at(1)).unwrap();
+    assert_eq!(f.summary, "ICMPv6");
+    assert!(matches!(
+        f.l4.unwrap().protocol,
+        Some(layer4::Protocol::IcmPv6(_))
+    ));
+}
+
+#[test]
 fn verdicts_traces_and_their_details() {
     let mut deny = udp_drop();
     deny.kind = "policy-verdict".into();
