@@ -41,6 +41,11 @@ pub struct ServiceRecord {
     pub frontend: Addr,
     pub backends: Vec<Backend>,
     pub kind: String,
+    /// The Service's name and namespace, when it has them (flows name it).
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub namespace: String,
 }
 
 /// What one change means for the kernel.
@@ -150,6 +155,8 @@ pub fn validate(path_id: &str, spec: &api::models::ServiceSpec) -> Result<Servic
         } else {
             spec.flags.kind.clone()
         },
+        name: spec.flags.name.clone(),
+        namespace: spec.flags.namespace.clone(),
     })
 }
 

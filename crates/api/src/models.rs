@@ -819,6 +819,12 @@ pub struct BackendAddress {
 pub struct ServiceFlags {
     #[serde(rename = "type")]
     pub kind: String,
+    /// The Kubernetes Service's name and namespace (Cilium's flags.name and
+    /// flags.namespace): set by the Kubernetes watcher, or any API client.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub namespace: String,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq)]

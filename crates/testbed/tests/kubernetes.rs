@@ -557,6 +557,17 @@ fn cluster_ip_and_node_port_services_balance_over_ready_pods_on_both_nodes() -> 
         );
     }
 
+    // The agents' services carry the Service's name and namespace.
+    let services = cluster.node(0).client().service_list()?;
+    ensure!(
+        services
+            .iter()
+            .any(|s| s.spec.frontend_address.ip == ip.to_string()
+                && (s.spec.flags.name.as_str(), s.spec.flags.namespace.as_str())
+                    == ("web", "shop")),
+        "no service web in shop for {ip}: {services:#?}"
+    );
+
     // Node 0 sent outside clients to web-1 on node 1 from its own address.
     let nat = cluster.node(0).cli_ok(&["bpf", "nat", "list"])?;
     let from_node0 = format!("XLATE_SRC {}:", cluster.node(0).ip());

@@ -120,6 +120,8 @@ mod tests {
                 state: BackendState::Active,
             }],
             kind: "ClusterIP".into(),
+            name: "web".into(),
+            namespace: "shop".into(),
         };
         let value = encode_service(&record);
         assert_eq!(

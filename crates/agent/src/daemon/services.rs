@@ -74,6 +74,8 @@ pub(super) fn model(svc: &ServiceRecord) -> Service {
             .collect(),
         flags: ServiceFlags {
             kind: svc.kind.clone(),
+            name: svc.name.clone(),
+            namespace: svc.namespace.clone(),
         },
     };
     Service {

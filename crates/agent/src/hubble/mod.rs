@@ -11,6 +11,7 @@
 
 mod dns_answers;
 mod rules;
+mod services;
 mod ui;
 
 use std::sync::Arc;
@@ -96,6 +97,7 @@ async fn store_flows(
     node_name: String,
 ) {
     let mut rules = rules::RuleNamer::new(daemon.clone());
+    let mut services = services::ServiceNamer::new(daemon.clone());
     let mut view = View::new(daemon);
     loop {
         let ev = match rx.recv().await {
@@ -110,6 +112,7 @@ async fn store_flows(
         if let Some(mut flow) = hubble::to_flow(&named, &view.pods, &node_name, SystemTime::now()) {
             rules.annotate(&named, &mut flow);
             dns_answers::from_server(&mut flow);
+            services.annotate(&mut flow);
             registry.hubble_flows.observe(&flow);
             ring.push(flow);
         }

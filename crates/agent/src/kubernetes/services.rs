@@ -259,7 +259,11 @@ impl Balancer {
                     ..Default::default()
                 })
                 .collect(),
-            flags: ServiceFlags { kind: entry.kind },
+            flags: ServiceFlags {
+                kind: entry.kind,
+                name: key.1.clone(),
+                namespace: key.0.clone(),
+            },
         };
         match daemon.service_upsert_local(id, spec) {
             Ok(()) => {

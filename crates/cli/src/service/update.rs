@@ -133,7 +133,10 @@ pub fn build_spec(args: &UpdateArgs) -> Result<ServiceSpec, String> {
             protocol: args.protocol.trim().to_ascii_uppercase(),
         },
         backend_addresses: backends,
-        flags: ServiceFlags { kind: args.kind() },
+        flags: ServiceFlags {
+            kind: args.kind(),
+            ..Default::default()
+        },
     })
 }
 

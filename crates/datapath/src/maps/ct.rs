@@ -143,6 +143,17 @@ impl CtMap {
         })
     }
 
+    /// The IPv4 entry of one tuple, expired or not; `None` when there is
+    /// none. (For tools reading one flow, e.g. which service a flow was
+    /// load-balanced for.)
+    pub fn get(&self, key: &CtKey) -> Result<Option<CtEntry>, DatapathError> {
+        match counted(Ct, MapOp::Lookup, self.v4.map.get(key, 0)) {
+            Ok(entry) => Ok(Some(entry)),
+            Err(aya::maps::MapError::KeyNotFound) => Ok(None),
+            Err(e) => Err(DatapathError::map(self.v4.name, e)),
+        }
+    }
+
     /// A handle of its own on the pinned maps under `root` (for a sweep that
     /// must not hold up the agent's other users of the shared maps).
     pub fn open(root: &crate::BpfRoot) -> Result<Self, DatapathError> {

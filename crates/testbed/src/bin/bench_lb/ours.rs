@@ -29,6 +29,7 @@ pub fn spec(s: &ServiceDef) -> ServiceSpec {
             .collect(),
         flags: ServiceFlags {
             kind: "ClusterIP".into(),
+            ..Default::default()
         },
     }
 }
