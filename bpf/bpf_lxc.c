@@ -156,7 +156,7 @@ static __always_inline int from_container6(struct __sk_buff *skb)
 	if (dst_ep)
 		dst_id = dst_ep->sec_id;
 	else
-		dst_id = remote ? remote->sec_identity : WORLD_ID;
+		dst_id = remote ? remote->sec_identity : WORLD_IPV6_ID;
 
 	ct = ct6_lookup(&f, CT_DIR_EGRESS, &state);
 	if (ct == CT_NEW && ct6_icmp_error_related(skb, &f, CT_DIR_EGRESS)) {

@@ -7,6 +7,8 @@
 
 #define HOST_ID 1
 #define WORLD_ID 2
+/* The outside over IPv6 (Cilium's dual-stack world-ipv6); IPv4's stays 2. */
+#define WORLD_IPV6_ID 10
 #define REMOTE_NODE_ID 6
 
 static __always_inline struct remote_endpoint_info *ipcache_lookup(__be32 addr)
@@ -49,7 +51,7 @@ static __always_inline __u32 identity_of6(const union v6addr *addr)
 {
 	struct remote_endpoint_info *info = ipcache6_lookup(addr);
 
-	return info ? info->sec_identity : WORLD_ID;
+	return info ? info->sec_identity : WORLD_IPV6_ID;
 }
 
 static __always_inline struct endpoint_info *lookup_local_endpoint6(const union v6addr *addr)

@@ -17,6 +17,8 @@ use support::v6::*;
 use support::*;
 
 const WORLD_ID: u32 = 2;
+/// The IPv6 outside: an IPv6 address the ipcache does not know.
+const WORLD_IPV6_ID: u32 = 10;
 
 fn node(name: &str) -> Node {
     let mut node = Node::new(name);
@@ -100,7 +102,13 @@ fn the_allow_deny_matrix_holds_over_ipv6() {
         node.send(&FRONTEND, &tcp6(front, 40012, WORLD6, 80, SYN)),
         TC_ACT_SHOT
     );
+    // The IPv4 outside's identity is not the IPv6 one's.
     node.allow(&FRONTEND, PolicyKey::new(WORLD_ID, 0, 0, 0, EGRESS));
+    assert_eq!(
+        node.send(&FRONTEND, &tcp6(front, 40016, WORLD6, 80, SYN)),
+        TC_ACT_SHOT
+    );
+    node.allow(&FRONTEND, PolicyKey::new(WORLD_IPV6_ID, 0, 0, 0, EGRESS));
     assert_eq!(
         node.send(&FRONTEND, &tcp6(front, 40013, WORLD6, 80, SYN)),
         TC_ACT_OK
@@ -342,7 +350,10 @@ fn packet_too_big_about_a_tracked_flow_passes_whatever_the_policy() {
     let node = node("v6ptb");
     let front = ip6(&FRONTEND);
     let hop = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0xfe);
-    node.allow(&FRONTEND, PolicyKey::new(WORLD_ID, TCP, 443, 16, EGRESS));
+    node.allow(
+        &FRONTEND,
+        PolicyKey::new(WORLD_IPV6_ID, TCP, 443, 16, EGRESS),
+    );
     node.deny(&FRONTEND, PolicyKey::new(0, 0, 0, 0, INGRESS));
 
     let out = tcp6(front, 40100, WORLD6, 443, SYN);
@@ -364,11 +375,17 @@ fn packet_too_big_about_a_tracked_flow_passes_whatever_the_policy() {
     assert_eq!(node.deliver(&BACKEND, &not_ours), TC_ACT_SHOT);
 
     // The other way: the frontend tells a client its packet was too big.
-    node.allow(&FRONTEND, PolicyKey::new(WORLD_ID, TCP, 8080, 16, INGRESS));
+    node.allow(
+        &FRONTEND,
+        PolicyKey::new(WORLD_IPV6_ID, TCP, 8080, 16, INGRESS),
+    );
     let client = tcp6(WORLD6, 40102, front, 8080, SYN);
     assert_eq!(node.deliver(&FRONTEND, &client), TC_ACT_SHOT, "deny wins");
     let node = self::node("v6ptb2");
-    node.allow(&FRONTEND, PolicyKey::new(WORLD_ID, TCP, 8080, 16, INGRESS));
+    node.allow(
+        &FRONTEND,
+        PolicyKey::new(WORLD_IPV6_ID, TCP, 8080, 16, INGRESS),
+    );
     assert_eq!(node.deliver(&FRONTEND, &client), TC_ACT_OK);
     assert_eq!(
         node.send(&FRONTEND, &too_big(front, WORLD6, &client)),

@@ -348,7 +348,7 @@ mod tests {
         let mut alloc = IdentityAllocator::new();
         alloc.allocate(&labels(&["k8s:app=web"])).unwrap();
         let ids: Vec<u32> = alloc.list().iter().map(|i| i.id).collect();
-        assert_eq!(ids, vec![1, 2, 3, 4, 5, 6, 7, MIN_ALLOCATED]);
+        assert_eq!(ids, vec![1, 2, 3, 4, 5, 6, 7, 10, MIN_ALLOCATED]);
         let all = alloc.all_labels();
         assert_eq!(all[&KUBE_APISERVER], Labels::reserved("kube-apiserver"));
         assert_eq!(all[&MIN_ALLOCATED], labels(&["k8s:app=web"]));

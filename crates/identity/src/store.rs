@@ -195,7 +195,7 @@ mod tests {
     fn missing_file_is_an_empty_allocator() {
         let dir = TempDir::new("missing");
         let alloc = IdentityAllocator::load(dir.0.join("identities.json")).unwrap();
-        assert_eq!(alloc.list().len(), 7);
+        assert_eq!(alloc.list().len(), 8);
     }
 
     #[test]

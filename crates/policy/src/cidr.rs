@@ -20,6 +20,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub use crate::cidr_v6::Ipv6Cidr;
+use crate::cidr_v6::WORLD_IPV6;
 use crate::labels::{Label, Labels, SOURCE_RESERVED};
 use crate::rule::{PeerRule, Rule};
 use crate::selector::{EndpointSelector, LabelSelectorRequirement, SelectorOperator};
@@ -333,12 +334,10 @@ pub fn cidr_prefixes6(rules: &[Rule]) -> BTreeSet<Ipv6Cidr> {
 }
 
 /// Labels of the identity of an IPv6 `prefix`: its `cidr:` label and
-/// `reserved:world`. The outside is one identity here (2, single-stack
-/// Cilium's `world`) for both families, so an IPv6 CIDR identity is part
-/// of `world` like an IPv4 one; Cilium's dual-stack world-ipv4/world-ipv6
-/// identities are not split out yet (see `entities`).
+/// `reserved:world-ipv6`, as in a dual-stack Cilium: `::/0` and the
+/// `world-ipv6` entity select it, `0.0.0.0/0` does not (see `entities`).
 pub fn cidr_identity_labels6(prefix: Ipv6Cidr) -> Labels {
-    [prefix.label(), Label::new(SOURCE_RESERVED, "world", "")]
+    [prefix.label(), Label::new(SOURCE_RESERVED, WORLD_IPV6, "")]
         .into_iter()
         .collect()
 }

@@ -96,8 +96,8 @@ impl Ipv6Cidr {
 
     /// The selector key of this prefix as a peer. `::/0` is everything
     /// outside the cluster over IPv6, `reserved:world-ipv6`, as in a
-    /// dual-stack Cilium (where `0.0.0.0/0` is `reserved:world-ipv4`; here,
-    /// IPv4-only, it stays `reserved:world`).
+    /// dual-stack Cilium (where `0.0.0.0/0` is `reserved:world-ipv4`; here
+    /// the IPv4 outside keeps `reserved:world`).
     pub fn selector_key(&self) -> String {
         if self.len == 0 {
             format!("{SOURCE_RESERVED}:{WORLD_IPV6}")

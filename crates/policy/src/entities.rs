@@ -8,13 +8,12 @@
 //! gives the outside reserved identities 9 (`reserved:world-ipv4`) and 10
 //! (`reserved:world-ipv6`) and labels each CIDR identity with its family's
 //! one; a single-stack Cilium keeps identity 2 (`reserved:world`) for the whole
-//! outside. This datapath is IPv4-only, i.e. single stack: identities 9 and 10
-//! are not allocated (no packet could be classified as them), IPv4 CIDR
-//! identities keep `reserved:world`, and so `world-ipv4` selects exactly what
-//! `world` selects while `world-ipv6` selects nothing (no IPv6 packet passes
-//! anyway). When IPv6 lands, IPv6 CIDR identities carry `reserved:world-ipv6`
-//! (not `reserved:world`, so that `0.0.0.0/0` stays IPv4); `world` must then
-//! also select them and `cluster` leave them out.
+//! outside, and `world` selects all three. Here the IPv6 outside is split out
+//! as in dual stack: identity 10 and IPv6 CIDR identities carry
+//! `reserved:world-ipv6` (what `::/0` and `world-ipv6` select), while the IPv4
+//! outside keeps identity 2 and `reserved:world` (what `0.0.0.0/0` and
+//! `world-ipv4` select) rather than Cilium's 9. `world` selects both families
+//! and `cluster` neither.
 
 use serde::{Deserialize, Serialize};
 
@@ -28,13 +27,13 @@ use crate::selector::{EndpointSelector, LabelSelectorRequirement, SelectorOperat
 pub enum Entity {
     /// Every peer, inside or outside the cluster: the any identity (0).
     All,
-    /// Outside the cluster: `reserved:world`, which every CIDR identity carries too.
+    /// Outside the cluster over either family: `world-ipv4` and `world-ipv6`.
     World,
-    /// Outside the cluster over IPv4. The datapath is IPv4-only, so this is
-    /// what `world` selects (and what `0.0.0.0/0` selects).
+    /// Outside the cluster over IPv4: `reserved:world` (identity 2 and the
+    /// IPv4 CIDR identities), what `0.0.0.0/0` selects.
     WorldIpv4,
-    /// Outside the cluster over IPv6: `reserved:world-ipv6`, like `::/0`. No
-    /// identity carries it until the datapath has IPv6, so it selects nothing.
+    /// Outside the cluster over IPv6: `reserved:world-ipv6` (identity 10 and
+    /// the IPv6 CIDR identities), what `::/0` selects.
     WorldIpv6,
     /// Every identity that is not outside the cluster (not world, not CIDR):
     /// endpoints, the host, remote nodes, health, init, unmanaged, kube-apiserver.
@@ -60,20 +59,35 @@ fn reserved(name: &str) -> EndpointSelector {
 }
 
 impl Entity {
-    /// The selector this entity stands for; `all` is the wildcard `{}`.
+    /// The selectors this entity stands for (any of them selects): one but
+    /// for `world`, which is both families' outside, as Cilium expands it.
+    pub fn selectors(self) -> Vec<EndpointSelector> {
+        match self {
+            Entity::World => vec![reserved("world"), reserved(WORLD_IPV6)],
+            other => vec![other.selector()],
+        }
+    }
+
+    /// The selector of an entity that has one (`all` is the wildcard `{}`);
+    /// `world`'s IPv4 half: use [`Entity::selectors`].
     pub fn selector(self) -> EndpointSelector {
         match self {
             Entity::All => EndpointSelector::wildcard(),
             Entity::World | Entity::WorldIpv4 => reserved("world"),
             Entity::WorldIpv6 => reserved(WORLD_IPV6),
-            // World and CIDR identities all carry `reserved:world`.
-            Entity::Cluster => {
-                EndpointSelector::wildcard().with_expression(LabelSelectorRequirement::new(
+            // World and CIDR identities carry `reserved:world` (IPv4) or
+            // `reserved:world-ipv6`.
+            Entity::Cluster => EndpointSelector::wildcard()
+                .with_expression(LabelSelectorRequirement::new(
                     format!("{SOURCE_RESERVED}:world"),
                     SelectorOperator::DoesNotExist,
                     &[],
                 ))
-            }
+                .with_expression(LabelSelectorRequirement::new(
+                    format!("{SOURCE_RESERVED}:{WORLD_IPV6}"),
+                    SelectorOperator::DoesNotExist,
+                    &[],
+                )),
             Entity::Host => reserved("host"),
             Entity::RemoteNode => reserved("remote-node"),
             Entity::Health => reserved("health"),
@@ -88,7 +102,7 @@ impl Entity {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cidr::cidr_identity_labels;
+    use crate::cidr::{cidr_identity_labels, cidr_identity_labels6};
     use crate::labels::Labels;
     use crate::reserved::reserved_identities;
 
@@ -109,20 +123,53 @@ mod tests {
         assert!(err.to_string().contains("unknown variant `World`"), "{err}");
     }
 
+    fn selects(entity: Entity, labels: &Labels) -> bool {
+        entity.selectors().iter().any(|s| s.matches(labels))
+    }
+
     #[test]
     fn cluster_is_everything_but_world_and_cidrs() {
         let cluster = Entity::Cluster.selector();
         for (id, labels) in reserved_identities() {
-            assert_eq!(cluster.matches(&labels), id != 2, "identity {id}");
+            assert_eq!(
+                cluster.matches(&labels),
+                id != 2 && id != 10,
+                "identity {id}"
+            );
         }
         assert!(cluster.matches(&Labels::parse_all(&["k8s:app=web"]).unwrap()));
         let cidr = cidr_identity_labels("10.0.0.0/8".parse().unwrap());
-        assert!(!cluster.matches(&cidr));
-        assert!(Entity::World.selector().matches(&cidr));
+        let cidr6 = cidr_identity_labels6("2001:db8::/32".parse().unwrap());
+        for labels in [&cidr, &cidr6] {
+            assert!(!cluster.matches(labels));
+            assert!(selects(Entity::World, labels));
+        }
     }
 
     #[test]
-    fn world_ipv4_is_the_ipv4_world_and_world_ipv6_selects_no_ipv4_identity() {
+    fn world_is_both_families_world_ipv4_and_world_ipv6_one_each() {
+        let identities = reserved_identities();
+        let cidr = cidr_identity_labels("10.0.0.0/8".parse().unwrap());
+        let cidr6 = cidr_identity_labels6("2001:db8::/32".parse().unwrap());
+        let outside4 = [&identities[&2], &cidr];
+        let outside6 = [&identities[&10], &cidr6];
+        for labels in outside4 {
+            assert!(selects(Entity::World, labels) && selects(Entity::WorldIpv4, labels));
+            assert!(!selects(Entity::WorldIpv6, labels), "{labels:?}");
+        }
+        for labels in outside6 {
+            assert!(selects(Entity::World, labels) && selects(Entity::WorldIpv6, labels));
+            assert!(!selects(Entity::WorldIpv4, labels), "{labels:?}");
+        }
+        let pod = Labels::parse_all(&["k8s:app=web"]).unwrap();
+        for (id, labels) in identities.iter().filter(|(id, _)| **id != 2 && **id != 10) {
+            assert!(!selects(Entity::World, labels), "identity {id}");
+        }
+        assert!(!selects(Entity::World, &pod));
+    }
+
+    #[test]
+    fn world_ipv4_and_world_ipv6_are_what_the_default_routes_select() {
         let entities: Vec<Entity> =
             serde_json::from_str(r#"["world-ipv4", "world-ipv6"]"#).unwrap();
         assert_eq!(entities, vec![Entity::WorldIpv4, Entity::WorldIpv6]);
@@ -130,17 +177,7 @@ mod tests {
             serde_json::to_string(&Entity::WorldIpv6).unwrap(),
             r#""world-ipv6""#
         );
-        let cidr = cidr_identity_labels("10.0.0.0/8".parse().unwrap());
-        let pod = Labels::parse_all(&["k8s:app=web"]).unwrap();
-        for labels in reserved_identities().into_values().chain([cidr, pod]) {
-            assert_eq!(
-                Entity::WorldIpv4.selector().matches(&labels),
-                Entity::World.selector().matches(&labels),
-                "{labels:?}"
-            );
-            assert!(!Entity::WorldIpv6.selector().matches(&labels), "{labels:?}");
-        }
-        // The IPv6 world is what ::/0 selects.
+        // The IPv6 world is what ::/0 selects, the IPv4 one 0.0.0.0/0.
         assert_eq!(
             Entity::WorldIpv6.selector(),
             crate::cidr::cidr_selector(&"::/0".parse().unwrap())
@@ -156,7 +193,8 @@ mod tests {
         let identities = reserved_identities();
         for (entity, id) in [
             (Entity::Host, 1),
-            (Entity::World, 2),
+            (Entity::WorldIpv4, 2),
+            (Entity::WorldIpv6, 10),
             (Entity::Unmanaged, 3),
             (Entity::Health, 4),
             (Entity::Init, 5),

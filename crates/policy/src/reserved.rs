@@ -15,13 +15,15 @@ pub const IDENTITY_HEALTH: u32 = 4;
 pub const IDENTITY_INIT: u32 = 5;
 pub const IDENTITY_REMOTE_NODE: u32 = 6;
 pub const IDENTITY_KUBE_APISERVER: u32 = 7;
+/// The outside of the cluster over IPv6 (Cilium's dual-stack `world-ipv6`).
+pub const IDENTITY_WORLD_IPV6: u32 = 10;
 
 /// The one table of reserved identities; the identity crate allocates from it.
-/// Cilium's 8 (`ingress`), 9 (`world-ipv4`) and 10 (`world-ipv6`) are not
-/// allocated: there is no ingress proxy identity yet, and 9 and 10 exist only
-/// in dual stack, while this datapath is IPv4-only and calls the whole outside
-/// 2 (`world`), as a single-stack Cilium does (see `entities`).
-const RESERVED: [(u32, &str); 7] = [
+/// Cilium's 8 (`ingress`) and 9 (`world-ipv4`) are not allocated: there is
+/// no ingress proxy identity yet, and the IPv4 outside keeps 2 (`world`),
+/// while the IPv6 outside is 10 (`world-ipv6`), as in a dual-stack Cilium
+/// (see `entities`).
+const RESERVED: [(u32, &str); 8] = [
     (IDENTITY_HOST, "host"),
     (IDENTITY_WORLD, "world"),
     (IDENTITY_UNMANAGED, "unmanaged"),
@@ -29,6 +31,7 @@ const RESERVED: [(u32, &str); 7] = [
     (IDENTITY_INIT, "init"),
     (IDENTITY_REMOTE_NODE, "remote-node"),
     (IDENTITY_KUBE_APISERVER, "kube-apiserver"),
+    (IDENTITY_WORLD_IPV6, "world-ipv6"),
 ];
 
 /// `(id, name)` of every reserved identity, in id order.
@@ -71,7 +74,8 @@ mod tests {
         assert_eq!(reserved_name(7), Some("kube-apiserver"));
         assert_eq!(reserved_name(8), None);
         let all = reserved_identities();
-        assert_eq!(all.len(), 7);
+        assert_eq!(all.len(), 8);
         assert_eq!(all[&2].to_strings(), vec!["reserved:world"]);
+        assert_eq!(reserved_identity("world-ipv6"), Some(10));
     }
 }

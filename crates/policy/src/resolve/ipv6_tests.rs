@@ -1,6 +1,7 @@
-//! IPv6 in the policy language while the datapath is IPv4-only (issue 18):
-//! policies naming IPv6 prefixes, `world-ipv6` or ICMPv6 import, are checked
-//! like IPv4 ones, and leave every IPv4 verdict as the IPv4 parts alone give.
+//! IPv6 in the policy language (issue 18): policies naming IPv6 prefixes,
+//! `world-ipv6` or ICMPv6 import, are checked like IPv4 ones, select the
+//! IPv6 outside (identity 10, `reserved:world-ipv6`) where Cilium's dual
+//! stack does, and leave every IPv4 verdict as the IPv4 parts alone give.
 
 use super::construct_tests::{resolve_with_cidrs, resolve_with_cidrs_for};
 use super::tests::{check, labels, resolve_backend, DB, FRONTEND};
@@ -8,7 +9,7 @@ use super::*;
 use crate::cidr::Cidr;
 use crate::mapstate::{PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
 use crate::parse::parse_rules;
-use crate::reserved::{IDENTITY_HOST, IDENTITY_REMOTE_NODE, IDENTITY_WORLD};
+use crate::reserved::{IDENTITY_HOST, IDENTITY_REMOTE_NODE, IDENTITY_WORLD, IDENTITY_WORLD_IPV6};
 use Direction::{Egress, Ingress};
 
 /// A pod of namespace `default`, where the policy objects below live.
@@ -41,7 +42,7 @@ spec:
 "#;
 
 #[test]
-fn cilium_cli_allow_all_egress_imports_and_allows_the_ipv4_world() {
+fn cilium_cli_allow_all_egress_imports_and_allows_both_worlds() {
     let rules = parse_rules(ALLOW_ALL_EGRESS).unwrap();
     assert_eq!(
         rules[0].egress.as_ref().unwrap()[1].to_cidr,
@@ -57,17 +58,32 @@ fn cilium_cli_allow_all_egress_imports_and_allows_the_ipv4_world() {
         &[
             (IDENTITY_WORLD, PROTO_TCP, 443, Egress, true),
             (IDENTITY_WORLD, PROTO_UDP, 53, Egress, true),
+            (IDENTITY_WORLD_IPV6, PROTO_TCP, 443, Egress, true),
             (ids["8.8.8.0/24"], PROTO_TCP, 443, Egress, true),
             (DB, PROTO_TCP, 5432, Egress, true),
             (IDENTITY_HOST, PROTO_TCP, 10250, Egress, true),
             (IDENTITY_REMOTE_NODE, PROTO_TCP, 10250, Egress, true),
         ],
     );
-    // `::/0` adds nothing an IPv4 packet could match: the same map as
-    // without it.
+    // `::/0` adds the IPv6 outside and nothing an IPv4 packet could match;
+    // `0.0.0.0/0` alone leaves the IPv6 outside denied.
     let ipv4_only = ALLOW_ALL_EGRESS.replace("    - ::/0\n", "");
     let (without, _) = resolve_with_cidrs_for(&default_pod(), &ipv4_only, &["8.8.8.0/24"]);
-    assert_eq!(resolved.map_state, without.map_state);
+    assert_eq!(ipv4_keys(&resolved), ipv4_keys(&without));
+    check(
+        &without,
+        &[
+            (IDENTITY_WORLD, PROTO_TCP, 443, Egress, true),
+            (IDENTITY_WORLD_IPV6, PROTO_TCP, 443, Egress, false),
+        ],
+    );
+}
+
+/// The map without the keys of the IPv6 outside.
+fn ipv4_keys(resolved: &Resolved) -> crate::mapstate::MapState {
+    let mut map = resolved.map_state.clone();
+    map.retain(|key, _| key.identity != IDENTITY_WORLD_IPV6);
+    map
 }
 
 #[test]
@@ -88,16 +104,19 @@ fn ipv6_cidr_sets_with_except_leave_ipv4_verdicts_alone() {
             (ids["10.1.0.0/16"], PROTO_TCP, 22, Egress, false),
             (FRONTEND, PROTO_TCP, 80, Ingress, true),
             (IDENTITY_WORLD, PROTO_TCP, 80, Ingress, false),
+            (IDENTITY_WORLD_IPV6, PROTO_TCP, 443, Egress, true),
+            (IDENTITY_WORLD_IPV6, PROTO_TCP, 80, Ingress, false),
         ],
     );
-    // No key names an identity the IPv6 parts select (there is none yet).
+    // Besides the IPv6 outside, no key names an identity the IPv6 parts
+    // select (no IPv6 prefix identity was allocated here).
     let ipv4_only = r#"[{"endpointSelector": {},
         "egress": [{"toCIDRSet": [{"cidr": "0.0.0.0/0", "except": ["10.0.0.0/8"]}]},
                    {"toCIDR": [], "toPorts": [{"ports": [{"port": "22", "protocol": "TCP"}]}]}],
         "ingressDeny": [{"fromCIDRSet": []}],
         "ingress": [{"fromCIDR": []}, {"fromEndpoints": [{"matchLabels": {"app": "frontend"}}]}]}]"#;
     let (without, _) = resolve_with_cidrs(ipv4_only, &["8.8.8.0/24", "10.1.0.0/16"]);
-    assert_eq!(resolved.map_state, without.map_state);
+    assert_eq!(ipv4_keys(&resolved), without.map_state);
     assert!(resolved.ingress_enforced && resolved.egress_enforced);
 }
 
@@ -189,7 +208,7 @@ fn network_policy_ip_blocks_take_ipv6() {
 }
 
 #[test]
-fn world_ipv4_is_the_world_here_and_world_ipv6_allows_no_ipv4_peer() {
+fn world_is_both_outsides_world_ipv4_and_world_ipv6_one_each() {
     let (v4, ids) = resolve_with_cidrs(
         r#"[{"endpointSelector": {}, "egress": [{"toEntities": ["world-ipv4"]}]},
             {"endpointSelector": {}, "egress": [{"toCIDR": ["8.8.8.0/24"], "toPorts": [{"ports": [{"port": "53"}]}]}]}]"#,
@@ -202,6 +221,7 @@ fn world_ipv4_is_the_world_here_and_world_ipv6_allows_no_ipv4_peer() {
             (ids["8.8.8.0/24"], PROTO_TCP, 443, Egress, true),
             (DB, PROTO_TCP, 443, Egress, false),
             (IDENTITY_HOST, PROTO_TCP, 443, Egress, false),
+            (IDENTITY_WORLD_IPV6, PROTO_TCP, 443, Egress, false),
         ],
     );
     let (world, _) = resolve_with_cidrs(
@@ -209,7 +229,11 @@ fn world_ipv4_is_the_world_here_and_world_ipv6_allows_no_ipv4_peer() {
             {"endpointSelector": {}, "egress": [{"toCIDR": ["8.8.8.0/24"], "toPorts": [{"ports": [{"port": "53"}]}]}]}]"#,
         &[],
     );
-    assert_eq!(v4.map_state, world.map_state);
+    assert_eq!(v4.map_state, ipv4_keys(&world));
+    check(
+        &world,
+        &[(IDENTITY_WORLD_IPV6, PROTO_TCP, 443, Egress, true)],
+    );
     let (v6, ids) = resolve_with_cidrs(
         r#"[{"endpointSelector": {}, "ingress": [{"fromEntities": ["world-ipv6"]}],
              "egress": [{"toEntities": ["world-ipv6"]}, {"toCIDR": ["8.8.8.0/24"]}]}]"#,
@@ -220,6 +244,8 @@ fn world_ipv4_is_the_world_here_and_world_ipv6_allows_no_ipv4_peer() {
         &v6,
         &[
             (IDENTITY_WORLD, PROTO_TCP, 443, Egress, false),
+            (IDENTITY_WORLD_IPV6, PROTO_TCP, 443, Egress, true),
+            (IDENTITY_WORLD_IPV6, PROTO_TCP, 80, Ingress, true),
             (ids["8.8.8.0/24"], PROTO_TCP, 443, Egress, true),
             (IDENTITY_WORLD, PROTO_TCP, 80, Ingress, false),
             (ids["8.8.8.0/24"], PROTO_TCP, 80, Ingress, false),

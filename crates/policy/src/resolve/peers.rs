@@ -37,7 +37,7 @@ impl Peers {
                     .entities()
                     .into_iter()
                     .flatten()
-                    .map(|entity| entity.selector()),
+                    .flat_map(|entity| entity.selectors()),
             )
             .chain(element.cidrs().into_iter().flatten().map(cidr_selector))
             .chain(

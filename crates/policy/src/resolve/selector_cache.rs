@@ -246,8 +246,12 @@ mod tests {
         assert!(cache
             .select(&cidr_selector(&any("2001:db8:2::/48")))
             .is_empty());
-        // ::/0 is reserved:world-ipv6, which nothing carries yet.
-        assert!(cache.select(&cidr_selector(&any("::/0"))).is_empty());
+        // ::/0 is reserved:world-ipv6: identity 10 (the identities above
+        // have their prefix labels only).
+        assert_eq!(
+            cache.select(&cidr_selector(&any("::/0"))),
+            [crate::reserved::IDENTITY_WORLD_IPV6]
+        );
         let world = cache.select(&cidr_selector(&any("0.0.0.0/0"))).to_vec();
         assert!(world.contains(&16_777_217) && !world.contains(&16_777_218));
         assert_eq!(

@@ -272,7 +272,7 @@ fn reserved_identities_are_selectable_by_label() {
         .filter(|key| key.direction == Egress)
         .map(|key| key.identity)
         .collect();
-    assert_eq!(egress_ids, vec![1, 2, 3, 4, 5, 6, 7]);
+    assert_eq!(egress_ids, vec![1, 2, 3, 4, 5, 6, 7, 10]);
 }
 
 #[test]
