@@ -56,10 +56,7 @@ static __always_inline int nodeport_forward(struct __sk_buff *skb, struct flow *
 		ret = ipv4_route_to(skb, ep->mac, ep->node_mac);
 		if (ret)
 			return drop_here(skb, ret);
-		set_identity_mark(skb, identity_of(f->saddr));
-		skb->cb[0] = ep->ifindex;
-		skb->cb[1] = rev_nat;
-		bpf_tail_call(skb, &cilium_call_policy, ep->lxc_id);
+		tail_call_endpoint_policy(skb, ep, identity_of(f->saddr), rev_nat);
 		/* Without its policy program (being set up) the endpoint
 		 * could not translate its answer: the client retries. */
 		return drop_here(skb, DROP_MISSED_TAIL_CALL);

@@ -179,10 +179,7 @@ static __always_inline int from_container6(struct __sk_buff *skb)
 		ret = ipv6_route_to(skb, dst_ep->mac, dst_ep->node_mac);
 		if (ret)
 			return drop_unparsed(skb, skb->ifindex, ret, DIR_EGRESS);
-		set_identity_mark(skb, src_id);
-		skb->cb[0] = ifindex;
-		skb->cb[1] = 0;
-		bpf_tail_call(skb, &cilium_call_policy, dst_ep->lxc_id);
+		tail_call_endpoint_policy(skb, dst_ep, src_id, 0);
 		return bpf_redirect(ifindex, 0);
 	}
 	if (remote && remote->tunnel_endpoint && ENCAP_IFINDEX) {
@@ -330,10 +327,7 @@ int cil_from_container(struct __sk_buff *skb)
 		ret = ipv4_route_to(skb, dst_ep->mac, dst_ep->node_mac);
 		if (ret)
 			return drop_unparsed(skb, skb->ifindex, ret, DIR_EGRESS);
-		set_identity_mark(skb, src_id);
-		skb->cb[0] = ifindex;
-		skb->cb[1] = 0;
-		bpf_tail_call(skb, &cilium_call_policy, dst_ep->lxc_id);
+		tail_call_endpoint_policy(skb, dst_ep, src_id, 0);
 		return bpf_redirect(ifindex, 0);
 	}
 	if (remote && remote->tunnel_endpoint && ENCAP_IFINDEX) {

@@ -48,10 +48,8 @@ static __always_inline int from_overlay6(struct __sk_buff *skb)
 		update_metrics(skb->len, ret, DIR_INGRESS);
 		return TC_ACT_SHOT;
 	}
-	set_identity_mark(skb, key.tunnel_id == HOST_ID ? REMOTE_NODE_ID : key.tunnel_id);
-	skb->cb[0] = ep->ifindex;
-	skb->cb[1] = 0;
-	bpf_tail_call(skb, &cilium_call_policy, ep->lxc_id);
+	tail_call_endpoint_policy(skb, ep,
+				  key.tunnel_id == HOST_ID ? REMOTE_NODE_ID : key.tunnel_id, 0);
 	return bpf_redirect(ep->ifindex, 0);
 }
 

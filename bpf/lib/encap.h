@@ -20,6 +20,21 @@ static __always_inline void set_identity_mark(struct __sk_buff *skb, __u32 ident
 	skb->mark = ((identity & 0xFFFF) << 16) | MARK_MAGIC_IDENTITY | ((identity >> 16) & 0xFF);
 }
 
+/* Hands a packet routed to local endpoint `ep` to its policy program (a
+ * tail call into cilium_call_policy), which enforces its ingress policy
+ * against `identity` and delivers it into the container; `rev_nat` is the
+ * service to translate its answers back from (0: none). Returns only when
+ * the endpoint has no policy program (being set up). */
+static __always_inline void tail_call_endpoint_policy(struct __sk_buff *skb,
+						      const struct endpoint_info *ep,
+						      __u32 identity, __u32 rev_nat)
+{
+	set_identity_mark(skb, identity);
+	skb->cb[0] = ep->ifindex;
+	skb->cb[1] = rev_nat;
+	bpf_tail_call(skb, &cilium_call_policy, ep->lxc_id);
+}
+
 /* Magics whose mark carries a source identity: the overlay's, and the L7
  * proxy's upstream traffic (ingress: already enforced by the proxy; egress:
  * on behalf of a client). */
@@ -71,10 +86,7 @@ static __always_inline int deliver_from_overlay(struct __sk_buff *skb,
 		update_metrics(skb->len, ret, DIR_INGRESS);
 		return TC_ACT_SHOT;
 	}
-	set_identity_mark(skb, vni == HOST_ID ? REMOTE_NODE_ID : vni);
-	skb->cb[0] = ep->ifindex;
-	skb->cb[1] = 0;
-	bpf_tail_call(skb, &cilium_call_policy, ep->lxc_id);
+	tail_call_endpoint_policy(skb, ep, vni == HOST_ID ? REMOTE_NODE_ID : vni, 0);
 	return bpf_redirect(ep->ifindex, 0);
 }
 

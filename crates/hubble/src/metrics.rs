@@ -49,17 +49,21 @@ impl FlowMetrics {
     }
 }
 
+/// The L7 protocol an access-log flow's record is of.
+fn l7_name(flow: &Flow) -> Option<&'static str> {
+    match flow.l7.as_ref()?.record.as_ref()? {
+        layer7::Record::Dns(_) => Some("DNS"),
+        layer7::Record::Http(_) => Some("HTTP"),
+        layer7::Record::Kafka(_) => Some("Kafka"),
+    }
+}
+
 /// Cilium's `FlowProtocol`: the L7 protocol of an access-log flow, else
 /// the L4 one.
 pub fn protocol(flow: &Flow) -> &'static str {
     let ty = flow.event_type.as_ref().map_or(0, |e| e.r#type);
     if ty == event_type::ACCESS_LOG {
-        return match flow.l7.as_ref().and_then(|l| l.record.as_ref()) {
-            Some(layer7::Record::Dns(_)) => "DNS",
-            Some(layer7::Record::Http(_)) => "HTTP",
-            Some(layer7::Record::Kafka(_)) => "Kafka",
-            None => "Unknown L7",
-        };
+        return l7_name(flow).unwrap_or("Unknown L7");
     }
     match ty {
         event_type::DROP | event_type::TRACE | event_type::POLICY_VERDICT => {
@@ -78,15 +82,7 @@ pub fn protocol(flow: &Flow) -> &'static str {
 pub fn flow_labels(flow: &Flow) -> FlowLabels {
     let et = flow.event_type.unwrap_or_default();
     let (ty, subtype) = match et.r#type {
-        event_type::ACCESS_LOG => (
-            "L7",
-            match flow.l7.as_ref().and_then(|l| l.record.as_ref()) {
-                Some(layer7::Record::Dns(_)) => "DNS",
-                Some(layer7::Record::Http(_)) => "HTTP",
-                Some(layer7::Record::Kafka(_)) => "Kafka",
-                None => "",
-            },
-        ),
+        event_type::ACCESS_LOG => ("L7", l7_name(flow).unwrap_or("")),
         event_type::DROP => ("Drop", ""),
         event_type::TRACE => ("Trace", trace_point_name(et.sub_type).unwrap_or("")),
         event_type::POLICY_VERDICT => ("PolicyVerdict", ""),

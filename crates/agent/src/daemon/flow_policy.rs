@@ -29,7 +29,6 @@ pub struct RuleRef {
 pub struct Deciders {
     pub allowed_by: Vec<RuleRef>,
     pub denied_by: Vec<RuleRef>,
-    pub revision: u64,
 }
 
 impl RuleRef {
@@ -72,11 +71,7 @@ impl Daemon {
         let labels = inner
             .identity(peer)
             .map(|i| i.labels.clone())
-            .or_else(|| {
-                policy::reserved::reserved_identities()
-                    .into_iter()
-                    .find_map(|(id, l)| (id == peer).then_some(l))
-            })
+            .or_else(|| policy::reserved::reserved_name(peer).map(policy::Labels::reserved))
             .unwrap_or_default();
         let found = attribute(
             &selecting,
@@ -99,7 +94,6 @@ impl Daemon {
         Some(Deciders {
             allowed_by: refs(&found.allowed_by),
             denied_by: refs(&found.denied_by),
-            revision,
         })
     }
 }

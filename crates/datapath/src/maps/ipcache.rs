@@ -35,23 +35,34 @@ unsafe impl aya::Pod for IpcacheKey {}
 
 const _: () = assert!(std::mem::size_of::<Key<[u8; 4]>>() == std::mem::size_of::<IpcacheKey>());
 
-pub struct IpcacheMap {
-    trie: LpmTrie<MapData, [u8; 4], RemoteEndpointInfo>,
-    hosts: HashMap<MapData, [u8; 4], RemoteEndpointInfo>,
+/// One family's prefixes: the LPM trie, and the hash mirroring its
+/// host-length entries (addresses of `N` bytes). Both families' maps are
+/// this, keyed by their own address type.
+pub(super) struct Prefixes<const N: usize> {
+    pub(super) trie: LpmTrie<MapData, [u8; N], RemoteEndpointInfo>,
+    hosts: HashMap<MapData, [u8; N], RemoteEndpointInfo>,
+    /// The trie's and the hash's map names, for errors.
+    names: (&'static str, &'static str),
 }
 
-impl IpcacheMap {
-    pub(crate) fn new(trie: Map, hosts: Map) -> Result<Self, DatapathError> {
-        let trie =
-            LpmTrie::try_from(trie).map_err(|e| DatapathError::map(super::IPCACHE_MAP, e))?;
-        let hosts =
-            HashMap::try_from(hosts).map_err(|e| DatapathError::map(super::IPCACHE_HOST_MAP, e))?;
-        Ok(IpcacheMap { trie, hosts })
+impl<const N: usize> Prefixes<N> {
+    const HOST_LEN: u32 = N as u32 * 8;
+
+    pub(super) fn new(
+        trie: Map,
+        hosts: Map,
+        names: (&'static str, &'static str),
+    ) -> Result<Self, DatapathError> {
+        let trie = LpmTrie::try_from(trie).map_err(|e| DatapathError::map(names.0, e))?;
+        let hosts = HashMap::try_from(hosts).map_err(|e| DatapathError::map(names.1, e))?;
+        Ok(Prefixes { trie, hosts, names })
     }
 
-    pub fn upsert(
+    /// `tunnel_endpoint`: the (IPv4) node hosting the prefix; unspecified
+    /// for this node and for addresses outside the cluster.
+    pub(super) fn upsert(
         &mut self,
-        ip: Ipv4Addr,
+        ip: [u8; N],
         prefix_len: u32,
         identity: u32,
         tunnel_endpoint: Ipv4Addr,
@@ -61,15 +72,68 @@ impl IpcacheMap {
             tunnel_endpoint: tunnel_endpoint.octets(),
             ..Default::default()
         };
-        let key = Key::new(prefix_len, ip.octets());
+        let key = Key::new(prefix_len, ip);
         counted(Ipcache, MapOp::Update, self.trie.insert(&key, value, 0))
-            .map_err(|e| DatapathError::map(super::IPCACHE_MAP, e))?;
-        if prefix_len == 32 {
+            .map_err(|e| DatapathError::map(self.names.0, e))?;
+        if prefix_len == Self::HOST_LEN {
             self.hosts
-                .insert(ip.octets(), value, 0)
-                .map_err(|e| DatapathError::map(super::IPCACHE_HOST_MAP, e))?;
+                .insert(ip, value, 0)
+                .map_err(|e| DatapathError::map(self.names.1, e))?;
         }
         Ok(())
+    }
+
+    pub(super) fn remove(&mut self, ip: [u8; N], prefix_len: u32) -> Result<(), DatapathError> {
+        // The hash first: no moment where it holds what the trie lost.
+        if prefix_len == Self::HOST_LEN {
+            match self.hosts.remove(&ip) {
+                Err(aya::maps::MapError::KeyNotFound) | Ok(()) => {}
+                Err(e) => return Err(DatapathError::map(self.names.1, e)),
+            }
+        }
+        let key = Key::new(prefix_len, ip);
+        match counted(Ipcache, MapOp::Delete, self.trie.remove(&key)) {
+            Err(aya::maps::MapError::KeyNotFound) | Ok(()) => Ok(()),
+            Err(e) => Err(DatapathError::map(self.names.0, e)),
+        }
+    }
+
+    /// (address, prefix length, value) for every entry.
+    pub(super) fn entries(&self) -> Result<Vec<([u8; N], u32, RemoteEndpointInfo)>, DatapathError> {
+        let all: Result<Vec<_>, DatapathError> = self
+            .trie
+            .iter()
+            .map(|r| {
+                r.map(|(k, v)| (k.data(), k.prefix_len(), v))
+                    .map_err(|e| DatapathError::map(self.names.0, e))
+            })
+            .collect();
+        super::ops::record(Ipcache, MapOp::Dump, all.is_ok());
+        all
+    }
+
+    pub(super) fn hosts_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.hosts.map().fd().as_fd()
+    }
+}
+
+pub struct IpcacheMap(Prefixes<4>);
+
+impl IpcacheMap {
+    pub(crate) fn new(trie: Map, hosts: Map) -> Result<Self, DatapathError> {
+        let names = (super::IPCACHE_MAP, super::IPCACHE_HOST_MAP);
+        Ok(IpcacheMap(Prefixes::new(trie, hosts, names)?))
+    }
+
+    pub fn upsert(
+        &mut self,
+        ip: Ipv4Addr,
+        prefix_len: u32,
+        identity: u32,
+        tunnel_endpoint: Ipv4Addr,
+    ) -> Result<(), DatapathError> {
+        self.0
+            .upsert(ip.octets(), prefix_len, identity, tunnel_endpoint)
     }
 
     /// [`upsert`](Self::upsert) of many prefixes, node-local (no tunnel
@@ -97,40 +161,25 @@ impl IpcacheMap {
             .filter(|(_, prefixlen, _)| *prefixlen == 32)
             .map(|&(ip, _, identity)| (ip.octets(), value(identity)))
             .collect();
-        let written = super::batch::update(self.trie.map().fd().as_fd(), &trie);
+        let written = super::batch::update(self.0.trie.map().fd().as_fd(), &trie);
         super::ops::record(Ipcache, MapOp::Update, written.is_ok());
         let failed = |map: &str, e| DatapathError::Syscall(format!("writing {map}: {e}"));
         written.map_err(|e| failed(super::IPCACHE_MAP, e))?;
-        super::batch::update(self.hosts.map().fd().as_fd(), &hosts)
+        super::batch::update(self.0.hosts_fd(), &hosts)
             .map_err(|e| failed(super::IPCACHE_HOST_MAP, e))
     }
 
     pub fn remove(&mut self, ip: Ipv4Addr, prefix_len: u32) -> Result<(), DatapathError> {
-        // The hash first: no moment where it holds what the trie lost.
-        if prefix_len == 32 {
-            match self.hosts.remove(&ip.octets()) {
-                Err(aya::maps::MapError::KeyNotFound) | Ok(()) => {}
-                Err(e) => return Err(DatapathError::map(super::IPCACHE_HOST_MAP, e)),
-            }
-        }
-        let key = Key::new(prefix_len, ip.octets());
-        match counted(Ipcache, MapOp::Delete, self.trie.remove(&key)) {
-            Err(aya::maps::MapError::KeyNotFound) | Ok(()) => Ok(()),
-            Err(e) => Err(DatapathError::map(super::IPCACHE_MAP, e)),
-        }
+        self.0.remove(ip.octets(), prefix_len)
     }
 
     /// (address, prefix length, value) for every entry.
     pub fn entries(&self) -> Result<Vec<(Ipv4Addr, u32, RemoteEndpointInfo)>, DatapathError> {
-        let all: Result<Vec<_>, DatapathError> = self
-            .trie
-            .iter()
-            .map(|r| {
-                r.map(|(k, v)| (Ipv4Addr::from(k.data()), k.prefix_len(), v))
-                    .map_err(|e| DatapathError::map(super::IPCACHE_MAP, e))
-            })
-            .collect();
-        super::ops::record(Ipcache, MapOp::Dump, all.is_ok());
-        all
+        Ok(self
+            .0
+            .entries()?
+            .into_iter()
+            .map(|(ip, len, value)| (Ipv4Addr::from(ip), len, value))
+            .collect())
     }
 }

@@ -1,13 +1,14 @@
 //! `cilium_ipcache6`: IPv6 prefix -> identity (`struct ipcache6_key` /
 //! `struct remote_endpoint_info` in bpf/lib/maps.h), with its /128 entries
 //! mirrored in the `cilium_ipcache6_host` hash the programs look at first.
-//! The IPv4 map's twin (`ipcache.rs`); tunnel endpoints stay IPv4.
+//! The IPv4 map's twin, both `ipcache::Prefixes`; tunnel endpoints stay
+//! IPv4.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use aya::maps::{lpm_trie::Key, HashMap, LpmTrie, Map, MapData};
+use aya::maps::{lpm_trie::Key, Map};
 
-use super::ops::{counted, CountedMap::Ipcache, MapOp};
+use super::ipcache::Prefixes;
 use super::RemoteEndpointInfo;
 use crate::DatapathError;
 
@@ -24,18 +25,12 @@ unsafe impl aya::Pod for Ipcache6Key {}
 
 const _: () = assert!(std::mem::size_of::<Key<[u8; 16]>>() == std::mem::size_of::<Ipcache6Key>());
 
-pub struct Ipcache6Map {
-    trie: LpmTrie<MapData, [u8; 16], RemoteEndpointInfo>,
-    hosts: HashMap<MapData, [u8; 16], RemoteEndpointInfo>,
-}
+pub struct Ipcache6Map(Prefixes<16>);
 
 impl Ipcache6Map {
     pub(crate) fn new(trie: Map, hosts: Map) -> Result<Self, DatapathError> {
-        let trie =
-            LpmTrie::try_from(trie).map_err(|e| DatapathError::map(super::IPCACHE6_MAP, e))?;
-        let hosts = HashMap::try_from(hosts)
-            .map_err(|e| DatapathError::map(super::IPCACHE6_HOST_MAP, e))?;
-        Ok(Ipcache6Map { trie, hosts })
+        let names = (super::IPCACHE6_MAP, super::IPCACHE6_HOST_MAP);
+        Ok(Ipcache6Map(Prefixes::new(trie, hosts, names)?))
     }
 
     /// `tunnel_endpoint`: the (IPv4) node hosting the prefix; unspecified
@@ -47,48 +42,21 @@ impl Ipcache6Map {
         identity: u32,
         tunnel_endpoint: Ipv4Addr,
     ) -> Result<(), DatapathError> {
-        let value = RemoteEndpointInfo {
-            sec_identity: identity,
-            tunnel_endpoint: tunnel_endpoint.octets(),
-            ..Default::default()
-        };
-        let key = Key::new(prefix_len, ip.octets());
-        counted(Ipcache, MapOp::Update, self.trie.insert(&key, value, 0))
-            .map_err(|e| DatapathError::map(super::IPCACHE6_MAP, e))?;
-        if prefix_len == 128 {
-            self.hosts
-                .insert(ip.octets(), value, 0)
-                .map_err(|e| DatapathError::map(super::IPCACHE6_HOST_MAP, e))?;
-        }
-        Ok(())
+        self.0
+            .upsert(ip.octets(), prefix_len, identity, tunnel_endpoint)
     }
 
     pub fn remove(&mut self, ip: Ipv6Addr, prefix_len: u32) -> Result<(), DatapathError> {
-        // The hash first: no moment where it holds what the trie lost.
-        if prefix_len == 128 {
-            match self.hosts.remove(&ip.octets()) {
-                Err(aya::maps::MapError::KeyNotFound) | Ok(()) => {}
-                Err(e) => return Err(DatapathError::map(super::IPCACHE6_HOST_MAP, e)),
-            }
-        }
-        let key = Key::new(prefix_len, ip.octets());
-        match counted(Ipcache, MapOp::Delete, self.trie.remove(&key)) {
-            Err(aya::maps::MapError::KeyNotFound) | Ok(()) => Ok(()),
-            Err(e) => Err(DatapathError::map(super::IPCACHE6_MAP, e)),
-        }
+        self.0.remove(ip.octets(), prefix_len)
     }
 
     /// (address, prefix length, value) for every entry.
     pub fn entries(&self) -> Result<Vec<(Ipv6Addr, u32, RemoteEndpointInfo)>, DatapathError> {
-        let all: Result<Vec<_>, DatapathError> = self
-            .trie
-            .iter()
-            .map(|r| {
-                r.map(|(k, v)| (Ipv6Addr::from(k.data()), k.prefix_len(), v))
-                    .map_err(|e| DatapathError::map(super::IPCACHE6_MAP, e))
-            })
-            .collect();
-        super::ops::record(Ipcache, MapOp::Dump, all.is_ok());
-        all
+        Ok(self
+            .0
+            .entries()?
+            .into_iter()
+            .map(|(ip, len, value)| (Ipv6Addr::from(ip), len, value))
+            .collect())
     }
 }

@@ -30,39 +30,62 @@ pub struct EndpointInfo {
 unsafe impl aya::Pod for EndpointKey {}
 unsafe impl aya::Pod for EndpointInfo {}
 
-pub struct LxcMap(HashMap<MapData, EndpointKey, EndpointInfo>);
+/// One family's endpoints, by their `N`-byte address: the C key is that
+/// address alone, so both maps are this.
+struct Endpoints<const N: usize> {
+    map: HashMap<MapData, [u8; N], EndpointInfo>,
+    name: &'static str,
+}
 
-impl LxcMap {
-    pub(crate) fn new(map: Map) -> Result<Self, DatapathError> {
-        let map = HashMap::try_from(map).map_err(|e| DatapathError::map(super::LXC_MAP, e))?;
-        Ok(LxcMap(map))
+impl<const N: usize> Endpoints<N> {
+    fn new(map: Map, name: &'static str) -> Result<Self, DatapathError> {
+        let map = HashMap::try_from(map).map_err(|e| DatapathError::map(name, e))?;
+        Ok(Endpoints { map, name })
     }
 
-    pub fn upsert(&mut self, ip: Ipv4Addr, info: &EndpointInfo) -> Result<(), DatapathError> {
-        let key = EndpointKey { ip4: ip.octets() };
-        counted(Lxc, MapOp::Update, self.0.insert(key, *info, 0))
-            .map_err(|e| DatapathError::map(super::LXC_MAP, e))
+    fn upsert(&mut self, ip: [u8; N], info: &EndpointInfo) -> Result<(), DatapathError> {
+        counted(Lxc, MapOp::Update, self.map.insert(ip, *info, 0))
+            .map_err(|e| DatapathError::map(self.name, e))
     }
 
-    pub fn remove(&mut self, ip: Ipv4Addr) -> Result<(), DatapathError> {
-        let key = EndpointKey { ip4: ip.octets() };
-        match counted(Lxc, MapOp::Delete, self.0.remove(&key)) {
+    fn remove(&mut self, ip: [u8; N]) -> Result<(), DatapathError> {
+        match counted(Lxc, MapOp::Delete, self.map.remove(&ip)) {
             Err(aya::maps::MapError::KeyNotFound) | Ok(()) => Ok(()),
-            Err(e) => Err(DatapathError::map(super::LXC_MAP, e)),
+            Err(e) => Err(DatapathError::map(self.name, e)),
         }
     }
 
-    pub fn entries(&self) -> Result<Vec<(Ipv4Addr, EndpointInfo)>, DatapathError> {
+    fn entries(&self) -> Result<Vec<([u8; N], EndpointInfo)>, DatapathError> {
         let all: Result<Vec<_>, DatapathError> = self
-            .0
+            .map
             .iter()
-            .map(|r| {
-                r.map(|(k, v)| (Ipv4Addr::from(k.ip4), v))
-                    .map_err(|e| DatapathError::map(super::LXC_MAP, e))
-            })
+            .map(|r| r.map_err(|e| DatapathError::map(self.name, e)))
             .collect();
         super::ops::record(Lxc, MapOp::Dump, all.is_ok());
         all
+    }
+}
+
+const _: () = assert!(std::mem::size_of::<EndpointKey>() == 4);
+
+pub struct LxcMap(Endpoints<4>);
+
+impl LxcMap {
+    pub(crate) fn new(map: Map) -> Result<Self, DatapathError> {
+        Ok(LxcMap(Endpoints::new(map, super::LXC_MAP)?))
+    }
+
+    pub fn upsert(&mut self, ip: Ipv4Addr, info: &EndpointInfo) -> Result<(), DatapathError> {
+        self.0.upsert(ip.octets(), info)
+    }
+
+    pub fn remove(&mut self, ip: Ipv4Addr) -> Result<(), DatapathError> {
+        self.0.remove(ip.octets())
+    }
+
+    pub fn entries(&self) -> Result<Vec<(Ipv4Addr, EndpointInfo)>, DatapathError> {
+        let entries = self.0.entries()?;
+        Ok(entries.into_iter().map(|(ip, v)| (ip.into(), v)).collect())
     }
 }
 
@@ -77,38 +100,25 @@ pub struct Endpoint6Key {
 // SAFETY: plain #[repr(C)] data without padding.
 unsafe impl aya::Pod for Endpoint6Key {}
 
-pub struct Lxc6Map(HashMap<MapData, Endpoint6Key, EndpointInfo>);
+const _: () = assert!(std::mem::size_of::<Endpoint6Key>() == 16);
+
+pub struct Lxc6Map(Endpoints<16>);
 
 impl Lxc6Map {
     pub(crate) fn new(map: Map) -> Result<Self, DatapathError> {
-        let map = HashMap::try_from(map).map_err(|e| DatapathError::map(super::LXC6_MAP, e))?;
-        Ok(Lxc6Map(map))
+        Ok(Lxc6Map(Endpoints::new(map, super::LXC6_MAP)?))
     }
 
     pub fn upsert(&mut self, ip: Ipv6Addr, info: &EndpointInfo) -> Result<(), DatapathError> {
-        let key = Endpoint6Key { ip6: ip.octets() };
-        counted(Lxc, MapOp::Update, self.0.insert(key, *info, 0))
-            .map_err(|e| DatapathError::map(super::LXC6_MAP, e))
+        self.0.upsert(ip.octets(), info)
     }
 
     pub fn remove(&mut self, ip: Ipv6Addr) -> Result<(), DatapathError> {
-        let key = Endpoint6Key { ip6: ip.octets() };
-        match counted(Lxc, MapOp::Delete, self.0.remove(&key)) {
-            Err(aya::maps::MapError::KeyNotFound) | Ok(()) => Ok(()),
-            Err(e) => Err(DatapathError::map(super::LXC6_MAP, e)),
-        }
+        self.0.remove(ip.octets())
     }
 
     pub fn entries(&self) -> Result<Vec<(Ipv6Addr, EndpointInfo)>, DatapathError> {
-        let all: Result<Vec<_>, DatapathError> = self
-            .0
-            .iter()
-            .map(|r| {
-                r.map(|(k, v)| (Ipv6Addr::from(k.ip6), v))
-                    .map_err(|e| DatapathError::map(super::LXC6_MAP, e))
-            })
-            .collect();
-        super::ops::record(Lxc, MapOp::Dump, all.is_ok());
-        all
+        let entries = self.0.entries()?;
+        Ok(entries.into_iter().map(|(ip, v)| (ip.into(), v)).collect())
     }
 }
