@@ -36,17 +36,17 @@ enum {
 	DROP_UNKNOWN_L3 = 139,
 	DROP_MISSED_TAIL_CALL = 140,
 	DROP_WRITE_ERROR = 141,
+	DROP_NO_TUNNEL_KEY = 147,
 	DROP_UNKNOWN_TARGET = 150,	/* neighbour solicitation for nobody we answer for */
 	DROP_INVALID_EXTHDR = 156,	/* IPv6: a chain of extension headers too long, or none */
 	DROP_NO_SERVICE = 158,
 	DROP_NO_TUNNEL_ENDPOINT = 160,
-	DROP_FRAG_NOT_FOUND = 175,	/* a later fragment whose first one was not seen */
 	DROP_NAT_NO_MAPPING = 167,
 	DROP_NO_FIB = 169,
-	DROP_PROXY_LOOKUP_FAILED = 170,
-	DROP_PROXY_SET_FAILED = 171,
-	DROP_PROXY_UNKNOWN_PROTO = 172,
-	DROP_NO_TUNNEL_KEY = 196,
+	DROP_FRAG_NOT_FOUND = 175,	/* a later fragment whose first one was not seen */
+	DROP_PROXY_LOOKUP_FAILED = 178,
+	DROP_PROXY_SET_FAILED = 179,
+	DROP_PROXY_UNKNOWN_PROTO = 180,
 	DROP_POLICY_DENY = 181,
 };
 

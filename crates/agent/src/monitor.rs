@@ -254,3 +254,18 @@ fn tcp_flags(ev: &Event) -> Vec<String> {
     .map(|(_, name)| name.to_string())
     .collect()
 }
+
+#[cfg(test)]
+mod drop_reason_tests {
+    /// `cilium monitor` and Hubble name a drop code alike: every code our
+    /// datapath names carries Cilium's text for that code.
+    #[test]
+    fn datapath_drop_codes_carry_ciliums_texts() {
+        for code in 1..=u8::MAX {
+            let ours = datapath::events::drop_reason_text(code);
+            if ours != "Unknown reason" {
+                assert_eq!(ours, hubble::names::drop_reason_text(u32::from(code)), "code {code}");
+            }
+        }
+    }
+}

@@ -133,7 +133,8 @@ impl Event {
     }
 }
 
-/// Drop reasons, as Cilium names them.
+/// Drop reasons, as Cilium names them (its code, its text: Cilium's
+/// monitor API table).
 pub fn drop_reason_text(reason: u8) -> &'static str {
     match reason {
         0 => "Success",
@@ -144,18 +145,18 @@ pub fn drop_reason_text(reason: u8) -> &'static str {
         139 => "Unsupported L3 protocol",
         140 => "Missed tail call",
         141 => "Error writing to packet",
+        147 => "Error retrieving tunnel key",
         150 => "Unknown L3 target address",
         156 => "Invalid IPv6 extension header",
         158 => "Service backend not found",
-        160 => "No tunnel/encapsulation endpoint",
+        160 => "No tunnel/encapsulation endpoint (datapath BUG!)",
         167 => "No mapping for NAT masquerade",
-        169 => "No FIB found",
-        170 => "Socket lookup failed",
-        171 => "Socket assign failed",
-        172 => "Proxy redirection not supported for protocol",
+        169 => "FIB lookup failed",
         175 => "First logical datagram fragment not found",
+        178 => "Socket lookup failed",
+        179 => "Socket assign failed",
+        180 => "Proxy redirection not supported for protocol",
         181 => "Policy denied by denylist",
-        196 => "No tunnel key",
         _ => "Unknown reason",
     }
 }

@@ -198,16 +198,9 @@ fn timestamp(t: SystemTime) -> Timestamp {
     Timestamp::from_system_time(t)
 }
 
-/// Our datapath's drop codes are Cilium's, but for a few that sit elsewhere
-/// in Cilium's table.
+/// Our datapath's drop codes are Cilium's own numbers.
 fn drop_reason(code: u8) -> u32 {
-    match code {
-        170 => DropReason::SocketLookupFailed as u32,
-        171 => DropReason::SocketAssignFailed as u32,
-        172 => DropReason::ProxyRedirectionNotSupportedForProtocol as u32,
-        196 => DropReason::ErrorRetrievingTunnelKey as u32,
-        c => u32::from(c),
-    }
+    u32::from(code)
 }
 
 /// The monitor's observation point as Cilium's trace sub-type

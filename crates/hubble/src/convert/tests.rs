@@ -215,9 +215,9 @@ fn events_that_are_no_flows() {
 }
 
 #[test]
-fn datapath_drop_codes_that_cilium_numbers_differently() {
+fn proxy_drop_codes_are_ciliums() {
     let mut ev = udp_drop();
-    ev.reason = 170;
+    ev.reason = 178;
     let f = to_flow(&ev, &pods(), "n", at(1)).unwrap();
     assert_eq!(f.drop_reason_desc, DropReason::SocketLookupFailed as i32);
     assert_eq!(f.event_type.unwrap().sub_type, 178);
