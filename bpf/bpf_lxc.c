@@ -33,6 +33,7 @@
 #include "lib/ipv6.h"
 #include "lib/conntrack6.h"
 #include "lib/icmp6.h"
+#include "lib/lb6.h"
 
 /* Set by the agent at load time. */
 volatile const __u32 LXC_ID = 0;
@@ -124,6 +125,7 @@ static __always_inline int from_container6(struct __sk_buff *skb)
 	struct flow6 f;
 	struct ct_state state = {};
 	__u32 src_id, dst_id;
+	__u16 rev_nat = 0;
 	int ct, ret;
 
 	ret = parse_ipv6(skb, &f);
@@ -151,6 +153,11 @@ static __always_inline int from_container6(struct __sk_buff *skb)
 		return drop6(skb, DROP_INVALID_SIP, &f, 0, 0, DIR_EGRESS);
 	src_id = self->sec_id;
 
+	/* Services first: policy and delivery see the chosen backend. */
+	ret = lb6_translate(skb, &f, &rev_nat);
+	if (ret)
+		return drop6(skb, ret, &f, src_id, 0, DIR_EGRESS);
+
 	remote = ipcache6_lookup(&f.daddr);
 	dst_ep = remote && remote->tunnel_endpoint ? NULL : lookup_local_endpoint6(&f.daddr);
 	if (dst_ep)
@@ -166,6 +173,7 @@ static __always_inline int from_container6(struct __sk_buff *skb)
 			      &state.proxy_port);
 		if (ret)
 			return drop6(skb, ret, &f, src_id, dst_id, DIR_EGRESS);
+		state.rev_nat = rev_nat;
 		ct6_create(&f, CT_DIR_EGRESS, src_id, &state);
 	}
 	if (state.proxy_port)
@@ -229,6 +237,11 @@ static __always_inline int to_container6(struct __sk_buff *skb, __u32 ifindex, i
 				return drop6_at(skb, ifindex, ret, &f, src_id, dst_id, DIR_INGRESS);
 		}
 		ct6_create(&f, CT_DIR_INGRESS, src_id, &state);
+	} else if (ct == CT_REPLY && state.rev_nat) {
+		/* A backend answering a client that dialled a service. */
+		ret = lb6_reverse_nat(skb, &f, state.rev_nat);
+		if (ret)
+			return drop6_at(skb, ifindex, ret, &f, src_id, dst_id, DIR_INGRESS);
 	}
 	if (state.proxy_port)
 		return drop6_at(skb, ifindex, DROP_PROXY_UNKNOWN_PROTO, &f, src_id, dst_id,

@@ -5,6 +5,7 @@
 #include "lib/common.h"
 #include "lib/maps.h"
 #include "lib/lb.h"
+#include "lib/lb6.h"
 
 static __always_inline int sock4_translate(struct bpf_sock_addr *ctx, __u8 proto)
 {
@@ -75,6 +76,99 @@ SEC("cgroup/getpeername4")
 int cil_sock4_getpeername(struct bpf_sock_addr *ctx)
 {
 	return sock4_reverse(ctx);
+}
+
+/* IPv6: the same over the cilium_lb6_* maps. An IPv4-mapped address
+ * (::ffff:a.b.c.d, an AF_INET6 socket reaching IPv4) is no IPv6 frontend;
+ * it is left alone. */
+static __always_inline void sock6_addr(const struct bpf_sock_addr *ctx, union v6addr *addr)
+{
+	addr->p[0] = ctx->user_ip6[0];
+	addr->p[1] = ctx->user_ip6[1];
+	addr->p[2] = ctx->user_ip6[2];
+	addr->p[3] = ctx->user_ip6[3];
+}
+
+static __always_inline void sock6_set_addr(struct bpf_sock_addr *ctx, const union v6addr *addr)
+{
+	ctx->user_ip6[0] = addr->p[0];
+	ctx->user_ip6[1] = addr->p[1];
+	ctx->user_ip6[2] = addr->p[2];
+	ctx->user_ip6[3] = addr->p[3];
+}
+
+static __always_inline int sock6_translate(struct bpf_sock_addr *ctx, __u8 proto)
+{
+	union v6addr vip;
+	__be16 vport = (__be16)ctx->user_port;
+	struct lb6_service *svc;
+	struct lb6_backend *backend;
+	__u32 backend_id;
+
+	sock6_addr(ctx, &vip);
+	svc = lb6_lookup_service(&vip, vport, proto);
+	if (!svc)
+		return 1;
+	backend = lb6_select_backend(&vip, vport, proto, svc, &backend_id);
+	if (!backend)
+		return 1;
+
+	struct lb6_reverse_sk_key key = {
+		.cookie = bpf_get_socket_cookie(ctx),
+		.address = backend->address,
+		.port = backend->port,
+	};
+	struct lb6_reverse_sk orig = {
+		.address = vip,
+		.port = vport,
+		.rev_nat_index = svc->rev_nat_index,
+	};
+
+	bpf_map_update_elem(&cilium_lb6_reverse_sk, &key, &orig, BPF_ANY);
+	sock6_set_addr(ctx, &backend->address);
+	ctx->user_port = backend->port;
+	return 1;
+}
+
+static __always_inline int sock6_reverse(struct bpf_sock_addr *ctx)
+{
+	struct lb6_reverse_sk_key key = {
+		.cookie = bpf_get_socket_cookie(ctx),
+		.port = (__be16)ctx->user_port,
+	};
+	struct lb6_reverse_sk *orig;
+
+	sock6_addr(ctx, &key.address);
+	orig = bpf_map_lookup_elem(&cilium_lb6_reverse_sk, &key);
+	if (orig) {
+		sock6_set_addr(ctx, &orig->address);
+		ctx->user_port = orig->port;
+	}
+	return 1;
+}
+
+SEC("cgroup/connect6")
+int cil_sock6_connect(struct bpf_sock_addr *ctx)
+{
+	return sock6_translate(ctx, ctx->protocol);
+}
+
+SEC("cgroup/sendmsg6")
+int cil_sock6_sendmsg(struct bpf_sock_addr *ctx)
+{
+	return sock6_translate(ctx, IPPROTO_UDP);
+}
+
+SEC("cgroup/recvmsg6")
+int cil_sock6_recvmsg(struct bpf_sock_addr *ctx)
+{
+	return sock6_reverse(ctx);
+}
+
+SEC("cgroup/getpeername6")
+int cil_sock6_getpeername(struct bpf_sock_addr *ctx)
+{
+	return sock6_reverse(ctx);
 }
 
 char _license[] SEC("license") = "Dual BSD/GPL";

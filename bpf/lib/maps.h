@@ -385,6 +385,97 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } cilium_ipv6_frag_datagrams SEC(".maps");
 
+/* Service load balancing for IPv6 frontends over IPv6 backends: the
+ * cilium_lb4_* design with IPv6 addresses, in maps of their own (Cilium's
+ * names). Service ids (reverse-NAT indexes) and backend ids are shared
+ * with IPv4: one id names one thing whatever its family. */
+struct lb6_key {
+	union v6addr address;
+	__be16 dport;
+	__u16 backend_slot;
+	__u8 proto;
+	__u8 scope;
+	__u8 pad[2];
+};
+
+struct lb6_service {
+	__u32 backend_id;
+	__u16 count;
+	__u16 rev_nat_index;
+	__u8 flags;
+	__u8 flags2;
+	__u8 pad[2];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct lb6_key);
+	__type(value, struct lb6_service);
+	__uint(max_entries, 262144);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} cilium_lb6_services_v2 SEC(".maps");
+
+struct lb6_backend {
+	union v6addr address;
+	__be16 port;
+	__u8 proto;
+	__u8 flags;
+	__u16 cluster_id;
+	__u8 zone;
+	__u8 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u32);
+	__type(value, struct lb6_backend);
+	__uint(max_entries, 262144);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} cilium_lb6_backends_v3 SEC(".maps");
+
+struct lb6_reverse_nat {
+	union v6addr address;
+	__be16 port;
+	__u16 pad;
+	__u32 pad2;		/* explicit: the size is 24 on both sides */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u16);
+	__type(value, struct lb6_reverse_nat);
+	__uint(max_entries, 65536);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} cilium_lb6_reverse_nat SEC(".maps");
+
+/* cilium_lb6_reverse_sk: socket LB over IPv6, (socket cookie, backend) ->
+ * the VIP getpeername() and recvmsg() show. */
+struct lb6_reverse_sk_key {
+	__u64 cookie;
+	union v6addr address;
+	__be16 port;
+	__u16 pad;
+	__u32 pad2;		/* explicit: no uninitialised tail in a hash key */
+};
+
+struct lb6_reverse_sk {
+	union v6addr address;
+	__be16 port;
+	__u16 rev_nat_index;
+	__u32 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct lb6_reverse_sk_key);
+	__type(value, struct lb6_reverse_sk);
+	__uint(max_entries, 262144);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} cilium_lb6_reverse_sk SEC(".maps");
+
 /* cilium_events: drop, trace and policy-verdict notifications. */
 enum {
 	EVENT_DROP = 1,

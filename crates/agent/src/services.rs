@@ -3,7 +3,10 @@
 //! many slots as its weight; maintenance backends in none). Pure: the
 //! daemon writes the result into the datapath.
 
-use std::{collections::BTreeMap, net::Ipv4Addr};
+use std::{
+    collections::BTreeMap,
+    net::{IpAddr, SocketAddr},
+};
 
 use serde::{Deserialize, Serialize};
 
@@ -16,7 +19,7 @@ const MAX_SLOTS: usize = 4096;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Addr {
-    pub ip: Ipv4Addr,
+    pub ip: IpAddr,
     pub port: u16,
     pub proto: u8,
 }
@@ -86,7 +89,23 @@ pub fn proto_name(proto: u8) -> &'static str {
     }
 }
 
-/// Checks a spec from the API; `path_id` is the id in the URL.
+/// An address and port as Cilium prints them: `10.96.0.1:80`,
+/// `[f00d::1]:80`.
+pub fn host_port(ip: IpAddr, port: u16) -> String {
+    SocketAddr::new(ip, port).to_string()
+}
+
+fn family(ip: IpAddr) -> &'static str {
+    if ip.is_ipv4() {
+        "IPv4"
+    } else {
+        "IPv6"
+    }
+}
+
+/// Checks a spec from the API; `path_id` is the id in the URL. A frontend
+/// is balanced over backends of its own family: Cilium refuses a mix
+/// unless NAT46/64 is on, which this datapath does not do.
 pub fn validate(path_id: &str, spec: &api::models::ServiceSpec) -> Result<ServiceRecord, String> {
     let id: u16 = path_id
         .parse()
@@ -101,9 +120,9 @@ pub fn validate(path_id: &str, spec: &api::models::ServiceSpec) -> Result<Servic
     }
     let f = &spec.frontend_address;
     let proto = parse_proto(&f.protocol).map_err(|e| format!("frontend-address.protocol: {e}"))?;
-    let ip: Ipv4Addr =
+    let ip: IpAddr =
         f.ip.parse()
-            .map_err(|_| format!("frontend-address.ip: {:?} is not an IPv4 address", f.ip))?;
+            .map_err(|_| format!("frontend-address.ip: {:?} is not an IP address", f.ip))?;
     if f.port == 0 {
         return Err("frontend-address.port: must be 1-65535".into());
     }
@@ -113,9 +132,17 @@ pub fn validate(path_id: &str, spec: &api::models::ServiceSpec) -> Result<Servic
     let mut backends = Vec::new();
     for (i, b) in spec.backend_addresses.iter().enumerate() {
         let at = format!("backend-addresses[{i}]");
-        let bip: Ipv4Addr =
+        let bip: IpAddr =
             b.ip.parse()
-                .map_err(|_| format!("{at}.ip: {:?} is not an IPv4 address", b.ip))?;
+                .map_err(|_| format!("{at}.ip: {:?} is not an IP address", b.ip))?;
+        if bip.is_ipv4() != ip.is_ipv4() {
+            return Err(format!(
+                "{at}.ip: {bip} is an {} backend for the {} frontend {ip}: a service's \
+                 backends are of its frontend's family (NAT46/64 is not supported)",
+                family(bip),
+                family(ip),
+            ));
+        }
         if b.port == 0 {
             return Err(format!("{at}.port: must be 1-65535"));
         }
@@ -134,7 +161,7 @@ pub fn validate(path_id: &str, spec: &api::models::ServiceSpec) -> Result<Servic
             proto,
         };
         if backends.iter().any(|x: &Backend| x.addr == addr) {
-            return Err(format!("{at}: {bip}:{} is listed twice", b.port));
+            return Err(format!("{at}: {} is listed twice", host_port(bip, b.port)));
         }
         backends.push(Backend {
             addr,
@@ -213,10 +240,9 @@ impl ServiceTable {
         if let Some(old) = self.services.get(&svc.id) {
             if old.frontend != svc.frontend {
                 return Err(format!(
-                    "service id {} is already registered to frontend {}:{}/{}",
+                    "service id {} is already registered to frontend {}/{}",
                     svc.id,
-                    old.frontend.ip,
-                    old.frontend.port,
+                    host_port(old.frontend.ip, old.frontend.port),
                     proto_name(old.frontend.proto)
                 ));
             }
@@ -227,9 +253,8 @@ impl ServiceTable {
             .filter(|other| **other != svc.id)
         {
             return Err(format!(
-                "frontend {}:{}/{} already belongs to service {other}",
-                svc.frontend.ip,
-                svc.frontend.port,
+                "frontend {}/{} already belongs to service {other}",
+                host_port(svc.frontend.ip, svc.frontend.port),
                 proto_name(svc.frontend.proto),
             ));
         }

@@ -6,7 +6,10 @@ use std::mem::{offset_of, size_of};
 use crate::{
     events::{Event, Event6},
     maps::{
-        lb::{Lb4Backend, Lb4Key, Lb4ReverseNat, Lb4ReverseSk, Lb4ReverseSkKey, Lb4Service},
+        lb::{
+            Lb4Backend, Lb4Key, Lb4ReverseNat, Lb4ReverseSk, Lb4ReverseSkKey, Lb4Service,
+            Lb6Backend, Lb6Key, Lb6ReverseNat, Lb6ReverseSk, Lb6ReverseSkKey, Lb6Service,
+        },
         nat::{Nat4Entry, Nat4Key},
         Ct6Key, CtEntry, CtKey, Endpoint6Key, EndpointInfo, EndpointKey, Ipcache6Key, IpcacheKey,
         MetricsValue, PolicyEntry, PolicyKey, RemoteEndpointInfo,
@@ -60,6 +63,32 @@ pub fn layouts() -> Vec<StructLayout> {
             Lb4ReverseSk,
             "lb4_reverse_sk",
             [address, port, rev_nat_index]
+        ),
+        layout!(
+            Lb6Key,
+            "lb6_key",
+            [address, dport, backend_slot, proto, scope, pad]
+        ),
+        layout!(
+            Lb6Service,
+            "lb6_service",
+            [backend_id, count, rev_nat_index, flags, flags2, pad]
+        ),
+        layout!(
+            Lb6Backend,
+            "lb6_backend",
+            [address, port, proto, flags, cluster_id, zone, pad]
+        ),
+        layout!(Lb6ReverseNat, "lb6_reverse_nat", [address, port, pad, pad2]),
+        layout!(
+            Lb6ReverseSkKey,
+            "lb6_reverse_sk_key",
+            [cookie, address, port, pad, pad2]
+        ),
+        layout!(
+            Lb6ReverseSk,
+            "lb6_reverse_sk",
+            [address, port, rev_nat_index, pad]
         ),
         layout!(
             Nat4Key,

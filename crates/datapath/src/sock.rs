@@ -15,11 +15,15 @@ use crate::{
     BpfRoot, DatapathError,
 };
 
-const PROGRAMS: [&str; 4] = [
+const PROGRAMS: [&str; 8] = [
     "cil_sock4_connect",
     "cil_sock4_sendmsg",
     "cil_sock4_recvmsg",
     "cil_sock4_getpeername",
+    "cil_sock6_connect",
+    "cil_sock6_sendmsg",
+    "cil_sock6_recvmsg",
+    "cil_sock6_getpeername",
 ];
 
 /// Attaches the socket LB programs to the cgroup at `cgroup` (and all

@@ -9,7 +9,7 @@ use std::net::Ipv4Addr;
 use datapath::{
     endpoint::{remove_endpoint, EndpointProgram, FROM_CONTAINER, TO_CONTAINER},
     maps::{
-        lb::{Frontend, Lb4Backend, ServiceEntry},
+        lb::{Frontend, ServiceEntry},
         EndpointInfo, PolicyEntry, PolicyKey, PolicyMap,
     },
     test_run::{run, TC_ACT_OK, TC_ACT_REDIRECT},
@@ -71,12 +71,12 @@ fn lab(name: &str) -> Lab {
     for (i, proto) in [(1u16, TCP), (2, UDP)] {
         for (n, (_, ip, _)) in BACKENDS.iter().enumerate() {
             maps.lb
-                .upsert_backend(i as u32 * 10 + n as u32, &Lb4Backend::new(*ip, 8080, proto))
+                .upsert_backend(i as u32 * 10 + n as u32, (*ip).into(), 8080, proto)
                 .unwrap();
         }
         let service = ServiceEntry {
             frontend: Frontend {
-                address: VIP,
+                address: VIP.into(),
                 port: 80,
                 proto,
             },
@@ -152,7 +152,7 @@ fn removed_backend_gets_no_new_flows_and_others_keep_theirs() {
     // Drop the second backend: one slot left.
     let service = ServiceEntry {
         frontend: Frontend {
-            address: VIP,
+            address: VIP.into(),
             port: 80,
             proto: TCP,
         },

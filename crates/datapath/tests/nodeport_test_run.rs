@@ -13,7 +13,7 @@ use datapath::{
     endpoint::FROM_CONTAINER,
     host::{HostProgram, Overlay},
     maps::{
-        lb::{Frontend, Lb4Backend, ServiceEntry, SVC_FLAG_NODEPORT},
+        lb::{Frontend, ServiceEntry, SVC_FLAG_NODEPORT},
         PolicyKey,
     },
     test_run::{run, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT},
@@ -44,11 +44,11 @@ fn node(name: &str, flags: u8, backend: (Ipv4Addr, u16)) -> (Node, HostProgram) 
     for (id, proto) in [(1, TCP), (2, UDP)] {
         node.maps
             .lb
-            .upsert_backend(id, &Lb4Backend::new(backend.0, backend.1, proto))
+            .upsert_backend(id, backend.0.into(), backend.1, proto)
             .unwrap();
         let service = ServiceEntry {
             frontend: Frontend {
-                address: NODE_IP,
+                address: NODE_IP.into(),
                 port: NODE_PORT,
                 proto,
             },

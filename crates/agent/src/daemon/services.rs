@@ -3,20 +3,20 @@
 //! to the state dir's services journal, so adding one at 10,000 does not
 //! rewrite the others.
 
-use std::{collections::BTreeMap, net::Ipv4Addr};
+use std::collections::BTreeMap;
 
 use api::models::{
     BackendAddress, FrontendAddress, LbEntry, Service, ServiceFlags, ServiceSpec, ServiceStatus,
 };
 use datapath::maps::{
-    lb::{self, Frontend, Lb4Backend, ServiceEntry},
+    lb::{self, Frontend, ServiceEntry},
     LbMaps,
 };
 
 use super::Daemon;
 use crate::{
     error::AgentError,
-    services::{self, proto_name, BackendState, Plan, ServiceRecord, ServiceTable},
+    services::{self, host_port, proto_name, BackendState, Plan, ServiceRecord, ServiceTable},
 };
 
 fn frontend(svc: &ServiceRecord) -> Frontend {
@@ -35,7 +35,7 @@ fn program(
     plan: &Plan,
 ) -> Result<(), AgentError> {
     for (id, addr) in &plan.new_backends {
-        lb.upsert_backend(*id, &Lb4Backend::new(addr.ip, addr.port, addr.proto))?;
+        lb.upsert_backend(*id, addr.ip, addr.port, addr.proto)?;
     }
     let entry = ServiceEntry {
         frontend: frontend(svc),
@@ -193,19 +193,14 @@ impl Daemon {
             let mut slots = Vec::new();
             for id in &svc.slots {
                 slots.push(match inner.maps.lb.backend(*id)? {
-                    Some(b) => format!(
-                        "{}:{} (id {id})",
-                        Ipv4Addr::from(b.address),
-                        u16::from_be(b.port)
-                    ),
+                    Some(b) => format!("{} (id {id})", host_port(b.address, b.port)),
                     None => format!("missing backend (id {id})"),
                 });
             }
             out.push(LbEntry {
                 frontend: format!(
-                    "{}:{}/{}",
-                    svc.frontend.address,
-                    svc.frontend.port,
+                    "{}/{}",
+                    host_port(svc.frontend.address, svc.frontend.port),
                     proto_name(svc.frontend.proto)
                 ),
                 rev_nat_index: svc.rev_nat_index,

@@ -22,7 +22,7 @@ use crate::{object::BPF_LXC, BpfRoot, DatapathError};
 pub use ct::{Ct6Key, CtEntry, CtKey, CtMap};
 pub use ipcache::{IpcacheKey, IpcacheMap, RemoteEndpointInfo};
 pub use ipcache6::{Ipcache6Key, Ipcache6Map};
-pub use lb::{Frontend, LbMaps, ServiceEntry};
+pub use lb::{Backend, Frontend, LbMaps, ServiceEntry};
 pub use lxc::{Endpoint6Key, EndpointInfo, EndpointKey, Lxc6Map, LxcMap};
 pub use metrics::{MetricsKey, MetricsMap, MetricsValue};
 pub use policy::{PolicyEntry, PolicyKey, PolicyMap};
@@ -89,9 +89,16 @@ impl SharedMaps {
             ct: CtMap::new(open_pinned(root, CT_MAP)?, open_pinned(root, CT6_MAP)?)?,
             metrics: MetricsMap::new(open_pinned(root, METRICS_MAP)?)?,
             lb: LbMaps::new(
-                open_pinned(root, lb::SERVICES_MAP)?,
-                open_pinned(root, lb::BACKENDS_MAP)?,
-                open_pinned(root, lb::REVERSE_NAT_MAP)?,
+                [
+                    open_pinned(root, lb::SERVICES_MAP)?,
+                    open_pinned(root, lb::BACKENDS_MAP)?,
+                    open_pinned(root, lb::REVERSE_NAT_MAP)?,
+                ],
+                [
+                    open_pinned(root, lb::SERVICES6_MAP)?,
+                    open_pinned(root, lb::BACKENDS6_MAP)?,
+                    open_pinned(root, lb::REVERSE_NAT6_MAP)?,
+                ],
             )?,
         })
     }

@@ -68,7 +68,7 @@ pub const FLAG_SOCK_REV: &str = "--bpf-sock-rev-map-max";
 
 impl MapSizes {
     /// `(object map name, size)` for every map these sizes cover.
-    pub fn by_map(&self) -> [(&'static str, u32); 7] {
+    pub fn by_map(&self) -> [(&'static str, u32); 11] {
         [
             (super::CT_MAP, self.ct),
             (super::CT6_MAP, self.ct),
@@ -76,7 +76,11 @@ impl MapSizes {
             (super::lb::SERVICES_MAP, self.lb),
             (super::lb::BACKENDS_MAP, self.lb),
             (super::lb::REVERSE_NAT_MAP, self.lb.min(REVERSE_NAT_LIMIT)),
+            (super::lb::SERVICES6_MAP, self.lb),
+            (super::lb::BACKENDS6_MAP, self.lb),
+            (super::lb::REVERSE_NAT6_MAP, self.lb.min(REVERSE_NAT_LIMIT)),
             (REVERSE_SK_MAP, self.sock_rev),
+            (super::lb::REVERSE_SK6_MAP, self.sock_rev),
         ]
     }
 
@@ -136,10 +140,13 @@ pub fn flag_of(pinned_name: &str) -> Option<&'static str> {
     }
     match pinned_name {
         super::CT_MAP | super::CT6_MAP => Some(FLAG_CT),
-        super::lb::SERVICES_MAP | super::lb::BACKENDS_MAP | super::lb::REVERSE_NAT_MAP => {
-            Some(FLAG_LB)
-        }
-        REVERSE_SK_MAP => Some(FLAG_SOCK_REV),
+        super::lb::SERVICES_MAP
+        | super::lb::BACKENDS_MAP
+        | super::lb::REVERSE_NAT_MAP
+        | super::lb::SERVICES6_MAP
+        | super::lb::BACKENDS6_MAP
+        | super::lb::REVERSE_NAT6_MAP => Some(FLAG_LB),
+        REVERSE_SK_MAP | super::lb::REVERSE_SK6_MAP => Some(FLAG_SOCK_REV),
         _ => None,
     }
 }

@@ -1,0 +1,168 @@
+//! Service load balancing for IPv6 in the endpoint programs, on crafted
+//! packets (BPF_PROG_TEST_RUN): an IPv6 frontend translated to IPv6
+//! backends, each flow sticking to its backend, replies translated back,
+//! checksums kept valid, and policy deciding on the backend. Needs root.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::net::Ipv6Addr;
+
+use datapath::endpoint::{FROM_CONTAINER, TO_CONTAINER};
+use datapath::{
+    maps::{
+        lb::{Frontend, ServiceEntry},
+        PolicyKey,
+    },
+    test_run::{run, TestRunOutput, TC_ACT_REDIRECT, TC_ACT_SHOT},
+};
+use support::v6::*;
+use support::*;
+
+const VIP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x96, 0, 0, 0, 0, 0, 0x10);
+
+/// A TCP or UDP packet over IPv6 with a correct L4 checksum.
+fn checked6(proto: u8, src: Ipv6Addr, sport: u16, dst: Ipv6Addr, dport: u16, flags: u8) -> Vec<u8> {
+    let mut l4 = if proto == TCP {
+        tcp_l4(sport, dport, flags)
+    } else {
+        udp_l4(sport, dport)
+    };
+    let at = if proto == TCP { 16 } else { 6 };
+    let sum = l4_checksum6(proto, src, dst, &l4);
+    l4[at..at + 2].copy_from_slice(&sum.to_be_bytes());
+    packet6(src, dst, &[], proto, &l4)
+}
+
+fn l4_checksum6(proto: u8, src: Ipv6Addr, dst: Ipv6Addr, l4: &[u8]) -> u16 {
+    let mut pseudo = Vec::new();
+    pseudo.extend_from_slice(&src.octets());
+    pseudo.extend_from_slice(&dst.octets());
+    pseudo.extend_from_slice(&(l4.len() as u32).to_be_bytes());
+    pseudo.extend_from_slice(&[0, 0, 0, proto]);
+    pseudo.extend_from_slice(l4);
+    checksum(&pseudo)
+}
+
+/// (source, source port, destination, destination port) of a packet the
+/// program left, after checking its L4 checksum.
+fn inspect6(out: &TestRunOutput) -> (Ipv6Addr, u16, Ipv6Addr, u16) {
+    let p = &out.packet;
+    let src = Ipv6Addr::from(<[u8; 16]>::try_from(&p[22..38]).unwrap());
+    let dst = Ipv6Addr::from(<[u8; 16]>::try_from(&p[38..54]).unwrap());
+    let l4 = &p[54..];
+    assert_eq!(
+        l4_checksum6(p[20], src, dst, l4),
+        0,
+        "L4 checksum stays valid"
+    );
+    let port = |at: usize| u16::from_be_bytes([l4[at], l4[at + 1]]);
+    (src, port(0), dst, port(2))
+}
+
+/// FRONTEND is the client (egress open); BACKEND and INTRUDER serve port
+/// 8080 (ingress open) behind VIP6 port 80, TCP as service 1 and UDP as 2.
+fn node(name: &str) -> Node {
+    let mut node = Node::new(name);
+    dual_stack(&mut node);
+    node.allow(&FRONTEND, PolicyKey::new(0, 0, 0, 0, EGRESS));
+    for pod in [&BACKEND, &INTRUDER] {
+        node.allow(pod, PolicyKey::new(0, 0, 0, 0, INGRESS));
+    }
+    for (id, proto) in [(1u16, TCP), (2, UDP)] {
+        let ids = [u32::from(id) * 10, u32::from(id) * 10 + 1];
+        for (backend_id, pod) in ids.iter().zip([&BACKEND, &INTRUDER]) {
+            node.maps
+                .lb
+                .upsert_backend(*backend_id, ip6(pod).into(), 8080, proto)
+                .unwrap();
+        }
+        let service = ServiceEntry {
+            frontend: Frontend {
+                address: VIP6.into(),
+                port: 80,
+                proto,
+            },
+            rev_nat_index: id,
+            flags: 0,
+            slots: ids.to_vec(),
+        };
+        node.maps.lb.upsert_service(&service, 0).unwrap();
+    }
+    node
+}
+
+fn send(node: &Node, packet: &[u8]) -> TestRunOutput {
+    let fd = node.prog(&FRONTEND).program_fd(FROM_CONTAINER).unwrap();
+    run(fd, packet).unwrap()
+}
+
+#[test]
+fn connections_to_an_ipv6_frontend_reach_both_backends_and_stick() {
+    let node = node("lb6stick");
+    let client = ip6(&FRONTEND);
+    let backends = BTreeSet::from([ip6(&BACKEND), ip6(&INTRUDER)]);
+    let mut chosen = BTreeSet::new();
+    for sport in 41000..41040 {
+        let out = send(&node, &checked6(TCP, client, sport, VIP6, 80, SYN));
+        assert_eq!(out.retval, TC_ACT_REDIRECT, "delivered to a local backend");
+        let (_, _, dst, dport) = inspect6(&out);
+        assert!(backends.contains(&dst), "{dst} is a backend");
+        assert_eq!(dport, 8080);
+        for _ in 0..3 {
+            let again = send(&node, &checked6(TCP, client, sport, VIP6, 80, ACK));
+            assert_eq!(
+                inspect6(&again).2,
+                dst,
+                "every packet of a flow goes to one backend"
+            );
+        }
+        chosen.insert(dst);
+    }
+    assert_eq!(chosen, backends, "40 connections spread over both backends");
+}
+
+#[test]
+fn ipv6_replies_come_from_the_frontend() {
+    let node = node("lb6revnat");
+    let client = ip6(&FRONTEND);
+    let to = node.prog(&FRONTEND).program_fd(TO_CONTAINER).unwrap();
+    for proto in [TCP, UDP] {
+        let sport = 42000 + u16::from(proto);
+        let out = send(&node, &checked6(proto, client, sport, VIP6, 80, SYN));
+        let (_, _, backend, _) = inspect6(&out);
+        let reply = run(to, &checked6(proto, backend, 8080, client, sport, SYN_ACK)).unwrap();
+        assert_eq!(
+            inspect6(&reply),
+            (VIP6, 80, client, sport),
+            "proto {proto}: the client sees the frontend"
+        );
+    }
+}
+
+#[test]
+fn egress_policy_decides_on_the_chosen_backend() {
+    let node = node("lb6policy");
+    let client = ip6(&FRONTEND);
+    // Only BACKEND's port 8080 is allowed now; INTRUDER serves the service
+    // too, and flows balanced to it are dropped.
+    let mut map = datapath::maps::PolicyMap::open(&node.t.root, FRONTEND.id).unwrap();
+    map.remove(&PolicyKey::new(0, 0, 0, 0, EGRESS)).unwrap();
+    node.allow(
+        &FRONTEND,
+        PolicyKey::new(BACKEND.identity, TCP, 8080, 16, EGRESS),
+    );
+    let mut outcomes = BTreeSet::new();
+    for sport in 43000..43040 {
+        let out = send(&node, &checked6(TCP, client, sport, VIP6, 80, SYN));
+        outcomes.insert(out.retval);
+        if out.retval == TC_ACT_REDIRECT {
+            assert_eq!(
+                inspect6(&out).2,
+                ip6(&BACKEND),
+                "only the allowed backend is reached"
+            );
+        }
+    }
+    assert_eq!(outcomes, BTreeSet::from([TC_ACT_REDIRECT, TC_ACT_SHOT]));
+}
