@@ -64,3 +64,4 @@ bench: build
 	./bench/policy/run.sh
 	./bench/k8s/run.sh
 	./bench/fqdn/run.sh
+	./bench/hubble/run.sh
