@@ -318,21 +318,28 @@ mod tests {
     use super::*;
     use api::models::{BackendAddress, FrontendAddress, ServiceSpec};
 
+    /// `10.96.0.1:80` or `[f00d::1]:80`; a bad address is kept as text.
+    fn split(addr: &str) -> (String, u16) {
+        let (ip, port) = addr.rsplit_once(':').unwrap();
+        let ip = ip.trim_start_matches('[').trim_end_matches(']');
+        (ip.into(), port.parse().unwrap())
+    }
+
     fn spec(frontend: &str, backends: &[(&str, u16)]) -> ServiceSpec {
-        let (ip, port) = frontend.split_once(':').unwrap();
+        let (ip, port) = split(frontend);
         ServiceSpec {
             frontend_address: FrontendAddress {
-                ip: ip.into(),
-                port: port.parse().unwrap(),
+                ip,
+                port,
                 protocol: "TCP".into(),
             },
             backend_addresses: backends
                 .iter()
                 .map(|(a, w)| {
-                    let (ip, port) = a.split_once(':').unwrap();
+                    let (ip, port) = split(a);
                     BackendAddress {
-                        ip: ip.into(),
-                        port: port.parse().unwrap(),
+                        ip,
+                        port,
                         weight: *w,
                         state: String::new(),
                     }
@@ -384,6 +391,38 @@ mod tests {
             let err = validate(id, &s).unwrap_err();
             assert!(err.contains(want), "{err:?} should mention {want:?}");
         }
+    }
+
+    #[test]
+    fn ipv6_frontends_take_ipv6_backends_only() {
+        let v6 = validate("3", &spec("[f00d::1]:80", &[("[f00d::a0a:0:0:5]:8080", 0)])).unwrap();
+        assert_eq!(v6.frontend.ip, "f00d::1".parse::<IpAddr>().unwrap());
+        let mixed = validate("3", &spec("[f00d::1]:80", &[("10.0.0.5:8080", 0)])).unwrap_err();
+        assert!(
+            mixed.contains("backend-addresses[0].ip: 10.0.0.5 is an IPv4 backend for the IPv6 frontend f00d::1")
+                && mixed.contains("NAT46/64"),
+            "{mixed}"
+        );
+        let mixed = validate("4", &spec("10.96.0.1:80", &[("[f00d::5]:80", 0)])).unwrap_err();
+        assert!(
+            mixed.contains("IPv6 backend for the IPv4 frontend"),
+            "{mixed}"
+        );
+        let twice = validate(
+            "5",
+            &spec("[f00d::1]:80", &[("[f00d::5]:80", 0), ("[f00d::5]:80", 0)]),
+        )
+        .unwrap_err();
+        assert!(twice.contains("[f00d::5]:80 is listed twice"), "{twice}");
+        let mut table = ServiceTable::default();
+        table.upsert(v6).unwrap();
+        let taken = table
+            .upsert(validate("9", &spec("[f00d::1]:80", &[("[f00d::6]:80", 0)])).unwrap())
+            .unwrap_err();
+        assert!(
+            taken.contains("frontend [f00d::1]:80/TCP already belongs to service 3"),
+            "{taken}"
+        );
     }
 
     #[test]

@@ -1,10 +1,12 @@
 //! Kubernetes Services and their EndpointSlices as load-balancer entries:
 //! one per frontend (cluster IP, NodePort on a node's address, external IP,
-//! load-balancer IP) and port, over the endpoints that are ready. Pure: the
-//! agent writes the result into the datapath.
+//! load-balancer IP) and port, over the endpoints that are ready. A
+//! dual-stack Service (`clusterIPs` of both families) has a frontend per
+//! family, each balanced over the EndpointSlices of its `addressType`.
+//! Pure: the agent writes the result into the datapath.
 
 use std::collections::BTreeSet;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use k8s_openapi::api::core::v1::{Service, ServicePort};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -15,14 +17,14 @@ pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 /// One frontend of a Service and where it balances to.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct LbEntry {
-    pub frontend: Ipv4Addr,
+    pub frontend: IpAddr,
     pub port: u16,
     /// `TCP` or `UDP`.
     pub protocol: String,
     /// `ClusterIP`, `NodePort`, `ExternalIPs` or `LoadBalancer`.
     pub kind: String,
-    /// Ready backends, sorted.
-    pub backends: Vec<(Ipv4Addr, u16)>,
+    /// Ready backends of the frontend's family, sorted.
+    pub backends: Vec<(IpAddr, u16)>,
 }
 
 /// The node balancing: its name (for the traffic policies that keep to
@@ -35,11 +37,12 @@ pub struct Balancing<'a> {
 }
 
 /// A ready endpoint: address, port, and the node it runs on.
-type Endpoint = (Ipv4Addr, u16, Option<String>);
+type Endpoint = (IpAddr, u16, Option<String>);
 
 /// The entries of `service`, balanced over the ready endpoints of its
-/// `slices`. Headless and ExternalName services, IPv6 addresses and SCTP
-/// ports have none. `internalTrafficPolicy: Local` keeps cluster IPs, and
+/// `slices` of the frontend's family. Headless and ExternalName services
+/// and SCTP ports have none; NodePorts are served on the nodes' (IPv4)
+/// addresses. `internalTrafficPolicy: Local` keeps cluster IPs, and
 /// `externalTrafficPolicy: Local` the other frontends, to endpoints on this
 /// node.
 pub fn lb_entries(service: &Service, slices: &[&EndpointSlice], node: Balancing) -> Vec<LbEntry> {
@@ -73,14 +76,14 @@ pub fn lb_entries(service: &Service, slices: &[&EndpointSlice], node: Balancing)
         let ready = ready_endpoints(slices, port.name.as_deref(), &protocol);
         let internal = backends(&ready, local_only(&spec.internal_traffic_policy), node);
         let external = backends(&ready, local_only(&spec.external_traffic_policy), node);
-        let mut add = |frontends: &BTreeSet<Ipv4Addr>, port: u16, kind: &str, backends: &Vec<_>| {
+        let mut add = |frontends: &BTreeSet<IpAddr>, port: u16, kind: &str, backends: &Vec<_>| {
             for ip in frontends {
                 entries.push(LbEntry {
                     frontend: *ip,
                     port,
                     protocol: protocol.clone(),
                     kind: kind.into(),
-                    backends: backends.clone(),
+                    backends: of_family(backends, *ip),
                 });
             }
         };
@@ -90,14 +93,29 @@ pub fn lb_entries(service: &Service, slices: &[&EndpointSlice], node: Balancing)
             add(&load_balancer_ips, number, "LoadBalancer", &external);
         }
         if let Some(node_port) = has_node_ports.then(|| node_port(port)).flatten() {
-            add(node.node_addresses, node_port, "NodePort", &external);
+            let node_ips = node
+                .node_addresses
+                .iter()
+                .map(|ip| IpAddr::V4(*ip))
+                .collect();
+            add(&node_ips, node_port, "NodePort", &external);
         }
     }
     entries
 }
 
-fn addresses<'a>(texts: impl Iterator<Item = &'a String>) -> BTreeSet<Ipv4Addr> {
+fn addresses<'a>(texts: impl Iterator<Item = &'a String>) -> BTreeSet<IpAddr> {
     texts.filter_map(|ip| ip.parse().ok()).collect()
+}
+
+/// The backends of `frontend`'s family: a frontend is never balanced over
+/// the other family (that would be NAT46/64).
+fn of_family(backends: &[(IpAddr, u16)], frontend: IpAddr) -> Vec<(IpAddr, u16)> {
+    backends
+        .iter()
+        .filter(|(ip, _)| ip.is_ipv4() == frontend.is_ipv4())
+        .copied()
+        .collect()
 }
 
 fn node_port(port: &ServicePort) -> Option<u16> {
@@ -108,7 +126,7 @@ fn node_port(port: &ServicePort) -> Option<u16> {
 
 /// The backends among `ready`: all of them, or with `local_only` those on
 /// this node.
-fn backends(ready: &[Endpoint], local_only: bool, node: Balancing) -> Vec<(Ipv4Addr, u16)> {
+fn backends(ready: &[Endpoint], local_only: bool, node: Balancing) -> Vec<(IpAddr, u16)> {
     ready
         .iter()
         .filter(|(_, _, on)| !local_only || on.as_deref() == Some(node.node_name))
@@ -116,14 +134,19 @@ fn backends(ready: &[Endpoint], local_only: bool, node: Balancing) -> Vec<(Ipv4A
         .collect()
 }
 
-/// The ready IPv4 endpoints for the service port named `port_name`, sorted.
+/// The ready endpoints (slices of addressType IPv4 and IPv6) for the
+/// service port named `port_name`, sorted. An address that is not of its
+/// slice's type is ignored.
 fn ready_endpoints(
     slices: &[&EndpointSlice],
     port_name: Option<&str>,
     protocol: &str,
 ) -> Vec<Endpoint> {
     let mut ready = BTreeSet::new();
-    for slice in slices.iter().filter(|s| s.address_type == "IPv4") {
+    for slice in slices
+        .iter()
+        .filter(|s| s.address_type == "IPv4" || s.address_type == "IPv6")
+    {
         let port = slice.ports.iter().flatten().find(|p| {
             p.name.as_deref().unwrap_or("") == port_name.unwrap_or("")
                 && p.protocol.as_deref().unwrap_or("TCP") == protocol
@@ -145,7 +168,10 @@ fn ready_endpoints(
                 continue;
             }
             for address in &endpoint.addresses {
-                if let Ok(ip) = address.parse() {
+                let Ok(ip) = address.parse::<IpAddr>() else {
+                    continue;
+                };
+                if ip.is_ipv4() == (slice.address_type == "IPv4") {
                     ready.insert((ip, number, endpoint.node_name.clone()));
                 }
             }
@@ -157,6 +183,10 @@ fn ready_endpoints(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn v4(a: u8, b: u8, c: u8, d: u8) -> IpAddr {
+        Ipv4Addr::new(a, b, c, d).into()
+    }
 
     fn service() -> Service {
         serde_json::from_value(serde_json::json!({
@@ -207,7 +237,7 @@ mod tests {
         ]))
     }
 
-    fn kinds(entries: &[LbEntry]) -> Vec<(String, Ipv4Addr, u16, usize)> {
+    fn kinds(entries: &[LbEntry]) -> Vec<(String, IpAddr, u16, usize)> {
         let mut kinds: Vec<_> = entries
             .iter()
             .filter(|e| e.protocol == "TCP")
@@ -225,13 +255,13 @@ mod tests {
             &[&two_nodes_slice()],
             node(&addresses),
         );
-        let vip = Ipv4Addr::new(10, 96, 0, 10);
+        let vip = v4(10, 96, 0, 10);
         assert_eq!(
             kinds(&entries),
             vec![
                 ("ClusterIP".into(), vip, 80, 2),
-                ("NodePort".into(), Ipv4Addr::new(192, 0, 2, 10), 30080, 2),
-                ("NodePort".into(), Ipv4Addr::new(192, 0, 2, 11), 30080, 2),
+                ("NodePort".into(), v4(192, 0, 2, 10), 30080, 2),
+                ("NodePort".into(), v4(192, 0, 2, 11), 30080, 2),
             ]
         );
         let mut udp = entries.iter().filter(|e| e.protocol == "UDP");
@@ -257,15 +287,15 @@ mod tests {
         assert_eq!(
             kinds(&entries),
             vec![
-                ("ClusterIP".into(), Ipv4Addr::new(10, 96, 0, 10), 80, 2),
-                ("ExternalIPs".into(), Ipv4Addr::new(198, 51, 100, 20), 80, 1),
-                ("LoadBalancer".into(), Ipv4Addr::new(203, 0, 113, 9), 80, 1),
-                ("NodePort".into(), Ipv4Addr::new(192, 0, 2, 10), 30080, 1),
-                ("NodePort".into(), Ipv4Addr::new(192, 0, 2, 11), 30080, 1),
+                ("ClusterIP".into(), v4(10, 96, 0, 10), 80, 2),
+                ("ExternalIPs".into(), v4(198, 51, 100, 20), 80, 1),
+                ("LoadBalancer".into(), v4(203, 0, 113, 9), 80, 1),
+                ("NodePort".into(), v4(192, 0, 2, 10), 30080, 1),
+                ("NodePort".into(), v4(192, 0, 2, 11), 30080, 1),
             ]
         );
         let local = entries.iter().find(|e| e.kind == "NodePort").unwrap();
-        assert_eq!(local.backends, vec![(Ipv4Addr::new(10, 0, 1, 5), 8080)]);
+        assert_eq!(local.backends, vec![(v4(10, 0, 1, 5), 8080)]);
     }
 
     #[test]
@@ -278,13 +308,10 @@ mod tests {
         let entries = lb_entries(&service(), &[&slice], node(&nodes()));
         assert_eq!(entries.len(), 2);
         let http = entries.iter().find(|e| e.port == 80).unwrap();
-        assert_eq!(http.frontend, Ipv4Addr::new(10, 96, 0, 10));
+        assert_eq!(http.frontend, v4(10, 96, 0, 10));
         assert_eq!(
             http.backends,
-            vec![
-                (Ipv4Addr::new(10, 0, 1, 5), 8080),
-                (Ipv4Addr::new(10, 0, 2, 9), 8080)
-            ]
+            vec![(v4(10, 0, 1, 5), 8080), (v4(10, 0, 2, 9), 8080)]
         );
         let dns = entries.iter().find(|e| e.port == 53).unwrap();
         assert!(dns.backends.is_empty(), "no slice port named dns");
@@ -296,5 +323,48 @@ mod tests {
         headless.spec.as_mut().unwrap().cluster_ip = Some("None".into());
         headless.spec.as_mut().unwrap().cluster_ips = Some(vec!["None".into()]);
         assert!(lb_entries(&headless, &[], node(&nodes())).is_empty());
+    }
+
+    #[test]
+    fn a_dual_stack_service_has_a_frontend_per_family_over_that_familys_slices() {
+        let mut svc = serde_json::to_value(service()).unwrap();
+        svc["spec"]["clusterIPs"] = serde_json::json!(["10.96.0.10", "fd00:96::a"]);
+        svc["spec"]["ipFamilies"] = serde_json::json!(["IPv4", "IPv6"]);
+        svc["spec"]["ipFamilyPolicy"] = "RequireDualStack".into();
+        let svc: Service = serde_json::from_value(svc).unwrap();
+        let v4_slice = slice(serde_json::json!([{"addresses": ["10.0.1.5"]}]));
+        let mut v6_slice = slice(serde_json::json!([
+            {"addresses": ["fd00::5"]},
+            {"addresses": ["fd00::6"], "conditions": {"ready": true}},
+            {"addresses": ["10.0.1.9"]},
+        ]));
+        v6_slice.address_type = "IPv6".into();
+        let entries = lb_entries(&svc, &[&v4_slice, &v6_slice], node(&nodes()));
+        let http: Vec<_> = entries.iter().filter(|e| e.port == 80).collect();
+        assert_eq!(http.len(), 2, "{http:?}");
+        assert_eq!(http[0].frontend, v4(10, 96, 0, 10));
+        assert_eq!(http[0].backends, vec![(v4(10, 0, 1, 5), 8080)]);
+        let v6: IpAddr = "fd00:96::a".parse().unwrap();
+        assert_eq!(http[1].frontend, v6);
+        assert_eq!(
+            http[1].backends,
+            vec![
+                ("fd00::5".parse().unwrap(), 8080),
+                ("fd00::6".parse().unwrap(), 8080)
+            ],
+            "the IPv6 slice's IPv6 endpoints, not its stray IPv4 address"
+        );
+    }
+
+    #[test]
+    fn an_ipv6_only_service_gets_no_ipv4_backends() {
+        let mut svc = serde_json::to_value(service()).unwrap();
+        svc["spec"]["clusterIP"] = "fd00:96::b".into();
+        svc["spec"]["clusterIPs"] = serde_json::json!(["fd00:96::b"]);
+        let svc: Service = serde_json::from_value(svc).unwrap();
+        let v4_slice = slice(serde_json::json!([{"addresses": ["10.0.1.5"]}]));
+        let entries = lb_entries(&svc, &[&v4_slice], node(&nodes()));
+        let http = entries.iter().find(|e| e.port == 80).unwrap();
+        assert!(http.backends.is_empty(), "{http:?}");
     }
 }

@@ -107,7 +107,7 @@ mod tests {
     fn service_records_round_trip_under_their_id() {
         use crate::services::{Addr, Backend, BackendState, TCP};
         let addr = |ip: [u8; 4], port| Addr {
-            ip: Ipv4Addr::from(ip),
+            ip: Ipv4Addr::from(ip).into(),
             port,
             proto: TCP,
         };

@@ -6,7 +6,7 @@
 //! the NodePorts.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use api::models::{BackendAddress, FrontendAddress, ServiceFlags, ServiceSpec};
@@ -19,13 +19,14 @@ use k8s::Change;
 
 use super::K8sState;
 use crate::daemon::Daemon;
+use crate::services::host_port;
 
 /// Service ids this node gives Kubernetes frontends; the API's own
 /// services use lower numbers.
 const FIRST_ID: u16 = 0xC000;
 
 type Key = (String, String);
-type Frontend = (Ipv4Addr, u16, String);
+type Frontend = (IpAddr, u16, String);
 
 // One event at a time passes through: the size difference costs nothing.
 #[allow(clippy::large_enum_variant)]
@@ -274,8 +275,10 @@ impl Balancer {
                     .insert(frontend);
             }
             Err(e) => eprintln!(
-                "level=warning msg=\"service {}/{} {}:{}: {e}\"",
-                key.0, key.1, entry.frontend, entry.port
+                "level=warning msg=\"service {}/{} {}: {e}\"",
+                key.0,
+                key.1,
+                host_port(entry.frontend, entry.port)
             ),
         }
     }
@@ -287,8 +290,8 @@ impl Balancer {
         if let Some(id) = self.ids.remove(frontend) {
             if let Err(e) = daemon.service_remove_local(id) {
                 eprintln!(
-                    "level=warning msg=\"service frontend {}:{}: {e}\"",
-                    frontend.0, frontend.1
+                    "level=warning msg=\"service frontend {}: {e}\"",
+                    host_port(frontend.0, frontend.1)
                 );
             }
         }

@@ -33,7 +33,14 @@ pub fn render(entries: &[LbEntry]) -> String {
     t.row(["SERVICE ADDRESS", "BACKEND ADDRESS (REVNAT_ID) (SLOT)"]);
     for entry in sorted {
         let rev = entry.rev_nat_index;
-        t.row([entry.frontend.clone(), format!("0.0.0.0:0 ({rev}) (0)")]);
+        // The master entry names no backend: Cilium prints the family's
+        // unspecified address.
+        let none = if entry.frontend.starts_with('[') {
+            "[::]:0"
+        } else {
+            "0.0.0.0:0"
+        };
+        t.row([entry.frontend.clone(), format!("{none} ({rev}) (0)")]);
         let proto = entry
             .frontend
             .rsplit_once('/')
@@ -89,6 +96,21 @@ mod tests {
              \x20                  10.200.0.6:8080/TCP (1) (3)\n\
              10.96.0.2:53/UDP   0.0.0.0:0 (2) (0)\n\
              \x20                  10.200.0.7:53/UDP (2) (1)\n"
+        );
+    }
+
+    #[test]
+    fn ipv6_frontends_are_bracketed_with_an_ipv6_master() {
+        let entries = vec![LbEntry {
+            frontend: "[f00d::1]:80/TCP".into(),
+            rev_nat_index: 4,
+            slots: vec!["[f00d::a0a:0:0:5]:8080 (id 7)".into()],
+        }];
+        assert_eq!(
+            render(&entries),
+            "SERVICE ADDRESS    BACKEND ADDRESS (REVNAT_ID) (SLOT)\n\
+             [f00d::1]:80/TCP   [::]:0 (4) (0)\n\
+             \x20                  [f00d::a0a:0:0:5]:8080/TCP (4) (1)\n"
         );
     }
 

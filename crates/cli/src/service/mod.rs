@@ -47,8 +47,8 @@ pub fn render(services: &[Service]) -> String {
         let spec = &svc.spec;
         let proto = protocol_name(&spec.frontend_address.protocol);
         let frontend = format!(
-            "{}:{}/{proto}",
-            spec.frontend_address.ip, spec.frontend_address.port
+            "{}/{proto}",
+            host_port(&spec.frontend_address.ip, spec.frontend_address.port)
         );
         let kind = if spec.flags.kind.is_empty() {
             "ClusterIP".to_string()
@@ -65,7 +65,11 @@ pub fn render(services: &[Service]) -> String {
             } else {
                 &b.state
             };
-            let backend = format!("{} => {}:{}/{proto} ({state})", i + 1, b.ip, b.port);
+            let backend = format!(
+                "{} => {}/{proto} ({state})",
+                i + 1,
+                host_port(&b.ip, b.port)
+            );
             if i == 0 {
                 t.row([spec.id.to_string(), frontend.clone(), kind.clone(), backend]);
             } else {
@@ -74,6 +78,15 @@ pub fn render(services: &[Service]) -> String {
         }
     }
     t.render()
+}
+
+/// `10.96.0.1:80`, or `[f00d::1]:80` for an IPv6 address, as Cilium prints.
+fn host_port(ip: &str, port: u16) -> String {
+    if ip.contains(':') {
+        format!("[{ip}]:{port}")
+    } else {
+        format!("{ip}:{port}")
+    }
 }
 
 /// "TCP" when the agent left the protocol out (its default).
@@ -149,6 +162,20 @@ mod tests {
         let text = render(&[service(3, "10.96.0.3:443", "", &[("10.0.0.1:443", "")])]);
         assert!(
             text.contains("10.96.0.3:443/TCP   ClusterIP      1 => 10.0.0.1:443/TCP (active)"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn ipv6_addresses_are_bracketed() {
+        let mut svc = service(4, "0:80", "TCP", &[("0:8080", "active")]);
+        svc.spec.frontend_address.ip = "f00d::1".into();
+        svc.spec.backend_addresses[0].ip = "f00d::a0a:0:0:5".into();
+        let text = render(&[svc]);
+        assert!(
+            text.contains(
+                "4    [f00d::1]:80/TCP   ClusterIP      1 => [f00d::a0a:0:0:5]:8080/TCP (active)"
+            ),
             "{text}"
         );
     }

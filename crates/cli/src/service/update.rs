@@ -3,7 +3,7 @@
 //! here so typos fail before anything is sent; the protocol and the rest are
 //! the agent's to judge, and its message is printed as it is.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv6Addr};
 
 use anyhow::{anyhow, bail, Result};
 use api::{BackendAddress, Client, FrontendAddress, ServiceFlags, ServiceSpec};
@@ -140,15 +140,27 @@ pub fn build_spec(args: &UpdateArgs) -> Result<ServiceSpec, String> {
     })
 }
 
-/// `10.96.0.1:80` → (10.96.0.1, 80); errors name the flag and the value.
-pub fn parse_ip_port(flag: &str, text: &str) -> Result<(Ipv4Addr, u16), String> {
+/// `10.96.0.1:80` → (10.96.0.1, 80), `[f00d::1]:80` → (f00d::1, 80) as
+/// Cilium writes them; errors name the flag and the value.
+pub fn parse_ip_port(flag: &str, text: &str) -> Result<(IpAddr, u16), String> {
     let text = text.trim();
-    let (ip, port) = text
-        .rsplit_once(':')
-        .ok_or_else(|| format!("{flag} {text:?}: expected IPv4:PORT, e.g. 10.96.0.1:80"))?;
-    let ip: Ipv4Addr = ip
-        .parse()
-        .map_err(|_| format!("{flag} {text:?}: {ip:?} is not an IPv4 address"))?;
+    let (ip, port) = text.rsplit_once(':').ok_or_else(|| {
+        format!("{flag} {text:?}: expected IP:PORT, e.g. 10.96.0.1:80 or [f00d::1]:80")
+    })?;
+    let ip: IpAddr = match ip.strip_prefix('[').and_then(|ip| ip.strip_suffix(']')) {
+        Some(v6) => v6
+            .parse::<Ipv6Addr>()
+            .map_err(|_| format!("{flag} {text:?}: {v6:?} is not an IPv6 address"))?
+            .into(),
+        None if ip.parse::<Ipv6Addr>().is_ok() => {
+            return Err(format!(
+            "{flag} {text:?}: an IPv6 address takes brackets before its port, e.g. [{ip}]:{port}"
+        ))
+        }
+        None => ip
+            .parse()
+            .map_err(|_| format!("{flag} {text:?}: {ip:?} is not an IP address"))?,
+    };
     let port: u16 =
         port.parse().ok().filter(|p| *p != 0).ok_or_else(|| {
             format!("{flag} {text:?}: port {port:?} is not a number from 1 to 65535")
@@ -265,12 +277,16 @@ mod tests {
     #[test]
     fn bad_addresses_name_flag_and_value() {
         let cases = [
-            ("10.96.0.1", "--frontend \"10.96.0.1\": expected IPv4:PORT"),
-            ("10.96.0:80", "\"10.96.0\" is not an IPv4 address"),
+            ("10.96.0.1", "--frontend \"10.96.0.1\": expected IP:PORT"),
+            ("10.96.0:80", "\"10.96.0\" is not an IP address"),
             ("10.96.0.1:0", "port \"0\" is not a number from 1 to 65535"),
             ("10.96.0.1:65536", "port \"65536\""),
             ("10.96.0.1:http", "port \"http\""),
-            ("fd00::1:80", "\"fd00::1\" is not an IPv4 address"),
+            (
+                "fd00::1:80",
+                "takes brackets before its port, e.g. [fd00::1]:80",
+            ),
+            ("[fd00::g]:80", "\"fd00::g\" is not an IPv6 address"),
         ];
         for (frontend, want) in cases {
             let err = spec(&[
@@ -294,6 +310,23 @@ mod tests {
         ])
         .unwrap_err();
         assert!(err.contains("--backends[1] \"10.0.0.300:80\""), "{err}");
+    }
+
+    #[test]
+    fn ipv6_addresses_are_bracketed_as_cilium_writes_them() {
+        let s = spec(&[
+            "--id",
+            "6",
+            "--frontend",
+            "[f00d::1]:80",
+            "--backends",
+            "[f00d::a0a:0:0:5]:8080",
+        ])
+        .unwrap();
+        assert_eq!(s.frontend_address.ip, "f00d::1");
+        assert_eq!(s.frontend_address.port, 80);
+        assert_eq!(s.backend_addresses[0].ip, "f00d::a0a:0:0:5");
+        assert_eq!(s.backend_addresses[0].port, 8080);
     }
 
     #[test]
