@@ -1,10 +1,11 @@
 //! The Cilium objects that carry cluster state through the API server in
 //! CRD mode, built and read here: CiliumIdentity (a number and the labels
 //! it stands for), CiliumEndpoint (a pod's address, identity and node) and
-//! CiliumNode (a node's address and pod CIDR). Pure: no IO.
+//! CiliumNode (a node's addresses and pod CIDRs). Both address families,
+//! as a dual-stack Cilium writes them. Pure: no IO.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ObjectMeta};
 use policy::{Label, Labels};
@@ -73,7 +74,9 @@ pub struct EndpointView {
     pub endpoint_id: u16,
     pub identity: u32,
     pub labels: Vec<String>,
-    pub ipv4: Ipv4Addr,
+    /// The pod's addresses; at least one is set.
+    pub ipv4: Option<Ipv4Addr>,
+    pub ipv6: Option<Ipv6Addr>,
     /// The node's address: where to tunnel to.
     pub node_ip: Ipv4Addr,
     /// `(name, port, protocol)`.
@@ -104,6 +107,15 @@ pub fn endpoint_object(
         .iter()
         .map(|(name, port, protocol)| json!({"name": name, "port": port, "protocol": protocol}))
         .collect();
+    // One address pair, as Cilium's AddressPair: a family the pod lacks
+    // is left out.
+    let mut pair = serde_json::Map::new();
+    if let Some(ip) = view.ipv4 {
+        pair.insert("ipv4".into(), ip.to_string().into());
+    }
+    if let Some(ip) = view.ipv6 {
+        pair.insert("ipv6".into(), ip.to_string().into());
+    }
     object(
         &endpoint_resource(),
         ObjectMeta {
@@ -116,7 +128,7 @@ pub fn endpoint_object(
             "id": view.endpoint_id,
             "identity": {"id": view.identity, "labels": view.labels},
             "networking": {
-                "addressing": [{"ipv4": view.ipv4.to_string()}],
+                "addressing": [pair],
                 "node": view.node_ip.to_string(),
             },
             "named-ports": named_ports,
@@ -125,17 +137,42 @@ pub fn endpoint_object(
     )
 }
 
-/// `(pod address, identity, node address)` of a CiliumEndpoint.
-pub fn parse_endpoint(object: &DynamicObject) -> Option<(Ipv4Addr, u32, Ipv4Addr)> {
+/// Where a CiliumEndpoint's pod is, as other nodes' ipcaches need it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointPlace {
+    /// Every address of every pair, IPv4 and IPv6; never empty.
+    pub ips: Vec<IpAddr>,
+    pub identity: u32,
+    pub node_ip: Ipv4Addr,
+}
+
+/// A CiliumEndpoint's addresses, identity and node; `None` if it lacks
+/// one of them (an address that does not parse is left out).
+pub fn parse_endpoint(object: &DynamicObject) -> Option<EndpointPlace> {
     let status = object.data.get("status")?;
     let identity = u32::try_from(status.pointer("/identity/id")?.as_u64()?).ok()?;
-    let ipv4 = status
-        .pointer("/networking/addressing/0/ipv4")?
-        .as_str()?
-        .parse()
-        .ok()?;
-    let node = status.pointer("/networking/node")?.as_str()?.parse().ok()?;
-    Some((ipv4, identity, node))
+    let ips: Vec<IpAddr> = status
+        .pointer("/networking/addressing")?
+        .as_array()?
+        .iter()
+        .flat_map(|pair| {
+            let v4 = pair.get("ipv4").and_then(Value::as_str);
+            let v6 = pair.get("ipv6").and_then(Value::as_str);
+            let v4 = v4
+                .and_then(|ip| ip.parse::<Ipv4Addr>().ok())
+                .map(IpAddr::V4);
+            let v6 = v6
+                .and_then(|ip| ip.parse::<Ipv6Addr>().ok())
+                .map(IpAddr::V6);
+            v4.into_iter().chain(v6)
+        })
+        .collect();
+    let node_ip = status.pointer("/networking/node")?.as_str()?.parse().ok()?;
+    (!ips.is_empty()).then_some(EndpointPlace {
+        ips,
+        identity,
+        node_ip,
+    })
 }
 
 /// The named ports a CiliumEndpoint lists: `(name, port, protocol)`.
@@ -159,62 +196,103 @@ pub fn endpoint_named_ports(object: &DynamicObject) -> Vec<(String, u16, String)
         .collect()
 }
 
-/// This node's CiliumNode.
-pub fn node_object(
-    name: &str,
-    ip: Ipv4Addr,
-    pod_cidr: &str,
-    health: Option<Ipv4Addr>,
-) -> DynamicObject {
+/// What a CiliumNode says about its node, and what this node writes in
+/// its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeView {
+    pub name: String,
+    /// The InternalIP address (the underlay is IPv4).
+    pub ipv4: Ipv4Addr,
+    /// The IPv4 pod CIDR, on a node with IPv4 pods.
+    pub pod_cidr: Option<String>,
+    /// The IPv6 pod CIDR, on a node with IPv6.
+    pub ipv6_pod_cidr: Option<String>,
+    /// The node's router addresses (`cilium_host`): its CiliumInternalIPs.
+    pub router_ips: Vec<IpAddr>,
+    pub health_ipv4: Option<Ipv4Addr>,
+}
+
+/// This node's CiliumNode: InternalIP then CiliumInternalIPs, pod CIDRs
+/// IPv4 first, as a dual-stack Cilium with cluster-pool IPAM writes them.
+pub fn node_object(node: &NodeView) -> DynamicObject {
+    let addresses: Vec<Value> = std::iter::once(("InternalIP", IpAddr::V4(node.ipv4)))
+        .chain(node.router_ips.iter().map(|ip| ("CiliumInternalIP", *ip)))
+        .map(|(kind, ip)| json!({"type": kind, "ip": ip.to_string()}))
+        .collect();
+    let pod_cidrs: Vec<&str> = node
+        .pod_cidr
+        .as_deref()
+        .into_iter()
+        .chain(node.ipv6_pod_cidr.as_deref())
+        .collect();
     let mut spec = json!({
-        "addresses": [{"type": "InternalIP", "ip": ip.to_string()}],
-        "ipam": {"podCIDRs": [pod_cidr]},
+        "addresses": addresses,
+        "ipam": {"podCIDRs": pod_cidrs},
     });
-    if let Some(health) = health {
+    if let Some(health) = node.health_ipv4 {
         spec["health"] = json!({"ipv4": health.to_string()});
     }
     object(
         &node_resource(),
         ObjectMeta {
-            name: Some(name.into()),
+            name: Some(node.name.clone()),
             ..Default::default()
         },
         json!({ "spec": spec }),
     )
 }
 
-/// What a CiliumNode says about its node.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NodeView {
-    pub name: String,
-    /// The InternalIP address.
-    pub ipv4: Ipv4Addr,
-    /// The first pod CIDR.
-    pub pod_cidr: String,
-    pub health_ipv4: Option<Ipv4Addr>,
-}
-
-/// A CiliumNode's node, if it names an InternalIP and a pod CIDR.
+/// A CiliumNode's node, if it names an IPv4 InternalIP (the underlay) and
+/// a pod CIDR; its pod CIDR of each family and its router addresses.
 pub fn parse_node(object: &DynamicObject) -> Option<NodeView> {
     let spec = object.data.get("spec")?;
-    let ipv4 = spec
+    let addresses: Vec<(&str, IpAddr)> = spec
         .get("addresses")?
         .as_array()?
         .iter()
-        .find(|a| a.get("type").and_then(Value::as_str) == Some("InternalIP"))?
-        .get("ip")?
-        .as_str()?
-        .parse()
-        .ok()?;
-    let pod_cidr = spec.pointer("/ipam/podCIDRs/0")?.as_str()?.to_string();
+        .filter_map(|a| {
+            let kind = a.get("type")?.as_str()?;
+            Some((kind, a.get("ip")?.as_str()?.parse().ok()?))
+        })
+        .collect();
+    let ipv4 = addresses.iter().find_map(|(kind, ip)| match ip {
+        IpAddr::V4(ip) if *kind == "InternalIP" => Some(*ip),
+        _ => None,
+    })?;
+    let router_ips = addresses
+        .iter()
+        .filter(|(kind, _)| *kind == "CiliumInternalIP")
+        .map(|(_, ip)| *ip)
+        .collect();
+    let pod_cidrs: Vec<&str> = spec
+        .pointer("/ipam/podCIDRs")?
+        .as_array()?
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let of_family = |v6: bool| {
+        pod_cidrs
+            .iter()
+            .find(|cidr| {
+                let ip = cidr.split('/').next().unwrap_or_default();
+                ip.parse::<IpAddr>().is_ok_and(|ip| ip.is_ipv6() == v6)
+            })
+            .map(|cidr| cidr.to_string())
+    };
     let health_ipv4 = spec
         .pointer("/health/ipv4")
         .and_then(Value::as_str)
         .and_then(|ip| ip.parse().ok());
+    let (pod_cidr, ipv6_pod_cidr) = (of_family(false), of_family(true));
+    if pod_cidr.is_none() && ipv6_pod_cidr.is_none() {
+        return None;
+    }
     Some(NodeView {
         name: object.metadata.name.clone()?,
         ipv4,
         pod_cidr,
+        ipv6_pod_cidr,
+        router_ips,
         health_ipv4,
     })
 }
@@ -223,6 +301,32 @@ pub fn parse_node(object: &DynamicObject) -> Option<NodeView> {
 mod tests {
     use super::*;
 
+    fn view(ipv4: Option<Ipv4Addr>, ipv6: Option<Ipv6Addr>) -> EndpointView {
+        EndpointView {
+            endpoint_id: 7,
+            identity: 4242,
+            labels: vec!["k8s:app=web".into()],
+            ipv4,
+            ipv6,
+            node_ip: Ipv4Addr::new(192, 168, 0, 11),
+            named_ports: vec![("http".into(), 8080, "TCP".into())],
+        }
+    }
+
+    fn node() -> NodeView {
+        NodeView {
+            name: "node1".into(),
+            ipv4: Ipv4Addr::new(192, 168, 0, 11),
+            pod_cidr: Some("10.0.1.0/24".into()),
+            ipv6_pod_cidr: Some("f00d::c0a8:b00:0/96".into()),
+            router_ips: vec![
+                "10.0.1.1".parse().unwrap(),
+                "f00d::c0a8:b00:1".parse().unwrap(),
+            ],
+            health_ipv4: Some(Ipv4Addr::new(10, 0, 1, 9)),
+        }
+    }
+
     #[test]
     fn objects_read_back_as_written() {
         let labels =
@@ -230,37 +334,136 @@ mod tests {
         let identity = identity_object(4242, &labels);
         assert_eq!(parse_identity(&identity), Some((4242, labels)));
 
-        let view = EndpointView {
-            endpoint_id: 7,
-            identity: 4242,
-            labels: vec!["k8s:app=web".into()],
-            ipv4: Ipv4Addr::new(10, 0, 1, 5),
-            node_ip: Ipv4Addr::new(192, 168, 0, 11),
-            named_ports: vec![("http".into(), 8080, "TCP".into())],
-        };
+        let view = view(Some(Ipv4Addr::new(10, 0, 1, 5)), None);
         let endpoint = endpoint_object("shop", "web-1", Some("uid-1"), &view);
         assert_eq!(
             parse_endpoint(&endpoint),
-            Some((view.ipv4, 4242, view.node_ip))
+            Some(EndpointPlace {
+                ips: vec!["10.0.1.5".parse().unwrap()],
+                identity: 4242,
+                node_ip: view.node_ip
+            })
         );
         assert_eq!(endpoint_named_ports(&endpoint), view.named_ports);
         assert_eq!(endpoint.metadata.owner_references.unwrap()[0].uid, "uid-1");
 
-        let health = Some(Ipv4Addr::new(10, 0, 1, 9));
-        let node = node_object(
-            "node1",
-            Ipv4Addr::new(192, 168, 0, 11),
-            "10.0.1.0/24",
-            health,
+        let node = node();
+        assert_eq!(parse_node(&node_object(&node)), Some(node));
+    }
+
+    #[test]
+    fn a_dual_stack_endpoint_is_one_address_pair() {
+        let v6: Ipv6Addr = "f00d::a00:105".parse().unwrap();
+        let endpoint = endpoint_object(
+            "shop",
+            "web-1",
+            None,
+            &view(Some(Ipv4Addr::new(10, 0, 1, 5)), Some(v6)),
         );
         assert_eq!(
-            parse_node(&node),
-            Some(NodeView {
-                name: "node1".into(),
-                ipv4: Ipv4Addr::new(192, 168, 0, 11),
-                pod_cidr: "10.0.1.0/24".into(),
-                health_ipv4: health,
-            })
+            endpoint.data.pointer("/status/networking/addressing"),
+            Some(&json!([{"ipv4": "10.0.1.5", "ipv6": "f00d::a00:105"}]))
         );
+        let place = parse_endpoint(&endpoint).unwrap();
+        assert_eq!(
+            place.ips,
+            ["10.0.1.5".parse::<IpAddr>().unwrap(), v6.into()]
+        );
+
+        // IPv6 only: the pair has no ipv4, and the endpoint still counts.
+        let endpoint = endpoint_object("shop", "web-2", None, &view(None, Some(v6)));
+        assert_eq!(
+            endpoint.data.pointer("/status/networking/addressing"),
+            Some(&json!([{"ipv6": "f00d::a00:105"}]))
+        );
+        assert_eq!(parse_endpoint(&endpoint).unwrap().ips, [IpAddr::from(v6)]);
+    }
+
+    #[test]
+    fn endpoints_from_cilium_read_every_pair_and_skip_bad_addresses() {
+        let endpoint: DynamicObject = serde_json::from_value(json!({
+            "metadata": {"name": "a", "namespace": "b"},
+            "status": {
+                "identity": {"id": 9},
+                "networking": {
+                    "node": "192.168.0.12",
+                    "addressing": [{"ipv4": "10.0.2.4"}, {"ipv6": "fd00::4"}, {"ipv6": "nope"}],
+                },
+            },
+        }))
+        .unwrap();
+        let place = parse_endpoint(&endpoint).unwrap();
+        assert_eq!(
+            place.ips,
+            [
+                "10.0.2.4".parse::<IpAddr>().unwrap(),
+                "fd00::4".parse().unwrap()
+            ]
+        );
+        let mut empty = endpoint.clone();
+        empty.data["status"]["networking"]["addressing"] = json!([{}]);
+        assert_eq!(parse_endpoint(&empty), None);
+    }
+
+    #[test]
+    fn a_dual_stack_node_lists_both_cidrs_and_router_addresses() {
+        let object = node_object(&node());
+        assert_eq!(
+            object.data.pointer("/spec/ipam/podCIDRs"),
+            Some(&json!(["10.0.1.0/24", "f00d::c0a8:b00:0/96"]))
+        );
+        assert_eq!(
+            object.data.pointer("/spec/addresses"),
+            Some(&json!([
+                {"type": "InternalIP", "ip": "192.168.0.11"},
+                {"type": "CiliumInternalIP", "ip": "10.0.1.1"},
+                {"type": "CiliumInternalIP", "ip": "f00d::c0a8:b00:1"},
+            ]))
+        );
+        // A node without IPv6 writes what it wrote before.
+        let v4_only = NodeView {
+            ipv6_pod_cidr: None,
+            router_ips: vec![],
+            ..node()
+        };
+        assert_eq!(
+            node_object(&v4_only).data.pointer("/spec/ipam/podCIDRs"),
+            Some(&json!(["10.0.1.0/24"]))
+        );
+        assert_eq!(parse_node(&node_object(&v4_only)), Some(v4_only));
+        let v6_only = NodeView {
+            pod_cidr: None,
+            ..node()
+        };
+        assert_eq!(
+            node_object(&v6_only).data.pointer("/spec/ipam/podCIDRs"),
+            Some(&json!(["f00d::c0a8:b00:0/96"]))
+        );
+        assert_eq!(parse_node(&node_object(&v6_only)), Some(v6_only));
+        let none = NodeView {
+            pod_cidr: None,
+            ipv6_pod_cidr: None,
+            ..node()
+        };
+        assert_eq!(parse_node(&node_object(&none)), None);
+    }
+
+    #[test]
+    fn a_node_is_read_by_family_whatever_the_order() {
+        let object: DynamicObject = serde_json::from_value(json!({
+            "metadata": {"name": "n"},
+            "spec": {
+                "addresses": [
+                    {"type": "InternalIP", "ip": "fd00::11"},
+                    {"type": "InternalIP", "ip": "192.168.0.11"},
+                ],
+                "ipam": {"podCIDRs": ["fd00:10:244:1::/64", "10.244.1.0/24"]},
+            },
+        }))
+        .unwrap();
+        let node = parse_node(&object).unwrap();
+        assert_eq!(node.ipv4, Ipv4Addr::new(192, 168, 0, 11));
+        assert_eq!(node.pod_cidr.as_deref(), Some("10.244.1.0/24"));
+        assert_eq!(node.ipv6_pod_cidr.as_deref(), Some("fd00:10:244:1::/64"));
     }
 }

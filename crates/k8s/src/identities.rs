@@ -127,7 +127,9 @@ impl CrdAllocator {
             .list(&ListParams::default())
             .await?
             .iter()
-            .filter_map(|cep| crate::cilium_objects::parse_endpoint(cep).map(|(_, id, _)| id))
+            .filter_map(|cep| {
+                crate::cilium_objects::parse_endpoint(cep).map(|place| place.identity)
+            })
             .collect();
         used.extend(self.known().refs.keys().copied());
         let mut deleted = Vec::new();

@@ -385,7 +385,8 @@ impl Daemon {
                 endpoint_id: ep.id,
                 identity: ep.identity,
                 labels: ep.labels.to_strings(),
-                ipv4: ep.ipv4,
+                ipv4: Some(ep.ipv4),
+                ipv6: ep.ipv6,
                 node_ip: self.cluster.node_ip(),
                 named_ports: ep
                     .to_model(&ep.labels)
