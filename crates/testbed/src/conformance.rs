@@ -9,10 +9,18 @@
 //! probes use fresh source ports), each case starts from "no policy", and all
 //! probes of a case run at once to keep expected drops cheap.
 //!
-//! Policy text may use placeholders filled from the fixture: `{EXT_NET}` (the
-//! outside /24), `{EXT}` and `{EXT2}` (the outside hosts' addresses),
-//! `{POD_NET}` (the agent's pod range) and `{HOST}` (the node address pods
-//! probe as `host`).
+//! Pods and outside hosts are dual-stack, and every case runs over both
+//! families: each probe is sent once to the peer's IPv4 address and once to
+//! its IPv6 address, with the same expectation. Policy text may use
+//! placeholders, filled per family from the fixture: `{EXT_NET}` (the
+//! outside /24 or /64), `{EXT}` and `{EXT2}` (the outside hosts' /32 or
+//! /128), `{POD_NET}` (the agent's pod range), `{HOST}` (the node address
+//! pods probe as `host`), `{ANY}` (`0.0.0.0/0` or `::/0`), `{ECHO}` (an
+//! `icmps` field for the family's echo request) and `{WORLD}` (the name of
+//! the reserved identity outside addresses have: `world`, or `world-ipv6`
+//! as in a dual-stack Cilium). A policy that reads the
+//! same for both families is imported once and both families' probes run
+//! together; one that differs is imported, probed and deleted per family.
 
 mod evidence;
 mod external;
@@ -21,8 +29,8 @@ mod send;
 pub mod trace;
 
 use std::collections::BTreeSet;
-use std::fmt::Write as _;
-use std::net::Ipv4Addr;
+use std::fmt::{self, Write as _};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -49,6 +57,7 @@ const DROP_TIMEOUT: Duration = Duration::from_millis(400);
 const PASS_TIMEOUT: Duration = Duration::from_secs(2);
 /// Cilium's reserved identity of the local node.
 const IDENTITY_HOST: u32 = 1;
+const PROTO_ICMPV6: u8 = 58;
 const REALIZE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A pod of the fixture: name and labels (`source:key=value`).
@@ -68,6 +77,24 @@ pub struct Case {
     pub probes: &'static [&'static str],
 }
 
+/// An address family; every case runs over both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Family {
+    V4,
+    V6,
+}
+
+pub const FAMILIES: [Family; 2] = [Family::V4, Family::V6];
+
+impl fmt::Display for Family {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Family::V4 => "IPv4",
+            Family::V6 => "IPv6",
+        })
+    }
+}
+
 /// The fixture. Fields drop in order: servers and the monitor, then the
 /// pods (their endpoints need the agent), the agent, and the outside.
 pub struct Cluster {
@@ -80,31 +107,44 @@ pub struct Cluster {
     outside: Outside,
     _forwarding: ForwardingGuard,
     pod_range: String,
+    pod_range6: String,
     host_ip: Ipv4Addr,
+    host_ip6: Ipv6Addr,
     ping: Option<Vec<String>>,
 }
 
 impl Cluster {
     /// The outside hosts first (so the agent sees their gateways as host
-    /// addresses), then the agent on a range of its own, pods, servers.
+    /// addresses), then the agent (IPv6 on) on a range of its own,
+    /// dual-stack pods, servers.
     pub fn start(pods: &[PodSpec]) -> Result<Cluster> {
         let forwarding = ForwardingGuard::enable()?;
         let outside = Outside::create(2, EXTERNAL_TCP_PORT, EXTERNAL_UDP_PORT)?;
-        let options = AgentOptions::default().with_unique_range();
+        let mut options = AgentOptions::default().with_unique_range();
+        options.extra_args.push("--enable-ipv6=true".into());
         let pod_range = options.ipv4_range.clone().context("unique range")?;
         let agent = Agent::start_with(options)?;
-        let host_ip = outside.hosts[0].gateway;
+        let pod_range6 = agent
+            .client()
+            .config()?
+            .status
+            .addressing
+            .ipv6
+            .context("the agent has no IPv6 addressing")?
+            .alloc_range;
+        let (host_ip, host_ip6) = (outside.hosts[0].gateway, outside.hosts[0].gateway6);
         let ipcache = agent.cli_ok(&["bpf", "ipcache", "list"])?;
-        let host_row = format!("{host_ip}/32");
-        if !ipcache
-            .lines()
-            .any(|l| l.starts_with(&host_row) && l.contains("identity=1 "))
-        {
-            bail!("{host_ip} (a host address) is not identity 1 in the ipcache:\n{ipcache}");
+        for row in [format!("{host_ip}/32"), format!("{host_ip6}/128")] {
+            if !ipcache
+                .lines()
+                .any(|l| l.starts_with(&row) && l.contains("identity=1 "))
+            {
+                bail!("{row} (a host address) is not identity 1 in the ipcache:\n{ipcache}");
+            }
         }
         let mut created = Vec::new();
         for spec in pods {
-            created.push(Pod::create(&agent, spec.name, spec.labels)?);
+            created.push(Pod::create_dual_stack(&agent, spec.name, spec.labels)?);
         }
         let mut tcp_servers = Vec::new();
         let mut udp_servers = Vec::new();
@@ -130,7 +170,9 @@ impl Cluster {
             outside,
             _forwarding: forwarding,
             pod_range,
+            pod_range6,
             host_ip,
+            host_ip6,
             ping,
         })
     }
@@ -146,14 +188,34 @@ impl Cluster {
             .unwrap_or_else(|| panic!("no pod {name:?} in this fixture"))
     }
 
-    /// Fills the placeholders of a case's policy text.
-    pub fn render(&self, policy: &str) -> String {
+    /// Fills the placeholders of a case's policy text for one family.
+    pub fn render(&self, policy: &str, family: Family) -> String {
+        let ext = |i: usize| host_prefix(self.address(&Peer::External(i), family));
+        let (ext_net, pod_net, any, echo, world) = match family {
+            Family::V4 => (
+                &self.outside.network,
+                &self.pod_range,
+                "0.0.0.0/0",
+                "type: 8, family: IPv4",
+                "world",
+            ),
+            Family::V6 => (
+                &self.outside.network6,
+                &self.pod_range6,
+                "::/0",
+                "type: 128, family: IPv6",
+                "world-ipv6",
+            ),
+        };
         policy
-            .replace("{EXT_NET}", &self.outside.network)
-            .replace("{EXT2}", &self.outside.hosts[1].address.to_string())
-            .replace("{EXT}", &self.outside.hosts[0].address.to_string())
-            .replace("{POD_NET}", &self.pod_range)
-            .replace("{HOST}", &self.host_ip.to_string())
+            .replace("{EXT_NET}", ext_net)
+            .replace("{EXT2}", &ext(1))
+            .replace("{EXT}", &ext(0))
+            .replace("{POD_NET}", pod_net)
+            .replace("{HOST}", &self.address(&Peer::Host, family).to_string())
+            .replace("{ANY}", any)
+            .replace("{ECHO}", echo)
+            .replace("{WORLD}", world)
     }
 
     /// Runs every case; returns one message per disagreement (empty = all
@@ -195,10 +257,11 @@ impl Cluster {
         );
     }
 
-    /// Import, probe, check, delete. Returns the problems found (at most one
-    /// message, with diagnostics) and the revision of the deletion.
+    /// Import, probe, check, delete: once for both families when the
+    /// policy reads the same for both, else once per family. Returns the
+    /// problems found (at most one message per import, with diagnostics)
+    /// and the revision of the last deletion.
     fn run_case(&mut self, case: &Case) -> Result<(Vec<String>, u64)> {
-        let policy = self.render(case.policy);
         let probes: Vec<Probe> = case.probes.iter().map(|l| Probe::parse(l)).collect();
         let distinct: BTreeSet<String> = probes
             .iter()
@@ -217,9 +280,33 @@ impl Cluster {
                 }
             }
         }
+        let v4 = self.render(case.policy, Family::V4);
+        let v6 = self.render(case.policy, Family::V6);
+        let passes = if v4 == v6 {
+            vec![(v4, FAMILIES.to_vec())]
+        } else {
+            vec![(v4, vec![Family::V4]), (v6, vec![Family::V6])]
+        };
+        let mut problems = Vec::new();
+        let mut revision = 0;
+        for (policy, families) in passes {
+            problems.extend(self.run_pass(&policy, &probes, &families)?);
+            let out = self.agent.cli_ok(&["policy", "delete", "--all"])?;
+            revision = parse_revision(&out)?;
+        }
+        Ok((problems, revision))
+    }
 
+    /// Imports `policy`, sends every probe over each of `families` at once
+    /// and checks them; leaves the policy in place.
+    fn run_pass(
+        &mut self,
+        policy: &str,
+        probes: &[Probe],
+        families: &[Family],
+    ) -> Result<Option<String>> {
         let file = self.agent.temp_dir().join("case-policy.yaml");
-        std::fs::write(&file, &policy)?;
+        std::fs::write(&file, policy)?;
         let out = self
             .agent
             .cli(&["policy", "import", &file.display().to_string()]);
@@ -233,7 +320,11 @@ impl Cluster {
         self.wait_realized(parse_revision(&String::from_utf8_lossy(&out.stdout))?)?;
 
         self.monitor.clear();
-        let shots: Vec<Shot> = probes.iter().map(|p| self.aim(p)).collect();
+        let sent: Vec<(&Probe, Family)> = families
+            .iter()
+            .flat_map(|&family| probes.iter().map(move |p| (p, family)))
+            .collect();
+        let shots: Vec<Shot> = sent.iter().map(|(p, f)| self.aim(p, *f)).collect();
         let outcomes: Vec<(bool, Option<u16>)> = std::thread::scope(|scope| {
             let handles: Vec<_> = shots.iter().map(|s| scope.spawn(|| s.fire())).collect();
             handles
@@ -245,50 +336,42 @@ impl Cluster {
         let mut problems = Vec::new();
         let mut suspects = BTreeSet::new();
         let ipcache = trace::Ipcache::read(&self.agent.client())?;
-        for (probe, (passed, src_port)) in probes.iter().zip(&outcomes) {
+        for (&(probe, family), (passed, src_port)) in sent.iter().zip(&outcomes) {
             if self.is_skipped(probe) {
                 continue;
             }
-            if let Some(why) = self.trace_disagrees(probe, *passed, &ipcache)? {
+            let mut problem = |why: String| {
                 problems.push(why);
                 suspects.extend(
                     [&probe.from, &probe.to]
                         .into_iter()
                         .filter_map(|p| p.pod_name()),
                 );
+            };
+            if let Some(why) = self.trace_disagrees(probe, family, *passed, &ipcache)? {
+                problem(why);
             }
             if *passed != probe.expect.passes() {
-                problems.push(format!(
-                    "probe `{probe}`: the real packet {}",
+                problem(format!(
+                    "probe `{probe}` over {family}: the real packet {}",
                     if *passed { "passed" } else { "was dropped" }
                 ));
-                suspects.extend(
-                    [&probe.from, &probe.to]
-                        .into_iter()
-                        .filter_map(|p| p.pod_name()),
-                );
                 continue;
             }
-            let flow = self.flow(probe, *src_port);
+            let flow = self.flow(probe, family, *src_port);
             if let Err(why) = evidence::check(&mut self.monitor, &flow, *passed, probe.expect) {
-                problems.push(format!("probe `{probe}`: the monitor disagrees: {why}"));
-                suspects.extend(
-                    [&probe.from, &probe.to]
-                        .into_iter()
-                        .filter_map(|p| p.pod_name()),
-                );
+                problem(format!(
+                    "probe `{probe}` over {family}: the monitor disagrees: {why}"
+                ));
             }
         }
-        if !problems.is_empty() {
-            problems = vec![format!(
+        Ok((!problems.is_empty()).then(|| {
+            format!(
                 "{}\n{}",
                 problems.join("\n"),
-                self.diagnostics(&policy, &suspects)
-            )];
-        }
-
-        let out = self.agent.cli_ok(&["policy", "delete", "--all"])?;
-        Ok((problems, parse_revision(&out)?))
+                self.diagnostics(policy, &suspects)
+            )
+        }))
     }
 
     /// `cilium policy trace` for the probe, against what the real packet
@@ -296,6 +379,7 @@ impl Cluster {
     fn trace_disagrees(
         &self,
         probe: &Probe,
+        family: Family,
         passed: bool,
         ipcache: &trace::Ipcache,
     ) -> Result<Option<String>> {
@@ -304,16 +388,23 @@ impl Cluster {
                 p,
                 ipcache,
                 |name| self.pod(name).endpoint_id(),
-                |p| self.address(p),
+                |p| self.address(p, family),
             )
         };
         let port = probe.port.unwrap_or(self.host_listener.port());
         let client = self.agent.client();
-        let (allowed, log) =
-            trace::allowed(&client, peer(&probe.from), peer(&probe.to), probe, port)?;
+        let ipv6 = family == Family::V6;
+        let (allowed, log) = trace::allowed(
+            &client,
+            peer(&probe.from),
+            peer(&probe.to),
+            probe,
+            port,
+            ipv6,
+        )?;
         Ok((allowed != passed).then(|| {
             format!(
-                "probe `{probe}`: `cilium policy trace` says {} but the real packet {}; the trace:\n{}",
+                "probe `{probe}` over {family}: `cilium policy trace` says {} but the real packet {}; the trace:\n{}",
                 if allowed { "allowed" } else { "denied" },
                 if passed { "passed" } else { "was dropped" },
                 indent(&log)
@@ -332,11 +423,19 @@ impl Cluster {
         probe.proto == Proto::Icmp && self.ping.is_none()
     }
 
-    fn address(&self, peer: &Peer) -> Ipv4Addr {
-        match peer {
-            Peer::Pod(name) => self.pod(name).ip(),
-            Peer::Host => self.host_ip,
-            Peer::External(i) => self.outside.hosts[*i].address,
+    fn address(&self, peer: &Peer, family: Family) -> IpAddr {
+        match (peer, family) {
+            (Peer::Pod(name), Family::V4) => self.pod(name).ip().into(),
+            (Peer::Pod(name), Family::V6) => {
+                let pod = self.pod(name);
+                pod.ip6()
+                    .unwrap_or_else(|| panic!("pod {name} has no IPv6 address"))
+                    .into()
+            }
+            (Peer::Host, Family::V4) => self.host_ip.into(),
+            (Peer::Host, Family::V6) => self.host_ip6.into(),
+            (Peer::External(i), Family::V4) => self.outside.hosts[*i].address.into(),
+            (Peer::External(i), Family::V6) => self.outside.hosts[*i].address6.into(),
         }
     }
 
@@ -349,10 +448,10 @@ impl Cluster {
     }
 
     /// Everything a probe thread needs, resolved from the fixture.
-    fn aim(&self, probe: &Probe) -> Shot {
+    fn aim(&self, probe: &Probe, family: Family) -> Shot {
         Shot {
             origin: self.origin(&probe.from),
-            dst: self.address(&probe.to),
+            dst: self.address(&probe.to, family),
             port: probe.port.unwrap_or(self.host_listener.port()),
             proto: probe.proto,
             passes: probe.expect.passes(),
@@ -360,17 +459,21 @@ impl Cluster {
         }
     }
 
-    fn flow(&self, probe: &Probe, src_port: Option<u16>) -> Flow {
+    fn flow(&self, probe: &Probe, family: Family, src_port: Option<u16>) -> Flow {
         Flow {
-            src_ip: (probe.from != Peer::Host).then(|| self.address(&probe.from).to_string()),
+            src_ip: (probe.from != Peer::Host)
+                .then(|| self.address(&probe.from, family).to_string()),
             src_identity: (probe.from == Peer::Host).then_some(IDENTITY_HOST),
             src_port,
-            dst_ip: self.address(&probe.to).to_string(),
+            dst_ip: self.address(&probe.to, family).to_string(),
             dst_port: match probe.proto {
                 Proto::Icmp => None,
                 _ => Some(probe.port.unwrap_or(self.host_listener.port())),
             },
-            protocol: probe.proto.number(),
+            protocol: match (probe.proto, family) {
+                (Proto::Icmp, Family::V6) => PROTO_ICMPV6,
+                (proto, _) => proto.number(),
+            },
         }
     }
 
@@ -385,9 +488,10 @@ impl Cluster {
                 .agent
                 .cli_ok(&["bpf", "policy", "get", &id])
                 .unwrap_or_else(|e| format!("{e:#}"));
+            let ip6 = pod.ip6().map(|ip| format!(" {ip}")).unwrap_or_default();
             let _ = write!(
                 text,
-                "`cilium bpf policy get {id}` ({name}, {}, identity {identity}):\n{}\n",
+                "`cilium bpf policy get {id}` ({name}, {}{ip6}, identity {identity}):\n{}\n",
                 pod.ip(),
                 indent(&map)
             );
@@ -402,7 +506,7 @@ impl Cluster {
 /// One probe, ready to send from any thread.
 struct Shot {
     origin: Origin,
-    dst: Ipv4Addr,
+    dst: IpAddr,
     port: u16,
     proto: Proto,
     passes: bool,
@@ -432,6 +536,14 @@ impl Shot {
                 None => (self.passes, None),
             },
         }
+    }
+}
+
+/// A single address as a CIDR prefix (`/32` or `/128`).
+fn host_prefix(addr: IpAddr) -> String {
+    match addr {
+        IpAddr::V4(a) => format!("{a}/32"),
+        IpAddr::V6(a) => format!("{a}/128"),
     }
 }
 

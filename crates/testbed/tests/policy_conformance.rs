@@ -3,7 +3,10 @@
 //! with traffic it must let through and traffic it must drop, between netns
 //! pods, the node itself (`host`) and addresses outside the cluster
 //! (`ext`, `ext2`) against a real cilium-agent. The monitor's verdicts must
-//! agree with what the packets did.
+//! agree with what the packets did. Pods, outside hosts and the host are
+//! dual-stack: every case runs over IPv4 and over IPv6 (see
+//! `testbed::conformance`), CIDR cases with the family's prefixes and
+//! `icmps` cases with the family's echo request.
 //!
 //! Cast (namespace `alpha`): `web` (app=web, tier=backend), `client`
 //! (app=client, env=prod, container label role=tester), `other` (app=other).
@@ -240,11 +243,11 @@ fn label_sources_k8s_any_bare_container_reserved() {
                 probes: &["client -> web:80/tcp drop", "other -> web:80/tcp pass"],
             },
             Case {
-                name: "reserved: source selects the world identity",
+                name: "reserved: source selects the world identity (world-ipv6 over IPv6)",
                 policy: r#"
 - endpointSelector: {matchLabels: {app: web}}
   ingress:
-  - fromEndpoints: [{matchLabels: {"reserved:world": ""}}]
+  - fromEndpoints: [{matchLabels: {"reserved:{WORLD}": ""}}]
 "#,
                 probes: &["ext -> web:80/tcp pass", "client -> web:80/tcp drop"],
             },
@@ -637,7 +640,7 @@ fn deny_rules_beat_allows() {
   egress:
   - toEntities: [world]
   egressDeny:
-  - toCIDRSet: [{cidr: "{EXT_NET}", except: ["{EXT}/32"]}]
+  - toCIDRSet: [{cidr: "{EXT_NET}", except: ["{EXT}"]}]
 "#,
                 probes: &["client -> ext:80/tcp pass", "client -> ext2:80/tcp deny"],
             },
@@ -648,7 +651,7 @@ fn deny_rules_beat_allows() {
   egress:
   - toEntities: [world]
   egressDeny:
-  - toCIDR: ["{EXT2}/32"]
+  - toCIDR: ["{EXT2}"]
 "#,
                 probes: &["client -> ext:80/tcp pass", "client -> ext2:80/tcp deny"],
             },
@@ -754,7 +757,7 @@ fn cidr_rules_and_except() {
                 policy: r#"
 - endpointSelector: {matchLabels: {app: client}}
   egress:
-  - toCIDR: ["{EXT}/32"]
+  - toCIDR: ["{EXT}"]
 "#,
                 probes: &[
                     "client -> ext:80/tcp pass",
@@ -767,7 +770,7 @@ fn cidr_rules_and_except() {
                 policy: r#"
 - endpointSelector: {matchLabels: {app: client}}
   egress:
-  - toCIDRSet: [{cidr: "{EXT_NET}", except: ["{EXT2}/32"]}]
+  - toCIDRSet: [{cidr: "{EXT_NET}", except: ["{EXT2}"]}]
 "#,
                 probes: &[
                     "client -> ext:80/tcp pass",
@@ -780,7 +783,7 @@ fn cidr_rules_and_except() {
                 policy: r#"
 - endpointSelector: {matchLabels: {app: client}}
   egress:
-  - toCIDR: ["{POD_NET}", "{EXT}/32"]
+  - toCIDR: ["{POD_NET}", "{EXT}"]
 "#,
                 probes: &[
                     "client -> ext:80/tcp pass",
@@ -789,11 +792,11 @@ fn cidr_rules_and_except() {
                 ],
             },
             Case {
-                name: "toCIDR 0.0.0.0/0 is the world, not pods or the host",
+                name: "toCIDR 0.0.0.0/0 (::/0) is the world, not pods or the host",
                 policy: r#"
 - endpointSelector: {matchLabels: {app: client}}
   egress:
-  - toCIDR: ["0.0.0.0/0"]
+  - toCIDR: ["{ANY}"]
 "#,
                 probes: &[
                     "client -> ext:80/tcp pass",
@@ -806,7 +809,7 @@ fn cidr_rules_and_except() {
                 policy: r#"
 - endpointSelector: {matchLabels: {app: web}}
   ingress:
-  - fromCIDR: ["{EXT}/32"]
+  - fromCIDR: ["{EXT}"]
 "#,
                 probes: &[
                     "ext -> web:80/tcp pass",
@@ -819,7 +822,7 @@ fn cidr_rules_and_except() {
                 policy: r#"
 - endpointSelector: {matchLabels: {app: web}}
   ingress:
-  - fromCIDRSet: [{cidr: "{EXT_NET}", except: ["{EXT}/32"]}]
+  - fromCIDRSet: [{cidr: "{EXT_NET}", except: ["{EXT}"]}]
 "#,
                 probes: &[
                     "ext2 -> web:80/tcp pass",
@@ -832,7 +835,7 @@ fn cidr_rules_and_except() {
                 policy: r#"
 - endpointSelector: {matchLabels: {app: client}}
   egress:
-  - toCIDR: ["{EXT}/32"]
+  - toCIDR: ["{EXT}"]
     toPorts: [{ports: [{port: "80", protocol: TCP}]}]
 "#,
                 probes: &["client -> ext:80/tcp pass", "client -> ext:53/udp drop"],
@@ -973,7 +976,7 @@ spec:
   policyTypes: [Egress]
   egress:
   - to:
-    - ipBlock: {cidr: "{EXT_NET}", except: ["{EXT2}/32"]}
+    - ipBlock: {cidr: "{EXT_NET}", except: ["{EXT2}"]}
     - ipBlock: {cidr: "{POD_NET}"}
 "#,
                 probes: &[
@@ -1165,12 +1168,12 @@ fn icmp_type_rules() {
         PODS,
         &[
             Case {
-                name: "icmps type 8 allows echo requests only",
+                name: "icmps type 8 (ICMPv6 128) allows echo requests only",
                 policy: r#"
 - endpointSelector: {matchLabels: {app: web}}
   ingress:
   - fromEndpoints: [{matchLabels: {app: client}}]
-    icmps: [{fields: [{type: 8, family: IPv4}]}]
+    icmps: [{fields: [{{ECHO}}]}]
 "#,
                 probes: &[
                     "client -> web/icmp pass",
@@ -1194,7 +1197,7 @@ fn icmp_type_rules() {
 - endpointSelector: {matchLabels: {app: client}}
   egress:
   - toEndpoints: [{matchLabels: {app: web}}]
-    icmps: [{fields: [{type: 8}]}]
+    icmps: [{fields: [{{ECHO}}]}]
 "#,
                 probes: &[
                     "client -> web/icmp pass",
@@ -1210,7 +1213,7 @@ fn icmp_type_rules() {
   - fromEndpoints: [{matchLabels: {app: client}}]
   ingressDeny:
   - fromEndpoints: [{matchLabels: {app: client}}]
-    icmps: [{fields: [{type: 8, family: IPv4}]}]
+    icmps: [{fields: [{{ECHO}}]}]
 "#,
                 probes: &["client -> web:80/tcp pass", "client -> web/icmp deny"],
             },

@@ -6,7 +6,9 @@
 //! never carry a later probe that policy should drop.
 
 use std::io::{BufRead, BufReader, ErrorKind, Write};
-use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{
+    IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket,
+};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -35,7 +37,7 @@ impl Origin {
 }
 
 /// A TCP connection whose server's line arrives within `timeout`.
-pub fn tcp(origin: &Origin, dst: Ipv4Addr, port: u16, timeout: Duration) -> bool {
+pub fn tcp(origin: &Origin, dst: IpAddr, port: u16, timeout: Duration) -> bool {
     let addr = SocketAddr::from((dst, port));
     origin.run(move || {
         let Ok(conn) = TcpStream::connect_timeout(&addr, timeout) else {
@@ -62,13 +64,17 @@ fn next_udp_source() -> u16 {
 }
 
 /// A datagram echoed back within `timeout`; also the source port it used.
-pub fn udp(origin: &Origin, dst: Ipv4Addr, port: u16, timeout: Duration) -> (bool, u16) {
+pub fn udp(origin: &Origin, dst: IpAddr, port: u16, timeout: Duration) -> (bool, u16) {
     origin.run(move || {
         let mut last_port = 0;
         for _ in 0..5 {
             let source = next_udp_source();
             last_port = source;
-            let socket = match UdpSocket::bind((Ipv4Addr::UNSPECIFIED, source)) {
+            let any: IpAddr = match dst {
+                IpAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
+                IpAddr::V6(_) => Ipv6Addr::UNSPECIFIED.into(),
+            };
+            let socket = match UdpSocket::bind((any, source)) {
                 Ok(s) => s,
                 Err(e) if e.kind() == ErrorKind::AddrInUse => continue,
                 Err(_) => return (false, source),
@@ -105,8 +111,8 @@ pub fn find_ping() -> Option<Vec<String>> {
     None
 }
 
-/// One echo request answered within `wait_secs`.
-pub fn icmp(origin: &Origin, ping: &[String], dst: Ipv4Addr, wait_secs: u32) -> bool {
+/// One echo request (ICMPv6 to an IPv6 address) answered within `wait_secs`.
+pub fn icmp(origin: &Origin, ping: &[String], dst: IpAddr, wait_secs: u32) -> bool {
     let mut args: Vec<String> = Vec::new();
     if let Origin::Netns(path) = origin {
         args.extend([
@@ -116,15 +122,21 @@ pub fn icmp(origin: &Origin, ping: &[String], dst: Ipv4Addr, wait_secs: u32) -> 
         ]);
     }
     args.extend(ping.iter().cloned());
-    args.extend(["-c1".into(), format!("-W{wait_secs}"), dst.to_string()]);
+    let family = if dst.is_ipv6() { "-6" } else { "-4" };
+    args.extend([
+        family.into(),
+        "-c1".into(),
+        format!("-W{wait_secs}"),
+        dst.to_string(),
+    ]);
     Command::new(&args[0])
         .args(&args[1..])
         .output()
         .is_ok_and(|o| o.status.success())
 }
 
-/// A TCP listener in the host's namespace on a port the kernel picks,
-/// answering every connection with one line. Stops on drop.
+/// A TCP listener in the host's namespace on a port the kernel picks, for
+/// both families, answering every connection with one line. Stops on drop.
 pub struct HostListener {
     port: u16,
     stop: Arc<AtomicBool>,
@@ -133,7 +145,8 @@ pub struct HostListener {
 
 impl HostListener {
     pub fn start() -> Result<HostListener> {
-        let listener = TcpListener::bind((Ipv4Addr::UNSPECIFIED, 0))
+        // `[::]` takes IPv4 too (bindv6only is off).
+        let listener = TcpListener::bind((Ipv6Addr::UNSPECIFIED, 0))
             .context("cannot listen on TCP in the host namespace")?;
         let port = listener.local_addr()?.port();
         listener.set_nonblocking(true)?;

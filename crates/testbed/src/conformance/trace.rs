@@ -1,21 +1,25 @@
 //! `cilium policy trace` for every probe of a case: the agent's explanation
 //! must reach the verdict the real packet met. Peers are named as the
 //! datapath sees them: pods by endpoint, the node by `reserved:host`'s
-//! identity, outside addresses by the identity the ipcache gives them
-//! (longest prefix match, `reserved:world` when none).
+//! identity, outside addresses by the identity their family's ipcache gives
+//! them (longest prefix match; `reserved:world`, or `reserved:world-ipv6`
+//! for IPv6, when none).
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use anyhow::{Context, Result};
 use api::{BpfMapEntry, Client, TraceFrom, TracePort, TraceSelector, TraceTo};
 
 use super::probe::{Peer, Probe, Proto};
 
-/// Cilium's reserved identities of the node and of the outside world.
+/// Cilium's reserved identities of the node and of the outside world (the
+/// IPv6 outside is world-ipv6 in a dual-stack cluster).
 const IDENTITY_HOST: u32 = 1;
 const IDENTITY_WORLD: u32 = 2;
+const IDENTITY_WORLD_IPV6: u32 = 10;
 /// ICMP probes are echo requests: the trace's port is the message type.
 const ICMP_ECHO_REQUEST: u16 = 8;
+const ICMPV6_ECHO_REQUEST: u16 = 128;
 
 /// One side of a traced flow: an endpoint or an identity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,18 +28,18 @@ pub enum TracePeer {
     Identity(u32),
 }
 
-/// `(prefix, prefix length, identity)` rows of `cilium_ipcache`.
-pub struct Ipcache(Vec<(Ipv4Addr, u8, u32)>);
+/// `(prefix, prefix length, identity)` rows of `cilium_ipcache` and
+/// `cilium_ipcache6`.
+pub struct Ipcache(Vec<(IpAddr, u8, u32)>);
 
 impl Ipcache {
     pub fn read(client: &Client) -> Result<Ipcache> {
-        let map = client
-            .map_get("cilium_ipcache")
-            .context("reading cilium_ipcache for policy trace")?;
-        let rows = map
-            .entries
-            .iter()
-            .filter_map(|e| match e {
+        let mut rows = Vec::new();
+        for name in ["cilium_ipcache", "cilium_ipcache6"] {
+            let map = client
+                .map_get(name)
+                .with_context(|| format!("reading {name} for policy trace"))?;
+            rows.extend(map.entries.iter().filter_map(|e| match e {
                 BpfMapEntry::Ipcache {
                     prefix, identity, ..
                 } => {
@@ -43,28 +47,35 @@ impl Ipcache {
                     Some((addr.parse().ok()?, len.parse().ok()?, *identity))
                 }
                 _ => None,
-            })
-            .collect();
+            }));
+        }
         Ok(Ipcache(rows))
     }
 
     /// The identity the datapath gives `addr`.
-    pub fn identity_of(&self, addr: Ipv4Addr) -> u32 {
+    pub fn identity_of(&self, addr: IpAddr) -> u32 {
+        let world = match addr {
+            IpAddr::V4(_) => IDENTITY_WORLD,
+            IpAddr::V6(_) => IDENTITY_WORLD_IPV6,
+        };
         self.0
             .iter()
             .filter(|(prefix, len, _)| contains(*prefix, *len, addr))
             .max_by_key(|(_, len, _)| *len)
-            .map_or(IDENTITY_WORLD, |(_, _, id)| *id)
+            .map_or(world, |(_, _, id)| *id)
     }
 }
 
-fn contains(prefix: Ipv4Addr, len: u8, addr: Ipv4Addr) -> bool {
-    let mask = if len == 0 {
-        0
-    } else {
-        u32::MAX << (32 - u32::from(len.min(32)))
+fn contains(prefix: IpAddr, len: u8, addr: IpAddr) -> bool {
+    let (prefix, addr, bits) = match (prefix, addr) {
+        (IpAddr::V4(p), IpAddr::V4(a)) => (u128::from(u32::from(p)), u128::from(u32::from(a)), 32),
+        (IpAddr::V6(p), IpAddr::V6(a)) => (u128::from(p), u128::from(a), 128),
+        _ => return false,
     };
-    u32::from(prefix) & mask == u32::from(addr) & mask
+    let len = u32::from(len).min(bits);
+    let shift = bits - len;
+    let high = |v: u128| v.checked_shr(shift).unwrap_or(0);
+    len == 0 || high(prefix) == high(addr)
 }
 
 /// Names a peer for the trace: `endpoint` gives a pod's endpoint id,
@@ -73,7 +84,7 @@ pub fn peer(
     p: &Peer,
     ipcache: &Ipcache,
     endpoint: impl Fn(&str) -> u16,
-    address: impl Fn(&Peer) -> Ipv4Addr,
+    address: impl Fn(&Peer) -> IpAddr,
 ) -> TracePeer {
     match p {
         Peer::Pod(name) => TracePeer::Endpoint(endpoint(name)),
@@ -82,19 +93,21 @@ pub fn peer(
     }
 }
 
-/// The trace's verdict for a probe: `Ok(true)` when allowed, with the
-/// trace's log for the failure message.
+/// The trace's verdict for a probe (sent over IPv6 when `ipv6`):
+/// `Ok(true)` when allowed, with the trace's log for the failure message.
 pub fn allowed(
     client: &Client,
     from: TracePeer,
     to: TracePeer,
     probe: &Probe,
     port: u16,
+    ipv6: bool,
 ) -> Result<(bool, String)> {
-    let (protocol, port) = match probe.proto {
-        Proto::Tcp => ("TCP", port),
-        Proto::Udp => ("UDP", port),
-        Proto::Icmp => ("ICMP", ICMP_ECHO_REQUEST),
+    let (protocol, port) = match (probe.proto, ipv6) {
+        (Proto::Tcp, _) => ("TCP", port),
+        (Proto::Udp, _) => ("UDP", port),
+        (Proto::Icmp, false) => ("ICMP", ICMP_ECHO_REQUEST),
+        (Proto::Icmp, true) => ("ICMPV6", ICMPV6_ECHO_REQUEST),
     };
     let (from_identity, from_endpoint) = split(from);
     let (to_identity, to_endpoint) = split(to);
@@ -134,10 +147,13 @@ mod tests {
 
     #[test]
     fn longest_prefix_wins_and_unknown_is_world() {
+        let ip = |text: &str| text.parse::<IpAddr>().unwrap();
         let ipcache = Ipcache(vec![
-            (Ipv4Addr::new(192, 0, 2, 0), 24, 16_777_217),
-            (Ipv4Addr::new(192, 0, 2, 7), 32, 16_777_218),
-            (Ipv4Addr::new(0, 0, 0, 0), 0, 2),
+            (ip("192.0.2.0"), 24, 16_777_217),
+            (ip("192.0.2.7"), 32, 16_777_218),
+            (ip("0.0.0.0"), 0, 2),
+            (ip("2001:db8::"), 32, 16_777_219),
+            (ip("2001:db8::7"), 128, 16_777_220),
         ]);
         assert_eq!(
             ipcache.identity_of("192.0.2.7".parse().unwrap()),
@@ -151,6 +167,14 @@ mod tests {
         assert_eq!(
             Ipcache(Vec::new()).identity_of("198.51.100.1".parse().unwrap()),
             IDENTITY_WORLD
+        );
+        // Families never match each other's prefixes; ::/0 is world-ipv6.
+        assert_eq!(ipcache.identity_of(ip("2001:db8::7")), 16_777_220);
+        assert_eq!(ipcache.identity_of(ip("2001:db8::8")), 16_777_219);
+        assert_eq!(ipcache.identity_of(ip("2001:db9::1")), IDENTITY_WORLD_IPV6);
+        assert_eq!(
+            ipcache.identity_of(ip("::ffff:192.0.2.7")),
+            IDENTITY_WORLD_IPV6
         );
     }
 }

@@ -19,12 +19,14 @@ use crate::error::AgentError;
 const UNALLOCATED_SRC: u32 = u32::MAX - 1;
 const UNALLOCATED_DST: u32 = u32::MAX - 2;
 
-const PROTOCOLS: [(&str, u8); 5] = [
+/// Cilium's L4 protocol names; an ICMP "port" is the message type.
+const PROTOCOLS: [(&str, u8); 6] = [
     ("ANY", 0),
     ("TCP", 6),
     ("UDP", 17),
     ("SCTP", 132),
     ("ICMP", 1),
+    ("ICMPV6", 58),
 ];
 
 /// One side of the traced flow.
@@ -91,7 +93,7 @@ fn parse_ports(ports: &[TracePort]) -> Result<Vec<Port>, AgentError> {
                 .map(|(_, num)| *num)
                 .ok_or_else(|| {
                     bad(format!(
-                        "to.dports[{i}].protocol: unknown protocol {:?} (expected TCP, UDP, SCTP, ICMP or ANY)",
+                        "to.dports[{i}].protocol: unknown protocol {:?} (expected TCP, UDP, SCTP, ICMP, ICMPV6 or ANY)",
                         p.protocol
                     ))
                 })?;
