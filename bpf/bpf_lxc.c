@@ -114,10 +114,9 @@ static __always_inline int enforce6(__u32 peer_id, const struct flow6 *f, __u32 
 }
 
 /* IPv6 from the container: the IPv4 path's order (anti-spoofing,
- * conntrack, egress policy, delivery) without services and the L7 proxy,
- * which are IPv4-only so far: a flow policy sends to the proxy is dropped
- * rather than let past its L7 rules. Neighbour discovery comes first and
- * never meets policy; the gateway's is answered here. */
+ * services, conntrack, egress policy, L7 proxy, delivery). Neighbour
+ * discovery comes first and never meets policy; the gateway's is answered
+ * here. */
 static __always_inline int from_container6(struct __sk_buff *skb)
 {
 	struct endpoint_info *self, *dst_ep;
@@ -131,6 +130,14 @@ static __always_inline int from_container6(struct __sk_buff *skb)
 	ret = parse_ipv6(skb, &f);
 	if (ret)
 		return drop_unparsed(skb, skb->ifindex, ret, DIR_EGRESS);
+
+	/* Turned around by this endpoint's to_container6, as for IPv4. */
+	if (proxy_port_from_mark(skb)) {
+		ret = proxy_assign6(skb, &f, proxy_port_from_mark(skb));
+		if (ret)
+			return drop6(skb, ret, &f, 0, 0, DIR_INGRESS);
+		return TC_ACT_OK;
+	}
 
 	if (icmp6_is_nd(&f)) {
 		union v6addr router = { .d1 = ROUTER_IP6[0], .d2 = ROUTER_IP6[1] };
@@ -176,11 +183,17 @@ static __always_inline int from_container6(struct __sk_buff *skb)
 		state.rev_nat = rev_nat;
 		ct6_create(&f, CT_DIR_EGRESS, src_id, &state);
 	}
-	if (state.proxy_port)
-		return drop6(skb, DROP_PROXY_UNKNOWN_PROTO, &f, src_id, dst_id, DIR_EGRESS);
 	frag6_register(&f);
 
 	update_metrics(skb->len, REASON_FORWARDED, DIR_EGRESS);
+	if (state.proxy_port) {
+		ret = proxy_assign6(skb, &f, state.proxy_port);
+		if (ret)
+			return drop6(skb, ret, &f, src_id, dst_id, DIR_EGRESS);
+		send_trace6(TRACE_TO_PROXY, ct, LXC_ID, skb->ifindex, &f, src_id, dst_id,
+			    DIR_EGRESS);
+		return TC_ACT_OK;
+	}
 	if (dst_ep) {
 		__u32 ifindex = dst_ep->ifindex;
 
@@ -220,8 +233,9 @@ static __always_inline int to_container6(struct __sk_buff *skb, __u32 ifindex, i
 
 	src_id = take_identity_mark(skb, &magic);
 	ct = ct6_lookup(&f, CT_DIR_INGRESS, &state);
+	self = NULL;
 	dst_id = 0;
-	if (ct == CT_NEW || (trace_wanted(ct, &f.l4) && events_wanted())) {
+	if (ct == CT_NEW || state.proxy_port || (trace_wanted(ct, &f.l4) && events_wanted())) {
 		if (!src_id)
 			src_id = identity_of6(&f.saddr);
 		self = lookup_local_endpoint6(&f.daddr);
@@ -243,12 +257,24 @@ static __always_inline int to_container6(struct __sk_buff *skb, __u32 ifindex, i
 		if (ret)
 			return drop6_at(skb, ifindex, ret, &f, src_id, dst_id, DIR_INGRESS);
 	}
-	if (state.proxy_port)
-		return drop6_at(skb, ifindex, DROP_PROXY_UNKNOWN_PROTO, &f, src_id, dst_id,
-				DIR_INGRESS);
 	frag6_register(&f);
 
 	update_metrics(skb->len, REASON_FORWARDED, DIR_INGRESS);
+	if (state.proxy_port) {
+		/* As for IPv4: a local source's later packets go to the proxy
+		 * from its own cil_from_container. */
+		if (ct == CT_NEW && lookup_local_endpoint6(&f.saddr))
+			ct6_set_proxy_port(&f, CT_DIR_EGRESS, state.proxy_port);
+		if (!self)
+			return drop6_at(skb, ifindex, DROP_PROXY_LOOKUP_FAILED, &f, src_id, dst_id,
+					DIR_INGRESS);
+		send_trace6(TRACE_TO_PROXY, ct, LXC_ID, ifindex, &f, src_id, dst_id,
+			    DIR_INGRESS);
+		ret = proxy_hairpin(skb, ifindex, self->node_mac, state.proxy_port);
+		if (ret < 0)
+			return drop6_at(skb, ifindex, -ret, &f, src_id, dst_id, DIR_INGRESS);
+		return ret;
+	}
 	send_trace6(TRACE_TO_LXC, ct, LXC_ID, ifindex, &f, src_id, dst_id, DIR_INGRESS);
 	return peer ? bpf_redirect_peer(ifindex, 0) : TC_ACT_OK;
 }

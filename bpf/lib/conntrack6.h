@@ -97,6 +97,18 @@ static __always_inline void ct6_create(const struct flow6 *f, __u8 dir, __u32 sr
 	bpf_map_update_elem(&cilium_ct6_global, &key, &e, BPF_ANY);
 }
 
+/* ct_set_proxy_port for IPv6. */
+static __always_inline void ct6_set_proxy_port(const struct flow6 *f, __u8 dir, __u16 proxy_port)
+{
+	struct ct6_key key;
+	struct ct_entry *e;
+
+	ct6_key_of(f, dir, 0, &key);
+	e = bpf_map_lookup_elem(&cilium_ct6_global, &key);
+	if (e)
+		e->proxy_port = proxy_port;
+}
+
 /* The packet in an ICMPv6 error: its IPv6 header and the first 8 bytes of
  * its L4 header (ports, or ICMPv6 type and echo id). */
 struct icmp6_inner {

@@ -13,6 +13,7 @@
 
 #include "common.h"
 #include "ipv4.h"
+#include "ipv6.h"
 #include "encap.h"
 
 /* Cilium's "to proxy" mark; the agent routes it to the local table. */
@@ -35,18 +36,58 @@ static __always_inline int assign_to(struct __sk_buff *skb, struct bpf_sock *sk)
 
 /* The proxy connection (accepted or half-open, or the proxy's own upstream
  * one) the packet's real tuple belongs to, or NULL. A listener found this
- * way is some host service on the same port, not the proxy. */
+ * way is some host service on the same port, not the proxy. `len` picks
+ * the family: sizeof(tuple->ipv4) or sizeof(tuple->ipv6). */
 static __always_inline struct bpf_sock *proxy_connection(struct __sk_buff *skb,
-							 struct bpf_sock_tuple *tuple)
+							 struct bpf_sock_tuple *tuple, __u32 len)
 {
 	struct bpf_sock *sk;
 
-	sk = bpf_skc_lookup_tcp(skb, tuple, sizeof(tuple->ipv4), BPF_F_CURRENT_NETNS, 0);
+	sk = bpf_skc_lookup_tcp(skb, tuple, len, BPF_F_CURRENT_NETNS, 0);
 	if (sk && sk->state == BPF_TCP_LISTEN) {
 		bpf_sk_release(sk);
 		return NULL;
 	}
 	return sk;
+}
+
+/* Points the tuple at the proxy's port instead of the original one. */
+static __always_inline void tuple_to_proxy(struct bpf_sock_tuple *tuple, __u32 len,
+					   __u16 proxy_port)
+{
+	if (len == sizeof(tuple->ipv4))
+		tuple->ipv4.dport = bpf_htons(proxy_port);
+	else
+		tuple->ipv6.dport = bpf_htons(proxy_port);
+}
+
+/* Assigns a packet with real tuple `tuple` (of either family, by `len`):
+ * a datagram to the proxy's UDP socket on `proxy_port` (the DNS proxy's:
+ * one unconnected socket per port, which sees the original destination as
+ * the datagram's); a TCP segment to the proxy connection it belongs to, or
+ * for a new one to the listener on `proxy_port`. 0 or a drop reason. */
+static __always_inline int proxy_assign_tuple(struct __sk_buff *skb, struct bpf_sock_tuple *tuple,
+					      __u32 len, __u8 protocol, __u16 proxy_port)
+{
+	struct bpf_sock *sk;
+
+	if (protocol == IPPROTO_UDP) {
+		tuple_to_proxy(tuple, len, proxy_port);
+		sk = bpf_sk_lookup_udp(skb, tuple, len, BPF_F_CURRENT_NETNS, 0);
+		if (!sk)
+			return DROP_PROXY_LOOKUP_FAILED;
+		return assign_to(skb, sk);
+	}
+	if (protocol != IPPROTO_TCP)
+		return DROP_PROXY_UNKNOWN_PROTO;
+	sk = proxy_connection(skb, tuple, len);
+	if (sk)
+		return assign_to(skb, sk);
+	tuple_to_proxy(tuple, len, proxy_port);
+	sk = bpf_skc_lookup_tcp(skb, tuple, len, BPF_F_CURRENT_NETNS, 0);
+	if (!sk)
+		return DROP_PROXY_LOOKUP_FAILED;
+	return assign_to(skb, sk);
 }
 
 static __always_inline void flow_tuple(const struct flow *f, struct bpf_sock_tuple *tuple)
@@ -57,44 +98,35 @@ static __always_inline void flow_tuple(const struct flow *f, struct bpf_sock_tup
 	tuple->ipv4.dport = f->dport;
 }
 
-/* A datagram goes to the proxy's UDP socket on `proxy_port` (the DNS
- * proxy's: one unconnected socket per port, which sees the original
- * destination as the datagram's). 0 or a drop reason. */
-static __always_inline int proxy_assign_udp(struct __sk_buff *skb, const struct flow *f,
-					    __u16 proxy_port)
+static __always_inline void flow6_tuple(const struct flow6 *f, struct bpf_sock_tuple *tuple)
 {
-	struct bpf_sock_tuple tuple = {};
-	struct bpf_sock *sk;
-
-	flow_tuple(f, &tuple);
-	tuple.ipv4.dport = bpf_htons(proxy_port);
-	sk = bpf_sk_lookup_udp(skb, &tuple, sizeof(tuple.ipv4), BPF_F_CURRENT_NETNS, 0);
-	if (!sk)
-		return DROP_PROXY_LOOKUP_FAILED;
-	return assign_to(skb, sk);
+	__builtin_memcpy(tuple->ipv6.saddr, &f->saddr, 16);
+	__builtin_memcpy(tuple->ipv6.daddr, &f->daddr, 16);
+	tuple->ipv6.sport = f->l4.sport;
+	tuple->ipv6.dport = f->l4.dport;
 }
 
-/* Assigns the packet to the proxy connection it belongs to, or for a new
- * one to the listener on `proxy_port`. 0 or a drop reason. */
+/* proxy_assign_tuple for an IPv4 flow. */
 static __always_inline int proxy_assign(struct __sk_buff *skb, const struct flow *f,
 					__u16 proxy_port)
 {
 	struct bpf_sock_tuple tuple = {};
-	struct bpf_sock *sk;
 
-	if (f->protocol == IPPROTO_UDP)
-		return proxy_assign_udp(skb, f, proxy_port);
-	if (f->protocol != IPPROTO_TCP)
-		return DROP_PROXY_UNKNOWN_PROTO;
 	flow_tuple(f, &tuple);
-	sk = proxy_connection(skb, &tuple);
-	if (sk)
-		return assign_to(skb, sk);
-	tuple.ipv4.dport = bpf_htons(proxy_port);
-	sk = bpf_skc_lookup_tcp(skb, &tuple, sizeof(tuple.ipv4), BPF_F_CURRENT_NETNS, 0);
-	if (!sk)
-		return DROP_PROXY_LOOKUP_FAILED;
-	return assign_to(skb, sk);
+	return proxy_assign_tuple(skb, &tuple, sizeof(tuple.ipv4), f->protocol, proxy_port);
+}
+
+/* proxy_assign_tuple for an IPv6 flow: the proxy's sockets listen on [::]
+ * beside 0.0.0.0. A later fragment has no L4 header to look up by. */
+static __always_inline int proxy_assign6(struct __sk_buff *skb, const struct flow6 *f,
+					 __u16 proxy_port)
+{
+	struct bpf_sock_tuple tuple = {};
+
+	if (!f->l4_off)
+		return DROP_PROXY_UNKNOWN_PROTO;
+	flow6_tuple(f, &tuple);
+	return proxy_assign_tuple(skb, &tuple, sizeof(tuple.ipv6), f->l4.protocol, proxy_port);
 }
 
 /* A packet arriving from outside (at a host device's tc ingress) for a
@@ -112,7 +144,7 @@ static __always_inline void proxy_assign_existing(struct __sk_buff *skb, const s
 	if (f->protocol != IPPROTO_TCP)
 		return;
 	flow_tuple(f, &tuple);
-	sk = proxy_connection(skb, &tuple);
+	sk = proxy_connection(skb, &tuple, sizeof(tuple.ipv4));
 	if (sk)
 		assign_to(skb, sk);
 }

@@ -1,13 +1,14 @@
 //! Sockets: the redirect's listener and the upstream connection.
 //!
-//! Production listeners are transparent (`IP_TRANSPARENT` on 0.0.0.0:port):
-//! the datapath assigns them connections addressed to a pod, so the accepted
-//! socket's local address *is* the original destination. The fixed-upstream
+//! Production listeners are transparent (`IP_TRANSPARENT` on 0.0.0.0:port,
+//! and `IPV6_TRANSPARENT` on [::]:port, IPv6 only, beside it): the datapath
+//! assigns them connections addressed to a pod, so the accepted socket's
+//! local address *is* the original destination. The fixed-upstream
 //! mode exists only for tests and debugging without a datapath: it listens on
 //! 127.0.0.1 and sends every connection to one configured address.
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
@@ -36,6 +37,29 @@ pub fn bind(port: u16, mode: ListenMode) -> io::Result<TcpListener> {
     socket.listen(1024)?;
     socket.set_nonblocking(true)?;
     TcpListener::from_std(socket.into())
+}
+
+/// The IPv6 twin of a transparent listener: `[::]:port`, IPv6 only (the
+/// IPv4 socket keeps IPv4, whose addresses stay plain IPv4 everywhere).
+/// `None` on a host without IPv6.
+pub fn bind_transparent_v6(port: u16) -> io::Result<Option<TcpListener>> {
+    let socket = match Socket::new(Domain::IPV6, Type::STREAM, Some(Protocol::TCP)) {
+        Ok(socket) => socket,
+        Err(err) if err.raw_os_error() == Some(libc::EAFNOSUPPORT) => return Ok(None),
+        Err(err) => return Err(err),
+    };
+    socket.set_only_v6(true)?;
+    socket.set_reuse_address(true)?;
+    socket.set_ip_transparent_v6(true)?;
+    let addr = SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port);
+    match socket.bind(&SockAddr::from(addr)) {
+        Ok(()) => {}
+        Err(err) if err.raw_os_error() == Some(libc::EADDRNOTAVAIL) => return Ok(None),
+        Err(err) => return Err(err),
+    }
+    socket.listen(1024)?;
+    socket.set_nonblocking(true)?;
+    TcpListener::from_std(socket.into()).map(Some)
 }
 
 /// Where the client meant to connect.
@@ -70,7 +94,10 @@ pub fn upstream_socket(
         socket.set_mark(mark)?;
     }
     if let Some(src) = options.source {
-        socket.set_ip_transparent_v4(true)?;
+        match src {
+            IpAddr::V4(_) => socket.set_ip_transparent_v4(true)?,
+            IpAddr::V6(_) => socket.set_ip_transparent_v6(true)?,
+        }
         socket.bind(&SockAddr::from(SocketAddr::new(src, 0)))?;
     }
     socket.set_nonblocking(true)?;

@@ -1,5 +1,5 @@
-//! The proxy's running state: one listener task per redirect (a DNS redirect's
-//! serves its UDP socket too), the ipcache, the access log and what DNS
+//! The proxy's running state: one listener task per redirect (serving its
+//! IPv4 and IPv6 sockets; a DNS redirect's its UDP sockets too), the ipcache, the access log and what DNS
 //! redirects share. Commands from the control socket land here. Updating a
 //! redirect swaps its policy in place (open connections see it on their next
 //! request); only a changed listen mode rebinds the listener.
@@ -148,15 +148,44 @@ impl ProxyState {
         }
         let bind_error = |source| StateError::Bind { port, source };
         let listener = listener::bind(port, mode).map_err(bind_error)?;
+        let listener6 = match mode {
+            ListenMode::Transparent => listener::bind_transparent_v6(port).map_err(bind_error)?,
+            ListenMode::FixedUpstream(_) => None,
+        };
         let shared = Arc::new(RedirectShared::new(settings, policy));
-        let accept = accept_loop(listener, mode, shared.clone(), self.clone());
+        let accept4 = accept_loop(listener, mode, shared.clone(), self.clone());
+        let accept6 = listener6.map(|l| accept_loop(l, mode, shared.clone(), self.clone()));
+        let accept = async move {
+            match accept6 {
+                Some(accept6) => {
+                    tokio::join!(accept4, accept6);
+                }
+                None => accept4.await,
+            }
+        };
         let accept_task = if udp {
             let socket = crate::dns::listener::bind_udp(port, mode).map_err(bind_error)?;
+            let socket6 = match mode {
+                ListenMode::Transparent => {
+                    crate::dns::listener::bind_udp_transparent_v6(port).map_err(bind_error)?
+                }
+                ListenMode::FixedUpstream(_) => None,
+            };
             let reply = crate::dns::udp::ReplyPath::for_mode(mode, &socket).map_err(bind_error)?;
+            let datagrams6 = socket6.map(|socket6| {
+                crate::dns::udp::serve(socket6, reply.clone(), mode, shared.clone(), self.clone())
+            });
             let datagrams =
                 crate::dns::udp::serve(socket, reply, mode, shared.clone(), self.clone());
             tokio::spawn(async move {
-                tokio::join!(accept, datagrams);
+                match datagrams6 {
+                    Some(datagrams6) => {
+                        tokio::join!(accept, datagrams, datagrams6);
+                    }
+                    None => {
+                        tokio::join!(accept, datagrams);
+                    }
+                }
             })
         } else {
             tokio::spawn(accept)

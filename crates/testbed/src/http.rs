@@ -4,7 +4,7 @@
 //! request reached the application, and what it looked like when it did.
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, Ipv6Addr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -27,7 +27,11 @@ pub struct HttpServer {
 impl HttpServer {
     pub fn start(netns: &NetNs, port: u16, name: &str) -> Result<HttpServer> {
         let listener = netns
-            .run(move || TcpListener::bind((Ipv4Addr::UNSPECIFIED, port)))?
+            // [::] serves both families where the pod has IPv6.
+            .run(move || {
+                TcpListener::bind((Ipv6Addr::UNSPECIFIED, port))
+                    .or_else(|_| TcpListener::bind((Ipv4Addr::UNSPECIFIED, port)))
+            })?
             .with_context(|| format!("cannot listen on TCP {port} in netns {}", netns.name()))?;
         listener.set_nonblocking(true)?;
         let requests = Arc::new(AtomicUsize::new(0));

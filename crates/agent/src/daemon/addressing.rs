@@ -201,7 +201,10 @@ impl Daemon {
 
     /// What cilium_ipcache6 should hold: (address, prefix length) ->
     /// (identity, tunnel endpoint). Addresses missing from it are `world`.
-    fn desired_ipcache6(&self, inner: &Inner) -> BTreeMap<(Ipv6Addr, u32), (u32, Ipv4Addr)> {
+    pub(super) fn desired_ipcache6(
+        &self,
+        inner: &Inner,
+    ) -> BTreeMap<(Ipv6Addr, u32), (u32, Ipv4Addr)> {
         let local = Ipv4Addr::UNSPECIFIED;
         let mut want = BTreeMap::new();
         for (ip, record) in &inner.remote_ips6 {

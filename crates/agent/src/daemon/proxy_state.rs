@@ -41,7 +41,7 @@ impl Daemon {
     fn route_to_proxy(&self) -> Result<(), AgentError> {
         use std::sync::atomic::Ordering;
         if !self.proxy_routing.load(Ordering::Acquire) {
-            crate::node::proxy_routing::ensure()
+            crate::node::proxy_routing::ensure(self.config.enable_ipv6)
                 .map_err(|e| AgentError::Internal(format!("proxy routing rule: {e:#}")))?;
             self.proxy_routing.store(true, Ordering::Release);
         }
@@ -136,11 +136,16 @@ impl Daemon {
                     .collect::<Vec<_>>()
             })
             .collect();
-        let ipcache = self
+        // Both families: the proxy names IPv6 peers as the datapath does.
+        let ipcache4 = self
             .desired_ipcache(inner)
             .into_iter()
-            .map(|((ip, len), (identity, _))| IpcacheEntry::new(format!("{ip}/{len}"), identity))
-            .collect();
+            .map(|((ip, len), (identity, _))| IpcacheEntry::new(format!("{ip}/{len}"), identity));
+        let ipcache6 = self
+            .desired_ipcache6(inner)
+            .into_iter()
+            .map(|((ip, len), (identity, _))| IpcacheEntry::new(format!("{ip}/{len}"), identity));
+        let ipcache = ipcache4.chain(ipcache6).collect();
         DesiredState { redirects, ipcache }
     }
 

@@ -11,29 +11,38 @@ pub const MARK_MASK: u32 = 0x0F00;
 pub const TABLE: u32 = 2004;
 
 /// Installs the rule and the route unless present (idempotent, so an agent
-/// restart changes nothing under proxied connections).
-pub fn ensure() -> anyhow::Result<()> {
+/// restart changes nothing under proxied connections), for IPv4 and, with
+/// `ipv6`, for IPv6 too where the loopback device has IPv6 (the local
+/// route goes through it; without it no IPv6 packet is delivered locally
+/// anyway).
+pub fn ensure(ipv6: bool) -> anyhow::Result<()> {
+    ensure_family("-4", "0.0.0.0/0")?;
+    if ipv6 && ipv6_on_loopback() {
+        ensure_family("-6", "::/0")?;
+    }
+    Ok(())
+}
+
+fn ipv6_on_loopback() -> bool {
+    std::fs::read_to_string("/proc/sys/net/ipv6/conf/lo/disable_ipv6")
+        .is_ok_and(|disabled| disabled.trim() == "0")
+}
+
+fn ensure_family(family: &str, everything: &str) -> anyhow::Result<()> {
     let fwmark = format!("{MARK_TO_PROXY:#x}/{MARK_MASK:#x}");
     let table = TABLE.to_string();
     let rules = std::process::Command::new("ip")
-        .args(["rule", "show"])
+        .args([family, "rule", "show"])
         .output()?;
     let present = String::from_utf8_lossy(&rules.stdout)
         .lines()
         .any(|l| l.contains(&format!("fwmark {fwmark}")) && l.contains(&format!("lookup {table}")));
     if !present {
         ip(&[
-            "rule", "add", "fwmark", &fwmark, "lookup", &table, "priority", "9",
+            family, "rule", "add", "fwmark", &fwmark, "lookup", &table, "priority", "9",
         ])?;
     }
     ip(&[
-        "route",
-        "replace",
-        "local",
-        "0.0.0.0/0",
-        "dev",
-        "lo",
-        "table",
-        &table,
+        family, "route", "replace", "local", everything, "dev", "lo", "table", &table,
     ])
 }

@@ -3,7 +3,6 @@
 //! server's answer, once admitted, goes back to the pod from the address it
 //! asked.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::net::UdpSocket;
@@ -59,10 +58,7 @@ impl ReplyPath {
             ReplyPath::Raw(raw) => {
                 let datagrams: Vec<_> = answers
                     .iter()
-                    .filter_map(|(ctx, payload)| match (ctx.original_dst, ctx.client) {
-                        (SocketAddr::V4(from), SocketAddr::V4(to)) => Some((from, to, *payload)),
-                        _ => None,
-                    })
+                    .map(|(ctx, payload)| (ctx.original_dst, ctx.client, *payload))
                     .collect();
                 raw.send_all(&datagrams, mark)
             }
@@ -112,15 +108,10 @@ pub async fn serve(
             let datagram = batch.datagrams()[index];
             let original_dst = match (mode, datagram.original_dst) {
                 (ListenMode::FixedUpstream(addr), _) => addr,
-                (ListenMode::Transparent, Some(addr)) => SocketAddr::V4(addr),
+                (ListenMode::Transparent, Some(addr)) => addr,
                 (ListenMode::Transparent, None) => continue,
             };
-            let ctx = state.context(
-                &shared,
-                SocketAddr::V4(datagram.source),
-                original_dst,
-                Transport::Udp,
-            );
+            let ctx = state.context(&shared, datagram.source, original_dst, Transport::Udp);
             if datagram.len > MAX_DATAGRAM {
                 // Larger than any DNS message over UDP: cut, so malformed.
                 judge(&ctx, &state.dns, &[]);

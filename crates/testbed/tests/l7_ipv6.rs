@@ -1,0 +1,257 @@
+//! L7 policy over IPv6 (issue 18): dual-stack pods whose HTTP connections
+//! to each other's IPv6 addresses an L7 rule covers go through cilium-proxy
+//! as their IPv4 ones do (the datapath assigns them to the proxy's [::]
+//! listener with `bpf_sk_assign`), on ingress and on egress. Real `curl -6`
+//! clients; the proxy's records name the IPv6 addresses and the peers'
+//! identities (its ipcache holds the IPv6 entries).
+//!
+//! Needs root. Each test starts its own agent on private paths and ranges.
+
+#[path = "l7/support.rs"]
+mod support;
+
+use std::net::Ipv6Addr;
+use std::time::Duration;
+
+use anyhow::{ensure, Context, Result};
+use testbed::{eventually, Agent, AgentOptions, Monitor, Pod};
+
+const INGRESS_L7_POLICY: &str = "\
+- endpointSelector:
+    matchLabels: {app: web}
+  ingress:
+  - fromEndpoints:
+    - matchLabels: {app: client}
+    toPorts:
+    - ports: [{port: \"80\", protocol: TCP}]
+      rules:
+        http:
+        - method: GET
+          path: /public
+        - method: POST
+          path: /upload
+";
+
+const EGRESS_L7_POLICY: &str = "\
+- endpointSelector:
+    matchLabels: {app: client}
+  egress:
+  - toEndpoints:
+    - matchLabels: {app: web}
+    toPorts:
+    - ports: [{port: \"80\", protocol: TCP}]
+      rules:
+        http:
+        - method: GET
+          path: /public
+        - method: POST
+          path: /upload
+";
+
+/// `curl -6` (or plain curl for IPv4 URLs) in `pod`: stdout, `-w` output
+/// included. `-g`: the brackets of an IPv6 URL are no glob.
+fn curl(pod: &Pod, args: &[&str]) -> String {
+    let mut full = vec!["curl", "-s", "-g", "--max-time", "3"];
+    full.extend(args);
+    String::from_utf8_lossy(&pod.exec(&full).stdout).into_owned()
+}
+
+/// The body followed by ` <status>` (`000` when the connection failed).
+fn request(pod: &Pod, method: &str, url: &str) -> String {
+    curl(pod, &["-6", "-X", method, "-w", " %{http_code}", url])
+}
+
+fn url6(ip: Ipv6Addr, path: &str) -> String {
+    format!("http://[{ip}]{path}")
+}
+
+fn ip6(pod: &Pod) -> Result<Ipv6Addr> {
+    pod.ip6()
+        .with_context(|| format!("pod {} has no IPv6 address", pod.name()))
+}
+
+/// The same requests through the proxy whichever side's rule sends them
+/// there: allowed and denied paths, request bodies by Content-Length and
+/// chunked, and a keep-alive connection carrying an allowed then a denied
+/// request.
+fn check_requests(agent: &Agent, client: &Pod, web: Ipv6Addr) -> Result<()> {
+    let mut last = String::new();
+    let allowed = eventually(Duration::from_secs(5), Duration::from_millis(100), || {
+        last = request(client, "GET", &url6(web, "/public"));
+        last == "web GET /public\n 200"
+    });
+    ensure!(
+        allowed,
+        "GET /public over IPv6 is allowed, got {last:?}\n{}",
+        support::proxy_report(agent)
+    );
+    let got = request(client, "GET", &url6(web, "/private"));
+    ensure!(
+        got.starts_with("Access denied") && got.ends_with(" 403"),
+        "GET /private over IPv6 must be denied with 403 Access denied, got {got:?}"
+    );
+    let upload = url6(web, "/upload");
+    let body = "x".repeat(3000);
+    let got = curl(
+        client,
+        &["-6", "-w", " %{http_code}", "--data-binary", &body, &upload],
+    );
+    ensure!(
+        got == "web POST /upload\n 200",
+        "POST /upload with a Content-Length body, got {got:?}"
+    );
+    let got = curl(
+        client,
+        &[
+            "-6",
+            "-w",
+            " %{http_code}",
+            "-H",
+            "Transfer-Encoding: chunked",
+            "--data-binary",
+            &body,
+            &upload,
+        ],
+    );
+    ensure!(
+        got == "web POST /upload\n 200",
+        "POST /upload with a chunked body, got {got:?}"
+    );
+    let got = curl(
+        client,
+        &[
+            "-6",
+            "-w",
+            " %{http_code}",
+            "--data-binary",
+            &body,
+            &url6(web, "/elsewhere"),
+        ],
+    );
+    ensure!(
+        got.ends_with(" 403"),
+        "POST with a body to a path no rule allows, got {got:?}"
+    );
+    let got = curl(
+        client,
+        &[
+            "-6",
+            "-o",
+            "/dev/null",
+            "-o",
+            "/dev/null",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %{num_connects}\n",
+            &url6(web, "/public"),
+            &url6(web, "/public"),
+            &url6(web, "/private"),
+        ],
+    );
+    ensure!(
+        got == "200 1\n200 0\n403 0\n",
+        "keep-alive over IPv6: two allowed requests then a denied one on one connection, \
+         got {got:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn http_ingress_rules_over_ipv6() -> Result<()> {
+    let agent = Agent::start_with(AgentOptions::default().with_unique_range())?;
+    let web = Pod::create_dual_stack(&agent, "web", &["k8s:app=web"])?;
+    let client = Pod::create_dual_stack(&agent, "client", &["k8s:app=client"])?;
+    let other = Pod::create_dual_stack(&agent, "other", &["k8s:app=other"])?;
+    let _server = web.serve_http(80)?;
+    let (web6, client6) = (ip6(&web)?, ip6(&client)?);
+
+    let mut monitor = Monitor::start(&agent, &["l7"])?;
+    support::apply_policy(&agent, &[&web], INGRESS_L7_POLICY)?;
+    check_requests(&agent, &client, web6)?;
+    let got = request(&other, "GET", &url6(web6, "/public"));
+    ensure!(
+        got == " 000",
+        "a peer the rule does not select stays dropped at L3/L4 over IPv6, got {got:?}"
+    );
+    // The IPv4 listener beside the IPv6 one still serves the same port.
+    let got = curl(
+        &client,
+        &[
+            "-w",
+            " %{http_code}",
+            &format!("http://{}/private", web.ip()),
+        ],
+    );
+    ensure!(
+        got.ends_with(" 403"),
+        "the same rule over IPv4, got {got:?}"
+    );
+
+    let denied = monitor
+        .wait_for(
+            |ev| {
+                ev.l7.as_ref().is_some_and(|l7| {
+                    l7.verdict == "Denied" && l7.path == "/private" && ev.src_ip.contains(':')
+                })
+            },
+            Duration::from_secs(5),
+        )
+        .with_context(|| format!("no IPv6 l7 event for GET /private: {:?}", monitor.seen()))?;
+    let (client_id, web_id) = (client.identity(&agent)?, web.identity(&agent)?);
+    ensure!(
+        denied.src_ip == client6.to_string()
+            && denied.dst_ip == web6.to_string()
+            && denied.dst_port == 80
+            && denied.direction == "ingress"
+            && denied.src_identity == client_id
+            && denied.dst_identity == web_id
+            && denied.l7.as_ref().unwrap().status == 403,
+        "the record names the client {client6} ({client_id}) and web [{web6}]:80 ({web_id}) \
+         with 403: {denied:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn http_egress_rules_over_ipv6() -> Result<()> {
+    let agent = Agent::start_with(AgentOptions::default().with_unique_range())?;
+    let web = Pod::create_dual_stack(&agent, "web", &["k8s:app=web"])?;
+    let other = Pod::create_dual_stack(&agent, "other", &["k8s:app=other"])?;
+    let client = Pod::create_dual_stack(&agent, "client", &["k8s:app=client"])?;
+    let _web_server = web.serve_http(80)?;
+    let _other_server = other.serve_http(80)?;
+    let (web6, client6) = (ip6(&web)?, ip6(&client)?);
+
+    let mut monitor = Monitor::start(&agent, &["l7"])?;
+    support::apply_policy(&agent, &[&client], EGRESS_L7_POLICY)?;
+    check_requests(&agent, &client, web6)?;
+    let got = request(&client, "GET", &url6(ip6(&other)?, "/public"));
+    ensure!(
+        got == " 000",
+        "egress to a pod no rule names is dropped over IPv6, got {got:?}"
+    );
+
+    let denied = monitor
+        .wait_for(
+            |ev| {
+                ev.l7.as_ref().is_some_and(|l7| {
+                    l7.verdict == "Denied" && l7.path == "/private" && ev.src_ip.contains(':')
+                })
+            },
+            Duration::from_secs(5),
+        )
+        .with_context(|| format!("no IPv6 l7 event for GET /private: {:?}", monitor.seen()))?;
+    let (client_id, web_id) = (client.identity(&agent)?, web.identity(&agent)?);
+    ensure!(
+        denied.src_ip == client6.to_string()
+            && denied.dst_ip == web6.to_string()
+            && denied.direction == "egress"
+            && denied.endpoint == client.endpoint_id()
+            && denied.src_identity == client_id
+            && denied.dst_identity == web_id,
+        "the record is the client's {client6} ({client_id}) egress to web {web6} ({web_id}): \
+         {denied:?}"
+    );
+    Ok(())
+}
