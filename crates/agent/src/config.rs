@@ -32,13 +32,12 @@ pub struct Config {
     #[arg(long, default_value_t = 24)]
     pub cluster_pool_ipv4_mask_size: u8,
 
-    /// Give every endpoint an IPv4 address (Cilium's default). Off is not
-    /// supported yet: endpoints are always IPv4 or dual stack here.
+    /// Give every endpoint an IPv4 address (Cilium's default). Off: no IPv4
+    /// IPAM, endpoints are IPv6-only (needs --enable-ipv6).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub enable_ipv4: bool,
 
-    /// Give every endpoint an IPv6 address next to its IPv4 one (Cilium's
-    /// default).
+    /// Give every endpoint an IPv6 address (Cilium's default).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub enable_ipv6: bool,
 
@@ -67,6 +66,12 @@ pub struct Config {
     /// address of the default route).
     #[arg(long)]
     pub node_ip: Option<std::net::Ipv4Addr>,
+
+    /// This node's own IPv6 address (Cilium's --ipv6-node); `auto`: the
+    /// first global IPv6 address on the device carrying the node's IPv4
+    /// address, none if it has none. Ignored with --enable-ipv6=false.
+    #[arg(long, default_value = "auto")]
+    pub ipv6_node: String,
 
     /// Devices bpf_host attaches to besides the one carrying --node-ip
     /// (comma-separated): where clients from outside the cluster arrive.
@@ -233,6 +238,22 @@ pub struct Config {
 const DEFAULT_CT_HALF: u32 = sizes::DEFAULT_CT_MAX / 2;
 
 impl Config {
+    /// Settings no single flag's parser can judge.
+    pub fn check(&self) -> anyhow::Result<()> {
+        if !self.enable_ipv4 && !self.enable_ipv6 {
+            anyhow::bail!(
+                "--enable-ipv4=false and --enable-ipv6=false: endpoints need an address family; enable at least one"
+            );
+        }
+        if self.ipv6_node != "auto" && self.ipv6_node.parse::<std::net::Ipv6Addr>().is_err() {
+            anyhow::bail!(
+                "--ipv6-node {:?}: expected an IPv6 address or auto",
+                self.ipv6_node
+            );
+        }
+        Ok(())
+    }
+
     /// Whether identities, endpoints and nodes go through Cilium's CRDs
     /// instead of the kvstore.
     pub fn crd_mode(&self) -> bool {

@@ -16,7 +16,9 @@ pub struct EndpointRecord {
     pub interface_index: u32,
     pub mac: [u8; 6],
     pub host_mac: [u8; 6],
-    pub ipv4: Ipv4Addr,
+    /// The endpoint's IPv4 address; absent for IPv6-only endpoints.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv4: Option<Ipv4Addr>,
     /// The endpoint's IPv6 address (dual stack); absent in records of
     /// agents before IPv6.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -33,6 +35,12 @@ pub struct EndpointRecord {
 }
 
 impl EndpointRecord {
+    /// The endpoint's addresses, IPv4 first.
+    pub fn addresses(&self) -> impl Iterator<Item = std::net::IpAddr> {
+        let v4 = self.ipv4.map(std::net::IpAddr::from);
+        v4.into_iter().chain(self.ipv6.map(Into::into))
+    }
+
     pub fn policy_enabled(&self) -> &'static str {
         match (self.ingress_enforced, self.egress_enforced) {
             (true, true) => api::models::policy_enabled::BOTH,
@@ -61,7 +69,7 @@ impl EndpointRecord {
                 },
                 networking: EndpointNetworking {
                     addressing: vec![AddressPair {
-                        ipv4: Some(self.ipv4.to_string()),
+                        ipv4: self.ipv4.map(|ip| ip.to_string()),
                         ipv6: self.ipv6.map(|ip| ip.to_string()),
                     }],
                     interface_name: self.interface_name.clone(),

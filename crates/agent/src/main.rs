@@ -42,6 +42,7 @@ fn main() -> anyhow::Result<()> {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
     }
     let config = Config::parse();
+    config.check()?;
     // Before anything loads an object: every load asks for these sizes.
     datapath::maps::sizes::configure(config.map_sizes())?;
     tokio::runtime::Builder::new_multi_thread()

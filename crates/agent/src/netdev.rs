@@ -53,6 +53,22 @@ pub fn host_addresses6() -> Vec<std::net::Ipv6Addr> {
     out
 }
 
+/// The global IPv6 addresses on `device` (link-local and loopback left out),
+/// in the kernel's order.
+pub fn addresses6_of(device: &str) -> Vec<std::net::Ipv6Addr> {
+    interfaces()
+        .into_iter()
+        .filter_map(|(ifname, addr)| match addr {
+            Addr::V6(ip)
+                if ifname == device && !ip.is_unicast_link_local() && !ip.is_loopback() =>
+            {
+                Some(ip)
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 /// The device `ip` is configured on, if any.
 pub fn device_with_address(ip: Ipv4Addr) -> Option<String> {
     interfaces()

@@ -3,8 +3,6 @@
 //! does not). A dual-stack endpoint lists its IPv4 address, then its IPv6
 //! one, with a default route for each family.
 
-use std::net::Ipv4Addr;
-
 use serde::Serialize;
 
 use crate::version;
@@ -17,8 +15,8 @@ pub struct AddOutcome {
     pub container_ifname: String,
     pub container_mac: String,
     pub netns: String,
-    pub ip: Ipv4Addr,
-    pub gateway: Ipv4Addr,
+    /// The IPv4 address and gateway, when the agent has IPv4 enabled.
+    pub v4: Option<crate::plumbing::veth::Ipv4Config>,
     /// The IPv6 address and gateway, when the agent has IPv6 enabled.
     pub v6: Option<crate::plumbing::veth::Ipv6Config>,
 }
@@ -82,12 +80,13 @@ impl AddOutcome {
                     sandbox: Some(&self.netns),
                 },
             ],
-            ips: std::iter::once(IpConfig {
+            ips: (self.v4.map(|v4| IpConfig {
                 version: tagged.then_some("4"),
-                address: format!("{}/32", self.ip),
-                gateway: self.gateway.to_string(),
+                address: format!("{}/32", v4.addr),
+                gateway: v4.gateway.to_string(),
                 interface: CONTAINER_INTERFACE,
-            })
+            }))
+            .into_iter()
             .chain(self.v6.map(|v6| IpConfig {
                 version: tagged.then_some("6"),
                 address: format!("{}/128", v6.addr),
@@ -95,10 +94,11 @@ impl AddOutcome {
                 interface: CONTAINER_INTERFACE,
             }))
             .collect(),
-            routes: std::iter::once(Route {
+            routes: (self.v4.map(|v4| Route {
                 dst: "0.0.0.0/0".to_string(),
-                gw: Some(self.gateway.to_string()),
-            })
+                gw: Some(v4.gateway.to_string()),
+            }))
+            .into_iter()
             .chain(self.v6.map(|v6| Route {
                 dst: "::/0".to_string(),
                 gw: Some(v6.gateway.to_string()),
@@ -110,8 +110,8 @@ impl AddOutcome {
     }
 }
 
-/// The IPv4 addresses (without prefix) a previous result lists, for CHECK.
-pub fn prev_result_ips(prev: &serde_json::Value) -> Vec<Ipv4Addr> {
+/// The addresses (without prefix) a previous result lists, for CHECK.
+pub fn prev_result_ips(prev: &serde_json::Value) -> Vec<std::net::IpAddr> {
     prev.get("ips")
         .and_then(|ips| ips.as_array())
         .into_iter()
@@ -125,6 +125,7 @@ pub fn prev_result_ips(prev: &serde_json::Value) -> Vec<Ipv4Addr> {
 mod tests {
     use super::*;
     use serde_json::{json, Value};
+    use std::net::Ipv4Addr;
 
     fn outcome() -> AddOutcome {
         AddOutcome {
@@ -133,8 +134,10 @@ mod tests {
             container_ifname: "eth0".into(),
             container_mac: "aa:bb:cc:dd:ee:02".into(),
             netns: "/run/netns/x".into(),
-            ip: Ipv4Addr::new(10, 200, 0, 7),
-            gateway: Ipv4Addr::new(10, 200, 0, 1),
+            v4: Some(crate::plumbing::veth::Ipv4Config {
+                addr: Ipv4Addr::new(10, 200, 0, 7),
+                gateway: Ipv4Addr::new(10, 200, 0, 1),
+            }),
             v6: None,
         }
     }
@@ -172,6 +175,23 @@ mod tests {
     }
 
     #[test]
+    fn ipv6_only_result_lists_ipv6_and_its_default_route_alone() {
+        let ipv6_only = AddOutcome {
+            v4: None,
+            ..dual_stack()
+        };
+        let v: Value = serde_json::from_str(&ipv6_only.to_json("1.0.0")).unwrap();
+        assert_eq!(
+            v["ips"],
+            json!([{"address": "f00d::a00:f:0:7/128", "gateway": "f00d::a00:f:0:1", "interface": 1}])
+        );
+        assert_eq!(
+            v["routes"],
+            json!([{"dst": "::/0", "gw": "f00d::a00:f:0:1"}])
+        );
+    }
+
+    #[test]
     fn result_1_0_matches_the_spec_shape() {
         let v: Value = serde_json::from_str(&outcome().to_json("1.0.0")).unwrap();
         assert_eq!(
@@ -199,7 +219,11 @@ mod tests {
     #[test]
     fn prev_result_ips_are_read_leniently() {
         let prev = json!({"ips": [{"address": "10.0.0.5/32"}, {"address": "fd00::1/128"}, {}]});
-        assert_eq!(prev_result_ips(&prev), vec![Ipv4Addr::new(10, 0, 0, 5)]);
+        let listed: Vec<std::net::IpAddr> = vec![
+            Ipv4Addr::new(10, 0, 0, 5).into(),
+            "fd00::1".parse::<std::net::Ipv6Addr>().unwrap().into(),
+        ];
+        assert_eq!(prev_result_ips(&prev), listed);
         assert!(prev_result_ips(&json!({})).is_empty());
     }
 }

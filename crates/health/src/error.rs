@@ -17,7 +17,7 @@ pub enum ProbeError {
         kind: &'static str,
         icmp_type: u8,
         code: u8,
-        from: std::net::Ipv4Addr,
+        from: std::net::IpAddr,
     },
     #[error("connect {addr}: {error}")]
     Connect { addr: SocketAddr, error: io::Error },

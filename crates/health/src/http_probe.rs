@@ -4,7 +4,7 @@
 //! health endpoint) is up.
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use crate::error::ProbeError;
@@ -14,7 +14,7 @@ use crate::responder::HELLO_PATH;
 const MAX_STATUS_LINE: usize = 1024;
 
 /// The time from the connection attempt to the response's status line.
-pub fn hello(ip: Ipv4Addr, port: u16, timeout: Duration) -> Result<Duration, ProbeError> {
+pub fn hello(ip: IpAddr, port: u16, timeout: Duration) -> Result<Duration, ProbeError> {
     let addr = SocketAddr::from((ip, port));
     let started = Instant::now();
     let deadline = started + timeout;

@@ -41,8 +41,8 @@ pub struct NodeStatus {
     pub health_endpoint: Option<HostStatus>,
 }
 
-/// The paths to one node or endpoint: its primary address (and any
-/// secondary ones, which this implementation does not probe yet).
+/// The paths to one node or endpoint: its primary address (IPv4 where it
+/// has one) and its secondary ones (its IPv6 address on a dual-stack node).
 #[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq)]
 #[serde(default)]
 pub struct HostStatus {
@@ -127,18 +127,24 @@ impl PathStatus {
     }
 }
 
-impl NodeStatus {
-    /// The node answered on every path probed: its own address and, when
-    /// it has one, its health endpoint's.
+impl HostStatus {
+    /// Every address, primary and secondary, answered both probes.
     pub fn is_reachable(&self) -> bool {
-        let host = self
-            .host
-            .as_ref()
-            .is_some_and(|h| h.primary_address.is_reachable());
+        std::iter::once(&self.primary_address)
+            .chain(&self.secondary_addresses)
+            .all(PathStatus::is_reachable)
+    }
+}
+
+impl NodeStatus {
+    /// The node answered on every path probed: each of its own addresses
+    /// and, when it has one, each of its health endpoint's.
+    pub fn is_reachable(&self) -> bool {
+        let host = self.host.as_ref().is_some_and(HostStatus::is_reachable);
         let endpoint = self
             .health_endpoint
             .as_ref()
-            .is_none_or(|e| e.primary_address.is_reachable());
+            .is_none_or(HostStatus::is_reachable);
         host && endpoint
     }
 }
@@ -202,6 +208,17 @@ mod tests {
         assert!(
             !node.is_reachable(),
             "a probe that never ran proves nothing"
+        );
+        let mut dual = path(ok(), ok());
+        dual.secondary_addresses.push(PathStatus {
+            ip: "fd00::1".into(),
+            icmp: ok(),
+            http: failed(),
+        });
+        node.host = Some(dual);
+        assert!(
+            !node.is_reachable(),
+            "its IPv6 address does not answer HTTP"
         );
     }
 

@@ -1,11 +1,12 @@
-//! One probe round: every target's addresses, ICMP and HTTP, all at once
-//! (a dead node costs one timeout, not one per probe), folded into the
-//! status model. A health endpoint can be probed from another network
+//! One probe round: every target's addresses (IPv4 and IPv6 alike), ICMP
+//! and HTTP, all at once (a dead node costs one timeout, not one per
+//! probe), folded into the status model: a node's first address is its
+//! primary one, the others its secondary ones, as in Cilium. A health endpoint can be probed from another network
 //! namespace (the local health endpoint's), so that the probe travels the
 //! pod-to-pod path.
 
 use std::fs::File;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -17,10 +18,12 @@ use crate::{http_probe, icmp, time};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
     pub name: String,
-    /// The node's own address (its agent answers HTTP there).
-    pub host_ip: Ipv4Addr,
-    /// The node's health endpoint, if it has one.
-    pub health_ip: Option<Ipv4Addr>,
+    /// The node's own addresses, primary first (its agent answers HTTP
+    /// there); empty: not probed.
+    pub host_ips: Vec<IpAddr>,
+    /// The node's health endpoint's addresses, primary first; empty when
+    /// it has none.
+    pub health_ips: Vec<IpAddr>,
     /// The network namespace (e.g. `/proc/PID/ns/net`) the health endpoint
     /// is probed from; the caller's own when `None`.
     pub health_probed_from: Option<PathBuf>,
@@ -50,14 +53,23 @@ pub fn probe_all(targets: &[Target], options: &ProbeOptions) -> Vec<NodeStatus> 
         let running: Vec<_> = targets
             .iter()
             .map(|t| {
-                let host = scope.spawn(move || probe_path(t.host_ip, options));
-                let endpoint = t.health_ip.map(|ip| {
-                    let from = t.health_probed_from.as_deref();
-                    scope.spawn(move || match from {
-                        Some(netns) => probe_path_from(netns, ip, options),
-                        None => probe_path(ip, options),
+                let host: Vec<_> = t
+                    .host_ips
+                    .iter()
+                    .map(|&ip| (ip, scope.spawn(move || probe_path(ip, options))))
+                    .collect();
+                let from = t.health_probed_from.as_deref();
+                let endpoint: Vec<_> = t
+                    .health_ips
+                    .iter()
+                    .map(|&ip| {
+                        let probe = scope.spawn(move || match from {
+                            Some(netns) => probe_path_from(netns, ip, options),
+                            None => probe_path(ip, options),
+                        });
+                        (ip, probe)
                     })
-                });
+                    .collect();
                 (t, host, endpoint)
             })
             .collect();
@@ -65,15 +77,15 @@ pub fn probe_all(targets: &[Target], options: &ProbeOptions) -> Vec<NodeStatus> 
             .into_iter()
             .map(|(t, host, endpoint)| NodeStatus {
                 name: t.name.clone(),
-                host: Some(joined(host, t.host_ip)),
-                health_endpoint: endpoint.zip(t.health_ip).map(|(h, ip)| joined(h, ip)),
+                host: joined(host),
+                health_endpoint: joined(endpoint),
             })
             .collect()
     })
 }
 
 /// ICMP and HTTP to one address, side by side.
-fn probe_path(ip: Ipv4Addr, options: &ProbeOptions) -> PathStatus {
+fn probe_path(ip: IpAddr, options: &ProbeOptions) -> PathStatus {
     let probed_at = time::now();
     let (icmp, http) = std::thread::scope(|scope| {
         let icmp = scope.spawn(|| icmp::ping(ip, options.timeout));
@@ -96,7 +108,7 @@ fn probe_path(ip: Ipv4Addr, options: &ProbeOptions) -> PathStatus {
 /// [`probe_path`] from inside `netns`: this thread (a fresh one, which
 /// ends with the probe) joins it first, and the probe's own threads
 /// inherit it.
-fn probe_path_from(netns: &Path, ip: Ipv4Addr, options: &ProbeOptions) -> PathStatus {
+fn probe_path_from(netns: &Path, ip: IpAddr, options: &ProbeOptions) -> PathStatus {
     match enter_netns(netns) {
         Ok(()) => probe_path(ip, options),
         Err(e) => {
@@ -125,15 +137,21 @@ fn enter_netns(path: &Path) -> Result<(), String> {
     Ok(())
 }
 
-fn joined(handle: std::thread::ScopedJoinHandle<'_, PathStatus>, ip: Ipv4Addr) -> HostStatus {
-    let primary_address = handle.join().unwrap_or_else(|_| PathStatus {
-        ip: ip.to_string(),
-        ..Default::default()
+/// The paths of one node or endpoint, in address order: the first is the
+/// primary one. `None` when it has no address.
+fn joined(
+    probes: Vec<(IpAddr, std::thread::ScopedJoinHandle<'_, PathStatus>)>,
+) -> Option<HostStatus> {
+    let mut paths = probes.into_iter().map(|(ip, handle)| {
+        handle.join().unwrap_or_else(|_| PathStatus {
+            ip: ip.to_string(),
+            ..Default::default()
+        })
     });
-    HostStatus {
-        primary_address,
-        secondary_addresses: Vec::new(),
-    }
+    Some(HostStatus {
+        primary_address: paths.next()?,
+        secondary_addresses: paths.collect(),
+    })
 }
 
 #[cfg(test)]
@@ -151,8 +169,8 @@ mod tests {
             .port();
         let targets = [Target {
             name: "self".into(),
-            host_ip: Ipv4Addr::LOCALHOST,
-            health_ip: None,
+            host_ips: vec![std::net::Ipv4Addr::LOCALHOST.into()],
+            health_ips: vec![],
             health_probed_from: None,
         }];
         let options = ProbeOptions {
@@ -173,8 +191,11 @@ mod tests {
     fn a_namespace_that_cannot_be_entered_fails_the_endpoint_paths() {
         let targets = [Target {
             name: "n".into(),
-            host_ip: Ipv4Addr::LOCALHOST,
-            health_ip: Some(Ipv4Addr::new(10, 0, 0, 1)),
+            host_ips: vec![std::net::Ipv4Addr::LOCALHOST.into()],
+            health_ips: vec![
+                std::net::Ipv4Addr::new(10, 0, 0, 1).into(),
+                "fd00::1".parse::<IpAddr>().unwrap(),
+            ],
             health_probed_from: Some("/nonexistent/ns/net".into()),
         }];
         let options = ProbeOptions {
@@ -186,5 +207,12 @@ mod tests {
         assert_eq!(endpoint.ip, "10.0.0.1");
         let icmp = endpoint.icmp.as_ref().unwrap();
         assert!(icmp.status.contains("/nonexistent/ns/net"), "{icmp:?}");
+        let secondary = &nodes[0]
+            .health_endpoint
+            .as_ref()
+            .unwrap()
+            .secondary_addresses;
+        assert_eq!(secondary.len(), 1);
+        assert_eq!(secondary[0].ip, "fd00::1");
     }
 }

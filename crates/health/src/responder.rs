@@ -20,6 +20,18 @@ const READ_TIMEOUT: Duration = Duration::from_secs(3);
 /// cannot exhaust the host's threads.
 const MAX_CONNECTIONS: usize = 64;
 
+/// A listener on every address of both families (`[::]`, which takes
+/// IPv4 too unless the host set bindv6only); IPv4 alone where the kernel
+/// has no IPv6.
+pub fn listen_all(port: u16) -> io::Result<TcpListener> {
+    match TcpListener::bind((std::net::Ipv6Addr::UNSPECIFIED, port)) {
+        Err(e) if e.raw_os_error() == Some(libc::EAFNOSUPPORT) => {
+            TcpListener::bind((std::net::Ipv4Addr::UNSPECIFIED, port))
+        }
+        other => other,
+    }
+}
+
 /// Serves connections until accepting fails for good (the listener was
 /// closed); one short-lived thread per connection.
 pub fn serve(listener: TcpListener) -> io::Result<()> {
@@ -114,9 +126,12 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         std::thread::spawn(move || serve(listener));
-        let rtt =
-            crate::http_probe::hello(std::net::Ipv4Addr::LOCALHOST, port, Duration::from_secs(2))
-                .unwrap();
+        let rtt = crate::http_probe::hello(
+            std::net::Ipv4Addr::LOCALHOST.into(),
+            port,
+            Duration::from_secs(2),
+        )
+        .unwrap();
         assert!(rtt < Duration::from_secs(2));
     }
 
@@ -128,9 +143,12 @@ mod tests {
             .local_addr()
             .unwrap()
             .port();
-        let err =
-            crate::http_probe::hello(std::net::Ipv4Addr::LOCALHOST, port, Duration::from_secs(2))
-                .unwrap_err();
+        let err = crate::http_probe::hello(
+            std::net::Ipv4Addr::LOCALHOST.into(),
+            port,
+            Duration::from_secs(2),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("connect 127.0.0.1:"), "{err}");
     }
 }

@@ -56,6 +56,8 @@ pub struct Node {
     index: usize,
     name: String,
     ip: Ipv4Addr,
+    /// The node's IPv6 underlay address, on a dual-stack underlay.
+    ip6: Option<std::net::Ipv6Addr>,
     pod_cidr: String,
     /// The underlay veth's root-namespace side (the bridge port).
     port: String,
@@ -74,6 +76,12 @@ impl Node {
     /// The node's underlay IP (`--node-ip`), the VXLAN tunnel endpoint.
     pub fn ip(&self) -> Ipv4Addr {
         self.ip
+    }
+
+    /// The node's IPv6 underlay address, when the cluster was started with
+    /// [`Cluster::start_dual_stack_underlay`].
+    pub fn ip6(&self) -> Option<std::net::Ipv6Addr> {
+        self.ip6
     }
 
     /// `--ipv4-range`.
@@ -174,7 +182,17 @@ impl Cluster {
     /// Like [`Cluster::start`], every agent also getting `agent_args`
     /// (feature flags such as `--enable-endpoint-health-checking=true`).
     pub fn start_with_agent_args(options: ClusterOptions, agent_args: &[&str]) -> Result<Cluster> {
-        Cluster::start_inner(options, agent_args, false)
+        Cluster::start_inner(options, agent_args, false, false)
+    }
+
+    /// Like [`Cluster::start_with_agent_args`], every node also having an
+    /// IPv6 address on the underlay (the agents find it: `--ipv6-node
+    /// auto`). The tunnel stays IPv4.
+    pub fn start_dual_stack_underlay(
+        options: ClusterOptions,
+        agent_args: &[&str],
+    ) -> Result<Cluster> {
+        Cluster::start_inner(options, agent_args, false, true)
     }
 
     /// Like [`Cluster::start_with_agent_args`], with a real Kubernetes
@@ -182,13 +200,14 @@ impl Cluster {
     /// a Ready Node and its agent runs in Kubernetes mode
     /// (`--k8s-kubeconfig-path`). See [`crate::kubernetes`].
     pub fn start_kubernetes(options: ClusterOptions, agent_args: &[&str]) -> Result<Cluster> {
-        Cluster::start_inner(options, agent_args, true)
+        Cluster::start_inner(options, agent_args, true, false)
     }
 
     fn start_inner(
         options: ClusterOptions,
         agent_args: &[&str],
         kubernetes: bool,
+        underlay6: bool,
     ) -> Result<Cluster> {
         if options.nodes == 0 {
             bail!("a cluster needs at least one node");
@@ -237,7 +256,7 @@ impl Cluster {
         };
         for index in 0..options.nodes {
             let node = cluster
-                .start_node(pid, n, index)
+                .start_node(pid, n, index, underlay6)
                 .with_context(|| format!("starting node {index}"))?;
             cluster.nodes.push(node);
         }
@@ -247,7 +266,7 @@ impl Cluster {
         Ok(cluster)
     }
 
-    fn start_node(&self, pid: u32, n: u32, index: usize) -> Result<Node> {
+    fn start_node(&self, pid: u32, n: u32, index: usize, underlay6: bool) -> Result<Node> {
         let name = format!("node{index}");
         let netns = NetNs::create(&format!("cilc-{pid}-{n}-{name}"))?;
         netns.sysctl("net.ipv6.conf.all.disable_ipv6", "1")?;
@@ -255,6 +274,10 @@ impl Cluster {
         let ip = self.addressing.node_ip(index);
         let port = format!("cnp{:06x}{:02x}{index:x}", pid & 0xff_ffff, n & 0xff);
         underlay::attach_node(&self.bridge, &port, &netns, ip, self.addressing.bridge_ip())?;
+        let ip6 = underlay6.then(|| self.addressing.node_ip6(index));
+        if let Some(ip6) = ip6 {
+            underlay::add_node_ipv6(&netns, ip6)?;
+        }
         // Pod traffic to an address no node has claimed must not leave
         // through the underlay's default route into the machine's network.
         crate::cmd::ip(&[
@@ -301,6 +324,7 @@ impl Cluster {
             index,
             name,
             ip,
+            ip6,
             pod_cidr,
             port,
         })

@@ -28,6 +28,13 @@ pub struct NodeRecord {
     /// The node's IPv6 pod range, when IPv6 is enabled there.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ipv6_pod_cidr: Option<String>,
+    /// The node's own IPv6 address, when it has one (`--ipv6-node`): the
+    /// other nodes' health checkers probe it next to its IPv4 address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6: Option<std::net::Ipv6Addr>,
+    /// The health endpoint's IPv6 address, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_ipv6: Option<std::net::Ipv6Addr>,
 }
 
 /// An endpoint's address as every node's ipcache needs it, and its named

@@ -46,7 +46,10 @@ impl Cluster {
             None => netdev::default_route_source()
                 .context("cannot detect this node's IP from the default route: pass --node-ip")?,
         };
-        let pod_cidr = pod_cidr(config, &*kv, &name).await?;
+        let pod_cidr = match config.enable_ipv4 {
+            true => Some(pod_cidr(config, &*kv, &name).await?),
+            false => None,
+        };
         let pod_cidr6 = match config.enable_ipv6 {
             true => Some(pod_cidr6(config, &*kv, &name, ip).await?),
             false => None,
@@ -57,10 +60,17 @@ impl Cluster {
         } else {
             identities::Identities::Kvstore(ClusterAllocator::start(session.clone(), &name)?)
         };
+        let ipv6 = match config.enable_ipv6 {
+            true => node_ipv6(config, ip),
+            false => None,
+        };
         let node = NodeRecord {
             name,
             ipv4: ip,
-            pod_cidr: pod_cidr.to_string(),
+            ipv6,
+            health_ipv6: None,
+            // Empty with --enable-ipv4=false: no IPv4 pods to route.
+            pod_cidr: pod_cidr.map(|c| c.to_string()).unwrap_or_default(),
             health_ipv4: None,
             ipv6_pod_cidr: pod_cidr6.map(|c| c.to_string()),
         };
@@ -74,8 +84,12 @@ impl Cluster {
         })
     }
 
-    pub fn pod_cidr(&self) -> Cidr {
-        Cidr::parse(&self.node.pod_cidr).expect("validated when the node joined")
+    /// This node's IPv4 pod range; `None` with `--enable-ipv4=false`.
+    pub fn pod_cidr(&self) -> Option<Cidr> {
+        if self.node.pod_cidr.is_empty() {
+            return None;
+        }
+        Some(Cidr::parse(&self.node.pod_cidr).expect("validated when the node joined"))
     }
 
     /// This node's IPv6 pod range; `None` with `--enable-ipv6=false`.
@@ -86,6 +100,17 @@ impl Cluster {
 
     pub fn node_ip(&self) -> Ipv4Addr {
         self.node.ipv4
+    }
+}
+
+/// `--ipv6-node`, or with `auto` the first global IPv6 address on the
+/// device that carries the node's IPv4 address.
+fn node_ipv6(config: &Config, node_ip: Ipv4Addr) -> Option<std::net::Ipv6Addr> {
+    match config.ipv6_node.as_str() {
+        "auto" => netdev::addresses6_of(&netdev::device_with_address(node_ip)?)
+            .into_iter()
+            .next(),
+        text => text.parse().ok(),
     }
 }
 

@@ -27,13 +27,17 @@ pub enum Family {
 impl Daemon {
     /// The node's router addresses and ranges, per family.
     pub(super) fn node_addressing(&self, inner: &Inner) -> NodeAddressing {
-        let range = inner.ipam.range();
         NodeAddressing {
-            ipv4: NodeAddressingElement {
-                enabled: true,
-                ip: range.router().to_string(),
-                alloc_range: range.to_string(),
-            },
+            // Cilium's model keeps the family with `enabled: false`.
+            ipv4: inner
+                .ipam
+                .as_ref()
+                .map(|ipam| NodeAddressingElement {
+                    enabled: true,
+                    ip: ipam.range().router().to_string(),
+                    alloc_range: ipam.range().to_string(),
+                })
+                .unwrap_or_default(),
             ipv6: inner.ipam6.as_ref().map(|ipam6| NodeAddressingElement {
                 enabled: true,
                 ip: ipam6.range().router().to_string(),
@@ -51,17 +55,21 @@ impl Daemon {
                 "family: ipv6 is disabled on this node (--enable-ipv6=false)".into(),
             ));
         }
+        if family == Family::V4 && inner.ipam.is_none() {
+            return Err(AgentError::BadRequest(
+                "family: ipv4 is disabled on this node (--enable-ipv4=false)".into(),
+            ));
+        }
         let mut response = IpamResponse {
             host_addressing: self.node_addressing(&inner),
             ..Default::default()
         };
         let mut ip4 = None;
-        if family != Family::V6 {
-            let ip = inner
-                .ipam
+        if let Some(ipam) = inner.ipam.as_mut().filter(|_| family != Family::V6) {
+            let ip = ipam
                 .allocate_next(owner)
                 .map_err(|e| internal(e.to_string()))?;
-            let range = inner.ipam.range();
+            let range = ipam.range();
             response.address.ipv4 = Some(ip.to_string());
             response.ipv4 = Some(IpamAddressResponse {
                 ip: ip.to_string(),
@@ -74,8 +82,8 @@ impl Daemon {
             let ip = match ipam6.allocate_next(owner) {
                 Ok(ip) => ip,
                 Err(e) => {
-                    if let Some(ip) = ip4 {
-                        let _ = inner.ipam.release(ip);
+                    if let (Some(ip), Some(ipam)) = (ip4, inner.ipam.as_mut()) {
+                        let _ = ipam.release(ip);
                     }
                     return Err(internal(e.to_string()));
                 }
@@ -97,17 +105,19 @@ impl Daemon {
             .parse()
             .map_err(|_| AgentError::BadRequest(format!("{ip:?} is not an IP address")))?;
         let mut inner = self.lock();
-        let in_use = inner
-            .endpoints
-            .values()
-            .any(|ep| addr == ep.ipv4 || Some(addr) == ep.ipv6.map(Into::into));
+        let in_use = inner.endpoints.values().any(|ep| {
+            Some(addr) == ep.ipv4.map(Into::into) || Some(addr) == ep.ipv6.map(Into::into)
+        });
         if in_use {
             return Err(AgentError::Conflict(format!(
                 "{ip} is in use by an endpoint; delete the endpoint first"
             )));
         }
         let released = match addr {
-            std::net::IpAddr::V4(v4) => inner.ipam.release(v4).map_err(|e| e.to_string()),
+            std::net::IpAddr::V4(v4) => match inner.ipam.as_mut() {
+                Some(ipam) => ipam.release(v4).map_err(|e| e.to_string()),
+                None => Err(format!("{v4} is not allocated (IPv4 is disabled)")),
+            },
             std::net::IpAddr::V6(v6) => match inner.ipam6.as_mut() {
                 Some(ipam6) => ipam6.release(v6).map_err(|e| e.to_string()),
                 None => Err(format!("{v6} is not allocated (IPv6 is disabled)")),
@@ -131,11 +141,42 @@ impl Daemon {
         }
     }
 
-    /// Claims an endpoint's IPv6 address for it.
-    pub(super) fn claim_ipv6(
+    /// Claims an endpoint's addresses for it: each must be free, inside
+    /// this node's range of its family, and that family enabled.
+    pub(super) fn claim_addresses(
         &self,
         inner: &mut Inner,
         ep: &EndpointRecord,
+    ) -> Result<(), AgentError> {
+        let owner = format!("endpoint {}", ep.id);
+        if let Some(ip) = ep.ipv4 {
+            let bad = |m: String| AgentError::BadRequest(format!("addressing.ipv4: {m}"));
+            if let Some(other) = inner.endpoints.values().find(|o| o.ipv4 == Some(ip)) {
+                return Err(AgentError::Conflict(format!(
+                    "{ip} is already used by endpoint {}",
+                    other.id
+                )));
+            }
+            let ipam = inner
+                .ipam
+                .as_mut()
+                .ok_or_else(|| bad("IPv4 is disabled on this node (--enable-ipv4=false)".into()))?;
+            ipam.claim(ip, &owner).map_err(|e| bad(e.to_string()))?;
+        }
+        if let Err(e) = self.claim_ipv6(inner, ep, &owner) {
+            if let (Some(ip), Some(ipam)) = (ep.ipv4, inner.ipam.as_mut()) {
+                let _ = ipam.release(ip);
+            }
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    fn claim_ipv6(
+        &self,
+        inner: &mut Inner,
+        ep: &EndpointRecord,
+        owner: &str,
     ) -> Result<(), AgentError> {
         let Some(ip) = ep.ipv6 else {
             return Ok(());
@@ -151,18 +192,23 @@ impl Daemon {
             .ipam6
             .as_mut()
             .ok_or_else(|| bad("IPv6 is disabled on this node (--enable-ipv6=false)".into()))?;
-        ipam6
-            .claim(ip, &format!("endpoint {}", ep.id))
-            .map_err(|e| bad(e.to_string()))
+        ipam6.claim(ip, owner).map_err(|e| bad(e.to_string()))
     }
 
-    /// Publishes the endpoint's IPv6 address in cilium_lxc6 and
-    /// cilium_ipcache6 (after its policy is in place, like IPv4's).
-    pub(super) fn install_ipv6(
+    /// Publishes the endpoint's addresses in cilium_lxc(6) and
+    /// cilium_ipcache(6), once its policy is in place.
+    pub(super) fn install_addresses(
         &self,
         inner: &mut Inner,
         ep: &EndpointRecord,
     ) -> Result<(), AgentError> {
+        if let Some(ip) = ep.ipv4 {
+            inner.maps.lxc.upsert(ip, &lxc_info(ep))?;
+            inner
+                .maps
+                .ipcache
+                .upsert(ip, 32, ep.identity, Ipv4Addr::UNSPECIFIED)?;
+        }
         if let Some(ip) = ep.ipv6 {
             inner.maps.lxc6.upsert(ip, &lxc_info(ep))?;
             inner
@@ -173,26 +219,33 @@ impl Daemon {
         Ok(())
     }
 
-    /// Takes the endpoint's IPv6 address out of the maps (and its
-    /// connections out of conntrack when `flush`); `release` gives it back
-    /// to the IPAM (a failed create).
-    pub(super) fn remove_ipv6(
+    /// Takes the endpoint's addresses out of the maps (and its connections
+    /// out of conntrack when `flush`); `release` gives them back to the
+    /// IPAM (a failed create).
+    pub(super) fn remove_addresses(
         &self,
         inner: &mut Inner,
         ep: &EndpointRecord,
         flush: bool,
         release: bool,
     ) -> Result<(), AgentError> {
-        let Some(ip) = ep.ipv6 else {
-            return Ok(());
-        };
-        inner.maps.lxc6.remove(ip)?;
-        inner.maps.ipcache6.remove(ip, 128)?;
-        if flush {
-            inner.maps.ct.flush_address6(ip.octets())?;
+        if let Some(ip) = ep.ipv4 {
+            inner.maps.lxc.remove(ip)?;
+            inner.maps.ipcache.remove(ip, 32)?;
+            if flush {
+                inner.maps.ct.flush_address(ip.octets())?;
+            }
+            if let Some(ipam) = inner.ipam.as_mut().filter(|_| release) {
+                let _ = ipam.release(ip);
+            }
         }
-        if release {
-            if let Some(ipam6) = inner.ipam6.as_mut() {
+        if let Some(ip) = ep.ipv6 {
+            inner.maps.lxc6.remove(ip)?;
+            inner.maps.ipcache6.remove(ip, 128)?;
+            if flush {
+                inner.maps.ct.flush_address6(ip.octets())?;
+            }
+            if let Some(ipam6) = inner.ipam6.as_mut().filter(|_| release) {
                 let _ = ipam6.release(ip);
             }
         }

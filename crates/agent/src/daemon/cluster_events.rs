@@ -68,7 +68,7 @@ impl Daemon {
     pub fn remote_ip_gone(&self, ip: Ipv4Addr) {
         let mut inner = self.lock();
         if inner.remote_ips.remove(&ip).is_some()
-            && !inner.endpoints.values().any(|ep| ep.ipv4 == ip)
+            && !inner.endpoints.values().any(|ep| ep.ipv4 == Some(ip))
         {
             if let Err(e) = inner.maps.ipcache.remove(ip, 32) {
                 eprintln!("ipcache {ip}: {e}");
@@ -202,8 +202,8 @@ impl Daemon {
                         },
                         ipv6: n.ipv6_pod_cidr.as_ref().map(|range| NodeAddressingElement {
                             enabled: true,
-                            // The underlay is IPv4: nodes have no IPv6 address here.
-                            ip: String::new(),
+                            // Empty: the node has no IPv6 address of its own.
+                            ip: n.ipv6.map(|ip| ip.to_string()).unwrap_or_default(),
                             alloc_range: range.clone(),
                         }),
                     },

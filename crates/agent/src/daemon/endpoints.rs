@@ -87,14 +87,13 @@ fn validate(req: &EndpointChangeRequest) -> Result<EndpointRecord, AgentError> {
             req.interface_index
         )));
     }
-    let ipv4 = req
-        .addressing
-        .ipv4
-        .as_deref()
-        .ok_or_else(|| bad("addressing.ipv4: required"))?;
-    let ipv4: Ipv4Addr = ipv4
-        .parse()
-        .map_err(|_| bad(format!("addressing.ipv4: {ipv4:?} is not an IPv4 address")))?;
+    let ipv4 = match req.addressing.ipv4.as_deref().filter(|a| !a.is_empty()) {
+        Some(text) => Some(
+            text.parse::<Ipv4Addr>()
+                .map_err(|_| bad(format!("addressing.ipv4: {text:?} is not an IPv4 address")))?,
+        ),
+        None => None,
+    };
     let ipv6 = match req.addressing.ipv6.as_deref().filter(|a| !a.is_empty()) {
         Some(text) => Some(
             text.parse::<Ipv6Addr>()
@@ -102,6 +101,9 @@ fn validate(req: &EndpointChangeRequest) -> Result<EndpointRecord, AgentError> {
         ),
         None => None,
     };
+    if ipv4.is_none() && ipv6.is_none() {
+        return Err(bad("addressing: an IPv4 or an IPv6 address is required"));
+    }
     let mac = req
         .mac
         .as_deref()
@@ -196,12 +198,6 @@ impl Daemon {
                 ep.id
             )));
         }
-        if let Some(other) = inner.endpoints.values().find(|o| o.ipv4 == ep.ipv4) {
-            return Err(AgentError::Conflict(format!(
-                "{} is already used by endpoint {}",
-                ep.ipv4, other.id
-            )));
-        }
         if let Some(other) = inner
             .endpoints
             .values()
@@ -212,14 +208,7 @@ impl Daemon {
                 ep.interface_name, other.id
             )));
         }
-        inner
-            .ipam
-            .claim(ep.ipv4, &format!("endpoint {}", ep.id))
-            .map_err(|e| bad(format!("addressing.ipv4: {e}")))?;
-        if let Err(e) = self.claim_ipv6(&mut inner, ep) {
-            let _ = inner.ipam.release(ep.ipv4);
-            return Err(e);
-        }
+        self.claim_addresses(&mut inner, ep)?;
 
         let created = inner.identities.insert(identity.clone());
         if let Err(e) = self.install(&mut inner, ep, created) {
@@ -230,10 +219,7 @@ impl Daemon {
                 inner.identities.remove(ep.identity);
             }
             let _ = remove_endpoint(&self.root, ep.id);
-            let _ = inner.maps.lxc.remove(ep.ipv4);
-            let _ = inner.maps.ipcache.remove(ep.ipv4, 32);
-            let _ = inner.ipam.release(ep.ipv4);
-            let _ = self.remove_ipv6(&mut inner, ep, false, true);
+            let _ = self.remove_addresses(&mut inner, ep, false, true);
             return Err(e);
         }
         inner.endpoints.insert(ep.id, ep.clone());
@@ -265,12 +251,7 @@ impl Daemon {
         if new_identity {
             self.identity_added(inner, ep.identity, &ep.labels)?;
         }
-        inner.maps.lxc.upsert(ep.ipv4, &lxc_info(ep))?;
-        inner
-            .maps
-            .ipcache
-            .upsert(ep.ipv4, 32, ep.identity, Ipv4Addr::UNSPECIFIED)?;
-        self.install_ipv6(inner, ep)?;
+        self.install_addresses(inner, ep)?;
         self.publish_proxy_state(inner);
         Ok(())
     }
@@ -286,10 +267,7 @@ impl Daemon {
             inner.proxy_ports.release_endpoint(num);
             self.publish_proxy_state(&inner);
             remove_endpoint(&self.root, num)?;
-            inner.maps.lxc.remove(ep.ipv4)?;
-            inner.maps.ipcache.remove(ep.ipv4, 32)?;
-            inner.maps.ct.flush_address(ep.ipv4.octets())?;
-            self.remove_ipv6(&mut inner, &ep, true, false)?;
+            self.remove_addresses(&mut inner, &ep, true, false)?;
             self.refresh_peer_ports(&mut inner);
             // Its DNS answers go with it; IPs only it learned lose their
             // FQDN identities.
@@ -464,12 +442,7 @@ impl Daemon {
             &mut ep,
         )?;
         inner.policies.insert(num, policy);
-        inner.maps.lxc.upsert(ep.ipv4, &lxc_info(&ep))?;
-        inner
-            .maps
-            .ipcache
-            .upsert(ep.ipv4, 32, ep.identity, Ipv4Addr::UNSPECIFIED)?;
-        self.install_ipv6(&mut inner, &ep)?;
+        self.install_addresses(&mut inner, &ep)?;
         self.publish_endpoint_ip(&ep);
         inner.endpoints.insert(num, ep);
         self.refresh_peer_ports(&mut inner);

@@ -66,7 +66,8 @@ pub struct Daemon {
 
 struct Inner {
     maps: SharedMaps,
-    ipam: Ipam,
+    /// IPv4 addresses; `None` with `--enable-ipv4=false`.
+    ipam: Option<Ipam>,
     /// IPv6 addresses; `None` with `--enable-ipv6=false`.
     ipam6: Option<crate::ipam::v6::Ipam6>,
     /// Identities of endpoint label sets (cluster-wide numbers) known here.
@@ -152,7 +153,6 @@ impl Daemon {
     /// previous run left and resyncs the kernel with it.
     pub async fn start(config: Config) -> anyhow::Result<Arc<Daemon>> {
         let cluster = Cluster::join(&config).await?;
-        let range = cluster.pod_cidr();
         let root = BpfRoot::prepare(&config.bpf_root)?;
         let state = StateDir::open(&config.state_dir)?;
         let maps = SharedMaps::open_or_create(&root)?;
@@ -182,14 +182,15 @@ impl Daemon {
             IdentityAllocator::load_scoped(state.cidr_identities_path(), Scope::Local)?;
         let fqdn_ips = fqdn::fqdn_identities(&cidr_identities);
         let repo = state.load_policy()?.unwrap_or_default();
-        let ipam = match state.load_ipam()? {
-            Some(ipam) if ipam.range() == range => ipam,
-            Some(ipam) if ipam.allocated().next().is_some() => anyhow::bail!(
+        let ipam = match (cluster.pod_cidr(), state.load_ipam()?) {
+            (None, _) => None,
+            (Some(range), Some(ipam)) if ipam.range() == range => Some(ipam),
+            (Some(range), Some(ipam)) if ipam.allocated().next().is_some() => anyhow::bail!(
                 "this node's pod CIDR {range} differs from {} recorded in {} with addresses in use",
                 ipam.range(),
                 config.state_dir.display()
             ),
-            _ => Ipam::new(range),
+            (Some(range), _) => Some(Ipam::new(range)),
         };
         let ipam6 = match (cluster.pod_cidr6(), state.load_ipam6()?) {
             (None, _) => None,
@@ -355,10 +356,7 @@ impl Daemon {
     /// Tells the other nodes where this endpoint lives and who it is.
     /// Takes an endpoint's address back from the cluster.
     fn unpublish_endpoint_ip(&self, ep: &EndpointRecord) {
-        self.cluster
-            .publisher
-            .delete(crate::cluster::keys::ip_key(ep.ipv4));
-        if let Some(ip) = ep.ipv6 {
+        for ip in ep.addresses() {
             self.cluster
                 .publisher
                 .delete(crate::cluster::keys::ip_key(ip));
@@ -385,7 +383,7 @@ impl Daemon {
                 endpoint_id: ep.id,
                 identity: ep.identity,
                 labels: ep.labels.to_strings(),
-                ipv4: Some(ep.ipv4),
+                ipv4: ep.ipv4,
                 ipv6: ep.ipv6,
                 node_ip: self.cluster.node_ip(),
                 named_ports: ep
@@ -405,14 +403,11 @@ impl Daemon {
             named_ports: ep.named_ports.clone(),
         };
         let value = serde_json::to_vec(&record).expect("serializable");
-        if let Some(ip) = ep.ipv6 {
+        for ip in ep.addresses() {
             self.cluster
                 .publisher
                 .put(crate::cluster::keys::ip_key(ip), value.clone());
         }
-        self.cluster
-            .publisher
-            .put(crate::cluster::keys::ip_key(ep.ipv4), value);
     }
 
     /// What cilium_ipcache should hold: (address, prefix length) ->
@@ -435,7 +430,9 @@ impl Daemon {
             want_ipcache.insert((ip, 32), (identity::HOST, local));
         }
         for ep in inner.endpoints.values() {
-            want_ipcache.insert((ep.ipv4, 32), (ep.identity, local));
+            if let Some(ip) = ep.ipv4 {
+                want_ipcache.insert((ip, 32), (ep.identity, local));
+            }
         }
         for (prefix, id) in cidr::prefix_identities(inner) {
             want_ipcache.insert((prefix.addr(), prefix.prefix_len() as u32), (id, local));
@@ -453,7 +450,7 @@ impl Daemon {
         let want_lxc: BTreeMap<_, _> = inner
             .endpoints
             .values()
-            .map(|ep| (ep.ipv4, endpoints::lxc_info(ep)))
+            .filter_map(|ep| Some((ep.ipv4?, endpoints::lxc_info(ep))))
             .collect();
         for (ip, prefix, info) in inner.maps.ipcache.entries()? {
             match want_ipcache.get(&(ip, prefix)) {
@@ -615,7 +612,9 @@ impl Daemon {
     /// After an endpoint or address changed.
     fn persist_endpoints(&self, inner: &Inner) -> Result<(), AgentError> {
         self.state.save_endpoints(&inner.endpoints)?;
-        self.state.save_ipam(&inner.ipam)?;
+        if let Some(ipam) = &inner.ipam {
+            self.state.save_ipam(ipam)?;
+        }
         if let Some(ipam6) = &inner.ipam6 {
             self.state.save_ipam6(ipam6)?;
         }
@@ -646,11 +645,16 @@ impl Daemon {
             ipam: IpamStatus {
                 ipv4: inner
                     .ipam
-                    .allocated()
+                    .iter()
+                    .flat_map(|ipam| ipam.allocated())
                     .map(|(ip, _)| ip.to_string())
                     .collect(),
-                alloc_range: inner.ipam.range().to_string(),
-                capacity: inner.ipam.capacity(),
+                alloc_range: inner
+                    .ipam
+                    .as_ref()
+                    .map(|ipam| ipam.range().to_string())
+                    .unwrap_or_default(),
+                capacity: inner.ipam.as_ref().map_or(0, |ipam| ipam.capacity()),
                 ipv6: inner
                     .ipam6
                     .iter()

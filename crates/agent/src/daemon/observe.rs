@@ -65,7 +65,7 @@ impl Daemon {
             endpoint_by_ip: inner
                 .endpoints
                 .values()
-                .map(|ep| (ep.ipv4, ep.id))
+                .filter_map(|ep| Some((ep.ipv4?, ep.id)))
                 .collect(),
         }
     }

@@ -2,7 +2,7 @@
 //! its results kept for the health API and the agent's status.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -26,9 +26,9 @@ pub struct Checker {
     last: RwLock<HealthStatusResponse>,
     /// One round at a time (periodic and `PUT /status/probe` alike).
     roster: tokio::sync::Mutex<Roster>,
-    /// This node's health endpoint (address, network namespace), once it
-    /// runs.
-    local_endpoint: Mutex<Option<(Ipv4Addr, PathBuf)>>,
+    /// This node's health endpoint (addresses, primary first; network
+    /// namespace), once it runs.
+    local_endpoint: Mutex<Option<(Vec<IpAddr>, PathBuf)>>,
     /// What keeps the checker from doing all of its job, by part.
     problems: Mutex<BTreeMap<&'static str, String>>,
 }
@@ -83,7 +83,7 @@ impl Checker {
         };
     }
 
-    pub fn set_local_endpoint(&self, endpoint: Option<(Ipv4Addr, PathBuf)>) {
+    pub fn set_local_endpoint(&self, endpoint: Option<(Vec<IpAddr>, PathBuf)>) {
         *self
             .local_endpoint
             .lock()
@@ -125,7 +125,9 @@ impl Checker {
     /// addresses could be read. This node's health endpoint is probed from
     /// the host; the other nodes' from this node's health endpoint (the
     /// pod-to-pod path: this datapath has no host-to-remote-pod route), so
-    /// only while it runs.
+    /// only while it runs. IPv6 addresses are probed where the prober has
+    /// IPv6 too: the node's own IPv6 address for the hosts and this node's
+    /// health endpoint, the health endpoint's for the others'.
     async fn listed_targets(&self) -> (Vec<Target>, bool) {
         let nodes = self.daemon.cluster_nodes();
         let local = self
@@ -137,21 +139,44 @@ impl Checker {
             (Some(_), true) => self.remote_health_ips().await,
             _ => Some(BTreeMap::new()),
         };
+        let host_has_ipv6 = self.daemon.cluster().node.ipv6.is_some();
+        let local_ips = local
+            .as_ref()
+            .map(|(ips, _)| ips.clone())
+            .unwrap_or_default();
+        let reachable_from = |from: &[IpAddr], ips: Vec<IpAddr>| -> Vec<IpAddr> {
+            let has = |v6: bool| from.iter().any(|ip| ip.is_ipv6() == v6);
+            ips.into_iter().filter(|ip| has(ip.is_ipv6())).collect()
+        };
+        let host_families: Vec<IpAddr> = [IpAddr::from(self.daemon.cluster().node_ip())]
+            .into_iter()
+            .chain(self.daemon.cluster().node.ipv6.map(IpAddr::from))
+            .collect();
         let targets = nodes
             .nodes_added
             .into_iter()
             .filter_map(|n| {
-                let host_ip = n.primary_address.ipv4.ip.parse().ok()?;
-                let (health_ip, health_probed_from) = if n.name == nodes.self_name {
-                    (local.as_ref().map(|(ip, _)| *ip), None)
+                let host_ip: IpAddr = n.primary_address.ipv4.ip.parse().ok()?;
+                let host_ip6 = n
+                    .primary_address
+                    .ipv6
+                    .as_ref()
+                    .and_then(|a| a.ip.parse::<IpAddr>().ok())
+                    .filter(|_| host_has_ipv6);
+                let (health_ips, health_probed_from) = if n.name == nodes.self_name {
+                    (reachable_from(&host_families, local_ips.clone()), None)
                 } else {
-                    let ip = health_ips.as_ref().and_then(|m| m.get(&n.name).copied());
-                    (ip, local.as_ref().map(|(_, netns)| netns.clone()))
+                    let ips = health_ips
+                        .as_ref()
+                        .and_then(|m| m.get(&n.name).cloned())
+                        .unwrap_or_default();
+                    let from = local.as_ref().map(|(_, netns)| netns.clone());
+                    (reachable_from(&local_ips, ips), from)
                 };
                 Some(Target {
                     name: n.name,
-                    host_ip,
-                    health_ip,
+                    host_ips: std::iter::once(host_ip).chain(host_ip6).collect(),
+                    health_ips,
                     health_probed_from,
                 })
             })
@@ -159,8 +184,9 @@ impl Checker {
         (targets, health_ips.is_some())
     }
 
-    /// Health endpoint addresses the nodes published with their records.
-    async fn remote_health_ips(&self) -> Option<BTreeMap<String, Ipv4Addr>> {
+    /// Health endpoint addresses the nodes published with their records,
+    /// primary (IPv4) first.
+    async fn remote_health_ips(&self) -> Option<BTreeMap<String, Vec<IpAddr>>> {
         let kv = &self.daemon.cluster().kv;
         let listing = tokio::time::timeout(KVSTORE_TIMEOUT, kv.list_prefix(keys::NODES_PREFIX))
             .await
@@ -171,7 +197,12 @@ impl Checker {
                 .kvs
                 .iter()
                 .filter_map(|kv| serde_json::from_slice::<NodeRecord>(&kv.value).ok())
-                .filter_map(|n| Some((n.name, n.health_ipv4?)))
+                .map(|n| {
+                    let v4 = n.health_ipv4.map(IpAddr::from);
+                    let ips = v4.into_iter().chain(n.health_ipv6.map(Into::into));
+                    (n.name, ips.collect::<Vec<_>>())
+                })
+                .filter(|(_, ips)| !ips.is_empty())
                 .collect(),
         )
     }

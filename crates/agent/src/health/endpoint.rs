@@ -1,15 +1,15 @@
 //! This node's health endpoint (Cilium's `cilium-health` endpoint): a
 //! network namespace owned by a detached `cilium-health responder`
 //! process, a veth pair into it (host side `lxc_health`), an address from
-//! the node's IPAM, registered through the daemon's ordinary endpoint path
-//! with the label `reserved:health` (identity 4). Its address travels in
-//! the node's kvstore record so that other nodes probe it.
+//! the node's IPAM (each enabled family: IPv4, IPv6 or both), registered through the daemon's ordinary endpoint path
+//! with the label `reserved:health` (identity 4). Its addresses travel in
+//! the node's kvstore record so that other nodes probe them.
 //!
 //! The responder outlives agent restarts and the next agent adopts it; it
 //! exits by itself once its interface is gone, so deleting the veth (or
 //! the node's namespace) leaves no process behind.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -36,10 +36,19 @@ const LOG: &str = "health-endpoint.log";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HealthEndpoint {
     pub pid: u32,
-    pub ipv4: Ipv4Addr,
+    #[serde(default)]
+    pub ipv4: Option<Ipv4Addr>,
+    #[serde(default)]
+    pub ipv6: Option<Ipv6Addr>,
 }
 
 impl HealthEndpoint {
+    /// Its addresses, primary (IPv4 where it has one) first.
+    pub fn addresses(&self) -> Vec<IpAddr> {
+        let v4 = self.ipv4.map(IpAddr::from);
+        v4.into_iter().chain(self.ipv6.map(Into::into)).collect()
+    }
+
     /// The endpoint's network namespace (its responder's).
     pub fn netns(&self) -> PathBuf {
         netns_of(self.pid)
@@ -62,19 +71,20 @@ pub async fn ensure(daemon: &Arc<Daemon>, config: &HealthConfig) -> anyhow::Resu
             create(daemon, config, &record_path).await?
         }
     };
-    publish(daemon, Some(endpoint.ipv4));
+    publish(daemon, &endpoint);
     Ok(endpoint)
 }
 
-/// Puts (or takes) the health address in this node's kvstore record and,
-/// in Kubernetes mode, its CiliumNode.
-pub fn publish(daemon: &Daemon, ipv4: Option<Ipv4Addr>) {
+/// Puts the health addresses in this node's kvstore record and, in
+/// Kubernetes mode, its CiliumNode (which carries the IPv4 one).
+fn publish(daemon: &Daemon, endpoint: &HealthEndpoint) {
     if let Some(k8s) = daemon.k8s() {
-        k8s.node_health.send_replace(ipv4);
+        k8s.node_health.send_replace(endpoint.ipv4);
     }
     let cluster = daemon.cluster();
     let record = keys::NodeRecord {
-        health_ipv4: ipv4,
+        health_ipv4: endpoint.ipv4,
+        health_ipv6: endpoint.ipv6,
         ..cluster.node.clone()
     };
     cluster.publisher.put(
@@ -88,12 +98,13 @@ fn adopt(daemon: &Daemon, record_path: &Path) -> Option<HealthEndpoint> {
         serde_json::from_slice(&std::fs::read(record_path).ok()?).ok()?;
     let registered = daemon.endpoint_list().into_iter().any(|ep| {
         let net = &ep.status.networking;
+        let text = |ip: Option<IpAddr>| ip.map(|ip| ip.to_string());
         net.interface_name == HOST_IFNAME
             && net.netns == recorded.netns().display().to_string()
-            && net
-                .addressing
-                .iter()
-                .any(|a| a.ipv4.as_deref() == Some(&recorded.ipv4.to_string()))
+            && net.addressing.iter().any(|a| {
+                a.ipv4 == text(recorded.ipv4.map(Into::into))
+                    && a.ipv6 == text(recorded.ipv6.map(Into::into))
+            })
     });
     (registered && recorded.is_alive()).then_some(recorded)
 }
@@ -120,14 +131,17 @@ async fn remove_remains(daemon: &Daemon, record_path: &Path) {
                 .networking
                 .addressing
                 .iter()
-                .filter_map(|a| a.ipv4.clone())
+                .flat_map(|a| [a.ipv4.clone(), a.ipv6.clone()])
+                .flatten()
             {
                 let _ = daemon.ipam_release(&ip);
             }
         }
     }
     if let Some(old) = recorded {
-        let _ = daemon.ipam_release(&old.ipv4.to_string());
+        for ip in old.addresses() {
+            let _ = daemon.ipam_release(&ip.to_string());
+        }
     }
     let _ = tokio::task::spawn_blocking(|| veth::delete(HOST_IFNAME)).await;
     let _ = std::fs::remove_file(record_path);
@@ -139,20 +153,23 @@ async fn create(
     record_path: &Path,
 ) -> anyhow::Result<HealthEndpoint> {
     let pid = spawn_responder(config)?;
+    // An address of every family the node has enabled, as a pod gets.
     let ipam = daemon
-        .ipam_allocate(CONTAINER_ID, crate::daemon::Family::V4)
+        .ipam_allocate(CONTAINER_ID, crate::daemon::Family::Both)
         .map_err(|e| anyhow!("allocating an address: {e}"))?;
-    let ip: Ipv4Addr = ipam
-        .address
-        .ipv4
-        .as_deref()
-        .and_then(|a| a.parse().ok())
-        .context("IPAM answered without an IPv4 address")?;
-    let endpoint = HealthEndpoint { pid, ipv4: ip };
+    let endpoint = HealthEndpoint {
+        pid,
+        ipv4: parsed(ipam.address.ipv4.as_ref()),
+        ipv6: parsed(ipam.address.ipv6.as_ref()),
+    };
     // Recorded first: a crash from here on is cleaned up by the next agent.
     std::fs::write(record_path, serde_json::to_vec(&endpoint)?)
         .with_context(|| format!("writing {}", record_path.display()))?;
-    let registered = register(daemon, &endpoint, ipam.host_addressing.ipv4.ip.parse()?).await;
+    let gateways = Gateways {
+        ipv4: parsed(ipam.ipv4.as_ref().map(|a| &a.gateway)),
+        ipv6: parsed(ipam.ipv6.as_ref().map(|a| &a.gateway)),
+    };
+    let registered = register(daemon, &endpoint, gateways).await;
     if let Err(e) = registered {
         remove_remains(daemon, record_path).await;
         return Err(e);
@@ -160,16 +177,40 @@ async fn create(
     Ok(endpoint)
 }
 
+/// The node's router addresses the endpoint routes through.
+struct Gateways {
+    ipv4: Option<Ipv4Addr>,
+    ipv6: Option<Ipv6Addr>,
+}
+
+fn parsed<T: std::str::FromStr>(text: Option<&String>) -> Option<T> {
+    text.and_then(|t| t.parse().ok())
+}
+
 /// Plumbs the veth pair into the responder's namespace and registers the
 /// endpoint.
-async fn register(daemon: &Daemon, ep: &HealthEndpoint, gateway: Ipv4Addr) -> anyhow::Result<()> {
-    let (ns_path, ip) = (ep.netns(), ep.ipv4);
+async fn register(daemon: &Daemon, ep: &HealthEndpoint, gateways: Gateways) -> anyhow::Result<()> {
+    let missing = |family: &str| anyhow!("the IPAM answer has no {family} gateway");
+    let v4 = match ep.ipv4 {
+        Some(addr) => Some(veth::Ipv4Config {
+            addr,
+            gateway: gateways.ipv4.ok_or_else(|| missing("IPv4"))?,
+        }),
+        None => None,
+    };
+    let v6 = match ep.ipv6 {
+        Some(addr) => Some(veth::Ipv6Config {
+            addr,
+            gateway: gateways.ipv6.ok_or_else(|| missing("IPv6"))?,
+        }),
+        None => None,
+    };
+    let ns_path = ep.netns();
     let (host, mac) = tokio::task::spawn_blocking(move || {
         let ns = netns::open(&ns_path)?;
-        // IPv4 only: the health endpoint is probed over IPv4.
-        veth::create(&ns, &ns_path, IFNAME, HOST_IFNAME, false)?;
-        let host = veth::setup_host(HOST_IFNAME, ip, None)?;
-        let mac = veth::setup_container(&ns, &ns_path, IFNAME, ip, gateway, &host.mac, None)?;
+        veth::create(&ns, &ns_path, IFNAME, HOST_IFNAME, v6.is_some())?;
+        let host = veth::setup_host(HOST_IFNAME, v4.map(|v4| v4.addr), v6.map(|v6| v6.addr))?;
+        let mac = veth::setup_container(&ns, &ns_path, IFNAME, v4, &host.mac, v6)?;
         Ok::<_, cni::CniError>((host, mac))
     })
     .await?
@@ -182,8 +223,8 @@ async fn register(daemon: &Daemon, ep: &HealthEndpoint, gateway: Ipv4Addr) -> an
         mac: Some(mac),
         host_mac: Some(host.mac),
         addressing: AddressPair {
-            ipv4: Some(ip.to_string()),
-            ipv6: None,
+            ipv4: ep.ipv4.map(|ip| ip.to_string()),
+            ipv6: ep.ipv6.map(|ip| ip.to_string()),
         },
         labels: vec![LABEL.into()],
         netns: Some(ep.netns().display().to_string()),

@@ -117,17 +117,18 @@ async fn keep_endpoint(checker: Arc<Checker>, daemon: Arc<Daemon>, config: Healt
         match endpoint::ensure(&daemon, &config).await {
             Ok(ep) => {
                 eprintln!(
-                    "cilium-agent: health endpoint {} (responder pid {})",
-                    ep.ipv4, ep.pid
+                    "cilium-agent: health endpoint {:?} (responder pid {})",
+                    ep.addresses(),
+                    ep.pid
                 );
                 checker.set_problem("endpoint", None);
-                checker.set_local_endpoint(Some((ep.ipv4, ep.netns())));
+                checker.set_local_endpoint(Some((ep.addresses(), ep.netns())));
                 while ep.is_alive() {
                     tokio::time::sleep(ENDPOINT_CHECK).await;
                 }
                 eprintln!(
-                    "level=warning msg=\"health endpoint {} is gone, recreating it\"",
-                    ep.ipv4
+                    "level=warning msg=\"health endpoint {:?} is gone, recreating it\"",
+                    ep.addresses()
                 );
                 checker.set_local_endpoint(None);
             }

@@ -1,12 +1,11 @@
 //! The node's own responder: other nodes' HTTP probes to this node's
-//! address land here (all addresses, --cluster-health-port).
-
-use std::net::{Ipv4Addr, TcpListener};
+//! addresses land here (all addresses of both families,
+//! --cluster-health-port).
 
 /// Listens and serves on a thread of its own; an error when the port is
 /// taken (another agent on this host, or an old responder).
 pub fn spawn(port: u16) -> Result<(), String> {
-    let listener = TcpListener::bind((Ipv4Addr::UNSPECIFIED, port))
+    let listener = ::health::responder::listen_all(port)
         .map_err(|e| format!("health responder cannot listen on TCP port {port}: {e}"))?;
     std::thread::Builder::new()
         .name("health-responder".into())

@@ -43,8 +43,8 @@ impl Roster {
     ) -> Vec<Target> {
         for mut target in listed {
             if let Some(old) = self.known.get(&target.name) {
-                if !health_ips_known && target.health_ip.is_none() {
-                    target.health_ip = old.target.health_ip;
+                if !health_ips_known && target.health_ips.is_empty() {
+                    target.health_ips = old.target.health_ips.clone();
                 }
             }
             self.known.insert(
@@ -70,8 +70,11 @@ mod tests {
     fn target(name: &str, last: u8, health: Option<u8>) -> Target {
         Target {
             name: name.into(),
-            host_ip: Ipv4Addr::new(192, 168, 1, last),
-            health_ip: health.map(|h| Ipv4Addr::new(10, 0, 0, h)),
+            host_ips: vec![Ipv4Addr::new(192, 168, 1, last).into()],
+            health_ips: health
+                .map(|h| Ipv4Addr::new(10, 0, 0, h).into())
+                .into_iter()
+                .collect(),
             health_probed_from: None,
         }
     }
@@ -99,8 +102,11 @@ mod tests {
         let now = Instant::now();
         roster.update(vec![target("a", 1, Some(5))], true, now);
         let kept = roster.update(vec![target("a", 1, None)], false, now);
-        assert_eq!(kept[0].health_ip, Some(Ipv4Addr::new(10, 0, 0, 5)));
+        assert_eq!(kept[0].health_ips, [Ipv4Addr::new(10, 0, 0, 5)]);
         let dropped = roster.update(vec![target("a", 1, None)], true, now);
-        assert_eq!(dropped[0].health_ip, None, "the node no longer has one");
+        assert!(
+            dropped[0].health_ips.is_empty(),
+            "the node no longer has one"
+        );
     }
 }

@@ -178,6 +178,9 @@ pub async fn watch_nodes(daemon: Arc<Daemon>, state: Arc<K8sState>, client: k8s:
                         pod_cidr: node.pod_cidr.unwrap_or_default(),
                         health_ipv4: node.health_ipv4,
                         ipv6_pod_cidr: node.ipv6_pod_cidr,
+                        // CiliumNodes carry no IPv6 node or health address here yet.
+                        ipv6: None,
+                        health_ipv6: None,
                     });
                 }
             }

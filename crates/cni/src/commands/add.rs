@@ -15,7 +15,10 @@ use crate::config::NetConf;
 use crate::env::Attachment;
 use crate::error::CniError;
 use crate::naming;
-use crate::plumbing::{netns, veth, veth::Ipv6Config};
+use crate::plumbing::{
+    netns, veth,
+    veth::{Ipv4Config, Ipv6Config},
+};
 use crate::result::AddOutcome;
 
 /// How long the endpoint may take to become ready: the container's first
@@ -45,31 +48,19 @@ pub fn add(
     let ipam = client
         .ipam_allocate(Some(&owner))
         .map_err(|e| agent::to_cni(client, "POST /v1/ipam", e))?;
-    let ip = ipam
-        .ipv4
-        .as_ref()
-        .map(|a| a.ip.clone())
-        .or(ipam.address.ipv4.clone())
-        .as_deref()
-        .and_then(parse_ipv4)
-        .ok_or_else(|| agent_contract("the IPAM answer has no IPv4 address", &ipam))?;
-    rollback.ip = Some(ip);
-    let gateway = ipam
-        .ipv4
-        .as_ref()
-        .map(|a| a.gateway.as_str())
-        .filter(|g| !g.is_empty())
-        .or(Some(ipam.host_addressing.ipv4.ip.as_str()))
-        .and_then(parse_ipv4)
-        .ok_or_else(|| agent_contract("the IPAM answer has no IPv4 gateway", &ipam))?;
-    let v6 = ipv6_config(&ipam)?;
-    rollback.ip6 = v6.map(|v6| v6.addr);
+    let v4 = ipv4_config(&ipam);
+    rollback.ip = v4.as_ref().ok().and_then(|v4| v4.map(|v4| v4.addr));
+    let v6 = ipv6_config(&ipam);
+    rollback.ip6 = v6.as_ref().ok().and_then(|v6| v6.map(|v6| v6.addr));
+    let (v4, v6) = (v4?, v6?);
+    if v4.is_none() && v6.is_none() {
+        return Err(agent_contract("the IPAM answer has no address", &ipam));
+    }
 
     rollback.veth = true;
     veth::create(&ns, ns_path, &att.ifname, &host_ifname, v6.is_some())?;
-    let host_link = veth::setup_host(&host_ifname, ip, v6.map(|v6| v6.addr))?;
-    let container_mac =
-        veth::setup_container(&ns, ns_path, &att.ifname, ip, gateway, &host_link.mac, v6)?;
+    let host_link = veth::setup_host(&host_ifname, v4.map(|v4| v4.addr), v6.map(|v6| v6.addr))?;
+    let container_mac = veth::setup_container(&ns, ns_path, &att.ifname, v4, &host_link.mac, v6)?;
 
     let namespaced = att.args.k8s_pod_namespace.is_some();
     let request = EndpointChangeRequest {
@@ -80,7 +71,7 @@ pub fn add(
         mac: Some(container_mac.clone()),
         host_mac: Some(host_link.mac.clone()),
         addressing: AddressPair {
-            ipv4: Some(ip.to_string()),
+            ipv4: v4.map(|v4| v4.addr.to_string()),
             ipv6: v6.map(|v6| v6.addr.to_string()),
         },
         labels,
@@ -104,10 +95,34 @@ pub fn add(
         container_ifname: att.ifname.clone(),
         container_mac,
         netns: ns_path_text.to_string(),
-        ip,
-        gateway,
+        v4,
         v6,
     })
+}
+
+/// The IPv4 address and gateway of the IPAM answer; `None` when the agent
+/// has IPv4 disabled (it answered IPv6 alone).
+fn ipv4_config(ipam: &api::models::IpamResponse) -> Result<Option<Ipv4Config>, CniError> {
+    let Some(text) = ipam
+        .ipv4
+        .as_ref()
+        .map(|a| a.ip.clone())
+        .or(ipam.address.ipv4.clone())
+        .filter(|a| !a.is_empty())
+    else {
+        return Ok(None);
+    };
+    let addr = parse_ipv4(&text)
+        .ok_or_else(|| agent_contract("the IPAM answer's IPv4 address is malformed", ipam))?;
+    let gateway = ipam
+        .ipv4
+        .as_ref()
+        .map(|a| a.gateway.as_str())
+        .filter(|g| !g.is_empty())
+        .or(Some(ipam.host_addressing.ipv4.ip.as_str()))
+        .and_then(parse_ipv4)
+        .ok_or_else(|| agent_contract("the IPAM answer has no IPv4 gateway", ipam))?;
+    Ok(Some(Ipv4Config { addr, gateway }))
 }
 
 /// The IPv6 address and gateway of the IPAM answer; `None` when the agent
@@ -118,6 +133,7 @@ fn ipv6_config(ipam: &api::models::IpamResponse) -> Result<Option<Ipv6Config>, C
         .as_ref()
         .map(|a| a.ip.clone())
         .or(ipam.address.ipv6.clone())
+        .filter(|a| !a.is_empty())
     else {
         return Ok(None);
     };

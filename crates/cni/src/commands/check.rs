@@ -25,18 +25,23 @@ pub fn check(client: &Client, conf: &NetConf, att: &Attachment) -> Result<(), Cn
                 "the endpoint was deleted behind the runtime's back; recreate the container",
             )
         })?;
-    let addr = endpoint
+    let addrs: Vec<std::net::IpAddr> = endpoint
         .status
         .networking
         .addressing
         .iter()
-        .find_map(|a| a.ipv4.as_deref()?.parse().ok())
-        .ok_or_else(|| {
-            CniError::plumbing(format!("endpoint {} has no IPv4 address", endpoint.id), "")
-        })?;
+        .flat_map(|a| [a.ipv4.as_deref(), a.ipv6.as_deref()])
+        .filter_map(|a| a?.parse().ok())
+        .collect();
+    if addrs.is_empty() {
+        return Err(CniError::plumbing(
+            format!("endpoint {} has no address", endpoint.id),
+            "",
+        ));
+    }
     if let Some(prev) = &conf.prev_result {
         let listed = prev_result_ips(prev);
-        if !listed.contains(&addr) {
+        if let Some(addr) = addrs.iter().find(|a| !listed.contains(a)) {
             return Err(CniError::plumbing(
                 format!(
                     "prevResult lists {listed:?}, but endpoint {} has {addr}",
@@ -54,5 +59,7 @@ pub fn check(client: &Client, conf: &NetConf, att: &Attachment) -> Result<(), Cn
     }
     let path = std::path::Path::new(att.netns.as_deref().expect("request checked CNI_NETNS"));
     let ns = netns::open(path)?;
-    veth::check_container(&ns, path, &att.ifname, addr)
+    addrs
+        .into_iter()
+        .try_for_each(|addr| veth::check_container(&ns, path, &att.ifname, addr))
 }

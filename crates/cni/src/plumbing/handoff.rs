@@ -39,7 +39,7 @@ pub fn create_pair(
         ],
     )?;
     let made = (|| {
-        let host = veth::setup_host(host_ifname, addr, None)?;
+        let host = veth::setup_host(host_ifname, Some(addr), None)?;
         let peer = ip::link(peer_ifname)?.ok_or_else(|| {
             CniError::plumbing(format!("{peer_ifname} vanished right after creation"), "")
         })?;

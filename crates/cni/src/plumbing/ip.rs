@@ -163,11 +163,11 @@ fn parse_host_routes6(text: &str) -> Vec<std::net::Ipv6Addr> {
         .collect()
 }
 
-/// IPv4 addresses on `dev` (`ip -j addr show dev`).
-pub fn addresses(dev: &str) -> Result<Vec<std::net::Ipv4Addr>, CniError> {
+/// Addresses of both families on `dev` (`ip -j addr show dev`).
+pub fn addresses(dev: &str) -> Result<Vec<std::net::IpAddr>, CniError> {
     let text = must(
         &format!("reading addresses of {dev}"),
-        &["-4", "-j", "addr", "show", "dev", dev],
+        &["-j", "addr", "show", "dev", dev],
     )?;
     let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
     Ok(v.get(0)

@@ -4,7 +4,8 @@
 //! link-scoped route to the gateway, the default route via it, and a
 //! permanent neighbour entry gateway → host-side MAC (nothing answers ARP
 //! for the gateway: the eBPF program on the host side takes every packet).
-//! With an IPv6 address too: the address as `/128` without duplicate
+//! An IPv6-only endpoint has no IPv4 address, routes nor neighbour entry.
+//! With an IPv6 address: the address as `/128` without duplicate
 //! address detection (the agent's IPAM made it unique), a route to the
 //! IPv6 router and the default IPv6 route via it, and a `/128` route on the
 //! host side. The router's neighbour advertisement comes from the eBPF
@@ -71,11 +72,11 @@ pub fn create(
     })
 }
 
-/// Brings the host side up and routes `ip` (and `ip6`) to it; returns its
-/// MAC/index.
+/// Brings the host side up and routes `addr` and `addr6` (those given) to
+/// it; returns its MAC/index.
 pub fn setup_host(
     host_ifname: &str,
-    addr: Ipv4Addr,
+    addr: Option<Ipv4Addr>,
     addr6: Option<Ipv6Addr>,
 ) -> Result<ip::LinkInfo, CniError> {
     // Absent when the host has IPv6 disabled altogether: nothing to do.
@@ -87,11 +88,13 @@ pub fn setup_host(
         &format!("bringing {host_ifname} up"),
         &["link", "set", "dev", host_ifname, "up"],
     )?;
-    let cidr = format!("{addr}/32");
-    ip::must(
-        &format!("routing {cidr} to {host_ifname}"),
-        &["route", "replace", &cidr, "dev", host_ifname],
-    )?;
+    if let Some(addr) = addr {
+        let cidr = format!("{addr}/32");
+        ip::must(
+            &format!("routing {cidr} to {host_ifname}"),
+            &["route", "replace", &cidr, "dev", host_ifname],
+        )?;
+    }
     if let Some(addr6) = addr6 {
         let cidr6 = format!("{addr6}/128");
         ip::must(
@@ -102,6 +105,14 @@ pub fn setup_host(
     ip::link(host_ifname)?.ok_or_else(|| {
         CniError::plumbing(format!("{host_ifname} vanished right after creation"), "")
     })
+}
+
+/// An IPv4 address for the container and its gateway (the node's router
+/// address).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ipv4Config {
+    pub addr: Ipv4Addr,
+    pub gateway: Ipv4Addr,
 }
 
 /// An IPv6 address for the container and its gateway (the node's IPv6
@@ -117,35 +128,36 @@ pub fn setup_container(
     ns: &File,
     ns_path: &Path,
     ifname: &str,
-    addr: Ipv4Addr,
-    gateway: Ipv4Addr,
+    v4: Option<Ipv4Config>,
     host_mac: &str,
     v6: Option<Ipv6Config>,
 ) -> Result<String, CniError> {
-    let cidr = format!("{addr}/32");
-    let gw = gateway.to_string();
     netns::run_in(ns, ns_path, || {
         let what = format!("configuring {ifname} in the container");
-        let steps: [&[&str]; 6] = [
-            &["link", "set", "dev", "lo", "up"],
-            &["link", "set", "dev", ifname, "up"],
-            &["addr", "add", &cidr, "dev", ifname],
-            &["route", "replace", &gw, "dev", ifname, "scope", "link"],
-            &["route", "replace", "default", "via", &gw, "dev", ifname],
-            &[
-                "neigh",
-                "replace",
-                &gw,
-                "lladdr",
-                host_mac,
-                "dev",
-                ifname,
-                "nud",
-                "permanent",
-            ],
-        ];
-        for args in steps {
-            ip::must(&what, args)?;
+        ip::must(&what, &["link", "set", "dev", "lo", "up"])?;
+        ip::must(&what, &["link", "set", "dev", ifname, "up"])?;
+        if let Some(v4) = v4 {
+            let cidr = format!("{}/32", v4.addr);
+            let gw = v4.gateway.to_string();
+            let steps: [&[&str]; 4] = [
+                &["addr", "add", &cidr, "dev", ifname],
+                &["route", "replace", &gw, "dev", ifname, "scope", "link"],
+                &["route", "replace", "default", "via", &gw, "dev", ifname],
+                &[
+                    "neigh",
+                    "replace",
+                    &gw,
+                    "lladdr",
+                    host_mac,
+                    "dev",
+                    ifname,
+                    "nud",
+                    "permanent",
+                ],
+            ];
+            for args in steps {
+                ip::must(&what, args)?;
+            }
         }
         if let Some(v6) = v6 {
             let cidr6 = format!("{}/128", v6.addr);
@@ -180,7 +192,7 @@ pub fn check_container(
     ns: &File,
     ns_path: &Path,
     ifname: &str,
-    addr: Ipv4Addr,
+    addr: std::net::IpAddr,
 ) -> Result<(), CniError> {
     netns::run_in(ns, ns_path, || {
         if ip::link(ifname)?.is_none() {

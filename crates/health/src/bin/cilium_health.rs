@@ -3,7 +3,6 @@
 //! and answers other nodes' HTTP probes inside a health endpoint
 //! (`responder`).
 
-use std::net::{Ipv4Addr, TcpListener};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -103,7 +102,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
 }
 
 fn responder(port: u16, pidfile: Option<PathBuf>) -> Result<()> {
-    let listener = TcpListener::bind((Ipv4Addr::UNSPECIFIED, port))
+    let listener = health::responder::listen_all(port)
         .with_context(|| format!("cannot listen on TCP port {port}"))?;
     if let Some(path) = &pidfile {
         std::fs::write(path, format!("{}\n", std::process::id()))

@@ -1,12 +1,14 @@
 //! An ICMP echo over a raw socket (needs CAP_NET_RAW): one request, then
 //! wait for the reply carrying our id and sequence, or an ICMP error
-//! quoting our request, or the deadline.
+//! quoting our request, or the deadline. IPv4 addresses get ICMP, IPv6
+//! ones ICMPv6.
 
 pub mod packet;
+pub mod v6;
 
 use std::io;
 use std::mem;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
@@ -26,8 +28,15 @@ const PAYLOAD: &[u8] = b"cilium-health probe";
 static NEXT_ID: AtomicU16 = AtomicU16::new(0);
 
 /// Sends one echo request to `target`; the round-trip time of its reply.
-pub fn ping(target: Ipv4Addr, timeout: Duration) -> Result<Duration, ProbeError> {
+pub fn ping(target: IpAddr, timeout: Duration) -> Result<Duration, ProbeError> {
     let id = (std::process::id() as u16).wrapping_add(NEXT_ID.fetch_add(1, Ordering::Relaxed));
+    match target {
+        IpAddr::V4(ip) => ping4(ip, id, timeout),
+        IpAddr::V6(ip) => v6::ping(ip, id, timeout),
+    }
+}
+
+fn ping4(target: Ipv4Addr, id: u16, timeout: Duration) -> Result<Duration, ProbeError> {
     let seq = 1;
     let socket = raw_icmp_socket()?;
     let request = packet::echo_request(id, seq, PAYLOAD);
@@ -64,7 +73,7 @@ pub fn ping(target: Ipv4Addr, timeout: Duration) -> Result<Duration, ProbeError>
                     kind: packet::describe_error(icmp_type, code),
                     icmp_type,
                     code,
-                    from,
+                    from: from.into(),
                 })
             }
             None => {}
@@ -183,12 +192,13 @@ mod tests {
             eprintln!("skipped: raw ICMP sockets need root");
             return;
         }
-        let rtt = ping(Ipv4Addr::LOCALHOST, Duration::from_secs(2)).unwrap();
+        let localhost = IpAddr::from(Ipv4Addr::LOCALHOST);
+        let rtt = ping(localhost, Duration::from_secs(2)).unwrap();
         assert!(rtt < Duration::from_secs(2));
         // Many probes at once each get their own reply.
         let all: Vec<_> = std::thread::scope(|s| {
             let hs: Vec<_> = (0..8)
-                .map(|_| s.spawn(|| ping(Ipv4Addr::LOCALHOST, Duration::from_secs(2))))
+                .map(|_| s.spawn(|| ping(localhost, Duration::from_secs(2))))
                 .collect();
             hs.into_iter().map(|h| h.join().unwrap()).collect()
         });

@@ -40,9 +40,11 @@ pub struct ClusterPod {
     netns: NetNs,
     name: String,
     node: usize,
-    ip: Ipv4Addr,
-    gateway: Ipv4Addr,
+    /// IPv4 address and gateway; `None` for an IPv6-only pod.
+    v4: Option<(Ipv4Addr, Ipv4Addr)>,
     ip6: Option<Ipv6Addr>,
+    /// The plugin's ADD result, as it printed it.
+    result: serde_json::Value,
     client: Client,
 }
 
@@ -69,18 +71,21 @@ impl ClusterPod {
             .call("ADD")
             .with_context(|| format!("pod {name} on node {node}: cilium-cni ADD"))?;
         attachment.added = true;
-        let (ip, gateway) = parse_result(&result)
+        let v4 = parse_result(&result)
             .with_context(|| format!("pod {name}: cilium-cni ADD result {result}"))?;
         let ip6 = parse_result_ipv6(&result);
+        if v4.is_none() && ip6.is_none() {
+            bail!("pod {name}: cilium-cni ADD result lists no address: {result}");
+        }
         let client = Client::new(&attachment.ctx.socket);
         Ok(ClusterPod {
             attachment,
             netns,
             name: name.to_string(),
             node,
-            ip,
-            gateway,
+            v4,
             ip6,
+            result: serde_json::from_str(&result).context("ADD result")?,
             client,
         })
     }
@@ -94,13 +99,30 @@ impl ClusterPod {
         self.node
     }
 
+    /// The pod's IPv4 address; panics for an IPv6-only pod (see [`ipv4`]).
+    ///
+    /// [`ipv4`]: ClusterPod::ipv4
     pub fn ip(&self) -> Ipv4Addr {
-        self.ip
+        self.ipv4()
+            .unwrap_or_else(|| panic!("pod {} is IPv6-only", self.name))
     }
 
-    /// The node's router IP, the pod's default gateway.
+    /// The pod's IPv4 address, `None` for an IPv6-only pod.
+    pub fn ipv4(&self) -> Option<Ipv4Addr> {
+        self.v4.map(|(ip, _)| ip)
+    }
+
+    /// The node's router IP, the pod's default gateway; panics for an
+    /// IPv6-only pod.
     pub fn gateway(&self) -> Ipv4Addr {
-        self.gateway
+        self.v4
+            .map(|(_, gateway)| gateway)
+            .unwrap_or_else(|| panic!("pod {} is IPv6-only", self.name))
+    }
+
+    /// cilium-cni's ADD result for the pod.
+    pub fn cni_result(&self) -> &serde_json::Value {
+        &self.result
     }
 
     /// The pod's IPv6 address, when its node's agent has IPv6 enabled.
@@ -295,16 +317,24 @@ fn netconf(name: &str, labels: &[&str], socket: &Path) -> Result<String> {
 }
 
 /// (address, gateway) of the first IP in an ADD result.
-fn parse_result(text: &str) -> Result<(Ipv4Addr, Ipv4Addr)> {
+/// The IPv4 address and gateway of an ADD result; `None` when it lists
+/// IPv6 alone.
+fn parse_result(text: &str) -> Result<Option<(Ipv4Addr, Ipv4Addr)>> {
     let v: serde_json::Value = serde_json::from_str(text).context("not JSON")?;
-    let ip = &v["ips"][0];
-    let addr = ip["address"].as_str().context("no ips[0].address")?;
-    let gw = ip["gateway"].as_str().context("no ips[0].gateway")?;
+    let ips = v["ips"].as_array().context("no ips")?;
+    let Some(ip) = ips.iter().find(|ip| {
+        let addr = ip["address"].as_str().unwrap_or_default();
+        !addr.contains(':')
+    }) else {
+        return Ok(None);
+    };
+    let addr = ip["address"].as_str().context("no address")?;
+    let gw = ip["gateway"].as_str().context("no gateway")?;
     let addr = addr.split('/').next().unwrap_or(addr);
-    Ok((
+    Ok(Some((
         addr.parse().with_context(|| format!("address {addr:?}"))?,
         gw.parse().with_context(|| format!("gateway {gw:?}"))?,
-    ))
+    )))
 }
 
 /// The IPv6 address of a dual-stack ADD result, if it lists one.
@@ -323,7 +353,13 @@ mod tests {
     #[test]
     fn dual_stack_results_give_both_addresses() {
         let result = r#"{"ips":[{"address":"10.0.0.5/32","gateway":"10.0.0.1"},{"address":"f00d::5/128","gateway":"f00d::1"}]}"#;
-        assert_eq!(parse_result(result).unwrap().0, Ipv4Addr::new(10, 0, 0, 5));
+        assert_eq!(
+            parse_result(result).unwrap().unwrap().0,
+            Ipv4Addr::new(10, 0, 0, 5)
+        );
+        let ipv6_only = r#"{"ips":[{"address":"f00d::5/128","gateway":"f00d::1"}]}"#;
+        assert_eq!(parse_result(ipv6_only).unwrap(), None);
+        assert_eq!(parse_result_ipv6(ipv6_only), Some("f00d::5".parse().unwrap()));
         assert_eq!(parse_result_ipv6(result), Some("f00d::5".parse().unwrap()));
         assert_eq!(
             parse_result_ipv6(r#"{"ips":[{"address":"10.0.0.5/32"}]}"#),

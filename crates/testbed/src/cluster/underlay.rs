@@ -58,6 +58,13 @@ impl Addressing {
         Ipv4Addr::new(192, 168, self.third_octet(), 10 + index as u8)
     }
 
+    /// Node `index`'s IPv6 underlay address, on a dual-stack underlay:
+    /// `fd00:c0a8:<third octet>::<10 + index>` in a /64 of the run's own.
+    pub fn node_ip6(self, index: usize) -> std::net::Ipv6Addr {
+        let third = u16::from(self.third_octet());
+        std::net::Ipv6Addr::new(0xfd00, 0xc0a8, third, 0, 0, 0, 0, 10 + index as u16)
+    }
+
     /// The address of a host on the underlay that is no node.
     pub fn outside_ip(self) -> Ipv4Addr {
         Ipv4Addr::new(192, 168, self.third_octet(), 200)
@@ -150,6 +157,18 @@ pub fn attach_node(
         cmd::ip(&args)
             .with_context(|| format!("plugging node netns {ns} into {}", bridge.name()))?;
     }
+    Ok(())
+}
+
+/// Gives the node's underlay interface an IPv6 address too (a /64 on the
+/// bridge's segment, no duplicate address detection: the address is the
+/// run's own).
+pub fn add_node_ipv6(node: &NetNs, ip: std::net::Ipv6Addr) -> Result<()> {
+    node.sysctl(&format!("net.ipv6.conf.{NODE_IFNAME}.disable_ipv6"), "0")?;
+    node.sysctl(&format!("net.ipv6.conf.{NODE_IFNAME}.accept_ra"), "0")?;
+    let cidr = format!("{ip}/64");
+    cmd::ip(&["-n", node.name(), "-6", "addr", "add", &cidr, "dev", NODE_IFNAME, "nodad"])
+        .with_context(|| format!("adding {cidr} to node netns {}", node.name()))?;
     Ok(())
 }
 
