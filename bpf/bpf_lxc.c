@@ -332,7 +332,9 @@ int cil_from_container(struct __sk_buff *skb)
 		dst_id = remote ? remote->sec_identity : WORLD_ID;
 
 	ct = ct_lookup(&f, CT_DIR_EGRESS, &state);
-	if (ct == CT_NEW) {
+	if (ct == CT_NEW && ct4_icmp_error_related(skb, &f, CT_DIR_EGRESS)) {
+		ct = CT_RELATED;
+	} else if (ct == CT_NEW) {
 		ret = enforce(dst_id, &f, src_id, dst_id, DIR_EGRESS, skb->ifindex,
 			      &state.proxy_port);
 		if (ret)
@@ -431,7 +433,9 @@ static __always_inline int to_container(struct __sk_buff *skb, __u32 ifindex, in
 		self = lookup_local_endpoint(f.daddr);
 		dst_id = self ? self->sec_id : 0;
 	}
-	if (ct == CT_NEW) {
+	if (ct == CT_NEW && ct4_icmp_error_related(skb, &f, CT_DIR_INGRESS)) {
+		ct = CT_RELATED;
+	} else if (ct == CT_NEW) {
 		/* The proxy's upstream connection on ingress passed the L7
 		 * policy, which covers the L3/L4 one. */
 		if (magic != MARK_MAGIC_PROXY_INGRESS) {

@@ -64,6 +64,18 @@ struct ct_state {
 	__u16 proxy_port;	/* L7 proxy the flow is redirected to */
 };
 
+/* ICMP messages other than echo have no connection: each is decided on its
+ * own (errors quoting a tracked flow as related, the rest by policy on its
+ * type), as over IPv6. Tracked, they would all share one port-less tuple
+ * per address pair, and one allowed type would let every other type through
+ * as "established" (Cilium shares that tuple too, but still applies policy
+ * to established packets, which this datapath skips). */
+static __always_inline int ct_untracked(const struct flow *f)
+{
+	return f->protocol == IPPROTO_ICMP && f->icmp_type != ICMP_ECHO &&
+	       f->icmp_type != ICMP_ECHOREPLY;
+}
+
 /* The live entry of the flow the packet goes the way of (`reverse` = 0),
  * or of the flow it answers (1), or NULL. */
 static __always_inline struct ct_entry *ct_find(const struct flow *f, __u8 dir, int reverse,
@@ -98,6 +110,8 @@ static __always_inline int ct_lookup(const struct flow *f, __u8 dir, struct ct_s
 	struct ct_entry *e;
 	int pass;
 
+	if (ct_untracked(f))
+		return CT_NEW;
 	for (pass = 0; pass < 2; pass++) {
 		int reverse = pass ^ reply_first;
 
@@ -124,6 +138,8 @@ static __always_inline void ct_create(const struct flow *f, __u8 dir, __u32 src_
 	struct ct_key key;
 	struct ct_entry e = {}, *old;
 
+	if (ct_untracked(f))
+		return;
 	ct_key_of(f, dir, 0, &key);
 	e.src_identity = src_identity;
 	e.rev_nat_index = state->rev_nat;
@@ -148,6 +164,54 @@ static __always_inline void ct_set_proxy_port(const struct flow *f, __u8 dir, __
 	e = bpf_map_lookup_elem(&cilium_ct4_global, &key);
 	if (e)
 		e->proxy_port = proxy_port;
+}
+
+/* Whether an ICMP error (destination unreachable, time exceeded, parameter
+ * problem: Cilium's related types) seen in direction `dir` is about a flow
+ * the endpoint tracks: the offending packet it quotes went the other way,
+ * from the error's destination. */
+static __always_inline int ct4_icmp_error_related(struct __sk_buff *skb, const struct flow *f,
+						  __u8 dir)
+{
+	struct iphdr in;
+	__u8 l4[8];
+	struct flow q = {};
+	__u8 odir = dir == CT_DIR_EGRESS ? CT_DIR_INGRESS : CT_DIR_EGRESS;
+	__u32 off;
+	__u64 now;
+
+	if (f->protocol != IPPROTO_ICMP || !f->l4_off ||
+	    (f->icmp_type != ICMP_DEST_UNREACH && f->icmp_type != ICMP_TIME_EXCEEDED &&
+	     f->icmp_type != ICMP_PARAMETERPROB))
+		return 0;
+	off = (__u32)f->l4_off + 8;
+	if (bpf_skb_load_bytes(skb, off, &in, sizeof(in)) < 0 || in.ihl < 5 || in.saddr != f->daddr)
+		return 0;
+	if (bpf_skb_load_bytes(skb, off + in.ihl * 4, l4, sizeof(l4)) < 0)
+		return 0;
+	q.saddr = in.saddr;
+	q.daddr = in.daddr;
+	q.protocol = in.protocol;
+	switch (in.protocol) {
+	case IPPROTO_TCP:
+	case IPPROTO_UDP:
+		__builtin_memcpy(&q.sport, &l4[0], 2);
+		__builtin_memcpy(&q.dport, &l4[2], 2);
+		break;
+	case IPPROTO_ICMP:
+		q.icmp_type = l4[0];
+		if (l4[0] == ICMP_ECHO)
+			__builtin_memcpy(&q.sport, &l4[4], 2);
+		else if (l4[0] == ICMP_ECHOREPLY)
+			__builtin_memcpy(&q.dport, &l4[4], 2);
+		else
+			return 0;
+		break;
+	default:
+		return 0;
+	}
+	now = ct_now();
+	return ct_find(&q, odir, 0, now) || ct_find(&q, odir, 1, now);
 }
 
 #endif /* __LIB_CONNTRACK_H_ */

@@ -495,7 +495,7 @@ enum {
 	CT_NEW = 0,
 	CT_ESTABLISHED = 1,
 	CT_REPLY = 2,
-	CT_RELATED = 3,		/* an ICMPv6 error about a tracked flow */
+	CT_RELATED = 3,		/* an ICMP or ICMPv6 error about a tracked flow */
 };
 
 struct event {
