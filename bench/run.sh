@@ -28,7 +28,7 @@ sweep() {
 	tag=$(bench_pid_tag "$pid")
 	hex=$(bench_pid_hex "$pid")
 	bench_sweep_agents "$pid" "^(cbench|cilt)-$pid-" \
-		"^(cbc$tag|cbs$tag|cbf$tag[0-9]+|lxc$hex[0-9a-f]{6})$"
+		"^(cbc$tag|cbs$tag|cb6c$tag|cb6s$tag|cbf$tag[0-9]+|lxc$hex[0-9a-f]{6})$"
 }
 
 bench_after() {

@@ -1,10 +1,12 @@
 //! One measurement each, from a client namespace to a server pod running
 //! a [`ServerSet`](super::servers::ServerSet): request/response latency
-//! (sockperf ping-pong over TCP), new connections per second (our own
-//! connect/read/close loop) and single-stream throughput (iperf3).
+//! (sockperf ping-pong over TCP; over IPv6, which Debian 12's sockperf 3.7
+//! cannot address, our own ping-pong against an
+//! [`EchoServer`](super::servers::EchoServer)), new connections per second
+//! (our own connect/read/close loop) and single-stream throughput (iperf3).
 
-use std::io::Read;
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -63,6 +65,48 @@ pub fn parse_sockperf(text: &str) -> Result<Latency> {
     }
 }
 
+/// Round trips of `MESSAGE_BYTES` over one TCP connection (`TCP_NODELAY`)
+/// to an [`EchoServer`](super::servers::EchoServer) for `duration`, each
+/// timed from the write until the whole echo is read: sockperf's
+/// `ping-pong --tcp --full-rtt`, for addresses sockperf 3.7 cannot take.
+pub fn ping_pong(client: &NetNs, server: SocketAddr, duration: Duration) -> Result<Latency> {
+    let rtts_ns = client
+        .run(move || -> std::io::Result<Vec<u64>> {
+            let mut conn = TcpStream::connect_timeout(&server, Duration::from_secs(2))?;
+            conn.set_nodelay(true)?;
+            conn.set_read_timeout(Some(Duration::from_secs(1)))?;
+            let message = [0x5au8; MESSAGE_BYTES as usize];
+            let mut echo = [0u8; MESSAGE_BYTES as usize];
+            let mut rtts = Vec::with_capacity(1 << 20);
+            let start = Instant::now();
+            while start.elapsed() < duration && !signals::stopped() {
+                let sent = Instant::now();
+                conn.write_all(&message)?;
+                conn.read_exact(&mut echo)?;
+                rtts.push(sent.elapsed().as_nanos() as u64);
+            }
+            Ok(rtts)
+        })?
+        .with_context(|| format!("TCP ping-pong with {server}"))?;
+    latency_of(rtts_ns).with_context(|| format!("no round trip with {server} completed"))
+}
+
+/// p50 and p99 of round-trip times in nanoseconds, by nearest rank.
+fn latency_of(mut rtts_ns: Vec<u64>) -> Option<Latency> {
+    if rtts_ns.is_empty() {
+        return None;
+    }
+    rtts_ns.sort_unstable();
+    let at = |q: f64| {
+        let rank = ((rtts_ns.len() as f64 * q).ceil() as usize).clamp(1, rtts_ns.len());
+        rtts_ns[rank - 1] as f64 / 1e3
+    };
+    Some(Latency {
+        p50_us: at(0.50),
+        p99_us: at(0.99),
+    })
+}
+
 /// One run of the connection loop.
 #[derive(Debug, Clone, Copy)]
 pub struct ConnRate {
@@ -75,7 +119,11 @@ pub struct ConnRate {
 /// data segment and both FINs: with a policy, a lookup on the first packet
 /// and conntrack entries created and closed.
 pub fn conn_rate(client: &NetNs, server: Ipv4Addr, duration: Duration) -> Result<ConnRate> {
-    let addr = SocketAddr::from((server, CONNECT_PORT));
+    conn_rate_to(client, SocketAddr::from((server, CONNECT_PORT)), duration)
+}
+
+/// [`conn_rate`] against an accept server at `addr`.
+pub fn conn_rate_to(client: &NetNs, addr: SocketAddr, duration: Duration) -> Result<ConnRate> {
     let (ok, failed, elapsed) = client.run(move || {
         let (mut ok, mut failed) = (0u64, 0u64);
         let start = Instant::now();
@@ -118,8 +166,12 @@ fn one_connection(addr: SocketAddr) -> bool {
 
 /// iperf3, one TCP stream for `duration` (whole seconds, at least 1), the
 /// first second (slow start) run on top and omitted; Gbit/s received.
-pub fn throughput_gbps(client: &NetNs, server: Ipv4Addr, duration: Duration) -> Result<f64> {
-    let (ip, port) = (server.to_string(), IPERF_PORT.to_string());
+pub fn throughput_gbps(
+    client: &NetNs,
+    server: impl Into<IpAddr>,
+    duration: Duration,
+) -> Result<f64> {
+    let (ip, port) = (server.into().to_string(), IPERF_PORT.to_string());
     let secs = duration.as_secs().max(1).to_string();
     let out = client.exec(&[
         "iperf3", "-c", &ip, "-p", &port, "-t", &secs, "-O", "1", "-J",
@@ -145,8 +197,13 @@ pub fn throughput_gbps(client: &NetNs, server: Ipv4Addr, duration: Duration) -> 
 }
 
 /// True if a TCP handshake to `ip:port` completes within `timeout`.
-pub fn handshake(client: &NetNs, ip: Ipv4Addr, port: u16, timeout: Duration) -> Result<bool> {
-    let addr = SocketAddr::from((ip, port));
+pub fn handshake(
+    client: &NetNs,
+    ip: impl Into<IpAddr>,
+    port: u16,
+    timeout: Duration,
+) -> Result<bool> {
+    let addr = SocketAddr::from((ip.into(), port));
     client.run(move || TcpStream::connect_timeout(&addr, timeout).is_ok())
 }
 
@@ -163,5 +220,12 @@ mod tests {
         assert_eq!(lat.p50_us, 7.129);
         assert_eq!(lat.p99_us, 16.627);
         assert!(parse_sockperf("nothing").is_err());
+    }
+
+    #[test]
+    fn ping_pong_percentiles_by_nearest_rank() {
+        let lat = latency_of((1..=100).map(|us| us * 1000).collect()).unwrap();
+        assert_eq!((lat.p50_us, lat.p99_us), (50.0, 99.0));
+        assert!(latency_of(Vec::new()).is_none());
     }
 }

@@ -21,6 +21,6 @@ pub mod tools;
 
 pub use flags::{Flag, Flags};
 pub use machine::Machine;
-pub use plain_pod::PlainPod;
+pub use plain_pod::{PlainPod, PlainPod6};
 pub use servers::ServerSet;
 pub use sysctl_override::SysctlOverride;

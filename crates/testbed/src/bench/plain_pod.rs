@@ -4,8 +4,10 @@
 //! on the host side, so the host's routing (and iptables) forwards their
 //! traffic. The host needs `net.ipv4.ip_forward=1` (see
 //! [`SysctlOverride`](super::sysctl_override::SysctlOverride)).
+//! [`PlainPod6`] is the same for IPv6 alone (`/128`, static neighbours,
+//! `net.ipv6.conf.all.forwarding=1`).
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use anyhow::{Context, Result};
 
@@ -122,6 +124,115 @@ impl PlainPod {
     }
 
     pub fn ip(&self) -> Ipv4Addr {
+        self.ip
+    }
+}
+
+/// An IPv6-only pod without an agent, plumbed like [`PlainPod`]: `/128`
+/// without duplicate address detection, the gateway a static neighbour (no
+/// neighbour discovery in any measurement, as no ARP for IPv4), no router
+/// solicitations; on the host a `/128` route and a static neighbour.
+pub struct PlainPod6 {
+    _host_link: LinkGuard,
+    netns: NetNs,
+    ip: Ipv6Addr,
+}
+
+impl PlainPod6 {
+    pub fn create(
+        netns_name: &str,
+        host_ifname: &str,
+        ip: Ipv6Addr,
+        gateway: Ipv6Addr,
+    ) -> Result<PlainPod6> {
+        let netns = NetNs::create(netns_name)?;
+        for scope in ["all", "default"] {
+            netns.sysctl(&format!("net.ipv6.conf.{scope}.accept_ra"), "0")?;
+            netns.sysctl(&format!("net.ipv6.conf.{scope}.router_solicitations"), "0")?;
+            netns.sysctl(&format!("net.ipv6.conf.{scope}.accept_dad"), "0")?;
+        }
+        let ns = netns.name().to_string();
+        cmd::ip(&[
+            "link",
+            "add",
+            host_ifname,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            &ns,
+        ])
+        .with_context(|| format!("plain pod {netns_name}: veth {host_ifname}"))?;
+        let host_link = LinkGuard(host_ifname.to_string());
+        for (key, value) in [
+            ("disable_ipv6", "0"),
+            ("accept_dad", "0"),
+            ("accept_ra", "0"),
+        ] {
+            let _ = std::fs::write(
+                format!("/proc/sys/net/ipv6/conf/{host_ifname}/{key}"),
+                value,
+            );
+        }
+        cmd::ip(&["link", "set", host_ifname, "up"])?;
+        let host_mac = cmd::link_info(None, host_ifname)?.mac;
+        let cidr = format!("{ip}/128");
+        let gw = gateway.to_string();
+        for args in [
+            vec!["-n", &ns, "link", "set", "lo", "up"],
+            vec!["-n", &ns, "link", "set", "eth0", "up"],
+            vec![
+                "-n", &ns, "-6", "addr", "add", &cidr, "dev", "eth0", "nodad",
+            ],
+            vec!["-n", &ns, "-6", "route", "add", &gw, "dev", "eth0"],
+            vec![
+                "-n", &ns, "-6", "route", "add", "default", "via", &gw, "dev", "eth0",
+            ],
+            vec![
+                "-n",
+                &ns,
+                "-6",
+                "neigh",
+                "replace",
+                &gw,
+                "lladdr",
+                &host_mac,
+                "dev",
+                "eth0",
+                "nud",
+                "permanent",
+            ],
+        ] {
+            cmd::ip(&args).with_context(|| format!("plain pod {netns_name}: eth0"))?;
+        }
+        let pod_mac = cmd::link_info(Some(&ns), "eth0")?.mac;
+        cmd::ip(&["-6", "route", "replace", &cidr, "dev", host_ifname])?;
+        cmd::ip(&[
+            "-6",
+            "neigh",
+            "replace",
+            &ip.to_string(),
+            "lladdr",
+            &pod_mac,
+            "dev",
+            host_ifname,
+            "nud",
+            "permanent",
+        ])?;
+        Ok(PlainPod6 {
+            _host_link: host_link,
+            netns,
+            ip,
+        })
+    }
+
+    pub fn namespace(&self) -> &NetNs {
+        &self.netns
+    }
+
+    pub fn ip(&self) -> Ipv6Addr {
         self.ip
     }
 }

@@ -1,9 +1,10 @@
 //! What a client talks to in a server pod: sockperf and iperf3 as real
 //! tools, plus our own accept-and-close listener for the connection rate
-//! and enforcement probes.
+//! and enforcement probes, and our own echo server for request/response
+//! latency over IPv6 (which sockperf 3.7 cannot address).
 
-use std::io::Write;
-use std::net::{Ipv4Addr, TcpListener};
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, TcpListener};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -18,6 +19,9 @@ use crate::NetNs;
 pub const SOCKPERF_PORT: u16 = 11111;
 pub const IPERF_PORT: u16 = 5201;
 pub const CONNECT_PORT: u16 = 7000;
+/// The IPv6 servers: the IPv4 ones stay plain IPv4 sockets, as they were.
+pub const CONNECT6_PORT: u16 = 7006;
+pub const ECHO6_PORT: u16 = 11116;
 
 /// Accepts connections, writes one byte and closes: the server closes
 /// first, so TIME_WAIT lands on the server and the client's ports never run
@@ -29,8 +33,17 @@ pub struct AcceptServer {
 
 impl AcceptServer {
     pub fn start(netns: &NetNs, port: u16) -> Result<AcceptServer> {
+        AcceptServer::start_on(netns, Ipv4Addr::UNSPECIFIED.into(), port)
+    }
+
+    /// On `[::]` (which takes IPv4 too).
+    pub fn start6(netns: &NetNs, port: u16) -> Result<AcceptServer> {
+        AcceptServer::start_on(netns, Ipv6Addr::UNSPECIFIED.into(), port)
+    }
+
+    fn start_on(netns: &NetNs, ip: IpAddr, port: u16) -> Result<AcceptServer> {
         let listener = netns
-            .run(move || TcpListener::bind((Ipv4Addr::UNSPECIFIED, port)))?
+            .run(move || TcpListener::bind((ip, port)))?
             .with_context(|| format!("cannot listen on TCP {port} in netns {}", netns.name()))?;
         let stop = Arc::new(AtomicBool::new(false));
         let worker = {
@@ -66,6 +79,71 @@ fn readable(listener: &TcpListener, timeout_ms: i32) -> bool {
 }
 
 impl Drop for AcceptServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(worker) = self.worker.take() {
+            let _ = worker.join();
+        }
+    }
+}
+
+/// Echoes whatever each connection sends, one thread per connection (the
+/// ping-pong client holds one); listens on `[::]`. Stops on drop.
+pub struct EchoServer {
+    stop: Arc<AtomicBool>,
+    worker: Option<JoinHandle<()>>,
+}
+
+impl EchoServer {
+    pub fn start6(netns: &NetNs, port: u16) -> Result<EchoServer> {
+        let listener = netns
+            .run(move || TcpListener::bind((Ipv6Addr::UNSPECIFIED, port)))?
+            .with_context(|| format!("cannot listen on TCP {port} in netns {}", netns.name()))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let worker = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    if !readable(&listener, 100) {
+                        continue;
+                    }
+                    if let Ok((conn, _)) = listener.accept() {
+                        let stop = stop.clone();
+                        std::thread::spawn(move || echo(conn, &stop));
+                    }
+                }
+            })
+        };
+        Ok(EchoServer {
+            stop,
+            worker: Some(worker),
+        })
+    }
+}
+
+fn echo(mut conn: std::net::TcpStream, stop: &AtomicBool) {
+    let _ = conn.set_nodelay(true);
+    let _ = conn.set_read_timeout(Some(Duration::from_millis(200)));
+    let mut buf = [0u8; 4096];
+    while !stop.load(Ordering::Relaxed) {
+        match conn.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => {
+                if conn.write_all(&buf[..n]).is_err() {
+                    return;
+                }
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return,
+        }
+    }
+}
+
+impl Drop for EchoServer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(worker) = self.worker.take() {

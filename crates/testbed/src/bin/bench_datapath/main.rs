@@ -7,6 +7,8 @@
 //!     filler identities and 10,000 other policy entries are loaded,
 //! (c) the plain pods behind an iptables FORWARD chain of 10,000
 //!     non-matching rules before the matching ACCEPT.
+//! The cilium-rs pods are dual-stack: (b) is measured over IPv6 as well,
+//! against an IPv6 ceiling pair plumbed like (a), in the same rounds.
 //! Then the control plane: `policy import` of 1,000 rules until enforced on
 //! 100 endpoints, and the agent's RSS.
 //!
@@ -23,17 +25,17 @@ mod profile;
 mod report;
 
 use std::collections::BTreeSet;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use testbed::bench::entry::{self, step};
 use testbed::bench::procstat::{self, CpuMeter};
-use testbed::bench::servers::{AcceptServer, CONNECT_PORT};
+use testbed::bench::servers::{AcceptServer, EchoServer, CONNECT6_PORT, CONNECT_PORT, ECHO6_PORT};
 use testbed::bench::{
     agent_under_test, machine, measure, policy_import, process_table, signals, Machine, PlainPod,
-    ServerSet, SysctlOverride,
+    PlainPod6, ServerSet, SysctlOverride,
 };
 use testbed::{Agent, NetNs, Pod};
 
@@ -51,6 +53,10 @@ const FILLER_FIRST_IP: Ipv4Addr = Ipv4Addr::new(10, 196, 1, 0);
 const PLAIN_GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 197, 0, 1);
 const PLAIN_CLIENT: Ipv4Addr = Ipv4Addr::new(10, 197, 0, 10);
 const PLAIN_SERVER: Ipv4Addr = Ipv4Addr::new(10, 197, 0, 20);
+/// The plain IPv6 pods of (a) over IPv6.
+const PLAIN6_GATEWAY: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x197, 0, 0, 0, 0, 0, 1);
+const PLAIN6_CLIENT: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x197, 0, 0, 0, 0, 0, 0x10);
+const PLAIN6_SERVER: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x197, 0, 0, 0, 0, 0, 0x20);
 
 fn main() -> ExitCode {
     entry::main(Args::parse, run)
@@ -87,8 +93,9 @@ fn bench(args: &Args, agent: &Agent, started: Instant) -> Result<Results> {
         started,
         "creating the cilium-rs pods: client, server, probe",
     );
-    let client = Pod::create(agent, "bench-client", &["k8s:app=bench-client"])?;
-    let server = Pod::create(agent, "bench-server", &["k8s:app=bench-server"])?;
+    let client = Pod::create_dual_stack(agent, "bench-client", &["k8s:app=bench-client"])?;
+    let server = Pod::create_dual_stack(agent, "bench-server", &["k8s:app=bench-server"])?;
+    let server_ip6 = server.ip6().context("the server pod has no IPv6 address")?;
     let probe = Pod::create(
         agent,
         "bench-probe",
@@ -146,6 +153,10 @@ fn bench(args: &Args, agent: &Agent, started: Instant) -> Result<Results> {
 
     step(started, "starting sockperf, iperf3 and accept servers");
     let _servers_b = ServerSet::start(server.namespace())?;
+    let _servers_b6 = (
+        AcceptServer::start6(server.namespace(), CONNECT6_PORT)?,
+        EchoServer::start6(server.namespace(), ECHO6_PORT)?,
+    );
     let _probe_server = AcceptServer::start(probe.namespace(), policies::PROBE_PORT)?;
 
     step(
@@ -170,9 +181,30 @@ fn bench(args: &Args, agent: &Agent, started: Instant) -> Result<Results> {
     let chain = IptablesChain::create(args.iptables_rules, plain_client.ip(), plain_server.ip())?;
     results.setup.iptables_rules = chain.rule_count()?;
 
+    let _forwarding6 = SysctlOverride::set("net.ipv6.conf.all.forwarding", "1")?;
+    let plain6_client = PlainPod6::create(
+        &format!("cbench-{pid}-client6"),
+        &format!("cb6c{tag:05x}"),
+        PLAIN6_CLIENT,
+        PLAIN6_GATEWAY,
+    )?;
+    let plain6_server = PlainPod6::create(
+        &format!("cbench-{pid}-server6"),
+        &format!("cb6s{tag:05x}"),
+        PLAIN6_SERVER,
+        PLAIN6_GATEWAY,
+    )?;
+    let _servers_plain6 = (
+        ServerSet::start(plain6_server.namespace())?,
+        AcceptServer::start6(plain6_server.namespace(), CONNECT6_PORT)?,
+        EchoServer::start6(plain6_server.namespace(), ECHO6_PORT)?,
+    );
+
     let topology = Topology {
         cilium: (client.namespace(), server.ip()),
         plain: (plain_client.namespace(), plain_server.ip()),
+        cilium6: (client.namespace(), server_ip6),
+        plain6: (plain6_client.namespace(), plain6_server.ip()),
         chain: &chain,
         agent_pid,
     };
@@ -229,6 +261,11 @@ fn bench(args: &Args, agent: &Agent, started: Instant) -> Result<Results> {
             Duration::from_secs(args.seconds),
             &mut results.samples,
         )?;
+        topology.round6(
+            round,
+            Duration::from_secs(args.seconds),
+            &mut results.samples6,
+        )?;
     }
     step(started, "profiling pass: (b) with kernel BPF statistics");
     results.prog_costs =
@@ -245,6 +282,8 @@ fn bench(args: &Args, agent: &Agent, started: Instant) -> Result<Results> {
 struct Topology<'a> {
     cilium: (&'a NetNs, Ipv4Addr),
     plain: (&'a NetNs, Ipv4Addr),
+    cilium6: (&'a NetNs, Ipv6Addr),
+    plain6: (&'a NetNs, Ipv6Addr),
     chain: &'a IptablesChain,
     agent_pid: u32,
 }
@@ -270,6 +309,74 @@ impl Topology<'_> {
                     "{}: the client cannot reach {server}:{CONNECT_PORT}",
                     config.label()
                 );
+            }
+        }
+        for config in Config::IPV6 {
+            let (client, server) = self.endpoints6(config);
+            for port in [
+                CONNECT6_PORT,
+                ECHO6_PORT,
+                testbed::bench::servers::IPERF_PORT,
+            ] {
+                if !measure::handshake(client, server, port, Duration::from_secs(2))? {
+                    bail!(
+                        "{} over IPv6: the client cannot reach [{server}]:{port}",
+                        config.label()
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn endpoints6(&self, config: Config) -> (&NetNs, Ipv6Addr) {
+        match config {
+            Config::Cilium => self.cilium6,
+            Config::Ceiling | Config::Iptables => self.plain6,
+        }
+    }
+
+    /// [`Topology::round`] over IPv6, (a) and (b) only; the latency is our
+    /// own ping-pong (sockperf 3.7 takes no IPv6 address).
+    fn round6(&self, round: usize, duration: Duration, samples: &mut [Samples; 2]) -> Result<()> {
+        let mut order = Config::IPV6;
+        order.rotate_left(round % Config::IPV6.len());
+        for (m, metric) in Metric::ALL.into_iter().enumerate() {
+            for config in order {
+                signals::check()?;
+                let (client, server) = self.endpoints6(config);
+                let server = IpAddr::V6(server);
+                let s = &mut samples[config.index()];
+                let agent_cpu = CpuMeter::start(self.agent_pid)?;
+                let label = format!("{} IPv6", config.label());
+                match metric {
+                    Metric::Latency => {
+                        let addr = SocketAddr::new(server, ECHO6_PORT);
+                        let l = measure::ping_pong(client, addr, duration)?;
+                        eprintln!(
+                            "  {label:<29} RR p50 {:7.1} µs  p99 {:7.1} µs",
+                            l.p50_us, l.p99_us
+                        );
+                        s.p50_us.push(l.p50_us);
+                        s.p99_us.push(l.p99_us);
+                    }
+                    Metric::ConnRate => {
+                        let addr = SocketAddr::new(server, CONNECT6_PORT);
+                        let c = measure::conn_rate_to(client, addr, duration)?;
+                        eprintln!(
+                            "  {label:<29} {:8.0} conn/s ({} failed)",
+                            c.per_second, c.failed
+                        );
+                        s.conn_per_s.push(c.per_second);
+                        s.conn_failed += c.failed;
+                    }
+                    Metric::Throughput => {
+                        let g = measure::throughput_gbps(client, server, duration)?;
+                        eprintln!("  {label:<29} {g:8.2} Gbit/s");
+                        s.gbps.push(g);
+                    }
+                }
+                s.agent_cpu[m].push(agent_cpu.percent()?);
             }
         }
         Ok(())

@@ -1,7 +1,9 @@
 //! The rules the bench loads, in Cilium's JSON rule format.
 //!
 //! Steady state (loaded for the whole run):
-//! - the server admits the client on the three bench ports;
+//! - the server admits the client on the bench ports (IPv4's three and
+//!   IPv6's own connection and echo servers; the policy is the same for
+//!   both families);
 //! - the server admits every filler (`bench-role=filler`) on
 //!   `ports_per_filler` ports: fillers x ports entries in its policy map,
 //!   the "10,000 other policy entries";
@@ -14,7 +16,7 @@
 
 use serde_json::{json, Value};
 
-use testbed::bench::servers::{CONNECT_PORT, IPERF_PORT, SOCKPERF_PORT};
+use testbed::bench::servers::{CONNECT6_PORT, CONNECT_PORT, ECHO6_PORT, IPERF_PORT, SOCKPERF_PORT};
 
 pub const PROBE_PORT: u16 = 7001;
 /// Rule label of the imported set, to delete it again between repetitions.
@@ -47,7 +49,13 @@ pub fn steady_state(ports_per_filler: u16) -> String {
         allow_from(
             ("app", "bench-server"),
             ("app", "bench-client"),
-            tcp_ports([SOCKPERF_PORT, IPERF_PORT, CONNECT_PORT]),
+            tcp_ports([
+                SOCKPERF_PORT,
+                IPERF_PORT,
+                CONNECT_PORT,
+                CONNECT6_PORT,
+                ECHO6_PORT,
+            ]),
             STEADY_LABEL,
         ),
         allow_from(

@@ -19,6 +19,8 @@ pub enum Config {
 
 impl Config {
     pub const ALL: [Config; 3] = [Config::Ceiling, Config::Cilium, Config::Iptables];
+    /// Over IPv6 the bench compares (b) with the ceiling only.
+    pub const IPV6: [Config; 2] = [Config::Ceiling, Config::Cilium];
 
     pub fn label(self) -> &'static str {
         match self {
@@ -92,6 +94,8 @@ pub struct Setup {
 #[derive(Debug, Default, Clone)]
 pub struct Results {
     pub samples: [Samples; 3],
+    /// (a) and (b) over IPv6, by [`Config::index`].
+    pub samples6: [Samples; 2],
     pub imports: Vec<ImportTiming>,
     pub rss_kib: u64,
     pub hwm_kib: u64,
@@ -225,9 +229,75 @@ pub fn render(machine: &Machine, tools: &[String], r: &Results) -> String {
         );
     }
 
+    render_ipv6(&mut out, r);
     render_costs(&mut out, r);
     render_control_plane(&mut out, r);
     out
+}
+
+/// (a) and (b) over IPv6 next to the same ratios over IPv4 from the same
+/// rounds.
+fn render_ipv6(out: &mut String, r: &Results) {
+    let _ = writeln!(
+        out,
+        "\n## Datapath over IPv6: the same pods, their IPv6 addresses\n"
+    );
+    let _ = writeln!(
+        out,
+        "(a) over IPv6 is a second pair of plain pods plumbed like (a) (`/128`, static neighbours, host `/128` routes, `net.ipv6.conf.all.forwarding=1`); (b) is the same dual-stack cilium-rs client and server, under the same policy. Measured in the same rounds, right after each round's IPv4 measurements, (a) and (b) interleaved and rotated. Latency over IPv6 is the bench's own TCP ping-pong (64 B, `TCP_NODELAY`, one connection, each round trip timed), because sockperf 3.7 (Debian 12) takes no IPv6 address; so compare ratios, not absolute latencies, with the IPv4 table.\n"
+    );
+    let _ = writeln!(
+        out,
+        "| metric | (a) IPv6 | (b) IPv6 | (b) vs (a) IPv6, target | (b) vs (a) IPv4, same run |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---|---:|");
+    type Field = fn(&Samples) -> &Vec<f64>;
+    let rows: [(&str, Field, bool); 4] = [
+        ("TCP RR latency p50 (µs, RTT)", |s| &s.p50_us, true),
+        ("TCP RR latency p99 (µs, RTT)", |s| &s.p99_us, true),
+        ("new TCP connections/s", |s| &s.conn_per_s, false),
+        ("iperf3 1 stream (Gbit/s)", |s| &s.gbps, false),
+    ];
+    for (name, field, lower_is_better) in rows {
+        let [a6, b6] = [0, 1].map(|i| median(field(&r.samples6[i])));
+        let [a4, b4] = [0, 1].map(|i| median(field(&r.samples[i])));
+        let ratio6 = advantage(b6, a6, lower_is_better);
+        let ratio4 = advantage(b4, a4, lower_is_better);
+        let _ = writeln!(
+            out,
+            "| {name} | {a6:.2} | {b6:.2} | {ratio6:.3} ({} ≥ 0.95) | {ratio4:.3} |",
+            verdict(ratio6 >= 0.95)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nFailed connections in the IPv6 rate loop: (a) {}, (b) {}.\n",
+        r.samples6[0].conn_failed, r.samples6[1].conn_failed
+    );
+    let _ = writeln!(out, "Per round over IPv6 (a / b):\n");
+    let _ = writeln!(out, "| round | p50 µs | p99 µs | conn/s | Gbit/s |");
+    let _ = writeln!(out, "|---|---|---|---|---|");
+    for round in 0..r.rounds {
+        let cell = |f: fn(&Samples) -> &Vec<f64>, digits: usize| {
+            r.samples6
+                .iter()
+                .map(|s| {
+                    f(s).get(round)
+                        .map_or("-".to_string(), |v| format!("{v:.digits$}"))
+                })
+                .collect::<Vec<_>>()
+                .join(" / ")
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} |",
+            round + 1,
+            cell(|s| &s.p50_us, 1),
+            cell(|s| &s.p99_us, 1),
+            cell(|s| &s.conn_per_s, 0),
+            cell(|s| &s.gbps, 2)
+        );
+    }
 }
 
 fn render_costs(out: &mut String, r: &Results) {
