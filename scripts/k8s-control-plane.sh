@@ -25,7 +25,9 @@
 #                base+2, kube-controller-manager /healthz = base+3 (default: the first free
 #                group of four from a base picked by DIR's name hash, in 20000-29999)
 #   K8S_SERVICE_CIDR (10.96.0.0/16), K8S_CLUSTER_CIDR (10.244.0.0/16; Nodes get a /24 each
-#                in spec.podCIDR), K8S_CONTROLLERS (kube-controller-manager --controllers, "*"),
+#                in spec.podCIDR; dual stack: an IPv6 CIDR after a comma, of which Nodes
+#                get a /64 each, second in spec.podCIDRs),
+#                K8S_CONTROLLERS (kube-controller-manager --controllers, "*"),
 #                K8S_BIND_ADDRESS (kube-apiserver's listening address, 127.0.0.1),
 #                K8S_ADVERTISE_ADDRESS (default: the bind address unless that is loopback,
 #                then kube-apiserver picks the host's address),
@@ -356,7 +358,8 @@ up() {
 		--service-account-private-key-file "$dir/sa.key" \
 		--root-ca-file "$dir/ca.crt" \
 		--service-cluster-ip-range "$svc_cidr" \
-		--allocate-node-cidrs=true --cluster-cidr "$pod_cidr" --node-cidr-mask-size 24
+		--allocate-node-cidrs=true --cluster-cidr "$pod_cidr" \
+		--node-cidr-mask-size-ipv4 24 --node-cidr-mask-size-ipv6 64
 	local kcm_pid=$!
 	# No --authentication-kubeconfig: with token auth only, kube-apiserver publishes no
 	# kube-system/extension-apiserver-authentication, and the controller-manager asks for

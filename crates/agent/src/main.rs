@@ -54,10 +54,11 @@ fn main() -> anyhow::Result<()> {
 
 async fn run(mut config: Config) -> anyhow::Result<()> {
     if config.ipam == "kubernetes" {
-        let range = kubernetes::node_pod_cidr(&config)
+        let node = config.node_name();
+        kubernetes::host_scope_ipam::node_pod_cidrs(&config)
             .await
+            .and_then(|cidrs| cidrs.configure(&mut config, &node))
             .context("--ipam kubernetes")?;
-        config.ipv4_range = Some(range);
     }
     let socket = config.socket.clone();
     let gc_every = Duration::from_secs(config.ct_gc_interval.max(1));

@@ -26,7 +26,7 @@ pub use watch::{watch, Change};
 /// Objects the agent reads, re-exported so the agent needs no direct
 /// dependency on the generated API types.
 pub mod api {
-    pub use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service};
+    pub use k8s_openapi::api::core::v1::{Namespace, Node, NodeSpec, Pod, Service};
     pub use k8s_openapi::api::discovery::v1::EndpointSlice;
     pub use k8s_openapi::api::networking::v1::NetworkPolicy;
 }

@@ -38,6 +38,10 @@ pub fn binaries() -> Result<PathBuf> {
     Ok(PathBuf::from(bin))
 }
 
+/// The cluster CIDRs kube-controller-manager gives each Node a /24 and a
+/// /64 of.
+pub const CLUSTER_CIDRS: &str = "10.244.0.0/16,fd00:10:244::/56";
+
 pub struct ControlPlane {
     dir: PathBuf,
     bin: PathBuf,
@@ -56,6 +60,9 @@ impl ControlPlane {
             .arg("up")
             .arg(&dir)
             .env("K8S_BIND_ADDRESS", bind.to_string())
+            // Dual stack, as the agents: every Node gets an IPv4 and an
+            // IPv6 pod CIDR (for --ipam kubernetes).
+            .env("K8S_CLUSTER_CIDR", CLUSTER_CIDRS)
             // Nodes are registered by the tests with a Ready condition
             // nobody renews: the lifecycle controller would taint them.
             .env("K8S_CONTROLLERS", "*,-node-lifecycle-controller")

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use testbed::cluster::{Cluster, ClusterOptions, ClusterPod};
+use testbed::kubernetes::CLUSTER_CIDRS;
 use testbed::{cmd, eventually, traffic, unique, NetNs, TcpServer};
 
 const PORT: u16 = 8080;
@@ -133,16 +134,21 @@ fn ipv6_of(pod: &ClusterPod) -> Result<Ipv6Addr> {
         .with_context(|| format!("{}: the CNI result has no IPv6 address", pod.name()))
 }
 
-/// Whether `ip` is inside `cidr` (`addr/len`).
-fn contains(cidr: &str, ip: Ipv6Addr) -> bool {
+/// Whether `ip` is inside `cidr` (`addr/len` of the same family).
+fn contains(cidr: &str, ip: impl Into<IpAddr>) -> bool {
     let Some((net, len)) = cidr.split_once('/') else {
         return false;
     };
-    let (Ok(net), Ok(len)) = (net.parse::<Ipv6Addr>(), len.parse::<u32>()) else {
+    let (Ok(net), Ok(len)) = (net.parse::<IpAddr>(), len.parse::<u32>()) else {
         return false;
     };
-    let mask = u128::MAX.checked_shl(128 - len).unwrap_or(0);
-    u128::from(net) & mask == u128::from(ip) & mask
+    let bits = |ip: IpAddr| match ip {
+        IpAddr::V4(ip) => (u128::from(u32::from(ip)), 32),
+        IpAddr::V6(ip) => (u128::from(ip), 128),
+    };
+    let ((net, width), (ip, ip_width)) = (bits(net), bits(ip.into()));
+    let mask = u128::MAX.checked_shl(128 - len.min(width)).unwrap_or(0) >> (128 - width);
+    width == ip_width && net & mask == ip & mask
 }
 
 #[test]
@@ -353,5 +359,72 @@ spec:
         "CiliumNetworkPolicy with IPv6 CIDRs: {failures:?}\n{}",
         cluster.describe()
     );
+    Ok(())
+}
+
+/// `--ipam kubernetes`: each node's pod ranges, both families, are the
+/// ones kube-controller-manager wrote into its Node (`spec.podCIDRs`); the
+/// CiliumNode repeats them, and pods on the two nodes reach each other
+/// over both families.
+#[test]
+fn host_scope_ipam_takes_both_pod_cidrs_from_the_node() -> Result<()> {
+    let cluster = Cluster::start_kubernetes(
+        ClusterOptions {
+            nodes: 2,
+            etcd_members: 0,
+        },
+        &["--ipam", "kubernetes"],
+    )?;
+    let plane = cluster.control_plane();
+    let (cluster4, cluster6) = CLUSTER_CIDRS.split_once(',').context("two CIDRs")?;
+    let pod_cidrs = |kind: &str, node: &str| -> Result<Vec<String>> {
+        let path = match kind {
+            "ciliumnode" => "jsonpath={.spec.ipam.podCIDRs}",
+            _ => "jsonpath={.spec.podCIDRs}",
+        };
+        let out = plane.kubectl(&["get", kind, node, "-o", path])?;
+        serde_json::from_str(&out).with_context(|| format!("{kind} {node}: {out:?}"))
+    };
+    plane.apply("apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n")?;
+    let web = cluster.k8s_pod(0, "shop", "web", &["app=web"], &[])?;
+    let client = cluster.k8s_pod(1, "shop", "client", &["app=client"], &[])?;
+    let _server = web.serve_tcp(PORT)?;
+    for (index, pod) in [(0, &web), (1, &client)] {
+        let node = format!("node{index}");
+        let cidrs = pod_cidrs("node", &node)?;
+        let network = |cidr: &str| cidr.split('/').next().unwrap_or_default().parse::<IpAddr>();
+        ensure!(
+            cidrs.len() == 2
+                && network(&cidrs[0]).is_ok_and(|net| contains(cluster4, net))
+                && network(&cidrs[1]).is_ok_and(|net| contains(cluster6, net))
+                && contains(&cidrs[0], pod.ip())
+                && contains(&cidrs[1], ipv6_of(pod)?),
+            "Node {node}'s podCIDRs {cidrs:?} (from {CLUSTER_CIDRS}) should hold {} and {:?}",
+            pod.ip(),
+            pod.ip6()
+        );
+        let published = eventually(Duration::from_secs(10), Duration::from_millis(100), || {
+            pod_cidrs("ciliumnode", &node).is_ok_and(|c| c == cidrs)
+        });
+        ensure!(
+            published,
+            "CiliumNode {node}: {:?}, Node: {cidrs:?}",
+            pod_cidrs("ciliumnode", &node)
+        );
+    }
+    let probes: Vec<Probe<'_>> = vec![
+        (
+            "client -> web over IPv4".into(),
+            true,
+            pod_to(&client, web.ip().into()),
+        ),
+        (
+            "client -> web over IPv6".into(),
+            true,
+            pod_to(&client, ipv6_of(&web)?.into()),
+        ),
+    ];
+    let failures = unsettled(&probes);
+    ensure!(failures.is_empty(), "{failures:?}\n{}", cluster.describe());
     Ok(())
 }

@@ -6,6 +6,7 @@
 
 pub mod cilium_endpoints;
 mod cluster_state;
+pub mod host_scope_ipam;
 mod node_condition;
 mod pod_cache;
 mod pods;
@@ -119,32 +120,6 @@ pub async fn start(daemon: Arc<Daemon>, state: Arc<K8sState>) -> anyhow::Result<
         }
     });
     Ok(())
-}
-
-/// This node's `spec.podCIDR` (`--ipam kubernetes`), waiting for the
-/// controller-manager to assign one.
-pub async fn node_pod_cidr(config: &crate::config::Config) -> anyhow::Result<String> {
-    let client = k8s::connect(&config.k8s()).await?;
-    let api: k8s::kube::Api<k8s::api::Node> = k8s::kube::Api::all(client);
-    let name = config.node_name();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        match api.get(&name).await {
-            Ok(node) => {
-                if let Some(cidr) = node.spec.and_then(|s| s.pod_cidr) {
-                    return Ok(cidr);
-                }
-            }
-            Err(e) if tokio::time::Instant::now() > deadline => {
-                anyhow::bail!("reading Node {name}: {e}")
-            }
-            Err(_) => {}
-        }
-        if tokio::time::Instant::now() > deadline {
-            anyhow::bail!("Node {name} has no spec.podCIDR after 60 s");
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
 }
 
 async fn install_crds(client: &k8s::Client, state: &K8sState) {
