@@ -356,7 +356,7 @@ fn bad_input_is_refused_and_changes_nothing() -> Result<()> {
         ),
         (
             &["--id", "2", "--frontend", "10.96.0:80", "--backends", &a],
-            "\"10.96.0\" is not an IPv4 address",
+            "\"10.96.0\" is not an IP address",
         ),
         (
             &[
