@@ -1,11 +1,14 @@
 //! L7 policy over IPv6 (issue 18): dual-stack pods whose HTTP connections
 //! to each other's IPv6 addresses an L7 rule covers go through cilium-proxy
 //! as their IPv4 ones do (the datapath assigns them to the proxy's [::]
-//! listener with `bpf_sk_assign`), on ingress and on egress. Real `curl -6`
-//! clients; the proxy's records name the IPv6 addresses and the peers'
-//! identities (its ipcache holds the IPv6 entries).
+//! listener with `bpf_sk_assign`), on ingress and on egress; DNS queries to
+//! a server's IPv6 address go through the DNS proxy over UDP and TCP. Real
+//! `curl -6`, `dig` and dnsmasq; the proxy's records name the IPv6
+//! addresses and the peers' identities (its ipcache holds the IPv6
+//! entries).
 //!
-//! Needs root. Each test starts its own agent on private paths and ranges.
+//! Needs root, dnsmasq and dig. Each test starts its own agent on private
+//! paths and ranges.
 
 #[path = "l7/support.rs"]
 mod support;
@@ -14,7 +17,7 @@ use std::net::Ipv6Addr;
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
-use testbed::{eventually, Agent, AgentOptions, Monitor, Pod};
+use testbed::{eventually, Agent, AgentOptions, BackgroundProcess, Monitor, Pod};
 
 const INGRESS_L7_POLICY: &str = "\
 - endpointSelector:
@@ -252,6 +255,167 @@ fn http_egress_rules_over_ipv6() -> Result<()> {
             && denied.dst_identity == web_id,
         "the record is the client's {client6} ({client_id}) egress to web {web6} ({web_id}): \
          {denied:?}"
+    );
+    Ok(())
+}
+
+/// The client may ask the DNS server only for names under allowed.test.
+const DNS_POLICY: &str = "\
+- endpointSelector:
+    matchLabels: {app: client}
+  egress:
+  - toEndpoints:
+    - matchLabels: {app: dns}
+    toPorts:
+    - ports: [{port: \"53\", protocol: ANY}]
+      rules:
+        dns:
+        - matchPattern: \"*.allowed.test\"
+";
+
+/// Names and addresses the server answers (AAAA and A records).
+const DNS_HOSTS: &str = "\
+2001:db8:5::1 web.allowed.test
+198.18.5.1 web.allowed.test
+2001:db8:5::2 denied.test
+";
+
+/// dnsmasq in `pod`, listening on the pod's IPv6 address only, until the
+/// server answers there.
+fn dns_server(agent: &Agent, pod: &Pod) -> Result<BackgroundProcess> {
+    let dir = agent.temp_dir();
+    let hosts = dir.join("dns6-hosts");
+    std::fs::write(&hosts, DNS_HOSTS)?;
+    let server = ip6(pod)?;
+    let conf = dir.join("dnsmasq6.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "port=53\nlisten-address={server}\nbind-interfaces\nno-resolv\nno-hosts\n\
+             pid-file=\nuser=root\naddn-hosts={}\nlocal=/test/\n",
+            hosts.display()
+        ),
+    )?;
+    let conf_arg = format!("--conf-file={}", conf.display());
+    let process = BackgroundProcess::spawn(
+        pod.namespace(),
+        &[
+            "dnsmasq",
+            "--keep-in-foreground",
+            "--log-queries",
+            &conf_arg,
+        ],
+        &dir.join("dnsmasq6.log"),
+    )?;
+    let at = format!("@{server}");
+    let up = eventually(Duration::from_secs(5), Duration::from_millis(50), || {
+        pod.exec(&[
+            "dig",
+            "+short",
+            "+time=1",
+            "+tries=1",
+            &at,
+            "web.allowed.test",
+            "AAAA",
+        ])
+        .stdout
+        .starts_with(b"2001:db8:5::1")
+    });
+    ensure!(up, "dnsmasq did not answer at {server}: {}", process.log());
+    Ok(process)
+}
+
+/// `dig` from `pod` at `server` over UDP (or TCP): the status and the
+/// answer section's last fields.
+fn dig(pod: &Pod, server: Ipv6Addr, name: &str, kind: &str, tcp: bool) -> (String, Vec<String>) {
+    let at = format!("@{server}");
+    let mut args = vec!["dig", "+time=2", "+tries=1", &at, name, kind];
+    if tcp {
+        args.push("+tcp");
+    }
+    let out = String::from_utf8_lossy(&pod.exec(&args).stdout).into_owned();
+    let status = out
+        .split("status: ")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .unwrap_or("no answer")
+        .to_string();
+    let answers = out
+        .split(";; ANSWER SECTION:")
+        .nth(1)
+        .map(|section| {
+            section
+                .lines()
+                .skip(1)
+                .take_while(|l| !l.trim().is_empty())
+                .filter_map(|l| l.split_whitespace().last().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    (status, answers)
+}
+
+#[test]
+fn dns_rules_over_ipv6() -> Result<()> {
+    let agent = Agent::start_with(AgentOptions::default().with_unique_range())?;
+    let dns = Pod::create_dual_stack(&agent, "dns", &["k8s:app=dns"])?;
+    let client = Pod::create_dual_stack(&agent, "client", &["k8s:app=client"])?;
+    let _server = dns_server(&agent, &dns)?;
+    let (server, client6) = (ip6(&dns)?, ip6(&client)?);
+
+    let mut monitor = Monitor::start(&agent, &["l7"])?;
+    support::apply_policy(&agent, &[&client], DNS_POLICY)?;
+    // The redirect may reach the datapath a moment before the proxy
+    // listens on it (as for IPv4): the first query is retried.
+    let mut first = (String::new(), Vec::new());
+    let answered = eventually(Duration::from_secs(10), Duration::from_millis(200), || {
+        first = dig(&client, server, "web.allowed.test", "AAAA", false);
+        first.0 == "NOERROR"
+    });
+    ensure!(
+        answered,
+        "AAAA web.allowed.test over IPv6 UDP, got {first:?}\n{}",
+        support::proxy_report(&agent)
+    );
+    for tcp in [false, true] {
+        let over = if tcp { "TCP" } else { "UDP" };
+        let got = dig(&client, server, "web.allowed.test", "AAAA", tcp);
+        ensure!(
+            got == ("NOERROR".to_string(), vec!["2001:db8:5::1".to_string()]),
+            "AAAA web.allowed.test over IPv6 {over} is allowed and answered, got {got:?}\n{}",
+            support::proxy_report(&agent)
+        );
+        let got = dig(&client, server, "web.allowed.test", "A", tcp);
+        ensure!(
+            got == ("NOERROR".to_string(), vec!["198.18.5.1".to_string()]),
+            "A web.allowed.test over IPv6 {over}, got {got:?}"
+        );
+        let got = dig(&client, server, "denied.test", "AAAA", tcp);
+        ensure!(
+            got.0 == "REFUSED" && got.1.is_empty(),
+            "denied.test over IPv6 {over} is refused by the proxy, got {got:?}"
+        );
+    }
+
+    let answered = monitor
+        .wait_for(
+            |ev| {
+                ev.l7.as_ref().is_some_and(|l7| {
+                    l7.dns.as_ref().is_some_and(|d| {
+                        d.kind == "response" && d.ips.iter().any(|ip| ip == "2001:db8:5::1")
+                    })
+                })
+            },
+            Duration::from_secs(5),
+        )
+        .with_context(|| format!("no DNS response record with the AAAA: {:?}", monitor.seen()))?;
+    // The monitor's record keeps the query's sides (Hubble turns them).
+    ensure!(
+        answered.src_ip == client6.to_string()
+            && answered.dst_ip == server.to_string()
+            && answered.dst_port == 53,
+        "the answer's record names the client {client6} and the server [{server}]:53: \
+         {answered:?}"
     );
     Ok(())
 }
