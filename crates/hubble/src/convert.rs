@@ -35,11 +35,45 @@ pub struct PodRef {
 /// Local endpoints' pods by endpoint ID.
 pub type Pods = HashMap<u16, PodRef>;
 
+/// What naming an event adds to it: each side's identity labels and local
+/// endpoint (0: none). Borrowed, so a caller that keeps the labels per
+/// identity hands them over without copying the event.
+#[derive(Debug, Clone, Copy)]
+pub struct Sides<'a> {
+    pub src_labels: &'a [String],
+    pub dst_labels: &'a [String],
+    pub src_endpoint: u16,
+    pub dst_endpoint: u16,
+}
+
+impl<'a> Sides<'a> {
+    /// The sides an already named event carries.
+    pub fn of(ev: &'a MonitorEvent) -> Self {
+        Sides {
+            src_labels: &ev.src_labels,
+            dst_labels: &ev.dst_labels,
+            src_endpoint: ev.src_endpoint,
+            dst_endpoint: ev.dst_endpoint,
+        }
+    }
+}
+
 /// The flow an event stands for; `None` for events that are no flow (lost
 /// counts, debug messages). `received` dates datapath events, whose own
 /// timestamp counts from boot.
 pub fn to_flow(
     ev: &MonitorEvent,
+    pods: &Pods,
+    node_name: &str,
+    received: SystemTime,
+) -> Option<flow::Flow> {
+    to_flow_with(ev, Sides::of(ev), pods, node_name, received)
+}
+
+/// [`to_flow`] for an event whose sides are named apart from it.
+pub fn to_flow_with(
+    ev: &MonitorEvent,
+    sides: Sides<'_>,
     pods: &Pods,
     node_name: &str,
     received: SystemTime,
@@ -90,15 +124,15 @@ pub fn to_flow(
         }),
         l4: layer4(ev),
         source: Some(endpoint(
-            ev.src_endpoint,
+            sides.src_endpoint,
             ev.src_identity,
-            &ev.src_labels,
+            sides.src_labels,
             pods,
         )),
         destination: Some(endpoint(
-            ev.dst_endpoint,
+            sides.dst_endpoint,
             ev.dst_identity,
-            &ev.dst_labels,
+            sides.dst_labels,
             pods,
         )),
         r#type: if kind == monitor_kind::L7 {

@@ -34,7 +34,7 @@ pub mod proto {
     }
 }
 
-pub use convert::{to_flow, PodRef, Pods};
+pub use convert::{to_flow, to_flow_with, PodRef, Pods, Sides};
 pub use filter::FlowFilters;
 pub use metrics::FlowMetrics;
 pub use ring::FlowRing;

@@ -54,15 +54,23 @@ impl FlowRing {
     /// Stores a flow, evicting the oldest when full.
     pub fn push(&self, flow: Flow) {
         let flow = Arc::new(flow);
-        let mut inner = self.lock();
-        if inner.flows.len() == self.capacity {
-            inner.flows.pop_front();
-        }
-        inner.flows.push_back(flow.clone());
-        inner.seen += 1;
-        // Under the lock, so a snapshot sees each flow exactly once: in
-        // its copy or on its receiver.
-        let _ = self.tx.send(flow);
+        let evicted = {
+            let mut inner = self.lock();
+            let evicted = if inner.flows.len() == self.capacity {
+                inner.flows.pop_front()
+            } else {
+                None
+            };
+            inner.flows.push_back(flow.clone());
+            inner.seen += 1;
+            // Under the lock, so a snapshot sees each flow exactly once: in
+            // its copy or on its receiver.
+            let _ = self.tx.send(flow);
+            evicted
+        };
+        // Freeing a flow's strings is most of a push at capacity: not
+        // while readers wait for the lock.
+        drop(evicted);
     }
 
     pub fn snapshot(&self, follow: bool) -> Snapshot {

@@ -68,37 +68,43 @@ impl Namer {
 
 /// The event with labels and local endpoints filled in.
 pub fn name_event(ctx: &MonitorContext, ev: &MonitorEvent) -> MonitorEvent {
-    let labels = |id: u32| -> Vec<String> {
-        match id {
-            0 => Vec::new(),
-            id => ctx
-                .identity_labels
-                .get(&id)
-                .map(|l| l.as_ref().clone())
-                .unwrap_or_default(),
-        }
-    };
+    let (src_endpoint, dst_endpoint) = event_endpoints(ctx, ev);
+    let mut out = ev.clone();
+    out.src_labels = identity_labels(ctx, ev.src_identity).to_vec();
+    out.dst_labels = identity_labels(ctx, ev.dst_identity).to_vec();
+    out.src_endpoint = src_endpoint;
+    out.dst_endpoint = dst_endpoint;
+    out
+}
+
+/// An identity's labels; none for 0 or an identity the context lacks.
+pub fn identity_labels(ctx: &MonitorContext, id: u32) -> &[String] {
+    match id {
+        0 => &[],
+        id => ctx.identity_labels.get(&id).map_or(&[], |l| l.as_slice()),
+    }
+}
+
+/// The local endpoints (0: none) that sent and received an event.
+pub fn event_endpoints(ctx: &MonitorContext, ev: &MonitorEvent) -> (u16, u16) {
     let endpoint_of = |ip: &str| -> u16 {
         ip.parse::<Ipv4Addr>()
             .ok()
             .and_then(|ip| ctx.endpoint_by_ip.get(&ip).copied())
             .unwrap_or(0)
     };
-    let mut out = ev.clone();
-    out.src_labels = labels(ev.src_identity);
-    out.dst_labels = labels(ev.dst_identity);
     // The program that reported the event runs for the sending endpoint on
     // egress, for the receiving one on ingress.
     let reporter = (ev.endpoint != 0).then_some(ev.endpoint);
-    out.src_endpoint = match (ev.direction.as_str(), reporter) {
+    let src = match (ev.direction.as_str(), reporter) {
         ("egress", Some(id)) => id,
         _ => endpoint_of(&ev.src_ip),
     };
-    out.dst_endpoint = match (ev.direction.as_str(), reporter) {
+    let dst = match (ev.direction.as_str(), reporter) {
         ("ingress", Some(id)) => id,
         _ => endpoint_of(&ev.dst_ip),
     };
-    out
+    (src, dst)
 }
 
 #[derive(Serialize)]

@@ -17,10 +17,10 @@ mod ui;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use hubble::{FlowRing, Observer, PodRef, Pods};
+use hubble::{FlowRing, Observer, PodRef, Pods, Sides};
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::api::monitor_stream::name_event;
+use crate::api::monitor_stream::{event_endpoints, identity_labels};
 use crate::config::Config;
 use crate::daemon::{observe::MonitorContext, Daemon};
 use crate::metrics::Registry;
@@ -108,9 +108,8 @@ async fn store_flows(
             }
             Err(RecvError::Closed) => return,
         };
-        let named = view.name(&ev);
-        if let Some(mut flow) = hubble::to_flow(&named, &view.pods, &node_name, SystemTime::now()) {
-            rules.annotate(&named, &mut flow);
+        if let Some(mut flow) = view.flow(&ev, &node_name, SystemTime::now()) {
+            rules.annotate(&ev, &mut flow);
             dns_answers::from_server(&mut flow);
             services.annotate(&mut flow);
             registry.hubble_flows.observe(&flow);
@@ -146,7 +145,14 @@ impl View {
         }
     }
 
-    fn name(&mut self, ev: &api::models::MonitorEvent) -> api::models::MonitorEvent {
+    /// The event's flow, its sides named from the view. The labels are
+    /// copied once, into the flow, never into a named copy of the event.
+    fn flow(
+        &mut self,
+        ev: &api::models::MonitorEvent,
+        node_name: &str,
+        received: SystemTime,
+    ) -> Option<hubble::proto::flow::Flow> {
         self.refresh_if(CONTEXT_TTL);
         let known =
             |ctx: &MonitorContext, id: u32| id == 0 || ctx.identity_labels.contains_key(&id);
@@ -156,7 +162,14 @@ impl View {
         {
             self.refresh_if(MISS_REFRESH);
         }
-        name_event(&self.context, ev)
+        let (src_endpoint, dst_endpoint) = event_endpoints(&self.context, ev);
+        let sides = Sides {
+            src_labels: identity_labels(&self.context, ev.src_identity),
+            dst_labels: identity_labels(&self.context, ev.dst_identity),
+            src_endpoint,
+            dst_endpoint,
+        };
+        hubble::to_flow_with(ev, sides, &self.pods, node_name, received)
     }
 }
 

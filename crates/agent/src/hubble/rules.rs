@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use api::models::{monitor_kind, MonitorEvent};
-use hubble::proto::flow::{Flow, Policy, TrafficDirection, Verdict};
+use hubble::proto::flow::{Endpoint, Flow, Policy, TrafficDirection, Verdict};
 use policy::Direction;
 
 use crate::daemon::flow_policy::{Deciders, RuleRef};
@@ -50,7 +50,8 @@ impl RuleNamer {
         }
     }
 
-    /// Adds the deciding rules to `flow`, built from the named event `ev`.
+    /// Adds the deciding rules to `flow`, built from the event `ev` (its
+    /// sides named in the flow).
     pub fn annotate(&mut self, ev: &MonitorEvent, flow: &mut Flow) {
         let l7 = ev.kind == monitor_kind::L7;
         let decision = match ev.kind.as_str() {
@@ -66,9 +67,11 @@ impl RuleNamer {
         if !decision {
             return;
         }
+        // The flow's sides carry the local endpoints its event was named with.
+        let id = |side: &Option<Endpoint>| side.as_ref().map_or(0, |e| e.id as u16);
         let (endpoint, peer) = match direction {
-            Direction::Ingress => (ev.dst_endpoint, ev.src_identity),
-            Direction::Egress => (ev.src_endpoint, ev.dst_identity),
+            Direction::Ingress => (id(&flow.destination), ev.src_identity),
+            Direction::Egress => (id(&flow.source), ev.dst_identity),
         };
         let endpoint = if ev.endpoint != 0 {
             ev.endpoint

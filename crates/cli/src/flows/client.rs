@@ -1,7 +1,9 @@
 //! The IO of `cilium flows`: dialing the Hubble Observer (a unix socket,
 //! as the agent serves it, or TCP) and reading the `GetFlows` stream.
 
+use std::future::Future;
 use std::path::PathBuf;
+use std::task::{Context as TaskContext, Poll, Waker};
 
 use anyhow::{bail, Context, Result};
 use hubble::proto::observer::{observer_client::ObserverClient, GetFlowsRequest, GetFlowsResponse};
@@ -70,11 +72,14 @@ async fn connect(server: &Server) -> Result<Channel> {
 }
 
 /// Calls `GetFlows` and hands every response to `each` until the stream
-/// ends (or `each` says stop).
+/// ends (or `each` says stop). `idle` runs whenever the next response has
+/// not arrived yet, so the caller can buffer its output while responses
+/// come in bursts and flush it before waiting.
 pub fn get_flows(
     server: &Server,
     request: GetFlowsRequest,
     mut each: impl FnMut(GetFlowsResponse) -> Result<bool>,
+    mut idle: impl FnMut(),
 ) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -86,17 +91,33 @@ pub fn get_flows(
             .await
             .map_err(|s| anyhow::anyhow!("GetFlows: {}", s.message()))?
             .into_inner();
-        while let Some(r) = stream
-            .message()
-            .await
-            .map_err(|s| anyhow::anyhow!("GetFlows stream: {}", s.message()))?
-        {
-            if !each(r)? {
+        loop {
+            // `message` is cancel-safe: a pending poll leaves the stream as it was.
+            let next = match ready_now(stream.message()) {
+                Some(next) => next,
+                None => {
+                    idle();
+                    stream.message().await
+                }
+            };
+            let next = next.map_err(|s| anyhow::anyhow!("GetFlows stream: {}", s.message()))?;
+            let Some(response) = next else { break };
+            if !each(response)? {
                 break;
             }
         }
         Ok(())
     })
+}
+
+/// The future's output if it is ready at the first poll.
+fn ready_now<F: Future>(future: F) -> Option<F::Output> {
+    let mut future = std::pin::pin!(future);
+    let mut cx = TaskContext::from_waker(Waker::noop());
+    match future.as_mut().poll(&mut cx) {
+        Poll::Ready(out) => Some(out),
+        Poll::Pending => None,
+    }
 }
 
 #[cfg(test)]
