@@ -453,22 +453,37 @@ impl Topology<'_> {
         // Kernel BPF statistics cost a little on every run: only for this pass.
         let _stats = SysctlOverride::set("kernel.bpf_stats_enabled", "1")?;
         let (client_ns, server_ip) = self.cilium;
+        let server_ip6 = IpAddr::V6(self.cilium6.1);
         let mut costs = Vec::new();
-        for metric in [Metric::Latency, Metric::ConnRate] {
-            signals::check()?;
-            let span = profile::ProgSpan::start(&programs)?;
-            if metric == Metric::Latency {
-                measure::latency(client_ns, server_ip, duration)?;
-            } else {
-                measure::conn_rate(client_ns, server_ip, duration)?;
-            }
-            for (program, ns_per_run, runs) in span.finish()? {
-                costs.push(ProgCost {
-                    program,
-                    metric,
-                    ns_per_run,
-                    runs,
-                });
+        for ipv6 in [false, true] {
+            for metric in [Metric::Latency, Metric::ConnRate] {
+                signals::check()?;
+                let span = profile::ProgSpan::start(&programs)?;
+                match (metric, ipv6) {
+                    (Metric::Latency, false) => {
+                        measure::latency(client_ns, server_ip, duration)?;
+                    }
+                    (Metric::Latency, true) => {
+                        let addr = SocketAddr::new(server_ip6, ECHO6_PORT);
+                        measure::ping_pong(client_ns, addr, duration)?;
+                    }
+                    (_, false) => {
+                        measure::conn_rate(client_ns, server_ip, duration)?;
+                    }
+                    (_, true) => {
+                        let addr = SocketAddr::new(server_ip6, CONNECT6_PORT);
+                        measure::conn_rate_to(client_ns, addr, duration)?;
+                    }
+                }
+                for (program, ns_per_run, runs) in span.finish()? {
+                    costs.push(ProgCost {
+                        program,
+                        metric,
+                        ipv6,
+                        ns_per_run,
+                        runs,
+                    });
+                }
             }
         }
         Ok(costs)

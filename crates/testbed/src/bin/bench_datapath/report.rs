@@ -52,6 +52,14 @@ impl Metric {
             Metric::Throughput => "iperf3",
         }
     }
+
+    /// The tool of the IPv6 measurement.
+    pub fn label6(self) -> &'static str {
+        match self {
+            Metric::Latency => "TCP ping-pong",
+            _ => self.label(),
+        }
+    }
 }
 
 /// Mean run time of one program over one measurement.
@@ -59,6 +67,8 @@ impl Metric {
 pub struct ProgCost {
     pub program: String,
     pub metric: Metric,
+    /// Measured over the pods' IPv6 addresses.
+    pub ipv6: bool,
     pub ns_per_run: f64,
     pub runs: u64,
 }
@@ -329,7 +339,11 @@ fn render_costs(out: &mut String, r: &Results) {
             out,
             "| {} | {} | {:.0} | {} |",
             c.program,
-            c.metric.label(),
+            if c.ipv6 {
+                format!("{} over IPv6", c.metric.label6())
+            } else {
+                c.metric.label().to_string()
+            },
             c.ns_per_run,
             c.runs
         );
