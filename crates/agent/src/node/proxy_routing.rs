@@ -17,8 +17,18 @@ pub const TABLE: u32 = 2004;
 /// anyway).
 pub fn ensure(ipv6: bool) -> anyhow::Result<()> {
     ensure_family("-4", "0.0.0.0/0")?;
-    if ipv6 && ipv6_on_loopback() {
+    if !ipv6 {
+        return Ok(());
+    }
+    if ipv6_on_loopback() {
         ensure_family("-6", "::/0")?;
+    } else {
+        // Assigned IPv6 packets are then dropped by forwarding (a packet
+        // with a socket is never forwarded), never let past the proxy.
+        eprintln!(
+            "level=warning msg=\"proxy: IPv6 is disabled on lo: IPv6 connections L7 rules \
+             cover cannot reach the proxy\""
+        );
     }
     Ok(())
 }
