@@ -307,3 +307,88 @@ fn cilium_health_without_an_agent_fails_clearly() {
     assert!(err.contains(missing.to_str().unwrap()), "{err}");
     assert!(err.contains("Is cilium-agent running"), "{err}");
 }
+
+/// Nodes with an IPv6 address next to their IPv4 one (dual-stack underlay,
+/// dual-stack health endpoints): every node probes every node's IPv6
+/// address and every health endpoint's IPv6 address too, shown as their
+/// secondary addresses, ICMPv6 and HTTP both answered.
+#[test]
+fn dual_stack_nodes_are_probed_over_ipv6_too() {
+    let cluster = Cluster::start_dual_stack_underlay(
+        ClusterOptions {
+            nodes: 2,
+            etcd_members: 1,
+        },
+        &[
+            "--enable-endpoint-health-checking=true",
+            "--health-check-interval=1s",
+        ],
+    )
+    .expect("start a two-node dual-stack cluster with etcd");
+    let ipv6_paths = |seen: &HealthStatusResponse| -> Result<(), String> {
+        for node in cluster.nodes() {
+            let status = seen.node(node.name()).ok_or("node not listed")?;
+            let host = status.host.as_ref().ok_or("host not probed")?;
+            let ip6 = node.ip6().expect("an IPv6 underlay address").to_string();
+            let host6 = host
+                .secondary_addresses
+                .iter()
+                .find(|p| p.ip == ip6)
+                .ok_or(format!("{}: no probe of {ip6}", node.name()))?;
+            let endpoint = status
+                .health_endpoint
+                .as_ref()
+                .ok_or(format!("{}: health endpoint not probed", node.name()))?;
+            let health6 = health_endpoint(node).status.networking.addressing[0]
+                .ipv6
+                .clone()
+                .ok_or("health endpoint without IPv6")?;
+            let endpoint6 = endpoint
+                .secondary_addresses
+                .iter()
+                .find(|p| p.ip == health6)
+                .ok_or(format!("{}: no probe of {health6}", node.name()))?;
+            for path in [host6, endpoint6] {
+                if !path.is_reachable() {
+                    return Err(format!("{}: {path:?}", node.name()));
+                }
+            }
+            if !status.is_reachable() {
+                return Err(format!("{}: {status:?}", node.name()));
+            }
+        }
+        Ok(())
+    };
+    let observer = cluster.node(0);
+    let mut last = Err("never asked".to_string());
+    let probed = eventually(FIRST_ROUNDS, POLL, || {
+        last = status(observer).and_then(|s| ipv6_paths(&s));
+        last.is_ok()
+    });
+    assert!(
+        probed,
+        "node {} does not reach every node and health endpoint over IPv6: {last:?}\n{:#?}\n{}",
+        observer.name(),
+        status(observer),
+        cluster.describe()
+    );
+    let text = health_cli(observer, &["status"]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    eprintln!("$ cilium-health status\n{text}");
+    let peer6 = cluster.node(1).ip6().unwrap();
+    assert!(
+        text.contains(&format!("    Host connectivity to {peer6}:")),
+        "{text}"
+    );
+    // The other node's IPv6 address: in the node list, and remote-node
+    // (identity 6) in the ipcache.
+    let nodes = observer.cli_ok(&["node", "list"]).unwrap();
+    assert!(nodes.contains(&peer6.to_string()), "{nodes}");
+    let ipcache = observer.cli_ok(&["bpf", "ipcache", "list"]).unwrap();
+    assert!(
+        ipcache
+            .lines()
+            .any(|l| l.starts_with(&format!("{peer6}/128")) && l.contains("identity=6 ")),
+        "{ipcache}"
+    );
+}

@@ -263,6 +263,13 @@ impl Daemon {
         for (ip, record) in &inner.remote_ips6 {
             want.insert((*ip, 128), (record.identity, record.host_ip));
         }
+        let other_nodes = inner
+            .nodes
+            .values()
+            .filter(|n| n.name != self.cluster.node.name);
+        for ip in other_nodes.filter_map(|n| n.ipv6) {
+            want.insert((ip, 128), (identity::REMOTE_NODE, local));
+        }
         for ip in netdev::host_addresses6() {
             want.insert((ip, 128), (identity::HOST, local));
         }

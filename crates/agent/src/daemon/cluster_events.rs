@@ -103,6 +103,16 @@ impl Daemon {
                 ) {
                     eprintln!("ipcache node {}: {e}", node.ipv4);
                 }
+                if let Some(ip6) = node.ipv6 {
+                    let id = identity::REMOTE_NODE;
+                    if let Err(e) = inner
+                        .maps
+                        .ipcache6
+                        .upsert(ip6, 128, id, Ipv4Addr::UNSPECIFIED)
+                    {
+                        eprintln!("ipcache6 node {ip6}: {e}");
+                    }
+                }
             }
             let previous = inner.nodes.insert(node.name.clone(), node.clone());
             self.publish_node_addresses(&inner);
@@ -119,6 +129,9 @@ impl Daemon {
             match inner.nodes.remove(name) {
                 Some(node) if name != self.cluster.node.name => {
                     let _ = inner.maps.ipcache.remove(node.ipv4, 32);
+                    if let Some(ip6) = node.ipv6 {
+                        let _ = inner.maps.ipcache6.remove(ip6, 128);
+                    }
                     self.publish_node_addresses(&inner);
                     node
                 }

@@ -44,12 +44,13 @@ pub fn render(status: &ClusterNodeStatus) -> String {
         } else {
             "kvstore"
         };
+        let v6 = node.primary_address.ipv6.as_ref();
         t.row([
             node.name.as_str(),
             node.primary_address.ipv4.ip.as_str(),
             node.ipv4_alloc_cidr.as_str(),
-            "",
-            "",
+            v6.map_or("", |a| a.ip.as_str()),
+            v6.map_or("", |a| a.alloc_range.as_str()),
             source,
         ]);
     }
@@ -91,6 +92,33 @@ mod tests {
             "Name     IPv4 Address   Endpoint CIDR   IPv6 Address   Endpoint CIDR   Source\n\
              node-a   192.168.1.2    10.1.0.0/24                                    local\n\
              node-b   192.168.1.3    10.1.1.0/24                                    kvstore\n"
+        );
+    }
+
+    #[test]
+    fn a_dual_stack_node_shows_its_ipv6_address_and_range() {
+        let mut dual = node("node-a", "192.168.1.2", "10.1.0.0/24");
+        dual.primary_address.ipv6 = Some(NodeAddressingElement {
+            enabled: true,
+            ip: "fd00::a".into(),
+            alloc_range: "f00d::c0a8:102:0:0/96".into(),
+        });
+        let text = render(&ClusterNodeStatus {
+            self_name: "node-a".into(),
+            nodes_added: vec![dual],
+        });
+        let row: Vec<&str> = text.lines().nth(1).unwrap().split_whitespace().collect();
+        assert_eq!(
+            row,
+            [
+                "node-a",
+                "192.168.1.2",
+                "10.1.0.0/24",
+                "fd00::a",
+                "f00d::c0a8:102:0:0/96",
+                "local"
+            ],
+            "{text}"
         );
     }
 }

@@ -164,11 +164,23 @@ pub fn attach_node(
 /// bridge's segment, no duplicate address detection: the address is the
 /// run's own).
 pub fn add_node_ipv6(node: &NetNs, ip: std::net::Ipv6Addr) -> Result<()> {
+    // lo too: the node's own IPv6 address is delivered through it.
+    node.sysctl("net.ipv6.conf.lo.disable_ipv6", "0")?;
     node.sysctl(&format!("net.ipv6.conf.{NODE_IFNAME}.disable_ipv6"), "0")?;
     node.sysctl(&format!("net.ipv6.conf.{NODE_IFNAME}.accept_ra"), "0")?;
     let cidr = format!("{ip}/64");
-    cmd::ip(&["-n", node.name(), "-6", "addr", "add", &cidr, "dev", NODE_IFNAME, "nodad"])
-        .with_context(|| format!("adding {cidr} to node netns {}", node.name()))?;
+    cmd::ip(&[
+        "-n",
+        node.name(),
+        "-6",
+        "addr",
+        "add",
+        &cidr,
+        "dev",
+        NODE_IFNAME,
+        "nodad",
+    ])
+    .with_context(|| format!("adding {cidr} to node netns {}", node.name()))?;
     Ok(())
 }
 
