@@ -201,21 +201,27 @@ pub fn endpoint_named_ports(object: &DynamicObject) -> Vec<(String, u16, String)
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeView {
     pub name: String,
-    /// The InternalIP address (the underlay is IPv4).
+    /// The IPv4 InternalIP address (the underlay, where tunnels go).
     pub ipv4: Ipv4Addr,
+    /// The IPv6 InternalIP address, on a node that has one.
+    pub ipv6: Option<Ipv6Addr>,
     /// The IPv4 pod CIDR, on a node with IPv4 pods.
     pub pod_cidr: Option<String>,
     /// The IPv6 pod CIDR, on a node with IPv6.
     pub ipv6_pod_cidr: Option<String>,
     /// The node's router addresses (`cilium_host`): its CiliumInternalIPs.
     pub router_ips: Vec<IpAddr>,
+    /// The health endpoint's addresses.
     pub health_ipv4: Option<Ipv4Addr>,
+    pub health_ipv6: Option<Ipv6Addr>,
 }
 
-/// This node's CiliumNode: InternalIP then CiliumInternalIPs, pod CIDRs
+/// This node's CiliumNode: InternalIPs then CiliumInternalIPs, pod CIDRs
 /// IPv4 first, as a dual-stack Cilium with cluster-pool IPAM writes them.
 pub fn node_object(node: &NodeView) -> DynamicObject {
-    let addresses: Vec<Value> = std::iter::once(("InternalIP", IpAddr::V4(node.ipv4)))
+    let internal = std::iter::once(IpAddr::V4(node.ipv4)).chain(node.ipv6.map(IpAddr::V6));
+    let addresses: Vec<Value> = internal
+        .map(|ip| ("InternalIP", ip))
         .chain(node.router_ips.iter().map(|ip| ("CiliumInternalIP", *ip)))
         .map(|(kind, ip)| json!({"type": kind, "ip": ip.to_string()}))
         .collect();
@@ -229,8 +235,15 @@ pub fn node_object(node: &NodeView) -> DynamicObject {
         "addresses": addresses,
         "ipam": {"podCIDRs": pod_cidrs},
     });
-    if let Some(health) = node.health_ipv4 {
-        spec["health"] = json!({"ipv4": health.to_string()});
+    let mut health = serde_json::Map::new();
+    if let Some(ip) = node.health_ipv4 {
+        health.insert("ipv4".into(), ip.to_string().into());
+    }
+    if let Some(ip) = node.health_ipv6 {
+        health.insert("ipv6".into(), ip.to_string().into());
+    }
+    if !health.is_empty() {
+        spec["health"] = Value::Object(health);
     }
     object(
         &node_resource(),
@@ -243,7 +256,8 @@ pub fn node_object(node: &NodeView) -> DynamicObject {
 }
 
 /// A CiliumNode's node, if it names an IPv4 InternalIP (the underlay) and
-/// a pod CIDR; its pod CIDR of each family and its router addresses.
+/// a pod CIDR; its IPv6 InternalIP, pod CIDR of each family, router and
+/// health addresses where it lists them.
 pub fn parse_node(object: &DynamicObject) -> Option<NodeView> {
     let spec = object.data.get("spec")?;
     let addresses: Vec<(&str, IpAddr)> = spec
@@ -259,6 +273,10 @@ pub fn parse_node(object: &DynamicObject) -> Option<NodeView> {
         IpAddr::V4(ip) if *kind == "InternalIP" => Some(*ip),
         _ => None,
     })?;
+    let ipv6 = addresses.iter().find_map(|(kind, ip)| match ip {
+        IpAddr::V6(ip) if *kind == "InternalIP" => Some(*ip),
+        _ => None,
+    });
     let router_ips = addresses
         .iter()
         .filter(|(kind, _)| *kind == "CiliumInternalIP")
@@ -279,10 +297,19 @@ pub fn parse_node(object: &DynamicObject) -> Option<NodeView> {
             })
             .map(|cidr| cidr.to_string())
     };
-    let health_ipv4 = spec
-        .pointer("/health/ipv4")
-        .and_then(Value::as_str)
-        .and_then(|ip| ip.parse().ok());
+    let health = |family: &str| {
+        spec.pointer(&format!("/health/{family}"))
+            .and_then(Value::as_str)
+            .and_then(|ip| ip.parse::<IpAddr>().ok())
+    };
+    let health_ipv4 = match health("ipv4") {
+        Some(IpAddr::V4(ip)) => Some(ip),
+        _ => None,
+    };
+    let health_ipv6 = match health("ipv6") {
+        Some(IpAddr::V6(ip)) => Some(ip),
+        _ => None,
+    };
     let (pod_cidr, ipv6_pod_cidr) = (of_family(false), of_family(true));
     if pod_cidr.is_none() && ipv6_pod_cidr.is_none() {
         return None;
@@ -290,10 +317,12 @@ pub fn parse_node(object: &DynamicObject) -> Option<NodeView> {
     Some(NodeView {
         name: object.metadata.name.clone()?,
         ipv4,
+        ipv6,
         pod_cidr,
         ipv6_pod_cidr,
         router_ips,
         health_ipv4,
+        health_ipv6,
     })
 }
 
@@ -324,6 +353,8 @@ mod tests {
                 "f00d::c0a8:b00:1".parse().unwrap(),
             ],
             health_ipv4: Some(Ipv4Addr::new(10, 0, 1, 9)),
+            health_ipv6: Some("f00d::c0a8:b00:9".parse().unwrap()),
+            ipv6: Some("fd00::11".parse().unwrap()),
         }
     }
 
@@ -416,16 +447,27 @@ mod tests {
             object.data.pointer("/spec/addresses"),
             Some(&json!([
                 {"type": "InternalIP", "ip": "192.168.0.11"},
+                {"type": "InternalIP", "ip": "fd00::11"},
                 {"type": "CiliumInternalIP", "ip": "10.0.1.1"},
                 {"type": "CiliumInternalIP", "ip": "f00d::c0a8:b00:1"},
             ]))
         );
+        assert_eq!(
+            object.data.pointer("/spec/health"),
+            Some(&json!({"ipv4": "10.0.1.9", "ipv6": "f00d::c0a8:b00:9"}))
+        );
         // A node without IPv6 writes what it wrote before.
         let v4_only = NodeView {
+            ipv6: None,
             ipv6_pod_cidr: None,
             router_ips: vec![],
+            health_ipv6: None,
             ..node()
         };
+        assert_eq!(
+            node_object(&v4_only).data.pointer("/spec/health"),
+            Some(&json!({"ipv4": "10.0.1.9"}))
+        );
         assert_eq!(
             node_object(&v4_only).data.pointer("/spec/ipam/podCIDRs"),
             Some(&json!(["10.0.1.0/24"]))

@@ -3,6 +3,7 @@
 //! by the CNI plugin get both addresses; their CiliumEndpoints list both,
 //! each CiliumNode its IPv6 pod CIDR and router address; the other node
 //! learns a pod's IPv6 address and identity from its CiliumEndpoint alone.
+//! The CiliumNode carries the health endpoint's IPv6 address too.
 //! A NetworkPolicy's podSelector and IPv6 `ipBlock` with `except`, and a
 //! CiliumNetworkPolicy's IPv6 `toCIDRSet`/`fromCIDR`, allow and deny real
 //! IPv6 connections: between pods on two nodes (over VXLAN) and with two
@@ -158,7 +159,7 @@ fn dual_stack_pods_and_ipv6_policies_in_kubernetes_mode() -> Result<()> {
             nodes: 2,
             etcd_members: 0,
         },
-        &[],
+        &["--enable-endpoint-health-checking=true"],
     )?;
     let plane = cluster.control_plane();
     let discovered = eventually(Duration::from_secs(15), Duration::from_millis(200), || {
@@ -220,6 +221,27 @@ fn dual_stack_pods_and_ipv6_policies_in_kubernetes_mode() -> Result<()> {
             .parse::<Ipv6Addr>()
             .is_ok_and(|ip| contains(&cidrs[1], ip))),
         "node0's CiliumInternalIPs {internal:?}: no IPv6 router address"
+    );
+    // The health endpoint is dual stack too.
+    let health_published = eventually(Duration::from_secs(15), Duration::from_millis(200), || {
+        plane
+            .kubectl(&[
+                "get",
+                "ciliumnode",
+                "node0",
+                "-o",
+                "jsonpath={.spec.health.ipv6}",
+            ])
+            .is_ok_and(|ip| {
+                ip.trim()
+                    .parse::<Ipv6Addr>()
+                    .is_ok_and(|ip| contains(&cidrs[1], ip))
+            })
+    });
+    ensure!(
+        health_published,
+        "node0's CiliumNode has no IPv6 health address in {}",
+        cidrs[1]
     );
     let seen_by_node1 = cluster
         .node(1)

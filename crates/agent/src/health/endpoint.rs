@@ -79,7 +79,11 @@ pub async fn ensure(daemon: &Arc<Daemon>, config: &HealthConfig) -> anyhow::Resu
 /// Kubernetes mode, its CiliumNode (which carries the IPv4 one).
 fn publish(daemon: &Daemon, endpoint: &HealthEndpoint) {
     if let Some(k8s) = daemon.k8s() {
-        k8s.node_health.send_replace(endpoint.ipv4);
+        k8s.node_health
+            .send_replace(crate::kubernetes::HealthAddresses {
+                ipv4: endpoint.ipv4,
+                ipv6: endpoint.ipv6,
+            });
     }
     let cluster = daemon.cluster();
     let record = keys::NodeRecord {

@@ -178,9 +178,8 @@ pub async fn watch_nodes(daemon: Arc<Daemon>, state: Arc<K8sState>, client: k8s:
                         pod_cidr: node.pod_cidr.unwrap_or_default(),
                         health_ipv4: node.health_ipv4,
                         ipv6_pod_cidr: node.ipv6_pod_cidr,
-                        // CiliumNodes carry no IPv6 node or health address here yet.
-                        ipv6: None,
-                        health_ipv6: None,
+                        ipv6: node.ipv6,
+                        health_ipv6: node.health_ipv6,
                     });
                 }
             }
@@ -213,10 +212,9 @@ pub async fn collect_identities(allocator: Arc<CrdAllocator>, interval: Duration
     }
 }
 
-/// Writes this node's CiliumNode (address, pod CIDRs and router
-/// addresses of both families, health address), retrying until the API
-/// server takes it, and again whenever the health endpoint's address
-/// changes.
+/// Writes this node's CiliumNode (addresses, pod CIDRs, router and health
+/// addresses of both families), retrying until the API server takes it,
+/// and again whenever the health endpoint's addresses change.
 pub async fn publish_node(daemon: Arc<Daemon>, state: Arc<K8sState>, client: k8s::Client) {
     let cluster = daemon.cluster();
     let node = &cluster.node;
@@ -230,13 +228,16 @@ pub async fn publish_node(daemon: Arc<Daemon>, state: Arc<K8sState>, client: k8s
         .chain(cluster.pod_cidr6().map(|cidr| IpAddr::V6(cidr.router())))
         .collect();
     loop {
+        let health_ips = *health.borrow_and_update();
         let object = node_object(&NodeView {
             name: node.name.clone(),
             ipv4: node.ipv4,
+            ipv6: node.ipv6,
             pod_cidr: Some(node.pod_cidr.clone()).filter(|cidr| !cidr.is_empty()),
             ipv6_pod_cidr: node.ipv6_pod_cidr.clone(),
             router_ips: router_ips.clone(),
-            health_ipv4: *health.borrow_and_update(),
+            health_ipv4: health_ips.ipv4,
+            health_ipv6: health_ips.ipv6,
         });
         let mut delay = Duration::from_millis(200);
         while let Err(e) = api.patch(&node.name, &apply, &Patch::Apply(&object)).await {

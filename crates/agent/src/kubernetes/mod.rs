@@ -29,8 +29,15 @@ pub struct K8sState {
     pub status: WatchStatus,
     /// This node's pods' CiliumEndpoints (written in CRD mode only).
     pub endpoints: cilium_endpoints::CepPublisher,
-    /// This node's health endpoint address, for its CiliumNode.
-    pub node_health: tokio::sync::watch::Sender<Option<std::net::Ipv4Addr>>,
+    /// This node's health endpoint addresses, for its CiliumNode.
+    pub node_health: tokio::sync::watch::Sender<HealthAddresses>,
+}
+
+/// The health endpoint's address of each family it has.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct HealthAddresses {
+    pub ipv4: Option<std::net::Ipv4Addr>,
+    pub ipv6: Option<std::net::Ipv6Addr>,
 }
 
 impl K8sState {
@@ -39,7 +46,7 @@ impl K8sState {
             pods: PodCache::new(cluster),
             status: WatchStatus::default(),
             endpoints: Default::default(),
-            node_health: tokio::sync::watch::channel(None).0,
+            node_health: tokio::sync::watch::channel(HealthAddresses::default()).0,
         }
     }
 }
