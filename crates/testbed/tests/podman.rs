@@ -1,7 +1,9 @@
 //! Acceptance of issue 4 for podman: podman (CNI backend) attaches
 //! containers through cilium-cni to a real cilium-agent; label policy is
 //! enforced between them in the kernel; `podman rm` leaves no endpoint, IP
-//! or interface behind. Plus cilium-cni's answers to bad input, run
+//! or interface behind. The agent is dual stack (its default), so every
+//! container gets an IPv4 and an IPv6 address and the policy holds over
+//! both families. Plus cilium-cni's answers to bad input, run
 //! directly: CNI error JSON, non-zero exit, nothing created.
 //!
 //! Cast: `web` serves HTTP on port 80; `frontend` and `intruder` are
@@ -12,7 +14,7 @@
 //! (the Makefile's setup installs them), and `cilium-agent`, `cilium` and
 //! `cilium-cni` built (`cargo build --release --bins`).
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -43,6 +45,7 @@ struct Attached {
     container_id: String,
     endpoint_id: u16,
     ip: Ipv4Addr,
+    ip6: Ipv6Addr,
     host_ifname: String,
 }
 
@@ -98,11 +101,29 @@ impl Scene {
             .iter()
             .find_map(|a| a.ipv4.as_deref()?.parse().ok())
             .with_context(|| format!("{name}: endpoint {} has no IPv4", endpoint.id))?;
+        let ip6: Ipv6Addr = endpoint
+            .status
+            .networking
+            .addressing
+            .iter()
+            .find_map(|a| a.ipv6.as_deref()?.parse().ok())
+            .with_context(|| format!("{name}: endpoint {} has no IPv6", endpoint.id))?;
+        // Both addresses inside the container, where podman put it.
+        let addrs = self
+            .podman
+            .run_ok(&["exec", &name, "ip", "addr", "show", "dev", "eth0"])?;
+        for ip in [IpAddr::from(ip), ip6.into()] {
+            ensure!(
+                addrs.contains(&format!("{ip}/")),
+                "{name}: {ip} not in\n{addrs}"
+            );
+        }
         Ok(Attached {
             name,
             container_id,
             endpoint_id: endpoint.id,
             ip,
+            ip6,
             host_ifname: endpoint.status.networking.interface_name.clone(),
         })
     }
@@ -110,22 +131,27 @@ impl Scene {
     /// An HTTP GET to `ip:80` from inside `client` (busybox `nc`: the
     /// static busybox's `wget` crashes in a bare image); true if the page
     /// came back.
-    fn fetch(&self, client: &Attached, ip: Ipv4Addr) -> bool {
+    fn fetch(&self, client: &Attached, ip: IpAddr) -> bool {
         let script = format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 {ip} 80");
         self.podman
             .output(&["exec", &client.name, "sh", "-c", &script])
             .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).contains(GREETING))
     }
 
+    /// Over IPv4 and over IPv6.
     fn reaches(&self, client: &Attached, server: &Attached) -> bool {
-        eventually(PASS_TIMEOUT, Duration::from_millis(200), || {
-            self.fetch(client, server.ip)
+        [server.ip.into(), server.ip6.into()].into_iter().all(|ip| {
+            eventually(PASS_TIMEOUT, Duration::from_millis(200), || {
+                self.fetch(client, ip)
+            })
         })
     }
 
-    /// Three attempts, none answered.
+    /// Three attempts per family, none answered.
     fn is_blocked(&self, client: &Attached, server: &Attached) -> bool {
-        (0..3).all(|_| !self.fetch(client, server.ip))
+        [server.ip.into(), server.ip6.into()]
+            .into_iter()
+            .all(|ip| (0..3).all(|_| !self.fetch(client, ip)))
     }
 }
 
@@ -204,6 +230,11 @@ fn assert_nothing_left(agent: &Agent, removed: &[&Attached]) -> Result<()> {
     );
     let ipam = client.healthz()?.ipam;
     ensure!(ipam.ipv4.is_empty(), "IPs still allocated: {:?}", ipam.ipv4);
+    ensure!(
+        ipam.ipv6.is_empty(),
+        "IPv6 addresses still allocated: {:?}",
+        ipam.ipv6
+    );
     for c in removed {
         ensure!(
             !link_exists(&c.host_ifname),
