@@ -183,3 +183,95 @@ fn parse_time(text: &str) -> std::time::SystemTime {
     let secs: f64 = date(&["-d", text, "+%s.%N"]).parse().unwrap();
     std::time::UNIX_EPOCH + Duration::from_secs_f64(secs)
 }
+
+const FRONTEND6: &str = "fd00:96::a";
+
+/// The IPv6 twin, per packet as above: dual-stack pods, an IPv6 frontend;
+/// the backend's IPv6 conntrack entry names the service.
+#[test]
+fn flows_to_a_named_ipv6_cluster_ip_service_name_it() {
+    let dir = std::env::temp_dir().join(format!("hubble-services6-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let socket = dir.join("hubble.sock");
+    let agent = Agent::start_with(AgentOptions {
+        extra_args: vec![
+            "--enable-hubble".into(),
+            "true".into(),
+            "--hubble-socket-path".into(),
+            socket.display().to_string(),
+            "--enable-socket-lb".into(),
+            "false".into(),
+        ],
+        ..AgentOptions::default().with_unique_range()
+    })
+    .unwrap();
+    let ns = "k8s:io.kubernetes.pod.namespace=shop";
+    let client = Pod::create_dual_stack(&agent, "client", &["k8s:app=client", ns]).unwrap();
+    let server = Pod::create_dual_stack(&agent, "server", &["k8s:app=server", ns]).unwrap();
+    let server6 = server.ip6().unwrap();
+    let _web = server.serve_http(80).unwrap();
+    let spec = ServiceSpec {
+        id: u32::from(SERVICE_ID),
+        frontend_address: FrontendAddress {
+            ip: FRONTEND6.into(),
+            port: 80,
+            protocol: "TCP".into(),
+        },
+        backend_addresses: vec![BackendAddress {
+            ip: server6.to_string(),
+            port: 80,
+            ..Default::default()
+        }],
+        flags: ServiceFlags {
+            kind: "ClusterIP".into(),
+            name: "web6".into(),
+            namespace: "shop".into(),
+        },
+    };
+    agent.client().service_put(SERVICE_ID, &spec).unwrap();
+    // The pods' neighbour discovery made flows already: the flow store's
+    // view of the services (refreshed every 2 s) predates this one.
+    std::thread::sleep(Duration::from_millis(2100));
+    let frontend = format!("[{FRONTEND6}]");
+    assert!(
+        eventually(
+            Duration::from_secs(10),
+            Duration::from_millis(200),
+            || curl(&client, &frontend) == "200"
+        ),
+        "the IPv6 ClusterIP must answer"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+
+    let until = date(&["+%Y-%m-%dT%H:%M:%S.%3NZ"]);
+    let all = cilium_flows_json(
+        &agent,
+        &socket,
+        &["--since", "1h", "--until", until.as_str()],
+    );
+    let web = ("shop".to_string(), "web6".to_string());
+    let to_service: Vec<&Value> = all
+        .iter()
+        .filter(|f| service(f, "destination_service") == web)
+        .collect();
+    assert!(
+        !to_service.is_empty(),
+        "no flow names web6 as its destination: {all:#?}"
+    );
+    for f in &to_service {
+        assert_eq!(
+            text(f, &["IP", "destination"]),
+            server6.to_string(),
+            "{f:#}"
+        );
+        assert_eq!(text(f, &["IP", "ipVersion"]), "IPv6", "{f:#}");
+    }
+    assert!(
+        all.iter()
+            .filter(|f| service(f, "source_service") == web)
+            .any(|f| text(f, &["IP", "source"]) == FRONTEND6),
+        "no reply from the IPv6 frontend names web6: {all:#?}"
+    );
+    drop(agent);
+    let _ = std::fs::remove_dir_all(dir);
+}

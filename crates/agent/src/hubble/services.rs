@@ -6,10 +6,10 @@
 //! (the service id), so a pod reaching a backend directly names none.
 
 use std::collections::{HashMap, HashSet};
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use datapath::maps::{ct::CT_DIR_EGRESS, CtKey, CtMap};
+use datapath::maps::{ct::CT_DIR_EGRESS, Ct6Key, CtKey, CtMap};
 use hubble::proto::flow::{layer4, Flow, Service};
 
 use crate::daemon::Daemon;
@@ -17,8 +17,8 @@ use crate::daemon::Daemon;
 /// How long the view of services is trusted.
 const TTL: Duration = Duration::from_secs(2);
 
-/// (address, port, IP protocol).
-type Addr = (Ipv4Addr, u16, u8);
+/// (address of either family, port, IP protocol).
+type Addr = (IpAddr, u16, u8);
 
 #[derive(Default)]
 struct Snapshot {
@@ -73,16 +73,30 @@ impl ServiceNamer {
 
     /// The service the connection `src -> dst` (translated) was balanced for.
     fn balanced_for(&self, src: Addr, dst: Addr) -> Option<Service> {
-        let key = CtKey {
-            saddr: src.0.octets(),
-            daddr: dst.0.octets(),
-            sport: src.1.to_be(),
-            dport: dst.1.to_be(),
-            protocol: src.2,
-            dir: CT_DIR_EGRESS,
-            pad: 0,
-        };
-        let entry = self.ct.as_ref()?.get(&key).ok()??;
+        let (sport, dport, protocol) = (src.1.to_be(), dst.1.to_be(), src.2);
+        let ct = self.ct.as_ref()?;
+        let entry = match (src.0, dst.0) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => ct.get(&CtKey {
+                saddr: s.octets(),
+                daddr: d.octets(),
+                sport,
+                dport,
+                protocol,
+                dir: CT_DIR_EGRESS,
+                pad: 0,
+            }),
+            (IpAddr::V6(s), IpAddr::V6(d)) => ct.get6(&Ct6Key {
+                saddr: s.octets(),
+                daddr: d.octets(),
+                sport,
+                dport,
+                protocol,
+                dir: CT_DIR_EGRESS,
+                pad: 0,
+            }),
+            _ => return None,
+        }
+        .ok()??;
         self.services.by_id.get(&entry.rev_nat_index).cloned()
     }
 }
@@ -161,12 +175,20 @@ mod tests {
             }),
             ..Default::default()
         };
+        let ip = |text: &str| text.parse::<IpAddr>().unwrap();
         assert_eq!(
             sides(&flow),
-            Some((
-                (Ipv4Addr::new(10, 0, 0, 5), 40000, 6),
-                (Ipv4Addr::new(10, 96, 0, 10), 80, 6)
-            ))
+            Some(((ip("10.0.0.5"), 40000, 6), (ip("10.96.0.10"), 80, 6)))
+        );
+        flow.ip = Some(Ip {
+            source: "f00d::5".into(),
+            destination: "fd00:96::1".into(),
+            ..Default::default()
+        });
+        assert_eq!(
+            sides(&flow),
+            Some(((ip("f00d::5"), 40000, 6), (ip("fd00:96::1"), 80, 6))),
+            "IPv6 frontends are named too"
         );
         flow.l4 = Some(Layer4 {
             protocol: Some(layer4::Protocol::IcmPv4(Default::default())),

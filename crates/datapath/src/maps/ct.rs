@@ -154,6 +154,15 @@ impl CtMap {
         }
     }
 
+    /// `get` for an IPv6 tuple.
+    pub fn get6(&self, key: &Ct6Key) -> Result<Option<CtEntry>, DatapathError> {
+        match counted(Ct, MapOp::Lookup, self.v6.map.get(key, 0)) {
+            Ok(entry) => Ok(Some(entry)),
+            Err(aya::maps::MapError::KeyNotFound) => Ok(None),
+            Err(e) => Err(DatapathError::map(self.v6.name, e)),
+        }
+    }
+
     /// A handle of its own on the pinned maps under `root` (for a sweep that
     /// must not hold up the agent's other users of the shared maps).
     pub fn open(root: &crate::BpfRoot) -> Result<Self, DatapathError> {
