@@ -59,6 +59,7 @@ const PASS_TIMEOUT: Duration = Duration::from_secs(2);
 const IDENTITY_HOST: u32 = 1;
 const PROTO_ICMPV6: u8 = 58;
 const REALIZE_TIMEOUT: Duration = Duration::from_secs(10);
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A pod of the fixture: name and labels (`source:key=value`).
 #[derive(Debug, Clone, Copy)]
@@ -160,7 +161,7 @@ impl Cluster {
         if ping.is_none() {
             eprintln!("no ping binary (ping or busybox ping): ICMP probes are skipped");
         }
-        Ok(Cluster {
+        let cluster = Cluster {
             _tcp_servers: tcp_servers,
             _udp_servers: udp_servers,
             host_listener: HostListener::start()?,
@@ -174,7 +175,34 @@ impl Cluster {
             host_ip,
             host_ip6,
             ping,
-        })
+        };
+        cluster.settle()?;
+        Ok(cluster)
+    }
+
+    /// Waits until every outside host reaches the first pod over both
+    /// families with no policy in place: the host's neighbour entries and
+    /// forwarding for fresh links (IPv6 ones above all) settle before any
+    /// case counts a timeout as a drop.
+    fn settle(&self) -> Result<()> {
+        let pod = Peer::Pod(self.pods[0].name().to_string());
+        for i in 0..self.outside.hosts.len() {
+            let origin = self.origin(&Peer::External(i));
+            for family in FAMILIES {
+                let to = self.address(&pod, family);
+                let port = POD_TCP_PORTS[0];
+                let reached = crate::eventually(SETTLE_TIMEOUT, Duration::from_millis(100), || {
+                    send::tcp(&origin, to, port, Duration::from_millis(500))
+                });
+                if !reached {
+                    bail!(
+                        "outside host {} cannot reach {to}:{port} without any policy",
+                        Peer::External(i)
+                    );
+                }
+            }
+        }
+        Ok(())
     }
 
     pub fn agent(&self) -> &Agent {
