@@ -425,7 +425,10 @@ impl Cluster {
             socket: n.agent.socket().to_path_buf(),
         };
         let pod = ClusterPod::create(ctx, node, name, &[], Some((namespace, uid.trim())))?;
-        plane.set_pod_ready(namespace, name, pod.ip(), true)?;
+        // Both addresses of a dual-stack pod, as its kubelet reports them.
+        let v4 = pod.ipv4().map(std::net::IpAddr::from);
+        let ips: Vec<_> = v4.into_iter().chain(pod.ip6().map(Into::into)).collect();
+        plane.set_pod_ips_ready(namespace, name, &ips, true)?;
         Ok(pod)
     }
 

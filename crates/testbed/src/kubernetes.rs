@@ -8,7 +8,7 @@
 //! `spec.nodeName`, run the CNI plugin, write the Pod's status).
 
 use std::io::Write;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -157,11 +157,31 @@ impl ControlPlane {
         ip: Ipv4Addr,
         ready: bool,
     ) -> Result<()> {
+        self.set_pod_ips_ready(namespace, name, &[ip.into()], ready)
+    }
+
+    /// [`set_pod_ready`](Self::set_pod_ready) for a pod with any addresses:
+    /// `podIPs` lists them all (a dual-stack kubelet's order, IPv4 first),
+    /// `podIP` is the first.
+    pub fn set_pod_ips_ready(
+        &self,
+        namespace: &str,
+        name: &str,
+        ips: &[IpAddr],
+        ready: bool,
+    ) -> Result<()> {
+        let first = ips
+            .first()
+            .with_context(|| format!("pod {namespace}/{name} has no address"))?;
+        let pod_ips: Vec<serde_json::Value> = ips
+            .iter()
+            .map(|ip| serde_json::json!({"ip": ip.to_string()}))
+            .collect();
         let ready = if ready { "True" } else { "False" };
         let status = serde_json::json!({"status": {
             "phase": "Running",
-            "podIP": ip.to_string(),
-            "podIPs": [{"ip": ip.to_string()}],
+            "podIP": first.to_string(),
+            "podIPs": pod_ips,
             "conditions": [
                 {"type": "Ready", "status": ready},
                 {"type": "ContainersReady", "status": ready},

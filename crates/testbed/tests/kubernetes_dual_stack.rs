@@ -194,6 +194,21 @@ fn dual_stack_pods_and_ipv6_policies_in_kubernetes_mode() -> Result<()> {
         );
     }
 
+    // The Pod lists both, as a dual-stack kubelet reports them (IPv4 first).
+    let pod_ips = plane.kubectl(&[
+        "get",
+        "pod",
+        "-n",
+        "shop",
+        "web",
+        "-o",
+        "jsonpath={.status.podIPs[*].ip}",
+    ])?;
+    ensure!(
+        pod_ips == format!("{} {}", web.ip(), ipv6_of(&web)?),
+        "Pod shop/web podIPs: {pod_ips:?}"
+    );
+
     // node0's CiliumNode: both pod CIDRs (web's IPv6 address in the IPv6
     // one) and the IPv6 router address; node1 reads that CIDR from it.
     let web6 = ipv6_of(&web)?;
