@@ -35,6 +35,13 @@ pub struct Addressing {
     pub alloc_range: String,
 }
 
+/// The agent's IPv6 addressing (dual-stack networks).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Addressing6 {
+    pub router: std::net::Ipv6Addr,
+    pub alloc_range: String,
+}
+
 impl Driver {
     pub fn new(agent: api::Client, docker: DockerClient) -> Driver {
         Driver {
@@ -108,6 +115,36 @@ impl Driver {
         Ok(Addressing {
             router,
             alloc_range: v4.alloc_range,
+        })
+    }
+
+    /// The agent's IPv6 router address and range; an error naming the
+    /// flag when the agent has IPv6 off.
+    pub fn addressing6(&self) -> Result<Addressing6, PluginError> {
+        let config = self
+            .agent
+            .config()
+            .map_err(|e| PluginError::agent(&self.agent, "GET /v1/config", e))?;
+        let v6 = config
+            .status
+            .addressing
+            .ipv6
+            .filter(|v6| v6.enabled && !v6.alloc_range.is_empty())
+            .ok_or_else(|| {
+                PluginError::bad_request(
+                    "cilium-docker: cilium-agent has IPv6 disabled (--enable-ipv6=false); \
+                     create the network without --ipv6",
+                )
+            })?;
+        let router = v6.ip.parse().map_err(|_| {
+            PluginError::internal(format!(
+                "cilium-agent reports no usable IPv6 router address ({:?})",
+                v6.ip
+            ))
+        })?;
+        Ok(Addressing6 {
+            router,
+            alloc_range: v6.alloc_range,
         })
     }
 }

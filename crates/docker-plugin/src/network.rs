@@ -2,9 +2,11 @@
 //! endpoint with the agent (no labels yet: identity `reserved:init`); Join
 //! hands dockerd the container side to move into the container with the
 //! gateway and the route to it, and starts `settle`, which finishes the
-//! attachment (gateway neighbour entry, container labels).
+//! attachment (gateway neighbour entry, container labels). On a network
+//! created with `--ipv6` the endpoint is dual stack: its IPv6 address is
+//! routed to the host side too and Join names the IPv6 gateway.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -38,11 +40,6 @@ pub fn agent_id(endpoint_id: &str) -> String {
 }
 
 pub fn create_network(_driver: &Driver, req: &CreateNetwork) -> Result<Value, PluginError> {
-    if req.ipv6_data.as_ref().is_some_and(|d| !d.is_empty()) {
-        return Err(PluginError::bad_request(
-            "cilium-docker: IPv6 networks are not supported; create the network without --ipv6",
-        ));
-    }
     let pools = req.ipv4_data.as_deref().unwrap_or_default();
     if pools.is_empty() {
         return Err(PluginError::bad_request(format!(
@@ -62,12 +59,26 @@ pub fn create_endpoint(driver: &Driver, req: &CreateEndpoint) -> Result<Value, P
             req.endpoint_id, iface.address
         ))
     })?;
+    let ip6: Option<Ipv6Addr> = match iface.address_ipv6.as_str() {
+        "" => None,
+        text => Some(
+            text.split('/')
+                .next()
+                .and_then(|a| a.parse().ok())
+                .ok_or_else(|| {
+                    PluginError::bad_request(format!(
+                        "endpoint {}: {text:?} is not an IPv6 address",
+                        req.endpoint_id
+                    ))
+                })?,
+        ),
+    };
     let (host, peer) = ifnames(&req.endpoint_id);
     // Leftovers of an attempt that never saw its DeleteEndpoint: ours.
     remove_endpoint(driver, &req.endpoint_id)?;
 
     let (host_link, mut peer_link) =
-        handoff::create_pair(&host, &peer, ip).map_err(PluginError::plumbing)?;
+        handoff::create_pair(&host, &peer, ip, ip6).map_err(PluginError::plumbing)?;
     let registered = (|| {
         if !iface.mac_address.is_empty() {
             // dockerd sets this MAC on the interface in the container; the
@@ -87,7 +98,7 @@ pub fn create_endpoint(driver: &Driver, req: &CreateEndpoint) -> Result<Value, P
             host_mac: Some(host_link.mac.clone()),
             addressing: AddressPair {
                 ipv4: Some(ip.to_string()),
-                ipv6: None,
+                ipv6: ip6.map(|ip| ip.to_string()),
             },
             ..Default::default()
         };
@@ -151,6 +162,14 @@ pub fn join(driver: &Driver, req: &Join) -> Result<Value, PluginError> {
         .map_err(PluginError::plumbing)?
         .ok_or_else(unknown)?;
     let router = driver.addressing()?.router;
+    // A dual-stack endpoint's IPv6 address is routed to its host side.
+    let dual_stack = !ip::host_routes6(&host)
+        .map_err(PluginError::plumbing)?
+        .is_empty();
+    let router6 = match dual_stack {
+        true => Some(driver.addressing6()?.router),
+        false => None,
+    };
     if !req.sandbox_key.is_empty() {
         settle::spawn(
             driver.clone(),
@@ -160,25 +179,35 @@ pub fn join(driver: &Driver, req: &Join) -> Result<Value, PluginError> {
                 container_mac: peer_link.mac,
                 host_mac: host_link.mac,
                 gateway: router,
+                ipv6: dual_stack,
             },
         );
     }
-    Ok(join_answer(&peer, router))
+    Ok(join_answer(&peer, router, router6))
 }
 
-/// dockerd moves `peer` into the container as `eth<n>`, sets the address
-/// from IPAM (`/32`), then the link route to the gateway, then the default
-/// route via it.
-pub fn join_answer(peer: &str, router: Ipv4Addr) -> Value {
-    json!({
+/// dockerd moves `peer` into the container as `eth<n>`, sets the addresses
+/// from IPAM (`/32`, `/128`), then the link routes to the gateways, then
+/// the default routes via them.
+pub fn join_answer(peer: &str, router: Ipv4Addr, router6: Option<Ipv6Addr>) -> Value {
+    let mut routes = vec![json!({
+        "Destination": format!("{router}/32"),
+        "RouteType": ROUTE_CONNECTED,
+    })];
+    let mut answer = json!({
         "InterfaceName": {"SrcName": peer, "DstPrefix": CONTAINER_IF_PREFIX},
         "Gateway": router.to_string(),
-        "StaticRoutes": [{
-            "Destination": format!("{router}/32"),
-            "RouteType": ROUTE_CONNECTED,
-        }],
         "DisableGatewayService": true,
-    })
+    });
+    if let Some(router6) = router6 {
+        routes.push(json!({
+            "Destination": format!("{router6}/128"),
+            "RouteType": ROUTE_CONNECTED,
+        }));
+        answer["GatewayIPv6"] = router6.to_string().into();
+    }
+    answer["StaticRoutes"] = routes.into();
+    answer
 }
 
 pub fn leave(driver: &Driver, req: &EndpointRef) -> Result<Value, PluginError> {
@@ -223,12 +252,17 @@ mod tests {
 
     #[test]
     fn join_answer_routes_through_the_router() {
-        let v = join_answer("tmp1", Ipv4Addr::new(10, 1, 0, 1));
+        let v = join_answer("tmp1", Ipv4Addr::new(10, 1, 0, 1), None);
         assert_eq!(v["InterfaceName"]["SrcName"], "tmp1");
         assert_eq!(v["InterfaceName"]["DstPrefix"], "eth");
         assert_eq!(v["Gateway"], "10.1.0.1");
         assert_eq!(v["StaticRoutes"][0]["Destination"], "10.1.0.1/32");
         assert_eq!(v["StaticRoutes"][0]["RouteType"], 1);
+        assert!(v.get("GatewayIPv6").is_none());
+        let dual = join_answer("tmp1", Ipv4Addr::new(10, 1, 0, 1), "f00d::1".parse().ok());
+        assert_eq!(dual["GatewayIPv6"], "f00d::1");
+        assert_eq!(dual["StaticRoutes"][1]["Destination"], "f00d::1/128");
+        assert_eq!(dual["StaticRoutes"][1]["RouteType"], 1);
     }
 
     #[test]

@@ -24,8 +24,10 @@ pub const GATEWAY_ADDRESS: &str = "com.docker.network.gateway";
 /// Address spaces answered to `GetDefaultAddressSpaces`.
 pub const LOCAL_ADDRESS_SPACE: &str = "CiliumLocal";
 pub const GLOBAL_ADDRESS_SPACE: &str = "CiliumGlobal";
-/// The one pool: the agent's IPv4 allocation range.
+/// The pools: the agent's IPv4 allocation range, and its IPv6 one for
+/// networks created with `--ipv6`.
 pub const POOL_V4: &str = "CiliumPoolv4";
+pub const POOL_V6: &str = "CiliumPoolv6";
 
 /// Prefix the container side of the veth gets inside the container
 /// (dockerd appends an index: `eth0`).

@@ -7,7 +7,8 @@
 //! 1. the interface, up with its address, inside the sandbox: then it adds
 //!    the permanent neighbour entry gateway → host-side MAC (nothing
 //!    answers ARP for the gateway; see the report on the datapath's ARP
-//!    responder) and turns IPv6 off on it;
+//!    responder) and, unless the endpoint is dual stack, turns IPv6 off
+//!    on it;
 //! 2. the container in dockerd's list with this endpoint: then its labels
 //!    become the endpoint's `container:` labels (`PATCH .../labels`), and
 //!    the endpoint leaves the `reserved:init` identity.
@@ -39,6 +40,8 @@ pub struct Job {
     pub container_mac: String,
     pub host_mac: String,
     pub gateway: Ipv4Addr,
+    /// The endpoint has an IPv6 address too (a `--ipv6` network).
+    pub ipv6: bool,
 }
 
 /// Starts finishing `job` on its own thread.
@@ -119,7 +122,8 @@ fn finish_neighbour(job: &Job) -> Result<bool, String> {
     else {
         return Ok(false);
     };
-    handoff::finish_container_side(&job.sandbox_key, &ifname, job.gateway, &job.host_mac)
+    let ipv6 = job.ipv6;
+    handoff::finish_container_side(&job.sandbox_key, &ifname, job.gateway, &job.host_mac, ipv6)
         .map_err(|e| e.to_string())?;
     Ok(true)
 }

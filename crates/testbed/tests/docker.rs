@@ -2,7 +2,9 @@
 //! with the cilium-docker driver and IPAM; containers' labels (`docker run
 //! -l app=...`) become their endpoints' `container:` labels; a label policy
 //! is enforced between them in the kernel; removing containers and network
-//! leaves no endpoint, IP or interface behind.
+//! leaves no endpoint, IP or interface behind. The network is created
+//! with `--ipv6`: the plugin's IPAM hands out the agent's IPv6 pool too, so
+//! every container has both addresses and the policy holds over both.
 //!
 //! Cast: `web` serves HTTP on port 80; `frontend` and `intruder` are
 //! clients, all on one docker network.
@@ -10,7 +12,7 @@
 //! Needs root, `docker.io busybox-static` (the Makefile's setup installs
 //! them), and `cilium-agent`, `cilium` and `cilium-docker` built.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
@@ -37,6 +39,7 @@ struct Attached {
     name: String,
     endpoint_id: u16,
     ip: Ipv4Addr,
+    ip6: Ipv6Addr,
     host_ifname: String,
 }
 
@@ -65,6 +68,7 @@ impl Scene {
         docker.run_ok(&[
             "network",
             "create",
+            "--ipv6",
             "-d",
             plugin.name(),
             "--ipam-driver",
@@ -112,6 +116,10 @@ impl Scene {
             .as_str()
             .and_then(|s| s.parse().ok())
             .with_context(|| format!("{name}: no IPAddress in {networks}"))?;
+        let ip6: Ipv6Addr = settings["GlobalIPv6Address"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .with_context(|| format!("{name}: no GlobalIPv6Address in {networks}"))?;
 
         let wanted = format!("container:app={role}");
         let client = self.agent.client();
@@ -141,29 +149,49 @@ impl Scene {
             ep_ip.as_deref() == Some(ip.to_string().as_str()),
             "{name}: docker says {ip}, the endpoint {ep_ip:?}"
         );
+        let ep_ip6 = ep.status.networking.addressing[0].ipv6.clone();
+        ensure!(
+            ep_ip6.as_deref() == Some(ip6.to_string().as_str()),
+            "{name}: docker says {ip6}, the endpoint {ep_ip6:?}"
+        );
+        let addrs = self
+            .docker
+            .run_ok(&["exec", &name, "ip", "addr", "show", "dev", "eth0"])?;
+        for ip in [IpAddr::from(ip), ip6.into()] {
+            ensure!(
+                addrs.contains(&format!("{ip}/")),
+                "{name}: {ip} not in\n{addrs}"
+            );
+        }
         Ok(Attached {
             name,
             endpoint_id: ep.id,
             ip,
+            ip6,
             host_ifname: ep.status.networking.interface_name,
         })
     }
 
-    fn fetch(&self, client: &Attached, ip: Ipv4Addr) -> bool {
+    fn fetch(&self, client: &Attached, ip: IpAddr) -> bool {
         let script = format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 {ip} 80");
         self.docker
             .output(&["exec", &client.name, "sh", "-c", &script])
             .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).contains(GREETING))
     }
 
+    /// Over IPv4 and over IPv6.
     fn reaches(&self, client: &Attached, server: &Attached) -> bool {
-        eventually(PASS_TIMEOUT, Duration::from_millis(200), || {
-            self.fetch(client, server.ip)
+        [server.ip.into(), server.ip6.into()].into_iter().all(|ip| {
+            eventually(PASS_TIMEOUT, Duration::from_millis(200), || {
+                self.fetch(client, ip)
+            })
         })
     }
 
     fn is_blocked(&self, client: &Attached, server: &Attached) -> bool {
-        (0..3).all(|_| !self.fetch(client, server.ip))
+        [server.ip.into(), server.ip6.into()]
+            .into_iter()
+            .all(|ip| (0..3).all(|_| !self.fetch(client, ip)))
     }
 }
 
@@ -242,6 +270,11 @@ fn assert_nothing_left(agent: &Agent, removed: &[&Attached]) -> Result<()> {
     );
     let ipam = client.healthz()?.ipam;
     ensure!(ipam.ipv4.is_empty(), "IPs still allocated: {:?}", ipam.ipv4);
+    ensure!(
+        ipam.ipv6.is_empty(),
+        "IPv6 addresses still allocated: {:?}",
+        ipam.ipv6
+    );
     for c in removed {
         ensure!(
             testbed::cmd::ip(&["link", "show", "dev", &c.host_ifname]).is_err(),

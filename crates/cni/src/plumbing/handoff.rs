@@ -3,13 +3,15 @@
 //! its Join answer, dockerd moves it, renames it and sets address and
 //! routes). Both ends are made in the host namespace; what the runtime
 //! cannot do for us — the permanent neighbour entry for the gateway, and
-//! turning IPv6 off on the container side — is finished afterwards from
+//! turning IPv6 off on the container side of an IPv4-only endpoint (the
+//! IPv6 gateway's neighbour advertisement comes from the datapath) — is
+//! finished afterwards from
 //! inside the container's namespace, finding the interface by its MAC.
 //! Used by cilium-docker; kept here so every veth in the project is made
 //! by one piece of code.
 
 use std::fs::File;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
 use serde_json::Value;
@@ -18,12 +20,14 @@ use crate::error::CniError;
 use crate::plumbing::{ip, netns, veth};
 
 /// Creates the pair `host_ifname` / `peer_ifname` in the calling thread's
-/// (host) namespace, brings the host side up and routes `addr` to it.
-/// Returns (host side, container side). A failure removes the pair.
+/// (host) namespace, brings the host side up and routes `addr` (and
+/// `addr6`) to it. Returns (host side, container side). A failure removes
+/// the pair.
 pub fn create_pair(
     host_ifname: &str,
     peer_ifname: &str,
     addr: Ipv4Addr,
+    addr6: Option<Ipv6Addr>,
 ) -> Result<(ip::LinkInfo, ip::LinkInfo), CniError> {
     ip::must(
         &format!("creating veth {host_ifname} / {peer_ifname}"),
@@ -39,7 +43,7 @@ pub fn create_pair(
         ],
     )?;
     let made = (|| {
-        let host = veth::setup_host(host_ifname, Some(addr), None)?;
+        let host = veth::setup_host(host_ifname, Some(addr), addr6)?;
         let peer = ip::link(peer_ifname)?.ok_or_else(|| {
             CniError::plumbing(format!("{peer_ifname} vanished right after creation"), "")
         })?;
@@ -84,21 +88,25 @@ fn find_configured(text: &str, mac: &str) -> Option<String> {
 
 /// Adds the permanent neighbour entry gateway → `host_mac` on `ifname` in
 /// the namespace (nothing answers ARP for the gateway: the eBPF program on
-/// the host side takes every packet) and turns IPv6 off on it.
+/// the host side takes every packet) and, for an endpoint without IPv6
+/// (`ipv6` false), turns IPv6 off on it.
 pub fn finish_container_side(
     ns_path: &Path,
     ifname: &str,
     gateway: Ipv4Addr,
     host_mac: &str,
+    ipv6: bool,
 ) -> Result<(), CniError> {
     let ns: File = netns::open(ns_path)?;
     let gw = gateway.to_string();
     netns::run_in(&ns, ns_path, || {
-        // Absent when IPv6 is off altogether: nothing to do then.
-        let _ = std::fs::write(
-            format!("/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6"),
-            "1",
-        );
+        if !ipv6 {
+            // Absent when IPv6 is off altogether: nothing to do then.
+            let _ = std::fs::write(
+                format!("/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6"),
+                "1",
+            );
+        }
         ip::must(
             &format!("adding the gateway's neighbour entry on {ifname} in the container"),
             &[
