@@ -196,20 +196,50 @@ function pickSelection(rows) {
   if (found) showDetail(found);
 }
 
+// The rows the page has (newest first) and the number of the next flow it
+// has not seen: each poll asks only for rows from there on. New filters (the
+// query without its moving `since`) or a restarted agent start over.
+const ROW_LIMIT = 200;
+let rows = [];
+let from = 0;
+let rowsFor = null;
+
+function queryKey(q) {
+  const k = new URLSearchParams(q);
+  k.delete("since");
+  return k.toString();
+}
+
 let inFlight = false;
 async function poll() {
   if (inFlight) return;
   inFlight = true;
   try {
-    const res = await fetch("/api/flows?" + apiQuery());
+    const q = apiQuery();
+    if (queryKey(q) !== rowsFor) {
+      rows = [];
+      from = 0;
+      rowsFor = queryKey(q);
+    }
+    q.set("from", String(from));
+    const res = await fetch("/api/flows?" + q);
     if (!res.ok) throw new Error(await res.text());
     const page = await res.json();
+    if (page.seen < from) {
+      // The agent restarted and numbers its flows from 0 again.
+      rows = [];
+      from = 0;
+      return;
+    }
+    if (queryKey(apiQuery()) !== rowsFor) return; // filters changed meanwhile
+    rows = page.rows.concat(rows).filter((r) => r.id >= page.first).slice(0, ROW_LIMIT);
+    from = page.seen;
     drawMap(page.map);
-    pickSelection(page.rows);
-    drawTable(page.rows);
+    pickSelection(rows);
+    drawTable(rows);
     status.className = "";
     status.setAttribute("data-matched", page.matched);
-    status.textContent = `${page.matched} flows matched, ${page.rows.length} shown, ` +
+    status.textContent = `${page.matched} flows matched, ${rows.length} shown, ` +
       `${page.seen} seen · ${new Date().toLocaleTimeString()}`;
   } catch (err) {
     status.className = "error";

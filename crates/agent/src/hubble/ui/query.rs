@@ -18,6 +18,9 @@ pub struct FlowQuery {
     pub since_ms: Option<i64>,
     /// At most this many (the newest) rows in the table.
     pub limit: usize,
+    /// Rows only for flows numbered this or later: the page asks for what
+    /// it does not have yet (0: all).
+    pub from: u64,
 }
 
 /// Rows the table gets when the page does not say.
@@ -51,6 +54,11 @@ impl FlowQuery {
                     q.limit = value
                         .parse()
                         .map_err(|_| format!("limit: {value:?} is not a number"))?
+                }
+                "from" => {
+                    q.from = value
+                        .parse()
+                        .map_err(|_| format!("from: {value:?} is not a flow number"))?
                 }
                 other => return Err(format!("unknown parameter {other:?}")),
             }
@@ -142,6 +150,12 @@ mod tests {
         assert_eq!(q.namespace, "shop");
         assert_eq!(q.since_ms, Some(1_700_000_000_000));
         assert_eq!(q.limit, 5);
+        assert_eq!(q.from, 0);
+        let q = FlowQuery::from_pairs(&pairs(&[("from", "4096")])).unwrap();
+        assert_eq!(q.from, 4096);
+        assert!(FlowQuery::from_pairs(&pairs(&[("from", "-1")]))
+            .unwrap_err()
+            .contains("from"));
         assert!(FlowQuery::from_pairs(&pairs(&[("since", "soon")]))
             .unwrap_err()
             .contains("since"));
