@@ -20,13 +20,12 @@ mod support;
 
 use std::net::{Ipv4Addr, UdpSocket};
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
 use support::{
-    cilium_flows, cilium_flows_json, field, free_port, hubble_binary, pods_of, promtool_check,
-    samples, scrape, text, udp_dport, Hubble,
+    cilium_flows, cilium_flows_json, field, free_port, hubble_socket, now_rfc3339, pods_of,
+    promtool_check, real_hubble, samples, scrape, text, udp_dport, Hubble,
 };
 use testbed::conformance::parse_revision;
 use testbed::{eventually, Agent, AgentOptions, HttpServer, Pod, UdpServer};
@@ -89,21 +88,15 @@ impl Lab {
     /// `test` names the socket's directory, unique per test and process.
     fn start(test: &str, capacity: usize) -> Lab {
         let prometheus = free_port();
-        // Not the agent's default --hubble-socket-path (the node's own).
-        let dir = std::env::temp_dir().join(format!("{test}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let socket = dir.join("hubble.sock");
+        let (socket, mut extra_args) = hubble_socket(test);
+        extra_args.extend([
+            "--hubble-event-buffer-capacity".into(),
+            capacity.to_string(),
+            "--prometheus-serve-addr".into(),
+            format!("127.0.0.1:{prometheus}"),
+        ]);
         let agent = Agent::start_with(AgentOptions {
-            extra_args: vec![
-                "--enable-hubble".into(),
-                "true".into(),
-                "--hubble-event-buffer-capacity".into(),
-                capacity.to_string(),
-                "--hubble-socket-path".into(),
-                socket.display().to_string(),
-                "--prometheus-serve-addr".into(),
-                format!("127.0.0.1:{prometheus}"),
-            ],
+            extra_args,
             ..AgentOptions::default().with_unique_range()
         })
         .unwrap();
@@ -125,16 +118,7 @@ impl Lab {
                 Duration::from_secs(10),
             )
             .unwrap();
-        let hubble = hubble_binary().map(|bin| Hubble {
-            bin,
-            socket: socket.clone(),
-        });
-        if hubble.is_none() {
-            eprintln!(
-                "SKIPPED (comparisons with hubble observe): no hubble binary \
-                 (make setup, scripts/hubble-cli.sh, or HUBBLE_BIN)"
-            );
-        }
+        let hubble = real_hubble(&socket);
         Lab {
             _udp: udp,
             _web: web,
@@ -181,15 +165,6 @@ impl Lab {
             .map(|(_, v)| v)
             .sum()
     }
-}
-
-/// Now, as RFC 3339 with milliseconds (both CLIs read it).
-fn now_rfc3339() -> String {
-    let out = Command::new("date")
-        .args(["-u", "+%Y-%m-%dT%H:%M:%S.%3NZ"])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 fn is_l7_http(f: &Value) -> bool {

@@ -22,55 +22,17 @@ mod l7_support;
 mod support;
 
 use std::net::Ipv4Addr;
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{ensure, Result};
 use serde_json::Value;
-use support::{cilium_flows, cilium_flows_json, field, hubble_binary, text, Hubble};
+use support::{
+    cilium_flows, cilium_flows_json, field, hubble_socket, now_rfc3339, real_hubble, text, Hubble,
+};
 use testbed::cluster::{Cluster, ClusterOptions, ClusterPod, DnsServer, DnsServerConfig};
 use testbed::{eventually, Agent, AgentOptions};
 
 const NAMESPACE: &str = "shop";
-
-/// A private directory for the test's Hubble socket (not the node's own
-/// default path), and the agent flags that serve Hubble there.
-fn hubble_socket(test: &str) -> (PathBuf, Vec<String>) {
-    let dir = std::env::temp_dir().join(format!("{test}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let socket = dir.join("hubble.sock");
-    let args = vec![
-        "--enable-hubble".into(),
-        "true".into(),
-        "--hubble-socket-path".into(),
-        socket.display().to_string(),
-    ];
-    (socket, args)
-}
-
-fn real_hubble(socket: &std::path::Path) -> Option<Hubble> {
-    let hubble = hubble_binary().map(|bin| Hubble {
-        bin,
-        socket: socket.to_path_buf(),
-    });
-    if hubble.is_none() {
-        eprintln!(
-            "SKIPPED (comparisons with hubble observe): no hubble binary \
-             (make setup, scripts/hubble-cli.sh, or HUBBLE_BIN)"
-        );
-    }
-    hubble
-}
-
-/// Now, as RFC 3339 with milliseconds (both CLIs read it).
-fn now_rfc3339() -> String {
-    let out = Command::new("date")
-        .args(["-u", "+%Y-%m-%dT%H:%M:%S.%3NZ"])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
 
 /// The L7 flows so far through `cilium flows`, and the same through the
 /// real `hubble observe` when it is there.

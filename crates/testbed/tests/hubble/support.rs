@@ -1,5 +1,6 @@
-//! Shared by the Hubble tests: the real `hubble` CLI, our `cilium flows`,
-//! reading their JSON flows, and scraping the agent's metrics.
+//! Shared by the Hubble tests: the agent's Hubble flags on a private
+//! socket, the real `hubble` CLI, our `cilium flows`, reading their JSON
+//! flows, and scraping the agent's metrics.
 
 #![allow(dead_code)]
 
@@ -21,6 +22,46 @@ pub fn hubble_binary() -> Option<PathBuf> {
     let out = Command::new(script).arg("bin").output().ok()?;
     let path = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
     path.is_file().then_some(path)
+}
+
+/// A private directory for a test's Hubble socket (not the node's own
+/// default path), and the agent flags that serve Hubble there.
+pub fn hubble_socket(test: &str) -> (PathBuf, Vec<String>) {
+    let dir = std::env::temp_dir().join(format!("{test}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let socket = dir.join("hubble.sock");
+    let args = vec![
+        "--enable-hubble".into(),
+        "true".into(),
+        "--hubble-socket-path".into(),
+        socket.display().to_string(),
+    ];
+    (socket, args)
+}
+
+/// The real hubble CLI on `socket`; `None` (saying the comparisons are
+/// skipped) without the binary.
+pub fn real_hubble(socket: &Path) -> Option<Hubble> {
+    let hubble = hubble_binary().map(|bin| Hubble {
+        bin,
+        socket: socket.to_path_buf(),
+    });
+    if hubble.is_none() {
+        eprintln!(
+            "SKIPPED (comparisons with hubble observe): no hubble binary \
+             (make setup, scripts/hubble-cli.sh, or HUBBLE_BIN)"
+        );
+    }
+    hubble
+}
+
+/// Now, as RFC 3339 with milliseconds (both CLIs read it).
+pub fn now_rfc3339() -> String {
+    let out = Command::new("date")
+        .args(["-u", "+%Y-%m-%dT%H:%M:%S.%3NZ"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 fn ok_stdout(what: &str, out: Output) -> String {
