@@ -359,7 +359,10 @@ mod tests {
         );
         let ipv6_only = r#"{"ips":[{"address":"f00d::5/128","gateway":"f00d::1"}]}"#;
         assert_eq!(parse_result(ipv6_only).unwrap(), None);
-        assert_eq!(parse_result_ipv6(ipv6_only), Some("f00d::5".parse().unwrap()));
+        assert_eq!(
+            parse_result_ipv6(ipv6_only),
+            Some("f00d::5".parse().unwrap())
+        );
         assert_eq!(parse_result_ipv6(result), Some("f00d::5".parse().unwrap()));
         assert_eq!(
             parse_result_ipv6(r#"{"ips":[{"address":"10.0.0.5/32"}]}"#),
@@ -385,7 +388,7 @@ mod tests {
         let text = r#"{"cniVersion":"1.0.0","interfaces":[],"ips":[{"address":"10.1.0.5/32","gateway":"10.1.0.1","interface":1}]}"#;
         assert_eq!(
             parse_result(text).unwrap(),
-            (Ipv4Addr::new(10, 1, 0, 5), Ipv4Addr::new(10, 1, 0, 1))
+            Some((Ipv4Addr::new(10, 1, 0, 5), Ipv4Addr::new(10, 1, 0, 1)))
         );
         assert!(parse_result("{}").is_err());
     }
