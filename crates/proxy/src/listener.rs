@@ -24,26 +24,64 @@ pub enum ListenMode {
 
 /// Binds the listener for `port` in `mode`.
 pub fn bind(port: u16, mode: ListenMode) -> io::Result<TcpListener> {
-    let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
-    socket.set_reuse_address(true)?;
-    let ip = match mode {
-        ListenMode::Transparent => {
-            socket.set_ip_transparent_v4(true)?;
-            Ipv4Addr::UNSPECIFIED
-        }
-        ListenMode::FixedUpstream(_) => Ipv4Addr::LOCALHOST,
-    };
-    socket.bind(&SockAddr::from(SocketAddr::new(IpAddr::V4(ip), port)))?;
-    socket.listen(1024)?;
-    socket.set_nonblocking(true)?;
-    TcpListener::from_std(socket.into())
+    listening(bind_socket_v4(
+        Type::STREAM,
+        Protocol::TCP,
+        port,
+        mode,
+        |_| Ok(()),
+    )?)
 }
 
 /// The IPv6 twin of a transparent listener: `[::]:port`, IPv6 only (the
 /// IPv4 socket keeps IPv4, whose addresses stay plain IPv4 everywhere).
 /// `None` on a host without IPv6.
 pub fn bind_transparent_v6(port: u16) -> io::Result<Option<TcpListener>> {
-    let socket = match Socket::new(Domain::IPV6, Type::STREAM, Some(Protocol::TCP)) {
+    bind_transparent_socket_v6(Type::STREAM, Protocol::TCP, port, |_| Ok(()))?
+        .map(listening)
+        .transpose()
+}
+
+fn listening(socket: Socket) -> io::Result<TcpListener> {
+    socket.listen(1024)?;
+    socket.set_nonblocking(true)?;
+    TcpListener::from_std(socket.into())
+}
+
+/// An IPv4 socket bound to `port` as `mode` wants it: on 0.0.0.0 with
+/// `IP_TRANSPARENT` (and the options `transparent` sets, before binding),
+/// or on loopback for a fixed upstream. Shared by the TCP and UDP redirects.
+pub(crate) fn bind_socket_v4(
+    ty: Type,
+    protocol: Protocol,
+    port: u16,
+    mode: ListenMode,
+    transparent: impl FnOnce(&Socket) -> io::Result<()>,
+) -> io::Result<Socket> {
+    let socket = Socket::new(Domain::IPV4, ty, Some(protocol))?;
+    socket.set_reuse_address(true)?;
+    let ip = match mode {
+        ListenMode::Transparent => {
+            socket.set_ip_transparent_v4(true)?;
+            transparent(&socket)?;
+            Ipv4Addr::UNSPECIFIED
+        }
+        ListenMode::FixedUpstream(_) => Ipv4Addr::LOCALHOST,
+    };
+    socket.bind(&SockAddr::from(SocketAddr::new(IpAddr::V4(ip), port)))?;
+    Ok(socket)
+}
+
+/// The IPv6 twin of [`bind_socket_v4`] in transparent mode: `[::]:port`,
+/// IPv6 only, `IPV6_TRANSPARENT` (and the options `extra` sets, before
+/// binding). `None` on a host without IPv6.
+pub(crate) fn bind_transparent_socket_v6(
+    ty: Type,
+    protocol: Protocol,
+    port: u16,
+    extra: impl FnOnce(&Socket) -> io::Result<()>,
+) -> io::Result<Option<Socket>> {
+    let socket = match Socket::new(Domain::IPV6, ty, Some(protocol)) {
         Ok(socket) => socket,
         Err(err) if err.raw_os_error() == Some(libc::EAFNOSUPPORT) => return Ok(None),
         Err(err) => return Err(err),
@@ -51,15 +89,13 @@ pub fn bind_transparent_v6(port: u16) -> io::Result<Option<TcpListener>> {
     socket.set_only_v6(true)?;
     socket.set_reuse_address(true)?;
     socket.set_ip_transparent_v6(true)?;
+    extra(&socket)?;
     let addr = SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port);
     match socket.bind(&SockAddr::from(addr)) {
-        Ok(()) => {}
-        Err(err) if err.raw_os_error() == Some(libc::EADDRNOTAVAIL) => return Ok(None),
-        Err(err) => return Err(err),
+        Ok(()) => Ok(Some(socket)),
+        Err(err) if err.raw_os_error() == Some(libc::EADDRNOTAVAIL) => Ok(None),
+        Err(err) => Err(err),
     }
-    socket.listen(1024)?;
-    socket.set_nonblocking(true)?;
-    TcpListener::from_std(socket.into()).map(Some)
 }
 
 /// Where the client meant to connect.

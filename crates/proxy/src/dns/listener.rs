@@ -25,24 +25,16 @@ use socket2::{Domain, Protocol, SockAddr, SockFilter, Socket, Type};
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
 
-use crate::listener::ListenMode;
+use crate::listener::{bind_socket_v4, bind_transparent_socket_v6, ListenMode};
 
 /// Largest datagram taken (and the largest a server may answer with).
 pub const MAX_DATAGRAM: usize = 65535;
 
 /// Binds the redirect's UDP socket for `port` in `mode`.
 pub fn bind_udp(port: u16, mode: ListenMode) -> io::Result<UdpSocket> {
-    let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
-    socket.set_reuse_address(true)?;
-    let ip = match mode {
-        ListenMode::Transparent => {
-            socket.set_ip_transparent_v4(true)?;
-            set_int_option(&socket, libc::SOL_IP, libc::IP_RECVORIGDSTADDR, 1)?;
-            Ipv4Addr::UNSPECIFIED
-        }
-        ListenMode::FixedUpstream(_) => Ipv4Addr::LOCALHOST,
-    };
-    socket.bind(&SockAddr::from(SocketAddr::from((ip, port))))?;
+    let socket = bind_socket_v4(Type::DGRAM, Protocol::UDP, port, mode, |socket| {
+        set_int_option(socket, libc::SOL_IP, libc::IP_RECVORIGDSTADDR, 1)
+    })?;
     socket.set_nonblocking(true)?;
     UdpSocket::from_std(socket.into())
 }
@@ -50,21 +42,12 @@ pub fn bind_udp(port: u16, mode: ListenMode) -> io::Result<UdpSocket> {
 /// The IPv6 twin of a transparent UDP socket: `[::]:port`, IPv6 only.
 /// `None` on a host without IPv6.
 pub fn bind_udp_transparent_v6(port: u16) -> io::Result<Option<UdpSocket>> {
-    let socket = match Socket::new(Domain::IPV6, Type::DGRAM, Some(Protocol::UDP)) {
-        Ok(socket) => socket,
-        Err(err) if err.raw_os_error() == Some(libc::EAFNOSUPPORT) => return Ok(None),
-        Err(err) => return Err(err),
+    let Some(socket) = bind_transparent_socket_v6(Type::DGRAM, Protocol::UDP, port, |socket| {
+        set_int_option(socket, libc::SOL_IPV6, libc::IPV6_RECVORIGDSTADDR, 1)
+    })?
+    else {
+        return Ok(None);
     };
-    socket.set_only_v6(true)?;
-    socket.set_reuse_address(true)?;
-    socket.set_ip_transparent_v6(true)?;
-    set_int_option(&socket, libc::SOL_IPV6, libc::IPV6_RECVORIGDSTADDR, 1)?;
-    let addr = SocketAddr::from((Ipv6Addr::UNSPECIFIED, port));
-    match socket.bind(&SockAddr::from(addr)) {
-        Ok(()) => {}
-        Err(err) if err.raw_os_error() == Some(libc::EADDRNOTAVAIL) => return Ok(None),
-        Err(err) => return Err(err),
-    }
     socket.set_nonblocking(true)?;
     UdpSocket::from_std(socket.into()).map(Some)
 }
