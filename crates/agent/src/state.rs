@@ -311,7 +311,7 @@ mod tests {
     #[test]
     fn the_fqdn_cache_survives_as_appended_names_and_saved_differences() {
         let dir = temp_dir("fqdn");
-        let ip = |last| Ipv4Addr::new(192, 0, 2, last);
+        let ip = |last| std::net::IpAddr::from(Ipv4Addr::new(192, 0, 2, last));
         let mut cache = FqdnCache::default();
         {
             let state = StateDir::open(&dir).unwrap();
@@ -336,7 +336,7 @@ mod tests {
         let dir = temp_dir("fqdn-old");
         std::fs::create_dir_all(&dir).unwrap();
         let mut cache = FqdnCache::default();
-        cache.record(3, "c.test", &[Ipv4Addr::new(192, 0, 2, 9)], 60, 100, LIMITS);
+        cache.record(3, "c.test", &[Ipv4Addr::new(192, 0, 2, 9).into()], 60, 100, LIMITS);
         save(&dir.join("fqdn_cache.json"), &cache).unwrap();
         assert_eq!(
             StateDir::open(&dir).unwrap().load_fqdn_cache().unwrap(),

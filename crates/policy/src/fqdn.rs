@@ -19,7 +19,7 @@
 //! selector cache and identity deltas as any CIDR identity.
 
 use std::collections::BTreeSet;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use regex::Regex;
 use serde::{Deserialize, Serialize};
@@ -190,15 +190,22 @@ pub fn fqdn_selectors(rules: &[Rule]) -> BTreeSet<FqdnSelector> {
         .collect()
 }
 
-/// Labels of the identity of an IP learned for a name: its /32 CIDR
-/// identity's labels (`cidr:<ip>/32`, `reserved:world`) plus the label of
+/// Labels of the identity of an IP learned for a name: its host CIDR
+/// identity's labels (`cidr:<ip>/32` and `reserved:world`, or for an AAAA
+/// answer `cidr:<ip>/128` and `reserved:world-ipv6`) plus the label of
 /// every selector given (those matching the name).
 pub fn fqdn_identity_labels<'a>(
-    ip: Ipv4Addr,
+    ip: IpAddr,
     selectors: impl IntoIterator<Item = &'a FqdnSelector>,
 ) -> Labels {
-    let host = Ipv4Cidr::new(ip, 32).expect("32 is a valid prefix length");
-    let mut labels = cidr_identity_labels(host);
+    let mut labels = match ip {
+        IpAddr::V4(v4) => {
+            cidr_identity_labels(Ipv4Cidr::new(v4, 32).expect("32 is a valid prefix length"))
+        }
+        IpAddr::V6(v6) => crate::cidr::cidr_identity_labels6(
+            crate::Ipv6Cidr::new(v6, 128).expect("128 is a valid prefix length"),
+        ),
+    };
     for selector in selectors {
         labels.insert(selector.label());
     }
@@ -300,7 +307,7 @@ mod tests {
             FqdnSelector::name("API.github.com"),
             FqdnSelector::pattern("*.github.com"),
         ];
-        let labels = fqdn_identity_labels(Ipv4Addr::new(140, 82, 112, 6), &selectors);
+        let labels = fqdn_identity_labels([140, 82, 112, 6].into(), &selectors);
         assert_eq!(
             labels,
             Labels::parse_all(&[
@@ -318,8 +325,25 @@ mod tests {
             .matches(&labels));
         assert!(!FqdnSelector::name("github.com").selector().matches(&labels));
         assert!(!FqdnSelector::pattern("*").selector().matches(&labels));
-        let only_cidr = fqdn_identity_labels(Ipv4Addr::new(140, 82, 112, 6), []);
+        let only_cidr = fqdn_identity_labels([140, 82, 112, 6].into(), []);
         assert!(!selectors[0].selector().matches(&only_cidr));
+    }
+
+    #[test]
+    fn learned_ipv6_addresses_carry_their_128_and_world_ipv6() {
+        let selector = FqdnSelector::name("api.github.com");
+        let ip: IpAddr = "2606:50c0:8000::154".parse().unwrap();
+        let labels = fqdn_identity_labels(ip, [&selector]);
+        assert_eq!(
+            labels,
+            Labels::parse_all(&[
+                "cidr:2606-50c0-8000--154/128",
+                "reserved:world-ipv6",
+                "fqdn:api.github.com",
+            ])
+            .unwrap()
+        );
+        assert!(selector.selector().matches(&labels));
     }
 
     #[test]

@@ -17,7 +17,10 @@ use std::net::Ipv6Addr;
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
-use testbed::{eventually, Agent, AgentOptions, BackgroundProcess, Monitor, Pod};
+use testbed::{
+    cmd, eventually, unique, Agent, AgentOptions, BackgroundProcess, HttpServer, Monitor, NetNs,
+    Pod,
+};
 
 const INGRESS_L7_POLICY: &str = "\
 - endpointSelector:
@@ -280,12 +283,14 @@ const DNS_HOSTS: &str = "\
 2001:db8:5::2 denied.test
 ";
 
-/// dnsmasq in `pod`, listening on the pod's IPv6 address only, until the
-/// server answers there.
-fn dns_server(agent: &Agent, pod: &Pod) -> Result<BackgroundProcess> {
+/// dnsmasq in `pod`, listening on the pod's IPv6 address only, answering
+/// `hosts_text` (an /etc/hosts text whose first line is web.allowed.test's
+/// AAAA), until the server answers there.
+fn dns_server(agent: &Agent, pod: &Pod, hosts_text: &str) -> Result<BackgroundProcess> {
     let dir = agent.temp_dir();
     let hosts = dir.join("dns6-hosts");
-    std::fs::write(&hosts, DNS_HOSTS)?;
+    std::fs::write(&hosts, hosts_text)?;
+    let first = hosts_text.split_whitespace().next().unwrap_or_default();
     let server = ip6(pod)?;
     let conf = dir.join("dnsmasq6.conf");
     std::fs::write(
@@ -319,7 +324,7 @@ fn dns_server(agent: &Agent, pod: &Pod) -> Result<BackgroundProcess> {
             "AAAA",
         ])
         .stdout
-        .starts_with(b"2001:db8:5::1")
+        .starts_with(first.as_bytes())
     });
     ensure!(up, "dnsmasq did not answer at {server}: {}", process.log());
     Ok(process)
@@ -360,7 +365,7 @@ fn dns_rules_over_ipv6() -> Result<()> {
     let agent = Agent::start_with(AgentOptions::default().with_unique_range())?;
     let dns = Pod::create_dual_stack(&agent, "dns", &["k8s:app=dns"])?;
     let client = Pod::create_dual_stack(&agent, "client", &["k8s:app=client"])?;
-    let _server = dns_server(&agent, &dns)?;
+    let _server = dns_server(&agent, &dns, DNS_HOSTS)?;
     let (server, client6) = (ip6(&dns)?, ip6(&client)?);
 
     let mut monitor = Monitor::start(&agent, &["l7"])?;
@@ -416,6 +421,156 @@ fn dns_rules_over_ipv6() -> Result<()> {
             && answered.dst_port == 53,
         "the answer's record names the client {client6} and the server [{server}]:53: \
          {answered:?}"
+    );
+    Ok(())
+}
+
+const IPV6_FORWARDING: &str = "/proc/sys/net/ipv6/conf/all/forwarding";
+
+/// A namespace outside the cluster with an IPv6 address of a documentation
+/// prefix of its own, behind a veth whose host side routes to it, serving
+/// HTTP on 80; the host forwards IPv6 while it lives.
+struct Outside6 {
+    server: Option<HttpServer>,
+    host_ifname: String,
+    _netns: NetNs,
+    forwarding_before: String,
+    address: Ipv6Addr,
+}
+
+impl Outside6 {
+    fn create() -> Result<Outside6> {
+        let (pid, n) = unique::next_pair();
+        let netns = NetNs::create(&unique::netns_name(pid, n, "l7out6"))?;
+        let host_ifname = format!("lo6{:06x}{:03x}", pid & 0xff_ffff, n & 0xfff);
+        let net = format!("2001:db8:{:x}:7", pid & 0xffff);
+        let (gateway, address) = (format!("{net}::1"), format!("{net}::10"));
+        let ns = netns.name().to_string();
+        let mut outside = Outside6 {
+            server: None,
+            host_ifname: host_ifname.clone(),
+            _netns: netns,
+            forwarding_before: std::fs::read_to_string(IPV6_FORWARDING)?,
+            address: address.parse()?,
+        };
+        let (gateway_cidr, address_cidr) = (format!("{gateway}/64"), format!("{address}/64"));
+        let steps: [&[&str]; 7] = [
+            &[
+                "link",
+                "add",
+                &host_ifname,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "eth0",
+                "netns",
+                &ns,
+            ],
+            &["addr", "add", &gateway_cidr, "dev", &host_ifname, "nodad"],
+            &["link", "set", &host_ifname, "up"],
+            &["-n", &ns, "link", "set", "lo", "up"],
+            &[
+                "-n",
+                &ns,
+                "addr",
+                "add",
+                &address_cidr,
+                "dev",
+                "eth0",
+                "nodad",
+            ],
+            &["-n", &ns, "link", "set", "eth0", "up"],
+            &["-n", &ns, "-6", "route", "add", "default", "via", &gateway],
+        ];
+        for args in steps {
+            cmd::ip(args)?;
+        }
+        std::fs::write(IPV6_FORWARDING, "1")?;
+        outside.server = Some(HttpServer::start(&outside._netns, 80, "outside6")?);
+        Ok(outside)
+    }
+}
+
+impl Drop for Outside6 {
+    fn drop(&mut self) {
+        self.server = None;
+        let _ = std::fs::write(IPV6_FORWARDING, self.forwarding_before.trim());
+        cmd::run_ignoring_errors("ip", &["link", "del", "dev", &self.host_ifname]);
+    }
+}
+
+/// DNS through the proxy, and HTTP to what web.allowed.test resolves to.
+const FQDN_POLICY: &str = "\
+- endpointSelector:
+    matchLabels: {app: client}
+  egress:
+  - toEndpoints:
+    - matchLabels: {app: dns}
+    toPorts:
+    - ports: [{port: \"53\", protocol: ANY}]
+      rules:
+        dns:
+        - matchPattern: \"*\"
+  - toFQDNs:
+    - matchName: web.allowed.test
+    toPorts:
+    - ports: [{port: \"80\", protocol: TCP}]
+";
+
+#[test]
+fn to_fqdns_allows_the_ipv6_address_of_an_aaaa_answer() -> Result<()> {
+    let agent = Agent::start_with(AgentOptions::default().with_unique_range())?;
+    let outside = Outside6::create()?;
+    let dns = Pod::create_dual_stack(&agent, "dns", &["k8s:app=dns"])?;
+    let client = Pod::create_dual_stack(&agent, "client", &["k8s:app=client"])?;
+    let target = outside.address;
+    let hosts = format!("{target} web.allowed.test\n{target} unlisted.test\n");
+    let _server = dns_server(&agent, &dns, &hosts)?;
+    let server = ip6(&dns)?;
+    support::apply_policy(&agent, &[&client], FQDN_POLICY)?;
+
+    let url = url6(target, "/");
+    let got = request(&client, "GET", &url);
+    ensure!(
+        got == " 000",
+        "nothing resolved yet: {target} is world-ipv6, which no rule allows, got {got:?}"
+    );
+    // A name no toFQDNs selector names does not open its address.
+    let mut unlisted = (String::new(), Vec::new());
+    let answered = eventually(Duration::from_secs(10), Duration::from_millis(200), || {
+        unlisted = dig(&client, server, "unlisted.test", "AAAA", false);
+        unlisted.0 == "NOERROR"
+    });
+    ensure!(
+        answered && unlisted.1 == [target.to_string()],
+        "AAAA unlisted.test, got {unlisted:?}\n{}",
+        support::proxy_report(&agent)
+    );
+    let got = request(&client, "GET", &url);
+    ensure!(
+        got == " 000",
+        "unlisted.test's answer opens nothing, got {got:?}"
+    );
+
+    let got = dig(&client, server, "web.allowed.test", "AAAA", false);
+    ensure!(
+        got == ("NOERROR".to_string(), vec![target.to_string()]),
+        "AAAA web.allowed.test, got {got:?}"
+    );
+    // The answer reached the pod after the datapath allowed its address.
+    let got = request(&client, "GET", &url);
+    ensure!(
+        got == "outside6 GET /\n 200",
+        "web.allowed.test's AAAA {target} is allowed on 80, got {got:?}\n{}",
+        agent
+            .cli_ok(&["bpf", "ipcache", "list"])
+            .unwrap_or_default()
+    );
+    let lookups = agent.cli_ok(&["fqdn", "cache", "list"])?;
+    ensure!(
+        lookups.contains("web.allowed.test") && lookups.contains(&target.to_string()),
+        "cilium fqdn cache list shows the name and its IPv6 address: {lookups}"
     );
     Ok(())
 }

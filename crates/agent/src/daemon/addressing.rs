@@ -281,6 +281,12 @@ impl Daemon {
         for (prefix, id) in super::cidr::prefix_identities6(inner) {
             want.insert((prefix.addr(), prefix.prefix_len() as u32), (id, local));
         }
+        // AAAA answers toFQDNs selectors claim.
+        for (ip, (id, _)) in &inner.fqdn_ips {
+            if let std::net::IpAddr::V6(ip) = ip {
+                want.insert((*ip, 128), (*id, local));
+            }
+        }
         want
     }
 

@@ -5,9 +5,9 @@
 //! no connection uses their IPs.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
-use policy::{cidr::SOURCE_CIDR, fqdn::SOURCE_FQDN, Ipv4Cidr, Labels};
+use policy::{cidr::SOURCE_CIDR, fqdn::SOURCE_FQDN, Ipv4Cidr, Ipv6Cidr, Labels};
 
 use super::{Daemon, Inner};
 use crate::error::AgentError;
@@ -18,7 +18,7 @@ use crate::proxy::supervisor::DnsAnswer;
 /// holds: the index the daemon keeps, rebuilt at start.
 pub(super) fn fqdn_identities(
     allocator: &identity::IdentityAllocator,
-) -> BTreeMap<Ipv4Addr, (u32, Labels)> {
+) -> BTreeMap<IpAddr, (u32, Labels)> {
     allocator
         .allocated()
         .filter(|i| i.labels.iter().any(|l| l.source == SOURCE_FQDN))
@@ -27,27 +27,49 @@ pub(super) fn fqdn_identities(
                 .labels
                 .iter()
                 .filter(|l| l.source == SOURCE_CIDR)
-                .filter_map(|l| l.key.parse::<Ipv4Cidr>().ok())
-                .find(|p| p.prefix_len() == 32)?
-                .addr();
+                .find_map(|l| host_of_label(&l.key))?;
             Some((ip, (i.id, i.labels.clone())))
         })
         .collect()
 }
 
-/// The identity of the rules' own /32 for `ip`, if they name it.
-pub(super) fn rule_identity(inner: &Inner, ip: Ipv4Addr) -> Option<u32> {
-    let host = Ipv4Cidr::new(ip, 32).expect("a /32 is a prefix");
-    inner
-        .cidr_identities
-        .lookup(&policy::cidr_identity_labels(host))
+/// The address of a host prefix's `cidr:` label key (`a.b.c.d/32`, or
+/// Cilium's dashed form of an IPv6 `/128`).
+fn host_of_label(key: &str) -> Option<IpAddr> {
+    if let Ok(v4) = key.parse::<Ipv4Cidr>() {
+        return (v4.prefix_len() == 32).then(|| v4.addr().into());
+    }
+    let v6 = Ipv6Cidr::from_label_key(key)?;
+    (v6.prefix_len() == 128).then(|| v6.addr().into())
+}
+
+/// The identity of the rules' own host prefix for `ip` (/32 or /128), if
+/// they name it.
+pub(super) fn rule_identity(inner: &Inner, ip: IpAddr) -> Option<u32> {
+    let labels = match ip {
+        IpAddr::V4(v4) => {
+            policy::cidr_identity_labels(Ipv4Cidr::new(v4, 32).expect("a /32 is a prefix"))
+        }
+        IpAddr::V6(v6) => {
+            policy::cidr::cidr_identity_labels6(Ipv6Cidr::new(v6, 128).expect("a /128 is a prefix"))
+        }
+    };
+    inner.cidr_identities.lookup(&labels)
+}
+
+/// The host prefix of `ip` as the proxy's ipcache names it.
+pub(super) fn host_prefix(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => format!("{v4}/32"),
+        IpAddr::V6(v6) => format!("{v6}/128"),
+    }
 }
 
 /// Identities to add and to remove after the cache or the selectors changed.
 #[derive(Default)]
 pub(super) struct FqdnChanges {
-    added: Vec<(Ipv4Addr, u32, Labels)>,
-    removed: Vec<(Ipv4Addr, u32, Labels)>,
+    added: Vec<(IpAddr, u32, Labels)>,
+    removed: Vec<(IpAddr, u32, Labels)>,
 }
 
 impl FqdnChanges {
@@ -118,7 +140,7 @@ impl Daemon {
     pub(super) fn update_fqdn_identities(
         &self,
         inner: &mut Inner,
-        only: Option<&BTreeSet<Ipv4Addr>>,
+        only: Option<&BTreeSet<IpAddr>>,
     ) -> Result<FqdnChanges, AgentError> {
         let wanted = fqdn::wanted_labels(
             &inner.fqdn,
@@ -126,7 +148,7 @@ impl Daemon {
             &inner.fqdn_rule_prefixes,
             only,
         );
-        let held: BTreeMap<Ipv4Addr, (u32, Labels)> = match only {
+        let held: BTreeMap<IpAddr, (u32, Labels)> = match only {
             None => inner.fqdn_ips.clone(),
             Some(ips) => ips
                 .iter()
@@ -170,19 +192,39 @@ impl Daemon {
                 failed.extend(self.apply_to_policy_maps(inner, *id, labels, true));
             }
         }
-        let readded: BTreeSet<Ipv4Addr> = changes.added.iter().map(|(ip, _, _)| *ip).collect();
+        let readded: BTreeSet<IpAddr> = changes.added.iter().map(|(ip, _, _)| *ip).collect();
         let entries: Vec<(Ipv4Addr, u32, u32)> = changes
             .added
             .iter()
-            .map(|(ip, id, _)| (*ip, 32, *id))
+            .filter_map(|(ip, id, _)| match ip {
+                IpAddr::V4(v4) => Some((*v4, 32, *id)),
+                IpAddr::V6(_) => None,
+            })
             .collect();
         inner.maps.ipcache.upsert_local_all(&entries)?;
+        for (ip, id, _) in &changes.added {
+            if let IpAddr::V6(v6) = ip {
+                inner
+                    .maps
+                    .ipcache6
+                    .upsert(*v6, 128, *id, Ipv4Addr::UNSPECIFIED)?;
+            }
+        }
         for (ip, id, labels) in &changes.removed {
             if !readded.contains(ip) {
-                // Back to what the rules' own /32 says, if anything.
-                match rule_identity(inner, *ip) {
-                    Some(cidr_id) => inner.maps.ipcache.upsert_local_all(&[(*ip, 32, cidr_id)])?,
-                    None => inner.maps.ipcache.remove(*ip, 32)?,
+                // Back to what the rules' own host prefix says, if anything.
+                match (rule_identity(inner, *ip), ip) {
+                    (Some(cidr_id), IpAddr::V4(v4)) => {
+                        inner.maps.ipcache.upsert_local_all(&[(*v4, 32, cidr_id)])?
+                    }
+                    (None, IpAddr::V4(v4)) => inner.maps.ipcache.remove(*v4, 32)?,
+                    (Some(cidr_id), IpAddr::V6(v6)) => {
+                        inner
+                            .maps
+                            .ipcache6
+                            .upsert(*v6, 128, cidr_id, Ipv4Addr::UNSPECIFIED)?
+                    }
+                    (None, IpAddr::V6(v6)) => inner.maps.ipcache6.remove(*v6, 128)?,
                 }
             }
             if incremental {
@@ -199,7 +241,7 @@ impl Daemon {
             .chain(&changes.removed)
             .map(|(_, id, labels)| (*id, labels.clone()))
             .collect();
-        let touched: BTreeSet<Ipv4Addr> = changes
+        let touched: BTreeSet<IpAddr> = changes
             .added
             .iter()
             .chain(&changes.removed)
@@ -265,16 +307,21 @@ impl Daemon {
 
     /// Destinations of live connections local endpoints opened (closing
     /// ones are not kept alive).
-    fn connected_ips(&self, inner: &Inner) -> Result<BTreeSet<Ipv4Addr>, AgentError> {
+    fn connected_ips(&self, inner: &Inner) -> Result<BTreeSet<IpAddr>, AgentError> {
         use datapath::maps::ct::{monotonic_secs, CT_CLOSING, CT_DIR_EGRESS};
         let now = monotonic_secs();
-        Ok(inner
-            .maps
-            .ct
-            .entries()?
-            .into_iter()
-            .filter(|(k, e)| k.dir == CT_DIR_EGRESS && e.expires > now && e.flags & CT_CLOSING == 0)
-            .map(|(k, _)| Ipv4Addr::from(k.daddr))
+        let live = |dir: u8, e: &datapath::maps::ct::CtEntry| {
+            dir == CT_DIR_EGRESS && e.expires > now && e.flags & CT_CLOSING == 0
+        };
+        let v4 = inner.maps.ct.entries()?.into_iter();
+        let v6 = inner.maps.ct.entries6()?.into_iter();
+        Ok(v4
+            .filter(|(k, e)| live(k.dir, e))
+            .map(|(k, _)| IpAddr::from(Ipv4Addr::from(k.daddr)))
+            .chain(
+                v6.filter(|(k, e)| live(k.dir, e))
+                    .map(|(k, _)| IpAddr::from(std::net::Ipv6Addr::from(k.daddr))),
+            )
             .collect())
     }
 

@@ -100,7 +100,7 @@ struct Inner {
     /// (empty without toFQDNs selectors: nothing to label).
     fqdn_rule_prefixes: BTreeSet<policy::Ipv4Cidr>,
     /// Learned IP -> its FQDN identity (in `cidr_identities`) and labels.
-    fqdn_ips: BTreeMap<Ipv4Addr, (u32, Labels)>,
+    fqdn_ips: BTreeMap<std::net::IpAddr, (u32, Labels)>,
     /// The cache changed since it was last saved.
     fqdn_dirty: bool,
 }
@@ -438,7 +438,9 @@ impl Daemon {
             want_ipcache.insert((prefix.addr(), prefix.prefix_len() as u32), (id, local));
         }
         for (ip, (id, _)) in &inner.fqdn_ips {
-            want_ipcache.insert((*ip, 32), (*id, local));
+            if let std::net::IpAddr::V4(ip) = ip {
+                want_ipcache.insert((*ip, 32), (*id, local));
+            }
         }
         want_ipcache
     }

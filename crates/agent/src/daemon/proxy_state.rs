@@ -3,7 +3,7 @@
 //! (published to the supervisor whenever it changes).
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use policy::{EndpointPolicy, Labels};
 use proxy::ipcache::IpcacheEntry;
@@ -83,7 +83,7 @@ impl Daemon {
         &self,
         inner: &Inner,
         changed: &BTreeMap<u32, Labels>,
-        touched: &BTreeSet<Ipv4Addr>,
+        touched: &BTreeSet<IpAddr>,
     ) {
         let redirects_name_them = inner.policies.values().any(|policy| {
             !policy.listeners().is_empty()
@@ -96,7 +96,10 @@ impl Daemon {
         if redirects_name_them {
             return self.publish_proxy_state(inner);
         }
-        let prefixes: HashSet<String> = touched.iter().map(|ip| format!("{ip}/32")).collect();
+        let prefixes: HashSet<String> = touched
+            .iter()
+            .map(|ip| super::fqdn::host_prefix(*ip))
+            .collect();
         let entries: Vec<IpcacheEntry> = touched
             .iter()
             .filter_map(|ip| {
@@ -104,7 +107,7 @@ impl Daemon {
                     Some((identity, _)) => *identity,
                     None => super::fqdn::rule_identity(inner, *ip)?,
                 };
-                Some(IpcacheEntry::new(format!("{ip}/32"), identity))
+                Some(IpcacheEntry::new(super::fqdn::host_prefix(*ip), identity))
             })
             .collect();
         self.proxy_desired.send_if_modified(|current| {

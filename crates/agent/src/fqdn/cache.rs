@@ -5,7 +5,7 @@
 //! Pure: the daemon feeds it answers and the clock, and persists it.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use policy::fqdn::FqdnMatcher;
 use serde::{Deserialize, Serialize};
@@ -30,7 +30,7 @@ pub struct Learned {
 pub struct Lookup {
     pub endpoint: u16,
     pub name: String,
-    pub ip: Ipv4Addr,
+    pub ip: IpAddr,
     pub learned: Learned,
 }
 
@@ -52,7 +52,7 @@ pub struct Stats {
 
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FqdnCache {
-    endpoints: BTreeMap<u16, BTreeMap<String, BTreeMap<Ipv4Addr, Learned>>>,
+    endpoints: BTreeMap<u16, BTreeMap<String, BTreeMap<IpAddr, Learned>>>,
 }
 
 impl FqdnCache {
@@ -63,7 +63,7 @@ impl FqdnCache {
         &mut self,
         endpoint: u16,
         name: &str,
-        ips: &[Ipv4Addr],
+        ips: &[IpAddr],
         ttl: u32,
         now: u64,
         limits: Limits,
@@ -100,7 +100,7 @@ impl FqdnCache {
 
     /// Drops what expired by `now` unless `alive` says a connection to the
     /// IP still lives; returns how many IPs went.
-    pub fn expire(&mut self, now: u64, alive: impl Fn(Ipv4Addr) -> bool) -> usize {
+    pub fn expire(&mut self, now: u64, alive: impl Fn(IpAddr) -> bool) -> usize {
         let before = self.lookups().count();
         self.retain(|_, _, ip, learned| learned.expires > now || alive(ip));
         before - self.lookups().count()
@@ -128,12 +128,12 @@ impl FqdnCache {
     }
 
     /// What `endpoint` holds for `name`.
-    pub fn name(&self, endpoint: u16, name: &str) -> Option<&BTreeMap<Ipv4Addr, Learned>> {
+    pub fn name(&self, endpoint: u16, name: &str) -> Option<&BTreeMap<IpAddr, Learned>> {
         self.endpoints.get(&endpoint)?.get(name)
     }
 
     /// Every endpoint's names with their IPs.
-    pub fn names(&self) -> impl Iterator<Item = (u16, &str, &BTreeMap<Ipv4Addr, Learned>)> {
+    pub fn names(&self) -> impl Iterator<Item = (u16, &str, &BTreeMap<IpAddr, Learned>)> {
         self.endpoints.iter().flat_map(|(ep, names)| {
             names
                 .iter()
@@ -142,7 +142,7 @@ impl FqdnCache {
     }
 
     /// Puts back what `endpoint` held for `name` (loading the cache).
-    pub fn restore_name(&mut self, endpoint: u16, name: String, ips: BTreeMap<Ipv4Addr, Learned>) {
+    pub fn restore_name(&mut self, endpoint: u16, name: String, ips: BTreeMap<IpAddr, Learned>) {
         if !ips.is_empty() {
             self.endpoints
                 .entry(endpoint)
@@ -164,7 +164,7 @@ impl FqdnCache {
         });
     }
 
-    fn retain(&mut self, mut keep: impl FnMut(u16, &str, Ipv4Addr, &Learned) -> bool) {
+    fn retain(&mut self, mut keep: impl FnMut(u16, &str, IpAddr, &Learned) -> bool) {
         for (ep, names) in self.endpoints.iter_mut() {
             for (name, ips) in names.iter_mut() {
                 ips.retain(|ip, learned| keep(*ep, name, *ip, learned));
@@ -176,11 +176,8 @@ impl FqdnCache {
 
     /// Every IP any endpoint holds (only those in `only`, when given), with
     /// the names it was learned for.
-    pub fn names_by_ip(
-        &self,
-        only: Option<&BTreeSet<Ipv4Addr>>,
-    ) -> BTreeMap<Ipv4Addr, BTreeSet<&str>> {
-        let mut by_ip: BTreeMap<Ipv4Addr, BTreeSet<&str>> = BTreeMap::new();
+    pub fn names_by_ip(&self, only: Option<&BTreeSet<IpAddr>>) -> BTreeMap<IpAddr, BTreeSet<&str>> {
+        let mut by_ip: BTreeMap<IpAddr, BTreeSet<&str>> = BTreeMap::new();
         for names in self.endpoints.values() {
             for (name, ips) in names {
                 for ip in ips.keys().filter(|ip| only.is_none_or(|o| o.contains(ip))) {
@@ -215,11 +212,11 @@ mod tests {
         max_ips_per_name: 3,
     };
 
-    fn ip(last: u8) -> Ipv4Addr {
-        Ipv4Addr::new(192, 0, 2, last)
+    fn ip(last: u8) -> IpAddr {
+        std::net::Ipv4Addr::new(192, 0, 2, last).into()
     }
 
-    fn ips_of(cache: &FqdnCache) -> Vec<Ipv4Addr> {
+    fn ips_of(cache: &FqdnCache) -> Vec<IpAddr> {
         cache.names_by_ip(None).keys().copied().collect()
     }
 

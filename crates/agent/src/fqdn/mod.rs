@@ -7,7 +7,7 @@
 pub mod cache;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use policy::fqdn::{FqdnMatcher, FqdnSelector};
 use policy::{Ipv4Cidr, Labels};
@@ -58,8 +58,8 @@ pub fn wanted_labels(
     cache: &FqdnCache,
     selectors: &Selectors,
     rule_prefixes: &BTreeSet<Ipv4Cidr>,
-    only: Option<&BTreeSet<Ipv4Addr>>,
-) -> BTreeMap<Ipv4Addr, Labels> {
+    only: Option<&BTreeSet<IpAddr>>,
+) -> BTreeMap<IpAddr, Labels> {
     cache
         .names_by_ip(only)
         .into_iter()
@@ -69,8 +69,12 @@ pub fn wanted_labels(
                 return None;
             }
             let mut labels = policy::fqdn::fqdn_identity_labels(ip, claiming);
-            for prefix in rule_prefixes.iter().filter(|p| p.contains_addr(ip)) {
-                labels.insert(prefix.label());
+            // The rules' prefixes are IPv4 ones (IPv6 addresses learned
+            // carry their own /128 labels only).
+            if let IpAddr::V4(v4) = ip {
+                for prefix in rule_prefixes.iter().filter(|p| p.contains_addr(v4)) {
+                    labels.insert(prefix.label());
+                }
             }
             Some((ip, labels))
         })

@@ -60,7 +60,7 @@ pub struct Supervisor {
 pub struct DnsAnswer {
     pub endpoint: u16,
     pub names: Vec<String>,
-    pub ips: Vec<std::net::Ipv4Addr>,
+    pub ips: Vec<std::net::IpAddr>,
     pub ttl: u32,
 }
 
@@ -275,7 +275,6 @@ async fn session(
                         let answer = DnsAnswer {
                             endpoint: u16::try_from(endpoint_id).unwrap_or(0),
                             names: std::iter::once(name).chain(cnames).collect(),
-                            // IPv6 answers wait for IPv6 policy.
                             ips: ips.iter().filter_map(|ip| ip.parse().ok()).collect(),
                             ttl,
                         };

@@ -35,13 +35,13 @@ fn identities() -> BTreeMap<u32, Labels> {
     BTreeMap::from([
         (
             GITHUB,
-            fqdn_identity_labels(ip(6), &[FqdnSelector::name("api.github.com")]),
+            fqdn_identity_labels(ip(6).into(), &[FqdnSelector::name("api.github.com")]),
         ),
         // The same kind of IP, learned for no selector of this policy.
-        (GITHUB_UNLABELLED, fqdn_identity_labels(ip(7), [])),
+        (GITHUB_UNLABELLED, fqdn_identity_labels(ip(7).into(), [])),
         (
             CILIUM_SUB,
-            fqdn_identity_labels(ip(8), &[FqdnSelector::pattern("*.cilium.io")]),
+            fqdn_identity_labels(ip(8).into(), &[FqdnSelector::pattern("*.cilium.io")]),
         ),
         (KUBE_DNS, labels(&["k8s:k8s-app=kube-dns"])),
     ])
