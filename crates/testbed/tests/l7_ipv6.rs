@@ -2,7 +2,8 @@
 //! to each other's IPv6 addresses an L7 rule covers go through cilium-proxy
 //! as their IPv4 ones do (the datapath assigns them to the proxy's [::]
 //! listener with `bpf_sk_assign`), on ingress and on egress; DNS queries to
-//! a server's IPv6 address go through the DNS proxy over UDP and TCP. Real
+//! a server's IPv6 address go through the DNS proxy over UDP and TCP, and
+//! the AAAA answers toFQDNs selectors claim open their addresses. Real
 //! `curl -6`, `dig` and dnsmasq; the proxy's records name the IPv6
 //! addresses and the peers' identities (its ipcache holds the IPv6
 //! entries).
