@@ -107,19 +107,11 @@ pub fn finish_container_side(
                 "1",
             );
         }
-        ip::must(
+        ip::pin_neighbour(
             &format!("adding the gateway's neighbour entry on {ifname} in the container"),
-            &[
-                "neigh",
-                "replace",
-                &gw,
-                "lladdr",
-                host_mac,
-                "dev",
-                ifname,
-                "nud",
-                "permanent",
-            ],
+            &gw,
+            host_mac,
+            ifname,
         )
         .map(|_| ())
     })

@@ -90,6 +90,30 @@ pub fn ignoring_absent(what: &str, args: &[&str]) -> Result<(), CniError> {
     }
 }
 
+/// Pins `gateway`'s MAC on `ifname` (`nud permanent`) so the container
+/// never has to resolve it.
+pub fn pin_neighbour(
+    what: &str,
+    gateway: &str,
+    mac: &str,
+    ifname: &str,
+) -> Result<String, CniError> {
+    must(
+        what,
+        &[
+            "neigh",
+            "replace",
+            gateway,
+            "lladdr",
+            mac,
+            "dev",
+            ifname,
+            "nud",
+            "permanent",
+        ],
+    )
+}
+
 /// A link's MAC and index (`ip -j link show dev NAME`), `None` if absent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinkInfo {

@@ -139,25 +139,15 @@ pub fn setup_container(
         if let Some(v4) = v4 {
             let cidr = format!("{}/32", v4.addr);
             let gw = v4.gateway.to_string();
-            let steps: [&[&str]; 4] = [
+            let steps: [&[&str]; 3] = [
                 &["addr", "add", &cidr, "dev", ifname],
                 &["route", "replace", &gw, "dev", ifname, "scope", "link"],
                 &["route", "replace", "default", "via", &gw, "dev", ifname],
-                &[
-                    "neigh",
-                    "replace",
-                    &gw,
-                    "lladdr",
-                    host_mac,
-                    "dev",
-                    ifname,
-                    "nud",
-                    "permanent",
-                ],
             ];
             for args in steps {
                 ip::must(&what, args)?;
             }
+            ip::pin_neighbour(&what, &gw, host_mac, ifname)?;
         }
         if let Some(v6) = v6 {
             let cidr6 = format!("{}/128", v6.addr);
