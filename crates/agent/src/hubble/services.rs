@@ -75,25 +75,23 @@ impl ServiceNamer {
     fn balanced_for(&self, src: Addr, dst: Addr) -> Option<Service> {
         let (sport, dport, protocol) = (src.1.to_be(), dst.1.to_be(), src.2);
         let ct = self.ct.as_ref()?;
+        // Both families' keys have the same fields; only the address width differs.
+        macro_rules! egress_key {
+            ($key:ident, $s:expr, $d:expr) => {
+                $key {
+                    saddr: $s.octets(),
+                    daddr: $d.octets(),
+                    sport,
+                    dport,
+                    protocol,
+                    dir: CT_DIR_EGRESS,
+                    pad: 0,
+                }
+            };
+        }
         let entry = match (src.0, dst.0) {
-            (IpAddr::V4(s), IpAddr::V4(d)) => ct.get(&CtKey {
-                saddr: s.octets(),
-                daddr: d.octets(),
-                sport,
-                dport,
-                protocol,
-                dir: CT_DIR_EGRESS,
-                pad: 0,
-            }),
-            (IpAddr::V6(s), IpAddr::V6(d)) => ct.get6(&Ct6Key {
-                saddr: s.octets(),
-                daddr: d.octets(),
-                sport,
-                dport,
-                protocol,
-                dir: CT_DIR_EGRESS,
-                pad: 0,
-            }),
+            (IpAddr::V4(s), IpAddr::V4(d)) => ct.get(&egress_key!(CtKey, s, d)),
+            (IpAddr::V6(s), IpAddr::V6(d)) => ct.get6(&egress_key!(Ct6Key, s, d)),
             _ => return None,
         }
         .ok()??;
