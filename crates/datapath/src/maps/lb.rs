@@ -168,12 +168,7 @@ pub struct Backend {
 
 impl Lb4Backend {
     pub fn new(address: Ipv4Addr, port: u16, proto: u8) -> Self {
-        Lb4Backend {
-            address: address.octets(),
-            port: port.to_be(),
-            proto,
-            ..Default::default()
-        }
+        V4::backend(address, port, proto)
     }
 }
 
@@ -198,118 +193,87 @@ trait Family {
 struct V4;
 struct V6;
 
-impl Family for V4 {
-    type Ip = Ipv4Addr;
-    type Key = Lb4Key;
-    type Backend = Lb4Backend;
-    type ReverseNat = Lb4ReverseNat;
-    const NAMES: [&'static str; 3] = [SERVICES_MAP, BACKENDS_MAP, REVERSE_NAT_MAP];
+/// One `impl Family` per address family: the two families' structs have
+/// the same fields, their addresses as wide as the family's.
+macro_rules! family {
+    ($family:ident, $ip:ty, $key:ident, $backend:ident, $reverse_nat:ident, $names:expr) => {
+        impl Family for $family {
+            type Ip = $ip;
+            type Key = $key;
+            type Backend = $backend;
+            type ReverseNat = $reverse_nat;
+            const NAMES: [&'static str; 3] = $names;
 
-    fn key(ip: Ipv4Addr, port: u16, proto: u8, slot: u16) -> Lb4Key {
-        Lb4Key {
-            address: ip.octets(),
-            dport: port.to_be(),
-            backend_slot: slot,
-            proto,
-            scope: 0,
-            pad: [0; 2],
+            fn key(ip: $ip, port: u16, proto: u8, slot: u16) -> $key {
+                $key {
+                    address: ip.octets(),
+                    dport: port.to_be(),
+                    backend_slot: slot,
+                    proto,
+                    scope: 0,
+                    pad: [0; 2],
+                }
+            }
+
+            fn frontend_of(key: &$key) -> (Frontend, u16) {
+                let address = <$ip>::from(key.address).into();
+                let (port, proto) = (u16::from_be(key.dport), key.proto);
+                (
+                    Frontend {
+                        address,
+                        port,
+                        proto,
+                    },
+                    key.backend_slot,
+                )
+            }
+
+            fn backend(ip: $ip, port: u16, proto: u8) -> $backend {
+                $backend {
+                    address: ip.octets(),
+                    port: port.to_be(),
+                    proto,
+                    ..Default::default()
+                }
+            }
+
+            fn backend_of(b: &$backend) -> Backend {
+                let address = <$ip>::from(b.address).into();
+                let (port, proto) = (u16::from_be(b.port), b.proto);
+                Backend {
+                    address,
+                    port,
+                    proto,
+                }
+            }
+
+            fn reverse_nat(ip: $ip, port: u16) -> $reverse_nat {
+                $reverse_nat {
+                    address: ip.octets(),
+                    port: port.to_be(),
+                    ..Default::default()
+                }
+            }
         }
-    }
-
-    fn frontend_of(key: &Lb4Key) -> (Frontend, u16) {
-        let address = Ipv4Addr::from(key.address).into();
-        let (port, proto) = (u16::from_be(key.dport), key.proto);
-        (
-            Frontend {
-                address,
-                port,
-                proto,
-            },
-            key.backend_slot,
-        )
-    }
-
-    fn backend(ip: Ipv4Addr, port: u16, proto: u8) -> Lb4Backend {
-        Lb4Backend::new(ip, port, proto)
-    }
-
-    fn backend_of(b: &Lb4Backend) -> Backend {
-        let address = Ipv4Addr::from(b.address).into();
-        let (port, proto) = (u16::from_be(b.port), b.proto);
-        Backend {
-            address,
-            port,
-            proto,
-        }
-    }
-
-    fn reverse_nat(ip: Ipv4Addr, port: u16) -> Lb4ReverseNat {
-        Lb4ReverseNat {
-            address: ip.octets(),
-            port: port.to_be(),
-            pad: 0,
-        }
-    }
+    };
 }
 
-impl Family for V6 {
-    type Ip = Ipv6Addr;
-    type Key = Lb6Key;
-    type Backend = Lb6Backend;
-    type ReverseNat = Lb6ReverseNat;
-    const NAMES: [&'static str; 3] = [SERVICES6_MAP, BACKENDS6_MAP, REVERSE_NAT6_MAP];
-
-    fn key(ip: Ipv6Addr, port: u16, proto: u8, slot: u16) -> Lb6Key {
-        Lb6Key {
-            address: ip.octets(),
-            dport: port.to_be(),
-            backend_slot: slot,
-            proto,
-            scope: 0,
-            pad: [0; 2],
-        }
-    }
-
-    fn frontend_of(key: &Lb6Key) -> (Frontend, u16) {
-        let address = Ipv6Addr::from(key.address).into();
-        let (port, proto) = (u16::from_be(key.dport), key.proto);
-        (
-            Frontend {
-                address,
-                port,
-                proto,
-            },
-            key.backend_slot,
-        )
-    }
-
-    fn backend(ip: Ipv6Addr, port: u16, proto: u8) -> Lb6Backend {
-        Lb6Backend {
-            address: ip.octets(),
-            port: port.to_be(),
-            proto,
-            ..Default::default()
-        }
-    }
-
-    fn backend_of(b: &Lb6Backend) -> Backend {
-        let address = Ipv6Addr::from(b.address).into();
-        let (port, proto) = (u16::from_be(b.port), b.proto);
-        Backend {
-            address,
-            port,
-            proto,
-        }
-    }
-
-    fn reverse_nat(ip: Ipv6Addr, port: u16) -> Lb6ReverseNat {
-        Lb6ReverseNat {
-            address: ip.octets(),
-            port: port.to_be(),
-            ..Default::default()
-        }
-    }
-}
+family!(
+    V4,
+    Ipv4Addr,
+    Lb4Key,
+    Lb4Backend,
+    Lb4ReverseNat,
+    [SERVICES_MAP, BACKENDS_MAP, REVERSE_NAT_MAP]
+);
+family!(
+    V6,
+    Ipv6Addr,
+    Lb6Key,
+    Lb6Backend,
+    Lb6ReverseNat,
+    [SERVICES6_MAP, BACKENDS6_MAP, REVERSE_NAT6_MAP]
+);
 
 /// `lb4_service.flags` bits (Cilium's): what kind of frontend a service is.
 /// The kinds bpf_host serves to clients outside the cluster.
@@ -421,16 +385,13 @@ impl LbMaps {
         rev_nat_index: u16,
         slot_count: usize,
     ) -> Result<(), DatapathError> {
-        let (port, proto) = (frontend.port, frontend.proto);
         match frontend.address {
-            IpAddr::V4(ip) => {
-                let keys = (0..=slot_count).map(|s| V4::key(ip, port, proto, s as u16));
-                self.v4.remove_service(keys, rev_nat_index)
-            }
-            IpAddr::V6(ip) => {
-                let keys = (0..=slot_count).map(|s| V6::key(ip, port, proto, s as u16));
-                self.v6.remove_service(keys, rev_nat_index)
-            }
+            IpAddr::V4(ip) => self
+                .v4
+                .remove_service(ip, frontend, rev_nat_index, slot_count),
+            IpAddr::V6(ip) => self
+                .v6
+                .remove_service(ip, frontend, rev_nat_index, slot_count),
         }
     }
 
@@ -511,13 +472,18 @@ impl<F: Family> FamilyMaps<F> {
         Ok(())
     }
 
+    /// Removes `frontend` (at `ip`, its address) with its slots up to
+    /// `slot_count`, then its reverse-NAT entry.
     fn remove_service(
         &mut self,
-        keys: impl Iterator<Item = F::Key>,
+        ip: F::Ip,
+        frontend: Frontend,
         rev_nat_index: u16,
+        slot_count: usize,
     ) -> Result<(), DatapathError> {
-        for key in keys {
-            self.remove_service_key(&key)?;
+        let (port, proto) = (frontend.port, frontend.proto);
+        for slot in 0..=slot_count {
+            self.remove_service_key(&F::key(ip, port, proto, slot as u16))?;
         }
         let removed = self.reverse_nat.remove(&rev_nat_index);
         ignore_missing(
