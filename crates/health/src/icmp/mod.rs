@@ -40,43 +40,73 @@ fn ping4(target: Ipv4Addr, id: u16, timeout: Duration) -> Result<Duration, Probe
     let seq = 1;
     let socket = raw_icmp_socket()?;
     let request = packet::echo_request(id, seq, PAYLOAD);
-    let started = Instant::now();
-    send_to(&socket, &request, target)
-        .map_err(|e| ProbeError::io(format!("sending an ICMP echo to {target}"), e))?;
-    let deadline = started + timeout;
-    let mut buf = [0u8; 1500];
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() || !wait_readable(&socket, left)? {
-            return Err(ProbeError::Timeout(timeout));
-        }
-        let n = match recv(&socket, &mut buf) {
-            Ok(n) => n,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock
-                ) =>
-            {
-                continue
-            }
-            Err(e) => return Err(ProbeError::io("receiving ICMP", e)),
-        };
-        match packet::match_answer(&buf[..n], target, id, seq) {
-            Some(Answer::Reply) => return Ok(started.elapsed()),
-            Some(Answer::Error {
-                icmp_type,
-                code,
-                from,
-            }) => {
-                return Err(ProbeError::IcmpError {
+    let send = |socket: &OwnedFd| send_to(socket, &request, target);
+    exchange(
+        &socket,
+        "ICMP",
+        target.into(),
+        timeout,
+        send,
+        |socket, buf| {
+            let n = recv(socket, buf)?;
+            Ok(match packet::match_answer(&buf[..n], target, id, seq) {
+                Some(Answer::Reply) => Heard::Reply,
+                Some(Answer::Error {
+                    icmp_type,
+                    code,
+                    from,
+                }) => Heard::Error(ProbeError::IcmpError {
                     kind: packet::describe_error(icmp_type, code),
                     icmp_type,
                     code,
                     from: from.into(),
-                })
-            }
-            None => {}
+                }),
+                None => Heard::Other,
+            })
+        },
+    )
+}
+
+/// What one message received on a probe's socket says about its request.
+enum Heard {
+    Reply,
+    /// An ICMP error quoting the request.
+    Error(ProbeError),
+    /// Someone else's traffic.
+    Other,
+}
+
+/// One echo exchange on a raw `socket` of `family` ("ICMP", "ICMPv6"):
+/// `send` the request to `target`, then `receive` messages until one is
+/// the reply (its round-trip time) or an error about the request, or the
+/// deadline passes.
+fn exchange(
+    socket: &OwnedFd,
+    family: &str,
+    target: IpAddr,
+    timeout: Duration,
+    send: impl FnOnce(&OwnedFd) -> io::Result<()>,
+    mut receive: impl FnMut(&OwnedFd, &mut [u8]) -> io::Result<Heard>,
+) -> Result<Duration, ProbeError> {
+    let started = Instant::now();
+    send(socket).map_err(|e| ProbeError::io(format!("sending an {family} echo to {target}"), e))?;
+    let deadline = started + timeout;
+    let mut buf = [0u8; 1500];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || !wait_readable(socket, left)? {
+            return Err(ProbeError::Timeout(timeout));
+        }
+        match receive(socket, &mut buf) {
+            Ok(Heard::Reply) => return Ok(started.elapsed()),
+            Ok(Heard::Error(error)) => return Err(error),
+            Ok(Heard::Other) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock
+                ) => {}
+            Err(e) => return Err(ProbeError::io(format!("receiving {family}"), e)),
         }
     }
 }

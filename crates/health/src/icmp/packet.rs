@@ -32,13 +32,20 @@ pub fn checksum(data: &[u8]) -> u16 {
 /// An echo request with `payload`, checksum filled in (the kernel adds the
 /// IP header on a raw ICMP socket).
 pub fn echo_request(id: u16, seq: u16, payload: &[u8]) -> Vec<u8> {
+    let mut packet = echo_message(ECHO_REQUEST, id, seq, payload);
+    let sum = checksum(&packet);
+    packet[2..4].copy_from_slice(&sum.to_be_bytes());
+    packet
+}
+
+/// An echo message of `icmp_type` (ICMP and ICMPv6 share the layout), its
+/// checksum left zero.
+pub(crate) fn echo_message(icmp_type: u8, id: u16, seq: u16, payload: &[u8]) -> Vec<u8> {
     let mut packet = Vec::with_capacity(ICMP_HEADER_LEN + payload.len());
-    packet.extend_from_slice(&[ECHO_REQUEST, 0, 0, 0]);
+    packet.extend_from_slice(&[icmp_type, 0, 0, 0]);
     packet.extend_from_slice(&id.to_be_bytes());
     packet.extend_from_slice(&seq.to_be_bytes());
     packet.extend_from_slice(payload);
-    let sum = checksum(&packet);
-    packet[2..4].copy_from_slice(&sum.to_be_bytes());
     packet
 }
 
@@ -96,7 +103,8 @@ pub fn describe_error(icmp_type: u8, code: u8) -> &'static str {
     }
 }
 
-fn echo_ids(icmp: &[u8]) -> (u16, u16) {
+/// An echo message's (id, sequence); ICMP and ICMPv6 alike.
+pub(crate) fn echo_ids(icmp: &[u8]) -> (u16, u16) {
     (
         u16::from_be_bytes([icmp[4], icmp[5]]),
         u16::from_be_bytes([icmp[6], icmp[7]]),

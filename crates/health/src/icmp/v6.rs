@@ -7,8 +7,10 @@ use std::io;
 use std::mem;
 use std::net::Ipv6Addr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use super::packet::{echo_ids, echo_message};
+use super::Heard;
 use crate::error::ProbeError;
 
 pub const DEST_UNREACHABLE: u8 = 1;
@@ -29,12 +31,7 @@ pub enum Answer {
 
 /// An echo request; its checksum is left to the kernel.
 pub fn echo_request(id: u16, seq: u16, payload: &[u8]) -> Vec<u8> {
-    let mut packet = Vec::with_capacity(ICMP_HEADER_LEN + payload.len());
-    packet.extend_from_slice(&[ECHO_REQUEST, 0, 0, 0]);
-    packet.extend_from_slice(&id.to_be_bytes());
-    packet.extend_from_slice(&seq.to_be_bytes());
-    packet.extend_from_slice(payload);
-    packet
+    echo_message(ECHO_REQUEST, id, seq, payload)
 }
 
 /// Matches an ICMPv6 message from `from` against our request to `target`.
@@ -85,53 +82,32 @@ pub fn describe_error(icmp_type: u8, code: u8) -> &'static str {
     }
 }
 
-fn echo_ids(icmp: &[u8]) -> (u16, u16) {
-    (
-        u16::from_be_bytes([icmp[4], icmp[5]]),
-        u16::from_be_bytes([icmp[6], icmp[7]]),
-    )
-}
-
 /// Sends one echo request to `target`; the round-trip time of its reply.
 pub fn ping(target: Ipv6Addr, id: u16, timeout: Duration) -> Result<Duration, ProbeError> {
     let seq = 1;
     let socket = raw_icmpv6_socket()?;
     let request = echo_request(id, seq, super::PAYLOAD);
-    let started = Instant::now();
-    send_to(&socket, &request, target)
-        .map_err(|e| ProbeError::io(format!("sending an ICMPv6 echo to {target}"), e))?;
-    let deadline = started + timeout;
-    let mut buf = [0u8; 1500];
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() || !super::wait_readable(&socket, left)? {
-            return Err(ProbeError::Timeout(timeout));
-        }
-        let (n, from) = match recv_from(&socket, &mut buf) {
-            Ok(got) => got,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock
-                ) =>
-            {
-                continue
-            }
-            Err(e) => return Err(ProbeError::io("receiving ICMPv6", e)),
-        };
-        match match_answer(&buf[..n], from, target, id, seq) {
-            Some(Answer::Reply) => return Ok(started.elapsed()),
-            Some(Answer::Error { icmp_type, code }) => {
-                return Err(ProbeError::IcmpError {
+    let send = |socket: &OwnedFd| send_to(socket, &request, target);
+    super::exchange(
+        &socket,
+        "ICMPv6",
+        target.into(),
+        timeout,
+        send,
+        |socket, buf| {
+            let (n, from) = recv_from(socket, buf)?;
+            Ok(match match_answer(&buf[..n], from, target, id, seq) {
+                Some(Answer::Reply) => Heard::Reply,
+                Some(Answer::Error { icmp_type, code }) => Heard::Error(ProbeError::IcmpError {
                     kind: describe_error(icmp_type, code),
                     icmp_type,
                     code,
                     from: from.into(),
-                })
-            }
-            None => {}
-        }
-    }
+                }),
+                None => Heard::Other,
+            })
+        },
+    )
 }
 
 fn raw_icmpv6_socket() -> Result<OwnedFd, ProbeError> {
