@@ -31,6 +31,43 @@ impl Drop for LinkGuard {
     }
 }
 
+/// The veth `host_ifname` on the host, its peer `eth0` in `ns`; the guard
+/// deletes the pair.
+fn add_veth(netns_name: &str, ns: &str, host_ifname: &str) -> Result<LinkGuard> {
+    cmd::ip(&[
+        "link",
+        "add",
+        host_ifname,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "eth0",
+        "netns",
+        ns,
+    ])
+    .with_context(|| format!("plain pod {netns_name}: veth {host_ifname}"))?;
+    Ok(LinkGuard(host_ifname.to_string()))
+}
+
+/// `ip OPTIONS neigh replace IP lladdr MAC dev DEV nud permanent`, OPTIONS
+/// being `-n NS` and/or `-6`: a neighbour never resolved while measuring.
+fn static_neighbour(options: &[&str], ip: &str, mac: &str, dev: &str) -> Result<()> {
+    let mut args = options.to_vec();
+    args.extend([
+        "neigh",
+        "replace",
+        ip,
+        "lladdr",
+        mac,
+        "dev",
+        dev,
+        "nud",
+        "permanent",
+    ]);
+    cmd::ip(&args).map(|_| ())
+}
+
 impl PlainPod {
     /// IPv6 is off on both ends: no router solicitations or DAD on the
     /// link while something is measured.
@@ -44,20 +81,7 @@ impl PlainPod {
         netns.sysctl("net.ipv6.conf.all.disable_ipv6", "1")?;
         netns.sysctl("net.ipv6.conf.default.disable_ipv6", "1")?;
         let ns = netns.name().to_string();
-        cmd::ip(&[
-            "link",
-            "add",
-            host_ifname,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-            "netns",
-            &ns,
-        ])
-        .with_context(|| format!("plain pod {netns_name}: veth {host_ifname}"))?;
-        let host_link = LinkGuard(host_ifname.to_string());
+        let host_link = add_veth(netns_name, &ns, host_ifname)?;
         let _ = std::fs::write(
             format!("/proc/sys/net/ipv6/conf/{host_ifname}/disable_ipv6"),
             "1",
@@ -76,37 +100,15 @@ impl PlainPod {
             vec![
                 "-n", &ns, "route", "add", "default", "via", &gw, "dev", "eth0",
             ],
-            vec![
-                "-n",
-                &ns,
-                "neigh",
-                "replace",
-                &gw,
-                "lladdr",
-                &host_mac,
-                "dev",
-                "eth0",
-                "nud",
-                "permanent",
-            ],
         ] {
             cmd::ip(&args).with_context(|| format!("plain pod {netns_name}: eth0"))?;
         }
+        static_neighbour(&["-n", &ns], &gw, &host_mac, "eth0")
+            .with_context(|| format!("plain pod {netns_name}: eth0"))?;
         let pod_mac = cmd::link_info(Some(&ns), "eth0")?.mac;
-        let ip_text = ip.to_string();
         cmd::ip(&["route", "replace", &cidr, "dev", host_ifname])?;
         // Static, like the gateway inside the pod: no ARP in any measurement.
-        cmd::ip(&[
-            "neigh",
-            "replace",
-            &ip_text,
-            "lladdr",
-            &pod_mac,
-            "dev",
-            host_ifname,
-            "nud",
-            "permanent",
-        ])?;
+        static_neighbour(&[], &ip.to_string(), &pod_mac, host_ifname)?;
         Ok(PlainPod {
             _host_link: host_link,
             netns,
@@ -152,20 +154,7 @@ impl PlainPod6 {
             netns.sysctl(&format!("net.ipv6.conf.{scope}.accept_dad"), "0")?;
         }
         let ns = netns.name().to_string();
-        cmd::ip(&[
-            "link",
-            "add",
-            host_ifname,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-            "netns",
-            &ns,
-        ])
-        .with_context(|| format!("plain pod {netns_name}: veth {host_ifname}"))?;
-        let host_link = LinkGuard(host_ifname.to_string());
+        let host_link = add_veth(netns_name, &ns, host_ifname)?;
         for (key, value) in [
             ("disable_ipv6", "0"),
             ("accept_dad", "0"),
@@ -190,37 +179,14 @@ impl PlainPod6 {
             vec![
                 "-n", &ns, "-6", "route", "add", "default", "via", &gw, "dev", "eth0",
             ],
-            vec![
-                "-n",
-                &ns,
-                "-6",
-                "neigh",
-                "replace",
-                &gw,
-                "lladdr",
-                &host_mac,
-                "dev",
-                "eth0",
-                "nud",
-                "permanent",
-            ],
         ] {
             cmd::ip(&args).with_context(|| format!("plain pod {netns_name}: eth0"))?;
         }
+        static_neighbour(&["-n", &ns, "-6"], &gw, &host_mac, "eth0")
+            .with_context(|| format!("plain pod {netns_name}: eth0"))?;
         let pod_mac = cmd::link_info(Some(&ns), "eth0")?.mac;
         cmd::ip(&["-6", "route", "replace", &cidr, "dev", host_ifname])?;
-        cmd::ip(&[
-            "-6",
-            "neigh",
-            "replace",
-            &ip.to_string(),
-            "lladdr",
-            &pod_mac,
-            "dev",
-            host_ifname,
-            "nud",
-            "permanent",
-        ])?;
+        static_neighbour(&["-6"], &ip.to_string(), &pod_mac, host_ifname)?;
         Ok(PlainPod6 {
             _host_link: host_link,
             netns,

@@ -214,30 +214,8 @@ pub fn render(machine: &Machine, tools: &[String], r: &Results) -> String {
     );
 
     let _ = writeln!(out, "Per round (a / b / c):\n");
-    let _ = writeln!(out, "| round | p50 µs | p99 µs | conn/s | Gbit/s |");
-    let _ = writeln!(out, "|---|---|---|---|---|");
-    for round in 0..r.rounds {
-        let cell = |f: fn(&Samples) -> &Vec<f64>, digits: usize| {
-            Config::ALL
-                .iter()
-                .map(|c| {
-                    f(&r.samples[c.index()])
-                        .get(round)
-                        .map_or("-".to_string(), |v| format!("{v:.digits$}"))
-                })
-                .collect::<Vec<_>>()
-                .join(" / ")
-        };
-        let _ = writeln!(
-            out,
-            "| {} | {} | {} | {} | {} |",
-            round + 1,
-            cell(|s| &s.p50_us, 1),
-            cell(|s| &s.p99_us, 1),
-            cell(|s| &s.conn_per_s, 0),
-            cell(|s| &s.gbps, 2)
-        );
-    }
+    let columns: Vec<&Samples> = Config::ALL.iter().map(|c| &r.samples[c.index()]).collect();
+    render_rounds(&mut out, r.rounds, &columns);
 
     render_ipv6(&mut out, r);
     render_costs(&mut out, r);
@@ -285,11 +263,18 @@ fn render_ipv6(out: &mut String, r: &Results) {
         r.samples6[0].conn_failed, r.samples6[1].conn_failed
     );
     let _ = writeln!(out, "Per round over IPv6 (a / b):\n");
+    let columns: Vec<&Samples> = r.samples6.iter().collect();
+    render_rounds(out, r.rounds, &columns);
+}
+
+/// The per-round table: each cell holds that round's value of every
+/// configuration in `columns`, " / " between them ("-" where one is missing).
+fn render_rounds(out: &mut String, rounds: usize, columns: &[&Samples]) {
     let _ = writeln!(out, "| round | p50 µs | p99 µs | conn/s | Gbit/s |");
     let _ = writeln!(out, "|---|---|---|---|---|");
-    for round in 0..r.rounds {
+    for round in 0..rounds {
         let cell = |f: fn(&Samples) -> &Vec<f64>, digits: usize| {
-            r.samples6
+            columns
                 .iter()
                 .map(|s| {
                     f(s).get(round)
