@@ -264,7 +264,11 @@ mod drop_reason_tests {
         for code in 1..=u8::MAX {
             let ours = datapath::events::drop_reason_text(code);
             if ours != "Unknown reason" {
-                assert_eq!(ours, hubble::names::drop_reason_text(u32::from(code)), "code {code}");
+                assert_eq!(
+                    ours,
+                    hubble::names::drop_reason_text(u32::from(code)),
+                    "code {code}"
+                );
             }
         }
     }

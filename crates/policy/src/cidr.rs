@@ -14,7 +14,7 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -189,6 +189,23 @@ impl Cidr {
         }
     }
 
+    /// True when `ip` is of this prefix's family and inside it.
+    pub fn contains_ip(&self, ip: IpAddr) -> bool {
+        match (self, ip) {
+            (Cidr::V4(prefix), IpAddr::V4(ip)) => prefix.contains_addr(ip),
+            (Cidr::V6(prefix), IpAddr::V6(ip)) => prefix.contains_addr(ip),
+            _ => false,
+        }
+    }
+
+    /// The `cidr:` label identities inside this prefix carry.
+    pub fn label(&self) -> Label {
+        match self {
+            Cidr::V4(prefix) => prefix.label(),
+            Cidr::V6(prefix) => prefix.label(),
+        }
+    }
+
     /// The selector key of this prefix as a peer: its `cidr:` label, or the
     /// family's world label for a /0 (see `Ipv4Cidr::selector_key` and
     /// `Ipv6Cidr::selector_key`).
@@ -278,46 +295,15 @@ pub fn cidr_selector(prefix: &Cidr) -> EndpointSelector {
     EndpointSelector::from_match_labels([(prefix.selector_key(), "")])
 }
 
-/// Every IPv4 prefix the rules mention (allow and deny sections, except
-/// prefixes included), each needing a CIDR identity. `0.0.0.0/0` is left out:
-/// the world identity already stands for it.
-///
-/// IPv6 prefixes are [`cidr_prefixes6`]'s.
-pub fn cidr_prefixes(rules: &[Rule]) -> BTreeSet<Ipv4Cidr> {
-    fn collect(element: &impl PeerRule, into: &mut BTreeSet<Ipv4Cidr>) {
-        into.extend(element.cidrs().into_iter().flatten().filter_map(Cidr::ipv4));
+/// Every prefix the rules mention, of both families (allow and deny
+/// sections, except prefixes included), each needing a CIDR identity. The
+/// /0s are left out: the world identities already stand for them.
+pub fn rule_prefixes(rules: &[Rule]) -> BTreeSet<Cidr> {
+    fn collect(element: &impl PeerRule, into: &mut BTreeSet<Cidr>) {
+        into.extend(element.cidrs().into_iter().flatten().copied());
         for set in element.cidr_sets().into_iter().flatten() {
-            into.extend(set.cidr.ipv4());
-            into.extend(set.except.iter().filter_map(Cidr::ipv4));
-        }
-    }
-    let mut prefixes = BTreeSet::new();
-    for rule in rules {
-        for element in rule.ingress.iter().chain(&rule.ingress_deny).flatten() {
-            collect(element, &mut prefixes);
-        }
-        for element in rule.egress.iter().chain(&rule.egress_deny).flatten() {
-            collect(element, &mut prefixes);
-        }
-    }
-    prefixes.retain(|prefix| prefix.len > 0);
-    prefixes
-}
-
-/// Every IPv6 prefix the rules mention, as [`cidr_prefixes`] for IPv4;
-/// `::/0` is left out (it stands for `reserved:world-ipv6`).
-pub fn cidr_prefixes6(rules: &[Rule]) -> BTreeSet<Ipv6Cidr> {
-    fn v6(prefix: &Cidr) -> Option<Ipv6Cidr> {
-        match prefix {
-            Cidr::V6(p) => Some(*p),
-            Cidr::V4(_) => None,
-        }
-    }
-    fn collect(element: &impl PeerRule, into: &mut BTreeSet<Ipv6Cidr>) {
-        into.extend(element.cidrs().into_iter().flatten().filter_map(v6));
-        for set in element.cidr_sets().into_iter().flatten() {
-            into.extend(v6(&set.cidr));
-            into.extend(set.except.iter().filter_map(v6));
+            into.insert(set.cidr);
+            into.extend(set.except.iter().copied());
         }
     }
     let mut prefixes = BTreeSet::new();
@@ -331,6 +317,22 @@ pub fn cidr_prefixes6(rules: &[Rule]) -> BTreeSet<Ipv6Cidr> {
     }
     prefixes.retain(|prefix| prefix.prefix_len() > 0);
     prefixes
+}
+
+/// The IPv4 ones of [`rule_prefixes`].
+pub fn cidr_prefixes(rules: &[Rule]) -> BTreeSet<Ipv4Cidr> {
+    rule_prefixes(rules).iter().filter_map(Cidr::ipv4).collect()
+}
+
+/// The IPv6 ones of [`rule_prefixes`].
+pub fn cidr_prefixes6(rules: &[Rule]) -> BTreeSet<Ipv6Cidr> {
+    rule_prefixes(rules)
+        .into_iter()
+        .filter_map(|prefix| match prefix {
+            Cidr::V6(prefix) => Some(prefix),
+            Cidr::V4(_) => None,
+        })
+        .collect()
 }
 
 /// Labels of the identity of an IPv6 `prefix`: its `cidr:` label and

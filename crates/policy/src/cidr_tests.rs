@@ -199,4 +199,25 @@ fn only_ipv4_prefixes_get_identities() {
         .map(|p| p.to_string())
         .collect();
     assert_eq!(prefixes, ["10.0.0.0/8", "192.168.0.0/16", "192.168.1.0/24"]);
+    let v6: Vec<String> = cidr_prefixes6(&rules)
+        .iter()
+        .map(|p| p.to_string())
+        .collect();
+    assert_eq!(v6, ["2001:db8::/32", "2001:db8::1/128", "2001:db8:1::/48"]);
+    assert_eq!(rule_prefixes(&rules).len(), 6, "both families, no /0");
+}
+
+#[test]
+fn a_prefix_contains_addresses_of_its_own_family_only() {
+    let ip = |text: &str| text.parse::<std::net::IpAddr>().unwrap();
+    assert!(any("10.0.0.0/8").contains_ip(ip("10.1.2.3")));
+    assert!(!any("10.0.0.0/8").contains_ip(ip("11.0.0.1")));
+    assert!(any("2001:db8::/32").contains_ip(ip("2001:db8:5::1")));
+    assert!(!any("2001:db8::/32").contains_ip(ip("2001:db9::1")));
+    assert!(!any("0.0.0.0/0").contains_ip(ip("::1")));
+    assert!(!any("::/0").contains_ip(ip("10.0.0.1")));
+    assert_eq!(
+        any("2001:db8::/32").label().to_string(),
+        "cidr:2001-db8--0/32"
+    );
 }

@@ -32,8 +32,8 @@ pub mod selector;
 mod validate;
 
 pub use cidr::{
-    cidr_identity_labels, cidr_identity_labels6, cidr_prefixes, cidr_prefixes6, Cidr, CidrRule,
-    Ipv4Cidr, Ipv6Cidr,
+    cidr_identity_labels, cidr_identity_labels6, cidr_prefixes, cidr_prefixes6, rule_prefixes,
+    Cidr, CidrRule, Ipv4Cidr, Ipv6Cidr,
 };
 pub use entities::Entity;
 pub use fqdn::{fqdn_identity_labels, fqdn_selectors, FqdnSelector};

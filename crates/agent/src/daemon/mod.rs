@@ -98,7 +98,7 @@ struct Inner {
     fqdn_selectors: crate::fqdn::Selectors,
     /// The rules' CIDR prefixes, whose labels learned IPs inside them keep
     /// (empty without toFQDNs selectors: nothing to label).
-    fqdn_rule_prefixes: BTreeSet<policy::Ipv4Cidr>,
+    fqdn_rule_prefixes: BTreeSet<policy::Cidr>,
     /// Learned IP -> its FQDN identity (in `cidr_identities`) and labels.
     fqdn_ips: BTreeMap<std::net::IpAddr, (u32, Labels)>,
     /// The cache changed since it was last saved.
@@ -140,11 +140,11 @@ impl Inner {
 fn fqdn_rule_prefixes(
     selectors: &crate::fqdn::Selectors,
     repo: &Repository,
-) -> BTreeSet<policy::Ipv4Cidr> {
+) -> BTreeSet<policy::Cidr> {
     if selectors.is_empty() {
         BTreeSet::new()
     } else {
-        policy::cidr_prefixes(repo.rules())
+        policy::rule_prefixes(repo.rules())
     }
 }
 

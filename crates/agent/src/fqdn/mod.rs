@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use policy::fqdn::{FqdnMatcher, FqdnSelector};
-use policy::{Ipv4Cidr, Labels};
+use policy::{Cidr, Labels};
 
 pub use cache::{FqdnCache, Limits, Lookup, Stats};
 
@@ -57,7 +57,7 @@ impl Selectors {
 pub fn wanted_labels(
     cache: &FqdnCache,
     selectors: &Selectors,
-    rule_prefixes: &BTreeSet<Ipv4Cidr>,
+    rule_prefixes: &BTreeSet<Cidr>,
     only: Option<&BTreeSet<IpAddr>>,
 ) -> BTreeMap<IpAddr, Labels> {
     cache
@@ -69,14 +69,43 @@ pub fn wanted_labels(
                 return None;
             }
             let mut labels = policy::fqdn::fqdn_identity_labels(ip, claiming);
-            // The rules' prefixes are IPv4 ones (IPv6 addresses learned
-            // carry their own /128 labels only).
-            if let IpAddr::V4(v4) = ip {
-                for prefix in rule_prefixes.iter().filter(|p| p.contains_addr(v4)) {
-                    labels.insert(prefix.label());
-                }
+            for prefix in rule_prefixes.iter().filter(|p| p.contains_ip(ip)) {
+                labels.insert(prefix.label());
             }
             Some((ip, labels))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn learned_ips_keep_the_labels_of_rule_prefixes_of_their_family() {
+        let v4: IpAddr = "192.0.2.1".parse().unwrap();
+        let v6: IpAddr = "2001:db8::1".parse().unwrap();
+        let mut cache = FqdnCache::default();
+        let limits = Limits {
+            min_ttl: 0,
+            max_ips_per_name: 10,
+        };
+        cache.record(1, "a.test", &[v4, v6], 60, 100, limits);
+        let selectors = Selectors::new([FqdnSelector {
+            match_name: Some("a.test".into()),
+            match_pattern: None,
+        }]);
+        let prefixes: BTreeSet<Cidr> = ["192.0.2.0/24", "2001:db8::/32", "10.0.0.0/8"]
+            .iter()
+            .map(|text| text.parse().unwrap())
+            .collect();
+        let wanted = wanted_labels(&cache, &selectors, &prefixes, None);
+        let has = |ip: &IpAddr, prefix: &str| {
+            let label = prefix.parse::<Cidr>().unwrap().label();
+            wanted[ip].iter().any(|l| *l == label)
+        };
+        assert!(has(&v4, "192.0.2.0/24") && !has(&v4, "2001:db8::/32"));
+        assert!(has(&v6, "2001:db8::/32") && !has(&v6, "192.0.2.0/24"));
+        assert!(!has(&v4, "10.0.0.0/8") && !has(&v6, "10.0.0.0/8"));
+    }
 }
