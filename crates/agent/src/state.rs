@@ -336,7 +336,14 @@ mod tests {
         let dir = temp_dir("fqdn-old");
         std::fs::create_dir_all(&dir).unwrap();
         let mut cache = FqdnCache::default();
-        cache.record(3, "c.test", &[Ipv4Addr::new(192, 0, 2, 9).into()], 60, 100, LIMITS);
+        cache.record(
+            3,
+            "c.test",
+            &[Ipv4Addr::new(192, 0, 2, 9).into()],
+            60,
+            100,
+            LIMITS,
+        );
         save(&dir.join("fqdn_cache.json"), &cache).unwrap();
         assert_eq!(
             StateDir::open(&dir).unwrap().load_fqdn_cache().unwrap(),
