@@ -292,34 +292,14 @@ impl Daemon {
 
     /// Makes cilium_lxc6 and cilium_ipcache6 hold exactly what they should.
     pub(super) fn sync_endpoint_maps6(&self, inner: &mut Inner) -> Result<(), AgentError> {
-        let mut want_ipcache = self.desired_ipcache6(inner);
+        let want_ipcache = self.desired_ipcache6(inner);
         let want_lxc: BTreeMap<Ipv6Addr, _> = inner
             .endpoints
             .values()
             .filter_map(|ep| Some((ep.ipv6?, lxc_info(ep))))
             .collect();
-        for (ip, prefix, info) in inner.maps.ipcache6.entries()? {
-            match want_ipcache.get(&(ip, prefix)) {
-                None => inner.maps.ipcache6.remove(ip, prefix)?,
-                Some((id, tunnel))
-                    if *id == info.sec_identity && tunnel.octets() == info.tunnel_endpoint =>
-                {
-                    want_ipcache.remove(&(ip, prefix));
-                }
-                Some(_) => {}
-            }
-        }
-        for ((ip, prefix), (id, tunnel)) in want_ipcache {
-            inner.maps.ipcache6.upsert(ip, prefix, id, tunnel)?;
-        }
-        for (ip, _) in inner.maps.lxc6.entries()? {
-            if !want_lxc.contains_key(&ip) {
-                inner.maps.lxc6.remove(ip)?;
-            }
-        }
-        for (ip, info) in want_lxc {
-            inner.maps.lxc6.upsert(ip, &info)?;
-        }
+        let maps = &mut inner.maps;
+        super::map_sync::sync(&mut maps.ipcache6, &mut maps.lxc6, want_ipcache, want_lxc)?;
         Ok(())
     }
 

@@ -9,6 +9,7 @@ mod endpoints;
 pub mod flow_policy;
 mod fqdn;
 mod known;
+mod map_sync;
 mod maps_view;
 pub mod observe;
 mod policy_ops;
@@ -448,34 +449,14 @@ impl Daemon {
     /// Makes cilium_lxc and cilium_ipcache hold exactly the local endpoints,
     /// the host's own addresses and the world default.
     fn sync_endpoint_maps(&self, inner: &mut Inner) -> Result<(), AgentError> {
-        let mut want_ipcache = self.desired_ipcache(inner);
+        let want_ipcache = self.desired_ipcache(inner);
         let want_lxc: BTreeMap<_, _> = inner
             .endpoints
             .values()
             .filter_map(|ep| Some((ep.ipv4?, endpoints::lxc_info(ep))))
             .collect();
-        for (ip, prefix, info) in inner.maps.ipcache.entries()? {
-            match want_ipcache.get(&(ip, prefix)) {
-                None => inner.maps.ipcache.remove(ip, prefix)?,
-                Some((id, tunnel))
-                    if *id == info.sec_identity && tunnel.octets() == info.tunnel_endpoint =>
-                {
-                    want_ipcache.remove(&(ip, prefix));
-                }
-                Some(_) => {}
-            }
-        }
-        for ((ip, prefix), (id, tunnel)) in want_ipcache {
-            inner.maps.ipcache.upsert(ip, prefix, id, tunnel)?;
-        }
-        for (ip, _) in inner.maps.lxc.entries()? {
-            if !want_lxc.contains_key(&ip) {
-                inner.maps.lxc.remove(ip)?;
-            }
-        }
-        for (ip, info) in want_lxc {
-            inner.maps.lxc.upsert(ip, &info)?;
-        }
+        let maps = &mut inner.maps;
+        map_sync::sync(&mut maps.ipcache, &mut maps.lxc, want_ipcache, want_lxc)?;
         self.sync_endpoint_maps6(inner)?;
         self.publish_proxy_state(inner);
         Ok(())
