@@ -24,7 +24,8 @@
 #   K8S_PORT_BASE  `up`: etcd client port = base, etcd peer = base+1, kube-apiserver =
 #                base+2, kube-controller-manager /healthz = base+3 (default: the first free
 #                group of four from a base picked by DIR's name hash, in 20000-29999)
-#   K8S_SERVICE_CIDR (10.96.0.0/16), K8S_CLUSTER_CIDR (10.244.0.0/16; Nodes get a /24 each
+#   K8S_SERVICE_CIDR (10.96.0.0/16; dual stack: an IPv6 range after a comma, for
+#                dual-stack and IPv6 Services), K8S_CLUSTER_CIDR (10.244.0.0/16; Nodes get a /24 each
 #                in spec.podCIDR; dual stack: an IPv6 CIDR after a comma, of which Nodes
 #                get a /64 each, second in spec.podCIDRs),
 #                K8S_CONTROLLERS (kube-controller-manager --controllers, "*"),

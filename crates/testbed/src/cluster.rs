@@ -296,13 +296,15 @@ impl Cluster {
             &ip.to_string(),
             "--tunnel-protocol",
             "vxlan",
-            // Socket LB attaches to a cgroup every node shares.
-            "--enable-socket-lb",
-            "false",
         ]
         .iter()
         .map(|s| s.to_string())
         .collect();
+        // Socket LB attaches to a cgroup every node shares: off, unless
+        // the test asks for it (with a --cgroup-root of its own).
+        if !self.agent_args.iter().any(|a| a == "--enable-socket-lb") {
+            args.extend(["--enable-socket-lb".to_string(), "false".to_string()]);
+        }
         args.extend(self.agent_args.iter().cloned());
         if let Some(etcd) = &self.etcd {
             args.extend([

@@ -42,6 +42,11 @@ pub fn binaries() -> Result<PathBuf> {
 /// /64 of.
 pub const CLUSTER_CIDRS: &str = "10.244.0.0/16,fd00:10:244::/56";
 
+/// The Service ranges, one per family: kube-apiserver allocates a
+/// dual-stack Service a ClusterIP from each (IPv4 first, the primary
+/// family of single-stack Services that name none).
+pub const SERVICE_CIDRS: &str = "10.96.0.0/16,fd00:10:96::/112";
+
 pub struct ControlPlane {
     dir: PathBuf,
     bin: PathBuf,
@@ -63,6 +68,7 @@ impl ControlPlane {
             // Dual stack, as the agents: every Node gets an IPv4 and an
             // IPv6 pod CIDR (for --ipam kubernetes).
             .env("K8S_CLUSTER_CIDR", CLUSTER_CIDRS)
+            .env("K8S_SERVICE_CIDR", SERVICE_CIDRS)
             // Nodes are registered by the tests with a Ready condition
             // nobody renews: the lifecycle controller would taint them.
             .env("K8S_CONTROLLERS", "*,-node-lifecycle-controller")

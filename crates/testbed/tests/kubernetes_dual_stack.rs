@@ -10,15 +10,27 @@
 //! IPv6 hosts outside the cluster, one inside the block and one in its
 //! exception.
 //!
+//! A `RequireDualStack` Service and an IPv6 one, with ClusterIPs from the
+//! control plane's dual-stack service range, are balanced over real pods
+//! by the socket LB over each family.
+//!
 //! Needs root and the control plane's binaries (`make setup`).
+
+#[path = "services/node.rs"]
+#[allow(dead_code)]
+mod node;
+#[path = "services/servers.rs"]
+#[allow(dead_code)]
+mod servers;
 
 use std::net::{IpAddr, Ipv6Addr};
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
+use node::TestCgroup;
 use testbed::cluster::{Cluster, ClusterOptions, ClusterPod};
-use testbed::kubernetes::CLUSTER_CIDRS;
-use testbed::{cmd, eventually, traffic, unique, NetNs, TcpServer};
+use testbed::kubernetes::{CLUSTER_CIDRS, SERVICE_CIDRS};
+use testbed::{cmd, eventually, traffic, unique, HttpServer, NetNs, TcpServer};
 
 const PORT: u16 = 8080;
 const CONNECT: Duration = Duration::from_millis(700);
@@ -463,5 +475,177 @@ fn host_scope_ipam_takes_both_pod_cidrs_from_the_node() -> Result<()> {
     ];
     let failures = unsettled(&probes);
     ensure!(failures.is_empty(), "{failures:?}\n{}", cluster.describe());
+    Ok(())
+}
+
+const WEB_SERVICES: &str = "
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: shop}
+spec:
+  ipFamilyPolicy: RequireDualStack
+  selector: {app: web}
+  ports: [{name: http, port: 80, targetPort: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web6, namespace: shop}
+spec:
+  ipFamilies: [IPv6]
+  selector: {app: web}
+  ports: [{name: http, port: 80, targetPort: 8080}]
+";
+
+/// `curl http://FRONTEND/` `tries` times from `client`'s namespace inside
+/// `cgroup` (where the node's socket LB is attached): the backends that
+/// answered. Fails unless every answer came and curl's peer was the
+/// frontend (the socket LB shows the ClusterIP, never the backend).
+fn curl_spread(
+    cgroup: &TestCgroup,
+    client: &ClusterPod,
+    frontend: IpAddr,
+    tries: usize,
+) -> Result<std::collections::BTreeSet<String>> {
+    let url = format!("http://{}/", std::net::SocketAddr::new(frontend, 80));
+    let mut seen = std::collections::BTreeSet::new();
+    for i in 0..tries {
+        let mut curl = std::process::Command::new("nsenter");
+        curl.arg(format!("--net={}", client.namespace().path().display()))
+            .args([
+                "--",
+                "curl",
+                "-s",
+                "--max-time",
+                "3",
+                "-w",
+                "\n%{remote_ip}",
+            ])
+            .arg(&url);
+        cgroup.join_on_exec(&mut curl)?;
+        let out = curl.output().context("running curl")?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        ensure!(
+            out.status.success(),
+            "curl {i} {url}: {}: {text}",
+            out.status
+        );
+        let (body, peer) = text.rsplit_once('\n').context("curl output")?;
+        ensure!(
+            peer.parse::<IpAddr>().ok() == Some(frontend),
+            "curl {i} {url}: the peer is {peer}, not the ClusterIP"
+        );
+        seen.insert(
+            body.split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_string(),
+        );
+    }
+    Ok(seen)
+}
+
+/// A `RequireDualStack` Service gets a ClusterIP of each family from the
+/// API server's dual-stack service range, the EndpointSlice controller
+/// writes an IPv4 and an IPv6 slice of its dual-stack pods, and the agent
+/// balances each ClusterIP over that family's backends: curl from a pod
+/// (socket LB on) reaches both backends over each. An `ipFamilies: [IPv6]`
+/// Service gets an IPv6 ClusterIP only, balanced the same way. `cilium
+/// service list` shows all three frontends.
+#[test]
+fn dual_stack_and_ipv6_services_balance_over_pods_with_the_socket_lb() -> Result<()> {
+    // Declared first, dropped last: after the agent and the pods.
+    let cgroup = TestCgroup::create()?;
+    let cgroup_root = cgroup.path().display().to_string();
+    let cluster = Cluster::start_kubernetes(
+        ClusterOptions {
+            nodes: 1,
+            etcd_members: 0,
+        },
+        &["--enable-socket-lb", "true", "--cgroup-root", &cgroup_root],
+    )?;
+    let plane = cluster.control_plane();
+    plane.apply("apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n")?;
+    let webs = [
+        cluster.k8s_pod(0, "shop", "web-0", &["app=web"], &[])?,
+        cluster.k8s_pod(0, "shop", "web-1", &["app=web"], &[])?,
+    ];
+    let client = cluster.k8s_pod(0, "shop", "client", &["app=client"], &[])?;
+    let _servers = webs
+        .iter()
+        .map(|w| HttpServer::start(w.namespace(), PORT, w.name()))
+        .collect::<Result<Vec<_>>>()?;
+    plane.apply(WEB_SERVICES)?;
+
+    let cluster_ips = |name: &str| -> Result<Vec<IpAddr>> {
+        plane
+            .kubectl(&[
+                "get",
+                "svc",
+                "-n",
+                "shop",
+                name,
+                "-o",
+                "jsonpath={.spec.clusterIPs[*]}",
+            ])?
+            .split_whitespace()
+            .map(|ip| Ok(ip.parse()?))
+            .collect()
+    };
+    let (web, web6) = (cluster_ips("web")?, cluster_ips("web6")?);
+    let (service4, service6) = SERVICE_CIDRS.split_once(',').context("two CIDRs")?;
+    ensure!(
+        web.len() == 2 && contains(service4, web[0]) && contains(service6, web[1]),
+        "web's clusterIPs {web:?}: want one from {service4} and one from {service6}"
+    );
+    ensure!(
+        web6.len() == 1 && contains(service6, web6[0]),
+        "web6's clusterIPs {web6:?}: want one from {service6}"
+    );
+    // kube-controller-manager's EndpointSlice controller writes a slice
+    // per family of the dual-stack Service.
+    let slices = eventually(Duration::from_secs(10), Duration::from_millis(100), || {
+        plane
+            .kubectl(&[
+                "get",
+                "endpointslices",
+                "-n",
+                "shop",
+                "-l",
+                "kubernetes.io/service-name=web",
+                "-o",
+                "jsonpath={.items[*].addressType}",
+            ])
+            .is_ok_and(|types| {
+                let mut types: Vec<&str> = types.split_whitespace().collect();
+                types.sort();
+                types == ["IPv4", "IPv6"]
+            })
+    });
+    ensure!(slices, "no IPv4 and IPv6 EndpointSlices for shop/web");
+
+    let both: std::collections::BTreeSet<String> =
+        webs.iter().map(|w| w.name().to_string()).collect();
+    for frontend in web.iter().chain(&web6) {
+        let mut seen = Default::default();
+        let balanced = eventually(Duration::from_secs(10), Duration::from_millis(200), || {
+            seen = curl_spread(&cgroup, &client, *frontend, 12).unwrap_or_default();
+            seen == both
+        });
+        ensure!(
+            balanced,
+            "{frontend}:80 answered by {seen:?} ({:?})\n{}",
+            curl_spread(&cgroup, &client, *frontend, 1).err(),
+            cluster.describe()
+        );
+    }
+
+    let list = cluster.node(0).cli_ok(&["service", "list"])?;
+    for frontend in web.iter().chain(&web6) {
+        let shown = format!("{}/TCP", std::net::SocketAddr::new(*frontend, 80));
+        ensure!(
+            list.lines().any(|l| l.contains(&shown)),
+            "cilium service list lacks {shown}:\n{list}"
+        );
+    }
     Ok(())
 }

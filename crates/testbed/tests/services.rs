@@ -22,7 +22,6 @@ mod stats;
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::time::Duration;
 
@@ -220,8 +219,6 @@ fn socket_lb_points_host_connects_at_a_backend() -> Result<()> {
     node.service(9, "10.96.0.8:53", &ABC, UDP_PORT, &["--protocol", "udp"])?;
 
     // This test binary again, moved into the agent's cgroup before exec.
-    let procs = node.cgroup.path().join("cgroup.procs");
-    let procs = std::ffi::CString::new(procs.display().to_string())?;
     let mut cmd = Command::new(std::env::current_exe()?);
     cmd.args([
         "socket_lb_client_process",
@@ -231,18 +228,7 @@ fn socket_lb_points_host_connects_at_a_backend() -> Result<()> {
         "--test-threads=1",
     ])
     .env(SOCKLB_ENV, "10.96.0.8:80,10.96.0.8:53");
-    // SAFETY: open/write/close are async-signal-safe; "0" moves the
-    // writing process itself.
-    unsafe {
-        cmd.pre_exec(move || {
-            let fd = libc::open(procs.as_ptr(), libc::O_WRONLY);
-            if fd < 0 || libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
-                return Err(std::io::Error::last_os_error());
-            }
-            libc::close(fd);
-            Ok(())
-        });
-    }
+    node.cgroup.join_on_exec(&mut cmd)?;
     let out = cmd.output().context("cannot run the host client")?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     ensure!(

@@ -18,7 +18,6 @@ mod servers;
 
 use std::collections::BTreeMap;
 use std::net::{Ipv6Addr, SocketAddr, UdpSocket};
-use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -168,8 +167,6 @@ impl Scene {
     /// A command run in the client pod's namespace from inside the test's
     /// cgroup (where the socket LB is attached, when on).
     fn client_command(&self, program: &str, args: &[&str]) -> Result<Command> {
-        let procs = self.cgroup.path().join("cgroup.procs");
-        let procs = std::ffi::CString::new(procs.display().to_string())?;
         let mut cmd = Command::new("nsenter");
         cmd.arg(format!(
             "--net={}",
@@ -178,18 +175,7 @@ impl Scene {
         .arg("--")
         .arg(program)
         .args(args);
-        // SAFETY: open/write/close are async-signal-safe; "0" moves the
-        // writing process itself.
-        unsafe {
-            cmd.pre_exec(move || {
-                let fd = libc::open(procs.as_ptr(), libc::O_WRONLY);
-                if fd < 0 || libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                libc::close(fd);
-                Ok(())
-            });
-        }
+        self.cgroup.join_on_exec(&mut cmd)?;
         Ok(cmd)
     }
 

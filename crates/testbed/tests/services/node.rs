@@ -3,7 +3,10 @@
 //! the per-packet datapath), backend pods serving their names on TCP and
 //! UDP, and a client pod.
 
+use std::ffi::CString;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -33,6 +36,26 @@ impl TestCgroup {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Makes `cmd`'s process join this cgroup before it execs (so the
+    /// socket LB attached here sees its connects from the start).
+    pub fn join_on_exec(&self, cmd: &mut Command) -> Result<()> {
+        let procs = self.path.join("cgroup.procs");
+        let procs = CString::new(procs.display().to_string())?;
+        // SAFETY: open/write/close are async-signal-safe; "0" moves the
+        // writing process itself.
+        unsafe {
+            cmd.pre_exec(move || {
+                let fd = libc::open(procs.as_ptr(), libc::O_WRONLY);
+                if fd < 0 || libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                libc::close(fd);
+                Ok(())
+            });
+        }
+        Ok(())
     }
 
     /// Pids in the cgroup now.
