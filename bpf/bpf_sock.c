@@ -7,19 +7,21 @@
 #include "lib/lb.h"
 #include "lib/lb6.h"
 
-static __always_inline int sock4_translate(struct bpf_sock_addr *ctx, __u8 proto)
+/* Picks a backend for a connect or send to vip:vport and remembers the
+ * VIP for this socket and backend (for getpeername/recvmsg); NULL when
+ * vip:vport is no service or has no backend. */
+static __always_inline const struct lb4_backend *sock4_pick(struct bpf_sock_addr *ctx, __be32 vip,
+							    __be16 vport, __u8 proto)
 {
-	__be32 vip = ctx->user_ip4;
-	__be16 vport = (__be16)ctx->user_port;
 	struct lb4_service *svc = lb4_lookup_service(vip, vport, proto);
 	struct lb4_backend *backend;
 	__u32 backend_id;
 
 	if (!svc)
-		return 1;
+		return NULL;
 	backend = lb4_select_backend(vip, vport, proto, svc, &backend_id);
 	if (!backend)
-		return 1;
+		return NULL;
 
 	struct lb4_reverse_sk_key key = {
 		.cookie = bpf_get_socket_cookie(ctx),
@@ -33,19 +35,37 @@ static __always_inline int sock4_translate(struct bpf_sock_addr *ctx, __u8 proto
 	};
 
 	bpf_map_update_elem(&cilium_lb4_reverse_sk, &key, &orig, BPF_ANY);
-	ctx->user_ip4 = backend->address;
-	ctx->user_port = backend->port;
+	return backend;
+}
+
+/* The VIP this socket was pointed away from, when addr:port is the
+ * backend sock4_pick chose for it. */
+static __always_inline const struct lb4_reverse_sk *sock4_recall(struct bpf_sock_addr *ctx,
+								 __be32 addr, __be16 port)
+{
+	struct lb4_reverse_sk_key key = {
+		.cookie = bpf_get_socket_cookie(ctx),
+		.address = addr,
+		.port = port,
+	};
+
+	return bpf_map_lookup_elem(&cilium_lb4_reverse_sk, &key);
+}
+
+static __always_inline int sock4_translate(struct bpf_sock_addr *ctx, __u8 proto)
+{
+	const struct lb4_backend *backend = sock4_pick(ctx, ctx->user_ip4, (__be16)ctx->user_port, proto);
+
+	if (backend) {
+		ctx->user_ip4 = backend->address;
+		ctx->user_port = backend->port;
+	}
 	return 1;
 }
 
 static __always_inline int sock4_reverse(struct bpf_sock_addr *ctx)
 {
-	struct lb4_reverse_sk_key key = {
-		.cookie = bpf_get_socket_cookie(ctx),
-		.address = ctx->user_ip4,
-		.port = (__be16)ctx->user_port,
-	};
-	struct lb4_reverse_sk *orig = bpf_map_lookup_elem(&cilium_lb4_reverse_sk, &key);
+	const struct lb4_reverse_sk *orig = sock4_recall(ctx, ctx->user_ip4, (__be16)ctx->user_port);
 
 	if (orig) {
 		ctx->user_ip4 = orig->address;
@@ -79,8 +99,37 @@ int cil_sock4_getpeername(struct bpf_sock_addr *ctx)
 }
 
 /* IPv6: the same over the cilium_lb6_* maps. An IPv4-mapped address
- * (::ffff:a.b.c.d, an AF_INET6 socket reaching IPv4) is no IPv6 frontend;
- * it is left alone. */
+ * (::ffff:a.b.c.d: a dual-stack AF_INET6 socket reaching IPv4, whose
+ * packets are IPv4) is balanced over the IPv4 services instead, as
+ * Cilium's connect6 does, the backend given back in mapped form. */
+static __always_inline int sock6_v4mapped(const struct bpf_sock_addr *ctx)
+{
+	return ctx->user_ip6[0] == 0 && ctx->user_ip6[1] == 0 &&
+	       ctx->user_ip6[2] == bpf_htonl(0x0000ffff);
+}
+
+static __always_inline int sock6_translate_v4mapped(struct bpf_sock_addr *ctx, __u8 proto)
+{
+	const struct lb4_backend *backend = sock4_pick(ctx, ctx->user_ip6[3], (__be16)ctx->user_port, proto);
+
+	if (backend) {
+		ctx->user_ip6[3] = backend->address;
+		ctx->user_port = backend->port;
+	}
+	return 1;
+}
+
+static __always_inline int sock6_reverse_v4mapped(struct bpf_sock_addr *ctx)
+{
+	const struct lb4_reverse_sk *orig = sock4_recall(ctx, ctx->user_ip6[3], (__be16)ctx->user_port);
+
+	if (orig) {
+		ctx->user_ip6[3] = orig->address;
+		ctx->user_port = orig->port;
+	}
+	return 1;
+}
+
 static __always_inline void sock6_addr(const struct bpf_sock_addr *ctx, union v6addr *addr)
 {
 	addr->p[0] = ctx->user_ip6[0];
@@ -150,24 +199,32 @@ static __always_inline int sock6_reverse(struct bpf_sock_addr *ctx)
 SEC("cgroup/connect6")
 int cil_sock6_connect(struct bpf_sock_addr *ctx)
 {
+	if (sock6_v4mapped(ctx))
+		return sock6_translate_v4mapped(ctx, ctx->protocol);
 	return sock6_translate(ctx, ctx->protocol);
 }
 
 SEC("cgroup/sendmsg6")
 int cil_sock6_sendmsg(struct bpf_sock_addr *ctx)
 {
+	if (sock6_v4mapped(ctx))
+		return sock6_translate_v4mapped(ctx, IPPROTO_UDP);
 	return sock6_translate(ctx, IPPROTO_UDP);
 }
 
 SEC("cgroup/recvmsg6")
 int cil_sock6_recvmsg(struct bpf_sock_addr *ctx)
 {
+	if (sock6_v4mapped(ctx))
+		return sock6_reverse_v4mapped(ctx);
 	return sock6_reverse(ctx);
 }
 
 SEC("cgroup/getpeername6")
 int cil_sock6_getpeername(struct bpf_sock_addr *ctx)
 {
+	if (sock6_v4mapped(ctx))
+		return sock6_reverse_v4mapped(ctx);
 	return sock6_reverse(ctx);
 }
 

@@ -5,7 +5,9 @@
 //! this test for UDP, both run in the client pod's namespace from inside a
 //! cgroup of the test's own, where the agent attaches its socket LB. Both
 //! check that the peer they see is the frontend; backends answer with
-//! their names, so the test knows which one a client reached.
+//! their names, so the test knows which one a client reached. An IPv4
+//! ClusterIP reached from AF_INET6 sockets as `::ffff:a.b.c.d` is balanced
+//! by the socket LB too.
 //!
 //! Needs root. Each test starts its own agent on private paths.
 
@@ -17,7 +19,7 @@ mod node;
 mod servers;
 
 use std::collections::BTreeMap;
-use std::net::{Ipv6Addr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -136,6 +138,20 @@ impl Scene {
         to_port: u16,
         extra: &[&str],
     ) -> Result<String> {
+        self.service_at(id, VIP.into(), port, names, to_port, extra)
+    }
+
+    /// `cilium service update` for `frontend:port` over the named backends'
+    /// addresses of the frontend's family.
+    fn service_at(
+        &self,
+        id: u16,
+        frontend: IpAddr,
+        port: u16,
+        names: &[&str],
+        to_port: u16,
+        extra: &[&str],
+    ) -> Result<String> {
         let mut backends = Vec::new();
         for name in names {
             let pod = self
@@ -143,12 +159,13 @@ impl Scene {
                 .iter()
                 .find(|p| p.name() == *name)
                 .context("no such backend")?;
-            backends.push(SocketAddr::new(Self::ip6(pod)?.into(), to_port).to_string());
+            let ip = match frontend {
+                IpAddr::V4(_) => pod.ip().into(),
+                IpAddr::V6(_) => Self::ip6(pod)?.into(),
+            };
+            backends.push(SocketAddr::new(ip, to_port).to_string());
         }
-        let (id, frontend) = (
-            id.to_string(),
-            SocketAddr::new(VIP.into(), port).to_string(),
-        );
+        let (id, frontend) = (id.to_string(), SocketAddr::new(frontend, port).to_string());
         let backends = backends.join(",");
         let mut args = vec![
             "service",
@@ -179,10 +196,10 @@ impl Scene {
         Ok(cmd)
     }
 
-    /// `curl -6 http://[VIP]:80/` from the client: the answering backend and
-    /// the peer address curl's socket reports.
-    fn curl(&self, timeout: &str) -> Result<(String, String)> {
-        let url = format!("http://[{VIP}]:80/");
+    /// `curl -6 http://[FRONTEND]:80/` from the client: the answering
+    /// backend and the peer address curl's socket reports.
+    fn curl(&self, frontend: Ipv6Addr, timeout: &str) -> Result<(String, String)> {
+        let url = format!("http://[{frontend}]:80/");
         let out = self
             .client_command(
                 "curl",
@@ -211,25 +228,28 @@ impl Scene {
         Ok((backend, peer.trim().to_string()))
     }
 
-    /// `n` curls; backends per answer. Fails unless each saw the VIP.
-    fn curl_spread(&self, n: usize) -> Result<BTreeMap<String, usize>> {
+    /// `n` curls to `frontend`; backends per answer. Fails unless each saw
+    /// the frontend.
+    fn curl_spread(&self, frontend: Ipv6Addr, n: usize) -> Result<BTreeMap<String, usize>> {
         let mut counts = BTreeMap::new();
         for i in 0..n {
-            let (backend, peer) = self.curl("3").with_context(|| format!("curl {i}"))?;
+            let (backend, peer) = self
+                .curl(frontend, "3")
+                .with_context(|| format!("curl {i}"))?;
             ensure!(
-                peer == VIP.to_string(),
-                "curl {i}: the peer is {peer}, not the frontend {VIP}"
+                peer.parse() == Ok(frontend),
+                "curl {i}: the peer is {peer}, not the frontend {frontend}"
             );
             *counts.entry(backend).or_default() += 1;
         }
         Ok(counts)
     }
 
-    /// `n` UDP sockets in the client, one datagram each to `[VIP]:53` and
-    /// its answer: backends per answer. Fails unless recvfrom() names the
-    /// VIP.
-    fn udp_spread(&self, n: usize) -> Result<BTreeMap<String, usize>> {
-        let target = format!("[{VIP}]:53");
+    /// `n` UDP sockets in the client, one datagram each to `[FRONTEND]:53`
+    /// and its answer: backends per answer. Fails unless recvfrom() names
+    /// the frontend.
+    fn udp_spread(&self, frontend: Ipv6Addr, n: usize) -> Result<BTreeMap<String, usize>> {
+        let target = format!("[{frontend}]:53");
         let spec = format!("{},{target},{n}", self.client.namespace().path().display());
         let exe = std::env::current_exe()?;
         let out = self
@@ -322,12 +342,12 @@ fn balanced_over_both_backends(scene: &Scene) -> Result<()> {
         "bpf lb list:\n{lb}"
     );
 
-    let tcp = scene.curl_spread(20)?;
+    let tcp = scene.curl_spread(VIP, 20)?;
     ensure!(
         tcp.len() == 2 && tcp.keys().all(|b| b == "a" || b == "b"),
         "TCP answers: {tcp:?}"
     );
-    let udp = scene.udp_spread(20)?;
+    let udp = scene.udp_spread(VIP, 20)?;
     ensure!(
         udp.len() == 2 && udp.keys().all(|b| b == "a" || b == "b"),
         "UDP answers: {udp:?}"
@@ -340,8 +360,12 @@ fn balanced_over_both_backends(scene: &Scene) -> Result<()> {
 /// balancing remembers each client flow's backend under the frontend's
 /// tuple; the socket LB's packets never carry the frontend.
 fn conntrack_names_the_frontend(scene: &Scene) -> Result<bool> {
+    conntrack_names(scene, SocketAddr::new(VIP.into(), 80))
+}
+
+fn conntrack_names(scene: &Scene, frontend: SocketAddr) -> Result<bool> {
     let ct = scene.agent.cli_ok(&["bpf", "ct", "list", "global"])?;
-    Ok(ct.contains(&format!("[{VIP}]:80")))
+    Ok(ct.contains(&frontend.to_string()))
 }
 
 #[test]
@@ -428,7 +452,7 @@ fn policy_applies_to_the_chosen_ipv6_backend() -> Result<()> {
     // out; 16 tries all landing on `ok`: p = 1.5e-5.
     let (mut answered, mut failed) = (BTreeMap::new(), 0);
     for _ in 0..16 {
-        match scene.curl("0.5") {
+        match scene.curl(VIP, "0.5") {
             Ok((backend, _)) => *answered.entry(backend).or_insert(0) += 1,
             Err(_) => failed += 1,
         }
@@ -438,5 +462,44 @@ fn policy_applies_to_the_chosen_ipv6_backend() -> Result<()> {
         "only ok may answer, and the denied backend's share must fail: {answered:?}, {failed} failed"
     );
     eprintln!("answered {answered:?}, {failed} dropped by policy");
+    Ok(())
+}
+
+/// An IPv4 ClusterIP, reached from a dual-stack AF_INET6 socket (not
+/// IPV6_V6ONLY) as `::ffff:a.b.c.d`: connect6/sendmsg6 balance it over the
+/// IPv4 backends as connect4 would (its packets are IPv4), and
+/// getpeername()/recvmsg() give the mapped ClusterIP back. curl to
+/// `[::ffff:10.96.0.9]` for TCP, this test's UDP client (a `[::]` socket)
+/// for UDP; no conntrack entry names the ClusterIP, so no packet carried it.
+#[test]
+fn an_ipv4_mapped_cluster_ip_is_balanced_by_the_socket_lb() -> Result<()> {
+    const VIP4: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 9);
+    let scene = Scene::start(&["a", "b"], true)?;
+    scene.service_at(1, VIP4.into(), 80, &["a", "b"], HTTP_PORT, &[])?;
+    scene.service_at(
+        2,
+        VIP4.into(),
+        53,
+        &["a", "b"],
+        UDP_PORT,
+        &["--protocol", "udp"],
+    )?;
+    let mapped = VIP4.to_ipv6_mapped();
+    let tcp = scene.curl_spread(mapped, 20)?;
+    ensure!(
+        tcp.len() == 2 && tcp.keys().all(|b| b == "a" || b == "b"),
+        "TCP answers: {tcp:?}"
+    );
+    let udp = scene.udp_spread(mapped, 20)?;
+    ensure!(
+        udp.len() == 2 && udp.keys().all(|b| b == "a" || b == "b"),
+        "UDP answers: {udp:?}"
+    );
+    ensure!(
+        !conntrack_names(&scene, SocketAddr::new(VIP4.into(), 80))?,
+        "the socket LB connects to the backend: no packet should carry {VIP4}:80\n{}",
+        scene.agent.cli_ok(&["bpf", "ct", "list", "global"])?
+    );
+    eprintln!("IPv4-mapped TCP split {tcp:?}, UDP split {udp:?}");
     Ok(())
 }
