@@ -23,12 +23,16 @@
 #include "lib/encap.h"
 #include "lib/proxy.h"
 #include "lib/nodeport.h"
+#include "lib/nodeport6.h"
 
 /* Set by the agent at load time; VXLAN_PORT 0 = no overlay, and then
  * ENCAP_IFINDEX (the VXLAN device) is 0 too. */
 volatile const __be32 NODE_IP = 0;
 volatile const __u16 VXLAN_PORT = 0;
 volatile const __u32 ENCAP_IFINDEX = 0;
+/* The node's IPv6 address NodePort flows to other nodes leave from; all
+ * zero: none (IPv6 frontends are then served by local backends only). */
+volatile const __u64 NODE_IP6[2] = {};
 
 static __always_inline int drop_here(struct __sk_buff *skb, __u8 reason)
 {
@@ -73,6 +77,23 @@ static __always_inline int nodeport_forward(struct __sk_buff *skb, struct flow *
 	return ret < 0 ? drop_here(skb, -ret) : ret;
 }
 
+/* IPv6 from outside the node: services' clients and their answers
+ * (lib/nodeport6.h); the rest goes on to the stack. A packet this cannot
+ * parse is the stack's to judge, as for IPv4. */
+static __always_inline int from_outside6(struct __sk_buff *skb)
+{
+	union v6addr node_ip6 = { .d1 = NODE_IP6[0], .d2 = NODE_IP6[1] };
+	struct flow6 f;
+	int ret;
+
+	if (parse_ipv6(skb, &f))
+		return TC_ACT_OK;
+	ret = nodeport6_from_outside(skb, &f, &node_ip6, ENCAP_IFINDEX);
+	if (ret == NODEPORT6_PASS)
+		return TC_ACT_OK;
+	return ret < 0 ? drop_here(skb, -ret) : ret;
+}
+
 /* Packets that are not VXLAN for a local endpoint: services' clients and
  * their answers, then the proxy's connections (only packets for local
  * endpoints can belong to those on a pod's behalf). */
@@ -82,6 +103,8 @@ static __always_inline int from_outside(struct __sk_buff *skb)
 	struct flow f;
 	int ret;
 
+	if (skb->protocol == bpf_htons(ETH_P_IPV6))
+		return from_outside6(skb);
 	if (skb->protocol != bpf_htons(ETH_P_IP) || parse_ipv4(skb, &f))
 		return TC_ACT_OK;
 	if (f.protocol != IPPROTO_TCP && f.protocol != IPPROTO_UDP)

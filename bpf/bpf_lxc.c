@@ -34,6 +34,7 @@
 #include "lib/conntrack6.h"
 #include "lib/icmp6.h"
 #include "lib/lb6.h"
+#include "lib/nodeport6.h"
 
 /* Set by the agent at load time. */
 volatile const __u32 LXC_ID = 0;
@@ -182,6 +183,12 @@ static __always_inline int from_container6(struct __sk_buff *skb)
 			return drop6(skb, ret, &f, src_id, dst_id, DIR_EGRESS);
 		state.rev_nat = rev_nat;
 		ct6_create(&f, CT_DIR_EGRESS, src_id, &state);
+	} else if (ct == CT_REPLY && state.rev_nat) {
+		/* A backend answering a client that reached it through an
+		 * IPv6 NodePort (bpf_host handed the flow over translated). */
+		ret = lb6_reverse_nat(skb, &f, state.rev_nat);
+		if (ret)
+			return drop6(skb, ret, &f, src_id, dst_id, DIR_EGRESS);
 	}
 	frag6_register(&f);
 
@@ -212,12 +219,21 @@ static __always_inline int from_container6(struct __sk_buff *skb)
 		return ret;
 	}
 	send_trace6(TRACE_TO_STACK, ct, LXC_ID, skb->ifindex, &f, src_id, dst_id, DIR_EGRESS);
+	if (ct == CT_REPLY && state.rev_nat) {
+		/* From the node's own address now: routed here, as for IPv4. */
+		ret = redirect_by_fib6(skb, &f);
+		if (ret < 0)
+			return drop6(skb, -ret, &f, src_id, dst_id, DIR_EGRESS);
+		return ret;
+	}
 	return TC_ACT_OK;
 }
 
 /* IPv6 into the container: to_container's enforcement. Neighbour
- * discovery passes whatever the policy. */
-static __always_inline int to_container6(struct __sk_buff *skb, __u32 ifindex, int peer)
+ * discovery passes whatever the policy. `nodeport_rev_nat`: as for IPv4,
+ * the service of a NodePort flow bpf_host handed over translated. */
+static __always_inline int to_container6(struct __sk_buff *skb, __u32 ifindex, int peer,
+					 __u16 nodeport_rev_nat)
 {
 	struct endpoint_info *self;
 	struct flow6 f;
@@ -250,6 +266,7 @@ static __always_inline int to_container6(struct __sk_buff *skb, __u32 ifindex, i
 			if (ret)
 				return drop6_at(skb, ifindex, ret, &f, src_id, dst_id, DIR_INGRESS);
 		}
+		state.rev_nat = nodeport_rev_nat;
 		ct6_create(&f, CT_DIR_INGRESS, src_id, &state);
 	} else if (ct == CT_REPLY && state.rev_nat) {
 		/* A backend answering a client that dialled a service. */
@@ -410,7 +427,7 @@ static __always_inline int to_container(struct __sk_buff *skb, __u32 ifindex, in
 		if (skb->protocol == bpf_htons(ETH_P_ARP))
 			return TC_ACT_OK;
 		if (skb->protocol == bpf_htons(ETH_P_IPV6))
-			return to_container6(skb, ifindex, peer);
+			return to_container6(skb, ifindex, peer, nodeport_rev_nat);
 		return drop_unparsed(skb, ifindex, DROP_UNKNOWN_L3, DIR_INGRESS);
 	}
 

@@ -476,6 +476,34 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } cilium_lb6_reverse_sk SEC(".maps");
 
+/* cilium_snat_v6_external: cilium_snat_v4_external for IPv6 NodePort
+ * flows to other nodes' backends, which leave from the node's IPv6
+ * address; the same two directions per translation. */
+struct nat6_key {
+	union v6addr saddr;
+	union v6addr daddr;
+	__be16 sport;
+	__be16 dport;
+	__u8 protocol;
+	__u8 dir;
+	__u16 pad;
+};
+
+struct nat6_entry {
+	union v6addr to_addr;
+	__be16 to_port;
+	__u16 rev_nat_index;	/* NAT_DIR_IN: the service the client dialled */
+	__u32 pad;		/* explicit: the size is 24 on both sides */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct nat6_key);
+	__type(value, struct nat6_entry);
+	__uint(max_entries, 65536);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} cilium_snat_v6_external SEC(".maps");
+
 /* cilium_events: drop, trace and policy-verdict notifications. */
 enum {
 	EVENT_DROP = 1,

@@ -10,7 +10,7 @@ use crate::{
             Lb4Backend, Lb4Key, Lb4ReverseNat, Lb4ReverseSk, Lb4ReverseSkKey, Lb4Service,
             Lb6Backend, Lb6Key, Lb6ReverseNat, Lb6ReverseSk, Lb6ReverseSkKey, Lb6Service,
         },
-        nat::{Nat4Entry, Nat4Key},
+        nat::{Nat4Entry, Nat4Key, Nat6Entry, Nat6Key},
         Ct6Key, CtEntry, CtKey, Endpoint6Key, EndpointInfo, EndpointKey, Ipcache6Key, IpcacheKey,
         MetricsValue, PolicyEntry, PolicyKey, RemoteEndpointInfo,
     },
@@ -96,6 +96,16 @@ pub fn layouts() -> Vec<StructLayout> {
             [saddr, daddr, sport, dport, protocol, dir, pad]
         ),
         layout!(Nat4Entry, "nat4_entry", [to_addr, to_port, rev_nat_index]),
+        layout!(
+            Nat6Key,
+            "nat6_key",
+            [saddr, daddr, sport, dport, protocol, dir, pad]
+        ),
+        layout!(
+            Nat6Entry,
+            "nat6_entry",
+            [to_addr, to_port, rev_nat_index, pad]
+        ),
         layout!(EndpointKey, "endpoint_key", [ip4]),
         layout!(
             EndpointInfo,

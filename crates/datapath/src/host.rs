@@ -4,7 +4,7 @@
 //! local endpoints straight off the wire (bpf/bpf_host.c says why), through
 //! a pinned link per device under `netdev/`.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use aya::programs::TcAttachType;
 
@@ -37,12 +37,26 @@ impl HostProgram {
         node_ip: Ipv4Addr,
         overlay: Option<Overlay>,
     ) -> Result<Self, DatapathError> {
+        Self::load_dual_stack(root, node_ip, None, overlay)
+    }
+
+    /// [`HostProgram::load`] for a node that also has the IPv6 address
+    /// `node_ip6`: IPv6 NodePort flows to other nodes' backends leave from
+    /// it. Without one, IPv6 external frontends reach local backends only.
+    pub fn load_dual_stack(
+        root: &BpfRoot,
+        node_ip: Ipv4Addr,
+        node_ip6: Option<Ipv6Addr>,
+        overlay: Option<Overlay>,
+    ) -> Result<Self, DatapathError> {
         let node_ip = u32::from(node_ip).to_be();
+        let node_ip6 = node_ip6.unwrap_or(Ipv6Addr::UNSPECIFIED).octets();
         let vxlan_port = overlay.map_or(0, |o| o.port);
         let encap_ifindex = overlay.map_or(0, |o| o.ifindex);
         let mut ebpf = crate::object::loader()
             .default_map_pin_directory(root.dir())
             .override_global("NODE_IP", &node_ip, true)
+            .override_global("NODE_IP6", &node_ip6, true)
             .override_global("VXLAN_PORT", &vxlan_port, true)
             .override_global("ENCAP_IFINDEX", &encap_ifindex, true)
             .load(BPF_HOST)

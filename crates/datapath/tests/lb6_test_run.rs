@@ -21,45 +21,6 @@ use support::*;
 
 const VIP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x96, 0, 0, 0, 0, 0, 0x10);
 
-/// A TCP or UDP packet over IPv6 with a correct L4 checksum.
-fn checked6(proto: u8, src: Ipv6Addr, sport: u16, dst: Ipv6Addr, dport: u16, flags: u8) -> Vec<u8> {
-    let mut l4 = if proto == TCP {
-        tcp_l4(sport, dport, flags)
-    } else {
-        udp_l4(sport, dport)
-    };
-    let at = if proto == TCP { 16 } else { 6 };
-    let sum = l4_checksum6(proto, src, dst, &l4);
-    l4[at..at + 2].copy_from_slice(&sum.to_be_bytes());
-    packet6(src, dst, &[], proto, &l4)
-}
-
-fn l4_checksum6(proto: u8, src: Ipv6Addr, dst: Ipv6Addr, l4: &[u8]) -> u16 {
-    let mut pseudo = Vec::new();
-    pseudo.extend_from_slice(&src.octets());
-    pseudo.extend_from_slice(&dst.octets());
-    pseudo.extend_from_slice(&(l4.len() as u32).to_be_bytes());
-    pseudo.extend_from_slice(&[0, 0, 0, proto]);
-    pseudo.extend_from_slice(l4);
-    checksum(&pseudo)
-}
-
-/// (source, source port, destination, destination port) of a packet the
-/// program left, after checking its L4 checksum.
-fn inspect6(out: &TestRunOutput) -> (Ipv6Addr, u16, Ipv6Addr, u16) {
-    let p = &out.packet;
-    let src = Ipv6Addr::from(<[u8; 16]>::try_from(&p[22..38]).unwrap());
-    let dst = Ipv6Addr::from(<[u8; 16]>::try_from(&p[38..54]).unwrap());
-    let l4 = &p[54..];
-    assert_eq!(
-        l4_checksum6(p[20], src, dst, l4),
-        0,
-        "L4 checksum stays valid"
-    );
-    let port = |at: usize| u16::from_be_bytes([l4[at], l4[at + 1]]);
-    (src, port(0), dst, port(2))
-}
-
 /// FRONTEND is the client (egress open); BACKEND and INTRUDER serve port
 /// 8080 (ingress open) behind VIP6 port 80, TCP as service 1 and UDP as 2.
 fn node(name: &str) -> Node {

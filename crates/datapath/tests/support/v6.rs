@@ -3,6 +3,8 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
+use datapath::test_run::TestRunOutput;
+
 use super::{Node, Pod, BACKEND, FRONTEND, INTRUDER};
 
 pub const ICMPV6: u8 = 58;
@@ -194,4 +196,50 @@ pub fn icmp6_checksum(src: Ipv6Addr, dst: Ipv6Addr, msg: &[u8]) -> u16 {
     pseudo.extend_from_slice(&[0, 0, 0, ICMPV6]);
     pseudo.extend_from_slice(msg);
     super::checksum(&pseudo)
+}
+
+/// A TCP or UDP packet over IPv6 with a correct L4 checksum.
+pub fn checked6(
+    proto: u8,
+    src: Ipv6Addr,
+    sport: u16,
+    dst: Ipv6Addr,
+    dport: u16,
+    flags: u8,
+) -> Vec<u8> {
+    let mut l4 = if proto == super::TCP {
+        tcp_l4(sport, dport, flags)
+    } else {
+        udp_l4(sport, dport)
+    };
+    let at = if proto == super::TCP { 16 } else { 6 };
+    let sum = l4_checksum6(proto, src, dst, &l4);
+    l4[at..at + 2].copy_from_slice(&sum.to_be_bytes());
+    packet6(src, dst, &[], proto, &l4)
+}
+
+pub fn l4_checksum6(proto: u8, src: Ipv6Addr, dst: Ipv6Addr, l4: &[u8]) -> u16 {
+    let mut pseudo = Vec::new();
+    pseudo.extend_from_slice(&src.octets());
+    pseudo.extend_from_slice(&dst.octets());
+    pseudo.extend_from_slice(&(l4.len() as u32).to_be_bytes());
+    pseudo.extend_from_slice(&[0, 0, 0, proto]);
+    pseudo.extend_from_slice(l4);
+    super::checksum(&pseudo)
+}
+
+/// (source, source port, destination, destination port) of a packet the
+/// program left, after checking its L4 checksum.
+pub fn inspect6(out: &TestRunOutput) -> (Ipv6Addr, u16, Ipv6Addr, u16) {
+    let p = &out.packet;
+    let src = Ipv6Addr::from(<[u8; 16]>::try_from(&p[22..38]).unwrap());
+    let dst = Ipv6Addr::from(<[u8; 16]>::try_from(&p[38..54]).unwrap());
+    let l4 = &p[54..];
+    assert_eq!(
+        l4_checksum6(p[20], src, dst, l4),
+        0,
+        "L4 checksum stays valid"
+    );
+    let port = |at: usize| u16::from_be_bytes([l4[at], l4[at + 1]]);
+    (src, port(0), dst, port(2))
 }
