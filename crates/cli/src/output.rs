@@ -18,12 +18,13 @@ pub fn to_json<T: Serialize + ?Sized>(value: &T) -> Result<String> {
 /// Writes `text` to stdout and flushes, so readers on a pipe see it at
 /// once. A closed pipe (`cilium ... | head`) ends the program quietly.
 pub fn emit(text: &str) {
+    emit_bytes(text.as_bytes())
+}
+
+/// [`emit`] for text already encoded (UTF-8).
+pub fn emit_bytes(text: &[u8]) {
     let mut out = std::io::stdout().lock();
-    if out
-        .write_all(text.as_bytes())
-        .and_then(|_| out.flush())
-        .is_err()
-    {
+    if out.write_all(text).and_then(|_| out.flush()).is_err() {
         std::process::exit(0);
     }
 }

@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod names;
 pub mod ring;
 pub mod server;
+pub mod shared_flow;
 pub mod timestamp;
 
 /// The generated protobuf types, under Cilium's package names.
@@ -39,6 +40,7 @@ pub use filter::FlowFilters;
 pub use metrics::FlowMetrics;
 pub use ring::FlowRing;
 pub use server::{serve_tcp, serve_unix, Observer};
+pub use shared_flow::SharedFlow;
 
 /// Cilium's default for `--hubble-event-buffer-capacity`.
 pub const DEFAULT_CAPACITY: usize = 4095;

@@ -27,6 +27,7 @@ use crate::proto::observer::{
 };
 use crate::proto::relay::NodeState;
 use crate::ring::FlowRing;
+use crate::shared_flow::SharedFlow;
 use crate::timestamp::Timestamp;
 
 /// Reported as the server's version (`hubble status`, `hubble list nodes`).
@@ -118,7 +119,7 @@ impl observer_server::Observer for Observer {
         let me = self.clone();
         let past = {
             let me = me.clone();
-            stream::iter(history).map(move |f| Ok(me.response(ResponseTypes::Flow((*f).clone()))))
+            stream::iter(history).map(move |f| Ok(me.response(ResponseTypes::Flow(SharedFlow(f)))))
         };
         let Some(rx) = snapshot.follow else {
             return Ok(Response::new(Box::pin(past)));
@@ -135,7 +136,7 @@ impl observer_server::Observer for Observer {
                         if !filters.matches(&f) {
                             continue;
                         }
-                        me.response(ResponseTypes::Flow((*f).clone()))
+                        me.response(ResponseTypes::Flow(SharedFlow(f)))
                     }
                     Err(RecvError::Lagged(n)) => {
                         me.response(ResponseTypes::LostEvents(LostEvent {

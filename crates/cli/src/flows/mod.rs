@@ -18,7 +18,7 @@ use std::time::SystemTime;
 use anyhow::{anyhow, Result};
 use hubble::timestamp::Timestamp;
 
-use crate::output::emit;
+use crate::output::{emit, emit_bytes};
 use filter::FilterFlags;
 use printer::{Output, Printer};
 use request::Selector;
@@ -173,28 +173,30 @@ pub fn run(args: &FlowsArgs) -> Result<ExitCode> {
     // Printed in bursts: what arrived together is written together, and
     // flushed as soon as the stream has nothing more ready (a follower at
     // tens of thousands of flows/s would otherwise spend a write per line).
-    let pending = RefCell::new(String::new());
+    let pending = RefCell::new(Vec::with_capacity(FLUSH_BYTES + 4096));
     let flush = || {
-        let text = std::mem::take(&mut *pending.borrow_mut());
-        if !text.is_empty() {
-            emit(&text);
+        let mut pending = pending.borrow_mut();
+        if !pending.is_empty() {
+            emit_bytes(&pending);
+            pending.clear();
         }
     };
     client::get_flows(
         &server,
         request,
         |response| {
-            let (out, err) = printer.response(&response).map_err(|e| anyhow!(e))?;
+            let (err, full) = {
+                let mut pending = pending.borrow_mut();
+                let err = printer
+                    .write_response(&response, &mut pending)
+                    .map_err(|e| anyhow!(e))?;
+                (err, pending.len() >= FLUSH_BYTES)
+            };
             if !err.is_empty() {
                 // Lost-events notices keep their place among the flows.
                 flush();
                 eprint!("{err}");
             }
-            let full = {
-                let mut pending = pending.borrow_mut();
-                pending.push_str(&out);
-                pending.len() >= FLUSH_BYTES
-            };
             if full {
                 flush();
             }

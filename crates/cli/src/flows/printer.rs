@@ -272,16 +272,39 @@ impl Printer {
     }
 
     /// Text for stdout and for stderr (lost events) of one response.
+    #[cfg(test)]
     pub fn response(&mut self, r: &GetFlowsResponse) -> Result<(String, String), String> {
+        let mut out = Vec::new();
+        let err = self.write_response(r, &mut out)?;
+        let out = String::from_utf8(out).map_err(|e| e.to_string())?;
+        Ok((out, err))
+    }
+
+    /// [`Printer::response`] appending its stdout text to `out` (JSON is
+    /// written there directly, no line of its own per flow); returns the
+    /// stderr text.
+    pub fn write_response(
+        &mut self,
+        r: &GetFlowsResponse,
+        out: &mut Vec<u8>,
+    ) -> Result<String, String> {
         use hubble::proto::observer::get_flows_response::ResponseTypes;
+        let json_line = |out: &mut Vec<u8>, value: &dyn erased::Json| {
+            value.write_to(out).map_err(|e| e.to_string())?;
+            out.push(b'\n');
+            Ok::<_, String>(String::new())
+        };
         if self.output == Output::Jsonpb {
-            let line = serde_json::to_string(r).map_err(|e| e.to_string())?;
-            return Ok((line + "\n", String::new()));
+            return json_line(out, r);
         }
         match &r.response_types {
-            Some(ResponseTypes::Flow(f)) => Ok((self.flow(f)?, String::new())),
-            Some(ResponseTypes::LostEvents(l)) => Ok((String::new(), lost(l) + "\n")),
-            _ => Ok((String::new(), String::new())),
+            Some(ResponseTypes::Flow(f)) if self.output == Output::Json => json_line(out, &**f),
+            Some(ResponseTypes::Flow(f)) => {
+                out.extend_from_slice(self.flow(f)?.as_bytes());
+                Ok(String::new())
+            }
+            Some(ResponseTypes::LostEvents(l)) => Ok(lost(l) + "\n"),
+            _ => Ok(String::new()),
         }
     }
 
@@ -328,6 +351,19 @@ impl Printer {
             t.row(r);
         }
         t.render()
+    }
+}
+
+/// Serialising either a response or a flow through one closure.
+mod erased {
+    pub trait Json {
+        fn write_to(&self, out: &mut Vec<u8>) -> serde_json::Result<()>;
+    }
+
+    impl<T: serde::Serialize> Json for T {
+        fn write_to(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+            serde_json::to_writer(out, self)
+        }
     }
 }
 

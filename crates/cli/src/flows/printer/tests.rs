@@ -184,7 +184,7 @@ fn a_service_names_a_side_without_a_pod() {
 
 fn response(f: Flow) -> GetFlowsResponse {
     GetFlowsResponse {
-        response_types: Some(ResponseTypes::Flow(f)),
+        response_types: Some(ResponseTypes::Flow(f.into())),
         node_name: "n1".into(),
         time: None,
     }
