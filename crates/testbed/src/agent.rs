@@ -22,6 +22,8 @@ pub const CLI_BIN_ENV: &str = "CILIUM_BIN";
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(15);
 const STOP_GRACE: Duration = Duration::from_secs(5);
 const LOG_TAIL_BYTES: u64 = 8 * 1024;
+/// How long [`Agent::import_policy`] waits for the pods to enforce a rule.
+const POLICY_REALIZE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Where the agent keeps its socket, state and pins.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -223,6 +225,20 @@ impl Agent {
             );
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// `cilium policy import` of `yaml` (added to the rules already there),
+    /// then waits until each of `realized_by` enforces the revision it
+    /// made; returns that revision.
+    pub fn import_policy(&self, yaml: &str, realized_by: &[&crate::Pod]) -> Result<u64> {
+        let file = self.temp_dir().join("policy.yaml");
+        fs::write(&file, yaml).with_context(|| format!("writing {}", file.display()))?;
+        let out = self.cli_ok(&["policy", "import", &file.display().to_string()])?;
+        let revision = crate::conformance::parse_revision(&out)?;
+        for pod in realized_by {
+            pod.wait_for_policy_revision(self, revision, POLICY_REALIZE_TIMEOUT)?;
+        }
+        Ok(revision)
     }
 
     /// The control socket of the agent's L7 proxy (next to the API socket).

@@ -18,8 +18,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::{field, hubble_binary, pods_of, text, udp_dport, Hubble};
-use testbed::conformance::parse_revision;
+use support::{field, hubble_binary, hubble_socket, pods_of, text, udp_dport, Hubble};
 use testbed::{Agent, AgentOptions, Pod, UdpServer};
 
 const UDP_PORT: u16 = 53;
@@ -49,16 +48,9 @@ struct Node {
 }
 
 fn start(bin: PathBuf) -> Node {
-    let tag_dir = std::env::temp_dir().join(format!("hubble-test-{}", std::process::id()));
-    std::fs::create_dir_all(&tag_dir).unwrap();
-    let socket = tag_dir.join("hubble.sock");
+    let (socket, extra_args) = hubble_socket("hubble-test");
     let agent = Agent::start_with(AgentOptions {
-        extra_args: vec![
-            "--enable-hubble".into(),
-            "true".into(),
-            "--hubble-socket-path".into(),
-            socket.display().to_string(),
-        ],
+        extra_args,
         ..AgentOptions::default().with_unique_range()
     })
     .unwrap();
@@ -67,18 +59,7 @@ fn start(bin: PathBuf) -> Node {
     let intruder = Pod::create(&agent, "intruder", &["k8s:app=intruder", &ns]).unwrap();
     let server = Pod::create(&agent, "server", &["k8s:app=server", &ns]).unwrap();
     let dns = server.serve_udp(UDP_PORT).unwrap();
-    let file = agent.temp_dir().join("server-policy.yaml");
-    std::fs::write(&file, SERVER_POLICY).unwrap();
-    let out = agent
-        .cli_ok(&["policy", "import", &file.display().to_string()])
-        .unwrap();
-    server
-        .wait_for_policy_revision(
-            &agent,
-            parse_revision(&out).unwrap(),
-            Duration::from_secs(10),
-        )
-        .unwrap();
+    agent.import_policy(SERVER_POLICY, &[&server]).unwrap();
     Node {
         _dns: dns,
         client,

@@ -25,29 +25,19 @@ use std::time::Duration;
 use serde_json::Value;
 use support::{
     cilium_flows, cilium_flows_json, field, free_port, hubble_socket, now_rfc3339, pods_of,
-    promtool_check, real_hubble, samples, scrape, text, udp_dport, Hubble,
+    promtool_check, real_hubble, samples, scrape, text, udp_dport, Hubble, SHOP_DNS_RULE,
 };
-use testbed::conformance::parse_revision;
 use testbed::{eventually, Agent, AgentOptions, HttpServer, Pod, UdpServer};
 
 const UDP_PORT: u16 = 53;
 const HTTP_PORT: u16 = 80;
 const NAMESPACE: &str = "shop";
 
-/// The client may reach the server on UDP 53 (rule shop-dns) and GET
-/// /public on TCP 80 (rule shop-web); the intruder nothing, and UDP 5353 is
-/// denied to it outright (rule no-intruders). The rules carry the labels of
-/// the CiliumNetworkPolicy objects they would come from, which flows name.
-const POLICY: &str = "\
-- endpointSelector:
-    matchLabels: {app: server}
-  labels: [k8s:io.cilium.k8s.policy.derived-from=CiliumNetworkPolicy,
-           k8s:io.cilium.k8s.policy.name=shop-dns, k8s:io.cilium.k8s.policy.namespace=shop]
-  ingress:
-  - fromEndpoints:
-    - matchLabels: {app: client}
-    toPorts:
-    - ports: [{port: \"53\", protocol: UDP}]
+/// With [`SHOP_DNS_RULE`] (UDP 53): the client may GET /public on TCP 80
+/// (rule shop-web); the intruder nothing, and UDP 5353 is denied to it
+/// outright (rule no-intruders). The rules carry the labels of the
+/// CiliumNetworkPolicy objects they would come from, which flows name.
+const WEB_AND_NO_INTRUDERS_RULES: &str = "\
 - endpointSelector:
     matchLabels: {app: server}
   labels: [k8s:io.cilium.k8s.policy.derived-from=CiliumNetworkPolicy,
@@ -106,18 +96,8 @@ impl Lab {
         let server = Pod::create(&agent, "server", &["k8s:app=server", &ns]).unwrap();
         let udp = server.serve_udp(UDP_PORT).unwrap();
         let web = server.serve_http(HTTP_PORT).unwrap();
-        let file = agent.temp_dir().join("policy.yaml");
-        std::fs::write(&file, POLICY).unwrap();
-        let out = agent
-            .cli_ok(&["policy", "import", &file.display().to_string()])
-            .unwrap();
-        server
-            .wait_for_policy_revision(
-                &agent,
-                parse_revision(&out).unwrap(),
-                Duration::from_secs(10),
-            )
-            .unwrap();
+        let policy = [SHOP_DNS_RULE, WEB_AND_NO_INTRUDERS_RULES].concat();
+        agent.import_policy(&policy, &[&server]).unwrap();
         let hubble = real_hubble(&socket);
         Lab {
             _udp: udp,

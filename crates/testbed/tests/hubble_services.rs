@@ -13,11 +13,13 @@
 #[path = "hubble/support.rs"]
 mod support;
 
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use api::{BackendAddress, FrontendAddress, ServiceFlags, ServiceSpec};
 use serde_json::Value;
-use support::{cilium_flows_json, field, hubble_binary, text, Hubble};
+use support::{cilium_flows_json, field, hubble_socket, now_rfc3339, real_hubble, text};
 use testbed::{eventually, Agent, AgentOptions, Pod};
 
 const FRONTEND: &str = "10.96.0.10";
@@ -49,46 +51,12 @@ fn curl(pod: &Pod, ip: &str) -> String {
 
 #[test]
 fn flows_to_a_named_cluster_ip_service_name_it() {
-    let dir = std::env::temp_dir().join(format!("hubble-services-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let socket = dir.join("hubble.sock");
-    let agent = Agent::start_with(AgentOptions {
-        extra_args: vec![
-            "--enable-hubble".into(),
-            "true".into(),
-            "--hubble-socket-path".into(),
-            socket.display().to_string(),
-            // Balanced by the packets' programs (the conntrack entry keeps
-            // the service): the socket balancer leaves no trace in packets.
-            "--enable-socket-lb".into(),
-            "false".into(),
-        ],
-        ..AgentOptions::default().with_unique_range()
-    })
-    .unwrap();
+    let (agent, socket) = start_agent("hubble-services");
     let ns = "k8s:io.kubernetes.pod.namespace=shop";
     let client = Pod::create(&agent, "client", &["k8s:app=client", ns]).unwrap();
     let server = Pod::create(&agent, "server", &["k8s:app=server", ns]).unwrap();
     let _web = server.serve_http(80).unwrap();
-    let spec = ServiceSpec {
-        id: u32::from(SERVICE_ID),
-        frontend_address: FrontendAddress {
-            ip: FRONTEND.into(),
-            port: 80,
-            protocol: "TCP".into(),
-        },
-        backend_addresses: vec![BackendAddress {
-            ip: server.ip().to_string(),
-            port: 80,
-            ..Default::default()
-        }],
-        flags: ServiceFlags {
-            kind: "ClusterIP".into(),
-            name: "web".into(),
-            namespace: "shop".into(),
-        },
-    };
-    agent.client().service_put(SERVICE_ID, &spec).unwrap();
+    put_cluster_ip(&agent, "web", FRONTEND, server.ip().into());
     let stored = agent.client().service_get(SERVICE_ID).unwrap();
     assert_eq!(
         (
@@ -113,15 +81,11 @@ fn flows_to_a_named_cluster_ip_service_name_it() {
     assert_eq!(curl(&client, &server.ip().to_string()), "200");
     std::thread::sleep(Duration::from_millis(500));
 
-    let until = date(&["+%Y-%m-%dT%H:%M:%S.%3NZ"]);
+    let until = now_rfc3339();
     let window = ["--since", "1h", "--until", until.as_str()];
     let all = cilium_flows_json(&agent, &socket, &window);
     assert!(!all.is_empty(), "no flows until {until}");
-    let web = ("shop".to_string(), "web".to_string());
-    let to_service: Vec<&Value> = all
-        .iter()
-        .filter(|f| service(f, "destination_service") == web)
-        .collect();
+    let to_service = naming(&all, "destination_service", "web");
     assert!(
         !to_service.is_empty(),
         "no flow names web as its destination: {all:#?}"
@@ -131,12 +95,8 @@ fn flows_to_a_named_cluster_ip_service_name_it() {
         assert_eq!(text(f, &["IP", "destination"]), server.ip().to_string());
         assert_eq!(text(f, &["destination", "pod_name"]), "server", "{f:#}");
     }
-    let from_service: Vec<&Value> = all
-        .iter()
-        .filter(|f| service(f, "source_service") == web)
-        .collect();
     assert!(
-        from_service
+        naming(&all, "source_service", "web")
             .iter()
             .any(|f| text(f, &["IP", "source"]) == FRONTEND),
         "no reply from the frontend names web: {all:#?}"
@@ -154,18 +114,62 @@ fn flows_to_a_named_cluster_ip_service_name_it() {
         );
     }
 
-    match hubble_binary() {
-        Some(bin) => {
-            let h = Hubble {
-                bin,
-                socket: socket.clone(),
-            };
-            assert_eq!(h.observe(&window), all, "hubble observe -o json");
-        }
-        None => eprintln!("SKIPPED (comparison with hubble observe): no hubble binary"),
+    if let Some(hubble) = real_hubble(&socket) {
+        assert_eq!(hubble.observe(&window), all, "hubble observe -o json");
     }
+    finish(agent, &socket);
+}
+
+/// An agent serving Hubble on a private socket (returned), balancing
+/// services by the packets' programs: the conntrack entry keeps the
+/// service, where the socket balancer leaves no trace in packets.
+fn start_agent(test: &str) -> (Agent, PathBuf) {
+    let (socket, mut extra_args) = hubble_socket(test);
+    extra_args.extend(["--enable-socket-lb".into(), "false".into()]);
+    let agent = Agent::start_with(AgentOptions {
+        extra_args,
+        ..AgentOptions::default().with_unique_range()
+    })
+    .unwrap();
+    (agent, socket)
+}
+
+/// Stops the agent and removes the socket's directory.
+fn finish(agent: Agent, socket: &Path) {
     drop(agent);
-    let _ = std::fs::remove_dir_all(dir);
+    let _ = std::fs::remove_dir_all(socket.parent().unwrap());
+}
+
+/// ClusterIP service shop/`name` (id [`SERVICE_ID`]): `frontend`:80 to
+/// `backend`:80.
+fn put_cluster_ip(agent: &Agent, name: &str, frontend: &str, backend: IpAddr) {
+    let spec = ServiceSpec {
+        id: u32::from(SERVICE_ID),
+        frontend_address: FrontendAddress {
+            ip: frontend.into(),
+            port: 80,
+            protocol: "TCP".into(),
+        },
+        backend_addresses: vec![BackendAddress {
+            ip: backend.to_string(),
+            port: 80,
+            ..Default::default()
+        }],
+        flags: ServiceFlags {
+            kind: "ClusterIP".into(),
+            name: name.into(),
+            namespace: "shop".into(),
+        },
+    };
+    agent.client().service_put(SERVICE_ID, &spec).unwrap();
+}
+
+/// The flows whose `side` (`destination_service` or `source_service`)
+/// names service shop/`name`.
+fn naming<'a>(all: &'a [Value], side: &str, name: &str) -> Vec<&'a Value> {
+    all.iter()
+        .filter(|f| service(f, side) == ("shop".to_string(), name.to_string()))
+        .collect()
 }
 
 /// `date -u ARGS`' output.
@@ -190,45 +194,13 @@ const FRONTEND6: &str = "fd00:96::a";
 /// the backend's IPv6 conntrack entry names the service.
 #[test]
 fn flows_to_a_named_ipv6_cluster_ip_service_name_it() {
-    let dir = std::env::temp_dir().join(format!("hubble-services6-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let socket = dir.join("hubble.sock");
-    let agent = Agent::start_with(AgentOptions {
-        extra_args: vec![
-            "--enable-hubble".into(),
-            "true".into(),
-            "--hubble-socket-path".into(),
-            socket.display().to_string(),
-            "--enable-socket-lb".into(),
-            "false".into(),
-        ],
-        ..AgentOptions::default().with_unique_range()
-    })
-    .unwrap();
+    let (agent, socket) = start_agent("hubble-services6");
     let ns = "k8s:io.kubernetes.pod.namespace=shop";
     let client = Pod::create_dual_stack(&agent, "client", &["k8s:app=client", ns]).unwrap();
     let server = Pod::create_dual_stack(&agent, "server", &["k8s:app=server", ns]).unwrap();
     let server6 = server.ip6().unwrap();
     let _web = server.serve_http(80).unwrap();
-    let spec = ServiceSpec {
-        id: u32::from(SERVICE_ID),
-        frontend_address: FrontendAddress {
-            ip: FRONTEND6.into(),
-            port: 80,
-            protocol: "TCP".into(),
-        },
-        backend_addresses: vec![BackendAddress {
-            ip: server6.to_string(),
-            port: 80,
-            ..Default::default()
-        }],
-        flags: ServiceFlags {
-            kind: "ClusterIP".into(),
-            name: "web6".into(),
-            namespace: "shop".into(),
-        },
-    };
-    agent.client().service_put(SERVICE_ID, &spec).unwrap();
+    put_cluster_ip(&agent, "web6", FRONTEND6, server6.into());
     // The pods' neighbour discovery made flows already: the flow store's
     // view of the services (refreshed every 2 s) predates this one.
     std::thread::sleep(Duration::from_millis(2100));
@@ -243,17 +215,13 @@ fn flows_to_a_named_ipv6_cluster_ip_service_name_it() {
     );
     std::thread::sleep(Duration::from_millis(500));
 
-    let until = date(&["+%Y-%m-%dT%H:%M:%S.%3NZ"]);
+    let until = now_rfc3339();
     let all = cilium_flows_json(
         &agent,
         &socket,
         &["--since", "1h", "--until", until.as_str()],
     );
-    let web = ("shop".to_string(), "web6".to_string());
-    let to_service: Vec<&Value> = all
-        .iter()
-        .filter(|f| service(f, "destination_service") == web)
-        .collect();
+    let to_service = naming(&all, "destination_service", "web6");
     assert!(
         !to_service.is_empty(),
         "no flow names web6 as its destination: {all:#?}"
@@ -267,11 +235,10 @@ fn flows_to_a_named_ipv6_cluster_ip_service_name_it() {
         assert_eq!(text(f, &["IP", "ipVersion"]), "IPv6", "{f:#}");
     }
     assert!(
-        all.iter()
-            .filter(|f| service(f, "source_service") == web)
+        naming(&all, "source_service", "web6")
+            .iter()
             .any(|f| text(f, &["IP", "source"]) == FRONTEND6),
         "no reply from the IPv6 frontend names web6: {all:#?}"
     );
-    drop(agent);
-    let _ = std::fs::remove_dir_all(dir);
+    finish(agent, &socket);
 }

@@ -26,20 +26,12 @@ use std::path::Path;
 use std::time::Duration;
 
 use browser::{chromium, dump_dom, elements, screenshot, table_rows, text_by_id};
-use support::free_port;
-use testbed::conformance::parse_revision;
+use support::{free_port, hubble_socket, SHOP_DNS_RULE};
 use testbed::{eventually, Agent, AgentOptions, Pod};
 
-const POLICY: &str = "\
-- endpointSelector:
-    matchLabels: {app: server}
-  labels: [k8s:io.cilium.k8s.policy.derived-from=CiliumNetworkPolicy,
-           k8s:io.cilium.k8s.policy.name=shop-dns, k8s:io.cilium.k8s.policy.namespace=shop]
-  ingress:
-  - fromEndpoints:
-    - matchLabels: {app: client}
-    toPorts:
-    - ports: [{port: \"53\", protocol: UDP}]
+/// With [`SHOP_DNS_RULE`] (UDP 53 allowed): UDP 5353 from the client is
+/// denied outright.
+const NO_5353_RULE: &str = "\
 - endpointSelector:
     matchLabels: {app: server}
   labels: [k8s:io.cilium.k8s.policy.derived-from=CiliumNetworkPolicy,
@@ -61,17 +53,11 @@ fn the_ui_maps_allowed_and_denied_flows_and_explains_the_drop() {
         return;
     };
     let ui_port = free_port();
-    let dir = std::env::temp_dir().join(format!("hubble-ui-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let (socket, mut extra_args) = hubble_socket("hubble-ui");
+    let dir = socket.parent().unwrap();
+    extra_args.extend(["--hubble-ui-address".into(), format!("127.0.0.1:{ui_port}")]);
     let agent = Agent::start_with(AgentOptions {
-        extra_args: vec![
-            "--enable-hubble".into(),
-            "true".into(),
-            "--hubble-socket-path".into(),
-            dir.join("hubble.sock").display().to_string(),
-            "--hubble-ui-address".into(),
-            format!("127.0.0.1:{ui_port}"),
-        ],
+        extra_args,
         ..AgentOptions::default().with_unique_range()
     })
     .unwrap();
@@ -80,18 +66,8 @@ fn the_ui_maps_allowed_and_denied_flows_and_explains_the_drop() {
     let server = Pod::create(&agent, "server", &["k8s:app=server", ns]).unwrap();
     let _dns = server.serve_udp(53).unwrap();
     let _mdns = server.serve_udp(5353).unwrap();
-    let file = agent.temp_dir().join("policy.yaml");
-    std::fs::write(&file, POLICY).unwrap();
-    let out = agent
-        .cli_ok(&["policy", "import", &file.display().to_string()])
-        .unwrap();
-    server
-        .wait_for_policy_revision(
-            &agent,
-            parse_revision(&out).unwrap(),
-            Duration::from_secs(10),
-        )
-        .unwrap();
+    let policy = [SHOP_DNS_RULE, NO_5353_RULE].concat();
+    agent.import_policy(&policy, &[&server]).unwrap();
 
     for _ in 0..3 {
         assert!(client.udp_roundtrip(server.ip(), 53, Duration::from_secs(2)));
@@ -226,5 +202,5 @@ fn the_ui_maps_allowed_and_denied_flows_and_explains_the_drop() {
         std::fs::copy(&png, &docs).unwrap();
         eprintln!("wrote {}", docs.display());
     }
-    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(dir);
 }

@@ -13,6 +13,21 @@ use std::process::{Command, Output, Stdio};
 use serde_json::Value;
 use testbed::Agent;
 
+/// The rule every labelled Hubble scene starts from: the shop's server
+/// takes UDP 53 from the client. Its labels are those of the
+/// CiliumNetworkPolicy shop/shop-dns it would come from, which flows name.
+pub const SHOP_DNS_RULE: &str = "\
+- endpointSelector:
+    matchLabels: {app: server}
+  labels: [k8s:io.cilium.k8s.policy.derived-from=CiliumNetworkPolicy,
+           k8s:io.cilium.k8s.policy.name=shop-dns, k8s:io.cilium.k8s.policy.namespace=shop]
+  ingress:
+  - fromEndpoints:
+    - matchLabels: {app: client}
+    toPorts:
+    - ports: [{port: \"53\", protocol: UDP}]
+";
+
 /// The hubble CLI: `$HUBBLE_BIN`, else where scripts/hubble-cli.sh builds it.
 pub fn hubble_binary() -> Option<PathBuf> {
     if let Some(bin) = std::env::var_os("HUBBLE_BIN") {
