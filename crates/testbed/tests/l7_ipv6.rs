@@ -286,7 +286,8 @@ const DNS_HOSTS: &str = "\
 
 /// dnsmasq in `pod`, listening on the pod's IPv6 address only, answering
 /// `hosts_text` (an /etc/hosts text whose first line is web.allowed.test's
-/// AAAA), until the server answers there.
+/// AAAA) with a TTL of 10 minutes (so what toFQDNs learns outlives an
+/// agent restart), until the server answers there.
 fn dns_server(agent: &Agent, pod: &Pod, hosts_text: &str) -> Result<BackgroundProcess> {
     let dir = agent.temp_dir();
     let hosts = dir.join("dns6-hosts");
@@ -298,7 +299,7 @@ fn dns_server(agent: &Agent, pod: &Pod, hosts_text: &str) -> Result<BackgroundPr
         &conf,
         format!(
             "port=53\nlisten-address={server}\nbind-interfaces\nno-resolv\nno-hosts\n\
-             pid-file=\nuser=root\naddn-hosts={}\nlocal=/test/\n",
+             pid-file=\nuser=root\naddn-hosts={}\nlocal=/test/\nlocal-ttl=600\n",
             hosts.display()
         ),
     )?;
@@ -521,7 +522,7 @@ const FQDN_POLICY: &str = "\
 
 #[test]
 fn to_fqdns_allows_the_ipv6_address_of_an_aaaa_answer() -> Result<()> {
-    let agent = Agent::start_with(AgentOptions::default().with_unique_range())?;
+    let mut agent = Agent::start_with(AgentOptions::default().with_unique_range())?;
     let outside = Outside6::create()?;
     let dns = Pod::create_dual_stack(&agent, "dns", &["k8s:app=dns"])?;
     let client = Pod::create_dual_stack(&agent, "client", &["k8s:app=client"])?;
@@ -575,3 +576,28 @@ fn to_fqdns_allows_the_ipv6_address_of_an_aaaa_answer() -> Result<()> {
     );
     Ok(())
 }
+
+    // A crash and a restart, with no DNS lookup after them: the address
+    // stays allowed while the agent is down (the datapath keeps its maps)
+    // and after it restored its FQDN cache, as an IPv4 one does.
+    agent.kill();
+    let got = request(&client, "GET", &url);
+    ensure!(
+        got == "outside6 GET /\n 200",
+        "{target} with the agent dead (kill -9), got {got:?}"
+    );
+    agent.start_again()?;
+    let got = request(&client, "GET", &url);
+    ensure!(
+        got == "outside6 GET /\n 200",
+        "{target} after the restart, without a new lookup, got {got:?}\n{}\n{}",
+        agent.cli_ok(&["fqdn", "cache", "list"]).unwrap_or_default(),
+        agent
+            .cli_ok(&["bpf", "ipcache", "list"])
+            .unwrap_or_default()
+    );
+    let lookups = agent.cli_ok(&["fqdn", "cache", "list"])?;
+    ensure!(
+        lookups.contains("web.allowed.test") && lookups.contains(&target.to_string()),
+        "the restored FQDN cache shows the name and its IPv6 address: {lookups}"
+    );
