@@ -574,8 +574,6 @@ fn to_fqdns_allows_the_ipv6_address_of_an_aaaa_answer() -> Result<()> {
         lookups.contains("web.allowed.test") && lookups.contains(&target.to_string()),
         "cilium fqdn cache list shows the name and its IPv6 address: {lookups}"
     );
-    Ok(())
-}
 
     // A crash and a restart, with no DNS lookup after them: the address
     // stays allowed while the agent is down (the datapath keeps its maps)
@@ -601,3 +599,5 @@ fn to_fqdns_allows_the_ipv6_address_of_an_aaaa_answer() -> Result<()> {
         lookups.contains("web.allowed.test") && lookups.contains(&target.to_string()),
         "the restored FQDN cache shows the name and its IPv6 address: {lookups}"
     );
+    Ok(())
+}
