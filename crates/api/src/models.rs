@@ -396,7 +396,8 @@ pub enum BpfMapEntry {
         flags: Vec<String>,
         src_identity: u32,
     },
-    /// `cilium_snat_v4_external`: one direction of a NodePort translation.
+    /// `cilium_snat_v4_external` / `cilium_snat_v6_external`: one direction
+    /// of a NodePort translation.
     Nat {
         protocol: u8,
         /// "OUT" (client's flow, by its tuple after DNAT) | "IN" (backend's

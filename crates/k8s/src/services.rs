@@ -6,7 +6,7 @@
 //! Pure: the agent writes the result into the datapath.
 
 use std::collections::BTreeSet;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 
 use k8s_openapi::api::core::v1::{Service, ServicePort};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -29,11 +29,12 @@ pub struct LbEntry {
 
 /// The node balancing: its name (for the traffic policies that keep to
 /// local endpoints) and the addresses NodePorts are served on, every
-/// node's, so a pod dialling any node's NodePort is balanced right away.
+/// node's (IPv4, and IPv6 where a node has one), so a pod dialling any
+/// node's NodePort is balanced right away.
 #[derive(Debug, Clone, Copy)]
 pub struct Balancing<'a> {
     pub node_name: &'a str,
-    pub node_addresses: &'a BTreeSet<Ipv4Addr>,
+    pub node_addresses: &'a BTreeSet<IpAddr>,
 }
 
 /// A ready endpoint: address, port, and the node it runs on.
@@ -41,8 +42,9 @@ type Endpoint = (IpAddr, u16, Option<String>);
 
 /// The entries of `service`, balanced over the ready endpoints of its
 /// `slices` of the frontend's family. Headless and ExternalName services
-/// and SCTP ports have none; NodePorts are served on the nodes' (IPv4)
-/// addresses. `internalTrafficPolicy: Local` keeps cluster IPs, and
+/// and SCTP ports have none; NodePorts are served on the nodes' addresses,
+/// each balanced over the backends of its family (Cilium's NodePort over
+/// IPv6 on a node's IPv6 address). `internalTrafficPolicy: Local` keeps cluster IPs, and
 /// `externalTrafficPolicy: Local` the other frontends, to endpoints on this
 /// node.
 pub fn lb_entries(service: &Service, slices: &[&EndpointSlice], node: Balancing) -> Vec<LbEntry> {
@@ -93,12 +95,7 @@ pub fn lb_entries(service: &Service, slices: &[&EndpointSlice], node: Balancing)
             add(&load_balancer_ips, number, "LoadBalancer", &external);
         }
         if let Some(node_port) = has_node_ports.then(|| node_port(port)).flatten() {
-            let node_ips = node
-                .node_addresses
-                .iter()
-                .map(|ip| IpAddr::V4(*ip))
-                .collect();
-            add(&node_ips, node_port, "NodePort", &external);
+            add(node.node_addresses, node_port, "NodePort", &external);
         }
     }
     entries
@@ -185,7 +182,7 @@ mod tests {
     use super::*;
 
     fn v4(a: u8, b: u8, c: u8, d: u8) -> IpAddr {
-        Ipv4Addr::new(a, b, c, d).into()
+        std::net::Ipv4Addr::new(a, b, c, d).into()
     }
 
     fn service() -> Service {
@@ -209,11 +206,11 @@ mod tests {
         .unwrap()
     }
 
-    fn nodes() -> BTreeSet<Ipv4Addr> {
-        [Ipv4Addr::new(192, 0, 2, 10), Ipv4Addr::new(192, 0, 2, 11)].into()
+    fn nodes() -> BTreeSet<IpAddr> {
+        [v4(192, 0, 2, 10), v4(192, 0, 2, 11)].into()
     }
 
-    fn node(addresses: &BTreeSet<Ipv4Addr>) -> Balancing<'_> {
+    fn node(addresses: &BTreeSet<IpAddr>) -> Balancing<'_> {
         Balancing {
             node_name: "node0",
             node_addresses: addresses,
@@ -353,6 +350,39 @@ mod tests {
                 ("fd00::6".parse().unwrap(), 8080)
             ],
             "the IPv6 slice's IPv6 endpoints, not its stray IPv4 address"
+        );
+    }
+
+    #[test]
+    fn a_dual_stack_node_port_is_served_on_the_nodes_ipv6_addresses_over_ipv6_backends() {
+        let mut svc = serde_json::to_value(exposed("NodePort", serde_json::json!({}))).unwrap();
+        svc["spec"]["clusterIPs"] = serde_json::json!(["10.96.0.10", "fd00:96::a"]);
+        svc["spec"]["externalIPs"] = serde_json::json!(["2001:db8:e::1"]);
+        let svc: Service = serde_json::from_value(svc).unwrap();
+        let mut v6_slice = slice(serde_json::json!([{"addresses": ["fd00::5"]}]));
+        v6_slice.address_type = "IPv6".into();
+        let v4_slice = slice(serde_json::json!([{"addresses": ["10.0.1.5"]}]));
+        let node6: IpAddr = "fd00:c0a8::10".parse().unwrap();
+        let addresses: BTreeSet<IpAddr> = [v4(192, 0, 2, 10), node6].into();
+        let entries = lb_entries(&svc, &[&v4_slice, &v6_slice], node(&addresses));
+        let backends_of = |frontend: IpAddr| {
+            entries
+                .iter()
+                .find(|e| e.frontend == frontend && e.protocol == "TCP")
+                .map(|e| (e.kind.as_str(), e.port, e.backends.clone()))
+        };
+        let v6_backend = vec![("fd00::5".parse().unwrap(), 8080)];
+        assert_eq!(
+            backends_of(node6),
+            Some(("NodePort", 30080, v6_backend.clone()))
+        );
+        assert_eq!(
+            backends_of("2001:db8:e::1".parse().unwrap()),
+            Some(("ExternalIPs", 80, v6_backend))
+        );
+        assert_eq!(
+            backends_of(v4(192, 0, 2, 10)),
+            Some(("NodePort", 30080, vec![(v4(10, 0, 1, 5), 8080)]))
         );
     }
 

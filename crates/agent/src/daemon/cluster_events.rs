@@ -145,13 +145,15 @@ impl Daemon {
         }
     }
 
-    /// Every known node's address and this node's, for the NodePorts.
+    /// Every known node's addresses and this node's, for the NodePorts:
+    /// IPv4 and, where a node has one, IPv6.
     fn publish_node_addresses(&self, inner: &super::Inner) {
-        let addresses: BTreeSet<Ipv4Addr> = inner
+        let addresses: BTreeSet<std::net::IpAddr> = inner
             .nodes
             .values()
-            .map(|n| n.ipv4)
-            .chain([self.cluster.node_ip()])
+            .chain([&self.cluster.node])
+            .flat_map(|n| [Some(n.ipv4.into()), n.ipv6.map(Into::into)])
+            .flatten()
             .collect();
         self.node_addresses.send_if_modified(|known| {
             let changed = *known != addresses;
@@ -161,7 +163,7 @@ impl Daemon {
     }
 
     /// The addresses NodePorts are served on, as they change.
-    pub fn watch_node_addresses(&self) -> tokio::sync::watch::Receiver<BTreeSet<Ipv4Addr>> {
+    pub fn watch_node_addresses(&self) -> tokio::sync::watch::Receiver<BTreeSet<std::net::IpAddr>> {
         self.node_addresses.subscribe()
     }
 

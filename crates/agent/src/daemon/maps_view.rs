@@ -32,28 +32,32 @@ impl Daemon {
             maps::CT6_MAP => ct_rows(inner.maps.ct.entries6()?),
             maps::nat::NAT_MAP => maps::nat::entries(&self.root)?
                 .into_iter()
-                .map(|(k, e)| BpfMapEntry::Nat {
-                    protocol: k.protocol,
-                    direction: if k.dir == maps::nat::NAT_DIR_IN {
-                        "IN"
-                    } else {
-                        "OUT"
-                    }
-                    .into(),
-                    src: format!("{}:{}", Ipv4Addr::from(k.saddr), u16::from_be(k.sport)),
-                    dst: format!("{}:{}", Ipv4Addr::from(k.daddr), u16::from_be(k.dport)),
-                    translated: format!(
-                        "{}:{}",
-                        Ipv4Addr::from(e.to_addr),
-                        u16::from_be(e.to_port)
-                    ),
-                    rev_nat_index: e.rev_nat_index,
+                .map(|(k, e)| {
+                    let at = |ip: [u8; 4], port: u16| SocketAddr::from((ip, u16::from_be(port)));
+                    nat_row(
+                        (k.protocol, k.dir, e.rev_nat_index),
+                        at(k.saddr, k.sport),
+                        at(k.daddr, k.dport),
+                        at(e.to_addr, e.to_port),
+                    )
+                })
+                .collect(),
+            maps::nat::NAT6_MAP => maps::nat::entries6(&self.root)?
+                .into_iter()
+                .map(|(k, e)| {
+                    let at = |ip: [u8; 16], port: u16| SocketAddr::from((ip, u16::from_be(port)));
+                    nat_row(
+                        (k.protocol, k.dir, e.rev_nat_index),
+                        at(k.saddr, k.sport),
+                        at(k.daddr, k.dport),
+                        at(e.to_addr, e.to_port),
+                    )
                 })
                 .collect(),
             _ => {
                 let id = policy_map_id(name).ok_or_else(|| {
                     AgentError::NotFound(format!(
-                        "no map {name:?}: expected cilium_lxc, cilium_ipcache, cilium_ipcache6, cilium_ct4_global, cilium_ct6_global, cilium_snat_v4_external or cilium_policy_<endpoint id>"
+                        "no map {name:?}: expected cilium_lxc, cilium_ipcache, cilium_ipcache6, cilium_ct4_global, cilium_ct6_global, cilium_snat_v4_external, cilium_snat_v6_external or cilium_policy_<endpoint id>"
                     ))
                 })?;
                 if !inner.endpoints.contains_key(&id) {
@@ -91,6 +95,29 @@ impl Daemon {
             name: name.to_string(),
             entries,
         })
+    }
+}
+
+/// One direction of a NodePort translation of either family: (protocol,
+/// direction, service), the tuple it is keyed by and where it goes.
+fn nat_row(
+    (protocol, dir, rev_nat_index): (u8, u8, u16),
+    src: SocketAddr,
+    dst: SocketAddr,
+    translated: SocketAddr,
+) -> BpfMapEntry {
+    BpfMapEntry::Nat {
+        protocol,
+        direction: if dir == maps::nat::NAT_DIR_IN {
+            "IN"
+        } else {
+            "OUT"
+        }
+        .into(),
+        src: src.to_string(),
+        dst: dst.to_string(),
+        translated: translated.to_string(),
+        rev_nat_index,
     }
 }
 

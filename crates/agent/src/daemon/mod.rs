@@ -57,9 +57,9 @@ pub struct Daemon {
     proxy_routing: std::sync::atomic::AtomicBool,
     /// Pods, namespaces and watch health in Kubernetes mode.
     k8s: Option<Arc<crate::kubernetes::K8sState>>,
-    /// Every known node's address, this node's included: where NodePorts
-    /// are served.
-    node_addresses: tokio::sync::watch::Sender<BTreeSet<Ipv4Addr>>,
+    /// Every known node's addresses (IPv4 and IPv6), this node's included:
+    /// where NodePorts are served.
+    node_addresses: tokio::sync::watch::Sender<BTreeSet<std::net::IpAddr>>,
     /// Learned IPs whose TTL ran out and that went (`cilium_fqdn_gc_deletions_total`).
     fqdn_gc_deletions: std::sync::atomic::AtomicU64,
     inner: Mutex<Inner>,
@@ -168,6 +168,7 @@ impl Daemon {
         crate::node::host_device::attach(
             &root,
             cluster.node_ip(),
+            cluster.node.ipv6,
             &config.devices,
             (encap_ifindex != 0).then_some(datapath::host::Overlay {
                 port: crate::node::tunnel::PORT,
@@ -212,7 +213,12 @@ impl Daemon {
         let service_sync = service_sync::ServiceSync::start(cluster.kv.clone());
         let k8s_enabled = config.k8s().enabled();
         let cluster_name = config.cluster_name.clone();
-        let node_addresses = tokio::sync::watch::channel(BTreeSet::from([cluster.node_ip()])).0;
+        let own_addresses = [
+            Some(cluster.node_ip().into()),
+            cluster.node.ipv6.map(Into::into),
+        ];
+        let node_addresses =
+            tokio::sync::watch::channel(own_addresses.into_iter().flatten().collect()).0;
         let daemon = Arc::new(Daemon {
             config,
             root,

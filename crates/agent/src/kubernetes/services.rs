@@ -6,7 +6,7 @@
 //! the NodePorts.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use api::models::{BackendAddress, FrontendAddress, ServiceFlags, ServiceSpec};
@@ -33,7 +33,7 @@ type Frontend = (IpAddr, u16, String);
 enum Event {
     Service(Change<Service>),
     Slice(Change<EndpointSlice>),
-    NodeAddresses(BTreeSet<Ipv4Addr>),
+    NodeAddresses(BTreeSet<IpAddr>),
 }
 
 pub async fn watch(daemon: Arc<Daemon>, state: Arc<K8sState>, client: k8s::Client) {
@@ -135,7 +135,7 @@ struct Balancer {
     services: BTreeMap<Key, Service>,
     slices: BTreeMap<Key, EndpointSlice>,
     node_name: String,
-    node_addresses: BTreeSet<Ipv4Addr>,
+    node_addresses: BTreeSet<IpAddr>,
     ids: BTreeMap<Frontend, u16>,
     /// The frontends each Service has in the datapath.
     applied: BTreeMap<Key, BTreeSet<Frontend>>,

@@ -6,17 +6,19 @@
 //! local endpoints off the wire before the kernel's VXLAN path
 //! (bpf/bpf_host.c).
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use anyhow::{bail, Context};
 use datapath::{host::Overlay, BpfRoot};
 
 /// Attaches bpf_host (replacing a previous agent's in place) to the device
 /// with `node_ip` and to `extra` devices; `overlay` when the overlay is
-/// on. Devices it was on before and are not named now lose it.
+/// on. IPv6 NodePort flows to other nodes' backends leave from `node_ip6`.
+/// Devices it was on before and are not named now lose it.
 pub fn attach(
     root: &BpfRoot,
     node_ip: Ipv4Addr,
+    node_ip6: Option<Ipv6Addr>,
     extra: &[String],
     overlay: Option<Overlay>,
 ) -> anyhow::Result<()> {
@@ -36,7 +38,7 @@ pub fn attach(
         datapath::host::detach(root)?;
         return Ok(());
     }
-    datapath::host::HostProgram::load(root, node_ip, overlay)?
+    datapath::host::HostProgram::load_dual_stack(root, node_ip, node_ip6, overlay)?
         .attach(root, &devices)
         .with_context(|| format!("attaching bpf_host to {}", devices.join(",")))
 }

@@ -116,9 +116,9 @@ pub fn run(client: &Client, cmd: BpfCommand) -> Result<ExitCode> {
         BpfCommand::Tunnel(TunnelCommand::List(args)) => {
             show(client, "cilium_ipcache", args.output, tunnel_list::render)
         }
-        BpfCommand::Nat(NatCommand::List(args)) => show(
+        BpfCommand::Nat(NatCommand::List(args)) => show_all(
             client,
-            "cilium_snat_v4_external",
+            &["cilium_snat_v4_external", "cilium_snat_v6_external"],
             args.output,
             nat_list::render,
         ),
