@@ -18,6 +18,7 @@ use std::net::Ipv6Addr;
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
+use api::MonitorEvent;
 use testbed::{
     cmd, eventually, unique, Agent, AgentOptions, BackgroundProcess, HttpServer, Monitor, NetNs,
     Pod,
@@ -164,26 +165,74 @@ fn check_requests(agent: &Agent, client: &Pod, web: Ipv6Addr) -> Result<()> {
     Ok(())
 }
 
+/// What both HTTP tests start from: one agent, dual-stack pods web (HTTP
+/// on port 80), client and other, and the proxy's l7 records watched from
+/// before any rule.
+struct HttpScene {
+    monitor: Monitor,
+    _server: HttpServer,
+    other: Pod,
+    client: Pod,
+    web: Pod,
+    agent: Agent,
+}
+
+impl HttpScene {
+    fn start() -> Result<HttpScene> {
+        let agent = Agent::start_with(AgentOptions::default().with_unique_range())?;
+        let web = Pod::create_dual_stack(&agent, "web", &["k8s:app=web"])?;
+        let client = Pod::create_dual_stack(&agent, "client", &["k8s:app=client"])?;
+        let other = Pod::create_dual_stack(&agent, "other", &["k8s:app=other"])?;
+        let server = web.serve_http(80)?;
+        let monitor = Monitor::start(&agent, &["l7"])?;
+        Ok(HttpScene {
+            monitor,
+            _server: server,
+            other,
+            client,
+            web,
+            agent,
+        })
+    }
+}
+
+/// The proxy's record of the GET /private it denied over IPv6.
+fn denied_private_over_ipv6(monitor: &mut Monitor) -> Result<MonitorEvent> {
+    monitor
+        .wait_for(
+            |ev| {
+                ev.l7.as_ref().is_some_and(|l7| {
+                    l7.verdict == "Denied" && l7.path == "/private" && ev.src_ip.contains(':')
+                })
+            },
+            Duration::from_secs(5),
+        )
+        .with_context(|| format!("no IPv6 l7 event for GET /private: {:?}", monitor.seen()))
+}
+
 #[test]
 fn http_ingress_rules_over_ipv6() -> Result<()> {
-    let agent = Agent::start_with(AgentOptions::default().with_unique_range())?;
-    let web = Pod::create_dual_stack(&agent, "web", &["k8s:app=web"])?;
-    let client = Pod::create_dual_stack(&agent, "client", &["k8s:app=client"])?;
-    let other = Pod::create_dual_stack(&agent, "other", &["k8s:app=other"])?;
-    let _server = web.serve_http(80)?;
-    let (web6, client6) = (ip6(&web)?, ip6(&client)?);
+    let mut scene = HttpScene::start()?;
+    let HttpScene {
+        ref agent,
+        ref web,
+        ref client,
+        ref other,
+        ref mut monitor,
+        ..
+    } = scene;
+    let (web6, client6) = (ip6(web)?, ip6(client)?);
 
-    let mut monitor = Monitor::start(&agent, &["l7"])?;
-    support::apply_policy(&agent, &[&web], INGRESS_L7_POLICY)?;
-    check_requests(&agent, &client, web6)?;
-    let got = request(&other, "GET", &url6(web6, "/public"));
+    support::apply_policy(agent, &[web], INGRESS_L7_POLICY)?;
+    check_requests(agent, client, web6)?;
+    let got = request(other, "GET", &url6(web6, "/public"));
     ensure!(
         got == " 000",
         "a peer the rule does not select stays dropped at L3/L4 over IPv6, got {got:?}"
     );
     // The IPv4 listener beside the IPv6 one still serves the same port.
     let got = curl(
-        &client,
+        client,
         &[
             "-w",
             " %{http_code}",
@@ -195,17 +244,8 @@ fn http_ingress_rules_over_ipv6() -> Result<()> {
         "the same rule over IPv4, got {got:?}"
     );
 
-    let denied = monitor
-        .wait_for(
-            |ev| {
-                ev.l7.as_ref().is_some_and(|l7| {
-                    l7.verdict == "Denied" && l7.path == "/private" && ev.src_ip.contains(':')
-                })
-            },
-            Duration::from_secs(5),
-        )
-        .with_context(|| format!("no IPv6 l7 event for GET /private: {:?}", monitor.seen()))?;
-    let (client_id, web_id) = (client.identity(&agent)?, web.identity(&agent)?);
+    let denied = denied_private_over_ipv6(monitor)?;
+    let (client_id, web_id) = (client.identity(agent)?, web.identity(agent)?);
     ensure!(
         denied.src_ip == client6.to_string()
             && denied.dst_ip == web6.to_string()
@@ -222,34 +262,29 @@ fn http_ingress_rules_over_ipv6() -> Result<()> {
 
 #[test]
 fn http_egress_rules_over_ipv6() -> Result<()> {
-    let agent = Agent::start_with(AgentOptions::default().with_unique_range())?;
-    let web = Pod::create_dual_stack(&agent, "web", &["k8s:app=web"])?;
-    let other = Pod::create_dual_stack(&agent, "other", &["k8s:app=other"])?;
-    let client = Pod::create_dual_stack(&agent, "client", &["k8s:app=client"])?;
-    let _web_server = web.serve_http(80)?;
+    let mut scene = HttpScene::start()?;
+    let HttpScene {
+        ref agent,
+        ref web,
+        ref client,
+        ref other,
+        ref mut monitor,
+        ..
+    } = scene;
+    // other serves too: what stops the client is the rule, not a closed port.
     let _other_server = other.serve_http(80)?;
-    let (web6, client6) = (ip6(&web)?, ip6(&client)?);
+    let (web6, client6) = (ip6(web)?, ip6(client)?);
 
-    let mut monitor = Monitor::start(&agent, &["l7"])?;
-    support::apply_policy(&agent, &[&client], EGRESS_L7_POLICY)?;
-    check_requests(&agent, &client, web6)?;
-    let got = request(&client, "GET", &url6(ip6(&other)?, "/public"));
+    support::apply_policy(agent, &[client], EGRESS_L7_POLICY)?;
+    check_requests(agent, client, web6)?;
+    let got = request(client, "GET", &url6(ip6(other)?, "/public"));
     ensure!(
         got == " 000",
         "egress to a pod no rule names is dropped over IPv6, got {got:?}"
     );
 
-    let denied = monitor
-        .wait_for(
-            |ev| {
-                ev.l7.as_ref().is_some_and(|l7| {
-                    l7.verdict == "Denied" && l7.path == "/private" && ev.src_ip.contains(':')
-                })
-            },
-            Duration::from_secs(5),
-        )
-        .with_context(|| format!("no IPv6 l7 event for GET /private: {:?}", monitor.seen()))?;
-    let (client_id, web_id) = (client.identity(&agent)?, web.identity(&agent)?);
+    let denied = denied_private_over_ipv6(monitor)?;
+    let (client_id, web_id) = (client.identity(agent)?, web.identity(agent)?);
     ensure!(
         denied.src_ip == client6.to_string()
             && denied.dst_ip == web6.to_string()
