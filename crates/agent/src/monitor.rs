@@ -2,6 +2,7 @@
 //! every `cilium monitor` client.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use api::models::{monitor_kind, MonitorEvent};
 use datapath::{
@@ -15,6 +16,13 @@ use tokio::{
 
 /// Subscribers that fall this far behind lose the oldest events.
 const BACKLOG: usize = 4096;
+/// How often the datapath's lost-event count is read while events flow.
+const LOST_CHECK: Duration = Duration::from_millis(100);
+/// The pause after a drain, so that the next one takes what came meanwhile
+/// (a flow reaches its clients at most this much later).
+const GATHER: Duration = Duration::from_millis(1);
+/// A drain this large goes on at once: the ring is filling fast.
+const BATCH_NOW: usize = 1024;
 
 #[derive(Clone)]
 pub struct MonitorHub {
@@ -82,6 +90,10 @@ impl MonitorHub {
         let mut fd = unsafe { AsyncFd::register(reader)? };
         let mut subscriptions = self.subscriptions();
         let mut lost_before = fd.get_ref().lost_in_ring();
+        let mut lost_checked = Instant::now();
+        // One buffer for every drain: a batch's vector grown anew each time
+        // made glibc consolidate its free lists on every large free.
+        let mut events = Vec::with_capacity(BATCH_NOW);
         loop {
             let listening = self.has_listeners();
             if listening != producing {
@@ -101,14 +113,19 @@ impl MonitorHub {
             let mut guard = tokio::select! {
                 guard = fd.readable_mut() => guard?,
                 // Re-check now and then whether anyone still listens.
-                _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => continue,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
             };
-            let events = guard.get_inner_mut().drain();
-            let lost = guard.get_inner().lost_in_ring();
+            guard.get_inner_mut().drain_into(&mut events);
+            // Reading the lost count is a bpf() syscall: once per
+            // LOST_CHECK, not once per drain.
+            let lost = (lost_checked.elapsed() >= LOST_CHECK).then(|| {
+                lost_checked = Instant::now();
+                guard.get_inner().lost_in_ring()
+            });
             guard.clear_ready();
             // The ring overflowed while the agent was not scheduled: every
             // client hears how many events nobody will ever see.
-            if lost > lost_before {
+            if let Some(lost) = lost.filter(|lost| *lost > lost_before) {
                 let _ = self.tx.send(Arc::new(MonitorEvent {
                     kind: monitor_kind::LOST.into(),
                     lost: lost - lost_before,
@@ -116,9 +133,17 @@ impl MonitorHub {
                 }));
                 lost_before = lost;
             }
-            for ev in events {
+            let batch = events.len();
+            for ev in events.drain(..) {
                 // A client that left meanwhile is not an error.
                 let _ = self.tx.send(Arc::new(to_model(&ev)));
+            }
+            // A burst (the ring overflowing) leaves no large buffer behind.
+            events.shrink_to(BATCH_NOW);
+            // Under load, let events gather in the ring for a moment rather
+            // than waking for every few: one wake-up then carries a batch.
+            if batch < BATCH_NOW {
+                tokio::time::sleep(GATHER).await;
             }
         }
     }

@@ -236,12 +236,18 @@ impl EventReader {
     /// Every event waiting in the ring.
     pub fn drain(&mut self) -> Vec<RingEvent> {
         let mut out = Vec::new();
+        self.drain_into(&mut out);
+        out
+    }
+
+    /// [`EventReader::drain`] appending to `out`: a reader that drains
+    /// often reuses one buffer instead of growing a new one each time.
+    pub fn drain_into(&mut self, out: &mut Vec<RingEvent>) {
         while let Some(item) = self.ring.next() {
             if let Some(ev) = RingEvent::from_bytes(&item) {
                 out.push(ev);
             }
         }
-        out
     }
 }
 
