@@ -22,6 +22,8 @@ mod l7_load;
 mod load;
 #[path = "bench_hubble/memory.rs"]
 mod memory;
+#[path = "bench_hubble/pin.rs"]
+mod pin;
 // nginx in a pod, shared with the L7 bench.
 #[path = "bench_l7/nginx.rs"]
 #[allow(dead_code)]
@@ -43,6 +45,7 @@ use testbed::bench::{agent_under_test, machine, procstat, signals, Machine};
 
 use args::Args;
 use follower::{Cli, Follower};
+use pin::Placement;
 use report::Report;
 use sample::{Config, Sample};
 use scene::Scene;
@@ -123,6 +126,24 @@ fn run(args: &Args) -> Result<()> {
              too. Compare configurations within one run (interleaved rounds), not absolute \
              numbers across runs."
                 .into(),
+            "The rounds that stalled at ~460 conn/s in all three configurations in an \
+             earlier run (2026-12-07-1514, rounds 3–4, no failed requests, machine 55–65 % \
+             busy) match the client pod running short of ephemeral ports (that run did not \
+             record its TIME_WAIT count; this one does). With \
+             `Connection: close`, wrk closes first on a few percent of the connections (it \
+             has the whole response before nginx's FIN comes); each of those holds its port \
+             in TIME_WAIT for 60 s, and connect() looks for a free port among the even ones \
+             of 32768–60999 first (~14k). Once TIME_WAIT covers most of them, every \
+             connect() walks the range: no errors, but the rate falls to hundreds or a few \
+             thousand per second. Reproduced without Cilium (two namespaces, a veth, the \
+             same nginx and wrk -c8): the client's TIME_WAIT grows ~250/s at 18k conn/s; \
+             with the range cut to 32768–38000 the rate fell from 17.9k to 2.5k conn/s, with \
+             no socket errors, once ~2.9k ports were in TIME_WAIT; cut to 32768–34000, every \
+             connect() failed (EADDRNOTAVAIL) after a few seconds; with tcp_tw_reuse=1 it \
+             held 19k conn/s. The bench now sets tcp_tw_reuse=1 in the client pod; the \
+             \"client TIME_WAIT\" column shows how many are left. Not a datapath or agent \
+             problem: the conntrack map held ~11k of its 262k entries during such a run."
+                .into(),
             "The datapath's own cost of building events (the BPF programs run in softirq \
              context, charged to whichever task is on the CPU, mostly wrk and nginx) is in the \
              connection rate of both configurations alike: with Hubble on the datapath builds \
@@ -146,28 +167,60 @@ fn rate_rounds(
     started: Instant,
 ) -> Result<Vec<Sample>> {
     step(started, "warm-up: wrk for 1 s");
-    load::short_connections(scene, args.connections, Duration::from_secs(1))?;
+    load::short_connections(scene, args.connections, Duration::from_secs(1), None)?;
+    let placements = placements()?;
+    let runs: Vec<(Placement, Config)> = placements
+        .iter()
+        .flat_map(|p| configs.iter().map(move |c| (*p, *c)))
+        .collect();
     let mut samples = Vec::new();
     for round in 0..args.rounds {
         step(started, &format!("round {}/{}", round + 1, args.rounds));
-        let mut order = configs.to_vec();
-        order.rotate_left(round % configs.len());
-        for config in order {
+        let mut order = runs.clone();
+        order.rotate_left(round % runs.len());
+        for (placement, config) in order {
             signals::check()?;
-            let s = measure(args, scene, hubble, config, round)?;
+            let s = measure(args, scene, hubble, placement, config, round)?;
             eprintln!(
-                "    {:<36} {:>7.0} conn/s  {:>7.0} flows/s  agent {:>3.0} %  ({:.1} % per 10k flows/s)  follower {:>7.0} lines/s",
+                "    {:<8} {:<32} {:>7.0} conn/s  {:>7.0} flows/s  agent {:>3.0} %  ({:.1} % per 10k flows/s)  follower {:>7.0} lines/s {:>6.0} lost/s  client TIME_WAIT {}",
+                placement.label(),
                 config.label(),
                 s.run.connections_per_s,
                 s.flows_per_s(),
                 s.cpu_percent(s.agent_cpu),
                 s.agent_cpu_per_10k_flows(),
                 s.follower_lines_per_s(),
+                s.follower_lost_per_s(),
+                s.client_time_wait,
             );
             samples.push(s);
         }
     }
+    // Leave the agent and nginx free to run anywhere again.
+    place(scene, Placement::Shared)?;
     Ok(samples)
+}
+
+/// Both placements where the machine has the CPUs for them, else shared
+/// only (the page says so: no isolated rows).
+fn placements() -> Result<Vec<Placement>> {
+    match pin::check_isolation() {
+        Ok(()) => Ok(vec![Placement::Isolated, Placement::Shared]),
+        Err(e) => {
+            eprintln!("    {e}: shared placement only");
+            Ok(vec![Placement::Shared])
+        }
+    }
+}
+
+/// The agent's and nginx's threads where `placement` wants them (wrk and
+/// the follower are started there).
+fn place(scene: &Scene, placement: Placement) -> Result<()> {
+    pin::pin_process(scene.agent_pid, placement.observer_cpu())?;
+    for pid in scene.nginx_pids() {
+        pin::pin_process(pid, placement.workload_cpu())?;
+    }
+    Ok(())
 }
 
 /// One configuration for one round: the follower (if any) started and
@@ -176,9 +229,11 @@ fn measure(
     args: &Args,
     scene: &Scene,
     hubble: Option<&Path>,
+    placement: Placement,
     config: Config,
     round: usize,
 ) -> Result<Sample> {
+    place(scene, placement)?;
     let cli = match config {
         Config::Capture => None,
         Config::HubbleFollowing => Some(Cli::Hubble(
@@ -187,7 +242,7 @@ fn measure(
         Config::CiliumFollowing => Some(Cli::CiliumFlows),
     };
     let mut follower = cli
-        .map(|cli| Follower::start(&cli, &scene.agent, scene.socket()))
+        .map(|cli| Follower::start(&cli, &scene.agent, scene.socket(), placement.observer_cpu()))
         .transpose()?;
     if let Some(f) = follower.as_mut() {
         f.wait_streaming(
@@ -205,10 +260,19 @@ fn measure(
         scene,
         args.connections,
         Duration::from_secs(args.seconds.into()),
+        placement.workload_cpu(),
     )?;
     let after = Snapshot::take(scene, follower.as_ref())?;
     drop(follower);
+    let busy = |cpu: usize| {
+        let (b, a) = (before.cpus.get(cpu), after.cpus.get(cpu));
+        match (b, a) {
+            (Some(b), Some(a)) => (a.0 - b.0) as f64 / (a.1 - b.1).max(1) as f64,
+            _ => 0.0,
+        }
+    };
     Ok(Sample {
+        placement,
         config,
         round,
         window: after.at - before.at,
@@ -220,6 +284,8 @@ fn measure(
         follower_lost: after.lost - before.lost,
         machine_busy: (after.machine.0 - before.machine.0) as f64
             / (after.machine.1 - before.machine.1).max(1) as f64,
+        cpu_busy: [busy(0), busy(1)],
+        client_time_wait: scene.client_time_wait().unwrap_or(0),
     })
 }
 
@@ -232,6 +298,8 @@ struct Snapshot {
     lines: u64,
     lost: u64,
     machine: (u64, u64),
+    /// (busy, total) ticks of each CPU.
+    cpus: Vec<(u64, u64)>,
 }
 
 impl Snapshot {
@@ -247,8 +315,29 @@ impl Snapshot {
             lines: follower.map_or(0, Follower::lines),
             lost: follower.map_or(0, Follower::lost),
             machine: procstat::machine_ticks(),
+            cpus: cpu_ticks(),
         })
     }
+}
+
+/// (busy, total) ticks of each CPU from /proc/stat's cpuN lines, as
+/// procstat::machine_ticks counts them for the machine.
+fn cpu_ticks() -> Vec<(u64, u64)> {
+    let text = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    text.lines()
+        .filter(|l| l.starts_with("cpu") && !l.starts_with("cpu "))
+        .map(|line| {
+            let v: Vec<u64> = line
+                .split_whitespace()
+                .skip(1)
+                .take(8)
+                .filter_map(|v| v.parse().ok())
+                .collect();
+            let total: u64 = v.iter().sum();
+            let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
+            (total - idle, total)
+        })
+        .collect()
 }
 
 /// The method section of the results page.
@@ -273,12 +362,25 @@ fn method(args: &Args) -> Vec<String> {
              scripts/hubble-cli.sh) connected to the agent's Hubble socket; **(c)** the \
              same with our `cilium flows --follow -o json` instead. A thread of the bench \
              reads the client's stdout as fast as it comes. {} rounds, each measuring every \
-             configuration back to back, the order rotating from round to round; tables \
-             show medians over the rounds. Each measurement starts the \
-             client, waits for its first line (one connection at a time until it prints) \
-             and {} ms more, reads the counters, runs wrk and reads them again.",
+             configuration in both placements back to back, the order rotating from round \
+             to round; tables show medians over the rounds. Each measurement places the \
+             processes, starts the client, waits for its first line (one connection at a \
+             time until it prints) and {} ms more, reads the counters, runs wrk and reads \
+             them again.",
             args.rounds,
             SETTLE.as_millis()
+        ),
+        format!(
+            "Placements: **isolated**: wrk (`taskset -c {w}` inside the client pod) and \
+             nginx's processes (sched_setaffinity) on CPU {w}, every thread of the agent, \
+             the following client (`taskset -c {o}`) and the bench's thread reading it on \
+             CPU {o}. The datapath's programs run in the softirqs of wrk's and nginx's \
+             packets, so on CPU {w}; what the agent does with the events runs on CPU {o}. \
+             **shared**: every process may run on every CPU, as the scheduler likes. The \
+             client pod reuses TIME_WAIT ports (`net.ipv4.tcp_tw_reuse=1` in its \
+             namespace; see Notes).",
+            w = pin::WORKLOAD_CPU,
+            o = pin::OBSERVER_CPU,
         ),
         "Agent CPU per 10,000 flows/s: the agent's CPU time over the wrk run (user + system \
          from /proc/<pid>/stat) as % of one core, divided by the flows it stored over the \

@@ -14,6 +14,8 @@ use anyhow::{bail, Context, Result};
 use testbed::bench::tools;
 use testbed::Agent;
 
+use crate::pin;
+
 /// The real hubble CLI: $HUBBLE_BIN, else what scripts/hubble-cli.sh built.
 pub fn hubble_binary() -> Option<PathBuf> {
     if let Some(bin) = std::env::var_os("HUBBLE_BIN") {
@@ -57,6 +59,25 @@ impl Cli {
     }
 }
 
+/// `command` run through `taskset -c <cpu>` (same pid: taskset execs it).
+fn on_cpu(cpu: usize, command: &Command) -> Command {
+    let mut pinned = Command::new("taskset");
+    pinned
+        .args(["-c", &cpu.to_string()])
+        .arg(command.get_program())
+        .args(command.get_args());
+    for (key, value) in command.get_envs() {
+        match value {
+            Some(v) => pinned.env(key, v),
+            None => pinned.env_remove(key),
+        };
+    }
+    if let Some(dir) = command.get_current_dir() {
+        pinned.current_dir(dir);
+    }
+    pinned
+}
+
 #[derive(Default)]
 struct Shared {
     lines: AtomicU64,
@@ -72,8 +93,12 @@ pub struct Follower {
 }
 
 impl Follower {
-    pub fn start(cli: &Cli, agent: &Agent, socket: &Path) -> Result<Follower> {
-        let mut command = cli.command(agent, socket);
+    /// Starts `cli` (on CPU `cpu` only, with its reader thread, if given).
+    pub fn start(cli: &Cli, agent: &Agent, socket: &Path, cpu: Option<usize>) -> Result<Follower> {
+        let mut command = match cpu {
+            Some(cpu) => on_cpu(cpu, &cli.command(agent, socket)),
+            None => cli.command(agent, socket),
+        };
         command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -90,6 +115,10 @@ impl Follower {
             std::thread::Builder::new()
                 .name("flow-reader".into())
                 .spawn(move || {
+                    if let Some(cpu) = cpu {
+                        // This thread stands for the client's terminal.
+                        let _ = pin::pin_thread(cpu);
+                    }
                     let mut lines = Lines::default();
                     let mut buf = vec![0u8; 64 * 1024];
                     while !stop.load(Ordering::Relaxed) {

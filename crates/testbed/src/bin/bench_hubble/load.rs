@@ -1,7 +1,8 @@
 //! The measured traffic: wrk in the client pod against nginx in the server
 //! pod with `Connection: close`, so every request is a connection of its
 //! own (handshake, request, response, nginx closes first, so TIME_WAIT
-//! stays on the server and the client's ports never run out).
+//! mostly stays on the server; the client pod reuses the ports of the
+//! connections where wrk closed first, see scene.rs).
 
 use std::time::Duration;
 
@@ -9,6 +10,7 @@ use anyhow::{ensure, Context, Result};
 use testbed::bench::tools;
 
 use crate::l7_load::parse_wrk;
+use crate::pin::on_cpu;
 use crate::scene::Scene;
 
 /// One wrk run.
@@ -23,14 +25,21 @@ pub struct ShortRun {
     pub p99_us: f64,
 }
 
-/// `wrk -t1 -c<connections> -d<duration> -H 'Connection: close' --latency`.
-pub fn short_connections(scene: &Scene, connections: u32, duration: Duration) -> Result<ShortRun> {
+/// `wrk -t1 -c<connections> -d<duration> -H 'Connection: close' --latency`,
+/// on CPU `cpu` only if given.
+pub fn short_connections(
+    scene: &Scene,
+    connections: u32,
+    duration: Duration,
+    cpu: Option<usize>,
+) -> Result<ShortRun> {
     let (c, d) = (
         format!("-c{connections}"),
         format!("-d{}s", duration.as_secs().max(1)),
     );
     let url = scene.url();
-    let args = [
+    let cpu = cpu.map(|c| c.to_string());
+    let wrk = [
         "wrk",
         "-t1",
         &c,
@@ -42,6 +51,7 @@ pub fn short_connections(scene: &Scene, connections: u32, duration: Duration) ->
         "Connection: close",
         &url,
     ];
+    let args = on_cpu(cpu.as_deref(), &wrk);
     let out = tools::run_in(scene.client.namespace(), &args)?;
     let text = String::from_utf8_lossy(&out.stdout);
     let r = parse_wrk(&text).with_context(|| format!("cannot read wrk's output:\n{text}"))?;

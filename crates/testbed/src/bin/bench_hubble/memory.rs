@@ -54,11 +54,11 @@ pub fn probe(
 ) -> Result<MemorySample> {
     let scene = Scene::start(started, range, capacity, tag)?;
     // Warm the same paths in both agents before the first reading.
-    load::short_connections(&scene, 1, Duration::from_secs(1))?;
+    load::short_connections(&scene, 1, Duration::from_secs(1), None)?;
     std::thread::sleep(CATCH_UP);
     signals::check()?;
     let (rss_before_kib, _) = procstat::memory_kib(scene.agent_pid)?;
-    let run = load::short_connections(&scene, connections, fill)?;
+    let run = load::short_connections(&scene, connections, fill, None)?;
     std::thread::sleep(CATCH_UP);
     let (rss_after_kib, hwm_after_kib) = procstat::memory_kib(scene.agent_pid)?;
     let processed = scene.flows_processed()?;

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use crate::load::ShortRun;
+use crate::pin::Placement;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Config {
@@ -46,6 +47,7 @@ impl Config {
 
 #[derive(Debug, Clone)]
 pub struct Sample {
+    pub placement: Placement,
     pub config: Config,
     pub round: usize,
     /// Wall time around the wrk run: what CPU times and counts cover.
@@ -61,6 +63,10 @@ pub struct Sample {
     pub follower_lost: u64,
     /// Share of all CPUs busy during the window, 0–1.
     pub machine_busy: f64,
+    /// Share of CPU 0 and of CPU 1 busy during the window, 0–1.
+    pub cpu_busy: [f64; 2],
+    /// Sockets in TIME_WAIT in the client pod after the run: its ports.
+    pub client_time_wait: u64,
 }
 
 impl Sample {
@@ -92,5 +98,13 @@ impl Sample {
 
     pub fn follower_lost_per_s(&self) -> f64 {
         self.follower_lost as f64 / self.secs()
+    }
+
+    /// Flows stored that the follower neither printed nor was told it
+    /// lost, per second (it was still behind when the window closed, or
+    /// dropped them unannounced).
+    pub fn follower_missing_per_s(&self) -> f64 {
+        let accounted = self.follower_lines + self.follower_lost;
+        self.flows.saturating_sub(accounted) as f64 / self.secs()
     }
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use testbed::bench::entry::step;
-use testbed::bench::{policy_import, process_table, signals};
+use testbed::bench::{policy_import, process_table, signals, tools};
 use testbed::{Agent, AgentOptions, Pod};
 
 use crate::nginx::{Nginx, Role};
@@ -39,7 +39,7 @@ impl Drop for TempDir {
 /// Declared in drop order: nginx before the pods, the pods before the
 /// agent, the socket's directory last.
 pub struct Scene {
-    _nginx: Nginx,
+    nginx: Nginx,
     pub client: Pod,
     pub server: Pod,
     pub agent: Agent,
@@ -87,6 +87,7 @@ impl Scene {
         })?;
         let agent_pid = process_table::agent_pid(agent.socket())?;
         let client = Pod::create(&agent, "hb-client", &["k8s:app=bench-hubble-client"])?;
+        reuse_time_wait_ports(&client)?;
         let server = Pod::create(&agent, "hb-server", &["k8s:app=bench-hubble-server"])?;
         signals::check()?;
         let revision = policy_import::import_text(&agent, "bench-hubble-policy.yaml", POLICY)?;
@@ -103,7 +104,7 @@ impl Scene {
         )?;
         wait_for_socket(&socket)?;
         Ok(Scene {
-            _nginx: nginx,
+            nginx,
             client,
             server,
             agent,
@@ -143,6 +144,53 @@ impl Scene {
 
     pub fn socket(&self) -> &Path {
         &self.socket
+    }
+
+    /// nginx's master and workers.
+    pub fn nginx_pids(&self) -> Vec<u32> {
+        self.nginx.pids()
+    }
+
+    /// Sockets in TIME_WAIT in the client pod (its /proc/net/sockstat).
+    pub fn client_time_wait(&self) -> Result<u64> {
+        let out = tools::run_in(self.client.namespace(), &["cat", "/proc/net/sockstat"])?;
+        time_wait(&String::from_utf8_lossy(&out.stdout))
+            .context("no TCP line with tw in the client's sockstat")
+    }
+}
+
+/// wrk closes first on some connections (it may read the whole response
+/// before nginx's FIN comes), and those leave its port in TIME_WAIT for
+/// 60 s. At ~10k connections/s a few percent of them fill the 28k
+/// ephemeral ports, and then connect() crawls through the port range or
+/// fails: the rate falls to a few hundred/s until they expire. A load
+/// generator reuses them (`tcp_tw_reuse=1`: a TIME_WAIT port whose
+/// timestamps prove the new connection newer), as the kernel's default
+/// does only on loopback.
+fn reuse_time_wait_ports(client: &Pod) -> Result<()> {
+    tools::run_in(
+        client.namespace(),
+        &["sysctl", "-q", "-w", "net.ipv4.tcp_tw_reuse=1"],
+    )?;
+    Ok(())
+}
+
+/// `tw` of sockstat's `TCP:` line.
+fn time_wait(sockstat: &str) -> Option<u64> {
+    let line = sockstat.lines().find(|l| l.starts_with("TCP:"))?;
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    let at = fields.iter().position(|f| *f == "tw")?;
+    fields.get(at + 1)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn reads_time_wait_from_sockstat() {
+        let text =
+            "sockets: used 5\nTCP: inuse 1 orphan 0 tw 6160 alloc 3 mem 1\nUDP: inuse 0 mem 0\n";
+        assert_eq!(super::time_wait(text), Some(6160));
+        assert_eq!(super::time_wait("UDP: inuse 0\n"), None);
     }
 }
 
