@@ -23,6 +23,11 @@
 //! the kafka pod a socat on kafka-ip:9092 relays to the mock. The proxy thus
 //! sees each connection's real source pod (its identity) and every request.
 //!
+//! Each test runs over IPv4 and over IPv6 (`_over_ipv6`: dual-stack pods,
+//! kcat bootstrapping from the broker pod's `[ip6]:9092`, the relays
+//! carrying every connection to that address; the mock broker itself only
+//! listens on, and advertises, its loopback IPv4 address).
+//!
 //! Needs root, kcat and socat. Each test starts its own agent on private
 //! paths and a /24 (the scene: tests/l7/kafka.rs).
 
@@ -31,11 +36,12 @@ mod kafka;
 #[path = "l7/support.rs"]
 mod support;
 
+use std::net::IpAddr;
 use std::process::Output;
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
-use kafka::KafkaScene;
+use kafka::{Family, KafkaScene};
 use testbed::{AgentOptions, Monitor};
 
 const KAFKA_POLICY: &str = "\
@@ -61,9 +67,9 @@ const KAFKA_POLICY: &str = "\
 ";
 
 /// The scene of tests/l7/kafka.rs on an agent of its own, under
-/// [`KAFKA_POLICY`].
-fn start_scene() -> Result<KafkaScene> {
-    let scene = KafkaScene::start_with(AgentOptions::default().with_unique_range(), &[])?;
+/// [`KAFKA_POLICY`], the clients reaching the broker over `family`.
+fn start_scene(family: Family) -> Result<KafkaScene> {
+    let scene = KafkaScene::start_over(family, AgentOptions::default().with_unique_range(), &[])?;
     support::apply_policy(&scene.agent, &[&scene.kafka], KAFKA_POLICY)?;
     Ok(scene)
 }
@@ -79,7 +85,16 @@ fn text(out: &Output) -> String {
 
 #[test]
 fn produce_allowed_topic_and_authorization_error_for_another() -> Result<()> {
-    let scene = start_scene()?;
+    produce_allowed_topic_and_authorization_error_for_another_over(Family::V4)
+}
+
+#[test]
+fn produce_allowed_topic_and_authorization_error_for_another_over_ipv6() -> Result<()> {
+    produce_allowed_topic_and_authorization_error_for_another_over(Family::V6)
+}
+
+fn produce_allowed_topic_and_authorization_error_for_another_over(family: Family) -> Result<()> {
+    let scene = start_scene(family)?;
     let mut monitor = Monitor::start(&scene.agent, &["l7"])?;
 
     let out = scene.produce(&scene.producer, "orders", "order-1")?;
@@ -117,14 +132,25 @@ fn produce_allowed_topic_and_authorization_error_for_another() -> Result<()> {
             )
         })?;
     let l7 = denied.l7.as_ref().unwrap();
+    let producer_ip: IpAddr = match family {
+        Family::V4 => scene.producer.ip().into(),
+        Family::V6 => scene
+            .producer
+            .ip6()
+            .context("producer without IPv6")?
+            .into(),
+    };
     ensure!(
         l7.protocol == "kafka"
             && l7.status == 29
             && denied.src_identity == producer_id
-            && denied.endpoint == scene.kafka.endpoint_id(),
-        "denied event must be Kafka status 29 from the producer ({producer_id}) into the \
-         broker pod (endpoint {}): {denied:?}",
-        scene.kafka.endpoint_id()
+            && denied.endpoint == scene.kafka.endpoint_id()
+            && denied.src_ip == producer_ip.to_string()
+            && denied.dst_ip == scene.broker.ip().to_string(),
+        "denied event must be Kafka status 29 from the producer ({producer_id}, {producer_ip}) \
+         into the broker pod (endpoint {}, {}): {denied:?}",
+        scene.kafka.endpoint_id(),
+        scene.broker.ip()
     );
     let forwarded = monitor.wait_for(
         |ev| {
@@ -146,7 +172,16 @@ fn produce_allowed_topic_and_authorization_error_for_another() -> Result<()> {
 
 #[test]
 fn consume_role_fetches_the_topic_but_cannot_produce_to_it() -> Result<()> {
-    let scene = start_scene()?;
+    consume_role_fetches_the_topic_but_cannot_produce_to_it_over(Family::V4)
+}
+
+#[test]
+fn consume_role_fetches_the_topic_but_cannot_produce_to_it_over_ipv6() -> Result<()> {
+    consume_role_fetches_the_topic_but_cannot_produce_to_it_over(Family::V6)
+}
+
+fn consume_role_fetches_the_topic_but_cannot_produce_to_it_over(family: Family) -> Result<()> {
+    let scene = start_scene(family)?;
     let out = scene.produce(&scene.producer, "orders", "order-2")?;
     ensure!(
         out.status.success(),

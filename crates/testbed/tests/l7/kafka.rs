@@ -8,6 +8,7 @@
 
 #![allow(dead_code)]
 
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
@@ -18,6 +19,14 @@ use testbed::{Agent, AgentOptions, BackgroundProcess, Pod};
 pub const BROKER_PORT: u16 = 9092;
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Which address family the policed hops use: the clients reach the
+/// broker pod's IPv4 or its IPv6 address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    V4,
+    V6,
+}
+
 /// The broker, two clients, and the relays between them. Field order is
 /// drop order: processes, pods, agent.
 pub struct KafkaScene {
@@ -26,7 +35,11 @@ pub struct KafkaScene {
     pub producer: Pod,
     pub consumer: Pod,
     pub kafka: Pod,
-    /// What kcat bootstraps from in a client pod (the mock's own address).
+    /// The broker pod's address and port the clients' connections reach
+    /// through the datapath (and the proxy).
+    pub broker: SocketAddr,
+    /// What kcat bootstraps from in a client pod: the mock's own address
+    /// (IPv4), or the broker pod's `[ip6]:9092` (IPv6).
     pub bootstrap: String,
     pub agent: Agent,
 }
@@ -36,13 +49,29 @@ impl KafkaScene {
     /// `consumer`, each also labelled `extra_labels`, the mock broker and
     /// the relays; no policy yet.
     pub fn start_with(options: AgentOptions, extra_labels: &[&str]) -> Result<KafkaScene> {
+        Self::start_over(Family::V4, options, extra_labels)
+    }
+
+    /// [`start_with`](Self::start_with), the clients reaching the broker
+    /// over `family`. Over IPv6 the pods are dual stack, the broker's relay
+    /// listens on its IPv6 address and kcat bootstraps from there
+    /// (`[ip6]:9092`); the mock broker still advertises its loopback
+    /// address, which the client relays carry to `[ip6]:9092` too.
+    pub fn start_over(
+        family: Family,
+        options: AgentOptions,
+        extra_labels: &[&str],
+    ) -> Result<KafkaScene> {
         testbed::runtime::require_programs(&["kcat", "socat"], "kcat socat")?;
         let agent = Agent::start_with(options)?;
         let pod = |name: &str| {
             let app = format!("k8s:app={name}");
             let mut labels = vec![app.as_str()];
             labels.extend_from_slice(extra_labels);
-            Pod::create(&agent, name, &labels)
+            match family {
+                Family::V4 => Pod::create(&agent, name, &labels),
+                Family::V6 => Pod::create_dual_stack(&agent, name, &labels),
+            }
         };
         let kafka = pod("kafka")?;
         let producer = pod("producer")?;
@@ -76,11 +105,25 @@ impl KafkaScene {
             .and_then(|(_, p)| p.parse::<u16>().ok())
             .with_context(|| format!("mock cluster address {mock_addr:?}"))?;
 
+        let broker_ip: IpAddr = match family {
+            Family::V4 => kafka.ip().into(),
+            Family::V6 => kafka
+                .ip6()
+                .context("the kafka pod has no IPv6 address")?
+                .into(),
+        };
+        let broker = SocketAddr::new(broker_ip, BROKER_PORT);
+        let tcp = match family {
+            Family::V4 => "TCP4",
+            Family::V6 => "TCP6",
+        };
         let mut relays = Vec::new();
-        let broker_side = format!(
-            "TCP-LISTEN:{BROKER_PORT},bind={},reuseaddr,fork",
-            kafka.ip()
-        );
+        // socat wants an IPv6 host in brackets, as in an address.
+        let bind = match broker_ip {
+            IpAddr::V4(ip) => ip.to_string(),
+            IpAddr::V6(ip) => format!("[{ip}]"),
+        };
+        let broker_side = format!("{tcp}-LISTEN:{BROKER_PORT},bind={bind},reuseaddr,fork");
         let to_mock = format!("TCP:127.0.0.1:{mock_port}");
         relays.push(relay(
             &kafka,
@@ -89,7 +132,7 @@ impl KafkaScene {
             &logs.join("relay-kafka.log"),
         )?);
         let client_side = format!("TCP-LISTEN:{mock_port},bind=127.0.0.1,reuseaddr,fork");
-        let to_broker = format!("TCP:{}:{BROKER_PORT}", kafka.ip());
+        let to_broker = format!("{tcp}:{broker}");
         for pod in [&producer, &consumer] {
             let log = logs.join(format!("relay-{}.log", pod.name()));
             relays.push(relay(pod, &client_side, &to_broker, &log)?);
@@ -100,7 +143,11 @@ impl KafkaScene {
             producer,
             consumer,
             kafka,
-            bootstrap: format!("127.0.0.1:{mock_port}"),
+            broker,
+            bootstrap: match family {
+                Family::V4 => format!("127.0.0.1:{mock_port}"),
+                Family::V6 => broker.to_string(),
+            },
             agent,
         })
     }
