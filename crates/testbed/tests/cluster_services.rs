@@ -1,14 +1,17 @@
 //! Services across a cluster (issue 7, item 4): a service defined on one
 //! node's API travels through etcd and is balanced by every node, over
 //! backends on any node; deleting it on any node stops it everywhere.
+//! NodePort and external IP frontends serve a host outside the cluster
+//! over IPv4 and IPv6 (issue 18), with backends on the node dialled and on
+//! the other one.
 //! Needs root and `etcd` (Debian: etcd-server).
 
 use std::collections::BTreeSet;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
-use api::{BackendAddress, FrontendAddress, ServiceSpec};
-use testbed::cluster::{Cluster, ClusterOptions, ClusterPod};
+use api::{BackendAddress, FrontendAddress, ServiceFlags, ServiceSpec};
+use testbed::cluster::{Cluster, ClusterOptions, ClusterPod, OutsideHost};
 use testbed::eventually;
 
 const SERVICE_ID: u16 = 42;
@@ -130,4 +133,142 @@ fn a_service_defined_on_one_node_is_balanced_on_all() {
         !lb_lists_vip(&cluster, 1),
         "node 1 still balances the deleted service"
     );
+}
+
+const NODE_PORT: u16 = 30080;
+
+/// A service of `kind` at `frontend`:`port` over the backends' addresses of
+/// the frontend's family.
+fn external_spec(kind: &str, frontend: IpAddr, port: u16, backends: &[&ClusterPod]) -> ServiceSpec {
+    let address_of = |pod: &ClusterPod| -> IpAddr {
+        match frontend {
+            IpAddr::V4(_) => pod.ip().into(),
+            IpAddr::V6(_) => pod.ip6().expect("a dual-stack pod").into(),
+        }
+    };
+    let mut spec = spec(backends);
+    spec.frontend_address.ip = frontend.to_string();
+    spec.frontend_address.port = port;
+    for (backend, pod) in spec.backend_addresses.iter_mut().zip(backends) {
+        backend.ip = address_of(pod).to_string();
+    }
+    spec.flags = ServiceFlags {
+        kind: kind.into(),
+        ..Default::default()
+    };
+    spec
+}
+
+/// Backend names a real curl outside the cluster reached at
+/// `frontend`:`port` until it saw all of `want` or `limit` passed.
+fn reached_from_outside(
+    outside: &OutsideHost,
+    frontend: IpAddr,
+    port: u16,
+    want: &BTreeSet<String>,
+    limit: Duration,
+) -> BTreeSet<String> {
+    let url = format!("http://{}/", std::net::SocketAddr::new(frontend, port));
+    let family = if frontend.is_ipv6() { "-6" } else { "-4" };
+    let mut seen = BTreeSet::new();
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline && !want.is_subset(&seen) {
+        // The backends answer a line, no HTTP: curl takes it as HTTP/0.9.
+        let out = outside.exec(&["curl", family, "-s", "--http0.9", "-m", "1", &url]);
+        if out.status.success() {
+            seen.insert(String::from_utf8_lossy(&out.stdout).trim().to_string());
+        }
+    }
+    seen
+}
+
+/// A host outside the cluster dials both nodes' NodePort and an external
+/// IP routed to node 0, over IPv4 and over IPv6 (the nodes' IPv6 underlay
+/// addresses; the tunnel stays IPv4), and reaches the backends on both
+/// nodes through each: the node dialled hands its own backend the client
+/// as it is and sends the other node's backend the flow from its own
+/// address, in `cilium bpf nat list`.
+#[test]
+fn node_ports_and_external_ips_serve_a_client_outside_over_both_families() {
+    let cluster = Cluster::start_dual_stack_underlay(
+        ClusterOptions {
+            nodes: 2,
+            etcd_members: 1,
+        },
+        &["--enable-ipv6=true"],
+    )
+    .unwrap();
+    for node in cluster.nodes() {
+        // The nodes route IPv6 answers to clients (Cilium's agent turns
+        // this on itself).
+        node.netns()
+            .sysctl("net.ipv6.conf.all.forwarding", "1")
+            .unwrap();
+    }
+    let b0 = cluster.pod(0, "b0", &["k8s:app=backend"]).unwrap();
+    let b1 = cluster.pod(1, "b1", &["k8s:app=backend"]).unwrap();
+    let _servers = (
+        b0.serve_tcp(BACKEND_PORT).unwrap(),
+        b1.serve_tcp(BACKEND_PORT).unwrap(),
+    );
+    let outside = cluster.outside_host6("client").unwrap();
+    let node0 = cluster.node(0);
+    let external_ips: [IpAddr; 2] = [
+        Ipv4Addr::new(203, 0, 113, 42).into(),
+        Ipv6Addr::new(0x2001, 0xdb8, 0xe, 0, 0, 0, 0, 0x42).into(),
+    ];
+    for (ip, via) in external_ips.iter().zip([
+        IpAddr::from(node0.ip()),
+        node0.ip6().expect("node 0's IPv6 address").into(),
+    ]) {
+        outside
+            .namespace()
+            .exec_ok(&[
+                "ip",
+                "route",
+                "add",
+                &ip.to_string(),
+                "via",
+                &via.to_string(),
+            ])
+            .unwrap();
+    }
+
+    let both: BTreeSet<String> = ["b0", "b1"].iter().map(|s| s.to_string()).collect();
+    let mut id = 60;
+    for (family, external_ip) in ["IPv4", "IPv6"].into_iter().zip(external_ips) {
+        let node_ip = |index: usize| -> IpAddr {
+            let node = cluster.node(index);
+            match family {
+                "IPv4" => node.ip().into(),
+                _ => node.ip6().expect("an IPv6 underlay address").into(),
+            }
+        };
+        let frontends = [
+            ("NodePort", node_ip(0), NODE_PORT),
+            ("NodePort", node_ip(1), NODE_PORT),
+            ("ExternalIPs", external_ip, VIP_PORT),
+        ];
+        for (kind, frontend, port) in frontends {
+            id += 1;
+            let spec = external_spec(kind, frontend, port, &[&b0, &b1]);
+            node0.client().service_put(id, &spec).unwrap();
+            let seen = reached_from_outside(&outside, frontend, port, &both, PROPAGATION);
+            assert_eq!(
+                seen,
+                both,
+                "{family} {kind} {frontend} port {port} from outside reached {seen:?}\n{}",
+                cluster.describe()
+            );
+        }
+        let nat = node0.cli_ok(&["bpf", "nat", "list"]).unwrap();
+        let from_node0 = match node_ip(0) {
+            IpAddr::V4(ip) => format!("XLATE_SRC {ip}:"),
+            IpAddr::V6(ip) => format!("XLATE_SRC [{ip}]:"),
+        };
+        assert!(
+            nat.lines().any(|l| l.contains(&from_node0)),
+            "{family}: node 0 sent b1 no flow from its own address:\n{nat}"
+        );
+    }
 }

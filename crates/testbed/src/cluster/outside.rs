@@ -3,7 +3,7 @@
 //! CIDR), as a client or server on the node's network would. The agents
 //! know nothing of it: to them it is `world`.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::process::Output;
 
 use anyhow::{Context, Result};
@@ -16,6 +16,7 @@ use crate::netns::NetNs;
 pub struct OutsideHost {
     netns: NetNs,
     ip: Ipv4Addr,
+    ip6: Option<Ipv6Addr>,
 }
 
 impl OutsideHost {
@@ -41,11 +42,20 @@ impl OutsideHost {
             ])
             .with_context(|| format!("routing {cidr} via {via} from {netns_name}"))?;
         }
-        Ok(OutsideHost { netns, ip })
+        Ok(OutsideHost {
+            netns,
+            ip,
+            ip6: None,
+        })
     }
 
     pub fn ip(&self) -> Ipv4Addr {
         self.ip
+    }
+
+    /// Its IPv6 address, when it has one (see [`Cluster::outside_host6`]).
+    pub fn ip6(&self) -> Option<Ipv6Addr> {
+        self.ip6
     }
 
     pub fn namespace(&self) -> &NetNs {
@@ -61,6 +71,19 @@ impl OutsideHost {
 }
 
 impl Cluster {
+    /// [`Cluster::outside_host`] with an IPv6 address on the underlay's /64
+    /// too, for a cluster started with
+    /// [`Cluster::start_dual_stack_underlay`]: a client of the nodes' IPv6
+    /// addresses.
+    pub fn outside_host6(&self, name: &str) -> Result<OutsideHost> {
+        let mut host = self.outside_host(name)?;
+        let ip6 = self.addressing.outside_ip6();
+        underlay::add_node_ipv6(&host.netns, ip6)
+            .with_context(|| format!("giving outside host {name} {ip6}"))?;
+        host.ip6 = Some(ip6);
+        Ok(host)
+    }
+
     /// Makes `host` answer on every address of `cidr` (a local route on its
     /// loopback: a server on `0.0.0.0` accepts for all of them) and every
     /// node route `cidr` to it, so that each DNS name can have addresses

@@ -70,6 +70,12 @@ impl Addressing {
         Ipv4Addr::new(192, 168, self.third_octet(), 200)
     }
 
+    /// That host's IPv6 address, on a dual-stack underlay (the nodes' /64).
+    pub fn outside_ip6(self) -> std::net::Ipv6Addr {
+        let third = u16::from(self.third_octet());
+        std::net::Ipv6Addr::new(0xfd00, 0xc0a8, third, 0, 0, 0, 0, 200)
+    }
+
     /// Node `index`'s pod CIDR (`--ipv4-range`).
     pub fn pod_cidr(self, index: usize) -> String {
         format!("10.{}.{}.0/24", self.third_octet(), index)
