@@ -29,7 +29,7 @@ use anyhow::{ensure, Context, Result};
 use api::{BackendAddress, FrontendAddress, ServiceSpec};
 
 use client::{one_conn_per_backend, tcp_attempts, tcp_spread, udp_spread, TIMEOUT};
-use node::{LbNode, TCP_PORT, UDP_PORT};
+use node::{LbNode, DENY_CLIENT, TCP_PORT, UDP_PORT};
 use stats::check_split;
 
 const ABC: [&str; 3] = ["a", "b", "c"];
@@ -67,16 +67,6 @@ fn udp_datagrams_spread_stick_and_come_from_the_vip() -> Result<()> {
     Ok(())
 }
 
-const DENY_CLIENT: &str = "\
-- endpointSelector:
-    matchLabels:
-      app: denied
-  ingressDeny:
-  - fromEndpoints:
-    - matchLabels:
-        app: client
-";
-
 #[test]
 fn policy_applies_to_the_chosen_backend() -> Result<()> {
     let node = LbNode::start(&["ok", "denied"])?;
@@ -85,21 +75,8 @@ fn policy_applies_to_the_chosen_backend() -> Result<()> {
     // Before the policy both backends answer through the VIP.
     one_conn_per_backend(&node.client, vip(3), 80, &["ok", "denied"], 60)?;
 
-    let file = node.agent.temp_dir().join("deny-client.yaml");
-    std::fs::write(&file, DENY_CLIENT)?;
-    let out = node
-        .agent
-        .cli_ok(&["policy", "import", &file.display().to_string()])?;
-    let revision: u64 = out
-        .lines()
-        .find_map(|l| l.strip_prefix("Revision:"))
-        .and_then(|r| r.trim().parse().ok())
-        .with_context(|| format!("no `Revision: N` in {out:?}"))?;
-    node.backend("denied").wait_for_policy_revision(
-        &node.agent,
-        revision,
-        Duration::from_secs(10),
-    )?;
+    node.agent
+        .import_policy(DENY_CLIENT, &[node.backend("denied")])?;
     let accepted_before = node.accepted("denied");
 
     // Half the new connections pick the denied backend and get no answer;

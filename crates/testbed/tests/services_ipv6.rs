@@ -28,7 +28,7 @@ use std::time::Duration;
 use anyhow::{bail, ensure, Context, Result};
 use testbed::{Agent, AgentOptions, HttpServer, Pod};
 
-use node::TestCgroup;
+use node::{TestCgroup, DENY_CLIENT};
 
 const VIP: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x96, 0, 0, 0, 0, 0, 1);
 const HTTP_PORT: u16 = 8080;
@@ -417,36 +417,14 @@ fn an_ipv6_cluster_ip_is_balanced_by_the_socket_lb() -> Result<()> {
     Ok(())
 }
 
-const DENY_CLIENT: &str = "\
-- endpointSelector:
-    matchLabels:
-      app: denied
-  ingressDeny:
-  - fromEndpoints:
-    - matchLabels:
-        app: client
-";
-
 #[test]
 fn policy_applies_to_the_chosen_ipv6_backend() -> Result<()> {
     let scene = Scene::start(&["ok", "denied"], false)?;
     scene.service(1, 80, &["ok", "denied"], HTTP_PORT, &[])?;
-    let file = scene.agent.temp_dir().join("deny-client.yaml");
-    std::fs::write(&file, DENY_CLIENT)?;
-    let out = scene
+    let denied = scene.backends.iter().find(|p| p.name() == "denied");
+    scene
         .agent
-        .cli_ok(&["policy", "import", &file.display().to_string()])?;
-    let revision: u64 = out
-        .lines()
-        .find_map(|l| l.strip_prefix("Revision:"))
-        .and_then(|r| r.trim().parse().ok())
-        .with_context(|| format!("no `Revision: N` in {out:?}"))?;
-    let denied = scene
-        .backends
-        .iter()
-        .find(|p| p.name() == "denied")
-        .unwrap();
-    denied.wait_for_policy_revision(&scene.agent, revision, Duration::from_secs(10))?;
+        .import_policy(DENY_CLIENT, &[denied.context("no backend pod denied")?])?;
 
     // Half the connections are balanced to the denied backend and time
     // out; 16 tries all landing on `ok`: p = 1.5e-5.

@@ -20,6 +20,18 @@ const CGROUP2: &str = "/sys/fs/cgroup/unified";
 pub const TCP_PORT: u16 = 8080;
 pub const UDP_PORT: u16 = 5353;
 
+/// The backend pod `denied` refuses the client pod's connections (the
+/// policy tests of either family put it behind a service with others).
+pub const DENY_CLIENT: &str = "\
+- endpointSelector:
+    matchLabels:
+      app: denied
+  ingressDeny:
+  - fromEndpoints:
+    - matchLabels:
+        app: client
+";
+
 /// A child cgroup for the agent's socket LB; removed on drop (after its
 /// processes are gone).
 pub struct TestCgroup {
