@@ -12,18 +12,22 @@
 //! Needs root, `docker.io busybox-static` (the Makefile's setup installs
 //! them), and `cilium-agent`, `cilium` and `cilium-docker` built.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+#[path = "containers/support.rs"]
+mod support;
+
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use serde_json::Value;
+use support::{
+    assert_nothing_left, check_eth0, link_exists, policy_admits_frontend_and_drops_intruder,
+    reaches, Attached, GREETING,
+};
 use testbed::runtime::{DockerPlugin, Dockerd, Rootfs};
-use testbed::{eventually, unique, Agent, AgentOptions, Monitor};
+use testbed::{eventually, unique, Agent, AgentOptions};
 
 const IMAGE: &str = "cilium-test-busybox:latest";
-const GREETING: &str = "hello from web";
-const REALIZE_TIMEOUT: Duration = Duration::from_secs(10);
-const PASS_TIMEOUT: Duration = Duration::from_secs(10);
 /// The plugin reads labels from dockerd once the container runs.
 const LABEL_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -34,14 +38,6 @@ const WEB_POLICY: &str = r#"[{
     "toPorts": [{"ports": [{"port": "80", "protocol": "TCP"}]}]
   }]
 }]"#;
-
-struct Attached {
-    name: String,
-    endpoint_id: u16,
-    ip: Ipv4Addr,
-    ip6: Ipv6Addr,
-    host_ifname: String,
-}
 
 /// Fields drop in order: dockerd first (removing containers and networks
 /// calls the plugin, which calls the agent), then the plugin, the agent.
@@ -154,15 +150,7 @@ impl Scene {
             ep_ip6.as_deref() == Some(ip6.to_string().as_str()),
             "{name}: docker says {ip6}, the endpoint {ep_ip6:?}"
         );
-        let addrs = self
-            .docker
-            .run_ok(&["exec", &name, "ip", "addr", "show", "dev", "eth0"])?;
-        for ip in [IpAddr::from(ip), ip6.into()] {
-            ensure!(
-                addrs.contains(&format!("{ip}/")),
-                "{name}: {ip} not in\n{addrs}"
-            );
-        }
+        check_eth0(&self.docker, &name, ip, ip6)?;
         Ok(Attached {
             name,
             endpoint_id: ep.id,
@@ -170,28 +158,6 @@ impl Scene {
             ip6,
             host_ifname: ep.status.networking.interface_name,
         })
-    }
-
-    fn fetch(&self, client: &Attached, ip: IpAddr) -> bool {
-        let script = format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 {ip} 80");
-        self.docker
-            .output(&["exec", &client.name, "sh", "-c", &script])
-            .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).contains(GREETING))
-    }
-
-    /// Over IPv4 and over IPv6.
-    fn reaches(&self, client: &Attached, server: &Attached) -> bool {
-        [server.ip.into(), server.ip6.into()].into_iter().all(|ip| {
-            eventually(PASS_TIMEOUT, Duration::from_millis(200), || {
-                self.fetch(client, ip)
-            })
-        })
-    }
-
-    fn is_blocked(&self, client: &Attached, server: &Attached) -> bool {
-        [server.ip.into(), server.ip6.into()]
-            .into_iter()
-            .all(|ip| (0..3).all(|_| !self.fetch(client, ip)))
     }
 }
 
@@ -203,95 +169,36 @@ fn docker_containers_on_cilium_obey_label_policy_and_leave_nothing_behind() -> R
     let intruder = scene.run("intruder", &["sleep", "600"])?;
 
     ensure!(
-        scene.reaches(&frontend, &web) && scene.reaches(&intruder, &web),
+        reaches(&scene.docker, &frontend, &web) && reaches(&scene.docker, &intruder, &web),
         "without a policy both clients must reach web at {}; plugin log:\n{}",
         web.ip,
         scene.plugin.log_tail()
     );
 
-    let mut drops = Monitor::start(&scene.agent, &["drop"])?;
-    let revision = scene.agent.client().policy_put(WEB_POLICY, false)?.revision;
-    wait_for_revision(&scene.agent, web.endpoint_id, revision)?;
-
-    ensure!(
-        scene.reaches(&frontend, &web),
-        "frontend (app=frontend) -> web:80 must pass under the policy"
-    );
-    ensure!(
-        scene.is_blocked(&intruder, &web),
-        "intruder (app=intruder) -> web:80 must be dropped"
-    );
-    let denial = drops.wait_for(
-        |ev| {
-            ev.reason_text == "Policy denied"
-                && ev.endpoint == web.endpoint_id
-                && ev.src_ip == intruder.ip.to_string()
-                && ev.dst_port == 80
-        },
-        Duration::from_secs(3),
-    );
-    ensure!(
-        denial.is_some(),
-        "no `Policy denied` drop at web (endpoint {}) from intruder {}; drops seen: {:#?}",
-        web.endpoint_id,
-        intruder.ip,
-        drops.seen()
-    );
+    policy_admits_frontend_and_drops_intruder(
+        &scene.agent,
+        &scene.docker,
+        WEB_POLICY,
+        [&web, &frontend, &intruder],
+    )?;
 
     let everyone = [&web, &frontend, &intruder];
     let mut rm = vec!["rm", "-f"];
     rm.extend(everyone.iter().map(|c| c.name.as_str()));
     scene.docker.run_ok(&rm)?;
     scene.docker.run_ok(&["network", "rm", &scene.network])?;
-    assert_nothing_left(&scene.agent, &everyone)
+    assert_nothing_left(&scene.agent, &scene.docker, &everyone)?;
+    assert_no_container_veth(&everyone)
 }
 
-fn wait_for_revision(agent: &Agent, endpoint: u16, revision: u64) -> Result<()> {
-    let client = agent.client();
-    let realized = eventually(REALIZE_TIMEOUT, Duration::from_millis(20), || {
-        client
-            .endpoint_get(&endpoint.to_string())
-            .is_ok_and(|ep| ep.status.policy.realized.policy_revision >= revision)
-    });
-    ensure!(
-        realized,
-        "endpoint {endpoint} did not realize policy revision {revision} within {REALIZE_TIMEOUT:?}"
-    );
-    Ok(())
-}
-
-fn assert_nothing_left(agent: &Agent, removed: &[&Attached]) -> Result<()> {
-    let client = agent.client();
-    let endpoints = client.endpoint_list()?;
-    ensure!(
-        endpoints.is_empty(),
-        "endpoints left after docker rm: {:?}",
-        endpoints.iter().map(|e| e.id).collect::<Vec<_>>()
-    );
-    let ipam = client.healthz()?.ipam;
-    ensure!(ipam.ipv4.is_empty(), "IPs still allocated: {:?}", ipam.ipv4);
-    ensure!(
-        ipam.ipv6.is_empty(),
-        "IPv6 addresses still allocated: {:?}",
-        ipam.ipv6
-    );
+/// Beyond what [`assert_nothing_left`] checks: the plugin's container-side
+/// veth did not come back to the host either.
+fn assert_no_container_veth(removed: &[&Attached]) -> Result<()> {
     for c in removed {
-        ensure!(
-            testbed::cmd::ip(&["link", "show", "dev", &c.host_ifname]).is_err(),
-            "{}: host veth {} is still there",
-            c.name,
-            c.host_ifname
-        );
         let peer = format!("tmp{}", &c.host_ifname[3..]);
         ensure!(
-            testbed::cmd::ip(&["link", "show", "dev", &peer]).is_err(),
+            !link_exists(&peer),
             "{}: container-side veth {peer} is back in the host and still there",
-            c.name
-        );
-        let routes = testbed::cmd::ip(&["route", "show", &format!("{}/32", c.ip)])?;
-        ensure!(
-            routes.trim().is_empty(),
-            "{}: host route left: {routes}",
             c.name
         );
     }

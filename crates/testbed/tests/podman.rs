@@ -14,22 +14,23 @@
 //! (the Makefile's setup installs them), and `cilium-agent`, `cilium` and
 //! `cilium-cni` built (`cargo build --release --bins`).
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+#[path = "containers/support.rs"]
+mod support;
+
+use std::net::Ipv6Addr;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
 use serde_json::Value;
+use support::{
+    assert_nothing_left, check_eth0, link_exists, policy_admits_frontend_and_drops_intruder,
+    reaches, Attached, GREETING,
+};
 use testbed::runtime::{cni, CniNetwork, Podman, Rootfs, CNI_BIN_ENV};
-use testbed::{eventually, find_binary, unique, Agent, AgentOptions, Monitor, NetNs};
+use testbed::{find_binary, unique, Agent, AgentOptions, NetNs};
 
 const IMAGE: &str = "localhost/cilium-test-busybox:latest";
-const GREETING: &str = "hello from web";
-/// How long the agent may take to realize an imported policy.
-const REALIZE_TIMEOUT: Duration = Duration::from_secs(10);
-/// An expected pass may need a retry while things settle.
-const PASS_TIMEOUT: Duration = Duration::from_secs(10);
 
 const WEB_POLICY: &str = r#"[{
   "endpointSelector": {"matchLabels": {"app": "web"}},
@@ -38,16 +39,6 @@ const WEB_POLICY: &str = r#"[{
     "toPorts": [{"ports": [{"port": "80", "protocol": "TCP"}]}]
   }]
 }]"#;
-
-/// A container as the agent sees it.
-struct Attached {
-    name: String,
-    container_id: String,
-    endpoint_id: u16,
-    ip: Ipv4Addr,
-    ip6: Ipv6Addr,
-    host_ifname: String,
-}
 
 /// Fields drop in order: podman first (its `rm` runs DEL, which needs the
 /// agent), then the agent.
@@ -108,50 +99,14 @@ impl Scene {
             .iter()
             .find_map(|a| a.ipv6.as_deref()?.parse().ok())
             .with_context(|| format!("{name}: endpoint {} has no IPv6", endpoint.id))?;
-        // Both addresses inside the container, where podman put it.
-        let addrs = self
-            .podman
-            .run_ok(&["exec", &name, "ip", "addr", "show", "dev", "eth0"])?;
-        for ip in [IpAddr::from(ip), ip6.into()] {
-            ensure!(
-                addrs.contains(&format!("{ip}/")),
-                "{name}: {ip} not in\n{addrs}"
-            );
-        }
+        check_eth0(&self.podman, &name, ip, ip6)?;
         Ok(Attached {
             name,
-            container_id,
             endpoint_id: endpoint.id,
             ip,
             ip6,
             host_ifname: endpoint.status.networking.interface_name.clone(),
         })
-    }
-
-    /// An HTTP GET to `ip:80` from inside `client` (busybox `nc`: the
-    /// static busybox's `wget` crashes in a bare image); true if the page
-    /// came back.
-    fn fetch(&self, client: &Attached, ip: IpAddr) -> bool {
-        let script = format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 {ip} 80");
-        self.podman
-            .output(&["exec", &client.name, "sh", "-c", &script])
-            .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).contains(GREETING))
-    }
-
-    /// Over IPv4 and over IPv6.
-    fn reaches(&self, client: &Attached, server: &Attached) -> bool {
-        [server.ip.into(), server.ip6.into()].into_iter().all(|ip| {
-            eventually(PASS_TIMEOUT, Duration::from_millis(200), || {
-                self.fetch(client, ip)
-            })
-        })
-    }
-
-    /// Three attempts per family, none answered.
-    fn is_blocked(&self, client: &Attached, server: &Attached) -> bool {
-        [server.ip.into(), server.ip6.into()]
-            .into_iter()
-            .all(|ip| (0..3).all(|_| !self.fetch(client, ip)))
     }
 }
 
@@ -163,97 +118,24 @@ fn podman_containers_on_cilium_obey_label_policy_and_leave_nothing_behind() -> R
     let intruder = scene.run("intruder", &["sleep", "600"])?;
 
     ensure!(
-        scene.reaches(&frontend, &web) && scene.reaches(&intruder, &web),
+        reaches(&scene.podman, &frontend, &web) && reaches(&scene.podman, &intruder, &web),
         "without a policy both clients must reach web at {}",
         web.ip
     );
 
-    let mut drops = Monitor::start(&scene.agent, &["drop"])?;
-    let revision = scene.agent.client().policy_put(WEB_POLICY, false)?.revision;
-    wait_for_revision(&scene.agent, web.endpoint_id, revision)?;
-
-    ensure!(
-        scene.reaches(&frontend, &web),
-        "frontend (app=frontend) -> web:80 must pass under the policy"
-    );
-    ensure!(
-        scene.is_blocked(&intruder, &web),
-        "intruder (app=intruder) -> web:80 must be dropped"
-    );
-    let denial = drops.wait_for(
-        |ev| {
-            ev.reason_text == "Policy denied"
-                && ev.endpoint == web.endpoint_id
-                && ev.src_ip == intruder.ip.to_string()
-                && ev.dst_port == 80
-        },
-        Duration::from_secs(3),
-    );
-    ensure!(
-        denial.is_some(),
-        "no `Policy denied` drop at web (endpoint {}) from intruder {}; drops seen: {:#?}",
-        web.endpoint_id,
-        intruder.ip,
-        drops.seen()
-    );
+    policy_admits_frontend_and_drops_intruder(
+        &scene.agent,
+        &scene.podman,
+        WEB_POLICY,
+        [&web, &frontend, &intruder],
+    )?;
 
     let everyone = [&web, &frontend, &intruder];
     let mut rm = vec!["rm", "--force", "--time", "0"];
-    rm.extend(everyone.iter().map(|c| c.container_id.as_str()));
+    rm.extend(everyone.iter().map(|c| c.name.as_str()));
     scene.podman.run_ok(&rm)?;
-    assert_nothing_left(&scene.agent, &everyone)?;
+    assert_nothing_left(&scene.agent, &scene.podman, &everyone)?;
     Ok(())
-}
-
-fn wait_for_revision(agent: &Agent, endpoint: u16, revision: u64) -> Result<()> {
-    let client = agent.client();
-    let realized = eventually(REALIZE_TIMEOUT, Duration::from_millis(20), || {
-        client
-            .endpoint_get(&endpoint.to_string())
-            .is_ok_and(|ep| ep.status.policy.realized.policy_revision >= revision)
-    });
-    ensure!(
-        realized,
-        "endpoint {endpoint} did not realize policy revision {revision} within {REALIZE_TIMEOUT:?}"
-    );
-    Ok(())
-}
-
-/// No endpoint, no allocated IP, no host veth and no host route remain.
-fn assert_nothing_left(agent: &Agent, removed: &[&Attached]) -> Result<()> {
-    let client = agent.client();
-    let endpoints = client.endpoint_list()?;
-    ensure!(
-        endpoints.is_empty(),
-        "endpoints left after podman rm: {:?}",
-        endpoints.iter().map(|e| e.id).collect::<Vec<_>>()
-    );
-    let ipam = client.healthz()?.ipam;
-    ensure!(ipam.ipv4.is_empty(), "IPs still allocated: {:?}", ipam.ipv4);
-    ensure!(
-        ipam.ipv6.is_empty(),
-        "IPv6 addresses still allocated: {:?}",
-        ipam.ipv6
-    );
-    for c in removed {
-        ensure!(
-            !link_exists(&c.host_ifname),
-            "{}: host veth {} is still there",
-            c.name,
-            c.host_ifname
-        );
-        let routes = testbed::cmd::ip(&["route", "show", &format!("{}/32", c.ip)])?;
-        ensure!(
-            routes.trim().is_empty(),
-            "{}: host route left: {routes}",
-            c.name
-        );
-    }
-    Ok(())
-}
-
-fn link_exists(name: &str) -> bool {
-    testbed::cmd::ip(&["link", "show", "dev", name]).is_ok()
 }
 
 // ------------------------------------------------------------ bad input
