@@ -10,10 +10,10 @@
  * destination endpoint's policy program parses it and enforces.
  *
  * tc egress: endpoints' packets arrive already encapsulated (their tunnel key
- * is set). What the node's own stack routes here (the remote pod CIDRs point
- * at this device) gets its tunnel key from the ipcache, with the VNI taken
- * from the mark: the client's identity for the L7 proxy's upstream
- * connections on a client's behalf, else the host. */
+ * is set). What the node's own stack routes here (the remote pod CIDRs of
+ * both families point at this device) gets its tunnel key from the ipcache,
+ * with the VNI taken from the mark: the client's identity for the L7
+ * proxy's upstream connections on a client's behalf, else the host. */
 #include "lib/common.h"
 #include "lib/maps.h"
 #include "lib/ipv4.h"
@@ -82,38 +82,69 @@ int cil_from_overlay(struct __sk_buff *skb)
 	return deliver_from_overlay(skb, dst_ep, key.tunnel_id);
 }
 
-SEC("classifier")
-int cil_to_overlay(struct __sk_buff *skb)
+/* The tunnel key for a packet the node's stack routed here towards a pod
+ * behind `remote`'s node: the VNI is the client's identity for the L7
+ * proxy's upstream connections on a client's behalf (their mark), else the
+ * host's. 0, or a drop reason. */
+static __always_inline int set_stack_tunnel_key(struct __sk_buff *skb,
+						const struct remote_endpoint_info *remote)
 {
-	struct remote_endpoint_info *remote;
 	struct bpf_tunnel_key key = {};
 	__u32 magic, identity;
-	struct flow f;
-	int ret;
 
-	if (skb->protocol != bpf_htons(ETH_P_IP))
-		return TC_ACT_OK;
-	if (bpf_skb_get_tunnel_key(skb, &key, sizeof(key), 0) == 0)
-		return TC_ACT_OK;	/* an endpoint's, encapsulated by bpf_lxc */
-	ret = parse_ipv4(skb, &f);
-	if (ret) {
-		update_metrics(skb->len, ret, DIR_EGRESS);
-		return TC_ACT_SHOT;
-	}
-	remote = ipcache_lookup(f.daddr);
-	if (!remote || !remote->tunnel_endpoint) {
-		update_metrics(skb->len, DROP_NO_TUNNEL_ENDPOINT, DIR_EGRESS);
-		send_drop(DROP_NO_TUNNEL_ENDPOINT, 0, skb->ifindex, &f, 0, 0, DIR_EGRESS);
-		return TC_ACT_SHOT;
-	}
+	if (!remote || !remote->tunnel_endpoint)
+		return DROP_NO_TUNNEL_ENDPOINT;
 	identity = take_identity_mark(skb, &magic);
 	if (magic != MARK_MAGIC_PROXY_EGRESS || !identity)
 		identity = HOST_ID;
 	key.remote_ipv4 = bpf_ntohl(remote->tunnel_endpoint);
 	key.tunnel_id = identity;
 	key.tunnel_ttl = 64;
-	if (bpf_skb_set_tunnel_key(skb, &key, sizeof(key), BPF_F_ZERO_CSUM_TX) < 0) {
-		update_metrics(skb->len, DROP_WRITE_ERROR, DIR_EGRESS);
+	if (bpf_skb_set_tunnel_key(skb, &key, sizeof(key), BPF_F_ZERO_CSUM_TX) < 0)
+		return DROP_WRITE_ERROR;
+	return 0;
+}
+
+/* IPv6 the stack routed here (the remote nodes' IPv6 pod ranges point at
+ * this device too): the node's own connections and the proxy's upstreams,
+ * tunnelled like IPv4 by the ipcache's entry for the destination. */
+static __always_inline int to_overlay6(struct __sk_buff *skb)
+{
+	struct flow6 f;
+	int ret;
+
+	ret = parse_ipv6(skb, &f);
+	if (!ret)
+		ret = set_stack_tunnel_key(skb, ipcache6_lookup(&f.daddr));
+	if (ret) {
+		update_metrics(skb->len, ret, DIR_EGRESS);
+		if (ret == DROP_NO_TUNNEL_ENDPOINT)
+			send_drop6(ret, 0, skb->ifindex, &f, 0, 0, DIR_EGRESS);
+		return TC_ACT_SHOT;
+	}
+	return TC_ACT_OK;
+}
+
+SEC("classifier")
+int cil_to_overlay(struct __sk_buff *skb)
+{
+	struct bpf_tunnel_key key = {};
+	struct flow f;
+	int ret;
+
+	if (skb->protocol != bpf_htons(ETH_P_IP) && skb->protocol != bpf_htons(ETH_P_IPV6))
+		return TC_ACT_OK;
+	if (bpf_skb_get_tunnel_key(skb, &key, sizeof(key), 0) == 0)
+		return TC_ACT_OK;	/* an endpoint's, encapsulated by bpf_lxc */
+	if (skb->protocol == bpf_htons(ETH_P_IPV6))
+		return to_overlay6(skb);
+	ret = parse_ipv4(skb, &f);
+	if (!ret)
+		ret = set_stack_tunnel_key(skb, ipcache_lookup(f.daddr));
+	if (ret) {
+		update_metrics(skb->len, ret, DIR_EGRESS);
+		if (ret == DROP_NO_TUNNEL_ENDPOINT)
+			send_drop(ret, 0, skb->ifindex, &f, 0, 0, DIR_EGRESS);
 		return TC_ACT_SHOT;
 	}
 	return TC_ACT_OK;

@@ -6,10 +6,12 @@
 //! the AAAA answers toFQDNs selectors claim open their addresses. Real
 //! `curl -6`, `dig` and dnsmasq; the proxy's records name the IPv6
 //! addresses and the peers' identities (its ipcache holds the IPv6
-//! entries).
+//! entries). Across two nodes the same HTTP rules hold through the VXLAN
+//! overlay, and a node's own IPv6 connections to a pod on another node
+//! arrive as `remote-node`.
 //!
-//! Needs root, dnsmasq and dig. Each test starts its own agent on private
-//! paths and ranges.
+//! Needs root, dnsmasq and dig (and etcd for the two-node test). Each test
+//! starts its own agent on private paths and ranges.
 
 #[path = "l7/support.rs"]
 mod support;
@@ -19,6 +21,7 @@ use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use api::MonitorEvent;
+use testbed::cluster::{Cluster, ClusterOptions, ClusterPod};
 use testbed::{
     cmd, eventually, unique, Agent, AgentOptions, BackgroundProcess, HttpServer, Monitor, NetNs,
     Pod,
@@ -56,16 +59,39 @@ const EGRESS_L7_POLICY: &str = "\
           path: /upload
 ";
 
+/// A place curl runs in: a pod on one agent, a pod in a cluster, a node.
+trait Client {
+    fn run(&self, args: &[&str]) -> std::process::Output;
+}
+
+impl Client for Pod {
+    fn run(&self, args: &[&str]) -> std::process::Output {
+        self.exec(args)
+    }
+}
+
+impl Client for ClusterPod {
+    fn run(&self, args: &[&str]) -> std::process::Output {
+        self.exec(args)
+    }
+}
+
+impl Client for NetNs {
+    fn run(&self, args: &[&str]) -> std::process::Output {
+        self.exec(args).expect("exec in the node's namespace")
+    }
+}
+
 /// `curl -6` (or plain curl for IPv4 URLs) in `pod`: stdout, `-w` output
 /// included. `-g`: the brackets of an IPv6 URL are no glob.
-fn curl(pod: &Pod, args: &[&str]) -> String {
+fn curl(pod: &impl Client, args: &[&str]) -> String {
     let mut full = vec!["curl", "-s", "-g", "--max-time", "3"];
     full.extend(args);
-    String::from_utf8_lossy(&pod.exec(&full).stdout).into_owned()
+    String::from_utf8_lossy(&pod.run(&full).stdout).into_owned()
 }
 
 /// The body followed by ` <status>` (`000` when the connection failed).
-fn request(pod: &Pod, method: &str, url: &str) -> String {
+fn request(pod: &impl Client, method: &str, url: &str) -> String {
     curl(pod, &["-6", "-X", method, "-w", " %{http_code}", url])
 }
 
@@ -82,7 +108,7 @@ fn ip6(pod: &Pod) -> Result<Ipv6Addr> {
 /// there: allowed and denied paths, request bodies by Content-Length and
 /// chunked, and a keep-alive connection carrying an allowed then a denied
 /// request.
-fn check_requests(agent: &Agent, client: &Pod, web: Ipv6Addr) -> Result<()> {
+fn check_requests(agent: &Agent, client: &impl Client, web: Ipv6Addr) -> Result<()> {
     let mut last = String::new();
     let allowed = eventually(Duration::from_secs(5), Duration::from_millis(100), || {
         last = request(client, "GET", &url6(web, "/public"));
@@ -295,6 +321,131 @@ fn http_egress_rules_over_ipv6() -> Result<()> {
         "the record is the client's {client6} ({client_id}) egress to web {web6} ({web_id}): \
          {denied:?}"
     );
+    Ok(())
+}
+
+/// web takes TCP 80 from the client alone (L3/L4): on web's node the
+/// client's identity has to arrive with the proxy's upstream connection.
+const WEB_FROM_CLIENT: &str = "\
+- endpointSelector:
+    matchLabels: {app: web}
+  ingress:
+  - fromEndpoints:
+    - matchLabels: {app: client}
+    toPorts:
+    - ports: [{port: \"80\", protocol: TCP}]
+";
+
+/// web takes TCP 80 from the entity `entity` alone.
+fn web_from_entity(entity: &str) -> String {
+    format!(
+        "- endpointSelector:\n    matchLabels: {{app: web}}\n  ingress:\n  \
+         - fromEntities: [{entity}]\n    toPorts:\n    \
+         - ports: [{{port: \"80\", protocol: TCP}}]\n"
+    )
+}
+
+/// Replaces every node's rules with `yaml` and waits until each of `pods`
+/// has realized them on its node.
+fn apply_on_every_node(cluster: &Cluster, pods: &[&ClusterPod], yaml: &str) -> Result<()> {
+    for node in cluster.nodes() {
+        node.cli_ok(&["policy", "delete", "--all"])?;
+        let file = node.agent().temp_dir().join("policy.yaml");
+        std::fs::write(&file, yaml)?;
+        let out = node.cli_ok(&["policy", "import", &file.display().to_string()])?;
+        let revision = testbed::conformance::parse_revision(&out)?;
+        for pod in pods.iter().filter(|p| p.node() == node.index()) {
+            let realized = eventually(Duration::from_secs(10), Duration::from_millis(50), || {
+                pod.endpoint()
+                    .is_ok_and(|ep| ep.status.policy.realized.policy_revision >= revision)
+            });
+            ensure!(realized, "{}: revision {revision} not realized", pod.name());
+        }
+    }
+    Ok(())
+}
+
+/// Across two nodes (VXLAN over an IPv4 underlay; the nodes also have
+/// IPv6 addresses): web's ingress HTTP rule holds for a client on the
+/// other node (web's node hands the tunnelled connection to its proxy and
+/// its answers go back through the overlay), the client's egress HTTP rule
+/// holds towards web (the upstream leaves through the overlay with the
+/// client's identity, which web's node checks), and node 0's own stack
+/// reaches web's IPv6 address through the tunnel as `remote-node`, not
+/// `host`, as in Cilium.
+#[test]
+fn http_rules_and_node_traffic_over_ipv6_across_two_nodes() -> Result<()> {
+    let cluster = Cluster::start_dual_stack_underlay(
+        ClusterOptions {
+            nodes: 2,
+            etcd_members: 1,
+        },
+        &["--enable-ipv6=true"],
+    )?;
+    let client = cluster.pod(0, "client", &["k8s:app=client"])?;
+    let web = cluster.pod(1, "web", &["k8s:app=web"])?;
+    let _server = HttpServer::start(web.namespace(), 80, "web")?;
+    let web6 = web.ip6().context("web has no IPv6 address")?;
+    let pods = [&client, &web];
+    let report = |node: usize| {
+        format!(
+            "{}\n{}",
+            support::proxy_report(cluster.node(node).agent()),
+            cluster.describe()
+        )
+    };
+
+    apply_on_every_node(&cluster, &pods, INGRESS_L7_POLICY)?;
+    check_requests(cluster.node(1).agent(), &client, web6)
+        .with_context(|| format!("ingress rule on node 1\n{}", report(1)))?;
+
+    apply_on_every_node(
+        &cluster,
+        &pods,
+        &format!("{EGRESS_L7_POLICY}{WEB_FROM_CLIENT}"),
+    )?;
+    check_requests(cluster.node(0).agent(), &client, web6)
+        .with_context(|| format!("egress rule on node 0\n{}", report(0)))?;
+
+    // Node 0's own connection to web's IPv6 address: remote-node on
+    // web's node.
+    let node0 = cluster.node(0).netns();
+    let public = url6(web6, "/public");
+    apply_on_every_node(&cluster, &pods, &web_from_entity("remote-node"))?;
+    let mut last = String::new();
+    let reached = eventually(Duration::from_secs(5), Duration::from_millis(100), || {
+        last = request(node0, "GET", &public);
+        last == "web GET /public\n 200"
+    });
+    ensure!(
+        reached,
+        "node 0 reaches web [{web6}] on node 1 under fromEntities: [remote-node], got {last:?}\n{}",
+        cluster.describe()
+    );
+    apply_on_every_node(&cluster, &pods, &web_from_entity("host"))?;
+    let mut drops = Monitor::start(cluster.node(1).agent(), &["drop"])?;
+    let got = request(node0, "GET", &public);
+    ensure!(
+        got == " 000",
+        "node 0 is not web's host: fromEntities: [host] must drop it, got {got:?}"
+    );
+    let web_id = web.identity()?;
+    drops
+        .wait_for(
+            |ev| {
+                ev.src_identity == identity::REMOTE_NODE
+                    && ev.dst_identity == web_id
+                    && ev.dst_ip == web6.to_string()
+            },
+            Duration::from_secs(5),
+        )
+        .with_context(|| {
+            format!(
+                "node 1 must drop node 0's IPv6 connection as remote-node to web ({web_id}); \
+                 seen: {:?}",
+                drops.seen()
+            )
+        })?;
     Ok(())
 }
 

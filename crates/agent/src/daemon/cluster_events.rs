@@ -3,7 +3,10 @@
 //! other nodes' endpoints reach the ipcache with their node as the tunnel
 //! endpoint.
 
-use std::{collections::BTreeSet, net::Ipv4Addr};
+use std::{
+    collections::BTreeSet,
+    net::{IpAddr, Ipv4Addr},
+};
 
 use identity::Identity;
 
@@ -116,10 +119,12 @@ impl Daemon {
             }
             let previous = inner.nodes.insert(node.name.clone(), node.clone());
             self.publish_node_addresses(&inner);
-            previous.is_none_or(|p| p.pod_cidr != node.pod_cidr)
+            previous.is_none_or(|p| {
+                p.pod_cidr != node.pod_cidr || p.ipv6_pod_cidr != node.ipv6_pod_cidr
+            })
         };
         if remote && new_cidr {
-            self.route_pod_cidr(&node);
+            self.route_pod_cidrs(&node);
         }
     }
 
@@ -138,8 +143,8 @@ impl Daemon {
                 _ => return,
             }
         };
-        if self.routes_pod_cidrs(&node) {
-            if let Err(e) = crate::node::tunnel::unroute_pod_cidr(&node.pod_cidr) {
+        for (cidr, _) in self.routed_pod_cidrs(&node) {
+            if let Err(e) = crate::node::tunnel::unroute_pod_cidr(cidr) {
                 eprintln!("route to node {}'s pods: {e:#}", node.name);
             }
         }
@@ -167,20 +172,29 @@ impl Daemon {
         self.node_addresses.subscribe()
     }
 
-    /// Whether `node`'s pod CIDR is routed into the overlay: only with an
-    /// overlay and a CIDR.
-    fn routes_pod_cidrs(&self, node: &NodeRecord) -> bool {
-        !node.pod_cidr.is_empty() && self.encap_ifindex != 0
+    /// `node`'s pod CIDRs routed into the overlay, each with the source
+    /// this node's connections to them take: none without an overlay.
+    fn routed_pod_cidrs<'a>(&self, node: &'a NodeRecord) -> Vec<(&'a str, Option<IpAddr>)> {
+        if self.encap_ifindex == 0 {
+            return Vec::new();
+        }
+        let own = &self.cluster.node;
+        let v4 =
+            (!node.pod_cidr.is_empty()).then(|| (node.pod_cidr.as_str(), Some(own.ipv4.into())));
+        let v6 = node
+            .ipv6_pod_cidr
+            .as_deref()
+            .filter(|_| own.ipv6_pod_cidr.is_some())
+            .map(|cidr| (cidr, own.ipv6.map(IpAddr::from)));
+        v4.into_iter().chain(v6).collect()
     }
 
     /// The node's own connections to the node's pods go through the overlay.
-    fn route_pod_cidr(&self, node: &NodeRecord) {
-        if !self.routes_pod_cidrs(node) {
-            return;
-        }
-        if let Err(e) = crate::node::tunnel::route_pod_cidr(&node.pod_cidr, self.cluster.node_ip())
-        {
-            eprintln!("route to node {}'s pods: {e:#}", node.name);
+    fn route_pod_cidrs(&self, node: &NodeRecord) {
+        for (cidr, src) in self.routed_pod_cidrs(node) {
+            if let Err(e) = crate::node::tunnel::route_pod_cidr(cidr, src) {
+                eprintln!("route to node {}'s pods: {e:#}", node.name);
+            }
         }
     }
 

@@ -157,7 +157,7 @@ impl Daemon {
         let root = BpfRoot::prepare(&config.bpf_root)?;
         let state = StateDir::open(&config.state_dir)?;
         let maps = SharedMaps::open_or_create(&root)?;
-        crate::node::forwarding::enable()?;
+        crate::node::forwarding::enable(config.enable_ipv6)?;
         let encap_ifindex = match config.tunnel_protocol.as_str() {
             "vxlan" => crate::node::tunnel::attach(&root)?,
             _ => {

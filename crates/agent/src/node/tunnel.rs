@@ -2,7 +2,7 @@
 //! nodes, with the source identity as the VNI, its programs, and the routes
 //! that send the node's own connections to remote pods into it.
 
-use std::{net::Ipv4Addr, process::Command};
+use std::{net::IpAddr, process::Command};
 
 use anyhow::{bail, Context};
 use datapath::BpfRoot;
@@ -49,27 +49,43 @@ fn ensure_device() -> anyhow::Result<u32> {
         .with_context(|| format!("{DEVICE} vanished right after creation"))
 }
 
-/// Routes another node's pod CIDR into the overlay, from this node's
-/// address: the node's own connections to pods there (the L7 proxy's
-/// upstreams on a client's behalf) get their tunnel key in cil_to_overlay.
-pub fn route_pod_cidr(cidr: &str, node_ip: Ipv4Addr) -> anyhow::Result<()> {
-    ip(&[
-        "route",
-        "replace",
-        cidr,
-        "dev",
-        DEVICE,
-        "src",
-        &node_ip.to_string(),
-    ])
+/// Routes another node's pod CIDR (either family) into the overlay, from
+/// this node's address of that family when it has one: the node's own
+/// connections to pods there and the L7 proxy's upstreams on a client's
+/// behalf get their tunnel key in cil_to_overlay. IPv6 goes out of the
+/// device only once IPv6 is on there (a node may have it off by default).
+pub fn route_pod_cidr(cidr: &str, src: Option<IpAddr>) -> anyhow::Result<()> {
+    let family = family_of(cidr);
+    if family == "-6" {
+        enable_ipv6_on_device()?;
+    }
+    let mut args = vec![family, "route", "replace", cidr, "dev", DEVICE];
+    let src = src.map(|ip| ip.to_string());
+    if let Some(src) = &src {
+        args.extend(["src", src.as_str()]);
+    }
+    ip(&args)
 }
 
 /// Removes what [`route_pod_cidr`] added; a route already gone is fine.
 pub fn unroute_pod_cidr(cidr: &str) -> anyhow::Result<()> {
-    match ip(&["route", "del", cidr, "dev", DEVICE]) {
+    match ip(&[family_of(cidr), "route", "del", cidr, "dev", DEVICE]) {
         Err(e) if e.to_string().contains("No such process") => Ok(()),
         other => other,
     }
+}
+
+fn family_of(cidr: &str) -> &'static str {
+    if cidr.contains(':') {
+        "-6"
+    } else {
+        "-4"
+    }
+}
+
+fn enable_ipv6_on_device() -> anyhow::Result<()> {
+    let path = format!("/proc/sys/net/ipv6/conf/{DEVICE}/disable_ipv6");
+    std::fs::write(&path, "0").with_context(|| format!("turning IPv6 on: {path}"))
 }
 
 pub(crate) fn ip(args: &[&str]) -> anyhow::Result<()> {
