@@ -448,7 +448,8 @@ fn policy_applies_to_the_chosen_ipv6_backend() -> Result<()> {
 /// IPv4 backends as connect4 would (its packets are IPv4), and
 /// getpeername()/recvmsg() give the mapped ClusterIP back. curl to
 /// `[::ffff:10.96.0.9]` for TCP, this test's UDP client (a `[::]` socket)
-/// for UDP; no conntrack entry names the ClusterIP, so no packet carried it.
+/// for UDP; no conntrack entry names the ClusterIP, so no packet carried it
+/// (unlike the same curl from outside the cgroup, balanced per packet).
 #[test]
 fn an_ipv4_mapped_cluster_ip_is_balanced_by_the_socket_lb() -> Result<()> {
     const VIP4: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 9);
@@ -477,6 +478,15 @@ fn an_ipv4_mapped_cluster_ip_is_balanced_by_the_socket_lb() -> Result<()> {
         !conntrack_names(&scene, SocketAddr::new(VIP4.into(), 80))?,
         "the socket LB connects to the backend: no packet should carry {VIP4}:80\n{}",
         scene.agent.cli_ok(&["bpf", "ct", "list", "global"])?
+    );
+    // The control: the same curl from outside the socket LB's cgroup is
+    // balanced per packet, which leaves the ClusterIP in conntrack.
+    let url = format!("http://[{mapped}]:80/");
+    let out = scene.client.exec(&["curl", "-s", "--max-time", "3", &url]);
+    ensure!(
+        out.status.success() && conntrack_names(&scene, SocketAddr::new(VIP4.into(), 80))?,
+        "per-packet balancing of {url} must answer and leave {VIP4}:80 in conntrack: {}",
+        String::from_utf8_lossy(&out.stdout)
     );
     eprintln!("IPv4-mapped TCP split {tcp:?}, UDP split {udp:?}");
     Ok(())
