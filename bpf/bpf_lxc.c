@@ -239,6 +239,7 @@ static __always_inline int to_container6(struct __sk_buff *skb, __u32 ifindex, i
 	struct flow6 f;
 	struct ct_state state = {};
 	__u32 src_id, dst_id, magic;
+	__u16 quoted_rev_nat = 0;
 	int ct, ret;
 
 	ret = parse_ipv6(skb, &f);
@@ -257,8 +258,12 @@ static __always_inline int to_container6(struct __sk_buff *skb, __u32 ifindex, i
 		self = lookup_local_endpoint6(&f.daddr);
 		dst_id = self ? self->sec_id : 0;
 	}
-	if (ct == CT_NEW && ct6_icmp_error_related(skb, &f, CT_DIR_INGRESS)) {
+	if (ct == CT_NEW && ct6_icmp_error_flow(skb, &f, CT_DIR_INGRESS, &quoted_rev_nat)) {
 		ct = CT_RELATED;
+		/* About a packet this endpoint sent to a service. */
+		ret = quoted_rev_nat ? lb6_icmp_error_reverse_nat(skb, &f, quoted_rev_nat) : 0;
+		if (ret)
+			return drop6_at(skb, ifindex, ret, &f, src_id, dst_id, DIR_INGRESS);
 	} else if (ct == CT_NEW) {
 		if (magic != MARK_MAGIC_PROXY_INGRESS) {
 			ret = enforce6(src_id, &f, src_id, dst_id, DIR_INGRESS, ifindex,

@@ -120,14 +120,19 @@ struct icmp6_inner {
  * exceeded, parameter problem) seen in direction `dir` is about a flow the
  * endpoint tracks: the offending packet it quotes went the other way, from
  * the error's destination. Only a quote without extension headers is
- * recognised; any other error is decided by policy as ICMPv6 of its type. */
-static __always_inline int ct6_icmp_error_related(struct __sk_buff *skb, const struct flow6 *f,
-						  __u8 dir)
+ * recognised; any other error is decided by policy as ICMPv6 of its type.
+ * *rev_nat: the service the quoted packet was translated for, when it is
+ * one the endpoint sent to a service (its egress entry's), else 0. */
+static __always_inline int ct6_icmp_error_flow(struct __sk_buff *skb, const struct flow6 *f,
+					       __u8 dir, __u16 *rev_nat)
 {
 	struct icmp6_inner in;
 	struct flow6 q = {};
 	__u8 odir = dir == CT_DIR_EGRESS ? CT_DIR_INGRESS : CT_DIR_EGRESS;
+	struct ct_entry *e;
 	__u64 now;
+
+	*rev_nat = 0;
 
 	if (f->l4.protocol != NEXTHDR_ICMP || !f->l4_off || f->l4.icmp_type < ICMP6_DEST_UNREACH ||
 	    f->l4.icmp_type > ICMP6_PARAM_PROB)
@@ -157,7 +162,20 @@ static __always_inline int ct6_icmp_error_related(struct __sk_buff *skb, const s
 		return 0;
 	}
 	now = ct_now();
-	return ct6_find(&q, odir, 0, now) || ct6_find(&q, odir, 1, now);
+	e = ct6_find(&q, odir, 0, now);
+	if (e) {
+		*rev_nat = odir == CT_DIR_EGRESS ? e->rev_nat_index : 0;
+		return 1;
+	}
+	return ct6_find(&q, odir, 1, now) != NULL;
+}
+
+static __always_inline int ct6_icmp_error_related(struct __sk_buff *skb, const struct flow6 *f,
+						  __u8 dir)
+{
+	__u16 rev_nat = 0;
+
+	return ct6_icmp_error_flow(skb, f, dir, &rev_nat);
 }
 
 #endif /* __LIB_CONNTRACK6_H_ */

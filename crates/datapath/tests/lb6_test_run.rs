@@ -14,7 +14,7 @@ use datapath::{
         lb::{Frontend, ServiceEntry},
         PolicyKey,
     },
-    test_run::{run, TestRunOutput, TC_ACT_REDIRECT, TC_ACT_SHOT},
+    test_run::{run, TestRunOutput, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT},
 };
 use support::v6::*;
 use support::*;
@@ -126,4 +126,42 @@ fn egress_policy_decides_on_the_chosen_backend() {
         }
     }
     assert_eq!(outcomes, BTreeSet::from([TC_ACT_REDIRECT, TC_ACT_SHOT]));
+}
+
+/// A packet too big from a router between the client and the backend
+/// quotes the translated packet (to the backend); the client gets it
+/// quoting the frontend its socket dialled, with a valid ICMPv6 checksum,
+/// so path MTU discovery works through the service.
+#[test]
+fn a_packet_too_big_about_a_service_flow_quotes_the_frontend() {
+    let node = node("lb6ptb");
+    let client = ip6(&FRONTEND);
+    let router = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0xfe);
+    let to = node.prog(&FRONTEND).program_fd(TO_CONTAINER).unwrap();
+    let sent = send(&node, &checked6(TCP, client, 44000, VIP6, 80, SYN)).packet;
+
+    // The MTU, then as much of the offending packet as fits (here all).
+    let mut error = vec![PACKET_TOO_BIG, 0, 0, 0];
+    error.extend_from_slice(&1280u32.to_be_bytes());
+    error.extend_from_slice(&sent[14..]);
+    let sum = icmp6_checksum(router, client, &error);
+    error[2..4].copy_from_slice(&sum.to_be_bytes());
+    let out = run(to, &packet6(router, client, &[], ICMPV6, &error)).unwrap();
+
+    assert_eq!(out.retval, TC_ACT_OK, "related to the flow: delivered");
+    let icmp = &out.packet[54..];
+    assert_eq!(
+        icmp6_checksum(router, client, icmp),
+        0,
+        "the error's checksum stays valid"
+    );
+    let quote = &icmp[8..];
+    let quoted_dst = Ipv6Addr::from(<[u8; 16]>::try_from(&quote[24..40]).unwrap());
+    let quoted_dport = u16::from_be_bytes([quote[42], quote[43]]);
+    assert_eq!(
+        (quoted_dst, quoted_dport),
+        (VIP6, 80),
+        "quotes the frontend"
+    );
+    assert_eq!(&quote[8..24], &client.octets(), "and the client as it was");
 }
