@@ -14,11 +14,8 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use support::{cilium_flows_json, field, text};
-use testbed::conformance::parse_revision;
 use testbed::monitor::CliMonitor;
 use testbed::{eventually, Agent, AgentOptions, Pod};
-
-const PROPAGATION: Duration = Duration::from_secs(10);
 
 /// web takes TCP 80 from client, nothing else.
 const POLICY: &str = r#"
@@ -52,16 +49,9 @@ fn ipv6_flows_show_their_ipv6_addresses_in_monitor_flows_and_maps() {
     let _servers = [80, 8080].map(|port| web.serve_tcp(port).expect("tcp server"));
     let (client6, web6) = (client.ip6().expect("IPv6"), web.ip6().expect("IPv6"));
 
-    let file = agent.temp_dir().join("policy.yaml");
-    std::fs::write(&file, POLICY).unwrap();
-    let out = agent
-        .cli_ok(&["policy", "import", &file.display().to_string()])
-        .expect("policy accepted");
-    let revision = parse_revision(&out).expect("revision");
-    for pod in [&client, &web] {
-        pod.wait_for_policy_revision(&agent, revision, PROPAGATION)
-            .expect("policy realized");
-    }
+    agent
+        .import_policy(POLICY, &[&client, &web])
+        .expect("policy realized");
 
     // The drop, as `cilium monitor` prints it.
     let monitor = CliMonitor::start(&agent, &["--type", "drop"]).expect("cilium monitor");

@@ -10,7 +10,6 @@
 use std::net::Ipv6Addr;
 use std::time::Duration;
 
-use testbed::conformance::parse_revision;
 use testbed::{cmd, eventually, unique, Agent, AgentOptions, NetNs, Pod, TcpServer};
 
 const PORT: u16 = 8443;
@@ -97,14 +96,9 @@ impl Drop for Outside6 {
 }
 
 fn apply(agent: &Agent, pod: &Pod, policy: &str) {
-    let file = agent.temp_dir().join("world-policy.yaml");
-    std::fs::write(&file, policy).unwrap();
-    let out = agent
+    agent
         .cli_ok(&["policy", "delete", "--all"])
-        .and_then(|_| agent.cli_ok(&["policy", "import", &file.display().to_string()]))
-        .expect("policy accepted");
-    let revision = parse_revision(&out).expect("revision");
-    pod.wait_for_policy_revision(agent, revision, Duration::from_secs(10))
+        .and_then(|_| agent.import_policy(policy, &[pod]))
         .expect("policy realized");
 }
 

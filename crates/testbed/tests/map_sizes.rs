@@ -56,15 +56,7 @@ fn policy_map_size_follows_the_flag_and_a_full_map_names_it() {
     })
     .unwrap();
     let server = Pod::create(&agent, "server", &["k8s:app=server"]).unwrap();
-    let file = agent.temp_dir().join("ports.yaml");
-    std::fs::write(&file, ports_policy()).unwrap();
-    let out = agent
-        .cli_ok(&["policy", "import", &file.display().to_string()])
-        .unwrap();
-    let revision = testbed::conformance::parse_revision(&out).unwrap();
-    server
-        .wait_for_policy_revision(&agent, revision, Duration::from_secs(10))
-        .unwrap();
+    agent.import_policy(&ports_policy(), &[&server]).unwrap();
     let name = format!("cilium_policy_{:05}", server.endpoint_id());
 
     let row = map_row(&agent, &name, |m| !m.warning.is_empty());

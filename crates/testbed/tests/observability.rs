@@ -22,7 +22,6 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use api::{MonitorEvent, MonitorQuery};
-use testbed::conformance::parse_revision;
 use testbed::{Agent, AgentOptions, CliMonitor, NetNs, Pod, UdpServer};
 
 const UDP_PORT: u16 = 53;
@@ -62,7 +61,7 @@ impl Node {
         let intruder = Pod::create(&agent, "intruder", &["k8s:app=intruder"]).unwrap();
         let server = Pod::create(&agent, "server", &["k8s:app=server"]).unwrap();
         let dns = server.serve_udp(UDP_PORT).unwrap();
-        import_policy(&agent, "server-policy.yaml", SERVER_POLICY, &server);
+        agent.import_policy(SERVER_POLICY, &[&server]).unwrap();
         Node {
             _dns: dns,
             client,
@@ -88,19 +87,6 @@ impl Node {
             "intruder -> server UDP {UDP_PORT} must be dropped"
         );
     }
-}
-
-/// `cilium policy import`, then waits until `enforcer` has realized it.
-fn import_policy(agent: &Agent, file_name: &str, yaml: &str, enforcer: &Pod) {
-    let file = agent.temp_dir().join(file_name);
-    std::fs::write(&file, yaml).unwrap();
-    let out = agent
-        .cli_ok(&["policy", "import", &file.display().to_string()])
-        .unwrap();
-    let revision = parse_revision(&out).unwrap();
-    enforcer
-        .wait_for_policy_revision(agent, revision, Duration::from_secs(10))
-        .unwrap();
 }
 
 /// Events of a filtered API stream, read on a thread.
@@ -512,12 +498,9 @@ const CLIENT_CIDR_POLICY: &str = "\
 #[test]
 fn bpf_policy_get_names_cidr_peers_by_their_labels() {
     let node = Node::start(Vec::new());
-    import_policy(
-        &node.agent,
-        "client-cidr-policy.yaml",
-        CLIENT_CIDR_POLICY,
-        &node.client,
-    );
+    node.agent
+        .import_policy(CLIENT_CIDR_POLICY, &[&node.client])
+        .unwrap();
     let client_id = node.client.endpoint_id().to_string();
 
     let labelled = node

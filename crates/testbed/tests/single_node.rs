@@ -71,14 +71,8 @@ impl Node {
 
     /// `cilium policy import FILE`, then waits until the backend enforces it.
     fn import_backend_policy(&self) -> Result<()> {
-        let file = self.agent.temp_dir().join("backend-policy.yaml");
-        std::fs::write(&file, BACKEND_POLICY)?;
-        let out = self
-            .agent
-            .cli_ok(&["policy", "import", &file.display().to_string()])?;
-        let revision = parse_revision(&out)?;
-        self.backend
-            .wait_for_policy_revision(&self.agent, revision, REALIZE_TIMEOUT)
+        self.agent.import_policy(BACKEND_POLICY, &[&self.backend])?;
+        Ok(())
     }
 
     /// `cilium policy delete --all`, then waits until the backend has let go.

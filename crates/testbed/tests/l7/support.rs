@@ -2,29 +2,16 @@
 //! the pods it concerns enforce it, and what the agent and cilium-proxy said
 //! about proxying, for failure messages.
 
-use std::time::Duration;
-
-use anyhow::{Context, Result};
+use anyhow::Result;
 use testbed::{Agent, Pod};
 
-const REALIZE_TIMEOUT: Duration = Duration::from_secs(10);
 const PROXY_LOG_TAIL_BYTES: usize = 2048;
 
 /// Replaces every rule with `yaml` and waits until each of `pods` has
 /// realized the new revision.
 pub fn apply_policy(agent: &Agent, pods: &[&Pod], yaml: &str) -> Result<()> {
     agent.cli_ok(&["policy", "delete", "--all"])?;
-    let file = agent.temp_dir().join("policy.yaml");
-    std::fs::write(&file, yaml)?;
-    let out = agent.cli_ok(&["policy", "import", &file.display().to_string()])?;
-    let revision = out
-        .lines()
-        .find_map(|l| l.strip_prefix("Revision:"))
-        .and_then(|r| r.trim().parse().ok())
-        .with_context(|| format!("no revision in {out:?}"))?;
-    for pod in pods {
-        pod.wait_for_policy_revision(agent, revision, REALIZE_TIMEOUT)?;
-    }
+    agent.import_policy(yaml, pods)?;
     Ok(())
 }
 
