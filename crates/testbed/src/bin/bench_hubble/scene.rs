@@ -183,17 +183,6 @@ fn time_wait(sockstat: &str) -> Option<u64> {
     fields.get(at + 1)?.parse().ok()
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn reads_time_wait_from_sockstat() {
-        let text =
-            "sockets: used 5\nTCP: inuse 1 orphan 0 tw 6160 alloc 3 mem 1\nUDP: inuse 0 mem 0\n";
-        assert_eq!(super::time_wait(text), Some(6160));
-        assert_eq!(super::time_wait("UDP: inuse 0\n"), None);
-    }
-}
-
 fn wait_for_socket(socket: &Path) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(10);
     while !socket.exists() {
@@ -203,4 +192,15 @@ fn wait_for_socket(socket: &Path) -> Result<()> {
         std::thread::sleep(Duration::from_millis(20));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn reads_time_wait_from_sockstat() {
+        let text =
+            "sockets: used 5\nTCP: inuse 1 orphan 0 tw 6160 alloc 3 mem 1\nUDP: inuse 0 mem 0\n";
+        assert_eq!(super::time_wait(text), Some(6160));
+        assert_eq!(super::time_wait("UDP: inuse 0\n"), None);
+    }
 }
