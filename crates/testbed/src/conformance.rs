@@ -21,12 +21,16 @@
 //! as in a dual-stack Cilium). A policy that reads the
 //! same for both families is imported once and both families' probes run
 //! together; one that differs is imported, probed and deleted per family.
+//!
+//! [`TwoNodes`] runs the same tables' pod-to-pod probes with the pods on
+//! two nodes, through the VXLAN tunnel.
 
 mod evidence;
 mod external;
 mod probe;
 mod send;
 pub mod trace;
+mod two_nodes;
 
 use std::collections::BTreeSet;
 use std::fmt::{self, Write as _};
@@ -38,6 +42,7 @@ use anyhow::{bail, Context, Result};
 pub use external::{ExternalHost, ForwardingGuard, Outside};
 pub use probe::{Expect, Peer, Probe, Proto};
 pub use send::HostListener;
+pub use two_nodes::{Outcome, TwoNodes};
 
 use crate::{Agent, AgentOptions, Monitor, Pod, TcpServer, UdpServer};
 use evidence::Flow;
@@ -219,22 +224,11 @@ impl Cluster {
     /// Fills the placeholders of a case's policy text for one family.
     pub fn render(&self, policy: &str, family: Family) -> String {
         let ext = |i: usize| host_prefix(self.address(&Peer::External(i), family));
-        let (ext_net, pod_net, any, echo, world) = match family {
-            Family::V4 => (
-                &self.outside.network,
-                &self.pod_range,
-                "0.0.0.0/0",
-                "type: 8, family: IPv4",
-                "world",
-            ),
-            Family::V6 => (
-                &self.outside.network6,
-                &self.pod_range6,
-                "::/0",
-                "type: 128, family: IPv6",
-                "world-ipv6",
-            ),
+        let (ext_net, pod_net) = match family {
+            Family::V4 => (&self.outside.network, &self.pod_range),
+            Family::V6 => (&self.outside.network6, &self.pod_range6),
         };
+        let (any, echo, world) = family_words(family);
         policy
             .replace("{EXT_NET}", ext_net)
             .replace("{EXT2}", &ext(1))
@@ -564,6 +558,14 @@ impl Shot {
                 None => (self.passes, None),
             },
         }
+    }
+}
+
+/// The family's `{ANY}`, `{ECHO}` and `{WORLD}`.
+fn family_words(family: Family) -> (&'static str, &'static str, &'static str) {
+    match family {
+        Family::V4 => ("0.0.0.0/0", "type: 8, family: IPv4", "world"),
+        Family::V6 => ("::/0", "type: 128, family: IPv6", "world-ipv6"),
     }
 }
 

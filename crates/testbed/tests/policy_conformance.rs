@@ -6,7 +6,9 @@
 //! agree with what the packets did. Pods, outside hosts and the host are
 //! dual-stack: every case runs over IPv4 and over IPv6 (see
 //! `testbed::conformance`), CIDR cases with the family's prefixes and
-//! `icmps` cases with the family's echo request.
+//! `icmps` cases with the family's echo request. The pod-to-pod tables
+//! run once more with the pods on two nodes, through the VXLAN tunnel
+//! (`testbed::conformance::TwoNodes`).
 //!
 //! Cast (namespace `alpha`): `web` (app=web, tier=backend), `client`
 //! (app=client, env=prod, container label role=tester), `other` (app=other).
@@ -15,12 +17,12 @@
 //! `ext`/`ext2` serve TCP 80 and UDP 53; the host listens on a TCP port of
 //! its own. Probe syntax and placeholders: see `testbed::conformance`.
 //!
-//! Needs root. Each test starts its own agent and pods; cases within a test
-//! share them but not their outcome.
+//! Needs root (and etcd for the two-node test). Each test starts its own
+//! agent and pods; cases within a test share them but not their outcome.
 
 use std::time::Duration;
 
-use testbed::conformance::{parse_revision, Case, Cluster, PodSpec};
+use testbed::conformance::{parse_revision, Case, Cluster, PodSpec, TwoNodes};
 use testbed::{Agent, AgentOptions, Pod};
 
 const PODS: &[PodSpec] = &[
@@ -59,242 +61,233 @@ const PODS: &[PodSpec] = &[
     },
 ];
 
-#[test]
-fn selectors_match_labels_and_expressions() {
-    Cluster::check(
-        "selectors",
-        PODS,
-        &[
-            Case {
-                name: "matchLabels selects every endpoint with the label, any namespace",
-                policy: r#"
+const SELECTORS: &[Case] = &[
+    Case {
+        name: "matchLabels selects every endpoint with the label, any namespace",
+        policy: r#"
 - endpointSelector: {matchLabels: {app: web}}
   ingress:
   - fromEndpoints: [{matchLabels: {app: client}}]
 "#,
-                probes: &[
-                    "client -> web:80/tcp pass",
-                    "remote -> web:80/tcp pass",
-                    "other -> web:80/tcp drop",
-                    "stranger -> web:80/tcp drop",
-                ],
-            },
-            Case {
-                name: "several matchLabels are AND-ed",
-                policy: r#"
+        probes: &[
+            "client -> web:80/tcp pass",
+            "remote -> web:80/tcp pass",
+            "other -> web:80/tcp drop",
+            "stranger -> web:80/tcp drop",
+        ],
+    },
+    Case {
+        name: "several matchLabels are AND-ed",
+        policy: r#"
 - endpointSelector: {matchLabels: {app: web}}
   ingress:
   - fromEndpoints: [{matchLabels: {app: client, env: prod}}]
 "#,
-                probes: &["client -> web:80/tcp pass", "remote -> web:80/tcp drop"],
-            },
-            Case {
-                name: "In",
-                policy: r#"
+        probes: &["client -> web:80/tcp pass", "remote -> web:80/tcp drop"],
+    },
+    Case {
+        name: "In",
+        policy: r#"
 - endpointSelector: {matchLabels: {app: web}}
   ingress:
   - fromEndpoints:
     - matchExpressions: [{key: app, operator: In, values: [client, other]}]
 "#,
-                probes: &[
-                    "client -> web:80/tcp pass",
-                    "other -> web:80/tcp pass",
-                    "stranger -> web:80/tcp drop",
-                ],
-            },
-            Case {
-                name: "NotIn also matches endpoints lacking the key",
-                policy: r#"
+        probes: &[
+            "client -> web:80/tcp pass",
+            "other -> web:80/tcp pass",
+            "stranger -> web:80/tcp drop",
+        ],
+    },
+    Case {
+        name: "NotIn also matches endpoints lacking the key",
+        policy: r#"
 - endpointSelector: {matchLabels: {app: web}}
   ingress:
   - fromEndpoints:
     - matchExpressions: [{key: env, operator: NotIn, values: [prod]}]
 "#,
-                probes: &[
-                    "other -> web:80/tcp pass",
-                    "remote -> web:80/tcp pass",
-                    "client -> web:80/tcp drop",
-                ],
-            },
-            Case {
-                name: "Exists",
-                policy: r#"
+        probes: &[
+            "other -> web:80/tcp pass",
+            "remote -> web:80/tcp pass",
+            "client -> web:80/tcp drop",
+        ],
+    },
+    Case {
+        name: "Exists",
+        policy: r#"
 - endpointSelector: {matchLabels: {app: web}}
   ingress:
   - fromEndpoints:
     - matchExpressions: [{key: env, operator: Exists}]
 "#,
-                probes: &[
-                    "client -> web:80/tcp pass",
-                    "remote -> web:80/tcp pass",
-                    "other -> web:80/tcp drop",
-                    "stranger -> web:80/tcp drop",
-                ],
-            },
-            Case {
-                name: "DoesNotExist",
-                policy: r#"
+        probes: &[
+            "client -> web:80/tcp pass",
+            "remote -> web:80/tcp pass",
+            "other -> web:80/tcp drop",
+            "stranger -> web:80/tcp drop",
+        ],
+    },
+    Case {
+        name: "DoesNotExist",
+        policy: r#"
 - endpointSelector: {matchLabels: {app: web}}
   ingress:
   - fromEndpoints:
     - matchExpressions: [{key: env, operator: DoesNotExist}]
 "#,
-                probes: &[
-                    "other -> web:80/tcp pass",
-                    "stranger -> web:80/tcp pass",
-                    "client -> web:80/tcp drop",
-                    "remote -> web:80/tcp drop",
-                ],
-            },
-            Case {
-                name: "matchLabels and matchExpressions in one selector are AND-ed",
-                policy: r#"
+        probes: &[
+            "other -> web:80/tcp pass",
+            "stranger -> web:80/tcp pass",
+            "client -> web:80/tcp drop",
+            "remote -> web:80/tcp drop",
+        ],
+    },
+    Case {
+        name: "matchLabels and matchExpressions in one selector are AND-ed",
+        policy: r#"
 - endpointSelector: {matchLabels: {app: web}}
   ingress:
   - fromEndpoints:
     - matchLabels: {app: client}
       matchExpressions: [{key: env, operator: In, values: [dev]}]
 "#,
-                probes: &["remote -> web:80/tcp pass", "client -> web:80/tcp drop"],
-            },
-            Case {
-                name: "namespace labels io.cilium.k8s.namespace.labels.*",
-                policy: r#"
+        probes: &["remote -> web:80/tcp pass", "client -> web:80/tcp drop"],
+    },
+    Case {
+        name: "namespace labels io.cilium.k8s.namespace.labels.*",
+        policy: r#"
 - endpointSelector: {matchLabels: {app: web}}
   ingress:
   - fromEndpoints:
     - matchLabels: {"k8s:io.cilium.k8s.namespace.labels.kubernetes.io/metadata.name": beta}
 "#,
-                probes: &[
-                    "remote -> web:80/tcp pass",
-                    "stranger -> web:80/tcp pass",
-                    "client -> web:80/tcp drop",
-                ],
-            },
-            Case {
-                name: "endpointSelector with an expression picks the protected endpoints",
-                policy: r#"
+        probes: &[
+            "remote -> web:80/tcp pass",
+            "stranger -> web:80/tcp pass",
+            "client -> web:80/tcp drop",
+        ],
+    },
+    Case {
+        name: "endpointSelector with an expression picks the protected endpoints",
+        policy: r#"
 - endpointSelector:
     matchExpressions: [{key: tier, operator: In, values: [backend]}]
   ingress:
   - fromEndpoints: [{matchLabels: {app: client}}]
 "#,
-                probes: &[
-                    "client -> web:80/tcp pass",
-                    "stranger -> web:80/tcp drop",
-                    "stranger -> other:80/tcp pass",
-                ],
-            },
+        probes: &[
+            "client -> web:80/tcp pass",
+            "stranger -> web:80/tcp drop",
+            "stranger -> other:80/tcp pass",
         ],
-    );
-}
+    },
+];
 
 #[test]
-fn label_sources_k8s_any_bare_container_reserved() {
-    Cluster::check(
-        "label sources",
-        PODS,
-        &[
-            Case {
-                name: "k8s: source",
-                policy: r#"
+fn selectors_match_labels_and_expressions() {
+    Cluster::check("selectors", PODS, SELECTORS);
+}
+
+const LABEL_SOURCES: &[Case] = &[
+    Case {
+        name: "k8s: source",
+        policy: r#"
 - endpointSelector: {matchLabels: {"k8s:app": web}}
   ingress:
   - fromEndpoints: [{matchLabels: {"k8s:app": client}}]
 "#,
-                probes: &["client -> web:80/tcp pass", "other -> web:80/tcp drop"],
-            },
-            Case {
-                name: "any: source matches a container label",
-                policy: r#"
+        probes: &["client -> web:80/tcp pass", "other -> web:80/tcp drop"],
+    },
+    Case {
+        name: "any: source matches a container label",
+        policy: r#"
 - endpointSelector: {matchLabels: {"any:app": web}}
   ingress:
   - fromEndpoints: [{matchLabels: {"any:role": tester}}]
 "#,
-                probes: &["client -> web:80/tcp pass", "other -> web:80/tcp drop"],
-            },
-            Case {
-                name: "bare key matches a container label",
-                policy: r#"
+        probes: &["client -> web:80/tcp pass", "other -> web:80/tcp drop"],
+    },
+    Case {
+        name: "bare key matches a container label",
+        policy: r#"
 - endpointSelector: {matchLabels: {app: web}}
   ingress:
   - fromEndpoints: [{matchLabels: {role: tester}}]
 "#,
-                probes: &["client -> web:80/tcp pass", "other -> web:80/tcp drop"],
-            },
-            Case {
-                name: "container: source",
-                policy: r#"
+        probes: &["client -> web:80/tcp pass", "other -> web:80/tcp drop"],
+    },
+    Case {
+        name: "container: source",
+        policy: r#"
 - endpointSelector: {matchLabels: {app: web}}
   ingress:
   - fromEndpoints: [{matchLabels: {"container:role": tester}}]
 "#,
-                probes: &["client -> web:80/tcp pass", "other -> web:80/tcp drop"],
-            },
-            Case {
-                name: "a k8s: key does not match the same key from container:",
-                policy: r#"
+        probes: &["client -> web:80/tcp pass", "other -> web:80/tcp drop"],
+    },
+    Case {
+        name: "a k8s: key does not match the same key from container:",
+        policy: r#"
 - endpointSelector: {matchLabels: {app: web}}
   ingress:
   - fromEndpoints:
     - matchLabels: {"k8s:role": tester}
     - matchLabels: {"k8s:app": other}
 "#,
-                probes: &["client -> web:80/tcp drop", "other -> web:80/tcp pass"],
-            },
-            Case {
-                name: "reserved: source selects the world identity (world-ipv6 over IPv6)",
-                policy: r#"
+        probes: &["client -> web:80/tcp drop", "other -> web:80/tcp pass"],
+    },
+    Case {
+        name: "reserved: source selects the world identity (world-ipv6 over IPv6)",
+        policy: r#"
 - endpointSelector: {matchLabels: {app: web}}
   ingress:
   - fromEndpoints: [{matchLabels: {"reserved:{WORLD}": ""}}]
 "#,
-                probes: &["ext -> web:80/tcp pass", "client -> web:80/tcp drop"],
-            },
-        ],
-    );
-}
+        probes: &["ext -> web:80/tcp pass", "client -> web:80/tcp drop"],
+    },
+];
 
 #[test]
-fn directions_ingress_egress_and_both_ends() {
-    Cluster::check(
-        "directions",
-        PODS,
-        &[
-            Case {
-                name: "fromEndpoints: an ingress-only policy leaves egress open",
-                policy: r#"
+fn label_sources_k8s_any_bare_container_reserved() {
+    Cluster::check("label sources", PODS, LABEL_SOURCES);
+}
+
+const DIRECTIONS: &[Case] = &[
+    Case {
+        name: "fromEndpoints: an ingress-only policy leaves egress open",
+        policy: r#"
 - endpointSelector: {matchLabels: {app: web}}
   ingress:
   - fromEndpoints: [{matchLabels: {app: client}}]
     toPorts: [{ports: [{port: "80", protocol: TCP}]}]
 "#,
-                probes: &[
-                    "client -> web:80/tcp pass",
-                    "other -> web:80/tcp drop",
-                    "web -> other:80/tcp pass",
-                    "web -> ext:80/tcp pass",
-                    "web -> host/tcp pass",
-                ],
-            },
-            Case {
-                name: "toEndpoints: an egress-only policy leaves ingress open",
-                policy: r#"
+        probes: &[
+            "client -> web:80/tcp pass",
+            "other -> web:80/tcp drop",
+            "web -> other:80/tcp pass",
+            "web -> ext:80/tcp pass",
+            "web -> host/tcp pass",
+        ],
+    },
+    Case {
+        name: "toEndpoints: an egress-only policy leaves ingress open",
+        policy: r#"
 - endpointSelector: {matchLabels: {app: client}}
   egress:
   - toEndpoints: [{matchLabels: {app: web}}]
 "#,
-                probes: &[
-                    "client -> web:80/tcp pass",
-                    "client -> web:53/udp pass",
-                    "client -> other:80/tcp drop",
-                    "client -> ext:80/tcp drop",
-                    "other -> client:80/tcp pass",
-                ],
-            },
-            Case {
-                name: "a connection needs the client's egress and the server's ingress",
-                policy: r#"
+        probes: &[
+            "client -> web:80/tcp pass",
+            "client -> web:53/udp pass",
+            "client -> other:80/tcp drop",
+            "client -> ext:80/tcp drop",
+            "other -> client:80/tcp pass",
+        ],
+    },
+    Case {
+        name: "a connection needs the client's egress and the server's ingress",
+        policy: r#"
 - endpointSelector: {matchLabels: {app: web}}
   ingress:
   - fromEndpoints: [{matchLabels: {app: client}}, {matchLabels: {app: other}}]
@@ -305,47 +298,47 @@ fn directions_ingress_egress_and_both_ends() {
   egress:
   - toEndpoints: [{matchLabels: {app: web}}]
 "#,
-                probes: &[
-                    "client -> web:80/tcp pass",
-                    "other -> web:80/tcp drop",
-                    "other -> client:80/tcp pass",
-                    "client -> other:80/tcp drop",
-                    "stranger -> web:80/tcp drop",
-                ],
-            },
-            Case {
-                name: "ingress: [{}] allows nothing (but the local host)",
-                policy: r#"
+        probes: &[
+            "client -> web:80/tcp pass",
+            "other -> web:80/tcp drop",
+            "other -> client:80/tcp pass",
+            "client -> other:80/tcp drop",
+            "stranger -> web:80/tcp drop",
+        ],
+    },
+    Case {
+        name: "ingress: [{}] allows nothing (but the local host)",
+        policy: r#"
 - endpointSelector: {matchLabels: {app: web}}
   ingress: [{}]
 "#,
-                probes: &[
-                    "client -> web:80/tcp drop",
-                    "other -> web:53/udp drop",
-                    "ext -> web:80/tcp drop",
-                    "host -> web:80/tcp pass",
-                    "web -> client:80/tcp pass",
-                ],
-            },
-            Case {
-                name: "fromEndpoints: [{}] selects every endpoint",
-                policy: r#"
+        probes: &[
+            "client -> web:80/tcp drop",
+            "other -> web:53/udp drop",
+            "ext -> web:80/tcp drop",
+            "host -> web:80/tcp pass",
+            "web -> client:80/tcp pass",
+        ],
+    },
+    Case {
+        name: "fromEndpoints: [{}] selects every endpoint",
+        policy: r#"
 - endpointSelector: {matchLabels: {app: web}}
   ingress:
   - fromEndpoints: [{}]
     toPorts: [{ports: [{port: "80", protocol: TCP}]}]
 "#,
-                probes: &[
-                    "client -> web:80/tcp pass",
-                    "remote -> web:80/tcp pass",
-                    "stranger -> web:80/tcp pass",
-                    "ext -> web:80/tcp pass",
-                    "client -> web:81/tcp drop",
-                ],
-            },
-            Case {
-                name: "rules selecting one endpoint are a union of allows",
-                policy: r#"
+        probes: &[
+            "client -> web:80/tcp pass",
+            "remote -> web:80/tcp pass",
+            "stranger -> web:80/tcp pass",
+            "ext -> web:80/tcp pass",
+            "client -> web:81/tcp drop",
+        ],
+    },
+    Case {
+        name: "rules selecting one endpoint are a union of allows",
+        policy: r#"
 - endpointSelector: {matchLabels: {app: web}}
   ingress:
   - fromEndpoints: [{matchLabels: {app: client}}]
@@ -355,152 +348,148 @@ fn directions_ingress_egress_and_both_ends() {
   - fromEndpoints: [{matchLabels: {app: other}}]
     toPorts: [{ports: [{port: "81", protocol: TCP}]}]
 "#,
-                probes: &[
-                    "client -> web:80/tcp pass",
-                    "client -> web:81/tcp drop",
-                    "other -> web:81/tcp pass",
-                    "other -> web:80/tcp drop",
-                ],
-            },
+        probes: &[
+            "client -> web:80/tcp pass",
+            "client -> web:81/tcp drop",
+            "other -> web:81/tcp pass",
+            "other -> web:80/tcp drop",
         ],
-    );
-}
+    },
+];
 
 #[test]
-fn to_ports_port_ranges_and_protocols() {
-    Cluster::check(
-        "toPorts",
-        PODS,
-        &[
-            Case {
-                name: "port",
-                policy: r#"
+fn directions_ingress_egress_and_both_ends() {
+    Cluster::check("directions", PODS, DIRECTIONS);
+}
+
+const TO_PORTS: &[Case] = &[
+    Case {
+        name: "port",
+        policy: r#"
 - endpointSelector: {matchLabels: {app: web}}
   ingress:
   - fromEndpoints: [{matchLabels: {app: client}}]
     toPorts: [{ports: [{port: "80", protocol: TCP}]}]
 "#,
-                probes: &["client -> web:80/tcp pass", "client -> web:81/tcp drop"],
-            },
-            Case {
-                name: "endPort range is inclusive at both ends",
-                policy: r#"
+        probes: &["client -> web:80/tcp pass", "client -> web:81/tcp drop"],
+    },
+    Case {
+        name: "endPort range is inclusive at both ends",
+        policy: r#"
 - endpointSelector: {matchLabels: {app: web}}
   ingress:
   - fromEndpoints: [{matchLabels: {app: client}}]
     toPorts: [{ports: [{port: "81", endPort: 8080, protocol: TCP}]}]
 "#,
-                probes: &[
-                    "client -> web:81/tcp pass",
-                    "client -> web:8080/tcp pass",
-                    "client -> web:80/tcp drop",
-                    "client -> web:9000/tcp drop",
-                ],
-            },
-            Case {
-                name: "protocol TCP does not open UDP on the same port",
-                policy: r#"
+        probes: &[
+            "client -> web:81/tcp pass",
+            "client -> web:8080/tcp pass",
+            "client -> web:80/tcp drop",
+            "client -> web:9000/tcp drop",
+        ],
+    },
+    Case {
+        name: "protocol TCP does not open UDP on the same port",
+        policy: r#"
 - endpointSelector: {matchLabels: {app: web}}
   ingress:
   - fromEndpoints: [{matchLabels: {app: client}}]
     toPorts: [{ports: [{port: "80", protocol: TCP}]}]
 "#,
-                probes: &["client -> web:80/tcp pass", "client -> web:80/udp drop"],
-            },
-            Case {
-                name: "protocol UDP does not open TCP on the same port",
-                policy: r#"
+        probes: &["client -> web:80/tcp pass", "client -> web:80/udp drop"],
+    },
+    Case {
+        name: "protocol UDP does not open TCP on the same port",
+        policy: r#"
 - endpointSelector: {matchLabels: {app: web}}
   ingress:
   - fromEndpoints: [{matchLabels: {app: client}}]
     toPorts: [{ports: [{port: "80", protocol: UDP}]}]
 "#,
-                probes: &["client -> web:80/udp pass", "client -> web:80/tcp drop"],
-            },
-            Case {
-                name: "protocol ANY covers TCP and UDP",
-                policy: r#"
+        probes: &["client -> web:80/udp pass", "client -> web:80/tcp drop"],
+    },
+    Case {
+        name: "protocol ANY covers TCP and UDP",
+        policy: r#"
 - endpointSelector: {matchLabels: {app: web}}
   ingress:
   - fromEndpoints: [{matchLabels: {app: client}}]
     toPorts: [{ports: [{port: "80", protocol: ANY}]}]
 "#,
-                probes: &[
-                    "client -> web:80/tcp pass",
-                    "client -> web:80/udp pass",
-                    "client -> web:81/tcp drop",
-                    "client -> web:53/udp drop",
-                ],
-            },
-            Case {
-                name: "a Cilium port without protocol means ANY",
-                policy: r#"
+        probes: &[
+            "client -> web:80/tcp pass",
+            "client -> web:80/udp pass",
+            "client -> web:81/tcp drop",
+            "client -> web:53/udp drop",
+        ],
+    },
+    Case {
+        name: "a Cilium port without protocol means ANY",
+        policy: r#"
 - endpointSelector: {matchLabels: {app: web}}
   ingress:
   - fromEndpoints: [{matchLabels: {app: client}}]
     toPorts: [{ports: [{port: "80"}]}]
 "#,
-                probes: &[
-                    "client -> web:80/tcp pass",
-                    "client -> web:80/udp pass",
-                    "client -> web:53/udp drop",
-                ],
-            },
-            Case {
-                name: "port 0 means every port of the protocol",
-                policy: r#"
+        probes: &[
+            "client -> web:80/tcp pass",
+            "client -> web:80/udp pass",
+            "client -> web:53/udp drop",
+        ],
+    },
+    Case {
+        name: "port 0 means every port of the protocol",
+        policy: r#"
 - endpointSelector: {matchLabels: {app: web}}
   ingress:
   - fromEndpoints: [{matchLabels: {app: client}}]
     toPorts: [{ports: [{port: "0", protocol: TCP}]}]
 "#,
-                probes: &[
-                    "client -> web:80/tcp pass",
-                    "client -> web:9000/tcp pass",
-                    "client -> web:53/udp drop",
-                ],
-            },
-            Case {
-                name: "toPorts without a peer applies to every peer",
-                policy: r#"
+        probes: &[
+            "client -> web:80/tcp pass",
+            "client -> web:9000/tcp pass",
+            "client -> web:53/udp drop",
+        ],
+    },
+    Case {
+        name: "toPorts without a peer applies to every peer",
+        policy: r#"
 - endpointSelector: {matchLabels: {app: web}}
   ingress:
   - toPorts: [{ports: [{port: "80", protocol: TCP}]}]
 "#,
-                probes: &[
-                    "client -> web:80/tcp pass",
-                    "stranger -> web:80/tcp pass",
-                    "ext -> web:80/tcp pass",
-                    "client -> web:81/tcp drop",
-                ],
-            },
-            Case {
-                name: "egress toPorts",
-                policy: r#"
+        probes: &[
+            "client -> web:80/tcp pass",
+            "stranger -> web:80/tcp pass",
+            "ext -> web:80/tcp pass",
+            "client -> web:81/tcp drop",
+        ],
+    },
+    Case {
+        name: "egress toPorts",
+        policy: r#"
 - endpointSelector: {matchLabels: {app: client}}
   egress:
   - toEndpoints: [{matchLabels: {app: web}}]
     toPorts: [{ports: [{port: "8080", protocol: TCP}]}]
 "#,
-                probes: &[
-                    "client -> web:8080/tcp pass",
-                    "client -> web:80/tcp drop",
-                    "client -> other:8080/tcp drop",
-                ],
-            },
+        probes: &[
+            "client -> web:8080/tcp pass",
+            "client -> web:80/tcp drop",
+            "client -> other:8080/tcp drop",
         ],
-    );
-}
+    },
+];
 
 #[test]
-fn deny_rules_beat_allows() {
-    Cluster::check(
-        "deny",
-        PODS,
-        &[
-            Case {
-                name: "ingressDeny on a port beats an L3 allow of the same peer",
-                policy: r#"
+fn to_ports_port_ranges_and_protocols() {
+    Cluster::check("toPorts", PODS, TO_PORTS);
+}
+
+const DENY: &[Case] = &[
+    Case {
+        name: "ingressDeny on a port beats an L3 allow of the same peer",
+        policy: r#"
 - endpointSelector: {matchLabels: {app: web}}
   ingress:
   - fromEndpoints: [{matchLabels: {app: client}}]
@@ -508,31 +497,31 @@ fn deny_rules_beat_allows() {
   - fromEndpoints: [{matchLabels: {app: client}}]
     toPorts: [{ports: [{port: "81", protocol: TCP}]}]
 "#,
-                probes: &[
-                    "client -> web:80/tcp pass",
-                    "client -> web:53/udp pass",
-                    "client -> web:81/tcp deny",
-                ],
-            },
-            Case {
-                name: "ingressDeny of a peer beats allow-all",
-                policy: r#"
+        probes: &[
+            "client -> web:80/tcp pass",
+            "client -> web:53/udp pass",
+            "client -> web:81/tcp deny",
+        ],
+    },
+    Case {
+        name: "ingressDeny of a peer beats allow-all",
+        policy: r#"
 - endpointSelector: {matchLabels: {app: web}}
   ingress:
   - fromEntities: [all]
   ingressDeny:
   - fromEndpoints: [{matchLabels: {app: other}}]
 "#,
-                probes: &[
-                    "client -> web:80/tcp pass",
-                    "ext -> web:80/tcp pass",
-                    "other -> web:80/tcp deny",
-                    "other -> web:53/udp deny",
-                ],
-            },
-            Case {
-                name: "egressDeny beats an allow in another rule",
-                policy: r#"
+        probes: &[
+            "client -> web:80/tcp pass",
+            "ext -> web:80/tcp pass",
+            "other -> web:80/tcp deny",
+            "other -> web:53/udp deny",
+        ],
+    },
+    Case {
+        name: "egressDeny beats an allow in another rule",
+        policy: r#"
 - endpointSelector: {matchLabels: {app: client}}
   egress:
   - toEntities: [all]
@@ -540,29 +529,29 @@ fn deny_rules_beat_allows() {
   egressDeny:
   - toEndpoints: [{matchLabels: {app: web}}]
 "#,
-                probes: &[
-                    "client -> web:80/tcp deny",
-                    "client -> other:80/tcp pass",
-                    "client -> ext:80/tcp pass",
-                ],
-            },
-            Case {
-                name: "a deny-only policy puts the direction in default deny",
-                policy: r#"
+        probes: &[
+            "client -> web:80/tcp deny",
+            "client -> other:80/tcp pass",
+            "client -> ext:80/tcp pass",
+        ],
+    },
+    Case {
+        name: "a deny-only policy puts the direction in default deny",
+        policy: r#"
 - endpointSelector: {matchLabels: {app: web}}
   ingressDeny:
   - fromEndpoints: [{matchLabels: {app: other}}]
 "#,
-                probes: &[
-                    "other -> web:80/tcp deny",
-                    "client -> web:80/tcp drop",
-                    "host -> web:80/tcp pass",
-                    "web -> client:80/tcp pass",
-                ],
-            },
-            Case {
-                name: "a denied port range beats an exact allowed port inside it",
-                policy: r#"
+        probes: &[
+            "other -> web:80/tcp deny",
+            "client -> web:80/tcp drop",
+            "host -> web:80/tcp pass",
+            "web -> client:80/tcp pass",
+        ],
+    },
+    Case {
+        name: "a denied port range beats an exact allowed port inside it",
+        policy: r#"
 - endpointSelector: {matchLabels: {app: web}}
   ingress:
   - fromEndpoints: [{matchLabels: {app: client}}]
@@ -571,11 +560,11 @@ fn deny_rules_beat_allows() {
   - fromEndpoints: [{matchLabels: {app: client}}]
     toPorts: [{ports: [{port: "8000", endPort: 8100, protocol: TCP}]}]
 "#,
-                probes: &["client -> web:8080/tcp deny", "client -> web:9000/tcp pass"],
-            },
-            Case {
-                name: "a denied port inside an allowed range",
-                policy: r#"
+        probes: &["client -> web:8080/tcp deny", "client -> web:9000/tcp pass"],
+    },
+    Case {
+        name: "a denied port inside an allowed range",
+        policy: r#"
 - endpointSelector: {matchLabels: {app: web}}
   ingress:
   - fromEndpoints: [{matchLabels: {app: client}}]
@@ -584,30 +573,30 @@ fn deny_rules_beat_allows() {
   - fromEndpoints: [{matchLabels: {app: client}}]
     toPorts: [{ports: [{port: "8080", protocol: TCP}]}]
 "#,
-                probes: &[
-                    "client -> web:81/tcp pass",
-                    "client -> web:8080/tcp deny",
-                    "client -> web:9000/tcp pass",
-                ],
-            },
-            Case {
-                name: "a deny of every peer on a port beats a specific peer's allow",
-                policy: r#"
+        probes: &[
+            "client -> web:81/tcp pass",
+            "client -> web:8080/tcp deny",
+            "client -> web:9000/tcp pass",
+        ],
+    },
+    Case {
+        name: "a deny of every peer on a port beats a specific peer's allow",
+        policy: r#"
 - endpointSelector: {matchLabels: {app: web}}
   ingress:
   - fromEndpoints: [{matchLabels: {app: client}}]
   ingressDeny:
   - toPorts: [{ports: [{port: "81", protocol: TCP}]}]
 "#,
-                probes: &[
-                    "client -> web:80/tcp pass",
-                    "client -> web:81/tcp deny",
-                    "other -> web:81/tcp deny",
-                ],
-            },
-            Case {
-                name: "an ANY-protocol deny beats a TCP allow on the same port",
-                policy: r#"
+        probes: &[
+            "client -> web:80/tcp pass",
+            "client -> web:81/tcp deny",
+            "other -> web:81/tcp deny",
+        ],
+    },
+    Case {
+        name: "an ANY-protocol deny beats a TCP allow on the same port",
+        policy: r#"
 - endpointSelector: {matchLabels: {app: web}}
   ingress:
   - fromEndpoints: [{matchLabels: {app: client}}]
@@ -616,243 +605,237 @@ fn deny_rules_beat_allows() {
   - fromEndpoints: [{matchLabels: {app: client}}]
     toPorts: [{ports: [{port: "80", protocol: ANY}]}]
 "#,
-                probes: &[
-                    "client -> web:80/tcp deny",
-                    "client -> web:80/udp deny",
-                    "client -> web:81/tcp pass",
-                ],
-            },
-            Case {
-                name: "a deny naming the host overrides allow-localhost",
-                policy: r#"
+        probes: &[
+            "client -> web:80/tcp deny",
+            "client -> web:80/udp deny",
+            "client -> web:81/tcp pass",
+        ],
+    },
+    Case {
+        name: "a deny naming the host overrides allow-localhost",
+        policy: r#"
 - endpointSelector: {matchLabels: {app: web}}
   ingress:
   - fromEntities: [all]
   ingressDeny:
   - fromEntities: [host]
 "#,
-                probes: &["host -> web:80/tcp deny", "client -> web:80/tcp pass"],
-            },
-            Case {
-                name: "except carves a hole in a deny",
-                policy: r#"
+        probes: &["host -> web:80/tcp deny", "client -> web:80/tcp pass"],
+    },
+    Case {
+        name: "except carves a hole in a deny",
+        policy: r#"
 - endpointSelector: {matchLabels: {app: client}}
   egress:
   - toEntities: [world]
   egressDeny:
   - toCIDRSet: [{cidr: "{EXT_NET}", except: ["{EXT}"]}]
 "#,
-                probes: &["client -> ext:80/tcp pass", "client -> ext2:80/tcp deny"],
-            },
-            Case {
-                name: "egressDeny of a CIDR beats toEntities world",
-                policy: r#"
+        probes: &["client -> ext:80/tcp pass", "client -> ext2:80/tcp deny"],
+    },
+    Case {
+        name: "egressDeny of a CIDR beats toEntities world",
+        policy: r#"
 - endpointSelector: {matchLabels: {app: client}}
   egress:
   - toEntities: [world]
   egressDeny:
   - toCIDR: ["{EXT2}"]
 "#,
-                probes: &["client -> ext:80/tcp pass", "client -> ext2:80/tcp deny"],
-            },
-        ],
-    );
-}
+        probes: &["client -> ext:80/tcp pass", "client -> ext2:80/tcp deny"],
+    },
+];
 
 #[test]
-fn entities_world_cluster_host_all() {
-    Cluster::check(
-        "entities",
-        PODS,
-        &[
-            Case {
-                name: "cluster matches pods and the host, not the world",
-                policy: r#"
+fn deny_rules_beat_allows() {
+    Cluster::check("deny", PODS, DENY);
+}
+
+const ENTITIES: &[Case] = &[
+    Case {
+        name: "cluster matches pods and the host, not the world",
+        policy: r#"
 - endpointSelector: {matchLabels: {app: client}}
   egress:
   - toEntities: [cluster]
 "#,
-                probes: &[
-                    "client -> web:80/tcp pass",
-                    "client -> remote:80/tcp pass",
-                    "client -> host/tcp pass",
-                    "client -> ext:80/tcp drop",
-                ],
-            },
-            Case {
-                name: "world matches outside addresses, not pods or the host",
-                policy: r#"
+        probes: &[
+            "client -> web:80/tcp pass",
+            "client -> remote:80/tcp pass",
+            "client -> host/tcp pass",
+            "client -> ext:80/tcp drop",
+        ],
+    },
+    Case {
+        name: "world matches outside addresses, not pods or the host",
+        policy: r#"
 - endpointSelector: {matchLabels: {app: client}}
   egress:
   - toEntities: [world]
 "#,
-                probes: &[
-                    "client -> ext:80/tcp pass",
-                    "client -> ext2:53/udp pass",
-                    "client -> web:80/tcp drop",
-                    "client -> host/tcp drop",
-                ],
-            },
-            Case {
-                name: "fromEntities world admits outside peers only",
-                policy: r#"
+        probes: &[
+            "client -> ext:80/tcp pass",
+            "client -> ext2:53/udp pass",
+            "client -> web:80/tcp drop",
+            "client -> host/tcp drop",
+        ],
+    },
+    Case {
+        name: "fromEntities world admits outside peers only",
+        policy: r#"
 - endpointSelector: {matchLabels: {app: web}}
   ingress:
   - fromEntities: [world]
 "#,
-                probes: &["ext -> web:80/tcp pass", "client -> web:80/tcp drop"],
-            },
-            Case {
-                name: "fromEntities cluster admits pods of every namespace, not the world",
-                policy: r#"
+        probes: &["ext -> web:80/tcp pass", "client -> web:80/tcp drop"],
+    },
+    Case {
+        name: "fromEntities cluster admits pods of every namespace, not the world",
+        policy: r#"
 - endpointSelector: {matchLabels: {app: web}}
   ingress:
   - fromEntities: [cluster]
 "#,
-                probes: &[
-                    "client -> web:80/tcp pass",
-                    "remote -> web:80/tcp pass",
-                    "ext -> web:80/tcp drop",
-                ],
-            },
-            Case {
-                name: "all matches everything",
-                policy: r#"
+        probes: &[
+            "client -> web:80/tcp pass",
+            "remote -> web:80/tcp pass",
+            "ext -> web:80/tcp drop",
+        ],
+    },
+    Case {
+        name: "all matches everything",
+        policy: r#"
 - endpointSelector: {matchLabels: {app: client}}
   egress:
   - toEntities: [all]
     toPorts: [{ports: [{port: "80", protocol: TCP}]}]
 "#,
-                probes: &[
-                    "client -> web:80/tcp pass",
-                    "client -> ext:80/tcp pass",
-                    "client -> web:81/tcp drop",
-                ],
-            },
-            Case {
-                name: "host is the node itself",
-                policy: r#"
+        probes: &[
+            "client -> web:80/tcp pass",
+            "client -> ext:80/tcp pass",
+            "client -> web:81/tcp drop",
+        ],
+    },
+    Case {
+        name: "host is the node itself",
+        policy: r#"
 - endpointSelector: {matchLabels: {app: client}}
   egress:
   - toEntities: [host]
 "#,
-                probes: &[
-                    "client -> host/tcp pass",
-                    "client -> web:80/tcp drop",
-                    "client -> ext:80/tcp drop",
-                ],
-            },
+        probes: &[
+            "client -> host/tcp pass",
+            "client -> web:80/tcp drop",
+            "client -> ext:80/tcp drop",
         ],
-    );
-}
+    },
+];
 
 #[test]
-fn cidr_rules_and_except() {
-    Cluster::check(
-        "CIDR",
-        PODS,
-        &[
-            Case {
-                name: "toCIDR",
-                policy: r#"
+fn entities_world_cluster_host_all() {
+    Cluster::check("entities", PODS, ENTITIES);
+}
+
+const CIDR: &[Case] = &[
+    Case {
+        name: "toCIDR",
+        policy: r#"
 - endpointSelector: {matchLabels: {app: client}}
   egress:
   - toCIDR: ["{EXT}"]
 "#,
-                probes: &[
-                    "client -> ext:80/tcp pass",
-                    "client -> ext2:80/tcp drop",
-                    "client -> web:80/tcp drop",
-                ],
-            },
-            Case {
-                name: "toCIDRSet except carves a hole",
-                policy: r#"
+        probes: &[
+            "client -> ext:80/tcp pass",
+            "client -> ext2:80/tcp drop",
+            "client -> web:80/tcp drop",
+        ],
+    },
+    Case {
+        name: "toCIDRSet except carves a hole",
+        policy: r#"
 - endpointSelector: {matchLabels: {app: client}}
   egress:
   - toCIDRSet: [{cidr: "{EXT_NET}", except: ["{EXT2}"]}]
 "#,
-                probes: &[
-                    "client -> ext:80/tcp pass",
-                    "client -> ext:53/udp pass",
-                    "client -> ext2:80/tcp drop",
-                ],
-            },
-            Case {
-                name: "CIDR rules never match pods, even covering the pod range",
-                policy: r#"
+        probes: &[
+            "client -> ext:80/tcp pass",
+            "client -> ext:53/udp pass",
+            "client -> ext2:80/tcp drop",
+        ],
+    },
+    Case {
+        name: "CIDR rules never match pods, even covering the pod range",
+        policy: r#"
 - endpointSelector: {matchLabels: {app: client}}
   egress:
   - toCIDR: ["{POD_NET}", "{EXT}"]
 "#,
-                probes: &[
-                    "client -> ext:80/tcp pass",
-                    "client -> web:80/tcp drop",
-                    "client -> other:53/udp drop",
-                ],
-            },
-            Case {
-                name: "toCIDR 0.0.0.0/0 (::/0) is the world, not pods or the host",
-                policy: r#"
+        probes: &[
+            "client -> ext:80/tcp pass",
+            "client -> web:80/tcp drop",
+            "client -> other:53/udp drop",
+        ],
+    },
+    Case {
+        name: "toCIDR 0.0.0.0/0 (::/0) is the world, not pods or the host",
+        policy: r#"
 - endpointSelector: {matchLabels: {app: client}}
   egress:
   - toCIDR: ["{ANY}"]
 "#,
-                probes: &[
-                    "client -> ext:80/tcp pass",
-                    "client -> web:80/tcp drop",
-                    "client -> host/tcp drop",
-                ],
-            },
-            Case {
-                name: "fromCIDR",
-                policy: r#"
+        probes: &[
+            "client -> ext:80/tcp pass",
+            "client -> web:80/tcp drop",
+            "client -> host/tcp drop",
+        ],
+    },
+    Case {
+        name: "fromCIDR",
+        policy: r#"
 - endpointSelector: {matchLabels: {app: web}}
   ingress:
   - fromCIDR: ["{EXT}"]
 "#,
-                probes: &[
-                    "ext -> web:80/tcp pass",
-                    "ext2 -> web:80/tcp drop",
-                    "client -> web:80/tcp drop",
-                ],
-            },
-            Case {
-                name: "fromCIDRSet except",
-                policy: r#"
+        probes: &[
+            "ext -> web:80/tcp pass",
+            "ext2 -> web:80/tcp drop",
+            "client -> web:80/tcp drop",
+        ],
+    },
+    Case {
+        name: "fromCIDRSet except",
+        policy: r#"
 - endpointSelector: {matchLabels: {app: web}}
   ingress:
   - fromCIDRSet: [{cidr: "{EXT_NET}", except: ["{EXT}"]}]
 "#,
-                probes: &[
-                    "ext2 -> web:80/tcp pass",
-                    "ext -> web:80/tcp drop",
-                    "ext -> web:53/udp drop",
-                ],
-            },
-            Case {
-                name: "CIDR and ports in one rule are AND-ed",
-                policy: r#"
+        probes: &[
+            "ext2 -> web:80/tcp pass",
+            "ext -> web:80/tcp drop",
+            "ext -> web:53/udp drop",
+        ],
+    },
+    Case {
+        name: "CIDR and ports in one rule are AND-ed",
+        policy: r#"
 - endpointSelector: {matchLabels: {app: client}}
   egress:
   - toCIDR: ["{EXT}"]
     toPorts: [{ports: [{port: "80", protocol: TCP}]}]
 "#,
-                probes: &["client -> ext:80/tcp pass", "client -> ext:53/udp drop"],
-            },
-        ],
-    );
-}
+        probes: &["client -> ext:80/tcp pass", "client -> ext:53/udp drop"],
+    },
+];
 
 #[test]
-fn kubernetes_network_policy_objects() {
-    Cluster::check(
-        "NetworkPolicy",
-        PODS,
-        &[
-            Case {
-                name: "podSelector + policyTypes Ingress; a podSelector peer is its namespace",
-                policy: r#"
+fn cidr_rules_and_except() {
+    Cluster::check("CIDR", PODS, CIDR);
+}
+
+const NETWORK_POLICY: &[Case] = &[
+    Case {
+        name: "podSelector + policyTypes Ingress; a podSelector peer is its namespace",
+        policy: r#"
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
 metadata: {name: web-from-client, namespace: alpha}
@@ -863,17 +846,17 @@ spec:
   - from: [{podSelector: {matchLabels: {app: client}}}]
     ports: [{port: 80, protocol: TCP}]
 "#,
-                probes: &[
-                    "client -> web:80/tcp pass",
-                    "client -> web:81/tcp drop",
-                    "other -> web:80/tcp drop",
-                    "remote -> web:80/tcp drop",
-                    "web -> other:80/tcp pass",
-                ],
-            },
-            Case {
-                name: "empty podSelector selects every pod of its namespace only",
-                policy: r#"
+        probes: &[
+            "client -> web:80/tcp pass",
+            "client -> web:81/tcp drop",
+            "other -> web:80/tcp drop",
+            "remote -> web:80/tcp drop",
+            "web -> other:80/tcp pass",
+        ],
+    },
+    Case {
+        name: "empty podSelector selects every pod of its namespace only",
+        policy: r#"
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
 metadata: {name: default-deny, namespace: alpha}
@@ -881,18 +864,18 @@ spec:
   podSelector: {}
   policyTypes: [Ingress]
 "#,
-                probes: &[
-                    "client -> web:80/tcp drop",
-                    "web -> other:80/tcp drop",
-                    "remote -> client:53/udp drop",
-                    "web -> remote:80/tcp pass",
-                    "client -> stranger:80/tcp pass",
-                    "host -> web:80/tcp pass",
-                ],
-            },
-            Case {
-                name: "namespaceSelector selects pods in another namespace",
-                policy: r#"
+        probes: &[
+            "client -> web:80/tcp drop",
+            "web -> other:80/tcp drop",
+            "remote -> client:53/udp drop",
+            "web -> remote:80/tcp pass",
+            "client -> stranger:80/tcp pass",
+            "host -> web:80/tcp pass",
+        ],
+    },
+    Case {
+        name: "namespaceSelector selects pods in another namespace",
+        policy: r#"
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
 metadata: {name: web-from-beta, namespace: alpha}
@@ -902,16 +885,16 @@ spec:
   - from:
     - namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: beta}}
 "#,
-                probes: &[
-                    "remote -> web:80/tcp pass",
-                    "stranger -> web:80/tcp pass",
-                    "client -> web:80/tcp drop",
-                    "ext -> web:80/tcp drop",
-                ],
-            },
-            Case {
-                name: "namespaceSelector and podSelector in one peer are AND-ed",
-                policy: r#"
+        probes: &[
+            "remote -> web:80/tcp pass",
+            "stranger -> web:80/tcp pass",
+            "client -> web:80/tcp drop",
+            "ext -> web:80/tcp drop",
+        ],
+    },
+    Case {
+        name: "namespaceSelector and podSelector in one peer are AND-ed",
+        policy: r#"
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
 metadata: {name: web-from-beta-clients, namespace: alpha}
@@ -922,15 +905,15 @@ spec:
     - namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: beta}}
       podSelector: {matchLabels: {app: client}}
 "#,
-                probes: &[
-                    "remote -> web:80/tcp pass",
-                    "stranger -> web:80/tcp drop",
-                    "client -> web:80/tcp drop",
-                ],
-            },
-            Case {
-                name: "several peers are OR-ed",
-                policy: r#"
+        probes: &[
+            "remote -> web:80/tcp pass",
+            "stranger -> web:80/tcp drop",
+            "client -> web:80/tcp drop",
+        ],
+    },
+    Case {
+        name: "several peers are OR-ed",
+        policy: r#"
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
 metadata: {name: web-from-beta-or-clients, namespace: alpha}
@@ -941,16 +924,16 @@ spec:
     - namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: beta}}
     - podSelector: {matchLabels: {app: client}}
 "#,
-                probes: &[
-                    "remote -> web:80/tcp pass",
-                    "stranger -> web:80/tcp pass",
-                    "client -> web:80/tcp pass",
-                    "other -> web:80/tcp drop",
-                ],
-            },
-            Case {
-                name: "empty namespaceSelector selects pods of every namespace, not the world",
-                policy: r#"
+        probes: &[
+            "remote -> web:80/tcp pass",
+            "stranger -> web:80/tcp pass",
+            "client -> web:80/tcp pass",
+            "other -> web:80/tcp drop",
+        ],
+    },
+    Case {
+        name: "empty namespaceSelector selects pods of every namespace, not the world",
+        policy: r#"
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
 metadata: {name: web-from-all-pods, namespace: alpha}
@@ -959,15 +942,15 @@ spec:
   ingress:
   - from: [{namespaceSelector: {}}]
 "#,
-                probes: &[
-                    "client -> web:80/tcp pass",
-                    "remote -> web:80/tcp pass",
-                    "ext -> web:80/tcp drop",
-                ],
-            },
-            Case {
-                name: "ipBlock with except; ipBlock never matches pods",
-                policy: r#"
+        probes: &[
+            "client -> web:80/tcp pass",
+            "remote -> web:80/tcp pass",
+            "ext -> web:80/tcp drop",
+        ],
+    },
+    Case {
+        name: "ipBlock with except; ipBlock never matches pods",
+        policy: r#"
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
 metadata: {name: client-to-outside, namespace: alpha}
@@ -979,16 +962,16 @@ spec:
     - ipBlock: {cidr: "{EXT_NET}", except: ["{EXT2}"]}
     - ipBlock: {cidr: "{POD_NET}"}
 "#,
-                probes: &[
-                    "client -> ext:80/tcp pass",
-                    "client -> ext2:80/tcp drop",
-                    "client -> web:80/tcp drop",
-                    "other -> web:80/tcp pass",
-                ],
-            },
-            Case {
-                name: "two NetworkPolicy objects in one file are a union",
-                policy: r#"
+        probes: &[
+            "client -> ext:80/tcp pass",
+            "client -> ext2:80/tcp drop",
+            "client -> web:80/tcp drop",
+            "other -> web:80/tcp pass",
+        ],
+    },
+    Case {
+        name: "two NetworkPolicy objects in one file are a union",
+        policy: r#"
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
 metadata: {name: web-from-client, namespace: alpha}
@@ -1007,16 +990,16 @@ spec:
   - from: [{podSelector: {matchLabels: {app: other}}}]
     ports: [{port: 81}]
 "#,
-                probes: &[
-                    "client -> web:80/tcp pass",
-                    "other -> web:81/tcp pass",
-                    "client -> web:81/tcp drop",
-                    "other -> web:80/tcp drop",
-                ],
-            },
-            Case {
-                name: "ports with endPort",
-                policy: r#"
+        probes: &[
+            "client -> web:80/tcp pass",
+            "other -> web:81/tcp pass",
+            "client -> web:81/tcp drop",
+            "other -> web:80/tcp drop",
+        ],
+    },
+    Case {
+        name: "ports with endPort",
+        policy: r#"
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
 metadata: {name: web-range, namespace: alpha}
@@ -1025,16 +1008,16 @@ spec:
   ingress:
   - ports: [{port: 81, endPort: 8080, protocol: TCP}]
 "#,
-                probes: &[
-                    "client -> web:81/tcp pass",
-                    "remote -> web:8080/tcp pass",
-                    "client -> web:80/tcp drop",
-                    "client -> web:9000/tcp drop",
-                ],
-            },
-            Case {
-                name: "a port without protocol is TCP",
-                policy: r#"
+        probes: &[
+            "client -> web:81/tcp pass",
+            "remote -> web:8080/tcp pass",
+            "client -> web:80/tcp drop",
+            "client -> web:9000/tcp drop",
+        ],
+    },
+    Case {
+        name: "a port without protocol is TCP",
+        policy: r#"
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
 metadata: {name: web-80, namespace: alpha}
@@ -1043,12 +1026,11 @@ spec:
   ingress:
   - ports: [{port: 80}]
 "#,
-                probes: &["client -> web:80/tcp pass", "client -> web:80/udp drop"],
-            },
-            Case {
-                name:
-                    "ingress: [{}] allows everything; an isolated direction without rules nothing",
-                policy: r#"
+        probes: &["client -> web:80/tcp pass", "client -> web:80/udp drop"],
+    },
+    Case {
+        name: "ingress: [{}] allows everything; an isolated direction without rules nothing",
+        policy: r#"
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
 metadata: {name: web-open-in-closed-out, namespace: alpha}
@@ -1057,16 +1039,16 @@ spec:
   policyTypes: [Ingress, Egress]
   ingress: [{}]
 "#,
-                probes: &[
-                    "client -> web:81/tcp pass",
-                    "ext -> web:80/tcp pass",
-                    "stranger -> web:53/udp pass",
-                    "web -> client:80/tcp drop",
-                ],
-            },
-            Case {
-                name: "policyTypes Egress only leaves ingress open",
-                policy: r#"
+        probes: &[
+            "client -> web:81/tcp pass",
+            "ext -> web:80/tcp pass",
+            "stranger -> web:53/udp pass",
+            "web -> client:80/tcp drop",
+        ],
+    },
+    Case {
+        name: "policyTypes Egress only leaves ingress open",
+        policy: r#"
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
 metadata: {name: web-out, namespace: alpha}
@@ -1076,25 +1058,23 @@ spec:
   egress:
   - to: [{podSelector: {matchLabels: {app: client}}}]
 "#,
-                probes: &[
-                    "web -> client:80/tcp pass",
-                    "web -> other:80/tcp drop",
-                    "other -> web:80/tcp pass",
-                ],
-            },
+        probes: &[
+            "web -> client:80/tcp pass",
+            "web -> other:80/tcp drop",
+            "other -> web:80/tcp pass",
         ],
-    );
-}
+    },
+];
 
 #[test]
-fn namespaced_cilium_network_policy_objects() {
-    Cluster::check(
-        "CiliumNetworkPolicy",
-        PODS,
-        &[
-            Case {
-                name: "fromEndpoints: [{}] means every pod of the policy's namespace",
-                policy: r#"
+fn kubernetes_network_policy_objects() {
+    Cluster::check("NetworkPolicy", PODS, NETWORK_POLICY);
+}
+
+const CILIUM_NETWORK_POLICY: &[Case] = &[
+    Case {
+        name: "fromEndpoints: [{}] means every pod of the policy's namespace",
+        policy: r#"
 apiVersion: cilium.io/v2
 kind: CiliumNetworkPolicy
 metadata: {name: web-from-alpha, namespace: alpha}
@@ -1103,16 +1083,16 @@ spec:
   ingress:
   - fromEndpoints: [{}]
 "#,
-                probes: &[
-                    "client -> web:80/tcp pass",
-                    "other -> web:80/tcp pass",
-                    "remote -> web:80/tcp drop",
-                    "stranger -> web:80/tcp drop",
-                ],
-            },
-            Case {
-                name: "endpointSelector selects only the policy's namespace",
-                policy: r#"
+        probes: &[
+            "client -> web:80/tcp pass",
+            "other -> web:80/tcp pass",
+            "remote -> web:80/tcp drop",
+            "stranger -> web:80/tcp drop",
+        ],
+    },
+    Case {
+        name: "endpointSelector selects only the policy's namespace",
+        policy: r#"
 apiVersion: cilium.io/v2
 kind: CiliumNetworkPolicy
 metadata: {name: lock-beta-clients, namespace: beta}
@@ -1120,11 +1100,11 @@ spec:
   endpointSelector: {matchLabels: {app: client}}
   ingress: [{}]
 "#,
-                probes: &["web -> client:80/tcp pass", "web -> remote:80/tcp drop"],
-            },
-            Case {
-                name: "peers of other namespaces need the namespace label",
-                policy: r#"
+        probes: &["web -> client:80/tcp pass", "web -> remote:80/tcp drop"],
+    },
+    Case {
+        name: "peers of other namespaces need the namespace label",
+        policy: r#"
 apiVersion: cilium.io/v2
 kind: CiliumNetworkPolicy
 metadata: {name: web-from-beta-clients, namespace: alpha}
@@ -1134,11 +1114,11 @@ spec:
   - fromEndpoints:
     - matchLabels: {"k8s:io.kubernetes.pod.namespace": beta, app: client}
 "#,
-                probes: &["remote -> web:80/tcp pass", "client -> web:80/tcp drop"],
-            },
-            Case {
-                name: "specs: every rule of the object applies",
-                policy: r#"
+        probes: &["remote -> web:80/tcp pass", "client -> web:80/tcp drop"],
+    },
+    Case {
+        name: "specs: every rule of the object applies",
+        policy: r#"
 apiVersion: cilium.io/v2
 kind: CiliumNetworkPolicy
 metadata: {name: two-specs, namespace: alpha}
@@ -1150,64 +1130,62 @@ specs:
   ingress:
   - fromEndpoints: [{matchLabels: {app: web}}]
 "#,
-                probes: &[
-                    "client -> web:80/tcp pass",
-                    "other -> web:80/tcp drop",
-                    "web -> other:80/tcp pass",
-                    "client -> other:80/tcp drop",
-                ],
-            },
+        probes: &[
+            "client -> web:80/tcp pass",
+            "other -> web:80/tcp drop",
+            "web -> other:80/tcp pass",
+            "client -> other:80/tcp drop",
         ],
-    );
-}
+    },
+];
 
 #[test]
-fn icmp_type_rules() {
-    Cluster::check(
-        "ICMP",
-        PODS,
-        &[
-            Case {
-                name: "icmps type 8 (ICMPv6 128) allows echo requests only",
-                policy: r#"
+fn namespaced_cilium_network_policy_objects() {
+    Cluster::check("CiliumNetworkPolicy", PODS, CILIUM_NETWORK_POLICY);
+}
+
+const ICMP_TYPES: &[Case] = &[
+    Case {
+        name: "icmps type 8 (ICMPv6 128) allows echo requests only",
+        policy: r#"
 - endpointSelector: {matchLabels: {app: web}}
   ingress:
   - fromEndpoints: [{matchLabels: {app: client}}]
     icmps: [{fields: [{{ECHO}}]}]
 "#,
-                probes: &[
-                    "client -> web/icmp pass",
-                    "other -> web/icmp drop",
-                    "client -> web:80/tcp drop",
-                ],
-            },
-            Case {
-                name: "a TCP port rule does not allow ICMP",
-                policy: r#"
+        probes: &[
+            "client -> web/icmp pass",
+            "other -> web/icmp drop",
+            "client -> web:80/tcp drop",
+        ],
+    },
+    Case {
+        name: "a TCP port rule does not allow ICMP",
+        policy: r#"
 - endpointSelector: {matchLabels: {app: web}}
   ingress:
   - fromEndpoints: [{matchLabels: {app: client}}]
     toPorts: [{ports: [{port: "80", protocol: TCP}]}]
 "#,
-                probes: &["client -> web:80/tcp pass", "client -> web/icmp drop"],
-            },
-            Case {
-                name: "egress icmps",
-                policy: r#"
+        probes: &["client -> web:80/tcp pass", "client -> web/icmp drop"],
+    },
+    Case {
+        name: "egress icmps",
+        policy: r#"
 - endpointSelector: {matchLabels: {app: client}}
   egress:
   - toEndpoints: [{matchLabels: {app: web}}]
     icmps: [{fields: [{{ECHO}}]}]
 "#,
-                probes: &[
-                    "client -> web/icmp pass",
-                    "client -> other/icmp drop",
-                    "client -> web:80/tcp drop",
-                ],
-            },
-            Case {
-                name: "an ICMP deny beats an L3 allow",
-                policy: r#"
+        probes: &[
+            "client -> web/icmp pass",
+            "client -> other/icmp drop",
+            "client -> web:80/tcp drop",
+        ],
+    },
+    Case {
+        name: "an ICMP deny beats an L3 allow",
+        policy: r#"
 - endpointSelector: {matchLabels: {app: web}}
   ingress:
   - fromEndpoints: [{matchLabels: {app: client}}]
@@ -1215,10 +1193,34 @@ fn icmp_type_rules() {
   - fromEndpoints: [{matchLabels: {app: client}}]
     icmps: [{fields: [{{ECHO}}]}]
 "#,
-                probes: &["client -> web:80/tcp pass", "client -> web/icmp deny"],
-            },
-        ],
-    );
+        probes: &["client -> web:80/tcp pass", "client -> web/icmp deny"],
+    },
+];
+
+#[test]
+fn icmp_type_rules() {
+    Cluster::check("ICMP", PODS, ICMP_TYPES);
+}
+
+/// The pod-to-pod tables again with the pods on two nodes: web and
+/// stranger on node 1, the rest on node 0, so most probes cross the VXLAN
+/// tunnel (over IPv4 and IPv6; the underlay stays IPv4) and are judged by
+/// the receiving node against the identity the VNI carries, while
+/// stranger -> web stays on node 1. Same cases, same expectations.
+#[test]
+fn pod_to_pod_tables_hold_across_two_nodes() {
+    let lab = TwoNodes::start(PODS, &["web", "stranger"]).expect("the two-node fixture starts");
+    lab.check(&[
+        ("selectors", SELECTORS),
+        ("label sources", LABEL_SOURCES),
+        ("directions", DIRECTIONS),
+        ("toPorts", TO_PORTS),
+        ("deny", DENY),
+        ("entities", ENTITIES),
+        ("NetworkPolicy", NETWORK_POLICY),
+        ("CiliumNetworkPolicy", CILIUM_NETWORK_POLICY),
+        ("ICMP", ICMP_TYPES),
+    ]);
 }
 
 const GOOD_AND_BAD_RULES: &str = r#"
