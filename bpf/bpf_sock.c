@@ -6,6 +6,7 @@
 #include "lib/maps.h"
 #include "lib/lb.h"
 #include "lib/lb6.h"
+#include "lib/trace_sock.h"
 
 /* Picks a backend for a connect or send to vip:vport and remembers the
  * VIP for this socket and backend (for getpeername/recvmsg); NULL when
@@ -35,6 +36,8 @@ static __always_inline const struct lb4_backend *sock4_pick(struct bpf_sock_addr
 	};
 
 	bpf_map_update_elem(&cilium_lb4_reverse_sk, &key, &orig, BPF_ANY);
+	send_trace_sock4(ctx, XLATE_PRE_DIRECTION_FWD, vip, vport, proto);
+	send_trace_sock4(ctx, XLATE_POST_DIRECTION_FWD, backend->address, backend->port, proto);
 	return backend;
 }
 
@@ -48,8 +51,14 @@ static __always_inline const struct lb4_reverse_sk *sock4_recall(struct bpf_sock
 		.address = addr,
 		.port = port,
 	};
+	struct lb4_reverse_sk *orig = bpf_map_lookup_elem(&cilium_lb4_reverse_sk, &key);
 
-	return bpf_map_lookup_elem(&cilium_lb4_reverse_sk, &key);
+	if (orig) {
+		send_trace_sock4(ctx, XLATE_PRE_DIRECTION_REV, addr, port, ctx->protocol);
+		send_trace_sock4(ctx, XLATE_POST_DIRECTION_REV, orig->address, orig->port,
+				 ctx->protocol);
+	}
+	return orig;
 }
 
 static __always_inline int sock4_translate(struct bpf_sock_addr *ctx, __u8 proto)
@@ -174,6 +183,8 @@ static __always_inline int sock6_translate(struct bpf_sock_addr *ctx, __u8 proto
 	};
 
 	bpf_map_update_elem(&cilium_lb6_reverse_sk, &key, &orig, BPF_ANY);
+	send_trace_sock6(ctx, XLATE_PRE_DIRECTION_FWD, &vip, vport, proto);
+	send_trace_sock6(ctx, XLATE_POST_DIRECTION_FWD, &backend->address, backend->port, proto);
 	sock6_set_addr(ctx, &backend->address);
 	ctx->user_port = backend->port;
 	return 1;
@@ -190,6 +201,9 @@ static __always_inline int sock6_reverse(struct bpf_sock_addr *ctx)
 	sock6_addr(ctx, &key.address);
 	orig = bpf_map_lookup_elem(&cilium_lb6_reverse_sk, &key);
 	if (orig) {
+		send_trace_sock6(ctx, XLATE_PRE_DIRECTION_REV, &key.address, key.port, ctx->protocol);
+		send_trace_sock6(ctx, XLATE_POST_DIRECTION_REV, &orig->address, orig->port,
+				 ctx->protocol);
 		sock6_set_addr(ctx, &orig->address);
 		ctx->user_port = orig->port;
 	}

@@ -11,6 +11,7 @@
  * is checked; nothing reads it. */
 volatile const struct event event_abi = {};
 volatile const struct event6 event6_abi = {};
+volatile const struct trace_sock_event trace_sock_event_abi = {};
 
 static __always_inline void event_fill(struct event *ev, __u8 type, __u8 subtype,
 				       __u16 ep_id, __u32 ifindex, const struct flow *f,

@@ -509,6 +509,7 @@ enum {
 	EVENT_DROP = 1,
 	EVENT_TRACE = 2,
 	EVENT_POLICY_VERDICT = 3,
+	EVENT_TRACE_SOCK = 4,
 };
 
 enum {
@@ -559,6 +560,17 @@ struct event6 {
 	struct event ev;
 	union v6addr saddr6;
 	union v6addr daddr6;
+};
+
+/* A socket LB translation (EVENT_TRACE_SOCK, subtype the translation
+ * point): the destination before or after it (ev.daddr, or daddr6 when
+ * family is EVENT_FAMILY_IPV6; no source, the socket has none yet) and
+ * what names the socket: its cookie, network namespace and cgroup. */
+struct trace_sock_event {
+	struct event6 ev;
+	__u64 sock_cookie;
+	__u64 netns_cookie;
+	__u64 cgroup_id;
 };
 
 struct {

@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 
 use api::models::{monitor_kind, MonitorEvent};
 use datapath::{
-    events::{ct_state_text, drop_reason_text, match_type_text, observation_point_text},
+    events::{
+        ct_state_text, drop_reason_text, match_type_text, observation_point_text, xlate_point_text,
+    },
     Event, EventKind, EventReader, RingEvent,
 };
 use tokio::{
@@ -160,6 +162,7 @@ pub fn to_model(ev: &RingEvent) -> MonitorEvent {
         EventKind::Drop => monitor_kind::DROP,
         EventKind::Trace => monitor_kind::TRACE,
         EventKind::PolicyVerdict => monitor_kind::POLICY_VERDICT,
+        EventKind::TraceSock => monitor_kind::TRACE_SOCK,
         EventKind::Unknown(_) => monitor_kind::DEBUG,
     };
     let is = |k: EventKind| ev.kind() == k;
@@ -197,6 +200,12 @@ pub fn to_model(ev: &RingEvent) -> MonitorEvent {
         dst_port: u16::from_be(ev.dport),
         tcp_flags: tcp_flags(ev),
         length: ev.length,
+        sock: ev.sock.map(|ids| api::models::SockTrace {
+            xlate_point: xlate_point_text(ev.subtype).into(),
+            cookie: ids.sock_cookie,
+            netns_cookie: ids.netns_cookie,
+            cgroup_id: ids.cgroup_id,
+        }),
         // Labels and local endpoints: each stream adds them (api/monitor_stream.rs).
         ..Default::default()
     }

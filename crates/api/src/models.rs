@@ -488,6 +488,22 @@ pub struct MonitorEvent {
     /// kind "l7": the proxy's access-log record of one request.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub l7: Option<L7Record>,
+    /// kind "trace-sock": the socket whose destination the socket load
+    /// balancer translated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sock: Option<SockTrace>,
+}
+
+/// A socket LB translation (Cilium's trace-sock notification).
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq)]
+#[serde(default)]
+pub struct SockTrace {
+    /// "pre-xlate-fwd", "post-xlate-fwd", "pre-xlate-rev" or "post-xlate-rev".
+    pub xlate_point: String,
+    pub cookie: u64,
+    /// The socket's network namespace, which names its endpoint.
+    pub netns_cookie: u64,
+    pub cgroup_id: u64,
 }
 
 /// One L7 request as the proxy saw and judged it.
@@ -533,6 +549,8 @@ pub mod monitor_kind {
     pub const DROP: &str = "drop";
     pub const TRACE: &str = "trace";
     pub const POLICY_VERDICT: &str = "policy-verdict";
+    /// The socket load balancer translated a destination.
+    pub const TRACE_SOCK: &str = "trace-sock";
     pub const DEBUG: &str = "debug";
     /// An L7 request seen by the proxy (its access log).
     pub const L7: &str = "l7";

@@ -4,7 +4,7 @@
 use std::mem::{offset_of, size_of};
 
 use crate::{
-    events::{Event, Event6},
+    events::{Event, Event6, TraceSockEvent},
     maps::{
         lb::{
             Lb4Backend, Lb4Key, Lb4ReverseNat, Lb4ReverseSk, Lb4ReverseSkKey, Lb4Service,
@@ -160,5 +160,10 @@ pub fn layouts() -> Vec<StructLayout> {
         layout!(MetricsValue, "metrics_value", [packets, bytes]),
         layout!(Event, "event", [timestamp, r#type as "type", subtype, ep_id, ifindex, src_identity, dst_identity, saddr, daddr, sport, dport, protocol, tcp_flags, dir, verdict, match_type, ct_state, family, pad, length, cpu]),
         layout!(Event6, "event6", [ev, saddr6, daddr6]),
+        layout!(
+            TraceSockEvent,
+            "trace_sock_event",
+            [ev, sock_cookie, netns_cookie, cgroup_id]
+        ),
     ]
 }

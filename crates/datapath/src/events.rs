@@ -55,6 +55,27 @@ pub struct Event6 {
     pub daddr6: [u8; 16],
 }
 
+/// A socket LB translation (`struct trace_sock_event`, type
+/// [`EventKind::TraceSock`]): the destination before or after it, in the
+/// event (or its IPv6 part), and what names the socket.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TraceSockEvent {
+    pub ev: Event6,
+    pub sock_cookie: u64,
+    pub netns_cookie: u64,
+    pub cgroup_id: u64,
+}
+
+/// Which socket a trace-sock event is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SockIds {
+    pub sock_cookie: u64,
+    /// The socket's network namespace (`SO_NETNS_COOKIE` names the same).
+    pub netns_cookie: u64,
+    pub cgroup_id: u64,
+}
+
 /// One event as read from the ring: the event every packet has and, for an
 /// IPv6 packet, its addresses. Derefs to the [`Event`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -62,6 +83,8 @@ pub struct RingEvent {
     pub event: Event,
     /// Source and destination of an IPv6 packet.
     pub ipv6: Option<(Ipv6Addr, Ipv6Addr)>,
+    /// A trace-sock event's socket.
+    pub sock: Option<SockIds>,
 }
 
 impl RingEvent {
@@ -79,12 +102,20 @@ impl RingEvent {
         }
     }
 
-    /// Decodes one ring record: an `event`, or an `event6` when its family
-    /// says so (a short one is not an event).
+    /// Decodes one ring record: an `event`, an `event6` when its family
+    /// says so, a `trace_sock_event` when its type does (a short one is
+    /// not an event).
     pub fn from_bytes(bytes: &[u8]) -> Option<RingEvent> {
         let event = Event::from_bytes(bytes)?;
+        if event.kind() == EventKind::TraceSock {
+            return Self::trace_sock(event, bytes);
+        }
         if event.family != EVENT_FAMILY_IPV6 {
-            return Some(RingEvent { event, ipv6: None });
+            return Some(RingEvent {
+                event,
+                ipv6: None,
+                sock: None,
+            });
         }
         if bytes.len() < std::mem::size_of::<Event6>() {
             return None;
@@ -94,6 +125,25 @@ impl RingEvent {
         Some(RingEvent {
             event,
             ipv6: Some((ev6.saddr6.into(), ev6.daddr6.into())),
+            sock: None,
+        })
+    }
+
+    fn trace_sock(event: Event, bytes: &[u8]) -> Option<RingEvent> {
+        if bytes.len() < std::mem::size_of::<TraceSockEvent>() {
+            return None;
+        }
+        // SAFETY: length checked; TraceSockEvent is plain data valid for any bytes.
+        let ts = unsafe { std::ptr::read_unaligned(bytes.as_ptr() as *const TraceSockEvent) };
+        Some(RingEvent {
+            event,
+            ipv6: (event.family == EVENT_FAMILY_IPV6)
+                .then(|| (ts.ev.saddr6.into(), ts.ev.daddr6.into())),
+            sock: Some(SockIds {
+                sock_cookie: ts.sock_cookie,
+                netns_cookie: ts.netns_cookie,
+                cgroup_id: ts.cgroup_id,
+            }),
         })
     }
 }
@@ -111,6 +161,8 @@ pub enum EventKind {
     Drop,
     Trace,
     PolicyVerdict,
+    /// A socket LB translation; the subtype is the translation point.
+    TraceSock,
     Unknown(u8),
 }
 
@@ -120,6 +172,7 @@ impl Event {
             1 => EventKind::Drop,
             2 => EventKind::Trace,
             3 => EventKind::PolicyVerdict,
+            4 => EventKind::TraceSock,
             other => EventKind::Unknown(other),
         }
     }
@@ -170,6 +223,17 @@ pub fn observation_point_text(point: u8) -> &'static str {
         4 => "to-overlay",
         5 => "from-endpoint",
         7 => "from-overlay",
+        _ => "unknown",
+    }
+}
+
+/// Socket translation points, as Cilium's Hubble prints them.
+pub fn xlate_point_text(point: u8) -> &'static str {
+    match point {
+        1 => "pre-xlate-fwd",
+        2 => "post-xlate-fwd",
+        3 => "pre-xlate-rev",
+        4 => "post-xlate-rev",
         _ => "unknown",
     }
 }

@@ -13,11 +13,14 @@ use crate::proto::flow::{
 };
 use crate::timestamp::Timestamp;
 
+mod sock;
+
 /// Cilium's monitor message types (`pkg/monitor/api`), Hubble's `event_type.type`.
 pub mod event_type {
     pub const DROP: i32 = 1;
     pub const TRACE: i32 = 4;
     pub const POLICY_VERDICT: i32 = 5;
+    pub const TRACE_SOCK: i32 = 7;
     pub const ACCESS_LOG: i32 = 129;
 }
 
@@ -84,6 +87,7 @@ pub fn to_flow_with(
         monitor_kind::TRACE => (event_type::TRACE, trace_sub_type(&ev.observation_point)),
         monitor_kind::POLICY_VERDICT => (event_type::POLICY_VERDICT, 0),
         monitor_kind::L7 => (event_type::ACCESS_LOG, 0),
+        monitor_kind::TRACE_SOCK => (event_type::TRACE_SOCK, sock::point(ev) as i32),
         _ => return None,
     };
     let time = match (kind, ev.timestamp_ns) {
@@ -171,6 +175,9 @@ pub fn to_flow_with(
         _ => {}
     }
     out.summary = summary(&out);
+    if kind == monitor_kind::TRACE_SOCK {
+        sock::finish(ev, &mut out);
+    }
     Some(out)
 }
 

@@ -12,6 +12,7 @@
 mod dns_answers;
 mod rules;
 mod services;
+mod sock_sources;
 mod ui;
 
 use std::sync::Arc;
@@ -98,6 +99,7 @@ async fn store_flows(
 ) {
     let mut rules = rules::RuleNamer::new(daemon.clone());
     let mut services = services::ServiceNamer::new(daemon.clone());
+    let mut sock_sources = sock_sources::SockSources::new(daemon.clone());
     let mut view = View::new(daemon);
     loop {
         let ev = match rx.recv().await {
@@ -107,6 +109,15 @@ async fn store_flows(
                 continue;
             }
             Err(RecvError::Closed) => return,
+        };
+        // A socket LB translation names no source until its socket's
+        // endpoint is found; none found, no flow.
+        let ev = match ev.kind.as_str() {
+            api::models::monitor_kind::TRACE_SOCK => match sock_sources.resolve(&ev) {
+                Some(named) => Arc::new(named),
+                None => continue,
+            },
+            _ => ev,
         };
         if let Some(mut flow) = view.flow(&ev, &node_name, SystemTime::now()) {
             rules.annotate(&ev, &mut flow);
