@@ -33,6 +33,14 @@ pub struct Snapshot {
     pub follow: Option<broadcast::Receiver<Arc<Flow>>>,
 }
 
+/// What [`FlowRing::tail`] reads: the newest flows, numbered from
+/// `first_seq` on, and the number of the oldest flow still stored.
+pub struct Tail {
+    pub oldest: u64,
+    pub first_seq: u64,
+    pub flows: Vec<Arc<Flow>>,
+}
+
 impl FlowRing {
     /// A ring of `capacity` flows (at least one).
     pub fn new(capacity: usize) -> Self {
@@ -82,6 +90,19 @@ impl FlowRing {
         }
     }
 
+    /// The flows numbered `from` or later (those still stored), for a
+    /// reader that has seen the ones before: it copies only what is new.
+    pub fn tail(&self, from: u64) -> Tail {
+        let inner = self.lock();
+        let oldest = inner.seen - inner.flows.len() as u64;
+        let skip = from.saturating_sub(oldest).min(inner.flows.len() as u64) as usize;
+        Tail {
+            oldest,
+            first_seq: oldest + skip as u64,
+            flows: inner.flows.range(skip..).cloned().collect(),
+        }
+    }
+
     /// Flows stored now.
     pub fn len(&self) -> usize {
         self.lock().flows.len()
@@ -127,6 +148,25 @@ mod tests {
         assert_eq!(kept, [2, 3, 4]);
         assert_eq!(ring.snapshot(false).first_seq, 2);
         assert_eq!((ring.len(), ring.capacity(), ring.seen()), (3, 3, 5));
+    }
+
+    #[test]
+    fn a_tail_copies_only_the_flows_from_its_number_on() {
+        let ring = FlowRing::new(3);
+        for n in 0..5 {
+            ring.push(flow(n));
+        }
+        let reasons = |t: &Tail| t.flows.iter().map(|f| f.drop_reason).collect::<Vec<_>>();
+        let tail = ring.tail(3);
+        assert_eq!(
+            (tail.oldest, tail.first_seq, reasons(&tail)),
+            (2, 3, vec![3, 4])
+        );
+        // Older than the ring: what is stored; past its end: nothing.
+        let all = ring.tail(0);
+        assert_eq!((all.first_seq, reasons(&all)), (2, vec![2, 3, 4]));
+        let none = ring.tail(9);
+        assert_eq!((none.first_seq, none.flows.len()), (5, 0));
     }
 
     #[test]

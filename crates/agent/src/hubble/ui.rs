@@ -2,17 +2,20 @@
 //! into the agent, no CDN, no build step) that polls `GET /api/flows` once
 //! a second and draws the service map and the flow table from it. Each poll
 //! fetches only the rows newer than those the page has (`from`, the flow
-//! number after the last one it got) and the map, a summary.
+//! number after the last one it got) and the map, a summary the agent keeps
+//! up to date per query (`live_map`), so a poll reads only the flows stored
+//! since the last one, however big the ring.
 //!
 //! `/api/flows` reads the agent's flow ring and selects with the hubble
 //! crate's flow filters, built from the query as `cilium flows` builds
 //! them from its flags (`query`); the shaping into rows and a map is pure
 //! (`view`).
 
+mod live_map;
 mod query;
 mod view;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};
@@ -23,8 +26,15 @@ use hubble::FlowRing;
 use serde::Serialize;
 use tokio::net::TcpListener;
 
+use live_map::{flow_ms, LiveMaps};
 use query::FlowQuery;
 use view::{Row, ServiceMap};
+
+#[derive(Clone)]
+struct UiState {
+    ring: Arc<FlowRing>,
+    maps: Arc<Mutex<LiveMaps>>,
+}
 
 const INDEX_HTML: &str = include_str!("ui/index.html");
 const APP_JS: &str = include_str!("ui/app.js");
@@ -47,7 +57,10 @@ fn router(ring: Arc<FlowRing>) -> Router {
             get(|| asset("text/css; charset=utf-8", STYLE_CSS)),
         )
         .route("/api/flows", get(flows))
-        .with_state(ring)
+        .with_state(UiState {
+            ring,
+            maps: Arc::default(),
+        })
 }
 
 async fn asset(content_type: &'static str, body: &'static str) -> Response {
@@ -72,7 +85,7 @@ struct FlowsPage {
 }
 
 async fn flows(
-    State(ring): State<Arc<FlowRing>>,
+    State(state): State<UiState>,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Response {
     let shaped = FlowQuery::from_pairs(&pairs).and_then(|q| Ok((q.filters()?, q)));
@@ -80,34 +93,34 @@ async fn flows(
         Ok(x) => x,
         Err(e) => return (StatusCode::BAD_REQUEST, e).into_response(),
     };
-    let snap = ring.snapshot(false);
     let since = q.since_ms;
-    let selected: Vec<(u64, &hubble::proto::flow::Flow)> = snap
-        .flows
-        .iter()
-        .enumerate()
-        .map(|(i, f)| (snap.first_seq + i as u64, f.as_ref()))
-        .filter(|(_, f)| {
-            since.is_none_or(|s| {
-                f.time
-                    .is_some_and(|t| t.seconds * 1000 + i64::from(t.nanos) / 1_000_000 >= s)
-            })
-        })
-        .filter(|(_, f)| filters.matches(f))
-        .collect();
-    let seen = snap.first_seq + snap.flows.len() as u64;
+    let matches = |f: &hubble::proto::flow::Flow| {
+        since.is_none_or(|s| flow_ms(f).is_some_and(|t| t >= s)) && filters.matches(f)
+    };
+    let live = state.maps.lock().unwrap_or_else(|p| p.into_inner()).poll(
+        &q.map_key(),
+        &state.ring,
+        since,
+        matches,
+    );
+    // Rows: only the flows from the page's cursor on.
+    let tail = state.ring.tail(q.from);
+    let seen = tail.first_seq + tail.flows.len() as u64;
     let page = FlowsPage {
-        rows: selected
+        rows: tail
+            .flows
             .iter()
+            .enumerate()
             .rev()
-            .take_while(|(id, _)| *id >= q.from)
+            .map(|(i, f)| (tail.first_seq + i as u64, f.as_ref()))
+            .filter(|(_, f)| matches(f))
             .take(q.limit)
-            .map(|(id, f)| view::row(*id, f))
+            .map(|(id, f)| view::row(id, f))
             .collect(),
-        map: view::service_map(selected.iter().map(|(_, f)| *f)),
-        matched: selected.len(),
+        map: live.map,
+        matched: live.matched,
         seen,
-        first: selected.first().map_or(seen, |(id, _)| *id),
+        first: live.first.unwrap_or(seen),
     };
     Json(page).into_response()
 }
@@ -122,7 +135,11 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        let response = flows(State(ring.clone()), Query(pairs)).await;
+        let state = UiState {
+            ring: ring.clone(),
+            maps: Arc::default(),
+        };
+        let response = flows(State(state), Query(pairs)).await;
         assert_eq!(response.status(), StatusCode::OK);
         let body = axum::body::to_bytes(response.into_body(), usize::MAX)
             .await

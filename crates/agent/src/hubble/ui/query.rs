@@ -66,6 +66,20 @@ impl FlowQuery {
         Ok(q)
     }
 
+    /// What names the query's selection apart from its moving window and
+    /// the page's cursor: the same key, the same service map.
+    pub fn map_key(&self) -> String {
+        [
+            &self.namespace,
+            &self.pod,
+            &self.verdict,
+            &self.protocol,
+            &self.port,
+        ]
+        .map(|v| v.as_str())
+        .join("\n")
+    }
+
     /// The whitelist: none, one filter, or a source-side and a
     /// destination-side one when a related-to field is set.
     pub fn filters(&self) -> Result<FlowFilters, String> {

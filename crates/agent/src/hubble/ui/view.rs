@@ -3,8 +3,6 @@
 //! its pod, else its identity), one edge per (source, destination, verdict)
 //! with the number of flows behind it. Pure: flows in, serialisable data out.
 
-use std::collections::BTreeMap;
-
 use hubble::names::reserved_identity_name;
 use hubble::proto::flow::{layer4, Endpoint, Flow, Policy, Verdict};
 use serde::Serialize;
@@ -43,7 +41,7 @@ pub struct ServiceMap {
     pub edges: Vec<Edge>,
 }
 
-#[derive(Debug, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Node {
     /// `namespace/name`.
     pub id: String,
@@ -166,39 +164,44 @@ pub fn row(id: u64, flow: &Flow) -> Row {
     }
 }
 
-/// The map of `flows`: replies are left out, so an edge points from the
-/// side that opened the connection.
+/// A flow's edge on the map: its two boxes and its colour; `None` for a
+/// reply, so an edge points from the side that opened the connection.
+pub fn edge_of(flow: &Flow) -> Option<(Node, Node, &'static str)> {
+    if flow.is_reply == Some(true) {
+        return None;
+    }
+    let (src_ip, dst_ip) = flow
+        .ip
+        .as_ref()
+        .map_or(("", ""), |ip| (ip.source.as_str(), ip.destination.as_str()));
+    let node = |ep: Option<&Endpoint>, ip: &str| {
+        let (namespace, name) = workload(ep, ip);
+        Node {
+            id: node_id(&namespace, &name),
+            namespace,
+            name,
+            identity: ep.map_or(0, |e| e.identity),
+        }
+    };
+    Some((
+        node(flow.source.as_ref(), src_ip),
+        node(flow.destination.as_ref(), dst_ip),
+        verdict_class(flow.verdict),
+    ))
+}
+
+/// The map of `flows`, computed from all of them (`live_map` keeps the
+/// same up to date flow by flow, and is checked against it).
+#[cfg(test)]
 pub fn service_map<'a>(flows: impl IntoIterator<Item = &'a Flow>) -> ServiceMap {
+    use std::collections::BTreeMap;
     let mut nodes = BTreeMap::new();
     let mut edges: BTreeMap<(String, String, &'static str), u64> = BTreeMap::new();
-    for flow in flows {
-        if flow.is_reply == Some(true) {
-            continue;
-        }
-        let (src_ip, dst_ip) = flow
-            .ip
-            .as_ref()
-            .map_or(("", ""), |ip| (ip.source.as_str(), ip.destination.as_str()));
-        let mut ids = [
-            (flow.source.as_ref(), src_ip),
-            (flow.destination.as_ref(), dst_ip),
-        ]
-        .map(|(ep, ip)| {
-            let (namespace, name) = workload(ep, ip);
-            let id = node_id(&namespace, &name);
-            nodes.entry(id.clone()).or_insert_with(|| Node {
-                id: id.clone(),
-                namespace,
-                name,
-                identity: ep.map_or(0, |e| e.identity),
-            });
-            id
-        })
-        .into_iter();
-        let (from, to) = (ids.next().unwrap(), ids.next().unwrap());
-        *edges
-            .entry((from, to, verdict_class(flow.verdict)))
-            .or_default() += 1;
+    for (from, to, verdict) in flows.into_iter().filter_map(edge_of) {
+        let key = (from.id.clone(), to.id.clone(), verdict);
+        nodes.entry(from.id.clone()).or_insert(from);
+        nodes.entry(to.id.clone()).or_insert(to);
+        *edges.entry(key).or_default() += 1;
     }
     ServiceMap {
         nodes: nodes.into_values().collect(),
