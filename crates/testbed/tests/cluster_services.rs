@@ -272,3 +272,124 @@ fn node_ports_and_external_ips_serve_a_client_outside_over_both_families() {
         );
     }
 }
+
+/// A server outside the cluster that reads each upload whole and answers
+/// how many bytes it got. Its listener is made in `outside`'s namespace
+/// and keeps it; the accepting thread needs none.
+fn upload_sink(outside: &OutsideHost, port: u16) {
+    use std::io::{Read, Write};
+
+    let listener = outside
+        .namespace()
+        .run(move || std::net::TcpListener::bind((Ipv6Addr::UNSPECIFIED, port)))
+        .unwrap()
+        .unwrap();
+    std::thread::spawn(move || {
+        for mut conn in listener.incoming().flatten() {
+            let mut got = Vec::new();
+            if conn.read_to_end(&mut got).is_ok() {
+                let _ = conn.write_all(format!("{}\n", got.len()).as_bytes());
+            }
+        }
+    });
+}
+
+/// Uploads `size` bytes from `pod` to `to` and returns the answer.
+fn upload(pod: &ClusterPod, to: std::net::SocketAddr, size: usize) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+
+    pod.namespace()
+        .run(move || -> std::io::Result<String> {
+            let mut conn = std::net::TcpStream::connect_timeout(&to, SHORT)?;
+            conn.set_write_timeout(Some(Duration::from_secs(5)))?;
+            conn.set_read_timeout(Some(Duration::from_secs(5)))?;
+            conn.write_all(&vec![7u8; size])?;
+            conn.shutdown(std::net::Shutdown::Write)?;
+            let mut answer = String::new();
+            conn.read_to_string(&mut answer)?;
+            Ok(answer.trim().to_string())
+        })
+        .unwrap()
+}
+
+/// Path MTU discovery through an IPv6 ClusterIP: a pod uploads to a
+/// backend outside the cluster whose route from the node has a smaller
+/// MTU than the pod's. The node answers the pod's full-size segments with
+/// packets too big quoting the backend; the datapath turns the quote back
+/// into the ClusterIP the pod's socket dialled, so the pod learns the path
+/// MTU towards the ClusterIP and the upload completes (without the
+/// translation the error finds no socket and the upload stalls).
+#[test]
+fn an_ipv6_cluster_ip_flow_learns_the_path_mtu() {
+    const UPLOAD: usize = 1 << 20;
+    let cluster = Cluster::start_dual_stack_underlay(
+        ClusterOptions {
+            nodes: 1,
+            etcd_members: 0,
+        },
+        &["--enable-ipv6=true"],
+    )
+    .unwrap();
+    let node0 = cluster.node(0);
+    node0
+        .netns()
+        .sysctl("net.ipv6.conf.all.forwarding", "1")
+        .unwrap();
+    let client = cluster.pod(0, "uploader", &["k8s:app=client"]).unwrap();
+    let client6 = client.ip6().expect("a dual-stack pod");
+    let outside = cluster.outside_host6("sink").unwrap();
+    let sink6 = outside.ip6().unwrap();
+    let node6 = node0.ip6().expect("node 0's IPv6 address");
+    outside
+        .namespace()
+        .exec_ok(&[
+            "ip",
+            "-6",
+            "route",
+            "add",
+            &client6.to_string(),
+            "via",
+            &node6.to_string(),
+        ])
+        .unwrap();
+    upload_sink(&outside, BACKEND_PORT);
+    let vip6 = Ipv6Addr::new(0xfd00, 0x96, 0, 0, 0, 0, 0, 0x77);
+    let mut spec = spec(&[]);
+    spec.frontend_address.ip = vip6.to_string();
+    spec.backend_addresses = vec![BackendAddress {
+        ip: sink6.to_string(),
+        port: BACKEND_PORT,
+        weight: 1,
+        state: String::new(),
+    }];
+    node0.client().service_put(77, &spec).unwrap();
+    let to = std::net::SocketAddr::from((vip6, VIP_PORT));
+    assert!(
+        eventually(PROPAGATION, Duration::from_millis(100), || {
+            upload(&client, to, 10).is_ok_and(|a| a == "10")
+        }),
+        "the pod never reached the sink through [{vip6}]:{VIP_PORT}\n{}",
+        cluster.describe()
+    );
+
+    // Smaller than the pod's 1500 on the node's way out, not on the sink's.
+    node0
+        .netns()
+        .exec_ok(&["ip", "link", "set", "eth0", "mtu", "1400"])
+        .unwrap();
+    let answer = upload(&client, to, UPLOAD);
+    assert_eq!(
+        answer.as_deref().ok(),
+        Some(UPLOAD.to_string().as_str()),
+        "upload through [{vip6}]:{VIP_PORT}: {answer:?}\n{}",
+        cluster.describe()
+    );
+    let route = client
+        .namespace()
+        .exec_ok(&["ip", "-6", "route", "get", &vip6.to_string()])
+        .unwrap();
+    assert!(
+        route.contains("mtu 1400"),
+        "the pod learnt no path MTU towards the ClusterIP: {route}"
+    );
+}
