@@ -3,7 +3,7 @@
 //! backends on any node; deleting it on any node stops it everywhere.
 //! NodePort and external IP frontends serve a host outside the cluster
 //! over IPv4 and IPv6 (issue 18), with backends on the node dialled and on
-//! the other one.
+//! the other one; path MTU discovery works through an IPv6 ClusterIP.
 //! Needs root and `etcd` (Debian: etcd-server).
 
 use std::collections::BTreeSet;
