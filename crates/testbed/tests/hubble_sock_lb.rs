@@ -209,6 +209,17 @@ fn socket_lb_translations_are_sock_flows_naming_the_service() {
 
     if let Some(hubble) = real_hubble(&socket) {
         assert_eq!(hubble.observe(&window), all, "hubble observe -o json");
+        let by_type = hubble.observe(&[&["--type", "trace-sock"][..], &window].concat());
+        assert_eq!(
+            by_type.iter().collect::<Vec<_>>(),
+            sock,
+            "hubble observe --type trace-sock: the SOCK flows"
+        );
+        let translated = hubble.observe(&[&["--verdict", "TRANSLATED"][..], &window].concat());
+        assert!(
+            !translated.is_empty() && translated.iter().all(|f| text(f, &["Type"]) == "SOCK"),
+            "hubble observe --verdict TRANSLATED: {translated:#?}"
+        );
         let compact = hubble.run(&[&["observe", "-o", "compact"][..], &window].concat());
         for expected in [
             "pre-xlate-fwd TRACED (TCP)",
