@@ -227,6 +227,12 @@ fn socket_lb_translations_are_sock_flows_naming_the_service() {
         ] {
             assert!(compact.contains(expected), "{expected:?} in:\n{compact}");
         }
+        let ours =
+            support::cilium_flows(&agent, &socket, &[&["-o", "compact"][..], &window].concat());
+        assert_eq!(
+            ours, compact,
+            "cilium flows -o compact prints what hubble prints"
+        );
     }
     drop(agent);
     let _ = std::fs::remove_dir_all(socket.parent().unwrap());

@@ -136,6 +136,15 @@ pub fn flow_type(f: &Flow) -> String {
                 match_type_name(f.policy_match_type)
             )
         }
+        // Socket LB translations, as hubble names the points.
+        7 => match f.sock_xlate_point {
+            1 => "pre-xlate-fwd",
+            2 => "post-xlate-fwd",
+            3 => "pre-xlate-rev",
+            4 => "post-xlate-rev",
+            _ => "UNKNOWN",
+        }
+        .into(),
         _ => "UNKNOWN".into(),
     }
 }
