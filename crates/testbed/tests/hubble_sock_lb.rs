@@ -94,10 +94,9 @@ fn point(f: &Value) -> &str {
     text(f, &["sock_xlate_point"])
 }
 
-#[test]
-fn socket_lb_translations_are_sock_flows_naming_the_service() {
-    let cgroup = TestCgroup::create();
-    let (socket, mut args) = hubble_socket("hubble-sock-lb");
+/// An agent serving Hubble on a private socket, its socket LB on `cgroup`.
+fn agent_with_socket_lb(cgroup: &TestCgroup, test: &str) -> (Agent, PathBuf) {
+    let (socket, mut args) = hubble_socket(test);
     args.extend([
         "--enable-socket-lb".into(),
         "true".into(),
@@ -109,19 +108,20 @@ fn socket_lb_translations_are_sock_flows_naming_the_service() {
         ..AgentOptions::default().with_unique_range()
     })
     .unwrap();
-    let ns = "k8s:io.kubernetes.pod.namespace=shop";
-    let client = Pod::create(&agent, "client", &["k8s:app=client", ns]).unwrap();
-    let server = Pod::create(&agent, "server", &["k8s:app=server", ns]).unwrap();
-    let _web = server.serve_http(80).unwrap();
+    (agent, socket)
+}
+
+/// shop/web: `frontend`:80 over `backend`:80.
+fn put_web_service(agent: &Agent, frontend: &str, backend: &str) {
     let spec = ServiceSpec {
         id: u32::from(SERVICE_ID),
         frontend_address: FrontendAddress {
-            ip: FRONTEND.into(),
+            ip: frontend.into(),
             port: 80,
             protocol: "TCP".into(),
         },
         backend_addresses: vec![BackendAddress {
-            ip: server.ip().to_string(),
+            ip: backend.into(),
             port: 80,
             ..Default::default()
         }],
@@ -132,6 +132,17 @@ fn socket_lb_translations_are_sock_flows_naming_the_service() {
         },
     };
     agent.client().service_put(SERVICE_ID, &spec).unwrap();
+}
+
+#[test]
+fn socket_lb_translations_are_sock_flows_naming_the_service() {
+    let cgroup = TestCgroup::create();
+    let (agent, socket) = agent_with_socket_lb(&cgroup, "hubble-sock-lb");
+    let ns = "k8s:io.kubernetes.pod.namespace=shop";
+    let client = Pod::create(&agent, "client", &["k8s:app=client", ns]).unwrap();
+    let server = Pod::create(&agent, "server", &["k8s:app=server", ns]).unwrap();
+    let _web = server.serve_http(80).unwrap();
+    put_web_service(&agent, FRONTEND, &server.ip().to_string());
     // The flow store's view of the services is refreshed every 2 s.
     std::thread::sleep(Duration::from_millis(2100));
     let since = now_rfc3339();
@@ -234,6 +245,62 @@ fn socket_lb_translations_are_sock_flows_naming_the_service() {
             "cilium flows -o compact prints what hubble prints"
         );
     }
+    drop(agent);
+    let _ = std::fs::remove_dir_all(socket.parent().unwrap());
+}
+
+const FRONTEND6: &str = "fd00:96::30";
+
+/// The IPv6 twin: connect6 to an IPv6 ClusterIP; the source is the client
+/// pod's IPv6 address.
+#[test]
+fn ipv6_socket_lb_translations_are_sock_flows_naming_the_service() {
+    let cgroup = TestCgroup::create();
+    let (agent, socket) = agent_with_socket_lb(&cgroup, "hubble-sock-lb6");
+    let ns = "k8s:io.kubernetes.pod.namespace=shop";
+    let client = Pod::create_dual_stack(&agent, "client", &["k8s:app=client", ns]).unwrap();
+    let server = Pod::create_dual_stack(&agent, "server", &["k8s:app=server", ns]).unwrap();
+    let _web = server.serve_http(80).unwrap();
+    let server6 = server.ip6().unwrap().to_string();
+    put_web_service(&agent, FRONTEND6, &server6);
+    std::thread::sleep(Duration::from_millis(2100));
+    let since = now_rfc3339();
+    let url = format!("http://[{FRONTEND6}]:80/");
+    assert_eq!(
+        curl_in(&cgroup, &client, &url),
+        "200",
+        "the IPv6 ClusterIP must answer"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let until = now_rfc3339();
+    let all = cilium_flows_json(&agent, &socket, &["--since", &since, "--until", &until]);
+    let web = ("shop".to_string(), "web".to_string());
+    let find = |p: &str| {
+        all.iter()
+            .find(|f| text(f, &["Type"]) == "SOCK" && point(f) == p)
+            .unwrap_or_else(|| panic!("no {p} flow: {all:#?}"))
+    };
+    let pre = find("SOCK_XLATE_POINT_PRE_DIRECTION_FWD");
+    assert_eq!(text(pre, &["IP", "destination"]), FRONTEND6);
+    assert_eq!(text(pre, &["IP", "ipVersion"]), "IPv6", "{pre:#}");
+    assert_eq!(
+        text(pre, &["IP", "source"]),
+        client.ip6().unwrap().to_string()
+    );
+    assert_eq!(text(pre, &["source", "pod_name"]), "client");
+    assert_eq!(service(pre, "destination_service"), web, "{pre:#}");
+    let post = find("SOCK_XLATE_POINT_POST_DIRECTION_FWD");
+    assert_eq!(text(post, &["IP", "destination"]), server6);
+    // The backend by its identity: the flow store finds local endpoints by
+    // IPv4 address only (IPv6 packet flows' far side likewise has no pod).
+    assert!(
+        field(field(post, "destination"), "labels")
+            .as_array()
+            .is_some_and(|l| l.iter().any(|l| l == "k8s:app=server")),
+        "{post:#}"
+    );
+    let rev = find("SOCK_XLATE_POINT_POST_DIRECTION_REV");
+    assert_eq!(service(rev, "source_service"), web, "{rev:#}");
     drop(agent);
     let _ = std::fs::remove_dir_all(socket.parent().unwrap());
 }
