@@ -426,6 +426,7 @@ static __always_inline int to_container(struct __sk_buff *skb, __u32 ifindex, in
 	struct flow f;
 	struct ct_state state = {};
 	__u32 src_id, dst_id, magic;
+	__u16 quoted_rev_nat = 0;
 	int ct, ret;
 
 	if (skb->protocol != bpf_htons(ETH_P_IP)) {
@@ -455,8 +456,12 @@ static __always_inline int to_container(struct __sk_buff *skb, __u32 ifindex, in
 		self = lookup_local_endpoint(f.daddr);
 		dst_id = self ? self->sec_id : 0;
 	}
-	if (ct == CT_NEW && ct4_icmp_error_related(skb, &f, CT_DIR_INGRESS)) {
+	if (ct == CT_NEW && ct4_icmp_error_flow(skb, &f, CT_DIR_INGRESS, &quoted_rev_nat)) {
 		ct = CT_RELATED;
+		/* About a packet this endpoint sent to a service. */
+		ret = quoted_rev_nat ? lb4_icmp_error_reverse_nat(skb, &f, quoted_rev_nat) : 0;
+		if (ret)
+			return drop_at(skb, ifindex, ret, &f, src_id, dst_id, DIR_INGRESS);
 	} else if (ct == CT_NEW) {
 		/* The proxy's upstream connection on ingress passed the L7
 		 * policy, which covers the L3/L4 one. */

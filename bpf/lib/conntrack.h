@@ -169,16 +169,21 @@ static __always_inline void ct_set_proxy_port(const struct flow *f, __u8 dir, __
 /* Whether an ICMP error (destination unreachable, time exceeded, parameter
  * problem: Cilium's related types) seen in direction `dir` is about a flow
  * the endpoint tracks: the offending packet it quotes went the other way,
- * from the error's destination. */
-static __always_inline int ct4_icmp_error_related(struct __sk_buff *skb, const struct flow *f,
-						  __u8 dir)
+ * from the error's destination. *rev_nat: the service the quoted packet was
+ * translated for, when it is one the endpoint sent to a service (its egress
+ * entry's), else 0. */
+static __always_inline int ct4_icmp_error_flow(struct __sk_buff *skb, const struct flow *f,
+					       __u8 dir, __u16 *rev_nat)
 {
 	struct iphdr in;
 	__u8 l4[8];
 	struct flow q = {};
 	__u8 odir = dir == CT_DIR_EGRESS ? CT_DIR_INGRESS : CT_DIR_EGRESS;
+	struct ct_entry *e;
 	__u32 off;
 	__u64 now;
+
+	*rev_nat = 0;
 
 	if (f->protocol != IPPROTO_ICMP || !f->l4_off ||
 	    (f->icmp_type != ICMP_DEST_UNREACH && f->icmp_type != ICMP_TIME_EXCEEDED &&
@@ -211,7 +216,20 @@ static __always_inline int ct4_icmp_error_related(struct __sk_buff *skb, const s
 		return 0;
 	}
 	now = ct_now();
-	return ct_find(&q, odir, 0, now) || ct_find(&q, odir, 1, now);
+	e = ct_find(&q, odir, 0, now);
+	if (e) {
+		*rev_nat = odir == CT_DIR_EGRESS ? e->rev_nat_index : 0;
+		return 1;
+	}
+	return ct_find(&q, odir, 1, now) != NULL;
+}
+
+static __always_inline int ct4_icmp_error_related(struct __sk_buff *skb, const struct flow *f,
+						  __u8 dir)
+{
+	__u16 rev_nat = 0;
+
+	return ct4_icmp_error_flow(skb, f, dir, &rev_nat);
 }
 
 #endif /* __LIB_CONNTRACK_H_ */

@@ -136,4 +136,78 @@ static __always_inline int lb4_reverse_nat(struct __sk_buff *skb, struct flow *f
 	return lb4_rewrite(skb, f, 0, vip->address, vip->port);
 }
 
+
+/* ICMP errors about a client's service flow (both families): the packet an
+ * error quotes went to the backend, so its destination becomes the
+ * frontend again, as the client's socket knows it. Without this an error
+ * about a service flow finds no socket: a "fragmentation needed" or packet
+ * too big is lost and path MTU discovery through a service fails (Cilium
+ * reverse-NATs the quotes too). The error's checksum, which covers the
+ * quote, follows each store; the quote's own L4 checksum, which nobody
+ * checks, stays as it was. */
+
+/* Replaces `size` bytes (a multiple of 4) of the quote at `off`, `old`
+ * with `new`, and fixes the error's checksum at `csum_off`. */
+static __always_inline int icmp_quote_store(struct __sk_buff *skb, __u32 csum_off, __u32 off,
+					    void *old, void *new, __u32 size)
+{
+	__s64 sum = bpf_csum_diff(old, size, new, size, 0);
+
+	if (sum < 0 || bpf_skb_store_bytes(skb, off, new, size, 0) < 0 ||
+	    bpf_l4_csum_replace(skb, csum_off, 0, sum, 0) < 0)
+		return DROP_WRITE_ERROR;
+	return 0;
+}
+
+/* The quoted TCP or UDP header at `l4_off` gets destination port `port`. */
+static __always_inline int icmp_quote_set_dport(struct __sk_buff *skb, __u32 csum_off,
+						__u32 l4_off, __be16 port)
+{
+	__be16 ports[2], new_ports[2];	/* source, destination */
+
+	if (bpf_skb_load_bytes(skb, l4_off, ports, sizeof(ports)) < 0)
+		return DROP_INVALID;
+	new_ports[0] = ports[0];
+	new_ports[1] = port;
+	return icmp_quote_store(skb, csum_off, l4_off, ports, new_ports, sizeof(ports));
+}
+
+/* A 16-bit header checksum after one 32-bit word of the header changed
+ * (RFC 1624: HC' = ~(~HC + ~m + m')). */
+static __always_inline __sum16 csum16_replace4(__sum16 check, __be32 from, __be32 to)
+{
+	__u32 sum = (__u16)~check;
+
+	sum += (__u16)~from + (__u16)(~from >> 16) + (__u16)to + (__u16)(to >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	return (__sum16)~sum;
+}
+
+/* An ICMP error delivered to the endpoint that is related to its egress
+ * entry with `rev_nat` (ct4_icmp_error_flow): the quoted IPv4 header's
+ * destination and its header checksum, then the quoted port. 0 or a drop
+ * reason. */
+static __always_inline int lb4_icmp_error_reverse_nat(struct __sk_buff *skb,
+						      const struct flow *f, __u16 rev_nat)
+{
+	struct lb4_reverse_nat *vip = bpf_map_lookup_elem(&cilium_lb4_reverse_nat, &rev_nat);
+	__u32 quote = (__u32)f->l4_off + 8;
+	__u32 csum_off = (__u32)f->l4_off + offsetof(struct icmphdr, checksum);
+	struct iphdr in, out;
+	int ret;
+
+	if (!vip)
+		return 0;	/* the service is gone; nothing to undo */
+	if (bpf_skb_load_bytes(skb, quote, &in, sizeof(in)) < 0 || in.ihl < 5)
+		return DROP_INVALID;
+	out = in;
+	out.daddr = vip->address;
+	out.check = csum16_replace4(in.check, in.daddr, out.daddr);
+	ret = icmp_quote_store(skb, csum_off, quote, &in, &out, sizeof(in));
+	if (ret || (in.protocol != IPPROTO_TCP && in.protocol != IPPROTO_UDP))
+		return ret;
+	return icmp_quote_set_dport(skb, csum_off, quote + in.ihl * 4, vip->port);
+}
+
 #endif /* __LIB_LB_H_ */

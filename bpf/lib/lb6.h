@@ -151,41 +151,29 @@ static __always_inline int lb6_reverse_nat(struct __sk_buff *skb, struct flow6 *
 	return lb6_rewrite(skb, f, 0, &vip->address, vip->port);
 }
 
-/* An ICMPv6 error about a packet the endpoint sent to a service (related
- * to its egress entry with `rev_nat`): the packet it quotes went to the
- * backend, so its destination becomes the frontend again, as the
- * endpoint's socket knows it. Without this a packet too big about a
- * service flow finds no socket, and path MTU discovery through a service
- * fails. The error's checksum follows; the quote's own L4 checksum, which
- * nobody checks, stays as it was. Only a quote without extension headers
- * gets here (ct6_icmp_error_flow). 0 or a drop reason. */
+/* lb4_icmp_error_reverse_nat for ICMPv6 (related through
+ * ct6_icmp_error_flow, which only recognises a quote without extension
+ * headers): the quoted destination address, then its port. IPv6 has no
+ * header checksum. 0 or a drop reason. */
 static __always_inline int lb6_icmp_error_reverse_nat(struct __sk_buff *skb,
 						      const struct flow6 *f, __u16 rev_nat)
 {
 	struct lb6_reverse_nat *vip = bpf_map_lookup_elem(&cilium_lb6_reverse_nat, &rev_nat);
-	__u32 quote = f->l4_off + 8;
+	__u32 quote = (__u32)f->l4_off + 8;
 	__u32 addr_off = quote + offsetof(struct ipv6hdr, daddr);
-	__u32 port_off = quote + sizeof(struct ipv6hdr) + 2;	/* TCP's and UDP's dport */
-	__u32 csum_off = f->l4_off + 2;
+	__u32 csum_off = (__u32)f->l4_off + 2;
 	union v6addr old_addr, new_addr;
-	__be16 old_port, new_port;
-	__s64 sum;
+	int ret;
 
 	if (!vip)
 		return 0;	/* the service is gone; nothing to undo */
-	new_addr = vip->address;
-	new_port = vip->port;
-	if (bpf_skb_load_bytes(skb, addr_off, &old_addr, sizeof(old_addr)) < 0 ||
-	    bpf_skb_load_bytes(skb, port_off, &old_port, sizeof(old_port)) < 0)
+	if (bpf_skb_load_bytes(skb, addr_off, &old_addr, sizeof(old_addr)) < 0)
 		return DROP_INVALID;
-	sum = bpf_csum_diff(old_addr.p, sizeof(old_addr), new_addr.p, sizeof(new_addr), 0);
-	if (sum < 0 ||
-	    bpf_skb_store_bytes(skb, addr_off, &new_addr, sizeof(new_addr), 0) < 0 ||
-	    bpf_l4_csum_replace(skb, csum_off, 0, sum, 0) < 0 ||
-	    bpf_skb_store_bytes(skb, port_off, &new_port, sizeof(new_port), 0) < 0 ||
-	    bpf_l4_csum_replace(skb, csum_off, old_port, new_port, sizeof(new_port)) < 0)
-		return DROP_WRITE_ERROR;
-	return 0;
+	new_addr = vip->address;
+	ret = icmp_quote_store(skb, csum_off, addr_off, &old_addr, &new_addr, sizeof(new_addr));
+	if (ret)
+		return ret;
+	return icmp_quote_set_dport(skb, csum_off, quote + sizeof(struct ipv6hdr), vip->port);
 }
 
 #endif /* __LIB_LB6_H_ */

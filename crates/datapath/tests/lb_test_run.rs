@@ -15,7 +15,9 @@ use datapath::{
     test_run::{run, TC_ACT_OK, TC_ACT_REDIRECT},
     BpfRoot, SharedMaps,
 };
-use support::{checked_packet, inspect, TCP, UDP};
+use support::{checked_packet, checksum, inspect, packet, TCP, UDP};
+
+const ICMP: u8 = 1;
 
 const CLIENT: (u16, Ipv4Addr, u32) = (21, Ipv4Addr::new(10, 8, 0, 21), 3000);
 const BACKENDS: [(u16, Ipv4Addr, u32); 2] = [
@@ -136,6 +138,59 @@ fn replies_come_from_the_vip() {
             "proto {proto}: the client sees the VIP"
         );
         assert_eq!((seen.dst, seen.dport), (CLIENT.1, sport));
+    }
+}
+
+/// A router between the client and the backend answers with
+/// "fragmentation needed" (type 3 code 4), quoting the translated packet
+/// (to the backend) as RFC 792 asks: its IP header and first 8 bytes. The
+/// client gets it quoting the VIP its socket dialled, with the quoted IP
+/// header's checksum and the ICMP checksum valid, so path MTU discovery
+/// works through the service. TCP and UDP alike.
+#[test]
+fn a_fragmentation_needed_about_a_service_flow_quotes_the_vip() {
+    let lab = lab("fragneeded");
+    let from = lab.client.program_fd(FROM_CONTAINER).unwrap();
+    let to = lab.client.program_fd(TO_CONTAINER).unwrap();
+    let router = Ipv4Addr::new(192, 0, 2, 254);
+    for proto in [TCP, UDP] {
+        let sport = 44000 + proto as u16;
+        let sent = run(from, &checked_packet(proto, CLIENT.1, sport, VIP, 80, 0x02)).unwrap();
+        let backend = inspect(&sent).dst;
+
+        let mut error = vec![3, 4, 0, 0, 0, 0];
+        error.extend_from_slice(&1400u16.to_be_bytes());
+        error.extend_from_slice(&sent.packet[14..14 + 20 + 8]);
+        let sum = checksum(&error);
+        error[2..4].copy_from_slice(&sum.to_be_bytes());
+        let mut packet = packet(router, CLIENT.1, ICMP, &error);
+        let sum = checksum(&packet[14..34]);
+        packet[24..26].copy_from_slice(&sum.to_be_bytes());
+        let out = run(to, &packet).unwrap();
+
+        assert_eq!(out.retval, TC_ACT_OK, "proto {proto}: related, delivered");
+        let icmp = &out.packet[34..];
+        assert_eq!(checksum(icmp), 0, "proto {proto}: ICMP checksum valid");
+        let quote = &icmp[8..];
+        assert_eq!(
+            checksum(&quote[..20]),
+            0,
+            "proto {proto}: the quoted IP header's checksum is valid"
+        );
+        let quoted_dst = Ipv4Addr::new(quote[16], quote[17], quote[18], quote[19]);
+        let quoted_dport = u16::from_be_bytes([quote[22], quote[23]]);
+        assert_eq!(
+            (quoted_dst, quoted_dport),
+            (VIP, 80),
+            "proto {proto}: quotes the VIP, not backend {backend}"
+        );
+        let quoted_src = Ipv4Addr::new(quote[12], quote[13], quote[14], quote[15]);
+        let quoted_sport = u16::from_be_bytes([quote[20], quote[21]]);
+        assert_eq!(
+            (quoted_src, quoted_sport),
+            (CLIENT.1, sport),
+            "proto {proto}: and the client as it was"
+        );
     }
 }
 
