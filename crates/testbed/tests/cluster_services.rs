@@ -3,7 +3,8 @@
 //! backends on any node; deleting it on any node stops it everywhere.
 //! NodePort and external IP frontends serve a host outside the cluster
 //! over IPv4 and IPv6 (issue 18), with backends on the node dialled and on
-//! the other one; path MTU discovery works through an IPv6 ClusterIP.
+//! the other one; path MTU discovery works through a ClusterIP of either
+//! family.
 //! Needs root and `etcd` (Debian: etcd-server).
 
 use std::collections::BTreeSet;
@@ -312,15 +313,16 @@ fn upload(pod: &ClusterPod, to: std::net::SocketAddr, size: usize) -> std::io::R
         .unwrap()
 }
 
-/// Path MTU discovery through an IPv6 ClusterIP: a pod uploads to a
-/// backend outside the cluster whose route from the node has a smaller
+/// Path MTU discovery through a ClusterIP of each family: a pod uploads to
+/// a backend outside the cluster whose route from the node has a smaller
 /// MTU than the pod's. The node answers the pod's full-size segments with
-/// packets too big quoting the backend; the datapath turns the quote back
-/// into the ClusterIP the pod's socket dialled, so the pod learns the path
-/// MTU towards the ClusterIP and the upload completes (without the
-/// translation the error finds no socket and the upload stalls).
+/// ICMP "fragmentation needed" (IPv4) or packets too big (IPv6) quoting the
+/// backend; the datapath turns the quote back into the ClusterIP the pod's
+/// socket dialled, so the pod learns the path MTU towards the ClusterIP and
+/// the upload completes (without the translation the error finds no socket
+/// and the upload stalls).
 #[test]
-fn an_ipv6_cluster_ip_flow_learns_the_path_mtu() {
+fn a_cluster_ip_flow_learns_the_path_mtu_over_both_families() {
     const UPLOAD: usize = 1 << 20;
     let cluster = Cluster::start_dual_stack_underlay(
         ClusterOptions {
@@ -336,60 +338,79 @@ fn an_ipv6_cluster_ip_flow_learns_the_path_mtu() {
         .sysctl("net.ipv6.conf.all.forwarding", "1")
         .unwrap();
     let client = cluster.pod(0, "uploader", &["k8s:app=client"]).unwrap();
-    let client6 = client.ip6().expect("a dual-stack pod");
     let outside = cluster.outside_host6("sink").unwrap();
-    let sink6 = outside.ip6().unwrap();
-    let node6 = node0.ip6().expect("node 0's IPv6 address");
-    outside
-        .namespace()
-        .exec_ok(&[
-            "ip",
-            "-6",
-            "route",
-            "add",
-            &client6.to_string(),
-            "via",
-            &node6.to_string(),
-        ])
-        .unwrap();
     upload_sink(&outside, BACKEND_PORT);
-    let vip6 = Ipv6Addr::new(0xfd00, 0x96, 0, 0, 0, 0, 0, 0x77);
-    let mut spec = spec(&[]);
-    spec.frontend_address.ip = vip6.to_string();
-    spec.backend_addresses = vec![BackendAddress {
-        ip: sink6.to_string(),
-        port: BACKEND_PORT,
-        weight: 1,
-        state: String::new(),
-    }];
-    node0.client().service_put(77, &spec).unwrap();
-    let to = std::net::SocketAddr::from((vip6, VIP_PORT));
-    assert!(
-        eventually(PROPAGATION, Duration::from_millis(100), || {
-            upload(&client, to, 10).is_ok_and(|a| a == "10")
-        }),
-        "the pod never reached the sink through [{vip6}]:{VIP_PORT}\n{}",
-        cluster.describe()
-    );
+    let node6 = node0.ip6().expect("node 0's IPv6 address");
+    let families: [(u16, IpAddr, IpAddr, IpAddr, IpAddr); 2] = [
+        (
+            78,
+            Ipv4Addr::new(10, 96, 0, 78).into(),
+            outside.ip().into(),
+            client.ip().into(),
+            node0.ip().into(),
+        ),
+        (
+            77,
+            Ipv6Addr::new(0xfd00, 0x96, 0, 0, 0, 0, 0, 0x77).into(),
+            outside.ip6().unwrap().into(),
+            client.ip6().expect("a dual-stack pod").into(),
+            node6.into(),
+        ),
+    ];
+    for (id, vip, sink, client_ip, node_ip) in families {
+        // The sink answers the pod's own address through the node.
+        outside
+            .namespace()
+            .exec_ok(&[
+                "ip",
+                "route",
+                "replace",
+                &client_ip.to_string(),
+                "via",
+                &node_ip.to_string(),
+            ])
+            .unwrap();
+        let mut spec = spec(&[]);
+        spec.frontend_address.ip = vip.to_string();
+        spec.backend_addresses = vec![BackendAddress {
+            ip: sink.to_string(),
+            port: BACKEND_PORT,
+            weight: 1,
+            state: String::new(),
+        }];
+        node0.client().service_put(id, &spec).unwrap();
+        let to = std::net::SocketAddr::new(vip, VIP_PORT);
+        node0
+            .netns()
+            .exec_ok(&["ip", "link", "set", "eth0", "mtu", "1500"])
+            .unwrap();
+        assert!(
+            eventually(PROPAGATION, Duration::from_millis(100), || {
+                upload(&client, to, 10).is_ok_and(|a| a == "10")
+            }),
+            "the pod never reached the sink through {to}\n{}",
+            cluster.describe()
+        );
 
-    // Smaller than the pod's 1500 on the node's way out, not on the sink's.
-    node0
-        .netns()
-        .exec_ok(&["ip", "link", "set", "eth0", "mtu", "1400"])
-        .unwrap();
-    let answer = upload(&client, to, UPLOAD);
-    assert_eq!(
-        answer.as_deref().ok(),
-        Some(UPLOAD.to_string().as_str()),
-        "upload through [{vip6}]:{VIP_PORT}: {answer:?}\n{}",
-        cluster.describe()
-    );
-    let route = client
-        .namespace()
-        .exec_ok(&["ip", "-6", "route", "get", &vip6.to_string()])
-        .unwrap();
-    assert!(
-        route.contains("mtu 1400"),
-        "the pod learnt no path MTU towards the ClusterIP: {route}"
-    );
+        // Smaller than the pod's 1500 on the node's way out, not on the sink's.
+        node0
+            .netns()
+            .exec_ok(&["ip", "link", "set", "eth0", "mtu", "1400"])
+            .unwrap();
+        let answer = upload(&client, to, UPLOAD);
+        assert_eq!(
+            answer.as_deref().ok(),
+            Some(UPLOAD.to_string().as_str()),
+            "upload through {to}: {answer:?}\n{}",
+            cluster.describe()
+        );
+        let route = client
+            .namespace()
+            .exec_ok(&["ip", "route", "get", &vip.to_string()])
+            .unwrap();
+        assert!(
+            route.contains("mtu 1400"),
+            "the pod learnt no path MTU towards the ClusterIP {vip}: {route}"
+        );
+    }
 }
