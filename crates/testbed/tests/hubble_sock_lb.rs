@@ -291,14 +291,44 @@ fn ipv6_socket_lb_translations_are_sock_flows_naming_the_service() {
     assert_eq!(service(pre, "destination_service"), web, "{pre:#}");
     let post = find("SOCK_XLATE_POINT_POST_DIRECTION_FWD");
     assert_eq!(text(post, &["IP", "destination"]), server6);
-    // The backend by its identity: the flow store finds local endpoints by
-    // IPv4 address only (IPv6 packet flows' far side likewise has no pod).
+    // The backend is a local endpoint found by its IPv6 address.
+    fn pod<'a>(f: &'a Value, side: &str) -> (&'a str, &'a str) {
+        (text(f, &[side, "namespace"]), text(f, &[side, "pod_name"]))
+    }
+    let shop = |name: &'static str| ("shop", name);
+    assert_eq!(pod(post, "source"), shop("client"), "{post:#}");
+    assert_eq!(pod(post, "destination"), shop("server"), "{post:#}");
+    // The translated connection's IPv6 packets name both pods, whichever
+    // side's program reported them.
+    let client6 = client.ip6().unwrap().to_string();
+    let packets: Vec<&Value> = all
+        .iter()
+        .filter(|f| text(f, &["Type"]) == "L3_L4" && text(f, &["IP", "ipVersion"]) == "IPv6")
+        .filter(|f| {
+            let pods = [client6.as_str(), server6.as_str()];
+            pods.contains(&text(f, &["IP", "source"]))
+                && pods.contains(&text(f, &["IP", "destination"]))
+        })
+        .collect();
     assert!(
-        field(field(post, "destination"), "labels")
-            .as_array()
-            .is_some_and(|l| l.iter().any(|l| l == "k8s:app=server")),
-        "{post:#}"
+        packets
+            .iter()
+            .any(|f| text(f, &["IP", "source"]) == client6
+                && text(f, &["IP", "destination"]) == server6),
+        "no IPv6 packet flow client -> server: {all:#?}"
     );
+    for f in packets {
+        let (src, dst) = (text(f, &["IP", "source"]), text(f, &["IP", "destination"]));
+        let name = |ip: &str| {
+            if ip == client6 {
+                shop("client")
+            } else {
+                shop("server")
+            }
+        };
+        assert_eq!(pod(f, "source"), name(src), "{f:#}");
+        assert_eq!(pod(f, "destination"), name(dst), "{f:#}");
+    }
     let rev = find("SOCK_XLATE_POINT_POST_DIRECTION_REV");
     assert_eq!(service(rev, "source_service"), web, "{rev:#}");
     drop(agent);

@@ -5,7 +5,7 @@
 //! `{"kind":"lost","lost":N}` line. A slow client only ever loses its own
 //! events: the hub never waits for it.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::sync::{atomic::Ordering, Arc};
 use std::time::{Duration, Instant};
 
@@ -88,7 +88,7 @@ pub fn identity_labels(ctx: &MonitorContext, id: u32) -> &[String] {
 /// The local endpoints (0: none) that sent and received an event.
 pub fn event_endpoints(ctx: &MonitorContext, ev: &MonitorEvent) -> (u16, u16) {
     let endpoint_of = |ip: &str| -> u16 {
-        ip.parse::<Ipv4Addr>()
+        ip.parse::<IpAddr>()
             .ok()
             .and_then(|ip| ctx.endpoint_by_ip.get(&ip).copied())
             .unwrap_or(0)
@@ -204,6 +204,39 @@ mod tests {
         let named = name_event(&ctx, &egress);
         assert_eq!(named.dst_labels, ["reserved:world"]);
         assert_eq!((named.src_endpoint, named.dst_endpoint), (7, 0));
+    }
+
+    #[test]
+    fn ipv6_addresses_find_local_endpoints() {
+        let mut ctx = MonitorContext::default();
+        ctx.endpoint_by_ip.insert("fd00::5".parse().unwrap(), 7);
+        ctx.endpoint_by_ip.insert("fd00::6".parse().unwrap(), 8);
+        let packet = MonitorEvent {
+            kind: "trace".into(),
+            src_ip: "fd00::5".into(),
+            dst_ip: "fd00::6".into(),
+            ..Default::default()
+        };
+        assert_eq!(event_endpoints(&ctx, &packet), (7, 8));
+
+        // A socket LB translation reported for the sending endpoint: the
+        // backend it was sent to is found by its IPv6 address.
+        let sock = MonitorEvent {
+            kind: "trace-sock".into(),
+            endpoint: 7,
+            direction: "egress".into(),
+            src_ip: "fd00::5".into(),
+            dst_ip: "fd00::6".into(),
+            ..Default::default()
+        };
+        assert_eq!(event_endpoints(&ctx, &sock), (7, 8));
+
+        let remote = MonitorEvent {
+            src_ip: "fd00::99".into(),
+            dst_ip: "not an address".into(),
+            ..Default::default()
+        };
+        assert_eq!(event_endpoints(&ctx, &remote), (0, 0));
     }
 
     #[test]

@@ -5,7 +5,7 @@
 
 mod trace;
 
-use std::{collections::BTreeMap, collections::HashMap, net::Ipv4Addr, sync::Arc};
+use std::{collections::BTreeMap, collections::HashMap, net::IpAddr, sync::Arc};
 
 use datapath::maps::{self, MetricsKey, MetricsValue, PolicyMap};
 
@@ -17,8 +17,8 @@ use crate::error::AgentError;
 pub struct MonitorContext {
     /// Every identity the node knows, reserved and CIDR ones included.
     pub identity_labels: HashMap<u32, Arc<Vec<String>>>,
-    /// Local endpoints by address.
-    pub endpoint_by_ip: HashMap<Ipv4Addr, u16>,
+    /// Local endpoints by address, of either family.
+    pub endpoint_by_ip: HashMap<IpAddr, u16>,
 }
 
 /// One BPF map's fill level.
@@ -65,7 +65,11 @@ impl Daemon {
             endpoint_by_ip: inner
                 .endpoints
                 .values()
-                .filter_map(|ep| Some((ep.ipv4?, ep.id)))
+                .flat_map(|ep| {
+                    let v4 = ep.ipv4.map(IpAddr::V4);
+                    let v6 = ep.ipv6.map(IpAddr::V6);
+                    [v4, v6].into_iter().flatten().map(move |ip| (ip, ep.id))
+                })
                 .collect(),
         }
     }
