@@ -86,6 +86,10 @@ pub fn flow_labels(flow: &Flow) -> FlowLabels {
         event_type::DROP => ("Drop", ""),
         event_type::TRACE => ("Trace", trace_point_name(et.sub_type).unwrap_or("")),
         event_type::POLICY_VERDICT => ("PolicyVerdict", ""),
+        // Cilium's flow handler has no case for socket LB traces: like any
+        // other type it names them "Unknown", with the type's number as
+        // subtype (and "Unknown flow" as protocol).
+        event_type::TRACE_SOCK => ("Unknown", "7"),
         _ => ("Unknown", ""),
     };
     let verdict = Verdict::try_from(flow.verdict).map_or("VERDICT_UNKNOWN", |v| v.as_str_name());
@@ -164,6 +168,23 @@ mod tests {
             flow_labels(&verdict),
             ["Unknown L4", "PolicyVerdict", "", "VERDICT_UNKNOWN"]
         );
+    }
+
+    #[test]
+    fn sock_flows_are_unknown_with_their_type_number_as_ciliums_handler_names_them() {
+        let sock = Flow {
+            verdict: Verdict::Forwarded as i32,
+            event_type: event(event_type::TRACE_SOCK, 1),
+            l4: Some(Layer4 {
+                protocol: Some(layer4::Protocol::Tcp(flow::Tcp::default())),
+            }),
+            ..Default::default()
+        };
+        assert_eq!(
+            flow_labels(&sock),
+            ["Unknown flow", "Unknown", "7", "FORWARDED"]
+        );
+        assert_eq!(event_type::TRACE_SOCK.to_string(), flow_labels(&sock)[2]);
     }
 
     #[test]
