@@ -35,32 +35,32 @@ static __always_inline void event_fill(struct event *ev, __u8 type, __u8 subtype
 	ev->cpu = bpf_get_smp_processor_id();
 }
 
-static __always_inline void send_event(struct event *ev)
+/* Puts one notification of any kind on the ring; a full ring counts it as
+ * lost, which the agent reports. */
+static __always_inline void events_output(void *ev, __u64 size)
 {
 	__u32 zero = 0;
 	__u64 *lost;
 
-	if (bpf_ringbuf_output(&cilium_events, ev, sizeof(*ev), 0) == 0)
+	if (bpf_ringbuf_output(&cilium_events, ev, size, 0) == 0)
 		return;
 	lost = bpf_map_lookup_elem(&cilium_events_lost, &zero);
 	if (lost)
 		(*lost)++;
 }
 
+static __always_inline void send_event(struct event *ev)
+{
+	events_output(ev, sizeof(*ev));
+}
+
 /* An IPv6 packet's event, its head filled by event_fill from f->l4. */
 static __always_inline void send_event6(struct event6 *ev, const struct flow6 *f)
 {
-	__u32 zero = 0;
-	__u64 *lost;
-
 	ev->ev.family = EVENT_FAMILY_IPV6;
 	ev->saddr6 = f->saddr;
 	ev->daddr6 = f->daddr;
-	if (bpf_ringbuf_output(&cilium_events, ev, sizeof(*ev), 0) == 0)
-		return;
-	lost = bpf_map_lookup_elem(&cilium_events_lost, &zero);
-	if (lost)
-		(*lost)++;
+	events_output(ev, sizeof(*ev));
 }
 
 static __always_inline int events_wanted(void)

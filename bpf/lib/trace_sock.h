@@ -36,18 +36,6 @@ static __always_inline void trace_sock_fill(struct trace_sock_event *ev,
 	ev->cgroup_id = bpf_get_current_cgroup_id();
 }
 
-static __always_inline void trace_sock_output(struct trace_sock_event *ev)
-{
-	__u32 zero = 0;
-	__u64 *lost;
-
-	if (bpf_ringbuf_output(&cilium_events, ev, sizeof(*ev), 0) == 0)
-		return;
-	lost = bpf_map_lookup_elem(&cilium_events_lost, &zero);
-	if (lost)
-		(*lost)++;
-}
-
 static __always_inline void send_trace_sock4(struct bpf_sock_addr *ctx, __u8 point,
 					     __be32 addr, __be16 port, __u8 proto)
 {
@@ -57,7 +45,7 @@ static __always_inline void send_trace_sock4(struct bpf_sock_addr *ctx, __u8 poi
 		return;
 	trace_sock_fill(&ev, ctx, point, port, proto, identity_of(addr));
 	ev.ev.ev.daddr = addr;
-	trace_sock_output(&ev);
+	events_output(&ev, sizeof(ev));
 }
 
 static __always_inline void send_trace_sock6(struct bpf_sock_addr *ctx, __u8 point,
@@ -70,7 +58,7 @@ static __always_inline void send_trace_sock6(struct bpf_sock_addr *ctx, __u8 poi
 	trace_sock_fill(&ev, ctx, point, port, proto, identity_of6(addr));
 	ev.ev.ev.family = EVENT_FAMILY_IPV6;
 	ev.ev.daddr6 = *addr;
-	trace_sock_output(&ev);
+	events_output(&ev, sizeof(ev));
 }
 
 #endif /* __LIB_TRACE_SOCK_H_ */
